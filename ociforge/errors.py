@@ -1,0 +1,75 @@
+"""The error tree: every expected failure is an OciforgeError with an exit code.
+
+The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``;
+anything else is a bug and gets a traceback.  Exit codes: 1 = an operation
+failed (corrupt blob, I/O, registry refused), 2 = bad input or usage.
+"""
+
+from __future__ import annotations
+
+
+class OciforgeError(Exception):
+    """Base of every error ociforge raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidInputError(OciforgeError):
+    """The user gave something malformed: a location, option, file or document."""
+
+    exit_code = 2
+
+
+class InvalidReferenceError(InvalidInputError):
+    """An image reference or location that does not parse."""
+
+
+class InvalidPlatformError(InvalidInputError):
+    """A platform string that does not parse or matches nothing."""
+
+
+class HostileInputError(InvalidInputError):
+    """An archive or document that tries to escape its root or exhaust resources."""
+
+
+class ConfigFileError(InvalidInputError):
+    """An ociforge.toml (or similar) with wrong keys, types or values."""
+
+
+class OperationError(OciforgeError):
+    """A well-formed operation that failed (I/O, network, corrupt data)."""
+
+    exit_code = 1
+
+
+class DigestMismatchError(OperationError):
+    """A blob or manifest whose bytes do not hash to the digest that names it."""
+
+
+class SizeMismatchError(DigestMismatchError):
+    """A blob whose length differs from its descriptor's size."""
+
+
+class ValidationError(OperationError):
+    """An image, index or config that breaks the image-spec's rules."""
+
+
+class NotFoundError(OperationError):
+    """A blob, manifest or tag that is not where it was expected."""
+
+
+class RegistryError(OperationError):
+    """A registry answered with an error; carries the registry's own code."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AuthError(RegistryError):
+    """Credentials were refused or are missing for an operation that needs them."""
+
+
+class TransportError(OperationError):
+    """The connection failed (after retries) or timed out."""

@@ -1,0 +1,32 @@
+"""Options shared by sources and sinks (platform choice, registry transport)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .platform import Platform
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach registries: TLS, plain HTTP, parallelism, chunking."""
+
+    insecure: tuple[str, ...] = ()          # registries allowed over plain HTTP / unverified TLS
+    ca_cert: str | None = None              # extra CA bundle for TLS verification
+    jobs: int = 4                           # parallel blob transfers
+    chunk_size: int | None = None           # force chunked uploads with this chunk size
+    retries: int = 5
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a read or write needs beyond the location itself."""
+
+    platform: Platform | None = None        # None: the host's platform
+    all_platforms: bool = False             # keep a whole index instead of one platform
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
+    progress: bool = False
+
+    def wanted_platform(self) -> Platform:
+        return self.platform or Platform.host()
