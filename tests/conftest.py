@@ -1,0 +1,50 @@
+"""Shared fixtures.  Registry fixtures live in registry_fixtures.py (a plugin)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+pytest_plugins = [
+    name for name in ("registry_fixtures",)
+    if (Path(__file__).parent / f"{name}.py").exists()
+]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's docker/podman credentials or SOURCE_DATE_EPOCH."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(home / "auth.json"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the CLI in-process: returns (exit_code, stdout, stderr)."""
+    from ociforge.cli import main
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run
+
+
+os.environ.setdefault("OCIFORGE_TESTING", "1")
