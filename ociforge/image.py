@@ -62,9 +62,9 @@ class Image:
     @cached_property
     def platform(self) -> Platform | None:
         cfg = self.config
-        if isinstance(cfg.get("os"), str) and isinstance(cfg.get("architecture"), str):
-            if cfg["os"] and cfg["architecture"]:
-                return Platform.from_dict(cfg)
+        os_name, arch = cfg.get("os"), cfg.get("architecture")
+        if isinstance(os_name, str) and isinstance(arch, str) and os_name and arch:
+            return Platform.from_dict(cfg)
         return None
 
     @property

@@ -136,7 +136,8 @@ def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
     if chosen is None:
         available = ", ".join(str(p) for p in artifact.platforms()) or "none"
         raise InvalidPlatformError(
-            f"no image for platform {wanted} in index {artifact.digest.short}; available: {available}"
+            f"no image for platform {wanted} in index {artifact.digest.short}; "
+            f"available: {available}"
         )
     return chosen
 

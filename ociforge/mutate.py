@@ -220,7 +220,7 @@ def annotate(image: Image, annotations: Mapping[str, str]) -> Image:
         return image
     if image.is_docker:
         raise InvalidInputError("Docker schema2 manifests cannot carry annotations; use OCI format")
-    manifest, config = _docs(image)
+    manifest, _config = _docs(image)
     merged = dict(manifest.get("annotations") or {})
     merged.update(annotations)
     manifest["annotations"] = merged

@@ -56,7 +56,9 @@ class Platform:
         os_name = parts[0].lower()
         arch = parts[1].lower()
         if os_name not in KNOWN_OS:
-            raise InvalidPlatformError(f"unknown operating system {parts[0]!r} in platform {text!r}")
+            raise InvalidPlatformError(
+                f"unknown operating system {parts[0]!r} in platform {text!r}"
+            )
         arch = _ARCH_ALIASES.get(arch, arch)
         if arch not in KNOWN_ARCH:
             raise InvalidPlatformError(f"unknown architecture {parts[1]!r} in platform {text!r}")

@@ -27,7 +27,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--jobs", type=int, default=4, metavar="N",
                        help="parallel blob transfers (default 4)")
     group.add_argument("--chunk-size", metavar="BYTES",
-                       help="upload blobs in chunks of this size (e.g. 4M) for registries that need it")
+                       help="upload blobs in chunks of this size (e.g. 4M) where a registry "
+                       "needs it")
 
 
 def parse_size(text: str) -> int:

@@ -1,0 +1,107 @@
+"""Pure transforms: scratch, append, configure, annotate, convert."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from ociforge import mediatypes as mt
+from ociforge.descriptor import Descriptor
+from ociforge.digest import Digest
+from ociforge.errors import InvalidInputError
+from ociforge.layer import Layer
+from ociforge.mutate import (
+    ConfigChanges,
+    annotate,
+    append_layers,
+    configure,
+    convert,
+    normalize_port,
+    rfc3339,
+    scratch,
+)
+from ociforge.platform import Platform
+
+
+def fake_layer(content: bytes, media_type: str = mt.OCI_LAYER) -> Layer:
+    d = Digest.of_bytes(content)
+    return Layer(Descriptor(media_type, d, len(content)), d, lambda: io.BytesIO(content))
+
+
+def test_scratch_is_canonical_and_deterministic() -> None:
+    a = scratch(Platform.parse("linux/arm64"))
+    b = scratch(Platform.parse("linux/arm64"))
+    assert a.manifest_bytes == b.manifest_bytes and a.config_bytes == b.config_bytes
+    assert a.config["architecture"] == "arm64" and a.config["os"] == "linux"
+    assert a.config["created"] == "1970-01-01T00:00:00Z"
+    assert a.manifest["config"]["digest"] == str(Digest.of_bytes(a.config_bytes))
+    assert json.loads(a.manifest_bytes) == a.manifest
+    assert b" " not in a.manifest_bytes
+
+
+def test_append_layers_updates_rootfs_history_and_descriptors() -> None:
+    base = scratch(Platform.parse("linux/amd64"))
+    l1, l2 = fake_layer(b"one"), fake_layer(b"two")
+    img = append_layers(base, [l1, l2], created_by=["a", "b"], epoch=10)
+    assert [x.digest for x in img.layers] == [l1.digest, l2.digest]
+    assert img.config["rootfs"]["diff_ids"] == [str(l1.diff_id), str(l2.diff_id)]
+    assert [h["created_by"] for h in img.config["history"]] == ["a", "b"]
+    assert all(h["created"] == rfc3339(10) for h in img.config["history"])
+    assert [ly["digest"] for ly in img.manifest["layers"]] == [str(l1.digest), str(l2.digest)]
+    assert img.manifest["config"]["digest"] == str(Digest.of_bytes(img.config_bytes))
+    assert append_layers(img, []) is img
+
+
+def test_append_to_docker_image_keeps_docker_family() -> None:
+    base = scratch(Platform.parse("linux/amd64"), docker=True)
+    img = append_layers(base, [fake_layer(b"x", mt.OCI_LAYER_GZIP)])
+    assert img.media_type == mt.DOCKER_MANIFEST
+    assert img.manifest["layers"][0]["mediaType"] == mt.DOCKER_LAYER_GZIP
+    zimg = append_layers(base, [fake_layer(b"z", mt.OCI_LAYER_ZSTD)])
+    assert zimg.media_type == mt.OCI_MANIFEST
+
+
+def test_configure_merges_env_and_replaces_lists() -> None:
+    img = scratch(Platform.parse("linux/amd64"))
+    img = configure(img, ConfigChanges(env={"A": "1", "B": "2"}, cmd=["sh"]))
+    img = configure(img, ConfigChanges(env={"A": "3"}, env_remove=["B"], entrypoint=["/bin/app"],
+                                       labels={"x": "y"}, exposed_ports=["8080", "53/udp"],
+                                       volumes=["/data"], workdir="/app", user="1000:1000",
+                                       stop_signal="SIGINT"))
+    cfg = img.config["config"]
+    assert cfg["Env"] == ["A=3"]
+    assert cfg["Entrypoint"] == ["/bin/app"]
+    assert "Cmd" not in cfg  # a new entrypoint resets an inherited Cmd
+    assert cfg["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert cfg["Volumes"] == {"/data": {}}
+    assert (cfg["WorkingDir"], cfg["User"], cfg["StopSignal"]) == ("/app", "1000:1000", "SIGINT")
+    assert all(h.get("empty_layer") for h in img.config["history"])
+
+
+@pytest.mark.parametrize("bad", ["0", "70000", "80/icmp", "http", ""])
+def test_normalize_port_rejects(bad: str) -> None:
+    with pytest.raises(InvalidInputError):
+        normalize_port(bad)
+
+
+def test_annotate_and_convert() -> None:
+    img = annotate(scratch(Platform.parse("linux/amd64")), {"org.opencontainers.image.title": "t"})
+    assert img.manifest["annotations"] == {"org.opencontainers.image.title": "t"}
+    docker = convert(append_layers(img, [fake_layer(b"q", mt.OCI_LAYER_GZIP)]), docker=True)
+    assert docker.media_type == mt.DOCKER_MANIFEST
+    assert "annotations" not in docker.manifest
+    assert docker.manifest["config"]["mediaType"] == mt.DOCKER_CONFIG
+    back = convert(docker, docker=False)
+    assert back.manifest["layers"][0]["mediaType"] == mt.OCI_LAYER_GZIP
+    with pytest.raises(InvalidInputError):
+        annotate(docker, {"a": "b"})
+    with pytest.raises(InvalidInputError):
+        convert(append_layers(img, [fake_layer(b"z", mt.OCI_LAYER_ZSTD)]), docker=True)
+
+
+def test_unchanged_image_keeps_bytes() -> None:
+    img = scratch(Platform.parse("linux/amd64"))
+    assert configure(img, ConfigChanges()) is img
+    assert annotate(img, {}) is img
