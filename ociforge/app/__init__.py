@@ -1,0 +1,6 @@
+"""Application export: an app folder with ociforge.toml becomes a portable image.
+
+``spec`` loads and checks ociforge.toml, ``policy`` decides which variables and
+files are license material or secrets, ``tables`` snapshots database tables,
+``report`` describes what was exported, and ``export`` puts it all together.
+"""

@@ -1,0 +1,63 @@
+"""Database URLs: parsed once, and shown only with the password masked."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigFileError
+
+_USERINFO_RE = re.compile(r"(://[^/@:]*):[^/@]*@")
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    return _USERINFO_RE.sub(r"\1:***@", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove the URL's password from a message produced by a database driver."""
+    password = password_of(url)
+    if password:
+        text = text.replace(password, "***")
+    return mask_url(text)
+
+
+def password_of(url: str) -> str | None:
+    try:
+        raw = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    kind: str                   # "sqlite" or "postgresql"
+    url: str                    # as written (may hold a password)
+    path: Path | None = None    # sqlite file
+
+    @property
+    def shown(self) -> str:
+        return mask_url(self.url) if self.kind == "postgresql" else f"sqlite:///{self.path}"
+
+
+def parse_db_url(url: str, app_root: Path, where: str) -> DatabaseURL:
+    """sqlite:///rel/path (relative to the app folder), sqlite:////abs/path, postgresql://..."""
+    if url.startswith("sqlite:///"):
+        rest = url[len("sqlite:///"):]
+        if not rest:
+            raise ConfigFileError(f"{where}: sqlite URL needs a path: sqlite:///data.db")
+        if rest.startswith("/"):
+            return DatabaseURL("sqlite", url, Path(rest))
+        normal = os.path.normpath(rest)
+        if normal == ".." or normal.startswith("../"):
+            raise ConfigFileError(f"{where}: {rest!r} leaves the application folder; "
+                                  "use an absolute path (sqlite:////PATH) for outside databases")
+        return DatabaseURL("sqlite", url, app_root / normal)
+    if url.startswith(("postgresql://", "postgres://")):
+        return DatabaseURL("postgresql", url)
+    raise ConfigFileError(f"{where}: unsupported database URL {mask_url(url)!r}")

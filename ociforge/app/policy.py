@@ -1,0 +1,202 @@
+"""What stays out of an exported image: license material and secrets.
+
+The rules are data with names, so the report can say which rule dropped a
+variable or left out a file.  Bring-your-own-license: license keys and
+license-server settings never leave with the application; the recipient
+supplies their own.  Open-source license *texts* (LICENSE, COPYING, NOTICE,
+``licenses/`` folders) are not license material and always stay.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from .spec import ExtraPatterns
+
+
+@dataclass(frozen=True)
+class EnvRule:
+    """Drops a variable whose name (upper-cased) or value matches the rule's regex."""
+
+    name: str
+    kind: str                   # "license" or "secret"
+    description: str
+    name_regex: str | None = None
+    value_regex: str | None = None
+
+    def matches(self, var: str, value: str) -> bool:
+        if self.name_regex and re.search(self.name_regex, var.upper()):
+            return True
+        return bool(self.value_regex and re.search(self.value_regex, value))
+
+
+@dataclass(frozen=True)
+class FileRule:
+    """Leaves out a file whose path matches one of ``globs``.
+
+    A glob without '/' is matched (case-insensitively) against the file name;
+    one with '/' against the whole path relative to the layer root, where a
+    leading ``**/`` also matches at the top.  ``scope`` is "all" (every layer)
+    or "files" (only the project-files layer).
+    """
+
+    name: str
+    kind: str
+    description: str
+    globs: tuple[str, ...]
+    scope: str = "all"
+    keep: tuple[str, ...] = ()  # file names that are never matched (e.g. public keys)
+
+    def matches(self, rel_path: str) -> bool:
+        path = rel_path.strip("/")
+        base = PurePosixPath(path).name.lower()
+        if any(fnmatch.fnmatchcase(base, k.lower()) for k in self.keep):
+            return False
+        for glob in self.globs:
+            if "/" not in glob:
+                if fnmatch.fnmatchcase(base, glob.lower()):
+                    return True
+            elif _path_match(path, glob):
+                return True
+        return False
+
+
+def _path_match(path: str, glob: str) -> bool:
+    candidates = [path, "/" + path]
+    if glob.startswith("**/"):
+        tail = glob[3:]
+        parts = path.split("/")
+        candidates = ["/".join(parts[i:]) for i in range(len(parts))]
+        glob = tail
+    return any(fnmatch.fnmatchcase(c.lower(), glob.lower()) for c in candidates)
+
+
+# Names are matched upper-cased.  Order matters: the first matching rule is reported.
+LICENSE_ENV_RULES: tuple[EnvRule, ...] = (
+    EnvRule("license-manager-variable", "license",
+            "a known license-manager setting (FlexLM, RLM, Gurobi, MOSEK, ...)",
+            name_regex=r"^(LM_LICENSE_FILE|MLM_LICENSE_FILE|RLM_LICENSE|RLM_LICENSE_PASSWORD|"
+                       r"GRB_LICENSE_FILE|GRB_WLSACCESSID|GRB_WLSSECRET|GRB_LICENSEID|"
+                       r"MOSEKLM_LICENSE_FILE|ARMLMD_LICENSE_FILE|LSTC_LICENSE_SERVER|"
+                       r"ANSYSLMD_LICENSE_FILE|ANSYSLI_SERVERS|CPLEX_STUDIO_KEY|XPRESS)$"),
+    EnvRule("license-name", "license", "the name contains LICENSE or LICENCE",
+            name_regex=r"LICEN[CS]E"),
+    EnvRule("license-suffix", "license", "the name ends in _LIC",
+            name_regex=r"_LIC$"),
+)
+
+SECRET_ENV_RULES: tuple[EnvRule, ...] = (
+    EnvRule("secret-name", "secret",
+            "the name looks like a credential (TOKEN, SECRET, PASSWORD, API_KEY, ...)",
+            name_regex=r"(^|_)(TOKENS?|PASS|PASSPHRASE|SESSION_KEY|CLIENT_KEY|SIGNING_KEY|"
+                       r"ENCRYPTION_KEY)(_|$)|TOKEN$|_PWD$|SECRET|PASSWORD|PASSWD|CREDENTIAL|"
+                       r"API_?KEY|ACCESS_?KEY|PRIVATE_?KEY"),
+    EnvRule("credential-in-url", "secret", "the value is a URL carrying a password",
+            value_regex=r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
+)
+
+LICENSE_FILE_RULES: tuple[FileRule, ...] = (
+    FileRule("license-key-file", "license",
+             "a license key or license-server file (*.lic, license.dat, ...)",
+             ("*.lic", "license.dat", "licence.dat", "license.key", "licence.key",
+              "*.lic.bak", "mosek.lic", "gurobi.lic", "rlm*.lic", "*.licf")),
+)
+
+SECRET_FILE_RULES: tuple[FileRule, ...] = (
+    FileRule("ssh-key", "secret", "an SSH private key or a file in a .ssh folder",
+             ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
+              "**/.ssh/*"), keep=("*.pub",)),
+    FileRule("credential-file", "secret", "a file that stores credentials",
+             (".netrc", "_netrc", ".git-credentials", ".pypirc", ".npmrc", ".pgpass",
+              "**/.aws/credentials", "**/.docker/config.json", "**/.kube/config",
+              "**/.config/gcloud/*", "*.keystore", "*.jks", "*.p12", "*.pfx")),
+    FileRule("dotenv-file", "secret", "a .env file (only the env_file is read, into the config)",
+             (".env", ".env.*", "*.env")),
+)
+
+
+@dataclass(frozen=True)
+class EnvDecision:
+    name: str
+    rule: str
+    kind: str
+    origin: str             # base, env_file or config
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rule set of one export: defaults plus the app's additions and allowances."""
+
+    env_rules: tuple[EnvRule, ...]
+    file_rules: tuple[FileRule, ...]
+    allow_env: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_app(cls, licenses: ExtraPatterns, secrets: ExtraPatterns,
+                allow_env: Iterable[str] = ()) -> Policy:
+        env_rules = [*LICENSE_ENV_RULES]
+        if licenses.env:
+            env_rules.append(EnvRule("license-env-config", "license",
+                                     "matches [licenses] env in ociforge.toml",
+                                     name_regex=_globs_regex(licenses.env)))
+        env_rules.extend(SECRET_ENV_RULES)
+        if secrets.env:
+            env_rules.append(EnvRule("secret-env-config", "secret",
+                                     "matches [secrets] env in ociforge.toml",
+                                     name_regex=_globs_regex(secrets.env)))
+        file_rules = [*LICENSE_FILE_RULES]
+        if licenses.files:
+            file_rules.append(FileRule("license-file-config", "license",
+                                       "matches [licenses] files in ociforge.toml",
+                                       licenses.files))
+        file_rules.extend(SECRET_FILE_RULES)
+        if secrets.files:
+            file_rules.append(FileRule("secret-file-config", "secret",
+                                       "matches [secrets] files in ociforge.toml", secrets.files))
+        return cls(tuple(env_rules), tuple(file_rules), frozenset(allow_env))
+
+    def env_rule(self, name: str, value: str) -> EnvRule | None:
+        """The rule that drops this variable, or None to keep it."""
+        if name in self.allow_env:
+            return None
+        for rule in self.env_rules:
+            if rule.matches(name, value):
+                return rule
+        return None
+
+    def filter_env(self, env: Sequence[tuple[str, str, str]]
+                   ) -> tuple[dict[str, str], list[EnvDecision]]:
+        """Split (name, value, origin) triples into kept variables and dropped names."""
+        kept: dict[str, str] = {}
+        dropped: dict[str, EnvDecision] = {}
+        for name, value, origin in env:
+            rule = self.env_rule(name, value)
+            if rule is None:
+                kept[name] = value
+                dropped.pop(name, None)
+            else:
+                kept.pop(name, None)
+                dropped[name] = EnvDecision(name, rule.name, rule.kind, origin)
+        return kept, sorted(dropped.values(), key=lambda d: d.name)
+
+    def file_rule(self, rel_path: str, files_layer: bool) -> FileRule | None:
+        """The rule that leaves this file out, or None to keep it."""
+        for rule in self.file_rules:
+            if rule.scope == "files" and not files_layer:
+                continue
+            if rule.matches(rel_path):
+                return rule
+        return None
+
+    def describe(self) -> Mapping[str, str]:
+        out = {r.name: r.description for r in self.env_rules}
+        out.update({r.name: r.description for r in self.file_rules})
+        return out
+
+
+def _globs_regex(globs: Sequence[str]) -> str:
+    return "|".join(f"(?:{fnmatch.translate(g.upper())})" for g in globs)

@@ -1,0 +1,129 @@
+"""The export report: what went into the image, and what was kept out and why.
+
+The report's digest is stored in the image as the config label
+``org.ociforge.export-report.digest`` so a report can be matched to an image
+later.  The image digest depends on that label, so the digest cannot cover the
+whole report: it is the sha256 of the canonical JSON (sorted keys, no spaces,
+UTF-8) of the report WITHOUT its ``image`` and ``report_digest`` members.  To
+check a report: drop those two keys, serialise canonically, hash, and compare
+with the label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..digest import Digest
+from ..jsonutil import canonical, pretty
+
+REPORT_LABEL = "org.ociforge.export-report.digest"
+REPORT_FORMAT = 1
+_UNHASHED = ("image", "report_digest")
+
+
+@dataclass
+class LayerEntry:
+    role: str               # base, runtime, files, table
+    source: str             # the app-relative src, the table name, or the base reference
+    digest: str
+    diff_id: str | None
+    size: int
+    files: int | None
+    media_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "source": self.source, "digest": self.digest,
+                "diff_id": self.diff_id, "size": self.size, "files": self.files,
+                "media_type": self.media_type}
+
+
+@dataclass
+class Report:
+    app: str
+    mode: str                                   # "app" or "app+files"
+    base_reference: str
+    base_digest: str | None
+    platform: str
+    layers: list[LayerEntry] = field(default_factory=list)
+    dropped_env: list[dict[str, str]] = field(default_factory=list)
+    left_out_files: list[dict[str, str]] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    rules: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    image_digest: str | None = None
+    media_type: str | None = None
+    destinations: list[dict[str, str]] = field(default_factory=list)
+
+    def content(self) -> dict[str, Any]:
+        """Everything the report digest covers (no image digest, no destinations)."""
+        return {
+            "format": REPORT_FORMAT,
+            "app": self.app,
+            "mode": self.mode,
+            "base": {"reference": self.base_reference, "digest": self.base_digest},
+            "platform": self.platform,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "dropped_env": self.dropped_env,
+            "left_out_files": self.left_out_files,
+            "tables": self.tables,
+            "rules": self.rules,
+            "warnings": self.warnings,
+        }
+
+    def digest(self) -> str:
+        return str(Digest.of_bytes(canonical(self.content())))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.content()
+        out["report_digest"] = self.digest()
+        out["image"] = {"digest": self.image_digest, "media_type": self.media_type,
+                        "destinations": self.destinations}
+        return out
+
+    def to_json(self) -> str:
+        return pretty(self.to_dict()) + "\n"
+
+    def summary(self) -> str:
+        """One screen for stderr: counts and names, never values."""
+        lines = [f"exported {self.app} ({self.mode}) for {self.platform}",
+                 f"  base     {self.base_reference}"
+                 + (f" @ {self.base_digest}" if self.base_digest else "")]
+        for layer in self.layers:
+            files = f"{layer.files} files, " if layer.files is not None else ""
+            lines.append(f"  layer    {layer.role:<8} {layer.source:<24} "
+                         f"{files}{_size(layer.size)}  {layer.digest[:19]}")
+        for table in self.tables:
+            lines.append(f"  table    {table['name']:<17} {table['rows']} rows -> {table['dest']}")
+        if self.dropped_env:
+            lines.append("  dropped  variables: " + ", ".join(
+                f"{d['name']} ({d['rule']})" for d in self.dropped_env[:12])
+                + (f" and {len(self.dropped_env) - 12} more" if len(self.dropped_env) > 12
+                   else ""))
+        if self.left_out_files:
+            shown = self.left_out_files[:8]
+            lines.append(f"  left out {len(self.left_out_files)} files: " + ", ".join(
+                f"{f['path']} ({f['rule']})" for f in shown)
+                + (" ..." if len(self.left_out_files) > len(shown) else ""))
+        for warning in self.warnings[:5]:
+            lines.append(f"  warning  {warning}")
+        lines.append(f"  image    {self.image_digest}")
+        for dest in self.destinations:
+            lines.append(f"  wrote    {dest['location']}")
+        lines.append(f"  report   {self.digest()}")
+        return "\n".join(lines)
+
+
+def verify_report(report: dict[str, Any]) -> bool:
+    """True when a report's ``report_digest`` matches its content."""
+    content = {k: v for k, v in report.items() if k not in _UNHASHED}
+    return str(Digest.of_bytes(canonical(content))) == report.get("report_digest")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

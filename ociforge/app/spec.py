@@ -1,0 +1,367 @@
+"""ociforge.toml: the application description, loaded and checked strictly.
+
+Every mistake (unknown key, wrong type, missing key, a path leaving the app
+folder) is a ConfigFileError that names the key and its line in the file, so
+the user can fix it without guessing.  Nothing here touches the network or
+builds anything: a spec that loads is safe to export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigFileError
+from .tomlpos import KeyLines
+
+SPEC_NAME = "ociforge.toml"
+FORMATS = ("parquet", "csv")
+_REPO_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
+_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "app": ("name", "base", "platform", "licensed"),
+    "config": ("entrypoint", "cmd", "env", "env_file", "workdir", "user", "ports", "labels",
+               "volumes", "stop_signal"),
+    "layers": ("src", "dest", "exclude"),
+    "files": ("src", "dest", "exclude"),
+    "tables": ("name", "source", "table", "query", "format", "dest"),
+    "licenses": ("env", "files"),
+    "secrets": ("env", "files"),
+}
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A folder or file of the app (``src``) placed at ``dest`` in the image."""
+
+    src: str            # as written, relative to the app folder
+    path: Path          # resolved on disk, inside the app folder
+    dest: str
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    source: str         # database URL as written (may hold a password: never print it)
+    table: str | None
+    query: str | None
+    format: str
+    dest: str
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    env_file: str | None = None
+    env_file_path: Path | None = None
+    workdir: str | None = None
+    user: str | None = None
+    ports: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()
+    stop_signal: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtraPatterns:
+    """User additions to the license or secret rules: env-name and file globs."""
+
+    env: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    root: Path
+    name: str
+    base: str = "scratch"
+    platform: str | None = None
+    licensed: bool = False
+    config: ConfigSpec = field(default_factory=ConfigSpec)
+    layers: tuple[PathSpec, ...] = ()
+    files: PathSpec | None = None
+    tables: tuple[TableSpec, ...] = ()
+    licenses: ExtraPatterns = field(default_factory=ExtraPatterns)
+    secrets: ExtraPatterns = field(default_factory=ExtraPatterns)
+
+
+def load_spec(app_dir: str | os.PathLike[str]) -> AppSpec:
+    """Load ``APP_DIR/ociforge.toml``; raises ConfigFileError (exit 2) on any problem."""
+    root = Path(app_dir)
+    if not root.is_dir():
+        raise ConfigFileError(f"application folder {str(app_dir)!r} does not exist")
+    toml_path = root / SPEC_NAME
+    if not toml_path.is_file():
+        raise ConfigFileError(f"{str(app_dir)!r} has no {SPEC_NAME}")
+    try:
+        source = toml_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{toml_path} cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{toml_path}: invalid TOML: {exc}") from None
+    return _Loader(root.resolve(), toml_path, source).load(data)
+
+
+def _display(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+class _Loader:
+    def __init__(self, root: Path, toml_path: Path, source: str):
+        self.root = root
+        self.toml_path = toml_path
+        self.lines = KeyLines(source)
+
+    # -- errors ---------------------------------------------------------------
+    def error(self, path: tuple[str | int, ...], message: str) -> ConfigFileError:
+        line = self.lines.line_of(path)
+        where = f"{self.toml_path}:{line}" if line else str(self.toml_path)
+        return ConfigFileError(f"{where}: {_display(path)}: {message}")
+
+    # -- typed getters --------------------------------------------------------
+    def table(self, value: Any, path: tuple[str | int, ...], allowed: tuple[str, ...]) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a table, not {_type_name(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.error((*path, key), f"unknown key (allowed: {', '.join(allowed)})")
+        return value
+
+    def string(self, data: dict, path: tuple[str | int, ...], required: bool = False) -> str | None:
+        key = path[-1]
+        if key not in data:
+            if required:
+                raise self.error(path, "is required")
+            return None
+        value = data[key]
+        if not isinstance(value, str):
+            raise self.error(path, f"must be a string, not {_type_name(value)}")
+        if required and not value.strip():
+            raise self.error(path, "must not be empty")
+        return value
+
+    def boolean(self, data: dict, path: tuple[str | int, ...]) -> bool:
+        value = data.get(path[-1], False)
+        if not isinstance(value, bool):
+            raise self.error(path, f"must be true or false, not {_type_name(value)}")
+        return value
+
+    def strings(self, data: dict, path: tuple[str | int, ...]) -> tuple[str, ...]:
+        value = data.get(path[-1], [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(path, "must be an array of strings")
+        return tuple(value)
+
+    def command(self, data: dict, path: tuple[str | int, ...]) -> tuple[str, ...] | None:
+        if path[-1] not in data:
+            return None
+        value = data[path[-1]]
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:
+                raise self.error(path, f"cannot be split into words: {exc}") from None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise self.error(path, "must be an array of strings or a string")
+
+    def string_table(self, data: dict, path: tuple[str | int, ...]) -> dict[str, str]:
+        value = data.get(path[-1], {})
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a table, not {_type_name(value)}")
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise self.error((*path, key), f"must be a string, not {_type_name(item)}")
+            out[key] = item if isinstance(item, str) else str(item)
+        return out
+
+    # -- paths ----------------------------------------------------------------
+    def inside(self, rel: str, path: tuple[str | int, ...], must_exist: bool = True) -> Path:
+        """Resolve ``rel`` against the app folder; refuse anything that leaves it."""
+        if os.path.isabs(rel) or rel.startswith("~"):
+            raise self.error(path, f"{rel!r} must be relative to the application folder")
+        normal = os.path.normpath(rel)
+        if normal == ".." or normal.startswith("../"):
+            raise self.error(path, f"{rel!r} leaves the application folder")
+        full = self.root / normal
+        if must_exist and not os.path.lexists(full):
+            raise self.error(path, f"{rel!r} does not exist in the application folder")
+        # The src itself is read, so a symlink there must not lead out of the folder.
+        real = Path(os.path.realpath(full))
+        if os.path.lexists(full) and real != self.root and self.root not in real.parents:
+            raise self.error(path, f"{rel!r} leads out of the application folder (symlink)")
+        return full
+
+    def dest(self, data: dict, path: tuple[str | int, ...], default: str | None) -> str:
+        value = self.string(data, path, required=default is None)
+        value = value if value is not None else default
+        assert value is not None
+        if not value.startswith("/"):
+            raise self.error(path, f"{value!r} must be an absolute path in the image")
+        if ".." in value.split("/"):
+            raise self.error(path, f"{value!r} must not contain '..'")
+        return value
+
+    # -- sections -------------------------------------------------------------
+    def load(self, data: dict) -> AppSpec:
+        for key in data:
+            if key not in _SECTIONS:
+                raise self.error((key,), f"unknown section (allowed: {', '.join(_SECTIONS)})")
+        app = self.table(data.get("app"), ("app",), _SECTIONS["app"]) if "app" in data else None
+        if app is None:
+            raise ConfigFileError(f"{self.toml_path}: section [app] with a name is required")
+        name = self.string(app, ("app", "name"), required=True)
+        assert name is not None
+        if not _REPO_RE.match(name) or len(name) > 255:
+            raise self.error(("app", "name"), f"{name!r} is not a valid image name (lowercase "
+                             "letters, digits and . _ - separators, '/' between components)")
+        platform = self.string(app, ("app", "platform"))
+        if platform is not None:
+            from ..platform import Platform
+
+            try:
+                Platform.parse(platform)
+            except ConfigFileError:
+                raise
+            except Exception as exc:
+                raise self.error(("app", "platform"), str(exc)) from None
+        files = None
+        if "files" in data:
+            section = self.table(data["files"], ("files",), _SECTIONS["files"])
+            files = self.path_spec(section, ("files",), default_dest="/files")
+        return AppSpec(
+            root=self.root,
+            name=name,
+            base=self.string(app, ("app", "base")) or "scratch",
+            platform=platform,
+            licensed=self.boolean(app, ("app", "licensed")),
+            config=self.config(data.get("config", {})),
+            layers=tuple(self.path_spec(self.table(entry, ("layers", i), _SECTIONS["layers"]),
+                                        ("layers", i), default_dest=None)
+                         for i, entry in enumerate(self.array(data, "layers"))),
+            files=files,
+            tables=self.tables(data),
+            licenses=self.extra(data, "licenses"),
+            secrets=self.extra(data, "secrets"),
+        )
+
+    def array(self, data: dict, key: str) -> list:
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            raise self.error((key,), f"must be an array of tables ([[{key}]]), not "
+                             f"{_type_name(value)}")
+        return value
+
+    def path_spec(self, section: dict, path: tuple[str | int, ...],
+                  default_dest: str | None) -> PathSpec:
+        src = self.string(section, (*path, "src"), required=True)
+        assert src is not None
+        full = self.inside(src, (*path, "src"))
+        return PathSpec(src, full, self.dest(section, (*path, "dest"), default_dest),
+                        self.strings(section, (*path, "exclude")))
+
+    def config(self, value: Any) -> ConfigSpec:
+        section = self.table(value, ("config",), _SECTIONS["config"])
+        p = ("config",)
+        env = self.string_table(section, (*p, "env"))
+        for key in env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", key):
+                raise self.error((*p, "env", key), "is not a valid environment variable name")
+        env_file = self.string(section, (*p, "env_file"))
+        env_file_path = self.inside(env_file, (*p, "env_file")) if env_file else None
+        ports = section.get("ports", [])
+        if not isinstance(ports, list) or not all(
+                isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool))
+                for x in ports):
+            raise self.error((*p, "ports"), "must be an array of ports (8080 or \"8080/tcp\")")
+        from ..errors import InvalidInputError
+        from ..mutate import normalize_port
+
+        for port in ports:
+            try:
+                normalize_port(str(port))
+            except InvalidInputError as exc:
+                raise self.error((*p, "ports"), str(exc)) from None
+        volumes = self.strings(section, (*p, "volumes"))
+        for volume in volumes:
+            if not volume.startswith("/"):
+                raise self.error((*p, "volumes"), f"{volume!r} must be an absolute path")
+        workdir = self.string(section, (*p, "workdir"))
+        if workdir is not None and not workdir.startswith("/"):
+            raise self.error((*p, "workdir"), f"{workdir!r} must be an absolute path")
+        return ConfigSpec(
+            entrypoint=self.command(section, (*p, "entrypoint")),
+            cmd=self.command(section, (*p, "cmd")),
+            env=env,
+            env_file=env_file,
+            env_file_path=env_file_path,
+            workdir=workdir,
+            user=self.string(section, (*p, "user")),
+            ports=tuple(str(x) for x in ports),
+            labels=self.string_table(section, (*p, "labels")),
+            volumes=volumes,
+            stop_signal=self.string(section, (*p, "stop_signal")),
+        )
+
+    def tables(self, data: dict) -> tuple[TableSpec, ...]:
+        out: list[TableSpec] = []
+        seen: set[str] = set()
+        for i, entry in enumerate(self.array(data, "tables")):
+            p: tuple[str | int, ...] = ("tables", i)
+            section = self.table(entry, p, _SECTIONS["tables"])
+            source = self.string(section, (*p, "source"), required=True)
+            assert source is not None
+            if not source.startswith(("sqlite:///", "postgresql://", "postgres://")):
+                raise self.error((*p, "source"), "must be a database URL: sqlite:///PATH or "
+                                 "postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB")
+            table = self.string(section, (*p, "table"))
+            query = self.string(section, (*p, "query"))
+            if (table is None) == (query is None):
+                raise self.error(p, "give exactly one of 'table' or 'query'")
+            name = self.string(section, (*p, "name"))
+            if name is None:
+                if table is None:
+                    raise self.error((*p, "name"), "is required when 'query' is used")
+                name = table
+            if not _TABLE_NAME_RE.match(name):
+                raise self.error((*p, "name"), f"{name!r} is not a usable file name")
+            if name in seen:
+                raise self.error((*p, "name"), f"{name!r} is used by another table")
+            seen.add(name)
+            fmt = self.string(section, (*p, "format")) or "parquet"
+            if fmt not in FORMATS:
+                raise self.error((*p, "format"), f"must be one of {', '.join(FORMATS)}")
+            dest = self.dest(section, (*p, "dest"), f"/data/{name}.{fmt}")
+            if dest.endswith("/"):
+                raise self.error((*p, "dest"), "must name a file, not a folder")
+            out.append(TableSpec(name, source, table, query, fmt, dest))
+        return tuple(out)
+
+    def extra(self, data: dict, key: str) -> ExtraPatterns:
+        if key not in data:
+            return ExtraPatterns()
+        section = self.table(data[key], (key,), _SECTIONS[key])
+        return ExtraPatterns(self.strings(section, (key, "env")),
+                             self.strings(section, (key, "files")))
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
