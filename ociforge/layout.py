@@ -1,0 +1,380 @@
+"""OCI image layouts (``oci:DIR[:TAG]``): read and write, several tags per layout.
+
+Reading verifies every document (digest, size, 4 MiB bound) and opens layers
+lazily through verifying readers.  Writing is idempotent and crash-safe: each
+blob goes in under a temporary name and is renamed once its digest checked
+out, children before parents, and index.json is rewritten last, atomically and
+under an advisory lock, so it never names a blob that is not there and two
+processes adding tags to one layout at once both succeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from . import mediatypes as mt
+from .descriptor import Descriptor
+from .digest import CHUNK, Digest, VerifyingReader, read_all_verified
+from .errors import (
+    InvalidInputError,
+    NotFoundError,
+    SizeMismatchError,
+    ValidationError,
+)
+from .fsutil import atomic_write, atomic_write_bytes, file_lock
+from .image import Image
+from .index import Artifact, Index
+from .jsonutil import MAX_DOCUMENT, canonical, parse_object
+from .layer import Layer
+from .locations import WriteResult
+from .options import Options
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+LAYOUT_VERSION = "1.0.0"
+LOCK_NAME = ".ociforge.lock"
+MAX_DEPTH = 8
+_TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+
+BlobSource = Callable[[], IO[bytes]]
+
+
+def check_ref_name(tag: str) -> str:
+    """A ref name stored in index.json: printable, no spaces, at most 255 characters."""
+    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+        raise InvalidInputError(f"tag {str(tag)[:80]!r} is not a valid reference name")
+    return tag
+
+
+def select_descriptor(
+    descs: list[Descriptor],
+    tag: str | None,
+    digest: Digest | str | None,
+    where: str,
+    hint: str,
+) -> Descriptor:
+    """Pick an index.json entry by digest, by tag (ref name, then containerd name), or alone."""
+    tags = [d.annotations[REF_NAME] for d in descs if d.annotations and REF_NAME in d.annotations]
+    if digest is not None:
+        wanted = Digest.parse(digest) if isinstance(digest, str) else digest
+        for desc in descs:
+            if desc.digest == wanted:
+                return desc
+        raise NotFoundError(f"no manifest {wanted} in {where}")
+    if tag is not None:
+        for desc in descs:
+            if (desc.annotations or {}).get(REF_NAME) == tag:
+                return desc
+        for desc in descs:
+            name = (desc.annotations or {}).get(CONTAINERD_NAME, "")
+            if name == tag or name.endswith(":" + tag):
+                return desc
+        raise NotFoundError(f"no tag {tag!r} in {where}; tags: {', '.join(tags) or 'none'}")
+    if len(descs) == 1:
+        return descs[0]
+    if not descs:
+        raise NotFoundError(f"{where} holds no image")
+    raise InvalidInputError(
+        f"{where} holds {len(descs)} manifests; name one as {hint} "
+        f"(tags: {', '.join(tags) or 'none'})"
+    )
+
+
+DocumentReader = Callable[[Descriptor, str], bytes]
+LayerMaker = Callable[[Descriptor], Layer]
+
+
+def load_artifact(
+    desc: Descriptor,
+    read_document: DocumentReader,
+    make_layer: LayerMaker,
+    source: str | None = None,
+    depth: int = 0,
+) -> Artifact:
+    """Load the Image or Index a descriptor names from any blob store.
+
+    ``read_document`` returns verified, bounded bytes; ``make_layer`` returns a
+    lazy Layer.  Shared by layouts and archives so both check the same things.
+    """
+    if depth > MAX_DEPTH:
+        raise ValidationError(f"index nesting deeper than {MAX_DEPTH} at {desc.digest}")
+    if mt.is_index(desc.media_type):
+        data = read_document(desc, "image index")
+        doc = parse_object(data, f"image index {desc.digest}")
+        entries = doc.get("manifests")
+        if not isinstance(entries, list):
+            raise ValidationError(f"image index {desc.digest} has no manifests array")
+        children = []
+        for i, entry in enumerate(entries):
+            child_desc = Descriptor.from_dict(entry, f"index {desc.digest.short} entry {i}")
+            child = load_artifact(child_desc, read_document, make_layer, source, depth + 1)
+            children.append((child_desc, child))
+        return Index(data, tuple(children), source)
+    if mt.is_image_manifest(desc.media_type):
+        manifest_bytes = read_document(desc, "image manifest")
+        manifest = parse_object(manifest_bytes, f"image manifest {desc.digest}")
+        config_json = manifest.get("config")
+        if not isinstance(config_json, dict):
+            raise ValidationError(f"image manifest {desc.digest} has no config descriptor")
+        config_desc = Descriptor.from_dict(config_json, f"config of {desc.digest.short}")
+        config_bytes = read_document(config_desc, "image config")
+        return Image.from_documents(manifest_bytes, config_bytes, make_layer)
+    raise ValidationError(
+        f"manifest {desc.digest} has unsupported media type {desc.media_type!r}"
+    )
+
+
+class Layout:
+    """One OCI image layout directory: blobs by digest plus index.json."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    # -- paths and checks ---------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.root / "blobs" / digest.algorithm / digest.hex
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.json"
+
+    def is_layout(self) -> bool:
+        return (self.root / "oci-layout").is_file()
+
+    def check_readable(self) -> None:
+        if not self.root.exists():
+            raise NotFoundError(f"OCI layout {str(self.root)!r} does not exist")
+        if not self.root.is_dir():
+            raise InvalidInputError(f"OCI layout {str(self.root)!r} is not a directory")
+        marker = self.root / "oci-layout"
+        if not marker.is_file():
+            raise InvalidInputError(f"{str(self.root)!r} is not an OCI layout (no oci-layout file)")
+        with open(marker, "rb") as handle:
+            doc = parse_object(handle.read(MAX_DOCUMENT + 1), f"{marker}")
+        version = doc.get("imageLayoutVersion")
+        if version != LAYOUT_VERSION:
+            raise ValidationError(
+                f"OCI layout {str(self.root)!r} has imageLayoutVersion {version!r}, "
+                f"expected {LAYOUT_VERSION!r}"
+            )
+
+    def check_writable(self) -> None:
+        """Refuse, before anything is written, a destination that cannot be a layout."""
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidInputError(f"OCI layout {str(self.root)!r} exists and is not a directory")
+        if self.root.is_dir() and not self.is_layout() and any(self.root.iterdir()):
+            raise InvalidInputError(
+                f"{str(self.root)!r} is a non-empty directory but not an OCI layout; "
+                "refusing to write into it"
+            )
+        if self.is_layout():
+            self.check_readable()
+
+    def init(self) -> None:
+        """Create the layout skeleton if needed (idempotent)."""
+        self.check_writable()
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        if not self.is_layout():
+            atomic_write_bytes(
+                self.root / "oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})
+            )
+
+    # -- index.json ---------------------------------------------------------
+
+    def read_index(self) -> dict[str, Any]:
+        if not self.index_path.is_file():
+            return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+        with open(self.index_path, "rb") as handle:
+            data = handle.read(MAX_DOCUMENT + 1)
+        doc = parse_object(data, f"{self.index_path}")
+        if not isinstance(doc.get("manifests"), list):
+            raise ValidationError(f"{self.index_path} has no manifests array")
+        return doc
+
+    def descriptors(self) -> list[Descriptor]:
+        doc = self.read_index()
+        return [
+            Descriptor.from_dict(entry, f"index.json entry {i}")
+            for i, entry in enumerate(doc["manifests"])
+        ]
+
+    def tags(self) -> list[str]:
+        """Every ref name in index.json, in index order."""
+        return [
+            d.annotations[REF_NAME]
+            for d in self.descriptors()
+            if d.annotations and REF_NAME in d.annotations
+        ]
+
+    def find(self, tag: str | None = None, digest: Digest | str | None = None) -> Descriptor:
+        """The index.json descriptor for a tag or digest (or the only one when neither)."""
+        return select_descriptor(self.descriptors(), tag, digest, f"OCI layout {str(self.root)!r}",
+                                 f"oci:{self.root}:TAG")
+
+    def set_tag(self, desc: Descriptor, tag: str | None) -> Descriptor:
+        """Point ``tag`` (or the untagged entry) at ``desc`` in index.json, under the lock.
+
+        Only call this after every blob ``desc`` reaches is in the layout.
+        """
+        annotations = dict(desc.annotations or {})
+        if tag is not None:
+            annotations[REF_NAME] = check_ref_name(tag)
+        entry = desc.with_annotations(annotations or None)
+        with file_lock(self.root / LOCK_NAME):
+            doc = self.read_index()
+            kept = []
+            for old in doc["manifests"]:
+                name = old.get("annotations", {}).get(REF_NAME) if isinstance(
+                    old.get("annotations"), dict) else None
+                if name == tag:
+                    continue
+                kept.append(old)
+            kept.append(entry.to_dict())
+            doc["manifests"] = kept
+            doc.setdefault("schemaVersion", 2)
+            doc.setdefault("mediaType", mt.OCI_INDEX)
+            atomic_write_bytes(self.index_path, canonical(doc))
+        return entry
+
+    # -- reading ------------------------------------------------------------
+
+    def _open_raw(self, desc: Descriptor) -> IO[bytes]:
+        path = self.blob_path(desc.digest)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"blob {desc.digest} is missing from OCI layout {str(self.root)!r}"
+            ) from None
+
+    def read_document(self, desc: Descriptor, what: str = "document") -> bytes:
+        """A manifest, index or config, verified and bounded to 4 MiB."""
+        with self._open_raw(desc) as raw:
+            return read_all_verified(raw, desc.digest, desc.size, MAX_DOCUMENT, what)
+
+    def open_blob(self, desc: Descriptor) -> VerifyingReader:
+        return VerifyingReader(self._open_raw(desc), desc.digest, desc.size, "blob")
+
+    def layer(self, desc: Descriptor) -> Layer:
+        """A lazy Layer for a blob in this layout (checked to exist with the right size)."""
+        path = self.blob_path(desc.digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"blob {desc.digest} is missing from OCI layout {str(self.root)!r}"
+            ) from None
+        if size != desc.size:
+            raise SizeMismatchError(
+                f"blob {desc.digest} in OCI layout {str(self.root)!r} has {size} bytes, "
+                f"expected {desc.size}"
+            )
+        return Layer.from_file(path, desc, None)
+
+    def load(self, desc: Descriptor) -> Artifact:
+        """The Image or Index a descriptor names, with every document verified."""
+        return load_artifact(desc, self.read_document, self.layer, str(self.root))
+
+    def read(self, tag: str | None = None) -> Artifact:
+        self.check_readable()
+        return self.load(self.find(tag))
+
+    # -- writing ------------------------------------------------------------
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        try:
+            return self.blob_path(desc.digest).stat().st_size == desc.size
+        except FileNotFoundError:
+            return False
+
+    def write_blob(self, desc: Descriptor, source: BlobSource) -> bool:
+        """Copy a blob in, verifying it on the way; False when it was already there."""
+        if self.has_blob(desc):
+            return False
+        target = self.blob_path(desc.digest)
+        with contextlib.closing(source()) as raw, atomic_write(target, 0o444) as out:
+            reader = VerifyingReader(raw, desc.digest, desc.size, "blob")
+            while True:
+                chunk = reader.read(CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+        return True
+
+    def write_bytes_blob(self, data: bytes, media_type: str) -> Descriptor:
+        desc = Descriptor(media_type, Digest.of_bytes(data), len(data))
+        self.write_blob(desc, lambda: io.BytesIO(data))
+        return desc
+
+    def write_artifact(self, artifact: Artifact) -> None:
+        """Every blob an artifact reaches, children before parents, manifest last."""
+        if isinstance(artifact, Index):
+            for _, child in artifact.children:
+                self.write_artifact(child)
+            self.write_bytes_blob(artifact.index_bytes, artifact.media_type)
+            return
+        config = artifact.config_bytes
+        self.write_blob(artifact.config_descriptor, lambda: io.BytesIO(config))
+        for layer in artifact.layers:
+            self.write_blob(layer.descriptor, layer.opener)
+        self.write_bytes_blob(artifact.manifest_bytes, artifact.media_type)
+
+    def put(self, artifact: Artifact, tag: str | None) -> Descriptor:
+        """Write an artifact and point ``tag`` at it."""
+        self.init()
+        self.write_artifact(artifact)
+        return self.set_tag(artifact.descriptor(), tag)
+
+    def put_manifest(
+        self,
+        manifest_bytes: bytes,
+        media_type: str,
+        blobs: Iterable[tuple[Descriptor, BlobSource]],
+        tag: str | None,
+        annotations: dict[str, str] | None = None,
+    ) -> Descriptor:
+        """Store a raw manifest (e.g. a signature) and its blobs under a tag.
+
+        The manifest bytes are stored as given; ``annotations`` go on the
+        index.json descriptor only.
+        """
+        self.init()
+        for desc, source in blobs:
+            self.write_blob(desc, source)
+        desc = self.write_bytes_blob(manifest_bytes, media_type)
+        return self.set_tag(desc.with_annotations(annotations), tag)
+
+
+class LayoutLocation:
+    """The ``oci:DIR[:TAG]`` location."""
+
+    def __init__(self, path: str | os.PathLike[str], tag: str | None = None):
+        self.path = os.path.expanduser(str(path))
+        self.tag = tag
+        self.layout = Layout(self.path)
+
+    def __str__(self) -> str:
+        return f"oci:{self.path}:{self.tag}" if self.tag else f"oci:{self.path}"
+
+    def check_destination(self) -> None:
+        if self.tag is not None:
+            check_ref_name(self.tag)
+        self.layout.check_writable()
+
+    def read(self, options: Options) -> Artifact:
+        return self.layout.read(self.tag)
+
+    def write(self, artifact: Artifact, options: Options) -> WriteResult:
+        self.check_destination()
+        self.layout.put(artifact, self.tag)
+        return WriteResult(str(artifact.digest), str(self), artifact.media_type)
