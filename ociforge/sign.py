@@ -24,7 +24,7 @@ from typing import Any
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
-from .errors import InvalidInputError, NotFoundError, OperationError
+from .errors import InvalidInputError, OperationError
 from .jsonutil import canonical, parse_object
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -93,8 +93,10 @@ def signature_verifies(public_key: Any, payload: bytes, signature_b64: str) -> b
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    # Go's encoding/json base64 decoding skips \r and \n, so cosign accepts wrapped values.
+    cleaned = signature_b64.replace("\n", "").replace("\r", "")
     try:
-        der = base64.b64decode(signature_b64.encode("ascii"), validate=True)
+        der = base64.b64decode(cleaned.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         return False
     try:
@@ -361,7 +363,6 @@ __all__ = [
     "COSIGN_TYPE",
     "SIGNATURE_ANNOTATION",
     "SIMPLESIGNING_TYPE",
-    "NotFoundError",
     "SignatureInfo",
     "SignatureVerificationError",
     "VerifiedSignature",

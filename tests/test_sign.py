@@ -1,0 +1,362 @@
+"""Keys, cosign-compatible signatures and their verification, offline (OCI layouts).
+
+Registry round trips are in the ``registry`` tests at the end (real docker-registry).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from ociforge import mediatypes as mt
+from ociforge.digest import Digest
+from ociforge.errors import InvalidInputError
+from ociforge.keys import load_private_key, load_public_key, public_pem_of, write_key_pair
+from ociforge.layout import Layout
+from ociforge.mutate import scratch
+from ociforge.platform import Platform
+from ociforge.sign import (
+    COSIGN_TYPE,
+    SIGNATURE_ANNOTATION,
+    SIMPLESIGNING_TYPE,
+    SignatureLayer,
+    SignatureVerificationError,
+    docker_reference,
+    parse_signature_manifest,
+    sign_location,
+    sign_payload,
+    signature_documents,
+    signature_tag,
+    signature_verifies,
+    simple_signing_payload,
+    verify_layers,
+    verify_location,
+)
+
+FIXTURE_DIGEST = "sha256:f3cfc9d0dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06b"
+
+
+@pytest.fixture
+def cosign_dir(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "cosign"
+
+
+def make_layout(root: Path, tag: str = "v1", arch: str = "amd64") -> str:
+    """An image in an OCI layout; returns its manifest digest."""
+    image = scratch(Platform.parse(f"linux/{arch}"))
+    Layout(root).put(image, tag)
+    return str(image.digest)
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> tuple[Path, Path]:
+    paths = write_key_pair(tmp_path / "signer")
+    return paths.private, paths.public
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def test_keygen_writes_pkcs8_private_0600_and_spki_public(cli, tmp_path: Path) -> None:
+    code, out, err = cli("keygen", tmp_path / "k", "--no-password")
+    assert code == 0, err
+    private, public = tmp_path / "k.key", tmp_path / "k.pub"
+    assert private.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    key = load_private_key(private)
+    assert key.curve.name == "secp256r1"
+    assert public_pem_of(key) == public.read_bytes()
+    assert "k.key" in out
+
+
+def test_keygen_encrypts_with_password_from_stdin(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass\n"))
+    code, out, err = cli("keygen", tmp_path / "k", "--password-stdin")
+    assert code == 0, err
+    data = (tmp_path / "k.key").read_bytes()
+    assert data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert "s3cret-pass" not in out + err
+    assert load_private_key(tmp_path / "k.key", b"s3cret-pass").curve.name == "secp256r1"
+    with pytest.raises(InvalidInputError, match="encrypted"):
+        load_private_key(tmp_path / "k.key")
+    with pytest.raises(InvalidInputError, match="wrong password"):
+        load_private_key(tmp_path / "k.key", b"not-it")
+
+
+def test_keygen_password_from_environment(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OCIFORGE_KEY_PASSWORD", "env-pass")
+    code, _, err = cli("keygen", tmp_path / "k")
+    assert code == 0, err
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "k.key").read_bytes()
+    assert load_private_key(tmp_path / "k.key", b"env-pass")
+
+
+def test_keygen_refuses_to_overwrite(cli, tmp_path: Path) -> None:
+    (tmp_path / "k.pub").write_text("keep me")
+    code, _, err = cli("keygen", tmp_path / "k", "--no-password")
+    assert code == 2
+    assert "already exists" in err and "Traceback" not in err
+    assert (tmp_path / "k.pub").read_text() == "keep me"
+    assert not (tmp_path / "k.key").exists()
+
+
+def test_keygen_into_missing_directory_is_bad_input(cli, tmp_path: Path) -> None:
+    code, _, err = cli("keygen", tmp_path / "nope" / "k", "--no-password")
+    assert code == 2 and "does not exist" in err
+
+
+def test_public_key_must_be_p256(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = ec.generate_private_key(ec.SECP384R1()).public_key()
+    path = tmp_path / "p384.pub"
+    path.write_bytes(other.public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(InvalidInputError, match="P-256"):
+        load_public_key(path)
+    (tmp_path / "junk.pub").write_text("not a key")
+    with pytest.raises(InvalidInputError, match="cannot load public key"):
+        load_public_key(tmp_path / "junk.pub")
+
+
+# --- the byte layout, checked against fixtures from the cosign specification ---------------
+
+
+def test_payload_bytes_match_a_real_cosign_payload(cosign_dir: Path) -> None:
+    expected = (cosign_dir / "sigstore-rs-busybox.payload.json").read_bytes()
+    assert simple_signing_payload("registry-testing.svc.lan/busybox", FIXTURE_DIGEST) == expected
+    doc = json.loads(expected)
+    assert doc["critical"]["type"] == COSIGN_TYPE == "cosign container image signature"
+    assert doc["optional"] is None
+
+
+def test_real_cosign_signature_verifies_and_wrong_key_does_not(
+    cosign_dir: Path, keypair: tuple[Path, Path]
+) -> None:
+    payload = (cosign_dir / "sigstore-rs-busybox.payload.json").read_bytes()
+    sig = (cosign_dir / "sigstore-rs-busybox.sig").read_text().strip()
+    key = load_public_key(cosign_dir / "sigstore-rs-busybox.pub")
+    assert signature_verifies(key, payload, sig)
+    # cosign (Go's base64 in encoding/json) tolerates wrapped base64
+    assert signature_verifies(key, payload, sig[:40] + "\n" + sig[40:] + "\n")
+    assert not signature_verifies(key, payload.replace(b"busybox", b"busyb0x"), sig)
+    assert not signature_verifies(load_public_key(keypair[1]), payload, sig)
+    assert not signature_verifies(key, payload, "!!not base64!!")
+
+
+def test_fixture_signature_manifest_verifies_with_our_verifier(cosign_dir: Path) -> None:
+    manifest = (cosign_dir / "signature-manifest.json").read_bytes()
+    payload = (cosign_dir / "sigstore-rs-busybox.payload.json").read_bytes()
+
+    def read_blob(desc, limit):  # type: ignore[no-untyped-def]
+        assert desc.digest == Digest.of_bytes(payload)
+        return payload
+
+    layers = parse_signature_manifest(manifest, read_blob)
+    assert len(layers) == 1
+    key = load_public_key(cosign_dir / "sigstore-rs-busybox.pub")
+    outcome = verify_layers(layers, key, FIXTURE_DIGEST)
+    assert [v.identity for v in outcome.verified] == ["registry-testing.svc.lan/busybox"]
+    other = "sha256:" + "0" * 64
+    wrong = verify_layers(layers, key, other)
+    assert not wrong.verified
+    assert "names another digest" in wrong.failure(other)
+
+
+def test_our_signature_image_has_cosigns_structure(
+    cosign_dir: Path, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    fixture_manifest = json.loads((cosign_dir / "signature-manifest.json").read_bytes())
+    fixture_config = json.loads((cosign_dir / "signature-config.json").read_bytes())
+    payload = (cosign_dir / "sigstore-rs-busybox.payload.json").read_bytes()
+    sig = (cosign_dir / "sigstore-rs-busybox.sig").read_text().strip()
+    layer = SignatureLayer(payload, {
+        "mediaType": SIMPLESIGNING_TYPE, "digest": str(Digest.of_bytes(payload)),
+        "size": len(payload), "annotations": {SIGNATURE_ANNOTATION: sig}})
+    manifest_bytes, config_bytes = signature_documents([layer])
+    manifest, config = json.loads(manifest_bytes), json.loads(config_bytes)
+    assert config == fixture_config
+    assert manifest["layers"] == fixture_manifest["layers"]
+    assert set(manifest) == set(fixture_manifest)
+    assert manifest["mediaType"] == fixture_manifest["mediaType"] == mt.OCI_MANIFEST
+    assert manifest["config"]["mediaType"] == fixture_manifest["config"]["mediaType"]
+    assert manifest["config"]["digest"] == str(Digest.of_bytes(config_bytes))
+
+    # and what `ociforge sign` stores in a layout is that same shape
+    digest = make_layout(tmp_path / "lay")
+    sign_location(f"oci:{tmp_path / 'lay'}:v1", keypair[0])
+    layout = Layout(tmp_path / "lay")
+    tag = signature_tag(digest)
+    assert tag == f"sha256-{Digest.parse(digest).hex}.sig"
+    desc = layout.find(tag)
+    stored = json.loads(layout.read_document(desc))
+    assert set(stored) == set(fixture_manifest)
+    assert stored["config"]["mediaType"] == mt.OCI_CONFIG
+    (only,) = stored["layers"]
+    assert only["mediaType"] == SIMPLESIGNING_TYPE
+    assert set(only["annotations"]) == {SIGNATURE_ANNOTATION}
+    base64.b64decode(only["annotations"][SIGNATURE_ANNOTATION], validate=True)
+    payload_doc = json.loads(layout.read_document(_desc(only)))
+    assert payload_doc["critical"]["image"]["docker-manifest-digest"] == digest
+    stored_config = json.loads(layout.read_document(_desc(stored["config"])))
+    assert stored_config["rootfs"]["diff_ids"] == [only["digest"]]
+    assert stored_config["history"] == fixture_config["history"]
+
+
+def _desc(obj: dict):  # type: ignore[no-untyped-def]
+    from ociforge.descriptor import Descriptor
+
+    return Descriptor.from_dict(obj)
+
+
+def test_docker_reference_is_ggcr_style() -> None:
+    assert docker_reference("docker.io", "library/alpine") == "index.docker.io/library/alpine"
+    assert docker_reference("127.0.0.1:5000", "team/app") == "127.0.0.1:5000/team/app"
+    with pytest.raises(InvalidInputError):
+        signature_tag("sha256:xyz")
+
+
+def test_signatures_from_our_key_verify_offline(keypair: tuple[Path, Path]) -> None:
+    digest = "sha256:" + "ab" * 32
+    payload = simple_signing_payload("example.com/app", digest)
+    key = load_private_key(keypair[0])
+    sig = sign_payload(key, payload)
+    der = base64.b64decode(sig, validate=True)
+    assert der[0] == 0x30  # ASN.1 SEQUENCE: DER, not raw r||s
+    assert signature_verifies(load_public_key(keypair[1]), payload, sig)
+
+
+# --- sign and verify on OCI layouts --------------------------------------------------------
+
+
+def test_sign_and_verify_layout_cli(cli, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    digest = make_layout(tmp_path / "lay")
+    ref = f"oci:{tmp_path / 'lay'}:v1"
+    code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["image"] == digest and info["signatures"] == 1 and info["added"]
+    assert info["signature_tag"] in Layout(tmp_path / "lay").tags()
+    code, out, err = cli("verify-signature", ref, "--key", keypair[1])
+    assert code == 0, err
+    assert digest in out
+    # the layout holds the image and its signature: the untagged form still finds the image
+    code, out, err = cli("verify-signature", f"oci:{tmp_path / 'lay'}", "--key", keypair[1],
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["image"] == digest
+
+
+def test_sign_twice_keeps_both_signatures(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    digest = make_layout(tmp_path / "lay")
+    ref = f"oci:{tmp_path / 'lay'}:v1"
+    other = write_key_pair(tmp_path / "second")
+    first = sign_location(ref, keypair[0])
+    second = sign_location(ref, other.private)
+    assert (first.signatures, second.signatures) == (1, 2)
+    assert first.signature_tag == second.signature_tag
+    # each key verifies its own signature; the other layer is skipped, not fatal
+    assert len(verify_location(ref, keypair[1])) == 1
+    assert len(verify_location(ref, other.public)) == 1
+    layout = Layout(tmp_path / "lay")
+    stored = json.loads(layout.read_document(layout.find(second.signature_tag)))
+    assert [layer["digest"] for layer in stored["layers"]] == [first.layer_digest,
+                                                               second.layer_digest]
+    # one index.json entry for the .sig tag, replaced rather than duplicated
+    tags = layout.tags()
+    assert tags.count(second.signature_tag) == 1 and "v1" in tags
+    assert verify_location(ref, keypair[1])[0].manifest_digest == digest
+
+
+def test_verify_with_wrong_key_fails(cli, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    make_layout(tmp_path / "lay")
+    ref = f"oci:{tmp_path / 'lay'}:v1"
+    assert cli("sign", ref, "--key", keypair[0])[0] == 0
+    stranger = write_key_pair(tmp_path / "stranger")
+    code, _, err = cli("verify-signature", ref, "--key", stranger.public)
+    assert code == 1
+    assert "verifies against the key" in err and "Traceback" not in err
+
+
+def test_verify_unsigned_image_fails(cli, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    make_layout(tmp_path / "lay")
+    code, _, err = cli("verify-signature", f"oci:{tmp_path / 'lay'}:v1", "--key", keypair[1])
+    assert code == 1 and "no signatures found" in err
+
+
+def test_tampered_image_fails_verification(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    root = tmp_path / "lay"
+    signed = make_layout(root, "v1", "amd64")
+    ref = f"oci:{root}:v1"
+    sign_location(ref, keypair[0])
+    # someone replaces the image under the same tag: its digest has no signature
+    changed = make_layout(root, "v1", "arm64")
+    assert changed != signed
+    with pytest.raises(SignatureVerificationError, match="no signatures found"):
+        verify_location(ref, keypair[1])
+    # copying the old signature manifest onto the new digest: the key checks out, the
+    # payload names the other digest
+    layout = Layout(root)
+    old = layout.find(signature_tag(signed))
+    layout.set_tag(old.with_annotations(None), signature_tag(changed))
+    with pytest.raises(SignatureVerificationError, match="names another digest"):
+        verify_location(ref, keypair[1])
+    # the original digest still verifies
+    assert verify_location(ref, keypair[1], digest=signed)[0].manifest_digest == signed
+
+
+def test_corrupt_signature_blob_is_an_operation_error(
+    cli, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "lay"
+    make_layout(root)
+    info = sign_location(f"oci:{root}:v1", keypair[0])
+    blob = root / "blobs" / "sha256" / Digest.parse(info.layer_digest).hex
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes().replace(b"sha256:", b"sha256;"))
+    code, _, err = cli("verify-signature", f"oci:{root}:v1", "--key", keypair[1])
+    assert code == 1 and "digest" in err
+
+
+def test_sign_with_encrypted_key(cli, tmp_path: Path, monkeypatch) -> None:
+    paths = write_key_pair(tmp_path / "enc", b"pw")
+    make_layout(tmp_path / "lay")
+    ref = f"oci:{tmp_path / 'lay'}:v1"
+    code, _, err = cli("sign", ref, "--key", paths.private)
+    assert code == 2 and "encrypted" in err
+    assert signature_tag(Layout(tmp_path / "lay").find("v1").digest) not in Layout(
+        tmp_path / "lay").tags()
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    code, _, err = cli("sign", ref, "--key", paths.private, "--password-stdin")
+    assert code == 0, err
+    assert cli("verify-signature", ref, "--key", paths.public)[0] == 0
+
+
+def test_sign_identity_and_digest_options(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    root = tmp_path / "lay"
+    first = make_layout(root, "a", "amd64")
+    make_layout(root, "b", "arm64")
+    info = sign_location(f"oci:{root}:b", keypair[0], digest=first,
+                         identity="registry.example/team/app")
+    assert info.image_digest == first and info.identity == "registry.example/team/app"
+    (verified,) = verify_location(f"oci:{root}:a", keypair[1])
+    assert verified.identity == "registry.example/team/app"
+
+
+def test_bad_locations_and_missing_key_are_bad_input(
+    cli, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    code, _, err = cli("sign", f"oci-archive:{tmp_path / 'x.tar'}", "--key", keypair[0])
+    assert code == 2 and "OCI layout" in err
+    make_layout(tmp_path / "lay")
+    code, _, err = cli("sign", f"oci:{tmp_path / 'lay'}:v1", "--key", tmp_path / "missing.key")
+    assert code == 2 and "does not exist" in err
+    code, _, err = cli("verify-signature", f"oci:{tmp_path / 'lay'}:nope", "--key", keypair[1])
+    assert code == 1 and "no tag 'nope'" in err
