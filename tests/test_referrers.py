@@ -1,0 +1,166 @@
+"""Attached artifacts (export reports) and the sha256-<hex> referrers fallback index.
+
+OCI layouts here; the real registry (no referrers API, so the fallback tag) in
+test_sign_registry.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from ociforge import mediatypes as mt
+from ociforge.digest import Digest
+from ociforge.errors import InvalidInputError, OperationError
+from ociforge.layout import Layout
+from ociforge.mutate import scratch
+from ociforge.platform import Platform
+from ociforge.referrers import (
+    EMPTY_DESCRIPTOR,
+    REPORT_ARTIFACT_TYPE,
+    add_to_referrers_index,
+    attach_artifact,
+    attach_report,
+    fallback_tag,
+    list_referrers,
+    read_artifact_blob,
+    referrer_entry,
+)
+
+REPORT = json.dumps({"app": "hello", "image": "sha256:" + "1" * 64}, sort_keys=True).encode()
+
+
+def make_layout(root: Path, tag: str = "v1") -> str:
+    image = scratch(Platform.parse("linux/amd64"))
+    Layout(root).put(image, tag)
+    return str(image.digest)
+
+
+def test_empty_descriptor_is_the_specs() -> None:
+    assert EMPTY_DESCRIPTOR.to_dict() == {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        "size": 2,
+        "data": "e30=",
+    }
+
+
+def test_attach_report_to_layout_and_find_it_again(cli, tmp_path: Path) -> None:
+    root = tmp_path / "lay"
+    image_digest = make_layout(root)
+    desc = attach_report(f"oci:{root}:v1", REPORT)
+    assert desc.artifact_type == REPORT_ARTIFACT_TYPE and desc.media_type == mt.OCI_MANIFEST
+
+    layout = Layout(root)
+    manifest = json.loads(layout.read_document(desc))
+    assert manifest["artifactType"] == REPORT_ARTIFACT_TYPE
+    assert manifest["config"] == EMPTY_DESCRIPTOR.to_dict()
+    assert manifest["subject"] == {"mediaType": mt.OCI_MANIFEST, "digest": image_digest,
+                                   "size": layout.find("v1").size}
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == REPORT_ARTIFACT_TYPE
+    assert layer["digest"] == str(Digest.of_bytes(REPORT))
+    assert layer["annotations"]["org.opencontainers.image.title"] == "export-report.json"
+
+    # the fallback index is tagged sha256-<hex> in index.json and lists the artifact
+    tag = fallback_tag(image_digest)
+    assert tag == "sha256-" + Digest.parse(image_digest).hex
+    index_desc = layout.find(tag)
+    assert index_desc.media_type == mt.OCI_INDEX
+    index = json.loads(layout.read_document(index_desc))
+    assert index["mediaType"] == mt.OCI_INDEX and index["schemaVersion"] == 2
+    assert index["manifests"] == [{"mediaType": mt.OCI_MANIFEST, "digest": str(desc.digest),
+                                   "size": desc.size, "artifactType": REPORT_ARTIFACT_TYPE}]
+
+    code, out, err = cli("referrers", f"oci:{root}:v1", "--json")
+    assert code == 0, err
+    listing = json.loads(out)
+    assert listing["subject"] == image_digest
+    assert [m["digest"] for m in listing["referrers"]] == [str(desc.digest)]
+
+    code, out, err = cli("referrers", f"oci:{root}:v1", "--fetch", str(desc.digest))
+    assert code == 0, err
+    assert out.encode() == REPORT
+    assert read_artifact_blob(f"oci:{root}:v1", str(desc.digest))[1] == REPORT
+
+
+def test_second_referrer_updates_the_fallback_index(tmp_path: Path) -> None:
+    root = tmp_path / "lay"
+    image_digest = make_layout(root)
+    first = attach_report(f"oci:{root}:v1", REPORT)
+    sbom = attach_artifact(f"oci:{root}:v1", b'{"spdxVersion":"SPDX-2.3"}',
+                           "application/spdx+json", annotations={"org.example/kind": "sbom"})
+    again = attach_report(f"oci:{root}:v1", REPORT)  # identical: same digest, not listed twice
+    assert again.digest == first.digest
+
+    _, found = list_referrers(f"oci:{root}:v1")
+    digests = [m["digest"] for m in found]
+    assert sorted(digests) == digests and len(digests) == 2
+    assert set(digests) == {str(first.digest), str(sbom.descriptor.digest)}
+    by_type = {m["artifactType"]: m for m in found}
+    assert by_type["application/spdx+json"]["annotations"] == {"org.example/kind": "sbom"}
+
+    _, reports = list_referrers(f"oci:{root}:v1", artifact_type=REPORT_ARTIFACT_TYPE)
+    assert [m["digest"] for m in reports] == [str(first.digest)]
+    assert list_referrers(f"oci:{root}:v1", artifact_type="text/nothing")[1] == []
+
+    # one index.json entry for the fallback tag, pointing at the newest index
+    tags = Layout(root).tags()
+    assert tags.count(fallback_tag(image_digest)) == 1
+
+
+def test_concurrent_attachments_all_land_in_the_index(tmp_path: Path) -> None:
+    root = tmp_path / "lay"
+    make_layout(root)
+    errors: list[BaseException] = []
+
+    def attach(i: int) -> None:
+        try:
+            attach_artifact(f"oci:{root}:v1", json.dumps({"n": i}).encode(), "application/json")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attach, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(list_referrers(f"oci:{root}:v1")[1]) == 6
+
+
+def test_no_referrers_listed(cli, tmp_path: Path) -> None:
+    root = tmp_path / "lay"
+    digest = make_layout(root)
+    code, out, _ = cli("referrers", f"oci:{root}:v1")
+    assert code == 0 and f"no referrers for {digest}" in out
+
+
+def test_report_must_be_json_and_attachment_needs_a_layout_or_registry(tmp_path: Path) -> None:
+    root = tmp_path / "lay"
+    make_layout(root)
+    with pytest.raises(InvalidInputError):
+        attach_report(f"oci:{root}:v1", b"not json")
+    with pytest.raises(InvalidInputError, match="OCI layout"):
+        attach_report(f"docker-archive:{tmp_path / 'a.tar'}", REPORT)
+    assert fallback_tag(Layout(root).find("v1").digest) not in Layout(root).tags()
+
+
+def test_referrers_index_rules() -> None:
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.example.config+json", "digest":
+                   str(Digest.of_bytes(b"{}")), "size": 2},
+        "layers": [], "annotations": {"a": "b"}}).encode()
+    entry = referrer_entry(manifest)
+    # no artifactType: the config media type stands in (distribution-spec)
+    assert entry["artifactType"] == "application/vnd.example.config+json"
+    assert entry["annotations"] == {"a": "b"}
+    first = add_to_referrers_index(None, entry)
+    assert first is not None
+    assert add_to_referrers_index(first, entry) is None
+    with pytest.raises(OperationError):
+        add_to_referrers_index(b'{"schemaVersion":2}', entry)
