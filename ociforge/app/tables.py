@@ -16,6 +16,7 @@ import csv
 import datetime as _dt
 import decimal
 import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -217,6 +218,8 @@ def _csv_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         return str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -258,9 +261,7 @@ def _arrow_value(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return str(value)        # exact text; arrow decimals need a fixed precision
     if isinstance(value, dict | list):
-        import json
-
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return value
 
 
