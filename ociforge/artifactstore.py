@@ -11,7 +11,6 @@ referrers API.  ``open_store`` gives one of two small adapters over
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 from collections.abc import Iterator
@@ -212,25 +211,29 @@ class RegistryStore:
         return Descriptor(media_type, got_digest, len(data))
 
     def get_manifest(self, tag: str) -> tuple[bytes, str] | None:
+        """A manifest by tag or digest; None when the registry says it is unknown."""
+        from .errors import RegistryError
+
         try:
             data, media_type, _ = self.client.get_manifest(self.repo, tag)
         except NotFoundError:
             return None
+        except RegistryError as exc:
+            if exc.status == 404 or exc.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"):
+                return None
+            raise
         return data, media_type
 
     def read_blob(self, desc: Descriptor, limit: int) -> bytes:
         if desc.size > limit:
             raise InvalidInputError(f"blob {desc.digest} is {desc.size} bytes, over {limit}")
 
-        with contextlib.closing(self.client.get_blob(self.repo, desc)) as raw:
+        with contextlib.closing(self.client.open_blob(self.repo, desc.digest)) as raw:
             return read_all_verified(raw, desc.digest, desc.size, limit, "blob")
 
     def put_blob(self, data: bytes, media_type: str) -> Descriptor:
-        from .layer import Layer
-
-        desc = Descriptor(media_type, Digest.of_bytes(data), len(data))
-        self.client.push_blob(self.repo, Layer(desc, None, lambda: io.BytesIO(data)))
-        return desc
+        digest = self.client.put_blob_bytes(self.repo, data, media_type)
+        return Descriptor(media_type, digest, len(data))
 
     def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> Digest:
         digest = Digest.of_bytes(data)
@@ -241,9 +244,7 @@ class RegistryStore:
         """PUT by digest; True when the registry acknowledged the subject (OCI-Subject)."""
         digest = Digest.of_bytes(data)
         result = self.client.put_manifest(self.repo, str(digest), data, media_type)
-        headers = getattr(result, "headers", None) or {}
-        acked = any(k.lower() == "oci-subject" for k in headers)
-        return _digest_of_put(result, digest), acked
+        return _digest_of_put(result, digest), result.oci_subject is not None
 
     def referrers(self, digest: Digest, artifact_type: str | None) -> list[dict[str, Any]] | None:
         found = self.client.get_referrers(self.repo, str(digest), artifact_type)

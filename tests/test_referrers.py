@@ -164,3 +164,68 @@ def test_referrers_index_rules() -> None:
     assert add_to_referrers_index(first, entry) is None
     with pytest.raises(OperationError):
         add_to_referrers_index(b'{"schemaVersion":2}', entry)
+
+
+# --- against the real registry (docker-registry 2.8: no referrers API) --------------------
+
+
+def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
+    from ociforge.remote.client import RegistryClient
+
+    image = scratch(Platform.parse(f"linux/{arch}"))
+    client = RegistryClient(host)
+    try:
+        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
+        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
+    finally:
+        client.close()
+    return str(image.digest)
+
+
+def test_registry_report_attached_via_fallback_tag_and_found_again(cli, registry) -> None:
+    from ociforge.remote.client import RegistryClient
+
+    repo = "refs/app"
+    ref = f"{registry.host}/{repo}:v1"
+    image_digest = push_scratch(registry.host, repo, "v1")
+    client = RegistryClient(registry.host)
+    assert client.get_referrers(repo, image_digest) is None  # 2.8 has no referrers API
+
+    first = attach_artifact(ref, REPORT, REPORT_ARTIFACT_TYPE,
+                            blob_media_type=REPORT_ARTIFACT_TYPE, title="export-report.json")
+    assert first.via == "fallback-tag"
+    tag = fallback_tag(image_digest)
+    data, media_type, _ = client.get_manifest(repo, tag)
+    assert media_type == mt.OCI_INDEX
+    index = json.loads(data)
+    assert [m["digest"] for m in index["manifests"]] == [str(first.descriptor.digest)]
+    assert index["manifests"][0]["artifactType"] == REPORT_ARTIFACT_TYPE
+    artifact = json.loads(client.get_manifest(repo, str(first.descriptor.digest))[0])
+    assert artifact["subject"]["digest"] == image_digest
+    assert artifact["config"] == EMPTY_DESCRIPTOR.to_dict()
+
+    # a second referrer: the fallback index is updated, sorted, both listed
+    second = attach_report(ref, json.dumps({"run": 2}).encode())
+    index = json.loads(client.get_manifest(repo, tag)[0])
+    digests = [m["digest"] for m in index["manifests"]]
+    assert set(digests) == {str(first.descriptor.digest), str(second.digest)}
+    assert digests == sorted(digests)
+
+    code, out, err = cli("referrers", ref, "--json", "--artifact-type", REPORT_ARTIFACT_TYPE)
+    assert code == 0, err
+    listing = json.loads(out)
+    assert listing["subject"] == image_digest
+    assert sorted(m["digest"] for m in listing["referrers"]) == sorted(digests)
+    code, out, err = cli("referrers", ref, "--fetch", str(first.descriptor.digest))
+    assert code == 0, err
+    assert out.encode() == REPORT
+    client.close()
+
+
+def test_registry_referrers_tag_holding_a_non_index_is_refused(registry) -> None:
+    repo = "refs/odd"
+    image_digest = push_scratch(registry.host, repo, "v1")
+    # someone put an image (not an index) under the referrers tag
+    push_scratch(registry.host, repo, fallback_tag(image_digest), "arm64")
+    with pytest.raises(OperationError, match="not an image index"):
+        attach_report(f"{registry.host}/{repo}:v1", REPORT)

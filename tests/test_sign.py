@@ -360,3 +360,81 @@ def test_bad_locations_and_missing_key_are_bad_input(
     assert code == 2 and "does not exist" in err
     code, _, err = cli("verify-signature", f"oci:{tmp_path / 'lay'}:nope", "--key", keypair[1])
     assert code == 1 and "no tag 'nope'" in err
+
+
+# --- against the real registry (docker-registry 2.8) -------------------------------------
+
+
+def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
+    """Push a layer-less image with the registry client; returns its manifest digest."""
+    from ociforge.remote.client import RegistryClient
+
+    image = scratch(Platform.parse(f"linux/{arch}"))
+    client = RegistryClient(host)
+    try:
+        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
+        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
+    finally:
+        client.close()
+    return str(image.digest)
+
+
+def test_registry_sign_verify_tamper_and_two_signatures(
+    cli, registry, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    from ociforge.remote.client import RegistryClient
+
+    repo = "sign/app"
+    ref = f"{registry.host}/{repo}:v1"
+    digest = push_scratch(registry.host, repo, "v1")
+    code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["image"] == digest
+    assert info["identity"] == f"{registry.host}/{repo}"
+    tag = signature_tag(digest)
+    client = RegistryClient(registry.host)
+    assert tag in client.list_tags(repo)
+    data, media_type, _ = client.get_manifest(repo, tag)
+    stored = json.loads(data)
+    assert media_type == mt.OCI_MANIFEST and stored["config"]["mediaType"] == mt.OCI_CONFIG
+    (layer,) = stored["layers"]
+    assert layer["mediaType"] == SIMPLESIGNING_TYPE
+    payload = client.get_blob(repo, layer["digest"], layer["size"]).read()
+    assert payload == simple_signing_payload(f"{registry.host}/{repo}", digest)
+    assert cli("verify-signature", ref, "--key", keypair[1])[0] == 0
+
+    # a second signer: both kept, each verifies
+    other = write_key_pair(tmp_path / "other")
+    assert cli("sign", ref, "--key", other.private)[0] == 0
+    assert len(json.loads(client.get_manifest(repo, tag)[0])["layers"]) == 2
+    for public in (keypair[1], other.public):
+        code, out, err = cli("verify-signature", ref, "--key", public, "--json")
+        assert code == 0, err
+        assert len(json.loads(out)["signatures"]) == 1
+
+    # wrong key
+    stranger = write_key_pair(tmp_path / "stranger")
+    code, _, err = cli("verify-signature", ref, "--key", stranger.public)
+    assert code == 1 and "verifies against the key" in err
+
+    # tamper: a changed manifest pushed under the same tag has no signature
+    changed = push_scratch(registry.host, repo, "v1", "arm64")
+    assert changed != digest
+    code, _, err = cli("verify-signature", ref, "--key", keypair[1])
+    assert code == 1 and "no signatures found" in err
+    # ... and the old signatures copied to the new digest's tag name the old digest
+    client.put_manifest(repo, signature_tag(changed), data, mt.OCI_MANIFEST)
+    code, _, err = cli("verify-signature", ref, "--key", keypair[1])
+    assert code == 1 and "names another digest" in err
+    # pinned to the signed digest it still verifies
+    code, _, err = cli("verify-signature", f"{registry.host}/{repo}@{digest}", "--key",
+                       keypair[1])
+    assert code == 0, err
+    client.close()
+
+
+def test_registry_unknown_image_is_an_operation_error(cli, registry,
+                                                      keypair: tuple[Path, Path]) -> None:
+    code, _, err = cli("sign", f"{registry.host}/sign/missing:v1", "--key", keypair[0])
+    assert code == 1 and "Traceback" not in err
