@@ -35,6 +35,10 @@ class Rule:
     ``corrupt`` (flip a byte of the response body), ``truncate`` (send half the
     body, then close), ``reject_large_chunks`` (416 for PATCH/PUT bodies over
     ``limit``), ``chunked_only`` (reject a PUT that carries the whole blob).
+    ``add_headers`` (forward, then add ``headers`` to the response, e.g.
+    OCI-Chunk-Min-Length), ``strip_mount`` (forward a ``?mount=&from=`` POST
+    without those parameters, so the registry answers 202 and a fresh upload,
+    as registries do when they cannot or will not mount).
     ``skip`` lets the first N matches through untouched.
     """
 
@@ -63,6 +67,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.injected: Counter[str] = Counter()
         self.requests: list[tuple[str, str, int]] = []
+        self.bodies: list[tuple[str, str, int | None]] = []  # (method, path, Content-Length)
         self._lock = threading.Lock()
         proxy = self
 
@@ -186,7 +191,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         owner = self.owner
+        if self.command in ("PUT", "PATCH", "POST"):
+            with owner._lock:
+                owner.bodies.append((self.command, self.path, self._body_length()))
         rule = owner.take(self.command, self.path)
+        if rule is not None and rule.action == "strip_mount":
+            self.path = re.sub(r"(?<=[?&])(mount|from)=[^&]*&?", "", self.path).rstrip("?&")
         if rule is not None and rule.action == "status":
             self._drain()
             self._send_error(rule.status, rule.code, rule.headers)
@@ -243,6 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = resp.getheader("Content-Length")
         for k, v in resp.getheaders():
             if k.lower() not in HOP_HEADERS:
+                self.send_header(k, v)
+        if rule is not None and rule.action == "add_headers":
+            for k, v in rule.headers.items():
                 self.send_header(k, v)
         if length is None and self.command != "HEAD":
             self.send_header("Connection", "close")

@@ -29,6 +29,10 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--chunk-size", metavar="BYTES",
                        help="upload blobs in chunks of this size (e.g. 4M) where a registry "
                        "needs it")
+    group.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="network timeout per request (default 60, or $OCIFORGE_TIMEOUT)")
+    group.add_argument("--retries", type=int, metavar="N",
+                       help="retries of a failed request (default 5, or $OCIFORGE_RETRIES)")
 
 
 def parse_size(text: str) -> int:
@@ -63,10 +67,31 @@ def make_options(args: argparse.Namespace) -> Any:
         ca_cert=ca_cert,
         jobs=jobs,
         chunk_size=parse_size(chunk) if chunk else None,
+        retries=_number(getattr(args, "retries", None), "OCIFORGE_RETRIES", "--retries", 5,
+                        int, 0, 100),
+        timeout=_number(getattr(args, "timeout", None), "OCIFORGE_TIMEOUT", "--timeout", 60.0,
+                        float, 0.1, 86400),
     )
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     return Options(platform=platform, all_platforms=all_platforms, registry=registry,
                    progress=progress or getattr(args, "verbose", 0) > 0)
+
+
+def _number(value: Any, env: str, flag: str, default: Any, kind: type, low: float,
+            high: float) -> Any:
+    """A bounded number from the flag, else the environment variable, else the default."""
+    if value is None:
+        text = os.environ.get(env)
+        if not text:
+            return default
+        try:
+            value = kind(text)
+        except ValueError:
+            raise InvalidInputError(f"${env}={text!r} is not a number") from None
+        flag = f"${env}"
+    if not low <= value <= high:
+        raise InvalidInputError(f"{flag} must be between {low:g} and {high:g}")
+    return value
 
 
 def parse_key_value(items: list[str] | None, what: str) -> dict[str, str]:
