@@ -229,3 +229,27 @@ def test_registry_referrers_tag_holding_a_non_index_is_refused(registry) -> None
     push_scratch(registry.host, repo, fallback_tag(image_digest), "arm64")
     with pytest.raises(OperationError, match="not an image index"):
         attach_report(f"{registry.host}/{repo}:v1", REPORT)
+
+
+def test_registry_acknowledging_the_subject_gets_no_fallback_tag(registry) -> None:
+    """A registry with the referrers API answers the PUT with OCI-Subject: no tag written.
+
+    docker-registry 2.8 cannot say it, so a proxy in front of it adds the header.
+    """
+    from faultproxy import FaultProxy, Rule
+
+    from ociforge.remote.client import RegistryClient
+
+    repo = "refs/api"
+    image_digest = push_scratch(registry.host, repo, "v1")
+    with FaultProxy(registry.host) as proxy:
+        proxy.add(Rule("add_headers", method="PUT", path=rf"/v2/{repo}/manifests/sha256:",
+                       times=1, headers={"OCI-Subject": image_digest}))
+        attached = attach_report(f"{proxy.host}/{repo}:v1", REPORT)
+        assert proxy.injected["add_headers"] == 1
+        assert proxy.count("PUT", rf"/manifests/{fallback_tag(image_digest)}$") == 0
+    client = RegistryClient(registry.host)
+    assert fallback_tag(image_digest) not in client.list_tags(repo)
+    artifact = json.loads(client.get_manifest(repo, str(attached.digest))[0])
+    assert artifact["subject"]["digest"] == image_digest
+    client.close()
