@@ -1,0 +1,331 @@
+"""Deterministic, parallel compression of layer streams, and bounded decompression.
+
+gzip: the stream is cut into fixed 1 MiB blocks; each block is deflated on its
+own (with the previous block's last 32 KiB as preset dictionary, ending in a
+sync flush), and the pieces are concatenated into ONE gzip member (pigz's
+scheme).  Block boundaries depend only on the data, never on the number of
+threads or on how callers chunk their writes, so the output is byte-identical
+for any thread count.  ISA-L (``isal``) does the deflating at a pinned level;
+where it is missing, zlib does (deterministic too, but different bytes).
+
+zstd: ``zstandard`` at pinned level 3 with ``threads >= 1`` (libzstd's
+multithreaded mode, whose output does not depend on the thread count; the
+single-threaded mode ``threads=0`` produces different bytes, so we never use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, Protocol
+
+from .errors import HostileInputError, InvalidInputError
+
+_deflate_lib: Any
+try:  # ISA-L is a declared dependency; zlib keeps us working without it.
+    from isal import isal_zlib as _deflate_lib
+
+    HAVE_ISAL = True
+except ImportError:  # pragma: no cover - exercised only where isal is absent
+    _deflate_lib = zlib
+    HAVE_ISAL = False
+
+COMPRESSIONS = ("gzip", "zstd", "none")
+GZIP_BLOCK_SIZE = 1 << 20
+# ISA-L level 1 deflates ~4x faster than zlib -1 at a similar ratio.
+GZIP_LEVEL = 1
+ZSTD_LEVEL = 3
+_WINDOW = 32 * 1024
+# magic 1f8b, method deflate, no flags, mtime 0, xfl 0, os 255 (unknown)
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_EMPTY_BLOCK = b"\x03\x00"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> Any: ...
+
+
+class StreamCompressor(Protocol):
+    """Accepts the uncompressed stream; ``finish()`` ends it (the sink stays open)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def default_threads() -> int:
+    """min(usable CPUs, 4): enough to outrun the hashing, never a digest input."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def _deflate_block(block: bytes, zdict: bytes, level: int) -> bytes:
+    if zdict:
+        c = _deflate_lib.compressobj(level, zlib.DEFLATED, -15, 8, 0, zdict)
+    else:
+        c = _deflate_lib.compressobj(level, zlib.DEFLATED, -15)
+    return c.compress(block) + c.flush(zlib.Z_SYNC_FLUSH)
+
+
+class ParallelGzipWriter:
+    """One-member gzip of fixed, independently deflated blocks (see module doc)."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        threads: int | None = None,
+        level: int = GZIP_LEVEL,
+        block_size: int = GZIP_BLOCK_SIZE,
+    ):
+        self._sink = sink
+        self._level = level
+        self._block_size = block_size
+        self._threads = threads if threads and threads > 0 else default_threads()
+        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        self._inflight: deque[Future[bytes]] = deque()
+        self._pending = bytearray()
+        self._tail = b""
+        self._crc = 0
+        self._size = 0
+        sink.write(GZIP_HEADER)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        bs = self._block_size
+        if self._pending:
+            need = bs - len(self._pending)
+            self._pending += view[:need]
+            view = view[need:]
+            if len(self._pending) < bs:
+                return
+            self._submit(bytes(self._pending))
+            self._pending.clear()
+        while len(view) >= bs:
+            self._submit(bytes(view[:bs]))
+            view = view[bs:]
+        if len(view):
+            self._pending += view
+
+    def _submit(self, block: bytes) -> None:
+        zdict, self._tail = self._tail, block[-_WINDOW:]
+        self._crc = _deflate_lib.crc32(block, self._crc)
+        self._size += len(block)
+        if self._pool is None:
+            self._sink.write(_deflate_block(block, zdict, self._level))
+            return
+        self._inflight.append(self._pool.submit(_deflate_block, block, zdict, self._level))
+        # Bounded read-ahead keeps memory flat: at most 2 blocks per thread in flight.
+        while len(self._inflight) > 2 * self._threads:
+            self._sink.write(self._inflight.popleft().result())
+
+    def finish(self) -> None:
+        if self._pending:
+            self._submit(bytes(self._pending))
+            self._pending.clear()
+        while self._inflight:
+            self._sink.write(self._inflight.popleft().result())
+        self._sink.write(_FINAL_EMPTY_BLOCK)
+        self._sink.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
+        self.abort()
+
+    def abort(self) -> None:
+        if self._pool is not None:
+            for fut in self._inflight:
+                fut.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._inflight.clear()
+
+
+class ZstdWriter:
+    """zstd at a pinned level in libzstd's multithreaded mode (thread-count independent)."""
+
+    def __init__(self, sink: Sink, *, threads: int | None = None, level: int = ZSTD_LEVEL):
+        import zstandard
+
+        cctx = zstandard.ZstdCompressor(
+            level=level,
+            threads=threads if threads and threads > 0 else default_threads(),
+            write_checksum=False,
+            write_content_size=False,
+        )
+        self._writer = cctx.stream_writer(sink, closefd=False)  # type: ignore[arg-type]
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writer.write(data)
+
+    def finish(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the stream is thrown away anyway
+            self._writer.close()
+
+
+class PlainWriter:
+    """The 'none' compression: bytes pass straight through."""
+
+    def __init__(self, sink: Sink):
+        self._sink = sink
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._sink.write(data)  # type: ignore[arg-type]
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def check_compression(name: str) -> str:
+    if name not in COMPRESSIONS:
+        raise InvalidInputError(
+            f"unknown compression {name!r} (expected one of: {', '.join(COMPRESSIONS)})"
+        )
+    return name
+
+
+def compressor(name: str, sink: Sink, *, threads: int | None = None) -> StreamCompressor:
+    """A streaming compressor for 'gzip', 'zstd' or 'none' writing into ``sink``."""
+    check_compression(name)
+    if name == "gzip":
+        return ParallelGzipWriter(sink, threads=threads)
+    if name == "zstd":
+        return ZstdWriter(sink, threads=threads)
+    return PlainWriter(sink)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def sniff(head: bytes) -> str:
+    """'gzip', 'zstd' or 'none' from a stream's first bytes (magic, never a file name)."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class BoundedReader(io.RawIOBase):
+    """A decompressing reader that stops with HostileInputError past ``limit`` bytes.
+
+    Decompressor failures (corrupt or truncated data) become InvalidInputError, so
+    callers reading untrusted blobs only ever see ociforge's own errors.
+    """
+
+    def __init__(self, inner: IO[bytes], limit: int | None, what: str, kind: str):
+        self._inner = inner
+        self._limit = limit
+        self._what = what
+        self._kind = kind
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = len(view)
+        if self._limit is not None:
+            # ask for one byte past the limit so that reaching it is detectable
+            want = min(want, self._limit - self.produced + 1)
+        try:
+            data = self._inner.read(max(want, 1))
+        except (OSError, EOFError, ValueError, zlib.error, MemoryError) as exc:
+            raise InvalidInputError(f"{self._what}: corrupt {self._kind} data: {exc}") from None
+        except Exception as exc:  # zstandard.ZstdError and friends
+            raise InvalidInputError(f"{self._what}: corrupt {self._kind} data: {exc}") from None
+        n = len(data)
+        self.produced += n
+        if self._limit is not None and self.produced > self._limit:
+            raise HostileInputError(
+                f"{self._what}: decompresses to more than {self._limit} bytes (limit)"
+            )
+        view[:n] = data
+        return n
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            super().close()
+
+
+def open_decompressed(
+    raw: IO[bytes],
+    *,
+    limit: int | None = None,
+    what: str = "layer",
+    kind: str | None = None,
+) -> io.BufferedReader:
+    """Wrap ``raw`` in a streaming decompressor chosen by its magic bytes.
+
+    ``limit`` bounds the decompressed output (zip-bomb safety); ``kind`` forces
+    'gzip', 'zstd' or 'none' instead of sniffing.  Closing the result closes raw.
+    """
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw))
+    if kind is None:
+        kind = sniff(buffered.peek(4)[:4])
+    inner: IO[bytes]
+    if kind == "gzip":
+        inner = _gzip_reader(buffered)
+    elif kind == "zstd":
+        import zstandard
+
+        # libzstd's default window limit (128 MiB) bounds decoder memory.
+        inner = zstandard.ZstdDecompressor().stream_reader(
+            buffered, read_across_frames=True
+        )
+    else:
+        inner = buffered
+    return io.BufferedReader(BoundedReader(inner, limit, what, kind), buffer_size=1 << 20)
+
+
+def _gzip_reader(raw: IO[bytes]) -> IO[bytes]:
+    try:
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+class _Raw(io.RawIOBase):
+    """Adapts any object with read() to RawIOBase so BufferedReader can peek."""
+
+    def __init__(self, inner: IO[bytes]):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._inner.read(len(view))
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            super().close()
+

@@ -1,0 +1,364 @@
+"""Deterministic layer building: reproducibility, tar conventions, real GNU tar round trips."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from ociforge import mediatypes
+from ociforge.build import (
+    BuildSettings,
+    LayerSource,
+    build_layer,
+    layer_from_tar,
+    settings_epoch,
+)
+from ociforge.errors import HostileInputError, InvalidInputError
+
+COMPRESSIONS = ("gzip", "zstd", "none")
+
+
+def make_tree(root: Path, *, reverse: bool = False, mtime: int | None = None) -> Path:
+    """A fixture tree with every kind of entry a layer must keep.
+
+    ``reverse`` creates the files in the opposite order (different inode and
+    directory-listing order); ``mtime`` stamps everything with that time.
+    """
+    root.mkdir(parents=True)
+    files: list[tuple[str, bytes, int]] = [
+        ("bin/run.sh", b"#!/bin/sh\necho hi\n", 0o755),
+        ("etc/app.conf", b"key = value\n" * 50, 0o644),
+        ("etc/secret.key", b"not really\n", 0o600),
+        ("data/blob.bin", bytes(range(256)) * 4096, 0o644),
+        ("data/z-last", b"z", 0o444),
+        ("n\u00e4me-\u00fcnicode/f\u00efle.txt", "héllo\n".encode(), 0o644),
+        ("long/" + "d" * 120 + "/" + "f" * 130 + ".txt", b"long name\n", 0o640),
+    ]
+    if reverse:
+        files.reverse()
+    for rel, data, mode in files:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        p.chmod(mode)
+    (root / "empty" / "nested-empty").mkdir(parents=True)
+    os.link(root / "bin/run.sh", root / "bin/run-again.sh")
+    (root / "bin" / "abs-link").symlink_to("/usr/bin/env")
+    (root / "bin" / "rel-link").symlink_to("../etc/app.conf")
+    (root / "outside").symlink_to("/etc")  # a symlink to a directory outside: kept, not followed
+    if mtime is not None:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+    return root
+
+
+def tar_members(path: Path, compression: str) -> list[tarfile.TarInfo]:
+    with open_plain(path, compression) as fh, tarfile.open(fileobj=fh, mode="r|") as tf:
+        return list(tf)
+
+
+def open_plain(path: Path, compression: str) -> io.BufferedIOBase:
+    if compression == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+    return open(path, "rb")
+
+
+def plain_bytes(path: Path, compression: str) -> bytes:
+    with open_plain(path, compression) as fh:
+        return fh.read()
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_digests_are_over_blob_and_uncompressed_tar(tmp_path: Path, compression: str) -> None:
+    tree = make_tree(tmp_path / "tree")
+    result = build_layer([LayerSource(tree, "/app")], BuildSettings(compression=compression))
+    layer = result.layer
+    blob = layer.path.read_bytes()  # type: ignore[union-attr]
+    assert layer.size == len(blob)
+    assert layer.digest.hex == hashlib.sha256(blob).hexdigest()
+    assert layer.diff_id is not None
+    assert layer.diff_id.hex == hashlib.sha256(plain_bytes(layer.path, compression)).hexdigest()
+    assert layer.media_type == mediatypes.layer_type(compression)
+    with layer.open() as fh:  # the Layer's own verifying opener accepts it
+        assert fh.read() == blob
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_same_tree_copied_differently_gives_identical_bytes(
+    tmp_path: Path, compression: str
+) -> None:
+    a = make_tree(tmp_path / "a", mtime=1_000_000)
+    b = make_tree(tmp_path / "b", reverse=True, mtime=2_000_000_000)
+    settings = BuildSettings(compression=compression, epoch=1_700_000_000)
+    ra = build_layer([LayerSource(a, "/app")], settings)
+    rb = build_layer([LayerSource(b, "/app")], settings)
+    ra2 = build_layer([LayerSource(a, "/app")], settings)
+    assert ra.layer.digest == rb.layer.digest == ra2.layer.digest
+    assert ra.layer.diff_id == rb.layer.diff_id
+    assert ra.layer.path.read_bytes() == rb.layer.path.read_bytes()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_thread_count_never_changes_the_bytes(tmp_path: Path, compression: str) -> None:
+    tree = tmp_path / "big"
+    tree.mkdir()
+    # several compression blocks, partly compressible, partly random
+    (tree / "text").write_bytes(b"".join(b"line %d of text\n" % i for i in range(300_000)))
+    (tree / "random").write_bytes(os.urandom(3 << 20))
+    digests = {
+        threads: build_layer(
+            [LayerSource(tree, "/")], BuildSettings(compression=compression, threads=threads)
+        ).layer.digest
+        for threads in (1, 2, 3, 8)
+    }
+    assert len(set(digests.values())) == 1, digests
+
+
+def test_entries_follow_the_reproducibility_rules(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", mtime=123456)
+    settings = BuildSettings(compression="gzip", epoch=42, uid=1000, gid=1001)
+    result = build_layer([LayerSource(tree, "/srv/app")], settings, removes=["/etc/old.conf"])
+    members = tar_members(result.layer.path, "gzip")  # type: ignore[arg-type]
+    names = [m.name for m in members]
+    assert names[:3] == ["etc", "etc/.wh.old.conf", "srv"]
+    assert names == sorted(names, key=lambda n: n.replace(".wh.", "\0").encode())
+    by_name = {m.name: m for m in members}
+    for m in members:
+        assert not m.name.startswith(("/", "./"))
+        assert m.mtime == 42 and isinstance(m.mtime, int)
+        assert (m.uid, m.gid, m.uname, m.gname) == (1000, 1001, "", "")
+        assert "atime" not in m.pax_headers and "ctime" not in m.pax_headers
+        assert "mtime" not in m.pax_headers
+    # parent directories explicit, 0755
+    for parent in ("srv", "srv/app"):
+        assert by_name[parent].isdir() and by_name[parent].mode == 0o755
+    # modes kept, executable bit included
+    assert by_name["srv/app/bin/run-again.sh"].mode == 0o755
+    assert by_name["srv/app/etc/secret.key"].mode == 0o600
+    assert by_name["srv/app/data/z-last"].mode == 0o444
+    # hardlink: first in sorted order is the file, the later one links to it
+    assert by_name["srv/app/bin/run-again.sh"].isreg()
+    hl = by_name["srv/app/bin/run.sh"]
+    assert hl.islnk() and hl.linkname == "srv/app/bin/run-again.sh"
+    # symlinks kept verbatim, never followed
+    assert by_name["srv/app/bin/abs-link"].issym()
+    assert by_name["srv/app/bin/abs-link"].linkname == "/usr/bin/env"
+    assert by_name["srv/app/bin/rel-link"].linkname == "../etc/app.conf"
+    assert by_name["srv/app/outside"].issym() and by_name["srv/app/outside"].linkname == "/etc"
+    assert not any(n.startswith("srv/app/outside/") for n in names)
+    # empty directories kept
+    assert by_name["srv/app/empty/nested-empty"].isdir()
+    # long and non-ASCII names round-trip
+    assert "srv/app/n\u00e4me-\u00fcnicode/f\u00efle.txt" in by_name
+    assert any(len(n.encode()) > 200 for n in names)
+    # whiteout is an empty regular file
+    wh = by_name["etc/.wh.old.conf"]
+    assert wh.isreg() and wh.size == 0
+
+
+def test_gnu_tar_extracts_the_tree_exactly(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    result = build_layer([LayerSource(tree, "/")], BuildSettings())
+    out = tmp_path / "out"
+    out.mkdir()
+    listing = subprocess.run(
+        ["tar", "-tvzf", str(result.layer.path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "bin/abs-link -> /usr/bin/env" in listing
+    assert "link to bin/run-again.sh" in listing
+    subprocess.run(["tar", "-xzf", str(result.layer.path), "-C", str(out)], check=True)
+    assert snapshot(out) == snapshot(tree)
+    assert os.stat(out / "bin/run.sh").st_ino == os.stat(out / "bin/run-again.sh").st_ino
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, object]]:
+    """Path -> (kind, mode, content/target) for comparing extracted trees."""
+    out: dict[str, tuple[str, int, object]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", 0, os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", st.st_mode & 0o7777, None)
+            else:
+                out[rel] = ("file", st.st_mode & 0o7777, p.read_bytes())
+    return out
+
+
+def test_sockets_and_fifos_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "keep").write_text("x")
+    os.mkfifo(tree / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock_path = tree / "s.sock"
+    try:
+        sock.bind(str(sock_path))
+        result = build_layer([LayerSource(tree, "/")], BuildSettings(compression="none"))
+    finally:
+        sock.close()
+    names = [m.name for m in tar_members(result.layer.path, "none")]  # type: ignore[arg-type]
+    assert names == ["keep"]
+    assert ("pipe", "unsupported file type (fifo)") in result.skipped
+    assert ("s.sock", "unsupported file type (socket)") in result.skipped
+    assert any("pipe" in w for w in result.warnings)
+    assert any("s.sock" in w for w in result.warnings)
+
+
+def test_excludes_and_skip_callback(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "src" / "__pycache__").mkdir(parents=True)
+    (tree / "src" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"x")
+    (tree / "src" / "m.py").write_text("print()")
+    (tree / "src" / "m.pyc").write_bytes(b"x")
+    (tree / "licenses").mkdir()
+    (tree / "licenses" / "a.lic").write_text("secret")
+    (tree / "app.lic").write_text("secret")
+    (tree / "build").mkdir()
+    (tree / "build" / "out.o").write_bytes(b"o")
+
+    seen: list[tuple[str, Path]] = []
+
+    def skip(image_path: str, host: Path) -> str | None:
+        seen.append((image_path, host))
+        return "license file" if image_path.endswith(".lic") else None
+
+    result = build_layer(
+        [LayerSource(tree, "/app", exclude=("__pycache__", "*.pyc", "build/**", "build"))],
+        BuildSettings(compression="none"),
+        skip=skip,
+    )
+    names = [m.name for m in tar_members(result.layer.path, "none")]  # type: ignore[arg-type]
+    assert names == ["app", "app/licenses", "app/src", "app/src/m.py"]
+    assert sorted(result.skipped) == [
+        ("app/app.lic", "license file"),
+        ("app/licenses/a.lic", "license file"),
+    ]
+    assert ("app/src/m.py", tree / "src" / "m.py") in seen
+    assert not any("__pycache__" in p for p, _ in seen)
+
+
+def test_skipping_a_directory_leaves_it_out_whole(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "private" / "deep").mkdir(parents=True)
+    (tree / "private" / "deep" / "f").write_text("x")
+    (tree / "pub").write_text("y")
+    result = build_layer(
+        [LayerSource(tree, "/")],
+        BuildSettings(compression="none"),
+        skip=lambda p, h: "private" if p == "private" else None,
+    )
+    names = [m.name for m in tar_members(result.layer.path, "none")]  # type: ignore[arg-type]
+    assert names == ["pub"]
+    assert result.skipped == [("private", "private")]
+
+
+def test_file_sources_and_destinations(tmp_path: Path) -> None:
+    f = tmp_path / "tool"
+    f.write_bytes(b"#!/bin/sh\n")
+    f.chmod(0o755)
+    link = tmp_path / "link-to-dir"
+    link.symlink_to(tmp_path)  # a source that is a symlink: stored as a symlink, not followed
+    result = build_layer(
+        [
+            LayerSource(f, "/usr/local/bin/renamed"),
+            LayerSource(f, "/opt/"),
+            LayerSource(link, "/data/link"),
+        ],
+        BuildSettings(compression="none"),
+    )
+    by_name = {m.name: m for m in tar_members(result.layer.path, "none")}  # type: ignore[arg-type]
+    assert sorted(by_name) == [
+        "data", "data/link", "opt", "opt/tool", "usr", "usr/local", "usr/local/bin",
+        "usr/local/bin/renamed",
+    ]
+    assert by_name["usr/local/bin/renamed"].mode == 0o755
+    assert by_name["data/link"].issym() and by_name["data/link"].linkname == str(tmp_path)
+
+
+def test_missing_source_is_bad_input(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(InvalidInputError, match="nope"):
+        build_layer([LayerSource(missing, "/app")], BuildSettings())
+
+
+@pytest.mark.parametrize("dest", ["relative/path", "/a/../../etc"])
+def test_bad_destinations_are_bad_input(tmp_path: Path, dest: str) -> None:
+    with pytest.raises(InvalidInputError):
+        build_layer([LayerSource(tmp_path, dest)], BuildSettings())
+
+
+def test_unknown_compression_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="compression"):
+        build_layer([LayerSource(tmp_path, "/")], BuildSettings(compression="lz4"))
+
+
+def test_settings_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert settings_epoch(None) == 0
+    assert settings_epoch(99) == 99
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert settings_epoch(None) == 1700000000
+    assert settings_epoch(5) == 5
+    for bad in ("yesterday", "-1", "1.5", "1e9"):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
+        with pytest.raises(InvalidInputError, match="SOURCE_DATE_EPOCH"):
+            settings_epoch(None)
+    with pytest.raises(InvalidInputError):
+        settings_epoch(-5)
+
+
+@pytest.mark.parametrize("fmt", ["tar", "gz", "zst"])
+def test_layer_from_tar_keeps_bytes_and_sniffs_compression(tmp_path: Path, fmt: str) -> None:
+    tree = make_tree(tmp_path / "tree")
+    plain = tmp_path / "layer.tar"
+    with tarfile.open(plain, "w", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(tree, arcname=".")
+    data = plain.read_bytes()
+    path = tmp_path / "misnamed.bin"  # the name says nothing: magic bytes decide
+    if fmt == "gz":
+        path.write_bytes(gzip.compress(data))
+    elif fmt == "zst":
+        path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    else:
+        shutil.copy(plain, path)
+    result = layer_from_tar(path, BuildSettings(compression="none"))
+    layer = result.layer
+    expected_type = {"tar": "none", "gz": "gzip", "zst": "zstd"}[fmt]
+    assert layer.media_type == mediatypes.layer_type(expected_type)
+    assert layer.path.read_bytes() == path.read_bytes()  # type: ignore[union-attr]
+    assert layer.digest.hex == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert layer.diff_id.hex == hashlib.sha256(data).hexdigest()  # type: ignore[union-attr]
+    with tarfile.open(plain) as tf:
+        assert layer.file_count == len(tf.getmembers())
+
+
+def test_layer_from_tar_refuses_tar_slip(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tf:
+        info = tarfile.TarInfo("../../etc/passwd")
+        tf.addfile(info, io.BytesIO(b""))
+    with pytest.raises(HostileInputError, match=r"\.\."):
+        layer_from_tar(evil, BuildSettings())
+
+
+def test_layer_from_tar_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        layer_from_tar(tmp_path / "absent.tar", BuildSettings())
