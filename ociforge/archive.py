@@ -127,7 +127,7 @@ class TarBlobs:
         try:
             handle: IO[bytes] = open(path, "rb")  # noqa: SIM115 - kept open for lazy layers
         except FileNotFoundError:
-            raise NotFoundError(f"archive {self.where!r} does not exist") from None
+            raise InvalidInputError(f"archive {self.where!r} does not exist") from None
         except IsADirectoryError:
             raise InvalidInputError(f"{self.where!r} is a directory, not an archive") from None
         self._file = self._decompressed(handle)

@@ -153,7 +153,7 @@ class Layout:
 
     def check_readable(self) -> None:
         if not self.root.exists():
-            raise NotFoundError(f"OCI layout {str(self.root)!r} does not exist")
+            raise InvalidInputError(f"OCI layout {str(self.root)!r} does not exist")
         if not self.root.is_dir():
             raise InvalidInputError(f"OCI layout {str(self.root)!r} is not a directory")
         marker = self.root / "oci-layout"
