@@ -1,0 +1,402 @@
+"""The distribution API v2 for one registry: manifests, blobs, uploads, tags, referrers.
+
+Every method takes the repository path (``library/alpine``) and asks for the
+token scope it needs.  Manifests are read bounded (4 MiB) and verified; blobs
+are streamed and verified at EOF; uploads stream from the blob's opener.  The
+signing code builds on ``get_manifest``/``put_manifest``/``push_blob``/
+``list_tags``/``get_referrers`` (cosign ``.sig`` tags and the referrers tag
+fallback).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import IO, Any, cast
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from .. import mediatypes as mt
+from ..digest import Digest, VerifyingReader
+from ..errors import DigestMismatchError, InvalidInputError, RegistryError, TransportError
+from ..jsonutil import MAX_DOCUMENT
+from ..layer import Layer
+from ..options import RegistryOptions
+from ..reference import DOCKER_HUB_API, normalize_registry
+from .auth import Credentials, pull_scope, push_scope
+from .transport import FileBody, Transport, raise_for_status
+from .upload import upload_blob
+
+log = logging.getLogger("ociforge.remote")
+
+
+@dataclass(frozen=True)
+class ManifestPut:
+    """What a manifest PUT returned: the digest and the response headers."""
+
+    digest: Digest
+    headers: dict[str, str]
+    location: str = ""
+
+    @property
+    def oci_subject(self) -> str | None:
+        """The ``OCI-Subject`` header: present only when the registry has a referrers API."""
+        for key, value in self.headers.items():
+            if key.lower() == "oci-subject":
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    media_type: str
+    digest: Digest | None
+    size: int | None
+
+
+class RegistryClient:
+    """One registry's v2 API, shared by every pull and push to it in this process.
+
+    ``scopes`` lets a caller widen the token it will use (a push asks for
+    ``pull,push`` on the target plus ``pull`` on mount sources, all in one
+    token); without it each call asks for the least it needs.
+    """
+
+    def __init__(self, registry: str, options: RegistryOptions | None = None,
+                 credentials: Credentials | Callable[[], Credentials | None] | None = None,
+                 api_host: str | None = None):
+        self.registry = normalize_registry(registry)
+        self.options = options or RegistryOptions()
+        if callable(credentials):
+            source = credentials
+        elif credentials is not None:
+            fixed = credentials
+
+            def source() -> Credentials | None:
+                return fixed
+        else:
+            def source() -> Credentials | None:
+                from .credentials import lookup
+
+                return lookup(self.registry)
+        host = api_host or (DOCKER_HUB_API if self.registry == "docker.io" else self.registry)
+        self.transport = Transport(self.registry, host, self.options, source)
+        self._extra_scopes: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    # -- scopes ----------------------------------------------------------------
+
+    def _scopes(self, base: str, repository: str) -> list[str]:
+        with self._lock:
+            extra = self._extra_scopes.get(repository, set())
+        return sorted({base, *extra})
+
+    def widen_scopes(self, repository: str, scopes: Iterable[str]) -> None:
+        """Ask for these scopes too in every token used for ``repository`` (mount sources)."""
+        with self._lock:
+            self._extra_scopes.setdefault(repository, set()).update(scopes)
+
+    def ping(self) -> requests.Response:
+        """GET /v2/ (scheme detection and auth challenge)."""
+        return self.transport.ping()
+
+    def check_login(self) -> None:
+        """Raise AuthError unless the configured credentials are accepted (for ``login``)."""
+        from .auth import Challenge
+
+        self.transport.ping()
+        challenge: Challenge | None = self.transport.auth.challenge
+        if challenge is None:
+            return
+        self.transport.request("GET", "/v2/", scopes=[], what="login check")
+
+    # -- manifests -------------------------------------------------------------
+
+    def get_manifest(self, repository: str, reference: str,
+                     accept: str = mt.MANIFEST_ACCEPT) -> tuple[bytes, str, Digest]:
+        """GET a manifest: (exact bytes, media type, digest), verified and bounded to 4 MiB.
+
+        By digest the bytes must hash to it; by tag they must match the
+        registry's Docker-Content-Digest when it sends one.
+        """
+        resp = self.transport.request(
+            "GET", f"/v2/{repository}/manifests/{reference}", scopes=self._scopes(
+                pull_scope(repository), repository), headers={"Accept": accept},
+            stream=True, what=f"manifest {repository}:{reference}")
+        with resp:
+            data = _read_bounded(resp, MAX_DOCUMENT, f"manifest {repository}:{reference}")
+        digest = Digest.of_bytes(data)
+        expected = _digest_or_none(reference) or _digest_or_none(
+            resp.headers.get("Docker-Content-Digest"))
+        if expected is not None:
+            got = Digest(expected.algorithm, hashlib.new(expected.algorithm, data).hexdigest())
+            if got != expected:
+                raise DigestMismatchError(
+                    f"{self.registry}: manifest {repository}:{reference} has digest {got}, "
+                    f"expected {expected}")
+        media_type = _media_type(resp.headers.get("Content-Type"), data)
+        return data, media_type, digest
+
+    def head_manifest(self, repository: str, reference: str) -> ManifestHead | None:
+        """HEAD a manifest: its media type, digest and size, or None when absent."""
+        resp = self.transport.request(
+            "HEAD", f"/v2/{repository}/manifests/{reference}",
+            scopes=self._scopes(pull_scope(repository), repository),
+            headers={"Accept": mt.MANIFEST_ACCEPT}, ok=(200, 404),
+            what=f"manifest {repository}:{reference}")
+        resp.close()
+        if resp.status_code == 404:
+            return None
+        length = resp.headers.get("Content-Length")
+        return ManifestHead(
+            (resp.headers.get("Content-Type") or "").split(";")[0].strip(),
+            _digest_or_none(resp.headers.get("Docker-Content-Digest")),
+            int(length) if length and length.isdigit() else None,
+        )
+
+    def put_manifest(self, repository: str, reference: str, data: bytes,
+                     media_type: str) -> ManifestPut:
+        """PUT exact manifest bytes under a tag or digest, Content-Type = ``media_type``.
+
+        Checks the registry's Docker-Content-Digest against the local digest.
+        ``.oci_subject`` of the result tells whether the registry handled a
+        ``subject`` (referrers API) or the client must update the fallback tag.
+        """
+        if len(data) > MAX_DOCUMENT:
+            raise InvalidInputError(f"manifest is {len(data)} bytes; registries refuse more than "
+                                    f"{MAX_DOCUMENT}")
+        digest = Digest.of_bytes(data)
+        resp = self.transport.request(
+            "PUT", f"/v2/{repository}/manifests/{reference}",
+            scopes=self._scopes(push_scope(repository), repository),
+            headers={"Content-Type": media_type}, body=data, ok=(200, 201, 202),
+            what=f"manifest {repository}:{reference}")
+        resp.close()
+        returned = _digest_or_none(resp.headers.get("Docker-Content-Digest"))
+        if returned is not None and returned.algorithm == digest.algorithm and returned != digest:
+            raise DigestMismatchError(f"{self.registry}: manifest pushed as {digest} but the "
+                                      f"registry stored {returned}")
+        return ManifestPut(digest, dict(resp.headers), resp.headers.get("Location", ""))
+
+    def delete_manifest(self, repository: str, digest: Digest | str) -> None:
+        resp = self.transport.request(
+            "DELETE", f"/v2/{repository}/manifests/{digest}",
+            scopes=[f"repository:{repository}:delete"], ok=(200, 202),
+            what=f"delete {repository}@{digest}")
+        resp.close()
+
+    # -- blobs -----------------------------------------------------------------
+
+    def blob_exists(self, repository: str, digest: Digest | str) -> bool:
+        """HEAD a blob in this repository (blobs are repository-scoped)."""
+        resp = self.transport.request(
+            "HEAD", f"/v2/{repository}/blobs/{digest}",
+            scopes=self._scopes(pull_scope(repository), repository), ok=(200, 404),
+            what=f"blob {digest}")
+        resp.close()
+        return resp.status_code == 200
+
+    def open_blob(self, repository: str, digest: Digest | str) -> IO[bytes]:
+        """The raw blob body as a stream (unverified; ``get_blob`` verifies).
+
+        Redirects are followed here: Authorization is never sent to another host.
+        """
+        digest_text = str(digest)
+        path = f"/v2/{repository}/blobs/{digest_text}"
+        resp = self.transport.request(
+            "GET", path, scopes=self._scopes(pull_scope(repository), repository), stream=True,
+            ok=(200, 301, 302, 303, 307, 308), allow_redirects=False, what=f"blob {digest_text}")
+        hops = 0
+        while resp.status_code in (301, 302, 303, 307, 308):
+            location = resp.headers.get("Location")
+            resp.close()
+            hops += 1
+            if not location or hops > 5:
+                raise RegistryError(f"{self.registry}: blob {digest_text}: bad redirect")
+            target = requests.compat.urljoin(resp.url, location)
+            same_host = urlsplit(target).netloc == urlsplit(resp.url).netloc
+            if same_host:
+                resp = self.transport.request(
+                    "GET", target, scopes=self._scopes(pull_scope(repository), repository),
+                    stream=True, ok=(200, 301, 302, 303, 307, 308), allow_redirects=False,
+                    what=f"blob {digest_text}")
+            else:
+                resp = self.transport.plain_get(target)
+                if resp.status_code not in (200, 301, 302, 303, 307, 308):
+                    try:
+                        raise_for_status(resp, self.registry, f"blob {digest_text} (redirected)")
+                    finally:
+                        resp.close()
+        return cast(IO[bytes], _ResponseStream(resp))
+
+    def get_blob(self, repository: str, digest: Digest | str,
+                 size: int | None = None) -> VerifyingReader:
+        """A streaming reader of a blob that verifies digest (and size) at EOF."""
+        parsed = digest if isinstance(digest, Digest) else Digest.parse(digest)
+        return VerifyingReader(self.open_blob(repository, parsed), parsed, size, "blob")
+
+    def push_blob(self, repository: str, layer: Layer, mount_from: str | None = None) -> str:
+        """Make sure a blob is in ``repository``: 'exists', 'mounted' or 'uploaded'.
+
+        HEAD first; then a cross-repository mount from ``mount_from`` (a
+        repository on this registry); else POST + one PUT streamed from the
+        layer's opener, or chunked PATCHes when ``options.chunk_size`` is set.
+        """
+        if self.blob_exists(repository, layer.digest):
+            return "exists"
+        scopes = self._scopes(push_scope(repository), repository)
+        if mount_from and mount_from != repository:
+            scopes = sorted({*scopes, pull_scope(mount_from)})
+        return upload_blob(self.transport, repository, layer, scopes, mount_from,
+                           self.options.chunk_size)
+
+    def put_blob_bytes(self, repository: str, data: bytes, media_type: str = "application/"
+                       "octet-stream") -> Digest:
+        """Upload a small in-memory blob (configs, signatures); returns its digest."""
+        import io
+
+        from ..descriptor import Descriptor
+
+        digest = Digest.of_bytes(data)
+        layer = Layer(Descriptor(media_type, digest, len(data)), None, lambda: io.BytesIO(data))
+        self.push_blob(repository, layer)
+        return digest
+
+    # -- tags and referrers ------------------------------------------------------
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Every tag of a repository (following Link pagination); [] when the repo is unknown."""
+        tags: list[str] = []
+        url = f"/v2/{repository}/tags/list"
+        for _ in range(1000):
+            resp = self.transport.request(
+                "GET", url, scopes=self._scopes(pull_scope(repository), repository),
+                ok=(200, 404), what=f"tags of {repository}")
+            with resp:
+                if resp.status_code == 404:
+                    return tags
+                body = _json(_read_bounded(resp, 16 << 20, "tag list"), "tag list")
+                page = body.get("tags")
+                if isinstance(page, list):
+                    tags.extend(t for t in page if isinstance(t, str))
+                link = resp.links.get("next", {}).get("url")
+                if not link:
+                    return tags
+                url = requests.compat.urljoin(resp.url, link)
+        return tags
+
+    def get_referrers(self, repository: str, digest: Digest | str,
+                      artifact_type: str | None = None) -> dict[str, Any] | None:
+        """GET /v2/<repo>/referrers/<digest>: the index as a dict, or None when unsupported.
+
+        None (404, 400, 405, 501 or a non-index answer) means: use the
+        ``sha256-<hex>`` referrers tag fallback.
+        """
+        path = f"/v2/{repository}/referrers/{digest}"
+        if artifact_type:
+            path += f"?artifactType={quote(artifact_type, safe='')}"
+        resp = self.transport.request(
+            "GET", path, scopes=self._scopes(pull_scope(repository), repository),
+            headers={"Accept": mt.OCI_INDEX}, ok=(200, 400, 404, 405, 501), stream=True,
+            what=f"referrers of {digest}")
+        with resp:
+            if resp.status_code != 200:
+                return None
+            ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+            data = _read_bounded(resp, MAX_DOCUMENT, "referrers index")
+        if ctype and ctype != mt.OCI_INDEX:
+            return None
+        try:
+            doc = _json(data, "referrers index")
+        except InvalidInputError:
+            return None
+        return doc if isinstance(doc.get("manifests"), list) else None
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class _ResponseStream:
+    """A file-like view of a streaming response body (large reads, closes the response)."""
+
+    def __init__(self, resp: requests.Response):
+        self._resp = resp
+        self._raw = resp.raw
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            if n is None or n < 0:
+                return bytes(self._raw.read(decode_content=False))
+            return bytes(self._raw.read(n, decode_content=False))
+        except (requests.RequestException, OSError, Exception) as exc:
+            if isinstance(exc, RegistryError):
+                raise
+            raise TransportError(f"blob download interrupted: {type(exc).__name__}") from None
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> _ResponseStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_bounded(resp: requests.Response, limit: int, what: str) -> bytes:
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > limit:
+        raise InvalidInputError(f"{what} is {length} bytes, over the {limit} byte limit")
+    parts: list[bytes] = []
+    total = 0
+    try:
+        for chunk in resp.iter_content(1 << 16):
+            total += len(chunk)
+            if total > limit:
+                raise InvalidInputError(f"{what} is over the {limit} byte limit")
+            parts.append(chunk)
+    except requests.RequestException as exc:
+        raise TransportError(f"{what}: download interrupted: {type(exc).__name__}") from None
+    return b"".join(parts)
+
+
+def _json(data: bytes, what: str) -> dict[str, Any]:
+    from ..jsonutil import parse_object
+
+    return parse_object(data, what)
+
+
+def _digest_or_none(text: str | None) -> Digest | None:
+    if not text or ":" not in text:
+        return None
+    try:
+        return Digest.parse(text.strip())
+    except InvalidInputError:
+        return None
+
+
+def _media_type(content_type: str | None, data: bytes) -> str:
+    """The manifest's own mediaType wins; else the Content-Type without parameters."""
+    try:
+        import json
+
+        doc = json.loads(data)
+        if isinstance(doc, dict) and isinstance(doc.get("mediaType"), str):
+            return str(doc["mediaType"])
+        if isinstance(doc, dict) and "manifests" in doc:
+            declared = (content_type or "").split(";")[0].strip()
+            return declared if declared in mt.INDEXES else mt.OCI_INDEX
+    except ValueError:
+        pass
+    declared = (content_type or "").split(";")[0].strip()
+    return declared or mt.OCI_MANIFEST
+
+
+__all__ = ["FileBody", "ManifestHead", "ManifestPut", "RegistryClient"]

@@ -1,0 +1,52 @@
+"""A registry reference as a Location: ``ociforge copy oci:out ghcr.io/me/app:1`` and back."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from ..index import Artifact
+from ..locations import WriteResult
+from ..options import Options, RegistryOptions
+from ..reference import Reference
+from .client import RegistryClient
+
+_CLIENTS: dict[tuple[str, RegistryOptions], RegistryClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def client_for(registry: str, options: RegistryOptions) -> RegistryClient:
+    """One client per registry and transport options in this process (shared tokens, pool)."""
+    key = (registry, options)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = RegistryClient(registry, options)
+            _CLIENTS[key] = client
+        return client
+
+
+@dataclass(frozen=True)
+class RegistryLocation:
+    reference: Reference
+
+    @classmethod
+    def parse(cls, text: str) -> RegistryLocation:
+        """``[docker://]REF``; raises InvalidReferenceError (exit 2) on a bad reference."""
+        return cls(Reference.parse(text))
+
+    def read(self, options: Options) -> Artifact:
+        from .pull import pull
+
+        client = client_for(self.reference.registry, options.registry)
+        return pull(client, self.reference, options)
+
+    def write(self, artifact: Artifact, options: Options) -> WriteResult:
+        from .push import push
+
+        client = client_for(self.reference.registry, options.registry)
+        result = push(client, self.reference, artifact, options)
+        return WriteResult(str(result.digest), str(self.reference), result.media_type)
+
+    def __str__(self) -> str:
+        return str(self.reference)

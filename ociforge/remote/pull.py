@@ -1,0 +1,102 @@
+"""Pull: a reference becomes an Image (or an Index with ``--platform all``).
+
+Only documents are fetched eagerly (manifests and configs, bounded and
+verified); layer bytes stay behind lazy openers that stream from the registry
+and verify at EOF.  Each layer remembers ``registry/repository`` as its
+``source`` so a later push to the same registry can mount it.  For one
+platform only the matching child manifest is fetched, never every child.
+"""
+
+from __future__ import annotations
+
+from .. import mediatypes as mt
+from ..descriptor import Descriptor
+from ..digest import read_all_verified
+from ..errors import InvalidInputError, InvalidPlatformError
+from ..image import Image
+from ..index import Artifact, Index
+from ..jsonutil import MAX_DOCUMENT, parse_object
+from ..layer import Layer
+from ..options import Options
+from ..platform import Platform
+from ..reference import Reference
+from .client import RegistryClient
+
+MAX_INDEX_DEPTH = 4
+
+
+def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
+    """The artifact a reference names, resolved to one platform unless all are wanted."""
+    data, media_type, _ = client.get_manifest(ref.repository, ref.identifier)
+    if mt.is_index(media_type):
+        if options.all_platforms:
+            return load_index(client, ref, data, 0)
+        return _pick_platform(client, ref, data, options.wanted_platform(), 0)
+    return load_image(client, ref, data)
+
+
+def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) -> Image:
+    manifest = parse_object(manifest_bytes, "image manifest")
+    if "manifests" in manifest and "layers" not in manifest:
+        raise InvalidInputError(f"{ref} is an index where an image manifest was expected")
+    config = Descriptor.from_dict(manifest.get("config"), "config descriptor")
+    with client.open_blob(ref.repository, config.digest) as raw:
+        config_bytes = read_all_verified(raw, config.digest, config.size, MAX_DOCUMENT, "config")
+    source = ref.name
+    repository = ref.repository
+
+    def open_blob(desc: Descriptor) -> Layer:
+        digest = desc.digest
+        return Layer(desc, None, lambda: client.open_blob(repository, digest), None, source)
+
+    return Image.from_documents(manifest_bytes, config_bytes, open_blob, source)
+
+
+def load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int) -> Index:
+    if depth > MAX_INDEX_DEPTH:
+        raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+    children: list[tuple[Descriptor, Artifact]] = []
+    for desc in _entries(index_bytes):
+        data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
+        child: Artifact
+        if mt.is_index(media_type):
+            child = load_index(client, ref, data, depth + 1)
+        else:
+            child = load_image(client, ref, data)
+        children.append((desc, child))
+    return Index(index_bytes, tuple(children), ref.name)
+
+
+def _entries(index_bytes: bytes) -> list[Descriptor]:
+    doc = parse_object(index_bytes, "image index")
+    entries = doc.get("manifests")
+    if not isinstance(entries, list):
+        raise InvalidInputError("image index has no manifests array")
+    return [Descriptor.from_dict(e, f"index entry {i}") for i, e in enumerate(entries)]
+
+
+def _pick_platform(client: RegistryClient, ref: Reference, index_bytes: bytes,
+                   wanted: Platform, depth: int) -> Image:
+    if depth > MAX_INDEX_DEPTH:
+        raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+    entries = _entries(index_bytes)
+    available: list[str] = []
+    for desc in entries:
+        if desc.platform is not None:
+            if str(desc.platform) not in available and desc.platform.os != "unknown":
+                available.append(str(desc.platform))
+            if desc.platform.matches(wanted) and not mt.is_index(desc.media_type):
+                data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
+                if mt.is_index(media_type):
+                    return _pick_platform(client, ref, data, wanted, depth + 1)
+                return load_image(client, ref, data)
+    for desc in entries:
+        if mt.is_index(desc.media_type):
+            data, _, _ = client.get_manifest(ref.repository, str(desc.digest))
+            try:
+                return _pick_platform(client, ref, data, wanted, depth + 1)
+            except InvalidPlatformError:
+                continue
+    raise InvalidPlatformError(
+        f"no image for platform {wanted} in {ref}; available: {', '.join(available) or 'none'}"
+    )

@@ -1,0 +1,137 @@
+"""Push: an Image or Index into a repository, blobs first, manifests byte for byte.
+
+Blobs go in parallel (``options.jobs``): HEAD (skip when present), then a
+cross-repository mount when the blob came from another repository of the same
+registry, else an upload.  One token covers the whole push (``pull,push`` on
+the target plus ``pull`` on every mount source).  An index is PUT only after
+all its children (by digest); the digest the registry reports must equal the
+local one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from ..digest import Digest
+from ..errors import DigestMismatchError, InvalidReferenceError
+from ..image import Image
+from ..index import Artifact, Index
+from ..layer import Layer
+from ..options import Options
+from ..reference import Reference, normalize_registry
+from .auth import pull_scope
+from .client import ManifestPut, RegistryClient
+
+log = logging.getLogger("ociforge.remote")
+
+
+@dataclass
+class PushResult:
+    digest: Digest
+    media_type: str
+    put: ManifestPut | None = None
+    blobs: dict[str, str] = field(default_factory=dict)   # digest -> exists|mounted|uploaded
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for v in self.blobs.values() if v == outcome)
+
+
+def push(client: RegistryClient, ref: Reference, artifact: Artifact,
+         options: Options) -> PushResult:
+    """Push every blob and manifest of ``artifact`` to ``ref``; returns the manifest digest."""
+    if ref.digest is not None and ref.digest != artifact.digest:
+        raise InvalidReferenceError(
+            f"{ref} pins digest {ref.digest}, but the image to push is {artifact.digest}")
+    repository = ref.repository
+    blobs = _unique_blobs(artifact)
+    sources = {src for _, src in blobs.values() if src}
+    sources.discard(repository)
+    if sources:
+        client.widen_scopes(repository, [pull_scope(s) for s in sorted(sources)])
+    result = PushResult(artifact.digest, artifact.media_type)
+    _push_blobs(client, repository, blobs, result, max(1, options.registry.jobs))
+    for child in _children_first(artifact):
+        put = client.put_manifest(repository, str(child.digest), child.manifest_bytes,
+                                  child.media_type)
+        _check(put, child)
+    target = ref.tag if ref.tag is not None else str(artifact.digest)
+    put = client.put_manifest(repository, target, artifact.manifest_bytes, artifact.media_type)
+    _check(put, artifact)
+    result.put = put
+    log.info("pushed %s: %d uploaded, %d mounted, %d already present", artifact.digest.short,
+             result.count("uploaded"), result.count("mounted"), result.count("exists"))
+    return result
+
+
+def _check(put: ManifestPut, artifact: Artifact) -> None:
+    if put.digest != artifact.digest:
+        raise DigestMismatchError(f"manifest pushed as {put.digest}, expected {artifact.digest}")
+
+
+def _images(artifact: Artifact) -> Iterator[Image]:
+    if isinstance(artifact, Image):
+        yield artifact
+    else:
+        for _, child in artifact.children:
+            yield from _images(child)
+
+
+def _children_first(artifact: Artifact) -> Iterator[Artifact]:
+    """Every manifest below an index, deepest first (not the artifact itself)."""
+    if isinstance(artifact, Index):
+        for _, child in artifact.children:
+            yield from _children_first(child)
+            yield child
+
+
+def _repo_on(registry: str, source: str | None) -> str | None:
+    """``registry/repo`` -> ``repo`` when it names the same registry, else None."""
+    if not source or "/" not in source:
+        return None
+    host, _, repository = source.partition("/")
+    return repository if normalize_registry(host) == registry and repository else None
+
+
+def _unique_blobs(artifact: Artifact, registry: str | None = None
+                  ) -> dict[Digest, tuple[Layer, str | None]]:
+    blobs: dict[Digest, tuple[Layer, str | None]] = {}
+    for image in _images(artifact):
+        config = image.config_layer()
+        candidates = [(config, image.source)] + [(layer, layer.source) for layer in image.layers]
+        for layer, source in candidates:
+            if layer.digest in blobs and blobs[layer.digest][1]:
+                continue
+            blobs[layer.digest] = (layer, source)
+    return blobs
+
+
+def _push_blobs(client: RegistryClient, repository: str,
+                blobs: dict[Digest, tuple[Layer, str | None]], result: PushResult,
+                jobs: int) -> None:
+    if not blobs:
+        return
+
+    def one(layer: Layer, source: str | None) -> tuple[Digest, str]:
+        mount_from = _repo_on(client.registry, source)
+        return layer.digest, client.push_blob(repository, layer, mount_from=mount_from)
+
+    if jobs == 1 or len(blobs) == 1:
+        for layer, source in blobs.values():
+            digest, outcome = one(layer, source)
+            result.blobs[str(digest)] = outcome
+        return
+    with ThreadPoolExecutor(max_workers=min(jobs, len(blobs)),
+                            thread_name_prefix="ociforge-push") as pool:
+        futures = [pool.submit(one, layer, source) for layer, source in blobs.values()]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        for future in futures:
+            digest, outcome = future.result()
+            result.blobs[str(digest)] = outcome
