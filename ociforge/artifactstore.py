@@ -186,10 +186,11 @@ class RegistryStore:
     """Signatures and referrers in the image's own registry repository."""
 
     def __init__(self, reference: Any, options: Any):
-        from .remote.client import RegistryClient
+        from .remote.location import client_for
 
         self.reference = reference
-        self.client = RegistryClient(reference.registry, _registry_options(options))
+        # the process-wide client for this registry: tokens and connections are shared
+        self.client = client_for(reference.registry, _registry_options(options))
         self.repo = reference.repository
 
     def __str__(self) -> str:
