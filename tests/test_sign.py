@@ -438,3 +438,27 @@ def test_registry_unknown_image_is_an_operation_error(cli, registry,
                                                       keypair: tuple[Path, Path]) -> None:
     code, _, err = cli("sign", f"{registry.host}/sign/missing:v1", "--key", keypair[0])
     assert code == 1 and "Traceback" not in err
+
+
+def test_offline_signed_layout_published_to_registry_still_verifies(
+    registry, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    """An export signed (and given a report) in a layout, then copied tag by tag."""
+    from ociforge.layout import LayoutLocation
+    from ociforge.options import Options
+    from ociforge.referrers import REPORT_ARTIFACT_TYPE, attach_report, fallback_tag, list_referrers
+    from ociforge.remote.location import RegistryLocation
+
+    root = tmp_path / "export"
+    digest = make_layout(root, "1.0")
+    sign_location(f"oci:{root}:1.0", keypair[0], identity=f"{registry.host}/pub/app")
+    report = attach_report(f"oci:{root}:1.0", b'{"app":"hello"}')
+    options = Options()
+    for tag in ("1.0", signature_tag(digest), fallback_tag(digest)):
+        artifact = LayoutLocation(root, tag).read(options)
+        RegistryLocation.parse(f"{registry.host}/pub/app:{tag}").write(artifact, options)
+    (verified,) = verify_location(f"{registry.host}/pub/app:1.0", keypair[1])
+    assert verified.manifest_digest == digest
+    assert verified.identity == f"{registry.host}/pub/app"
+    _, found = list_referrers(f"{registry.host}/pub/app:1.0", artifact_type=REPORT_ARTIFACT_TYPE)
+    assert [m["digest"] for m in found] == [str(report.digest)]
