@@ -1,0 +1,333 @@
+"""``ociforge export``: an application folder becomes a portable image.
+
+Two phases.  First everything that can be wrong with the input is checked
+(ociforge.toml, the licensed flag, names, destinations, the report path,
+database connections) so that bad input exits 2 with nothing written.  Then
+the image is assembled: base, one layer per ``[[layers]]`` entry, and with
+``--with-files`` the files layer and one layer per table; the config gets the
+kept environment and the report digest label; then every destination is
+written and the report last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
+from ..compress import check_compression
+from ..errors import InvalidInputError
+from ..image import Image
+from ..locations import Location, WriteResult, parse_location, resolve_platform
+from ..mutate import (
+    ConfigChanges,
+    annotate,
+    append_layers,
+    configure,
+    convert,
+    rfc3339,
+    set_created,
+)
+from ..options import Options
+from ..platform import Platform
+from .envfile import read_env_file
+from .policy import Policy
+from .report import REPORT_LABEL, LayerEntry, Report
+from .spec import AppSpec, PathSpec, load_spec
+from .tables import open_database, require_pyarrow, snapshot_table
+
+log = logging.getLogger("ociforge.export")
+
+LICENSED_REFUSAL = (
+    "application {name!r} is marked licensed = true: it needs a license to run, and its "
+    "license keys and license-server settings are always left out (bring your own license). "
+    "Export it only if the recipient may receive the software itself: rerun with "
+    "--include-licensed"
+)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    app_dir: str
+    destinations: Sequence[str] = ()        # none: ./<name>.tar (docker-archive)
+    with_files: bool = False
+    include_licensed: bool = False
+    allow_env: Sequence[str] = ()
+    report_path: str | None = None
+    compression: str = "gzip"
+    tag: str | None = None                  # NAME:TAG for archives and untagged layouts
+    format: str | None = None               # "oci" | "docker" | None (keep the base's)
+    source_date_epoch: int | None = None
+    options: Options = field(default_factory=Options)
+
+
+@dataclass
+class ExportOutcome:
+    image: Image
+    report: Report
+    results: list[WriteResult]
+
+
+@dataclass
+class _Plan:
+    """Everything phase one checked, ready for phase two."""
+
+    spec: AppSpec
+    destinations: list[Location]
+    platform: Platform
+    options: Options
+    epoch: int
+    env_layers: list[tuple[str, str, str]]     # (name, value, origin) from env_file and config
+    policy: Policy
+    base: Location
+
+
+def export_app(request: ExportRequest) -> ExportOutcome:
+    plan = _check(request)
+    return _assemble(plan, request)
+
+
+# -- phase one: check the input ---------------------------------------------------------
+
+def _check(request: ExportRequest) -> _Plan:
+    spec = load_spec(request.app_dir)
+    if spec.licensed and not request.include_licensed:
+        raise InvalidInputError(LICENSED_REFUSAL.format(name=spec.name))
+    check_compression(request.compression)
+    if request.format not in (None, "oci", "docker"):
+        raise InvalidInputError(f"--format must be oci or docker, not {request.format!r}")
+    if request.format == "docker" and request.compression == "zstd":
+        raise InvalidInputError("Docker media types have no zstd layers; use --format oci")
+    epoch = settings_epoch(request.source_date_epoch)
+    for name in request.allow_env:
+        if not name or "=" in name:
+            raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
+    platform = request.options.platform or (
+        Platform.parse(spec.platform) if spec.platform else Platform.host())
+    options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
+    destinations = _destinations(spec, request)
+    if request.report_path:
+        from ..fsutil import check_file_destination
+
+        check_file_destination(request.report_path)
+        parent = Path(request.report_path).parent
+        if not parent.is_dir():
+            raise InvalidInputError(f"--report {request.report_path!r}: folder "
+                                    f"{str(parent)!r} does not exist")
+    env_layers: list[tuple[str, str, str]] = []
+    if spec.config.env_file_path is not None:
+        env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
+        env_layers += [(k, v, "env_file") for k, v in env_file.items()]
+    env_layers += [(k, v, "config") for k, v in spec.config.env.items()]
+    if request.with_files:
+        for i, table in enumerate(spec.tables):
+            where = f"{spec.root / 'ociforge.toml'}: tables[{i}]"
+            if table.format == "parquet":
+                require_pyarrow()
+            open_database(table, spec.root, where)
+    policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
+    return _Plan(spec, destinations, platform, options, epoch, env_layers, policy,
+                 _base_location(spec))
+
+
+def _image_name(spec: AppSpec, tag: str | None) -> str:
+    if tag is None:
+        return f"{spec.name}:latest"
+    from ..archive import ImageName
+
+    ImageName.parse(tag)  # validates NAME[:TAG]
+    return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
+
+
+def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
+    name = _image_name(spec, request.tag)
+    texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
+    out: list[Location] = []
+    for text in texts:
+        location = parse_location(text)
+        from ..layout import LayoutLocation
+
+        if isinstance(location, LayoutLocation) and location.tag is None:
+            location = LayoutLocation(location.path, name.rsplit(":", 1)[1])
+        with_default = getattr(location, "with_default_name", None)
+        if with_default is not None:
+            location = with_default(name)
+        check = getattr(location, "check_destination", None)
+        if check is not None:
+            check()
+        path = getattr(location, "path", None)
+        if isinstance(path, str) and not isinstance(location, LayoutLocation):
+            parent = Path(path).parent
+            if not parent.is_dir():
+                raise InvalidInputError(f"output {text!r}: folder {str(parent)!r} does not exist")
+            if not os.access(parent, os.W_OK):
+                raise InvalidInputError(f"output {text!r}: folder {str(parent)!r} is not writable")
+        out.append(location)
+    return out
+
+
+def _base_location(spec: AppSpec) -> Location:
+    """The base; local paths in ociforge.toml are relative to the app folder."""
+    text = spec.base
+    location = parse_location(text)
+    path = getattr(location, "path", None)
+    if isinstance(path, str) and not os.path.isabs(os.path.expanduser(path)):
+        scheme, sep, rest = text.partition(":")
+        if sep and scheme in ("oci", "oci-archive", "docker-archive"):
+            text = f"{scheme}:{spec.root / rest}"
+        else:
+            text = str(spec.root / text)
+        location = parse_location(text)
+    return location
+
+
+# -- phase two: assemble and write ------------------------------------------------------
+
+def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
+    spec = plan.spec
+    base = resolve_platform(plan.base.read(plan.options), plan.options)
+    assert isinstance(base, Image)
+    base_digest = None if str(plan.base) == "scratch" else str(base.digest)
+    if request.format is not None:
+        base = convert(base, docker=request.format == "docker")
+    if base.is_docker and request.compression == "zstd":
+        base = convert(base, docker=False)
+    settings = BuildSettings(compression=request.compression, epoch=plan.epoch,
+                             docker=base.is_docker)
+    report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
+                    base_reference=str(spec.base), base_digest=base_digest,
+                    platform=str(plan.platform))
+    for layer in base.layers:
+        report.layers.append(LayerEntry("base", spec.base, str(layer.digest),
+                                        str(layer.diff_id) if layer.diff_id else None,
+                                        layer.size, layer.file_count, layer.media_type))
+    built: list[tuple[str, str, BuildResult]] = []
+    used_rules: set[str] = set()
+    for layer_spec in spec.layers:
+        built.append(("runtime", layer_spec.src,
+                      _build(layer_spec, "runtime", settings, plan, report, used_rules)))
+    if request.with_files and spec.files is not None:
+        built.append(("files", spec.files.src,
+                      _build(spec.files, "files", settings, plan, report, used_rules)))
+    with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as tmp:
+        if request.with_files:
+            built += _table_layers(plan, settings, Path(tmp), report)
+    for role, source, result in built:
+        layer = result.layer
+        report.layers.append(LayerEntry(role, source, str(layer.digest), str(layer.diff_id),
+                                        layer.size, layer.file_count, layer.media_type))
+        report.warnings += result.warnings
+    image = append_layers(base, [r.layer for _, _, r in built],
+                          created_by=[f"ociforge export: {role} {source}"
+                                      for role, source, _ in built], epoch=plan.epoch)
+    changes = _config_changes(image, plan, report, used_rules)
+    report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
+    if "env-file" in used_rules:
+        report.rules["env-file"] = "the env_file itself (its variables go into the config)"
+    # The report is complete except for where the image goes: its digest labels the image.
+    changes.labels = {**changes.labels, REPORT_LABEL: report.digest()}
+    image = configure(image, changes)
+    image = set_created(image, plan.epoch)
+    if not image.is_docker:
+        notes = {"org.opencontainers.image.created": rfc3339(plan.epoch),
+                 "org.opencontainers.image.title": spec.name,
+                 REPORT_LABEL: report.digest()}
+        if base_digest:
+            notes["org.opencontainers.image.base.name"] = spec.base
+            notes["org.opencontainers.image.base.digest"] = base_digest
+        image = annotate(image, notes)
+    results = []
+    for location in plan.destinations:
+        log.info("writing %s", location)
+        results.append(location.write(image, plan.options))
+    report.image_digest = str(image.digest)
+    report.media_type = image.media_type
+    report.destinations = [{"location": r.location, "digest": r.digest} for r in results]
+    if request.report_path:
+        from ..fsutil import atomic_write_bytes
+
+        atomic_write_bytes(request.report_path, report.to_json().encode())
+    return ExportOutcome(image, report, results)
+
+
+def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
+             ) -> Callable[[str, Path], str | None]:
+    env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
+
+    def skip(image_path: str, host_path: Path) -> str | None:
+        rule_name: str | None = None
+        if env_file is not None and os.path.normpath(str(host_path)) == env_file:
+            rule_name = "env-file"
+        else:
+            rule = plan.policy.file_rule(image_path, files_layer=role == "files")
+            rule_name = rule.name if rule else None
+        if rule_name is None:
+            return None
+        used.add(rule_name)
+        report.left_out_files.append({"path": "/" + image_path.lstrip("/"), "rule": rule_name,
+                                      "layer": role})
+        return rule_name
+
+    return skip
+
+
+def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: _Plan,
+           report: Report, used: set[str]) -> BuildResult:
+    log.info("building %s layer from %s", role, layer_spec.src)
+    return build_layer([LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
+                       settings, skip=_skipper(plan, role, report, used))
+
+
+def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Report
+                  ) -> list[tuple[str, str, BuildResult]]:
+    out = []
+    for i, table in enumerate(plan.spec.tables):
+        where = f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"
+        folder = tmp / str(i)
+        folder.mkdir()
+        log.info("reading table %s", table.name)
+        snap = snapshot_table(table, plan.spec.root, folder, where)
+        os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
+        result = build_layer([LayerSource(snap.path, table.dest)], settings)
+        report.tables.append({"name": table.name, "source": snap.source_shown,
+                              "format": table.format, "dest": table.dest, "rows": snap.rows,
+                              "columns": list(snap.columns), "digest": str(snap.digest),
+                              "size": snap.size})
+        out.append(("table", table.name, result))
+    return out
+
+
+def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
+                    ) -> ConfigChanges:
+    """The runtime config: the app's settings and the environment the policy keeps."""
+    runtime = image.config.get("config") if isinstance(image.config.get("config"), dict) else {}
+    base_env: list[tuple[str, str, str]] = []
+    for item in (runtime or {}).get("Env") or []:
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            base_env.append((key, value, "base"))
+    kept, dropped = plan.policy.filter_env(base_env + plan.env_layers)
+    for decision in dropped:
+        used.add(decision.rule)
+        report.dropped_env.append({"name": decision.name, "rule": decision.rule,
+                                   "kind": decision.kind, "origin": decision.origin})
+    new_env = {k: v for k, v, _ in plan.env_layers if k in kept}
+    new_env = {k: kept[k] for k in new_env}
+    config = plan.spec.config
+    return ConfigChanges(
+        env=new_env,
+        env_remove=[d.name for d in dropped],
+        entrypoint=config.entrypoint,
+        cmd=config.cmd,
+        workdir=config.workdir,
+        user=config.user,
+        labels=dict(config.labels),
+        exposed_ports=config.ports,
+        volumes=config.volumes,
+        stop_signal=config.stop_signal,
+    )

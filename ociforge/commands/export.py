@@ -1,0 +1,75 @@
+"""``ociforge export APP_DIR``: an application folder with ociforge.toml as an image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import add_command, add_platform_option, add_registry_options, emit, make_options
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "export", "export an application folder (ociforge.toml) as a portable image",
+        "Export the application described by APP_DIR/ociforge.toml: its base, runtime layers "
+        "and config (and with --with-files its project files and table snapshots). License "
+        "keys, license-server settings and secrets are kept out by default; a report says "
+        "what was dropped and why. Without -o it writes ./NAME.tar (a docker-archive).",
+    )
+    parser.add_argument("app_dir", metavar="APP_DIR", help="folder holding ociforge.toml")
+    parser.add_argument("-o", "--output", action="append", default=[], metavar="DEST",
+                        help="destination location (repeatable): app.tar, oci:DIR[:TAG], "
+                        "oci-archive:FILE, docker-archive:FILE[:NAME:TAG], or a registry "
+                        "reference (no host: Docker Hub)")
+    parser.add_argument("--with-files", action="store_true",
+                        help="also export the project files ([files]) and tables ([[tables]])")
+    parser.add_argument("--include-licensed", action="store_true",
+                        help="allow exporting an application marked licensed = true (its "
+                        "license keys and settings are still left out)")
+    parser.add_argument("--allow-env", action="append", default=[], metavar="NAME",
+                        help="keep this environment variable even if a rule would drop it "
+                        "(repeatable)")
+    parser.add_argument("--report", metavar="FILE", help="write the export report (JSON) here")
+    parser.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
+                        help="layer compression (default gzip)")
+    parser.add_argument("--tag", metavar="NAME:TAG",
+                        help="image name for archives and untagged layouts "
+                        "(default: [app] name, tag latest)")
+    parser.add_argument("--format", choices=("oci", "docker"),
+                        help="manifest media types (default: those of the base; OCI on scratch)")
+    parser.add_argument("--source-date-epoch", type=int, metavar="N",
+                        help="timestamp of every file and of the image "
+                        "(default $SOURCE_DATE_EPOCH, else 0)")
+    add_platform_option(parser, allow_all=False)
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..app.export import ExportRequest, export_app
+    from ..errors import InvalidInputError
+
+    if getattr(args, "platform", None) == "all":
+        raise InvalidInputError("export builds one platform; give --platform OS/ARCH")
+    request = ExportRequest(
+        app_dir=args.app_dir,
+        destinations=args.output,
+        with_files=args.with_files,
+        include_licensed=args.include_licensed,
+        allow_env=args.allow_env,
+        report_path=args.report,
+        compression=args.compression,
+        tag=args.tag,
+        format=args.format,
+        source_date_epoch=args.source_date_epoch,
+        options=make_options(args),
+    )
+    outcome = export_app(request)
+    print(outcome.report.summary(), file=sys.stderr)
+    emit(args, {"digest": str(outcome.image.digest),
+                "destinations": [r.location for r in outcome.results],
+                "report_digest": outcome.report.digest(),
+                "mode": outcome.report.mode},
+         str(outcome.image.digest))
+    return 0
