@@ -1,0 +1,228 @@
+"""Push and pull against the real registry (no auth), read back by skopeo."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from registry_fixtures import make_image, make_layer
+from tools import require_tool, run
+
+from ociforge import mediatypes as mt
+from ociforge.errors import InvalidPlatformError, RegistryError
+from ociforge.image import Image
+from ociforge.index import Index, build_index
+from ociforge.mutate import append_layers
+from ociforge.options import Options, RegistryOptions
+from ociforge.platform import Platform
+from ociforge.reference import Reference
+from ociforge.remote.client import RegistryClient
+from ociforge.remote.pull import pull
+from ociforge.remote.push import push
+
+AMD64 = Options(platform=Platform.parse("linux/amd64"))
+
+
+def _client(host: str, **kw: object) -> RegistryClient:
+    return RegistryClient(host, RegistryOptions(**kw))  # type: ignore[arg-type]
+
+
+def _ref(registry, name: str) -> Reference:  # type: ignore[no-untyped-def]
+    return Reference.parse(f"{registry.host}/{name}")
+
+
+def _skopeo_raw(ref: Reference) -> bytes:
+    skopeo = require_tool("skopeo")
+    proc = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                          capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return proc.stdout
+
+
+def test_push_then_skopeo_reads_same_digest(registry, tmp_path: Path) -> None:
+    image = make_image(tmp_path / "blobs", (4096, 100_000))
+    ref = _ref(registry, "push/basic:v1")
+    client = _client(registry.host)
+    result = push(client, ref, image, AMD64)
+    assert result.digest == image.digest
+    assert result.count("uploaded") == 3            # config + 2 layers
+    raw = _skopeo_raw(ref)
+    assert raw == image.manifest_bytes
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == str(image.digest)
+    # skopeo copies it out to an OCI layout: every blob it wrote matches ours
+    skopeo = require_tool("skopeo")
+    run([skopeo, "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path / 'out'}:x"])
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == str(image.digest)
+    for layer in image.layers:
+        blob = tmp_path / "out" / "blobs" / "sha256" / layer.digest.hex
+        assert blob.stat().st_size == layer.size
+
+
+def test_pull_back_verifies_and_remembers_source(registry, tmp_path: Path) -> None:
+    image = make_image(tmp_path / "blobs", (3000,))
+    ref = _ref(registry, "pull/back:1")
+    client = _client(registry.host)
+    push(client, ref, image, AMD64)
+    back = pull(client, ref, AMD64)
+    assert isinstance(back, Image)
+    assert back.manifest_bytes == image.manifest_bytes
+    assert back.config_bytes == image.config_bytes
+    for ours, theirs in zip(image.layers, back.layers, strict=True):
+        assert theirs.source == f"{registry.host}/pull/back"
+        with theirs.open() as fh:
+            data = fh.read()
+        assert hashlib.sha256(data).hexdigest() == ours.digest.hex
+    # pulled by digest too
+    pinned = pull(client, ref.with_digest(image.digest), AMD64)
+    assert pinned.digest == image.digest
+
+
+def test_repush_skips_everything_quickly(registry, tmp_path: Path) -> None:
+    image = make_image(tmp_path / "blobs", tuple(2000 + i for i in range(10)))
+    ref = _ref(registry, "push/again:1")
+    push(_client(registry.host), ref, image, AMD64)
+    client = _client(registry.host, jobs=8)
+    started = time.monotonic()
+    result = push(client, ref, image, AMD64)
+    elapsed = time.monotonic() - started
+    assert result.count("exists") == 11
+    assert result.count("uploaded") == 0
+    assert elapsed < 0.5, f"re-push took {elapsed:.2f}s"
+
+
+def test_cross_repository_mount_uploads_only_new_layers(registry, tmp_path: Path) -> None:
+    base = make_image(tmp_path / "blobs", (5000, 6000))
+    client = _client(registry.host)
+    base_ref = _ref(registry, "mount/base:1")
+    push(client, base_ref, base, AMD64)
+    pulled = pull(client, base_ref, AMD64)
+    assert isinstance(pulled, Image)
+    app = append_layers(pulled, [make_layer(tmp_path / "blobs", 7000, "app.bin")], epoch=0)
+    mark = registry.log_mark()
+    result = push(client, _ref(registry, "mount/app:1"), app, AMD64)
+    assert result.count("mounted") == 2
+    assert result.count("uploaded") == 2            # new config and the new layer
+    log = registry.log_since(mark)
+    for layer in base.layers:
+        assert f"mount={layer.digest}&from=mount/base" in log
+        # a mounted blob is never uploaded: no PUT names its digest
+        assert f"digest={layer.digest}" not in log
+    assert skopeo_digest(_ref(registry, "mount/app:1")) == str(app.digest)
+
+
+def skopeo_digest(ref: Reference) -> str:
+    return "sha256:" + hashlib.sha256(_skopeo_raw(ref)).hexdigest()
+
+
+def test_chunked_upload(registry, tmp_path: Path) -> None:
+    image = make_image(tmp_path / "blobs", (300_000,))
+    ref = _ref(registry, "push/chunked:1")
+    client = _client(registry.host, chunk_size=64 * 1024)
+    mark = registry.log_mark()
+    push(client, ref, image, AMD64)
+    patches = registry.log_since(mark).count('"PATCH /v2/push/chunked/blobs/uploads/')
+    assert patches >= 300_000 // (64 * 1024)
+    assert skopeo_digest(ref) == str(image.digest)
+    back = pull(client, ref, AMD64)
+    assert isinstance(back, Image)
+    with back.layers[0].open() as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == image.layers[0].digest.hex
+
+
+def _two_platform_index(tmp_path: Path) -> Index:
+    amd = make_image(tmp_path / "blobs", (1000,), platform="linux/amd64")
+    arm = make_image(tmp_path / "blobs", (1100,), platform="linux/arm64")
+    return build_index([(amd, None), (arm, None)])
+
+
+def test_index_push_and_pull_all_or_one(registry, tmp_path: Path) -> None:
+    index = _two_platform_index(tmp_path)
+    ref = _ref(registry, "multi/app:1")
+    client = _client(registry.host)
+    result = push(client, ref, index, AMD64)
+    assert result.digest == index.digest
+    assert _skopeo_raw(ref) == index.index_bytes
+    whole = pull(client, ref, Options(all_platforms=True))
+    assert isinstance(whole, Index)
+    assert whole.index_bytes == index.index_bytes
+    assert [c.digest for _, c in whole.children] == [c.digest for _, c in index.children]
+    arm = pull(client, ref, Options(platform=Platform.parse("linux/arm64")))
+    assert isinstance(arm, Image)
+    assert arm.digest == index.children[1][1].digest
+    with pytest.raises(InvalidPlatformError, match="linux/amd64, linux/arm64"):
+        pull(client, ref, Options(platform=Platform.parse("linux/s390x")))
+
+
+def test_registry_errors_carry_the_registry_code(registry, tmp_path: Path) -> None:
+    client = _client(registry.host)
+    with pytest.raises(RegistryError) as info:
+        client.get_manifest("nothing/here", "latest")
+    assert info.value.code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN")
+    assert registry.host in str(info.value)
+    with pytest.raises(RegistryError) as bad:
+        client.put_manifest("push/bad", "x", b'{"schemaVersion":2,"mediaType":"'
+                            + mt.OCI_MANIFEST.encode() + b'","config":{"mediaType":"'
+                            + mt.OCI_CONFIG.encode() + b'","digest":"sha256:' + b"0" * 64
+                            + b'","size":2},"layers":[]}', mt.OCI_MANIFEST)
+    assert bad.value.code == "MANIFEST_BLOB_UNKNOWN"
+    assert client.head_manifest("nothing/here", "latest") is None
+    assert client.list_tags("nothing/here") == []
+    assert client.get_referrers("nothing/here", "sha256:" + "1" * 64) is None
+
+
+def test_client_api_for_signing(registry, tmp_path: Path) -> None:
+    client = _client(registry.host)
+    image = make_image(tmp_path / "blobs", (1000,))
+    push(client, _ref(registry, "api/sig:1"), image, AMD64)
+    assert client.blob_exists("api/sig", image.layers[0].digest)
+    digest = client.put_blob_bytes("api/sig", b"{}")
+    assert client.blob_exists("api/sig", digest)
+    with client.get_blob("api/sig", digest, 2) as fh:
+        assert fh.read() == b"{}"
+    head = client.head_manifest("api/sig", "1")
+    assert head is not None and head.digest == image.digest
+    data, media_type, got = client.get_manifest("api/sig", str(image.digest))
+    assert (data, media_type, got) == (image.manifest_bytes, mt.OCI_MANIFEST, image.digest)
+    put = client.put_manifest("api/sig", "other", image.manifest_bytes, image.media_type)
+    assert put.digest == image.digest
+    assert put.oci_subject is None                 # registry 2.8 has no referrers API
+    assert sorted(client.list_tags("api/sig")) == ["1", "other"]
+
+
+def test_cli_copy_roundtrip_through_registry(registry, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    image = make_image(tmp_path / "blobs", (2000,))
+    ref = _ref(registry, "cli/app:1")
+    push(_client(registry.host), ref, image, AMD64)
+    code, out, err = cli("copy", str(ref), f"oci:{tmp_path / 'layout'}:t", "--json")
+    assert code == 0, err
+    assert str(image.digest) in out
+    dest = f"docker://{registry.host}/cli/copy:2"
+    code, _out, err = cli("copy", f"oci:{tmp_path / 'layout'}:t", dest)
+    assert code == 0, err
+    assert skopeo_digest(Reference.parse(f"{registry.host}/cli/copy:2")) == str(image.digest)
+
+
+def test_cli_errors(registry, cli) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli("copy", f"{registry.host}/no/such:tag", "oci:/nonexistent-x/out")
+    assert code == 1
+    assert out == ""
+    assert "MANIFEST_UNKNOWN" in err or "NAME_UNKNOWN" in err
+    assert "Traceback" not in err
+    code, _out, err = cli("copy", "Bad/Ref:tag", "oci:/tmp/x")
+    assert code == 2
+    assert "lowercase" in err
+
+
+@pytest.mark.skipif(not os.environ.get("OCIFORGE_BIG_PUSH"), reason="set OCIFORGE_BIG_PUSH=1")
+def test_big_blob_memory_stays_flat(registry, tmp_path: Path) -> None:
+    import resource
+
+    image = make_image(tmp_path / "blobs", (200 << 20,))
+    push(_client(registry.host), _ref(registry, "big/app:1"), image, AMD64)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 600 << 10
