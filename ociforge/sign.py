@@ -72,9 +72,11 @@ def simple_signing_payload(identity: str, manifest_digest: Digest | str) -> byte
         },
         "optional": None,
     }
-    # Go's encoder escapes <, > and & inside strings; mirror it so bytes match.
+    # Go's encoder escapes <, >, &, U+2028 and U+2029 in strings; mirror it so bytes match.
     text = canonical(doc).decode()
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
     return text.encode()
 
 

@@ -12,6 +12,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ociforge import mediatypes as mt
 from ociforge.digest import Digest
@@ -362,6 +364,49 @@ def test_bad_locations_and_missing_key_are_bad_input(
     assert code == 1 and "no tag 'nope'" in err
 
 
+def test_sign_a_multi_platform_index_signs_the_index(tmp_path: Path,
+                                                    keypair: tuple[Path, Path]) -> None:
+    from ociforge.index import build_index
+
+    index = build_index([(scratch(Platform.parse("linux/amd64")), None),
+                         (scratch(Platform.parse("linux/arm64")), None)])
+    Layout(tmp_path / "lay").put(index, "multi")
+    info = sign_location(f"oci:{tmp_path / 'lay'}:multi", keypair[0])
+    assert info.image_digest == str(index.digest)
+    (verified,) = verify_location(f"oci:{tmp_path / 'lay'}:multi", keypair[1])
+    assert verified.manifest_digest == str(index.digest)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["layers", "mediaType", "digest", "size", "annotations", "critical",
+                         "image", "docker-manifest-digest", "type", SIGNATURE_ANNOTATION]),
+        inner, max_size=5),
+    max_leaves=20).map(lambda obj: json.dumps(obj).encode()))
+def test_untrusted_signature_documents_raise_only_ociforge_errors(data: bytes) -> None:
+    from ociforge.errors import OciforgeError
+    from ociforge.sign import PayloadClaims
+
+    PayloadClaims.parse(data)
+    try:
+        layers = parse_signature_manifest(data, lambda desc, limit: b"{}")
+    except OciforgeError:
+        return
+    outcome = verify_layers(layers, _STATIC_KEY, "sha256:" + "0" * 64)
+    assert not outcome.verified
+
+
+def _static_key():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1()).public_key()
+
+
+_STATIC_KEY = _static_key()
+
+
 # --- against the real registry (docker-registry 2.8) -------------------------------------
 
 
@@ -462,3 +507,28 @@ def test_offline_signed_layout_published_to_registry_still_verifies(
     assert verified.identity == f"{registry.host}/pub/app"
     _, found = list_referrers(f"{registry.host}/pub/app:1.0", artifact_type=REPORT_ARTIFACT_TYPE)
     assert [m["digest"] for m in found] == [str(report.digest)]
+
+
+def test_token_auth_registry_sign_verify_and_attach(
+    cli, token_registry, keypair: tuple[Path, Path]
+) -> None:
+    """Docker-Hub-style token auth: the signature push needs pull+push tokens."""
+    import os
+
+    from ociforge.referrers import attach_report, list_referrers
+
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    auth = base64.b64encode(f"{token_registry.username}:{token_registry.password}".encode())
+    config.write_text(json.dumps({"auths": {token_registry.host: {"auth": auth.decode()}}}))
+    repo = "library/signed"
+    ref = f"{token_registry.host}/{repo}:v1"
+    digest = push_scratch(token_registry.host, repo, "v1")
+    code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
+    assert code == 0, err
+    assert token_registry.password not in out + err
+    assert json.loads(out)["image"] == digest
+    code, _, err = cli("verify-signature", ref, "--key", keypair[1])
+    assert code == 0, err
+    attached = attach_report(ref, b'{"report":true}')
+    assert [m["digest"] for m in list_referrers(ref)[1]] == [str(attached.digest)]
