@@ -45,6 +45,11 @@ _TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 BlobSource = Callable[[], IO[bytes]]
 
 
+def _ours(name: str) -> bool:
+    """Our lock file, or a temporary file of a writer that is creating this layout."""
+    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
+
+
 def check_ref_name(tag: str) -> str:
     """A ref name stored in index.json: printable, no spaces, at most 255 characters."""
     if not isinstance(tag, str) or not _TAG_RE.match(tag):
@@ -172,7 +177,9 @@ class Layout:
         """Refuse, before anything is written, a destination that cannot be a layout."""
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInputError(f"OCI layout {str(self.root)!r} exists and is not a directory")
-        if self.root.is_dir() and not self.is_layout() and any(self.root.iterdir()):
+        if self.root.is_dir() and not self.is_layout() and any(
+            not _ours(p.name) for p in self.root.iterdir()
+        ):
             raise InvalidInputError(
                 f"{str(self.root)!r} is a non-empty directory but not an OCI layout; "
                 "refusing to write into it"
@@ -181,13 +188,18 @@ class Layout:
             self.check_readable()
 
     def init(self) -> None:
-        """Create the layout skeleton if needed (idempotent)."""
+        """Create the layout skeleton if needed (idempotent, safe against a racing writer)."""
         self.check_writable()
-        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        if not self.is_layout():
-            atomic_write_bytes(
-                self.root / "oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})
-            )
+        if self.is_layout() and (self.root / "blobs" / "sha256").is_dir():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.root / LOCK_NAME):
+            self.check_writable()
+            if not self.is_layout():
+                atomic_write_bytes(
+                    self.root / "oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})
+                )
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
 
     # -- index.json ---------------------------------------------------------
 
