@@ -274,30 +274,53 @@ def _registry_options(options: Any) -> Any:
     return getattr(opts, "registry", opts)
 
 
+def check_attachable(location: Any) -> None:
+    """Raise InvalidInputError (exit 2) unless signatures/referrers can live at ``location``.
+
+    Cheap and offline: lets ``export --sign``/``--attach-report`` refuse a tar
+    destination before anything is built or written.
+    """
+    if isinstance(location, str):
+        text = location.strip()
+        if text.startswith("oci:"):
+            return
+        if text.startswith(("oci-archive:", "docker-archive:")) or text.endswith(
+                (".tar", ".tar.gz", ".tgz")):
+            _refuse(text)
+        from .reference import Reference
+
+        Reference.parse(text.removeprefix("docker://"))
+        return
+    if getattr(location, "layout", None) is not None and hasattr(location, "tag"):
+        return
+    reference = getattr(location, "reference", None) or getattr(location, "ref", None)
+    if reference is not None and hasattr(reference, "repository"):
+        return
+    _refuse(str(location))
+
+
+def _refuse(text: str) -> None:
+    raise InvalidInputError(
+        f"{text!r}: signatures and referrers live in an OCI layout (oci:DIR) or a registry, "
+        "not in a tar archive"
+    )
+
+
 def open_store(location: Any, options: Any = None) -> ArtifactStore:
     """An ArtifactStore for ``oci:DIR[:TAG]``, a registry reference, or such a Location."""
+    check_attachable(location)
     if isinstance(location, str):
         text = location.strip()
         if text.startswith("oci:"):
             from .locations import parse_location
 
             location = parse_location(text)
-        elif text.startswith(("oci-archive:", "docker-archive:")) or text.endswith(
-                (".tar", ".tar.gz", ".tgz")):
-            raise InvalidInputError(
-                f"{text!r}: signatures and referrers live in an OCI layout (oci:DIR) or a "
-                "registry, not in a tar archive"
-            )
         else:
             from .reference import Reference
 
             return RegistryStore(Reference.parse(text.removeprefix("docker://")), options)
     layout = getattr(location, "layout", None)
-    if layout is not None and hasattr(location, "tag"):
+    if layout is not None:
         return LayoutStore(layout.root, location.tag, str(location))
     reference = getattr(location, "reference", None) or getattr(location, "ref", None)
-    if reference is not None and hasattr(reference, "repository"):
-        return RegistryStore(reference, options)
-    raise InvalidInputError(
-        f"{location}: signatures and referrers live in an OCI layout (oci:DIR) or a registry"
-    )
+    return RegistryStore(reference, options)

@@ -361,6 +361,13 @@ def _load_private(key_path: str | Path, password: bytes | None) -> Any:
     return load_private_key(key_path, password)
 
 
+def check_signable(location: Any) -> None:
+    """Exit-2 error unless ``location`` can hold signatures (an OCI layout or a registry)."""
+    from .artifactstore import check_attachable
+
+    check_attachable(location)
+
+
 __all__ = [
     "COSIGN_TYPE",
     "SIGNATURE_ANNOTATION",
@@ -368,6 +375,7 @@ __all__ = [
     "SignatureInfo",
     "SignatureVerificationError",
     "VerifiedSignature",
+    "check_signable",
     "docker_reference",
     "sign_location",
     "signature_tag",

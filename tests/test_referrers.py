@@ -253,3 +253,21 @@ def test_registry_acknowledging_the_subject_gets_no_fallback_tag(registry) -> No
     artifact = json.loads(client.get_manifest(repo, str(attached.digest))[0])
     assert artifact["subject"]["digest"] == image_digest
     client.close()
+
+
+def test_check_attachable_refuses_archives_before_anything_is_written(tmp_path: Path) -> None:
+    from ociforge.layout import LayoutLocation
+    from ociforge.locations import parse_location
+    from ociforge.sign import check_signable
+
+    check_signable(f"oci:{tmp_path / 'not-yet'}")
+    check_signable(LayoutLocation(tmp_path / "not-yet", "t"))
+    check_signable("registry.example/team/app:1")
+    check_signable(parse_location("registry.example/team/app:1"))
+    for bad in (f"oci-archive:{tmp_path / 'a.tar'}", str(tmp_path / "b.tar"),
+                parse_location(str(tmp_path / "c.tar"))):
+        with pytest.raises(InvalidInputError, match="tar archive"):
+            check_signable(bad)
+    with pytest.raises(InvalidInputError):
+        check_signable("Not A Reference!")
+    assert not (tmp_path / "not-yet").exists()
