@@ -42,7 +42,8 @@ class DatabaseURL:
 
     @property
     def shown(self) -> str:
-        return mask_url(self.url) if self.kind == "postgresql" else f"sqlite:///{self.path}"
+        """As written (so reports do not depend on where the app folder is), password masked."""
+        return mask_url(self.url)
 
 
 def parse_db_url(url: str, app_root: Path, where: str) -> DatabaseURL:

@@ -63,7 +63,8 @@ def _connect(db: DatabaseURL, spec: TableSpec) -> Iterator[Any]:
     if db.kind == "sqlite":
         assert db.path is not None
         if not db.path.is_file():
-            raise InvalidInputError(f"table {spec.name!r}: database {db.shown} does not exist")
+            raise InvalidInputError(
+                f"table {spec.name!r}: database {db.shown} does not exist ({db.path})")
         try:
             conn = sqlite3.connect(f"{db.path.resolve().as_uri()}?mode=ro", uri=True)
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
