@@ -81,11 +81,21 @@ def simple_signing_payload(identity: str, manifest_digest: Digest | str) -> byte
 
 
 def sign_payload(private_key: Any, payload: bytes) -> str:
-    """ECDSA P-256 / SHA-256 over the exact payload bytes; DER, standard base64."""
+    """ECDSA P-256 / SHA-256 over the exact payload bytes; DER, standard base64.
+
+    Deterministic (RFC 6979) where ``cryptography`` offers it: the same key
+    signing the same image gives the same signature, so re-running a signed
+    export leaves the ``.sig`` manifest byte-identical instead of growing it.
+    Verifiers cannot tell the difference.
+    """
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    der = private_key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    try:
+        algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    except TypeError:  # cryptography < 44
+        algorithm = ec.ECDSA(hashes.SHA256())
+    der = private_key.sign(payload, algorithm)
     return base64.b64encode(der).decode("ascii")
 
 

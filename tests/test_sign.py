@@ -277,6 +277,22 @@ def test_sign_twice_keeps_both_signatures(tmp_path: Path, keypair: tuple[Path, P
     assert verify_location(ref, keypair[1])[0].manifest_digest == digest
 
 
+def test_signing_again_with_the_same_key_is_idempotent(
+    cli, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    """RFC 6979 signatures: a re-run signed export leaves the layout byte-identical."""
+    root = tmp_path / "lay"
+    make_layout(root)
+    first = sign_location(f"oci:{root}:v1", keypair[0])
+    index_before = (root / "index.json").read_bytes()
+    code, out, err = cli("sign", f"oci:{root}:v1", "--key", keypair[0], "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["added"] is False and again["signatures"] == 1
+    assert again["signature_manifest"] == first.signature_manifest_digest
+    assert (root / "index.json").read_bytes() == index_before
+
+
 def test_verify_with_wrong_key_fails(cli, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
     make_layout(tmp_path / "lay")
     ref = f"oci:{tmp_path / 'lay'}:v1"
