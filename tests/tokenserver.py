@@ -46,6 +46,7 @@ class TokenServer:
     refresh_tokens: dict[str, str] = field(default_factory=dict)   # refresh token -> user
     expires_in: int = 300
     requests: list[TokenRequest] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)      # every token handed out
 
     def __post_init__(self) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -149,6 +150,8 @@ class TokenServer:
                 with server._lock:
                     server.requests.append(TokenRequest(method, user, scopes))
                 token = server.mint(user, scopes)
+                with server._lock:
+                    server.issued.append(token)
                 body = json.dumps({
                     "token": token, "access_token": token, "expires_in": server.expires_in,
                     "issued_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

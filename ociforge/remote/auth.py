@@ -271,6 +271,18 @@ def _parse_time(value: object) -> float | None:
         return None
 
 
+def merge_scopes(scopes: Iterable[str]) -> list[str]:
+    """One scope per resource with the union of its actions (``pull`` + ``pull,push``)."""
+    merged: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, sep, actions = scope.rpartition(":")
+        if not sep or not resource:
+            merged.setdefault(scope, set())
+            continue
+        merged.setdefault(resource, set()).update(a for a in actions.split(",") if a)
+    return sorted(f"{r}:{','.join(sorted(a))}" if a else r for r, a in merged.items())
+
+
 def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 

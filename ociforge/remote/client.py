@@ -27,7 +27,7 @@ from ..jsonutil import MAX_DOCUMENT
 from ..layer import Layer
 from ..options import RegistryOptions
 from ..reference import DOCKER_HUB_API, normalize_registry
-from .auth import Credentials, pull_scope, push_scope
+from .auth import Credentials, merge_scopes, pull_scope, push_scope
 from .transport import FileBody, Transport, raise_for_status
 from .upload import upload_blob
 
@@ -93,7 +93,7 @@ class RegistryClient:
     def _scopes(self, base: str, repository: str) -> list[str]:
         with self._lock:
             extra = self._extra_scopes.get(repository, set())
-        return sorted({base, *extra})
+        return merge_scopes([base, *extra])
 
     def widen_scopes(self, repository: str, scopes: Iterable[str]) -> None:
         """Ask for these scopes too in every token used for ``repository`` (mount sources)."""
@@ -250,7 +250,7 @@ class RegistryClient:
             return "exists"
         scopes = self._scopes(push_scope(repository), repository)
         if mount_from and mount_from != repository:
-            scopes = sorted({*scopes, pull_scope(mount_from)})
+            scopes = merge_scopes([*scopes, pull_scope(mount_from)])
         return upload_blob(self.transport, repository, layer, scopes, mount_from,
                            self.options.chunk_size)
 

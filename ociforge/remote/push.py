@@ -22,7 +22,7 @@ from ..index import Artifact, Index
 from ..layer import Layer
 from ..options import Options
 from ..reference import Reference, normalize_registry
-from .auth import pull_scope
+from .auth import pull_scope, push_scope
 from .client import ManifestPut, RegistryClient
 
 log = logging.getLogger("ociforge.remote")
@@ -47,10 +47,12 @@ def push(client: RegistryClient, ref: Reference, artifact: Artifact,
             f"{ref} pins digest {ref.digest}, but the image to push is {artifact.digest}")
     repository = ref.repository
     blobs = _unique_blobs(artifact)
-    sources = {src for _, src in blobs.values() if src}
+    sources = {_repo_on(client.registry, src) for _, src in blobs.values()}
     sources.discard(repository)
-    if sources:
-        client.widen_scopes(repository, [pull_scope(s) for s in sorted(sources)])
+    sources.discard(None)
+    # one token for the whole push: HEADs, mounts, uploads and manifest PUTs
+    client.widen_scopes(repository, [push_scope(repository),
+                                     *(pull_scope(s) for s in sorted(s for s in sources if s))])
     result = PushResult(artifact.digest, artifact.media_type)
     _push_blobs(client, repository, blobs, result, max(1, options.registry.jobs))
     for child in _children_first(artifact):

@@ -185,6 +185,13 @@ class Transport:
         self.session.headers["User-Agent"] = USER_AGENT
         self._base: str | None = None
         self._ping_lock = threading.Lock()
+        if self.insecure:
+            import warnings
+
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+            log.warning("TLS verification is off for %s (--insecure)", registry)
 
     # -- TLS and scheme ------------------------------------------------------
 
