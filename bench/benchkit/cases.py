@@ -1,0 +1,482 @@
+"""What is measured: ociforge and its peers, side by side, in groups.
+
+A group prepares its inputs once (untimed), then runs each of its cases in
+turn, round after round, so drift in machine load hits every tool alike;
+medians are taken per case.  A peer whose tool is missing is skipped with a
+note; an ociforge command that fails is reported as failed, never hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import layouts
+from .measure import CommandFailed, Sample, run_measured, run_quiet
+from .registry import Registry, blob_traffic
+from .trees import Tree, TreeSpec, make_tree
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TAG = "bench"
+
+
+@dataclass
+class Case:
+    key: str
+    label: str
+    tool: str                      # "ociforge" or the peer's name
+    run: Callable[[int], Sample]   # round number -> one measured sample
+    input_bytes: int = 0           # for MB/s
+    needs: tuple[str, ...] = ()    # executables that must be installed
+
+
+@dataclass
+class Group:
+    key: str
+    title: str
+    cases: list[Case]
+    rounds: int
+    prepare: Callable[[], None] | None = None
+    finish: Callable[[], None] | None = None
+
+
+@dataclass
+class Settings:
+    work: Path
+    mixed_files: int = 2000
+    mixed_bytes: int = 1 << 30
+    small_files: int = 50_000
+    layer_bytes: int = 2 << 20      # each of the 10 layers of the re-push image
+    runs: int = 3
+    seed: int = 20260501
+    size_name: str = "full"
+
+
+@dataclass
+class State:
+    """What groups hand each other: trees and images built once."""
+
+    mixed: Tree | None = None
+    small: Tree | None = None
+    push_image: Path | None = None
+    push_image_note: str = ""
+    ten_image: Path | None = None
+    new_layer_tree: Tree | None = None
+    registry: Registry | None = None
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+class Suite:
+    """Builds the groups for one benchmark run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.state = State()
+        self.out = settings.work / "out"
+        self.images = settings.work / "images"
+        self.tmp = settings.work / "tmp"
+        for folder in (self.out, self.images, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        self.env["TMPDIR"] = str(self.tmp)           # ociforge's blob workspace stays inside
+        self.env["DOCKER_CONFIG"] = str(settings.work / "docker-config")  # no real credentials
+        self.env.pop("SOURCE_DATE_EPOCH", None)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def ociforge(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "ociforge", *args]
+
+    def measure(self, argv: list[str] | str, **kw: object) -> Sample:
+        return run_measured(argv, env=self.env, **kw)  # type: ignore[arg-type]
+
+    def quiet(self, argv: list[str] | str, **kw: object) -> str:
+        return run_quiet(argv, env=self.env, **kw)  # type: ignore[arg-type]
+
+    def mixed(self) -> Tree:
+        if self.state.mixed is None:
+            spec = TreeSpec("mixed", self.s.mixed_files, self.s.mixed_bytes, self.s.seed)
+            self.state.mixed = make_tree(self.s.work / "trees" / "mixed", spec)
+        return self.state.mixed
+
+    def small(self) -> Tree:
+        if self.state.small is None:
+            spec = TreeSpec("small", self.s.small_files, 0, self.s.seed + 1)
+            self.state.small = make_tree(self.s.work / "trees" / "small", spec)
+        return self.state.small
+
+    def warm(self, tree: Tree) -> None:
+        """Read the tree once so every tool starts from a warm page cache."""
+        self.quiet("tar -cf - . | cat > /dev/null", cwd=tree.path)
+
+    def fresh(self, name: str) -> Path:
+        path = self.out / name
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def note(self, key: str, text: str) -> None:
+        self.state.notes.setdefault(key, []).append(text)
+
+    # -- groups ----------------------------------------------------------------
+
+    def groups(self) -> list[Group]:
+        return [self.startup(), self.mixed_group(), self.small_group(), self.push_group(),
+                self.registry_group(), self.memory_group()]
+
+    def startup(self) -> Group:
+        def cmd(argv: list[str]) -> Callable[[int], Sample]:
+            return lambda _i: self.measure(argv, cwd=self.s.work)
+
+        return Group("startup", "CLI start-up", [
+            Case("python-floor", "python3 -c pass (interpreter floor)", "python",
+                 cmd([sys.executable, "-c", "pass"])),
+            Case("ociforge-version", "ociforge --version", "ociforge",
+                 cmd(self.ociforge("--version"))),
+            Case("ociforge-help", "ociforge --help", "ociforge", cmd(self.ociforge("--help"))),
+        ], rounds=max(5, 3 * self.s.runs))
+
+    def _pipeline(self, key: str, label: str, tool: str, shell: str, tree: Callable[[], Tree],
+                  needs: tuple[str, ...], to_file: bool = True) -> Case:
+        def run(i: int) -> Sample:
+            out = self.fresh(f"{key}-{i}.out") if to_file else None
+            try:
+                return self.measure(shell, cwd=tree().path, stdout_path=out)
+            finally:
+                if out is not None:
+                    out.unlink(missing_ok=True)
+        return Case(key, label, tool, run, needs=needs)
+
+    def _ociforge_build(self, key: str, tree: Callable[[], Tree], compression: str,
+                        keep_as: Path | None = None) -> Callable[[int], Sample]:
+        def run(i: int) -> Sample:
+            dest = self.fresh(f"{key}-{i}")
+            sample = self.measure(self.ociforge(
+                "append", "scratch", "--layer", f"{tree().path}:/data",
+                "-o", f"oci:{dest}:{TAG}", "--compression", compression), cwd=self.s.work)
+            doc = layouts.manifest(dest, TAG)
+            layer = doc["layers"][-1]
+            sample.extra.update(digest=layer["digest"], size=int(layer["size"]),
+                                media_type=layer.get("mediaType", ""))
+            if keep_as is not None and not keep_as.exists():
+                shutil.move(str(dest), keep_as)
+            shutil.rmtree(dest, ignore_errors=True)
+            return sample
+        return run
+
+    def _umoci(self, mode: str) -> Callable[[int], Sample]:
+        rootless = [] if os.geteuid() == 0 else ["--rootless"]
+
+        def run(i: int) -> Sample:
+            layout = self.fresh(f"umoci-{mode}-{i}")
+            bundle = self.fresh(f"umoci-{mode}-{i}.bundle")
+            tree = self.mixed().path
+            try:
+                self.quiet(["umoci", "init", "--layout", str(layout)])
+                self.quiet(["umoci", "new", "--image", f"{layout}:base"])
+                if mode == "insert":
+                    return self.measure(["umoci", "insert", *rootless, "--image",
+                                         f"{layout}:base", str(tree), "/data"])
+                self.quiet(["umoci", "unpack", *rootless, "--image", f"{layout}:base",
+                            str(bundle)])
+                try:  # hard links: no copy cost, same page cache as the other tools
+                    self.quiet(["cp", "-al", str(tree), str(bundle / "rootfs" / "data")])
+                except CommandFailed:
+                    self.quiet(["cp", "-a", str(tree), str(bundle / "rootfs" / "data")])
+                return self.measure(["umoci", "repack", "--image", f"{layout}:{TAG}",
+                                     str(bundle)])
+            finally:
+                shutil.rmtree(layout, ignore_errors=True)
+                shutil.rmtree(bundle, ignore_errors=True)
+        return run
+
+    def mixed_group(self) -> Group:
+        tree = self.mixed
+        push_image = self.images / "push"
+
+        def prepare() -> None:
+            shutil.rmtree(push_image, ignore_errors=True)
+            self.warm(tree())
+            for case in cases:
+                case.input_bytes = tree().bytes
+
+        cases = [
+            self._pipeline("tar-sha256", "tar | openssl dgst -sha256 (hashing limit)", "openssl",
+                           "tar -cf - . | openssl dgst -sha256", tree, ("openssl",),
+                           to_file=False),
+            self._pipeline("tar-gzip6", "tar | gzip -6", "gzip", "tar -cf - . | gzip -6",
+                           tree, ("gzip",)),
+            self._pipeline("tar-pigz6", "tar | pigz -6", "pigz", "tar -cf - . | pigz -6",
+                           tree, ("pigz",)),
+            self._pipeline("tar-zstd3", "tar | zstd -3 -T0", "zstd",
+                           "tar -cf - . | zstd -q -3 -T0 -c", tree, ("zstd",)),
+            Case("umoci-repack", "umoci repack (gzip layer)", "umoci", self._umoci("repack"),
+                 needs=("umoci",)),
+            Case("umoci-insert", "umoci insert (gzip layer)", "umoci", self._umoci("insert"),
+                 needs=("umoci",)),
+            Case("ociforge-gzip", "ociforge append --compression gzip", "ociforge",
+                 self._ociforge_build("ociforge-gzip", tree, "gzip", keep_as=push_image)),
+            Case("ociforge-zstd", "ociforge append --compression zstd", "ociforge",
+                 self._ociforge_build("ociforge-zstd", tree, "zstd")),
+        ]
+        return Group("mixed", "Layer from the mixed tree", cases, self.s.runs, prepare)
+
+    def small_group(self) -> Group:
+        tree = self.small
+
+        def prepare() -> None:
+            self.warm(tree())
+            for case in cases:
+                case.input_bytes = tree().bytes
+
+        cases = [
+            self._pipeline("tar-gzip1-small", "tar -cf - | gzip -1", "gzip",
+                           "tar -cf - . | gzip -1", tree, ("gzip",)),
+            Case("ociforge-small", "ociforge append --compression gzip", "ociforge",
+                 self._ociforge_build("ociforge-small", tree, "gzip")),
+        ]
+        return Group("small", "Layer from the small-files tree", cases, self.s.runs, prepare)
+
+    # -- registry groups -------------------------------------------------------
+
+    def _push_image(self) -> Path:
+        """The image pushed by every tool: ociforge's gzip build, else umoci's."""
+        image = self.images / "push"
+        if (image / "index.json").exists():
+            self.state.push_image_note = "built by ociforge (gzip)"
+            return image
+        if have("umoci"):
+            shutil.rmtree(image, ignore_errors=True)
+            self.quiet(["umoci", "init", "--layout", str(image)])
+            self.quiet(["umoci", "new", "--image", f"{image}:{TAG}"])
+            self.quiet(["umoci", "insert", "--image", f"{image}:{TAG}", str(self.mixed().path),
+                        "/data"])
+            self.state.push_image_note = "built by umoci insert (ociforge build unavailable)"
+            return image
+        raise CommandFailed("no image to push: the ociforge build failed and umoci is missing")
+
+    def _registry_run(self, key: str,
+                      push: Callable[[Registry], Sample]) -> Callable[[int], Sample]:
+        def run(i: int) -> Sample:
+            with Registry(self.s.work / f"registry-{key}-{i}") as reg:
+                return push(reg)
+        return run
+
+    def push_group(self) -> Group:
+        def prepare() -> None:
+            image = self._push_image()
+            self.state.push_image = image
+            size = layouts.total_blob_bytes(image, TAG)
+            for case in cases:
+                case.input_bytes = size
+            case_curl.input_bytes = layouts.largest_layer(image, TAG)[2]
+
+        def image() -> Path:
+            assert self.state.push_image is not None
+            return self.state.push_image
+
+        def skopeo(reg: Registry) -> Sample:
+            return self.measure(["skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+                                 f"oci:{image()}:{TAG}",
+                                 f"docker://{reg.host}/skopeo/bench:latest"])
+
+        def curl(reg: Registry) -> Sample:
+            blob, digest, _ = layouts.largest_layer(image(), TAG)
+            base = f"http://{reg.host}/v2/curl/bench/blobs/uploads/"
+            script = (
+                f"loc=$(curl -sSf -X POST -D - -o /dev/null '{base}' "
+                "| tr -d '\\r' | awk 'tolower($1)==\"location:\"{print $2}') && "
+                f"curl -sSf -X PUT -T '{blob}' -H 'Content-Type: application/octet-stream' "
+                f"\"$loc&digest={digest}\" -o /dev/null")
+            return self.measure(script)
+
+        def ociforge(reg: Registry) -> Sample:
+            sample = self.measure(self.ociforge(
+                "copy", f"oci:{image()}:{TAG}", f"{reg.host}/ociforge/bench:latest",
+                "--insecure", reg.host), cwd=self.s.work)
+            want = layouts.manifest_descriptor(image(), TAG)["digest"]
+            got = remote_digest(reg.host, "ociforge/bench", "latest")
+            sample.extra["digest_match"] = got == want
+            if got != want:
+                sample.ok = False
+                sample.error = f"registry has {got}, layout has {want}"
+            return sample
+
+        case_curl = Case("curl-upload", "curl POST+PUT of the largest layer blob", "curl",
+                         self._registry_run("curl", curl), needs=("curl",))
+        cases = [
+            Case("skopeo-copy", "skopeo copy oci: -> registry", "skopeo",
+                 self._registry_run("skopeo", skopeo), needs=("skopeo",)),
+            case_curl,
+            Case("ociforge-push", "ociforge copy oci: -> registry", "ociforge",
+                 self._registry_run("ociforge", ociforge)),
+        ]
+        return Group("push", "Push the mixed-tree image to a fresh loopback registry", cases,
+                     self.s.runs, prepare)
+
+    def registry_group(self) -> Group:
+        ten = self.images / "ten"
+
+        def prepare() -> None:
+            layer_dirs = []
+            for k in range(10):
+                spec = TreeSpec("mixed", 8, self.s.layer_bytes, self.s.seed + 100 + k)
+                layer_dirs.append(make_tree(self.s.work / "trees" / "ten" / f"l{k}", spec))
+            self.state.new_layer_tree = make_tree(
+                self.s.work / "trees" / "new-layer",
+                TreeSpec("mixed", 8, self.s.layer_bytes, self.s.seed + 200))
+            shutil.rmtree(ten, ignore_errors=True)
+            layer_args = [a for k, t in enumerate(layer_dirs)
+                          for a in ("--layer", f"{t.path}:/l{k}")]
+            self.quiet(self.ociforge("append", "scratch", *layer_args, "-o", f"oci:{ten}:{TAG}"),
+                       cwd=self.s.work)
+            self.state.ten_image = ten
+            reg = Registry(self.s.work / "registry-shared").start()
+            self.state.registry = reg
+            self.quiet(self.ociforge("copy", f"oci:{ten}:{TAG}", f"{reg.host}/ten:{TAG}",
+                                     "--insecure", reg.host), cwd=self.s.work)
+            size = layouts.total_blob_bytes(ten, TAG)
+            for case in cases:
+                case.input_bytes = size
+
+        def finish() -> None:
+            reg = self.state.registry
+            if reg is not None:
+                reg.__exit__(None, None, None)
+                self.state.registry = None
+
+        def registry() -> Registry:
+            assert self.state.registry is not None
+            return self.state.registry
+
+        def repush(argv_for: Callable[[str], list[str]]) -> Callable[[int], Sample]:
+            def run(_i: int) -> Sample:
+                reg = registry()
+                mark = reg.mark()
+                sample = self.measure(argv_for(reg.host), cwd=self.s.work)
+                traffic = blob_traffic(reg.requests("ten", since=mark))
+                sample.extra["blob_writes"] = len(traffic["writes"])
+                return sample
+            return run
+
+        def mount(i: int) -> Sample:
+            reg = registry()
+            assert self.state.new_layer_tree is not None
+            repo = f"app{i}"
+            mark = reg.mark()
+            sample = self.measure(self.ociforge(
+                "append", f"{reg.host}/ten:{TAG}",
+                "--layer", f"{self.state.new_layer_tree.path}:/new",
+                "-o", f"{reg.host}/{repo}:{TAG}", "--insecure", reg.host), cwd=self.s.work)
+            traffic = blob_traffic(reg.requests(repo, since=mark))
+            base = set(layouts.layer_digests(ten, TAG))
+            sample.extra.update(
+                uploaded=len(traffic["uploaded"]), mounted=len(traffic["mounted"]),
+                base_layers=len(base),
+                base_uploaded=len(base & set(traffic["uploaded"])),
+                base_mounted=len(base & set(traffic["mounted"])))
+            return sample
+
+        cases = [
+            Case("ociforge-repush", "ociforge copy, 10-layer image, all blobs present",
+                 "ociforge", repush(lambda host: self.ociforge(
+                     "copy", f"oci:{ten}:{TAG}", f"{host}/ten:{TAG}", "--insecure", host))),
+            Case("skopeo-repush", "skopeo copy, 10-layer image, all blobs present", "skopeo",
+                 repush(lambda host: ["skopeo", "copy", "--insecure-policy",
+                                      "--dest-tls-verify=false", f"oci:{ten}:{TAG}",
+                                      f"docker://{host}/ten:{TAG}"]), needs=("skopeo",)),
+            Case("ociforge-mount", "ociforge append REGISTRY/ten +1 layer -> other repo",
+                 "ociforge", mount),
+        ]
+        return Group("registry", "Re-push and cross-repository mount (one registry)", cases,
+                     self.s.runs, prepare, finish)
+
+    def memory_group(self) -> Group:
+        big = self.images / "big"
+
+        def build(_i: int) -> Sample:
+            shutil.rmtree(big, ignore_errors=True)
+            tree = self.mixed().path
+            return self.measure(self.ociforge(
+                "append", "scratch", "--layer", f"{tree}:/a", "--layer", f"{tree}:/b",
+                "-o", f"oci:{big}:{TAG}", "--compression", "gzip"), cwd=self.s.work)
+
+        def push(reg: Registry) -> Sample:
+            if not (big / "index.json").exists():
+                raise CommandFailed("the 2x image was not built")
+            return self.measure(self.ociforge("copy", f"oci:{big}:{TAG}",
+                                              f"{reg.host}/big:latest", "--insecure", reg.host),
+                                cwd=self.s.work)
+
+        def prepare() -> None:
+            for case in cases:
+                case.input_bytes = 2 * self.mixed().bytes
+
+        def finish() -> None:
+            shutil.rmtree(big, ignore_errors=True)
+
+        cases = [
+            Case("ociforge-build-2x", "ociforge append, 2 layers = 2x mixed tree (gzip)",
+                 "ociforge", build),
+            Case("ociforge-push-2x", "ociforge copy of that image to a fresh registry",
+                 "ociforge", self._registry_run("big", push)),
+        ]
+        return Group("memory", "Peak memory: build and push an image of twice the mixed tree",
+                     cases, 1, prepare, finish)
+
+
+def remote_digest(host: str, repo: str, ref: str) -> str:
+    """The manifest digest the registry reports for ``repo:ref`` (independent check)."""
+    accept = ", ".join([
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ])
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{ref}", method="HEAD",
+                                 headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(resp.headers.get("Docker-Content-Digest", ""))
+    except OSError as exc:
+        return f"(not found: {exc})"
+
+
+def describe_tools() -> dict[str, str]:
+    """Versions of the peers, for the report header."""
+    probes = {
+        "tar": ["tar", "--version"], "gzip": ["gzip", "--version"],
+        "pigz": ["pigz", "--version"], "zstd": ["zstd", "--version"],
+        "openssl": ["openssl", "version"], "umoci": ["umoci", "--version"],
+        "skopeo": ["skopeo", "--version"], "docker-registry": ["docker-registry", "--version"],
+        "curl": ["curl", "--version"],
+    }
+    out: dict[str, str] = {}
+    for name, argv in probes.items():
+        if not have(argv[0]):
+            out[name] = "not installed"
+            continue
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                                  stdin=subprocess.DEVNULL)
+            text = proc.stdout.strip() or proc.stderr.strip()
+        except (OSError, subprocess.SubprocessError):
+            text = "unknown version"
+        out[name] = (text.strip().splitlines() or ["?"])[0][:80]
+    return out
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)
