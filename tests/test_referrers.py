@@ -271,3 +271,28 @@ def test_check_attachable_refuses_archives_before_anything_is_written(tmp_path: 
     with pytest.raises(InvalidInputError):
         check_signable("Not A Reference!")
     assert not (tmp_path / "not-yet").exists()
+
+
+def test_library_calls_accept_location_objects(registry, tmp_path: Path) -> None:
+    """What export passes: the Location it wrote to, its Options and the digest it wrote."""
+    from ociforge.keys import write_key_pair
+    from ociforge.layout import LayoutLocation
+    from ociforge.options import Options
+    from ociforge.remote.location import RegistryLocation
+    from ociforge.sign import sign_location, verify_location
+
+    keys = write_key_pair(tmp_path / "k")
+    options = Options()
+    root = tmp_path / "lay"
+    digest = make_layout(root, "1.0")
+    layout_loc = LayoutLocation(root, "1.0")
+    assert sign_location(layout_loc, keys.private, None, options, digest=digest).added
+    report = attach_report(layout_loc, REPORT, options, digest=digest)
+    assert list_referrers(layout_loc, options)[1][0]["digest"] == str(report.digest)
+
+    remote_digest = push_scratch(registry.host, "refs/objects", "1.0")
+    remote = RegistryLocation.parse(f"{registry.host}/refs/objects:1.0")
+    sign_location(remote, keys.private, None, options, digest=remote_digest)
+    assert verify_location(remote, keys.public, options)[0].manifest_digest == remote_digest
+    desc = attach_report(remote, REPORT, options, digest=remote_digest)
+    assert [m["digest"] for m in list_referrers(remote, options)[1]] == [str(desc.digest)]
