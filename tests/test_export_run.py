@@ -1,0 +1,129 @@
+"""The exported image runs: busybox base built by ociforge, umoci unpack, runc run.
+
+Also: the same export pushed to the real test registry and pulled back keeps its
+digest.  Needs root (umoci unpack, runc) and Debian's busybox-static, umoci and
+runc; skipped outside CI when missing, failed in CI (tests/tools.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from tools import is_root, require_tool, run
+
+from ociforge.build import BuildSettings, LayerSource, build_layer
+from ociforge.image import Image
+from ociforge.locations import parse_location
+from ociforge.mutate import ConfigChanges, append_layers, configure, scratch
+from ociforge.options import Options
+from ociforge.platform import Platform
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
+PLATFORM = Platform.host()
+
+
+def build_busybox_base(tmp: Path) -> str:
+    """A tiny runnable base: /bin/busybox with sh, cat, env and ls links, made by ociforge."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        require_tool("busybox")
+        busybox = Path(shutil.which("busybox") or "")
+    tree = tmp / "busybox-root"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, tree / "bin" / "busybox")
+    for name in ("sh", "cat", "env", "ls"):
+        os.symlink("busybox", tree / "bin" / name)
+    result = build_layer([LayerSource(tree, "/")], BuildSettings())
+    image = append_layers(scratch(PLATFORM), [result.layer], created_by=["busybox-static"])
+    image = configure(image, ConfigChanges(
+        env={"PATH": "/bin", "VENDOR_PASSWORD": "base-password-value"}))
+    location = f"oci:{tmp / 'busybox-layout'}:latest"
+    parse_location(location).write(image, Options(platform=PLATFORM))
+    return location
+
+
+@pytest.fixture
+def app_on_busybox(tmp_path: Path) -> Path:
+    base = build_busybox_base(tmp_path)
+    app = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, app, symlinks=True)
+    toml = (app / "ociforge.toml").read_text()
+    toml = toml.replace('base = "scratch"', f'base = "{base}"')
+    toml = toml.replace('platform = "linux/amd64"', f'platform = "{PLATFORM}"')
+    (app / "ociforge.toml").write_text(toml)
+    return app
+
+
+def test_exported_image_runs_with_files_env_and_without_secrets(
+        cli, app_on_busybox: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    if not is_root():
+        pytest.skip("umoci unpack and runc run need root here")
+    umoci, runc = require_tool("umoci"), require_tool("runc")
+    layout = tmp_path / "exported"
+    code, _, stderr = cli("export", app_on_busybox, "-o", f"oci:{layout}:run", "--with-files")
+    assert code == 0, stderr
+    bundle = tmp_path / "bundle"
+    run([umoci, "unpack", "--image", f"{layout}:run", str(bundle)])
+    config_path = bundle / "config.json"
+    config = json.loads(config_path.read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = [
+        "/bin/sh", "-c",
+        "env; echo ---; ls /app /files /files/tables; echo ---; "
+        "cat /files/tables/greetings.csv; echo ---; /bin/sh /app/bin/hello tester"]
+    config_path.write_text(json.dumps(config))
+    state = tmp_path / "runc-state"
+    container = f"ociforge-export-{os.getpid()}"
+    try:
+        proc = run([runc, "--root", str(state), "run", "--bundle", str(bundle), container],
+                   timeout=120)
+    finally:
+        run([runc, "--root", str(state), "delete", "--force", container], check=False)
+    env_part, listing, table, greeting = proc.stdout.split("---\n")
+    env = dict(line.split("=", 1) for line in env_part.splitlines() if "=" in line)
+    assert env["HELLO_MODE"] == "demo" and env["HELLO_LANG"] == "en"
+    assert env["HELLO_GREETING"] == "Hello from ociforge"
+    for dropped in ("LM_LICENSE_FILE", "HELLO_API_TOKEN", "HELLO_SEAT_POOL", "VENDOR_PASSWORD"):
+        assert dropped not in env
+    for value in ("27000@license", "tok_demo", "base-password-value"):
+        assert value not in proc.stdout
+    names = listing.split()
+    assert "LICENSE" in names and "licenses" in names and "bin" in names
+    assert "solver.lic" not in names and ".env.local" not in names
+    assert "README.md" in names and "inputs.csv" in names and "greetings.csv" in names
+    assert table.startswith("id,lang,text\n1,en,Hello\n")
+    assert greeting.splitlines()[0] == "Hello from ociforge, tester! (mode: demo, lang: en)"
+    assert "config: greeting = friendly" in greeting
+
+
+def test_push_and_pull_back_keeps_the_digest(cli, app_on_busybox: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                              request: pytest.FixtureRequest) -> None:
+    try:
+        registry = request.getfixturevalue("registry")
+    except pytest.FixtureLookupError:
+        pytest.skip("the registry fixture (tests/registry_fixtures.py) is not available")
+    pytest.importorskip("ociforge.remote.location")
+    ref = f"{registry.host}/export/hello:run"
+    local = tmp_path / "local"
+    code, stdout, stderr = cli("export", app_on_busybox, "--with-files", "-o", ref,
+                               "-o", f"oci:{local}:run", "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    pulled = parse_location(ref).read(Options(platform=PLATFORM))
+    assert isinstance(pulled, Image)
+    assert str(pulled.digest) == result["digest"]
+    assert read_local(local).digest == pulled.digest
+    skopeo = shutil.which("skopeo")
+    if skopeo:
+        out = run([skopeo, "inspect", "--tls-verify=false", f"docker://{ref}"]).stdout
+        assert json.loads(out)["Digest"] == result["digest"]
+
+
+def read_local(layout: Path) -> Image:
+    image = parse_location(f"oci:{layout}:run").read(Options(platform=PLATFORM))
+    assert isinstance(image, Image)
+    return image
