@@ -127,6 +127,8 @@ def load_artifact(
         config_json = manifest.get("config")
         if not isinstance(config_json, dict):
             raise ValidationError(f"image manifest {desc.digest} has no config descriptor")
+        if not isinstance(manifest.get("layers"), list):
+            raise ValidationError(f"image manifest {desc.digest} has no layers array")
         config_desc = Descriptor.from_dict(config_json, f"config of {desc.digest.short}")
         config_bytes = read_document(config_desc, "image config")
         return Image.from_documents(manifest_bytes, config_bytes, make_layer)

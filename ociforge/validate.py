@@ -264,7 +264,8 @@ def _check_runtime(runtime: dict[str, Any], where: str) -> list[Problem]:
         if value is not None and (not isinstance(value, list)
                                   or not all(isinstance(v, str) for v in value)):
             out.append(Problem(where, f"config.{key} must be an array of strings"))
-    for item in runtime.get("Env") or []:
+    env = runtime.get("Env")
+    for item in env if isinstance(env, list) else []:
         if isinstance(item, str) and "=" not in item:
             out.append(Problem(where, f"config.Env entry {item[:60]!r} is not KEY=VALUE"))
     for key in ("ExposedPorts", "Volumes", "Labels"):

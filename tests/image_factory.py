@@ -44,6 +44,7 @@ def make_layer(tmp: Path, files: dict[str, bytes], compression: str = "gzip",
     else:
         blob = raw
     digest = Digest.of_bytes(blob)
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"layer-{digest.hex[:16]}"
     path.write_bytes(blob)
     desc = Descriptor(mt.layer_type(compression, docker), digest, len(blob))
