@@ -348,3 +348,36 @@ def test_tables_are_byte_stable_in_layers(app: Path) -> None:
                                       with_files=True, options=OPTIONS))
     assert first.image.digest == second.image.digest
     assert first.report.tables[0]["rows"] == 5
+
+
+# -- signing and the attached report (library from the signing area) -----------------------
+
+def test_sign_and_attach_report_to_a_layout(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ociforge.keys import write_key_pair
+    from ociforge.referrers import REPORT_ARTIFACT_TYPE, list_referrers
+    from ociforge.sign import verify_location
+
+    keys = write_key_pair(tmp_path / "signer")
+    layout = f"oci:{tmp_path / 'signed'}:1.0"
+    code, stdout, stderr = cli("export", app, "-o", layout, "--sign", keys.private,
+                               "--attach-report", "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["signatures"][0]["image"] == result["digest"]
+    assert verify_location(layout, keys.public, digest=result["digest"])
+    _, referrers = list_referrers(layout, artifact_type=REPORT_ARTIFACT_TYPE,
+                                  digest=result["digest"])
+    assert [r["digest"] for r in referrers] == [result["attached_reports"][0]["digest"]]
+    assert "signed" in stderr and "attached report" in stderr
+
+
+def test_sign_refuses_a_tar_destination_before_writing(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ociforge.keys import write_key_pair
+
+    keys = write_key_pair(tmp_path / "signer")
+    out = tmp_path / "x.tar"
+    code, _, stderr = cli("export", app, "-o", out, "--sign", keys.private)
+    assert code == 2 and "not in a tar archive" in stderr and not out.exists()
+    code, _, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'l'}", "--sign",
+                          tmp_path / "missing.key")
+    assert code == 2 and not (tmp_path / "l").exists()

@@ -107,12 +107,22 @@ def test_push_and_pull_back_keeps_the_digest(cli, app_on_busybox: Path, tmp_path
     except pytest.FixtureLookupError:
         pytest.skip("the registry fixture (tests/registry_fixtures.py) is not available")
     pytest.importorskip("ociforge.remote.location")
+    from ociforge.keys import write_key_pair
+    from ociforge.referrers import REPORT_ARTIFACT_TYPE, list_referrers
+    from ociforge.sign import verify_location
+
     ref = f"{registry.host}/export/hello:run"
     local = tmp_path / "local"
+    keys = write_key_pair(tmp_path / "signer")
     code, stdout, stderr = cli("export", app_on_busybox, "--with-files", "-o", ref,
-                               "-o", f"oci:{local}:run", "--json")
+                               "-o", f"oci:{local}:run", "--json", "--sign", keys.private,
+                               "--attach-report")
     assert code == 0, stderr
     result = json.loads(stdout)
+    assert verify_location(ref, keys.public, digest=result["digest"])
+    _, referrers = list_referrers(ref, artifact_type=REPORT_ARTIFACT_TYPE,
+                                  digest=result["digest"])
+    assert len(referrers) == 1
     pulled = parse_location(ref).read(Options(platform=PLATFORM))
     assert isinstance(pulled, Image)
     assert str(pulled.digest) == result["digest"]

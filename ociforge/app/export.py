@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..compress import check_compression
@@ -63,6 +64,9 @@ class ExportRequest:
     tag: str | None = None                  # NAME:TAG for archives and untagged layouts
     format: str | None = None               # "oci" | "docker" | None (keep the base's)
     source_date_epoch: int | None = None
+    sign_key: str | None = None             # sign every destination (cosign-compatible)
+    key_password: bytes | None = field(default=None, repr=False)
+    attach_report: bool = False             # store the report as a referrer of the image
     options: Options = field(default_factory=Options)
 
 
@@ -71,6 +75,8 @@ class ExportOutcome:
     image: Image
     report: Report
     results: list[WriteResult]
+    attached: list[dict[str, str]] = field(default_factory=list)
+    signatures: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -111,6 +117,15 @@ def _check(request: ExportRequest) -> _Plan:
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
     destinations = _destinations(spec, request)
+    if request.sign_key or request.attach_report:
+        from ..sign import check_signable
+
+        for location in destinations:
+            check_signable(location)
+    if request.sign_key:
+        from ..keys import load_private_key
+
+        load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
         from ..fsutil import check_file_destination
 
@@ -248,11 +263,31 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     report.image_digest = str(image.digest)
     report.media_type = image.media_type
     report.destinations = [{"location": r.location, "digest": r.digest} for r in results]
+    outcome = ExportOutcome(image, report, results)
     if request.report_path:
         from ..fsutil import atomic_write_bytes
 
         atomic_write_bytes(request.report_path, report.to_json().encode())
-    return ExportOutcome(image, report, results)
+    _attach_and_sign(outcome, plan, request)
+    return outcome
+
+
+def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest) -> None:
+    """Report as a referrer, then a signature, next to every written image."""
+    digest = str(outcome.image.digest)
+    for location in plan.destinations:
+        if request.attach_report:
+            from ..referrers import attach_report
+
+            desc = attach_report(location, outcome.report.to_json().encode(), plan.options,
+                                 digest=digest)
+            outcome.attached.append({"location": str(location), "digest": str(desc.digest)})
+        if request.sign_key:
+            from ..sign import sign_location
+
+            info = sign_location(location, request.sign_key, request.key_password,
+                                 plan.options, digest=digest)
+            outcome.signatures.append(info.to_dict())
 
 
 def _skipper(plan: _Plan, role: str, report: Report, used: set[str]

@@ -41,6 +41,14 @@ def register(sub: Any) -> None:
     parser.add_argument("--source-date-epoch", type=int, metavar="N",
                         help="timestamp of every file and of the image "
                         "(default $SOURCE_DATE_EPOCH, else 0)")
+    parser.add_argument("--sign", metavar="KEY",
+                        help="sign what was written with this private key (cosign-compatible; "
+                        "destinations must be oci:DIR or a registry)")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the signing key's password from standard input "
+                        "(else OCIFORGE_KEY_PASSWORD)")
+    parser.add_argument("--attach-report", action="store_true",
+                        help="store the export report as an OCI artifact referring to the image")
     add_platform_option(parser, allow_all=False)
     add_registry_options(parser)
     parser.set_defaults(func=run)
@@ -49,6 +57,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..app.export import ExportRequest, export_app
     from ..errors import InvalidInputError
+    from ..keys import password_from
 
     if getattr(args, "platform", None) == "all":
         raise InvalidInputError("export builds one platform; give --platform OS/ARCH")
@@ -63,13 +72,23 @@ def run(args: argparse.Namespace) -> int:
         tag=args.tag,
         format=args.format,
         source_date_epoch=args.source_date_epoch,
+        sign_key=args.sign,
+        key_password=password_from(args.password_stdin) if args.sign else None,
+        attach_report=args.attach_report,
         options=make_options(args),
     )
     outcome = export_app(request)
-    print(outcome.report.summary(), file=sys.stderr)
+    summary = outcome.report.summary()
+    for attached in outcome.attached:
+        summary += f"\n  attached report {attached['digest'][:19]} to {attached['location']}"
+    for signature in outcome.signatures:
+        summary += f"\n  signed   {signature['location']} ({signature['signature_tag']})"
+    print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
                 "destinations": [r.location for r in outcome.results],
                 "report_digest": outcome.report.digest(),
-                "mode": outcome.report.mode},
+                "mode": outcome.report.mode,
+                "attached_reports": outcome.attached,
+                "signatures": outcome.signatures},
          str(outcome.image.digest))
     return 0
