@@ -331,7 +331,7 @@ class Transport:
                 raise TransportError(f"{self.registry}: TLS error: {_short(exc)}") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._log(method, url, f"error {type(exc).__name__}", started)
-                if attempt + 1 >= attempts or not reusable:
+                if attempt + 1 >= attempts or not reusable or _unresolvable(exc):
                     raise TransportError(
                         f"{self.registry}: {method} {mask_url(url)} failed after {attempt + 1} "
                         f"attempt(s): {_short(exc)}") from None
@@ -381,6 +381,11 @@ def _http_date_delay(value: str) -> float:
         return 1.0
 
 
+def _unresolvable(exc: Exception) -> bool:
+    """A host name that does not resolve will not resolve on a retry either."""
+    text = str(exc)
+    return "NameResolutionError" in text or "Name or service not known" in text
+
 def _plain_http_answer(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(s in text for s in ("wrong version number", "record layer failure", "http request",
@@ -388,7 +393,17 @@ def _plain_http_answer(exc: Exception) -> bool:
 
 
 def _short(exc: Exception) -> str:
+    """A one-line cause without urllib3's nesting."""
     text = " ".join(str(exc).split())
+    for needle, plain in (("Failed to resolve", "cannot resolve the host name"),
+                          ("Connection refused", "connection refused"),
+                          ("Connection reset", "connection reset by peer"),
+                          ("RemoteDisconnected", "the server closed the connection"),
+                          ("timed out", "timed out"),
+                          ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed "
+                           "(use --ca-cert FILE, or --insecure REGISTRY)")):
+        if needle in text:
+            return plain
     return text[:300]
 
 
