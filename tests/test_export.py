@@ -172,6 +172,21 @@ def test_reproducible_whatever_mtimes_and_owners(cli, app: Path, tmp_path: Path)
     assert one == two == three
 
 
+def test_report_order_does_not_follow_creation_order(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    digests = []
+    for order in (list(range(8)), list(reversed(range(8)))):
+        app = tmp_path / f"app{order[0]}"
+        shutil.copytree(EXAMPLE, app)
+        for i in order:
+            (app / "project" / f"key{i}.lic").write_text("x")
+            (app / "project" / f"f{i}.txt").write_text("y")
+        code, stdout, stderr = cli("export", app, "-o", tmp_path / f"{order[0]}.tar",
+                                   "--with-files")
+        assert code == 0, stderr
+        digests.append(stdout.strip())
+    assert digests[0] == digests[1]
+
+
 def test_source_date_epoch_changes_times_only(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("export", app, "-o", f"oci:{tmp_path / 'l'}", "--source-date-epoch",
                "1700000000")[0] == 0

@@ -236,7 +236,8 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
         layer = result.layer
         report.layers.append(LayerEntry(role, source, str(layer.digest), str(layer.diff_id),
                                         layer.size, layer.file_count, layer.media_type))
-        report.warnings += result.warnings
+        report.warnings += sorted(result.warnings)  # the folder walk order varies by machine
+    report.left_out_files.sort(key=lambda entry: (entry["path"], entry["layer"]))
     image = append_layers(base, [r.layer for _, _, r in built],
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
