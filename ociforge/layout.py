@@ -385,6 +385,14 @@ class LayoutLocation:
             check_ref_name(self.tag)
         self.layout.check_writable()
 
+    def with_default_name(self, name: str | None) -> LayoutLocation:
+        """``--tag NAME:TAG`` tags a layout given without a tag of its own."""
+        if self.tag is not None or not name:
+            return self
+        from .reference import Reference
+
+        return LayoutLocation(self.path, Reference.parse(name).tag)
+
     def read(self, options: Options) -> Artifact:
         return self.layout.read(self.tag)
 
