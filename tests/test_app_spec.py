@@ -184,3 +184,18 @@ def test_dotenv_errors_never_show_values(tmp_path: Path) -> None:
     assert "hunter2" not in str(info.value)
     with pytest.raises(ConfigFileError, match="does not exist"):
         read_env_file(tmp_path / "none.env", "none.env")
+
+
+def test_documented_example_loads(tmp_path: Path) -> None:
+    """docs/export.md's complete ociforge.toml is valid."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text()
+    toml = doc.split("## A complete `ociforge.toml`", 1)[1].split("```toml\n", 1)[1]
+    toml = toml.split("```", 1)[0]
+    for folder in ("runtime/python", "app", "project", "data"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "runtime.env").write_text("A=1\n")
+    (tmp_path / "ociforge.toml").write_text(toml)
+    spec = load_spec(tmp_path)
+    assert spec.name == "acme/solver" and spec.licensed and len(spec.layers) == 2
+    assert [t.name for t in spec.tables] == ["runs", "totals"]
+    assert spec.secrets.env == ("*_SEED",)
