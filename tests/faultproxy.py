@@ -74,7 +74,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -117,6 +117,14 @@ class FaultProxy:
         total = sum(self.injected.values())
         parts = ", ".join(f"{k}: {v}" for k, v in sorted(self.injected.items()))
         return f"faults injected: {total} ({parts})"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients hanging up on a stalled or reset exchange are expected, not worth a traceback
+    (which would also land in the captured stderr of the in-process CLI under test)."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -199,8 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.path = re.sub(r"(?<=[?&])(mount|from)=[^&]*&?", "", self.path).rstrip("?&")
         if rule is not None and rule.action == "status":
             self._drain()
-            self._send_error(rule.status, rule.code, rule.headers)
+            # recorded before answering, so a client that has its answer sees it counted
             owner.requests.append((self.command, self.path, rule.status))
+            self._send_error(rule.status, rule.code, rule.headers)
             return
         if rule is not None and rule.action == "stall":
             time.sleep(rule.delay)
@@ -210,8 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
             length = self._body_length()
             if length is None or length > rule.limit:
                 self._drain()
-                self._send_error(416, "SIZE_INVALID", {})
                 owner.requests.append((self.command, self.path, 416))
+                self._send_error(416, "SIZE_INVALID", {})
                 return
             rule.fired -= 1  # small chunks pass; keep the rule armed
             rule.times = max(rule.times, rule.fired + 1)
@@ -219,8 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None and rule.action == "chunked_only" and self.command == "PUT":
             if (self._body_length() or 0) > 0 and "digest=" in self.path:
                 self._drain()
-                self._send_error(400, "BLOB_UPLOAD_INVALID", {})
                 owner.requests.append((self.command, self.path, 400))
+                self._send_error(400, "BLOB_UPLOAD_INVALID", {})
                 return
             owner.injected[rule.action] -= 1
             rule.fired -= 1

@@ -1,0 +1,474 @@
+"""Faults injected between ociforge and a real registry (issue 6 item 1).
+
+tests/faultproxy.py sits in front of the real docker-registry and resets
+connections, answers 5xx/429, stalls, corrupts or truncates bodies, refuses
+mounts and enforces chunk sizes.  For every fault the push or pull either
+completes and the result is checked independently of ociforge (manifest and
+every blob fetched straight from the registry and hashed), or fails with one
+clear line and exit 1 after a bounded number of requests (counted at the
+proxy).  The terminal summary reports faults injected and survived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+import requests
+from faultproxy import FaultProxy, Rule
+from imagegen import layout_with_image
+
+OCI_ACCEPT = ("application/vnd.oci.image.manifest.v1+json, "
+              "application/vnd.oci.image.index.v1+json, "
+              "application/vnd.docker.distribution.manifest.v2+json")
+
+# -- the report -------------------------------------------------------------------
+
+INJECTED: Counter[str] = Counter()
+OUTCOMES: Counter[str] = Counter()
+
+
+class _FaultReport:
+    """Registered once as a plugin so the summary shows even without ``-s``."""
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not INJECTED:
+            return
+        total = sum(INJECTED.values())
+        kinds = ", ".join(f"{k} x{v}" for k, v in sorted(INJECTED.items()))
+        terminalreporter.write_sep("-", "fault injection report")
+        terminalreporter.write_line(f"faults injected: {total} ({kinds})")
+        terminalreporter.write_line(
+            f"survived (completed and verified): {OUTCOMES['survived']}; "
+            f"failed cleanly (exit 1, one line, bounded retries): {OUTCOMES['failed cleanly']}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report(request: pytest.FixtureRequest) -> None:
+    manager = request.config.pluginmanager
+    if not manager.has_plugin("ociforge-fault-report"):
+        manager.register(_FaultReport(), "ociforge-fault-report")
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no backoff sleeps (Retry-After capped at 50 ms when the base is 0)
+    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
+
+
+@pytest.fixture
+def proxy(registry: Any) -> Iterator[FaultProxy]:
+    with FaultProxy(registry.host) as p:
+        yield p
+        INJECTED.update(p.injected)
+
+
+# -- images ------------------------------------------------------------------------
+
+SIZES = (256 << 10, 1536 << 10, 4 << 10)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """An OCI layout with a three-layer image: (location, manifest digest)."""
+    loc, image = layout_with_image(tmp_path_factory.mktemp("faults") / "src", SIZES)
+    return loc, str(image.digest)
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: Any, source: tuple[str, str]) -> tuple[str, str]:
+    """The source image pushed straight to the registry (no proxy): (repo, digest)."""
+    from ociforge.cli import main
+
+    repo = "faults/pull-source"
+    assert main(["copy", source[0], f"{registry.host}/{repo}:t"]) == 0
+    return repo, source[1]
+
+
+def repo_name(label: str) -> str:
+    clean = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
+    return f"faults/{clean}-{uuid.uuid4().hex[:6]}"
+
+
+# -- independent checks --------------------------------------------------------------
+
+def registry_has_image(registry: Any, repo: str, ref: str, digest: str) -> None:
+    """Manifest and every blob fetched straight from the registry hash to their digests."""
+    base = f"http://{registry.host}/v2/{repo}"
+    resp = requests.get(f"{base}/manifests/{ref}", headers={"Accept": OCI_ACCEPT}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == digest
+    manifest = json.loads(resp.content)
+    for desc in [manifest["config"], *manifest["layers"]]:
+        blob = requests.get(f"{base}/blobs/{desc['digest']}", timeout=10)
+        assert blob.status_code == 200
+        assert len(blob.content) == desc["size"]
+        assert "sha256:" + hashlib.sha256(blob.content).hexdigest() == desc["digest"]
+
+
+def layout_is_sound(root: Path, digest: str | None) -> None:
+    """Every blob file hashes to its name; index.json names only blobs that exist."""
+    blobs = root / "blobs" / "sha256"
+    if blobs.is_dir():
+        for blob in blobs.iterdir():
+            if blob.name.startswith("."):
+                continue
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name, blob
+    index_path = root / "index.json"
+    if not index_path.exists():
+        assert digest is None, "a finished pull leaves an index.json"
+        return
+    index = json.loads(index_path.read_text())
+    names = [m["digest"] for m in index["manifests"]]
+    for name in names:
+        manifest_path = blobs / name.split(":")[1]
+        assert manifest_path.exists(), f"index.json names missing {name}"
+        manifest = json.loads(manifest_path.read_bytes())
+        for desc in [manifest["config"], *manifest["layers"]]:
+            assert (blobs / desc["digest"].split(":")[1]).exists(), desc
+    if digest is not None:
+        assert digest in names
+
+
+def survived(code: int, err: str) -> None:
+    assert code == 0, err
+    assert "Traceback" not in err
+    OUTCOMES["survived"] += 1
+
+
+def failed_cleanly(code: int, out: str, err: str, *, mentions: tuple[str, ...] = ()) -> None:
+    assert code == 1, (code, out, err)
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ociforge: error:"), err
+    for word in mentions:  # "a|b": either
+        assert any(w.lower() in lines[0].lower() for w in word.split("|")), (word, lines[0])
+    OUTCOMES["failed cleanly"] += 1
+
+
+# -- 5xx and 429 on every kind of request ---------------------------------------------
+
+PUSH_REQUESTS = {
+    "ping": ("GET", r"^/v2/$"),
+    "HEAD blob": ("HEAD", r"/blobs/sha256:"),
+    "POST upload": ("POST", r"/blobs/uploads/"),
+    "PUT upload": ("PUT", r"/blobs/uploads/"),
+    "PUT manifest": ("PUT", r"/manifests/"),
+}
+PULL_REQUESTS = {
+    "GET manifest": ("GET", r"/manifests/"),
+    "GET blob": ("GET", r"/blobs/sha256:"),
+}
+STATUSES = {
+    "500": (500, {}),
+    "502": (502, {}),
+    "503": (503, {}),
+    "429": (429, {}),
+    "429+Retry-After": (429, {"Retry-After": "1"}),
+}
+
+
+@pytest.mark.parametrize("status", sorted(STATUSES))
+@pytest.mark.parametrize("kind", sorted(PUSH_REQUESTS))
+def test_push_survives_transient_status(kind: str, status: str, cli, registry: Any,
+                                        proxy: FaultProxy, source: tuple[str, str]) -> None:
+    method, path = PUSH_REQUESTS[kind]
+    code_, headers = STATUSES[status]
+    rule = proxy.add(Rule("status", method=method, path=path, status=code_, times=2,
+                          headers=headers, code="TOOMANYREQUESTS" if code_ == 429 else "UNKNOWN"))
+    repo = repo_name(f"{kind}-{status}")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    survived(code, err)
+    assert rule.fired == 2, f"{kind} was never requested"
+    registry_has_image(registry, repo, "t", source[1])
+
+
+@pytest.mark.parametrize("status", sorted(STATUSES))
+@pytest.mark.parametrize("kind", sorted(PULL_REQUESTS))
+def test_pull_survives_transient_status(kind: str, status: str, cli, tmp_path: Path,
+                                        proxy: FaultProxy, pushed: tuple[str, str]) -> None:
+    method, path = PULL_REQUESTS[kind]
+    code_, headers = STATUSES[status]
+    rule = proxy.add(Rule("status", method=method, path=path, status=code_, times=2,
+                          headers=headers))
+    out = tmp_path / "out"
+    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t")
+    survived(code, err)
+    assert rule.fired == 2
+    layout_is_sound(out, pushed[1])
+
+
+@pytest.mark.parametrize("kind", sorted(PUSH_REQUESTS))
+def test_push_gives_up_after_bounded_retries(kind: str, cli, proxy: FaultProxy,
+                                             source: tuple[str, str]) -> None:
+    method, path = PUSH_REQUESTS[kind]
+    proxy.add(Rule("status", method=method, path=path, status=503, times=10_000))
+    started = time.monotonic()
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo_name(kind)}:t",
+                         "--retries", "2", "--jobs", "1")
+    failed_cleanly(code, out, err, mentions=("UNAVAILABLE|503",))
+    # 3 attempts (1 + 2 retries) per distinct request, at most one per blob
+    blobs = len(SIZES) + 1
+    assert proxy.count(method, path) <= 3 * blobs
+    assert proxy.count(method, path) >= 3
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("kind", sorted(PULL_REQUESTS))
+def test_pull_gives_up_after_bounded_retries(kind: str, cli, tmp_path: Path, proxy: FaultProxy,
+                                             pushed: tuple[str, str]) -> None:
+    method, path = PULL_REQUESTS[kind]
+    proxy.add(Rule("status", method=method, path=path, status=429, times=10_000,
+                   code="TOOMANYREQUESTS", headers={"Retry-After": "1"}))
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
+                            "--retries", "2", "--jobs", "1")
+    failed_cleanly(code, stdout, err, mentions=("TOOMANYREQUESTS",))
+    assert 3 <= proxy.count(method, path) <= 3 * (len(SIZES) + 1)
+    layout_is_sound(out, None)
+
+
+def test_retry_after_is_honoured(cli, monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy,
+                                 source: tuple[str, str]) -> None:
+    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0.01")
+    proxy.add(Rule("status", method="PUT", path=r"/manifests/", status=429, times=1,
+                   headers={"Retry-After": "2"}, code="TOOMANYREQUESTS"))
+    started = time.monotonic()
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo_name('retry-after')}:t")
+    survived(code, err)
+    assert time.monotonic() - started >= 1.9
+
+
+# -- resets ------------------------------------------------------------------------------
+
+def test_push_survives_reset_mid_blob_upload(cli, registry: Any, proxy: FaultProxy,
+                                             source: tuple[str, str]) -> None:
+    rule = proxy.add(Rule("reset", method="PUT|PATCH", path=r"/blobs/uploads/", times=2))
+    repo = repo_name("reset-upload")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    survived(code, err)
+    assert rule.fired == 2
+    registry_has_image(registry, repo, "t", source[1])
+
+
+# -- stalls and timeouts --------------------------------------------------------------------
+
+def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultProxy,
+                                            pushed: tuple[str, str]) -> None:
+    proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", times=1, delay=3))
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t", "--timeout", "1")
+    survived(code, err)
+    assert time.monotonic() - started < 3, "the stalled request was abandoned, not waited for"
+    layout_is_sound(out, pushed[1])
+
+
+def test_push_survives_stalled_manifest_put(cli, registry: Any, proxy: FaultProxy,
+                                            source: tuple[str, str]) -> None:
+    proxy.add(Rule("stall", method="PUT", path=r"/manifests/", times=1, delay=2))
+    repo = repo_name("stall-manifest")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
+    survived(code, err)
+    registry_has_image(registry, repo, "t", source[1])
+
+
+def test_push_with_stalled_blob_upload_completes_or_fails_cleanly(
+        cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """The stalled PUT still reaches the registry later, so the retried one may find its
+    upload session gone: the client must restart the upload or stop with one line."""
+    proxy.add(Rule("stall", method="PUT", path=r"/blobs/uploads/", times=1, delay=2))
+    repo = repo_name("stall-upload")
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
+    if code == 0:
+        survived(code, err)
+        registry_has_image(registry, repo, "t", source[1])
+    else:
+        failed_cleanly(code, out, err)
+
+
+def test_pull_gives_up_on_a_registry_that_always_stalls(cli, tmp_path: Path, proxy: FaultProxy,
+                                                        pushed: tuple[str, str]) -> None:
+    proxy.add(Rule("stall", method="GET", path=r"/manifests/", times=100, delay=2))
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
+                            "--timeout", "0.5", "--retries", "1")
+    failed_cleanly(code, stdout, err)
+    assert proxy.count("GET", r"/manifests/") <= 2 or proxy.injected["stall"] <= 2
+    assert time.monotonic() - started < 10
+    assert not (out / "index.json").exists()
+
+
+# -- corrupt and truncated downloads ----------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["corrupt"])
+def test_pull_refuses_a_corrupt_blob(action: str, cli, tmp_path: Path, proxy: FaultProxy,
+                                     pushed: tuple[str, str], registry: Any) -> None:
+    manifest = json.loads(requests.get(
+        f"http://{registry.host}/v2/{pushed[0]}/manifests/t",
+        headers={"Accept": OCI_ACCEPT}, timeout=10).content)
+    victim = manifest["layers"][1]["digest"]
+    proxy.add(Rule(action, method="GET", path=f"/blobs/{victim}", times=10_000))
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
+                            "--retries", "1")
+    failed_cleanly(code, stdout, err, mentions=(victim[:19],))
+    assert not (out / "blobs" / "sha256" / victim.split(":")[1]).exists()
+    layout_is_sound(out, None)
+    assert proxy.count("GET", f"/blobs/{victim}") <= 4
+
+
+@pytest.mark.parametrize("action", ["corrupt"])
+def test_pull_recovers_from_one_corrupt_download(action: str, cli, tmp_path: Path,
+                                                 proxy: FaultProxy,
+                                                 pushed: tuple[str, str]) -> None:
+    """One bad download either is retried (and the result verifies) or stops the pull with
+    the blob named; it is never written to the layout."""
+    proxy.add(Rule(action, method="GET", path=r"/blobs/sha256:", times=1))
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t")
+    if code == 0:
+        survived(code, err)
+        layout_is_sound(out, pushed[1])
+    else:
+        failed_cleanly(code, stdout, err, mentions=("sha256:",))
+        layout_is_sound(out, None)
+
+
+def test_pull_by_digest_refuses_a_corrupt_manifest(cli, tmp_path: Path, proxy: FaultProxy,
+                                                   pushed: tuple[str, str]) -> None:
+    proxy.add(Rule("corrupt", method="GET", path=r"/manifests/", times=10_000))
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}@{pushed[1]}", f"oci:{out}:t",
+                            "--retries", "1")
+    failed_cleanly(code, stdout, err)
+    assert not (out / "index.json").exists()
+
+
+def test_pull_by_tag_checks_docker_content_digest(cli, tmp_path: Path, proxy: FaultProxy,
+                                                  pushed: tuple[str, str]) -> None:
+    proxy.add(Rule("corrupt", method="GET", path=r"/manifests/t$", times=10_000))
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
+                            "--retries", "1")
+    failed_cleanly(code, stdout, err)
+    assert not (out / "index.json").exists()
+
+
+# -- expired token ---------------------------------------------------------------------------------
+
+def test_push_survives_token_expiring_mid_push(cli, token_registry: Any,
+                                               source: tuple[str, str],
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    challenge = requests.get(f"{token_registry.url}/v2/", timeout=5).headers["WWW-Authenticate"]
+    repo = repo_name("token-expiry")
+    invalid = (f'{challenge},scope="repository:{repo}:pull,push",error="invalid_token"')
+    config = tmp_path / "docker"
+    config.mkdir()
+    import base64
+
+    with FaultProxy(token_registry.host) as proxy:
+        auth = base64.b64encode(token_registry.creds.encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {proxy.host: {"auth": auth}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+        rule = proxy.add(Rule("status", method="PUT", path=r"/blobs/uploads/", status=401,
+                              times=1, skip=1, headers={"WWW-Authenticate": invalid},
+                              code="UNAUTHORIZED"))
+        manifest_rule = proxy.add(Rule("status", method="PUT", path=r"/manifests/", status=401,
+                                       times=1, headers={"WWW-Authenticate": invalid},
+                                       code="UNAUTHORIZED"))
+        before = len(token_registry.token_server.requests)
+        code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+        INJECTED.update(proxy.injected)
+    survived(code, err)
+    assert rule.fired == 1 and manifest_rule.fired == 1
+    assert len(token_registry.token_server.requests) - before >= 2, "a fresh token was fetched"
+    token = token_registry.token_server.mint(token_registry.username,
+                                             [f"repository:{repo}:pull"])
+    resp = requests.get(f"{token_registry.url}/v2/{repo}/manifests/t",
+                        headers={"Accept": OCI_ACCEPT, "Authorization": f"Bearer {token}"},
+                        timeout=5)
+    assert resp.status_code == 200
+    assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == source[1]
+
+
+# -- mounts refused ----------------------------------------------------------
+
+@pytest.mark.parametrize("answer", ["202", "401"])
+def test_mount_refused_falls_back_to_upload(answer: str, cli, registry: Any, proxy: FaultProxy,
+                                            pushed: tuple[str, str]) -> None:
+    if answer == "401":
+        rule = proxy.add(Rule("status", method="POST", path=r"mount=", status=401, times=100,
+                              code="UNAUTHORIZED", headers={
+                                  "WWW-Authenticate": 'Basic realm="nope"'}))
+    else:
+        rule = proxy.add(Rule("strip_mount", method="POST", path=r"mount=", times=100))
+    repo = repo_name(f"mount-{answer}")
+    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"{proxy.host}/{repo}:t")
+    survived(code, err)
+    assert rule.fired >= 1, "a mount was attempted"
+    mounted = {re.search(r"mount=([^&]+)", p).group(1)  # type: ignore[union-attr]
+               for m, p, _ in proxy.requests if m == "POST" and "mount=" in p}
+    uploaded = {re.search(r"digest=([^&]+)", p).group(1)  # type: ignore[union-attr]
+                for m, p, _ in proxy.requests if m == "PUT" and "digest=" in p}
+    assert {unquote(d) for d in mounted} <= {unquote(d) for d in uploaded}, \
+        "every refused mount was followed by an upload"
+    registry_has_image(registry, repo, "t", pushed[1])
+
+
+# -- chunked uploads ------------------------------------------------------------
+
+def test_chunked_only_registry_with_minimum_chunk(cli, registry: Any, proxy: FaultProxy,
+                                                  source: tuple[str, str]) -> None:
+    minimum = 1 << 20
+    proxy.add(Rule("add_headers", method="POST", path=r"/blobs/uploads/", times=100,
+                   headers={"OCI-Chunk-Min-Length": str(minimum)}))
+    proxy.add(Rule("chunked_only", method="PUT", path=r"/blobs/uploads/", times=100))
+    repo = repo_name("chunked-min")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--chunk-size", "256K")
+    survived(code, err)
+    registry_has_image(registry, repo, "t", source[1])
+    patches = [n for m, _, n in proxy.bodies if m == "PATCH"]
+    assert patches, "the upload was chunked"
+    small = [n for n in patches if n is not None and n < minimum]
+    # only the last chunk of each blob may be below the minimum
+    assert len(small) <= len(SIZES) + 1, patches
+
+
+def test_registry_rejecting_chunks_over_4mib(cli, registry: Any, proxy: FaultProxy,
+                                             tmp_path: Path) -> None:
+    loc, image = layout_with_image(tmp_path / "big", [9 << 20])
+    limit = 4 << 20
+    proxy.add(Rule("reject_large_chunks", method="PATCH|PUT", path=r"/blobs/uploads/",
+                   times=1, limit=limit))
+    repo = repo_name("chunk-limit")
+    code, _, err = cli("copy", loc, f"{proxy.host}/{repo}:t", "--chunk-size", "4M")
+    survived(code, err)
+    registry_has_image(registry, repo, "t", str(image.digest))
+    sizes = [n for m, p, n in proxy.bodies if m in ("PATCH", "PUT") and "/blobs/uploads/" in p]
+    assert all(n is not None and n <= limit for n in sizes), sizes
+
+
+def test_oversized_chunk_refusal_without_chunk_size_is_one_line(cli, proxy: FaultProxy,
+                                                                tmp_path: Path) -> None:
+    loc, _ = layout_with_image(tmp_path / "big", [5 << 20])
+    proxy.add(Rule("reject_large_chunks", method="PATCH|PUT", path=r"/blobs/uploads/",
+                   times=1, limit=4 << 20))
+    code, out, err = cli("copy", loc, f"{proxy.host}/{repo_name('no-chunk')}:t",
+                         "--retries", "1")
+    if code == 0:
+        OUTCOMES["survived"] += 1
+        return
+    failed_cleanly(code, out, err)
