@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from . import tarformat as tf
-from .compress import check_compression, compressor, sniff
+from .compress import BackgroundWriter, check_compression, compressor, sniff
 from .descriptor import Descriptor
 from .digest import Digest, HashingWriter
 from .errors import InvalidInputError, OperationError
@@ -436,11 +436,14 @@ def build_layer(
     try:
         with open(blob_path, "xb", buffering=_FLUSH_AT) as fh:
             blob = HashingWriter(fh)
-            comp = compressor(settings.compression, blob, threads=settings.threads)
+            # diff_id hashing and hashing+writing the blob each get their own thread
+            out = BackgroundWriter(blob.write)
+            diff_feed = BackgroundWriter(diff.update)
+            comp = compressor(settings.compression, out, threads=settings.threads)
             try:
 
                 def sink(chunk: bytes | bytearray) -> None:
-                    diff.update(chunk)
+                    diff_feed.write(chunk)
                     comp.write(chunk)
 
                 count = _write_tar(ordered, settings, _TarOut(sink))
@@ -448,6 +451,9 @@ def build_layer(
             except BaseException:
                 comp.abort()
                 raise
+            finally:
+                diff_feed.close()
+                out.close()
     except BaseException:
         blob_path.unlink(missing_ok=True)
         raise

@@ -1,0 +1,193 @@
+"""Compression: deterministic whatever the threads and write chunking; bounded reading."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import random
+import subprocess
+import zlib
+
+import pytest
+import zstandard
+
+from ociforge import compress
+from ociforge.compress import (
+    BackgroundWriter,
+    ParallelGzipWriter,
+    ZstdWriter,
+    open_decompressed,
+    sniff,
+)
+from ociforge.errors import HostileInputError, InvalidInputError
+from tests.tools import require_tool
+
+BLOCK = compress.GZIP_BLOCK_SIZE
+
+
+def sample(size: int, seed: int = 1) -> bytes:
+    """Half text-like, half random, so both deflate paths are exercised."""
+    rng = random.Random(seed)
+    words = [bytes(rng.choice(b"abcdefgh ") for _ in range(rng.randint(1, 8))) for _ in range(500)]
+    text = b" ".join(rng.choice(words) for _ in range(size // 4))[: size // 2]
+    return text + rng.randbytes(size - len(text))
+
+
+def compress_with(writer_cls: type, data: bytes, chunks: list[int], **kwargs: object) -> bytes:
+    out = io.BytesIO()
+    writer = writer_cls(out, **kwargs)
+    pos = 0
+    for n in chunks:
+        writer.write(data[pos : pos + n])
+        pos += n
+    writer.write(data[pos:])
+    writer.finish()
+    return out.getvalue()
+
+
+def random_chunks(total: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    chunks, pos = [], 0
+    while pos < total:
+        n = rng.choice([1, 7, 511, 4096, BLOCK - 1, BLOCK + 3, 3 * BLOCK])
+        chunks.append(n)
+        pos += n
+    return chunks
+
+
+@pytest.fixture(scope="module")
+def data() -> bytes:
+    return sample(5 * BLOCK + 12345)
+
+
+def test_gzip_is_identical_for_any_thread_count_and_chunking(data: bytes) -> None:
+    outputs = {
+        (threads, seed): compress_with(
+            ParallelGzipWriter, data, random_chunks(len(data), seed), threads=threads
+        )
+        for threads in (1, 2, 3, 7)
+        for seed in (1, 2)
+    }
+    assert len(set(outputs.values())) == 1
+    blob = next(iter(outputs.values()))
+    assert gzip.decompress(blob) == data
+    assert zlib.decompress(blob, wbits=31) == data
+    # deterministic header: no name, mtime 0
+    assert blob[:10] == compress.GZIP_HEADER
+    assert blob[3] == 0 and blob[4:8] == b"\0\0\0\0"
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK])
+def test_gzip_block_edges(size: int) -> None:
+    data = sample(size, seed=size)
+    blob = compress_with(ParallelGzipWriter, data, [], threads=2)
+    assert gzip.decompress(blob) == data
+
+
+def test_gzip_is_valid_for_gnu_gzip(data: bytes, tmp_path: object) -> None:
+    gz = require_tool("gzip")
+    blob = compress_with(ParallelGzipWriter, data, [], threads=2)
+    proc = subprocess.run([gz, "-dc"], input=blob, capture_output=True, check=True)
+    assert proc.stdout == data
+
+
+def test_zlib_fallback_uses_the_same_scheme(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compress, "_deflate_lib", zlib)
+    one = compress_with(ParallelGzipWriter, data, random_chunks(len(data), 3), threads=1)
+    two = compress_with(ParallelGzipWriter, data, [], threads=4)
+    assert one == two
+    assert gzip.decompress(one) == data
+
+
+def test_zstd_is_identical_for_any_thread_count_and_chunking(data: bytes) -> None:
+    outputs = {
+        compress_with(ZstdWriter, data, random_chunks(len(data), seed), threads=threads)
+        for threads in (1, 2, 4)
+        for seed in (1, 2)
+    }
+    assert len(outputs) == 1
+    blob = outputs.pop()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(blob) == data
+
+
+def test_zstd_cli_reads_our_zstd(data: bytes) -> None:
+    tool = require_tool("zstd")
+    blob = compress_with(ZstdWriter, data, [], threads=2)
+    proc = subprocess.run([tool, "-dc"], input=blob, capture_output=True, check=True)
+    assert proc.stdout == data
+
+
+def test_sniff() -> None:
+    assert sniff(gzip.compress(b"x")) == "gzip"
+    assert sniff(zstandard.ZstdCompressor().compress(b"x")) == "zstd"
+    assert sniff(b"plain tar bytes") == "none"
+    assert sniff(b"") == "none"
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        gzip.compress,
+        lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:]),  # multi-member (pigz -i, docker)
+        lambda b: zstandard.ZstdCompressor().compress(b),
+        lambda b: b,
+    ],
+)
+def test_open_decompressed_reads_every_format(encode: object, data: bytes) -> None:
+    blob = encode(data)  # type: ignore[operator]
+    with open_decompressed(io.BytesIO(blob)) as fh:
+        assert fh.read() == data
+
+
+def test_zip_bomb_is_bounded() -> None:
+    # 256 MiB of zeros compress to ~250 KiB; reading stops at the limit with an error
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b"\0" * (1 << 20)
+    bomb = b"".join(comp.compress(chunk) for _ in range(256)) + comp.flush()
+    assert len(bomb) < 1 << 20
+    reader = open_decompressed(io.BytesIO(bomb), limit=8 << 20, what="bomb.tar.gz")
+    with pytest.raises(HostileInputError, match=r"bomb\.tar\.gz.*limit"):
+        while reader.read(1 << 16):
+            pass
+
+
+def test_exact_limit_is_allowed() -> None:
+    blob = gzip.compress(b"a" * 1000)
+    assert open_decompressed(io.BytesIO(blob), limit=1000).read() == b"a" * 1000
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        gzip.compress(b"hello world" * 100)[:-12],  # truncated
+        b"\x1f\x8b\x08\x00" + os.urandom(64),  # garbage after the magic
+        b"\x28\xb5\x2f\xfd" + os.urandom(64),
+    ],
+)
+def test_corrupt_streams_are_invalid_input(blob: bytes) -> None:
+    with pytest.raises(InvalidInputError):
+        open_decompressed(io.BytesIO(blob)).read()
+
+
+def test_background_writer_keeps_order_and_reports_errors() -> None:
+    seen: list[bytes] = []
+    bg = BackgroundWriter(seen.append, depth=2)
+    for i in range(100):
+        bg.write(b"%d," % i)
+    bg.close()
+    assert b"".join(seen) == b"".join(b"%d," % i for i in range(100))
+
+    def boom(_: bytes) -> None:
+        raise OSError("disk full")
+
+    bad = BackgroundWriter(boom)
+    bad.write(b"x")
+    with pytest.raises(OSError, match="disk full"):
+        for _ in range(100):
+            bad.write(b"y")
+        bad.close()
+
+
+def test_default_threads_is_small_and_positive() -> None:
+    assert 1 <= compress.default_threads() <= 4
