@@ -522,8 +522,8 @@ def write_tar(path: str, entries: list[_Entry], options: Options) -> None:
             gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0)
             if compress else raw
         )
-        with out if compress else contextlib.nullcontext(), tarfile.open(
-            fileobj=out, mode="w", format=tarfile.PAX_FORMAT
+        with out if compress else contextlib.nullcontext(), tarfile.TarFile(
+            fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
         ) as tar:
             for name in names:
                 found = unique.get(name)

@@ -34,6 +34,7 @@ from .jsonutil import MAX_DOCUMENT, canonical, parse_object
 from .layer import Layer
 from .locations import WriteResult
 from .options import Options
+from .progress import Progress
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -311,9 +312,12 @@ class Layout:
         except FileNotFoundError:
             return False
 
-    def write_blob(self, desc: Descriptor, source: BlobSource) -> bool:
+    def write_blob(self, desc: Descriptor, source: BlobSource,
+                   progress: Progress | None = None) -> bool:
         """Copy a blob in, verifying it on the way; False when it was already there."""
         if self.has_blob(desc):
+            if progress is not None:
+                progress.advance(desc.size)
             return False
         target = self.blob_path(desc.digest)
         with contextlib.closing(source()) as raw, atomic_write(target, 0o444) as out:
@@ -323,6 +327,8 @@ class Layout:
                 if not chunk:
                     break
                 out.write(chunk)
+                if progress is not None:
+                    progress.advance(len(chunk))
         return True
 
     def write_bytes_blob(self, data: bytes, media_type: str) -> Descriptor:
@@ -330,23 +336,24 @@ class Layout:
         self.write_blob(desc, lambda: io.BytesIO(data))
         return desc
 
-    def write_artifact(self, artifact: Artifact) -> None:
+    def write_artifact(self, artifact: Artifact, progress: Progress | None = None) -> None:
         """Every blob an artifact reaches, children before parents, manifest last."""
         if isinstance(artifact, Index):
             for _, child in artifact.children:
-                self.write_artifact(child)
+                self.write_artifact(child, progress)
             self.write_bytes_blob(artifact.index_bytes, artifact.media_type)
             return
         config = artifact.config_bytes
         self.write_blob(artifact.config_descriptor, lambda: io.BytesIO(config))
         for layer in artifact.layers:
-            self.write_blob(layer.descriptor, layer.opener)
+            self.write_blob(layer.descriptor, layer.opener, progress)
         self.write_bytes_blob(artifact.manifest_bytes, artifact.media_type)
 
-    def put(self, artifact: Artifact, tag: str | None) -> Descriptor:
+    def put(self, artifact: Artifact, tag: str | None, progress: Progress | None = None
+            ) -> Descriptor:
         """Write an artifact and point ``tag`` at it."""
         self.init()
-        self.write_artifact(artifact)
+        self.write_artifact(artifact, progress)
         return self.set_tag(artifact.descriptor(), tag)
 
     def put_manifest(
@@ -367,6 +374,12 @@ class Layout:
             self.write_blob(desc, source)
         desc = self.write_bytes_blob(manifest_bytes, media_type)
         return self.set_tag(desc.with_annotations(annotations), tag)
+
+
+def _all_layers(artifact: Artifact) -> list[Layer]:
+    if isinstance(artifact, Index):
+        return [layer for _, image in artifact.images() for layer in image.layers]
+    return list(artifact.layers)
 
 
 class LayoutLocation:
@@ -398,5 +411,7 @@ class LayoutLocation:
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         self.check_destination()
-        self.layout.put(artifact, self.tag)
+        total = sum(layer.size for layer in _all_layers(artifact))
+        with Progress(f"writing {self}", total, options.progress) as progress:
+            self.layout.put(artifact, self.tag, progress)
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)

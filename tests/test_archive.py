@@ -297,3 +297,25 @@ def test_rewriting_the_archive_being_read(tmp_path: Path) -> None:
     DockerArchiveLocation(path, "b:1").write(other, OPTS)
     assert isinstance(back, Image)
     _drain(back)  # still the old file's bytes (the descriptor is held open)
+
+
+# -- every offline source x every offline sink -------------------------------------------
+
+SINKS = ["oci:{d}/{n}-lay:t", "oci-archive:{d}/{n}-o.tar:t", "docker-archive:{d}/{n}-d.tar:a:1",
+         "{d}/{n}-bare.tar.gz"]
+
+
+@pytest.mark.parametrize("first", SINKS)
+@pytest.mark.parametrize("second", SINKS)
+def test_every_source_to_every_sink_keeps_digests(tmp_path: Path, first: str,
+                                                  second: str) -> None:
+    image = make_image(tmp_path / "src")
+    source = parse_location(first.format(d=tmp_path, n="a"))
+    source.write(image, OPTS)
+    loaded = source.read(OPTS)
+    sink = parse_location(second.format(d=tmp_path, n="b"))
+    assert sink.write(loaded, OPTS).digest == str(image.digest)
+    final = sink.read(OPTS)
+    assert isinstance(final, Image)
+    assert (final.manifest_bytes, final.config_bytes) == (image.manifest_bytes, image.config_bytes)
+    _drain(final)
