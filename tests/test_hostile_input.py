@@ -1,0 +1,403 @@
+"""Hostile input is refused with one clear line and exit 2 (issue 6 item 4).
+
+Every hostile tar here is built in the test with tarfile (or by hand where
+tarfile would refuse to write it).  Each one is tried three ways: straight
+through the safe reader (ociforge.tarsafe), as a layer given to
+``ociforge append --layer``, and wrapped in a docker-archive / oci-archive
+that ``ociforge copy`` reads.  Refusal means: exit 2, one stderr line, no
+traceback and nothing written at the destination.  Symlinks, absolute ones
+included, are ordinary image content: kept, never followed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ociforge.errors import HostileInputError, InvalidInputError
+
+Entry = tuple[str, bytes, str, str]  # name, data, type ("file"|"dir"|"sym"|"link"), linkname
+
+
+def tar_bytes(entries: list[Entry], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, data, kind, link in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if kind == "file":
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
+                         "link": tarfile.LNKTYPE}[kind]
+            info.mode = 0o755 if kind == "dir" else 0o777
+            info.linkname = link
+            tar.addfile(info)
+    return out.getvalue()
+
+
+def f(name: str, data: bytes = b"x") -> Entry:
+    return (name, data, "file", "")
+
+
+def d(name: str) -> Entry:
+    return (name, b"", "dir", "")
+
+
+def sym(name: str, target: str) -> Entry:
+    return (name, b"", "sym", target)
+
+
+def hard(name: str, target: str) -> Entry:
+    return (name, b"", "link", target)
+
+
+def _raw_header(name: bytes, size_field: bytes, typeflag: bytes = b"0",
+                linkname: bytes = b"") -> bytes:
+    """A ustar header block with any size field (tarfile refuses absurd values)."""
+    block = bytearray(512)
+    block[0:len(name)] = name
+    block[100:108] = b"0000644\0"
+    block[108:116] = b"0000000\0"
+    block[116:124] = b"0000000\0"
+    block[124:136] = size_field
+    block[136:148] = b"00000000000\0"
+    block[148:156] = b" " * 8
+    block[156:157] = typeflag
+    block[157:157 + len(linkname)] = linkname
+    block[257:263] = b"ustar\0"
+    block[263:265] = b"00"
+    checksum = sum(block)
+    block[148:156] = b"%06o\0 " % checksum
+    return bytes(block)
+
+
+def absurd_size_tar() -> bytes:
+    # claims 8 GiB of content, then ends
+    return _raw_header(b"huge", b"77777777777\0") + b"\0" * 1024
+
+
+def base256_size_tar() -> bytes:
+    # GNU base-256 size field saying 2**80 bytes
+    field = b"\x80" + (1 << 80).to_bytes(11, "big")
+    return _raw_header(b"huge", field) + b"\0" * 1024
+
+
+def bad_checksum_tar() -> bytes:
+    good = bytearray(tar_bytes([f("a", b"hello")]))
+    good[0] ^= 0x01  # name changes, checksum no longer matches
+    return bytes(good)
+
+
+def pax_escape_tar() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("innocent")
+        info.pax_headers = {"path": "../../escaped"}
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    return out.getvalue()
+
+
+def gzip_bomb(ratio_target: int = 256 << 20) -> bytes:
+    """A gzip'd tar whose single member is ``ratio_target`` zero bytes (~256 KiB compressed)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [comp.compress(_raw_header(b"zeros", b"%011o\0" % ratio_target))]
+    chunk = b"\0" * (1 << 20)
+    for _ in range(ratio_target >> 20):
+        parts.append(comp.compress(chunk))
+    parts.append(comp.compress(b"\0" * 1024))
+    parts.append(comp.flush())
+    return b"".join(parts)
+
+
+HOSTILE: dict[str, Callable[[], bytes]] = {
+    "dotdot": lambda: tar_bytes([f("../evil")]),
+    "dotdot-inner": lambda: tar_bytes([d("a"), f("a/../../evil")]),
+    "absolute-dotdot": lambda: tar_bytes([f("/../../etc/evil")]),
+    "symlink-slip-absolute": lambda: tar_bytes([sym("etc", "/etc"), f("etc/evil")]),
+    "symlink-slip-relative": lambda: tar_bytes([d("a"), sym("a/up", "../.."), f("a/up/evil")]),
+    "symlink-slip-chain": lambda: tar_bytes([sym("l1", "."), sym("l1/l2", "/"),
+                                             f("l1/l2/tmp/evil")]),
+    "hardlink-forward": lambda: tar_bytes([hard("early", "later"), f("later")]),
+    "hardlink-missing": lambda: tar_bytes([hard("shadow", "etc/shadow")]),
+    "hardlink-escape": lambda: tar_bytes([hard("pw", "../../etc/passwd")]),
+    "hardlink-through-symlink": lambda: tar_bytes([sym("etc", "/etc"),
+                                                   hard("pw", "etc/passwd")]),
+    "pax-path-escape": pax_escape_tar,
+    "absurd-size": absurd_size_tar,
+    "base256-size": base256_size_tar,
+    "bad-checksum": bad_checksum_tar,
+    "garbage": lambda: b"this is not a tar archive at all" * 40,
+    "gzip-truncated": lambda: gzip.compress(tar_bytes([f("a", os.urandom(4096))]))[:200],
+}
+
+
+def _one_line_exit_2(code: int, out: str, err: str, allowed: tuple[int, ...] = (2,)) -> None:
+    assert code in allowed, (code, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ociforge: error:"), err
+
+
+# -- the safe tar reader itself ------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_tarsafe_refuses(name: str) -> None:
+    from ociforge import tarsafe
+
+    with pytest.raises(InvalidInputError) as info:
+        tarsafe.check_layer(io.BytesIO(HOSTILE[name]()))
+    message = str(info.value)
+    assert message and "\n" not in message.strip()
+    if name.startswith(("dotdot", "symlink", "hardlink", "pax")):
+        assert isinstance(info.value, HostileInputError), (name, message)
+
+
+def test_tarsafe_keeps_symlinks_and_counts_entries() -> None:
+    from ociforge import tarsafe
+
+    data = tar_bytes([d("bin"), f("bin/busybox", b"\x7fELF"), sym("bin/sh", "busybox"),
+                      sym("etc-abs", "/etc"), sym("up", "../../../../etc/passwd"),
+                      hard("bin/busybox2", "bin/busybox"), d("etc-real"),
+                      f("etc-real/conf", b"a=1")])
+    diff_id, count = tarsafe.check_layer(io.BytesIO(data))
+    assert str(diff_id) == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert count >= 8
+    entries = {e.name.rstrip("/"): e for e in tarsafe.iter_entries(io.BytesIO(data))}
+    links = {name: getattr(e, "linkname", None) for name, e in entries.items()}
+    assert links["bin/sh"] == "busybox"
+    assert links["etc-abs"] == "/etc"
+    assert links["up"] == "../../../../etc/passwd"
+
+
+def test_tarsafe_bounds_decompression() -> None:
+    """A zip bomb stops with HostileInputError once the configured bound is passed."""
+    from ociforge import tarsafe
+
+    bomb = gzip_bomb(64 << 20)
+    assert len(bomb) < 1 << 20
+    with pytest.raises(HostileInputError, match="limit"):
+        tarsafe.check_layer(io.BytesIO(bomb), tarsafe.Limits(max_total_bytes=8 << 20))
+    with pytest.raises(HostileInputError, match="limit"):
+        list(tarsafe.iter_entries(io.BytesIO(bomb), tarsafe.Limits(max_entry_size=8 << 20)))
+
+
+def test_tarsafe_bounds_entry_count() -> None:
+    from ociforge import tarsafe
+
+    many = tar_bytes([f(f"f{i}", b"") for i in range(300)], fmt=tarfile.USTAR_FORMAT)
+    limits = tarsafe.Limits(max_entries=100)
+    with pytest.raises(HostileInputError, match=r"header|entr"):
+        tarsafe.check_layer(io.BytesIO(many), limits)
+
+
+# -- the same tars as layers of `ociforge append` -------------------------------
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_append_refuses_hostile_layer(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(HOSTILE[name]())
+    out = tmp_path / "out"
+    code, stdout, err = cli("append", "scratch", "--layer", str(evil), "-o", f"oci:{out}:t",
+                            "--platform", "linux/amd64")
+    _one_line_exit_2(code, stdout, err)
+    assert not (out / "index.json").exists(), "nothing is written for a refused input"
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "evil").exists()
+
+
+def test_append_keeps_symlinks_as_data(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    data = tar_bytes([d("bin"), f("bin/busybox", b"\x7fELF"), sym("bin/sh", "busybox"),
+                      sym("etc", "/etc"), sym("up", "../../../../etc/passwd")])
+    layer = tmp_path / "links.tar"
+    layer.write_bytes(data)
+    out = tmp_path / "out"
+    code, _, err = cli("append", "scratch", "--layer", str(layer), "-o", f"oci:{out}:t",
+                       "--platform", "linux/amd64")
+    assert code == 0, err
+    index = json.loads((out / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((out / "blobs" / "sha256" / manifest_digest).read_bytes())
+    blob = out / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    with tarfile.open(blob) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["bin/sh"].issym() and members["bin/sh"].linkname == "busybox"
+    assert members["etc"].issym() and members["etc"].linkname == "/etc"
+    assert members["up"].linkname == "../../../../etc/passwd"
+
+
+# -- the same entries inside image archives ------------------------------------
+
+def _archive_with_names(names: list[Entry]) -> bytes:
+    return tar_bytes(names)
+
+
+ARCHIVES: dict[str, Callable[[], bytes]] = {
+    "docker-dotdot-manifest": lambda: tar_bytes([
+        f("manifest.json", json.dumps([{"Config": "../../etc/passwd", "RepoTags": ["a:b"],
+                                        "Layers": []}]).encode())]),
+    "docker-dotdot-member": lambda: tar_bytes([
+        f("manifest.json", json.dumps([{"Config": "c.json", "RepoTags": ["a:b"],
+                                        "Layers": ["../l.tar"]}]).encode()),
+        f("c.json", b"{}"), f("../l.tar", b"x")]),
+    "docker-absolute-member": lambda: tar_bytes([
+        f("manifest.json", json.dumps([{"Config": "/etc/passwd", "RepoTags": ["a:b"],
+                                        "Layers": []}]).encode())]),
+    "oci-index-dotdot": lambda: tar_bytes([
+        f("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        f("index.json", b'{"schemaVersion":2,"manifests":[]}'),
+        f("blobs/sha256/../../../evil", b"x")]),
+    "archive-absurd-size": absurd_size_tar,
+    "archive-gzip-bomb": lambda: gzip_bomb(160 << 20),
+    "archive-garbage": lambda: b"\x00\x01garbage" * 100,
+}
+
+
+# Refused, but as broken documents: exit 2 (bad input) or 1 (ValidationError), one line.
+MALFORMED_ARCHIVES: dict[str, Callable[[], bytes]] = {
+    # a symlink the archive made is never followed to reach a member
+    "docker-symlink-member": lambda: tar_bytes([
+        sym("blobs", "/etc"),
+        f("manifest.json", json.dumps([{"Config": "blobs/passwd", "RepoTags": ["a:b"],
+                                        "Layers": []}]).encode())]),
+    "docker-manifest-not-json": lambda: tar_bytes([f("manifest.json", b"[{not json")]),
+    "docker-manifest-wrong-shape": lambda: tar_bytes([f("manifest.json", b'{"Config": 1}')]),
+    "docker-manifest-too-big": lambda: tar_bytes([f("manifest.json",
+                                                    b"[" + b" " * (5 << 20) + b"]")]),
+    "oci-index-wrong-types": lambda: tar_bytes([
+        f("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        f("index.json", b'{"schemaVersion":"2","manifests":{"a":1}}')]),
+    "oci-manifest-malformed": lambda: _oci_archive_with_manifest(b'{"schemaVersion":2,'
+                                                                 b'"layers":"nope"}'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_ARCHIVES))
+def test_copy_refuses_malformed_archive(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "bad.tar"
+    src.write_bytes(MALFORMED_ARCHIVES[name]())
+    scheme = "oci-archive" if name.startswith("oci") else "docker-archive"
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{scheme}:{src}", f"oci:{out}:t")
+    _one_line_exit_2(code, stdout, err, allowed=(1, 2))
+    assert not (out / "index.json").exists()
+
+
+def _oci_archive_with_manifest(manifest: bytes) -> bytes:
+    digest = hashlib.sha256(manifest).hexdigest()
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": f"sha256:{digest}", "size": len(manifest),
+        "annotations": {"org.opencontainers.image.ref.name": "t"}}]}
+    return tar_bytes([f("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                      f("index.json", json.dumps(index).encode()),
+                      d("blobs"), d("blobs/sha256"), f(f"blobs/sha256/{digest}", manifest)])
+
+
+@pytest.mark.parametrize("name", sorted(ARCHIVES))
+def test_copy_refuses_hostile_archive(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "evil.tar"
+    src.write_bytes(ARCHIVES[name]())
+    scheme = "oci-archive" if name.startswith("oci") else "docker-archive"
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", f"{scheme}:{src}", f"oci:{out}:t")
+    _one_line_exit_2(code, stdout, err)
+    assert not (out / "index.json").exists()
+
+
+# -- malformed documents in a layout ---------------------------------------------
+
+def _layout_with_manifest(root: Path, manifest: bytes) -> None:
+    digest = hashlib.sha256(manifest).hexdigest()
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "blobs" / "sha256" / digest).write_bytes(manifest)
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": f"sha256:{digest}", "size": len(manifest),
+        "annotations": {"org.opencontainers.image.ref.name": "t"}}]}
+    (root / "index.json").write_text(json.dumps(index))
+
+
+MALFORMED = {
+    "not-json": b"{oops",
+    "array": b"[]",
+    "layers-not-list": b'{"schemaVersion":2,"config":{},"layers":{}}',
+    "config-missing": b'{"schemaVersion":2,"layers":[]}',
+    "bad-digest": (b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+                   b'"config":{"mediaType":"application/vnd.oci.image.config.v1+json",'
+                   b'"digest":"sha256:XYZ","size":2},"layers":[]}'),
+    "negative-size": (b'{"schemaVersion":2,'
+                      b'"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+                      b'"config":{"mediaType":"application/vnd.oci.image.config.v1+json",'
+                      b'"digest":"sha256:' + b"a" * 64 + b'","size":-1},"layers":[]}'),
+    "deep-nesting": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "over-4-mib": b'{"schemaVersion":2,"pad":"' + b"x" * (4 << 20) + b'"}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_manifest_in_layout(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    _layout_with_manifest(src, MALFORMED[name])
+    out = tmp_path / "out"
+    code, _, err = cli("copy", f"oci:{src}:t", f"oci:{out}:t")
+    assert code in (1, 2), (code, err)
+    assert "Traceback" not in err
+    assert len([x for x in err.splitlines() if x.strip()]) == 1, err
+    assert not (out / "index.json").exists()
+
+
+def test_malformed_index_json(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    for text in ("{", "[]", '{"schemaVersion":2,"manifests":"x"}',
+                 '{"schemaVersion":2,"manifests":[{"digest":1}]}'):
+        src = tmp_path / "src"
+        (src / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (src / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        (src / "index.json").write_text(text)
+        code, _, err = cli("inspect", f"oci:{src}")
+        _one_line_exit_2(code, "", err, allowed=(1, 2))
+
+
+# -- references, platforms, options -----------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ("copy", "Upper/Case:tag", "oci:{tmp}/o"),
+    ("copy", "app:-bad", "oci:{tmp}/o"),
+    ("copy", "app@sha256:abc", "oci:{tmp}/o"),
+    ("copy", "nope://x", "oci:{tmp}/o"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--platform", "linux/"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--platform", "plan9/amd64/v1/x"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--platform", "linux/pdp11"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--label", "novalue"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--chunk-size=-4M"),
+    ("copy", "oci:{tmp}/o", "localhost:1/a:b", "--jobs", "0"),
+    ("copy", "oci:{tmp}/o", "localhost:1/a:b", "--timeout", "0"),
+])
+def test_bad_references_platforms_options(argv: tuple[str, ...], tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = cli(*args)
+    _one_line_exit_2(code, out, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_export_toml_with_wrong_types(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "ociforge.toml").write_text('[app]\nname = "app"\n\n[config]\nports = "8080"\n')
+    out = tmp_path / "app.tar"
+    code, stdout, err = cli("export", str(app), "-o", str(out))
+    _one_line_exit_2(code, stdout, err)
+    assert "config.ports" in err and ":5" in err
+    assert not out.exists()
