@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 pytest_plugins = [
-    name for name in ("registry_fixtures",)
+    name for name in ("registry_fixtures", "postgres_fixtures")
     if (Path(__file__).parent / f"{name}.py").exists()
 ]
 

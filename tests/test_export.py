@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -396,3 +397,43 @@ def test_sign_refuses_a_tar_destination_before_writing(cli, app: Path, tmp_path:
     code, _, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'l'}", "--sign",
                           tmp_path / "missing.key")
     assert code == 2 and not (tmp_path / "l").exists()
+
+
+def test_parquet_table_in_the_image_is_reproducible(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pq = pytest.importorskip("pyarrow.parquet")
+    toml = (app / "ociforge.toml").read_text().replace('format = "csv"', 'format = "parquet"')
+    toml = toml.replace("greetings.csv", "greetings.parquet")
+    (app / "ociforge.toml").write_text(toml)
+    digests = []
+    for name in ("p1", "p2"):
+        code, stdout, stderr = cli("export", app, "-o", f"oci:{tmp_path / name}", "--with-files")
+        assert code == 0, stderr
+        digests.append(stdout.strip())
+    assert digests[0] == digests[1]
+    data = layer_members(read_image(f"oci:{tmp_path / 'p1'}:latest"), 3)
+    table = pq.read_table(io.BytesIO(data["files/tables/greetings.parquet"]))  # type: ignore[arg-type]
+    assert table.column("text").to_pylist()[:2] == ["Hello", "Bonjour"]
+
+
+def test_postgres_table_in_the_image(cli, app: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                     postgres) -> None:
+    pytest.importorskip("psycopg")
+    from postgres_fixtures import PASSWORD
+
+    postgres.psql("DROP TABLE IF EXISTS scores; CREATE TABLE scores (player text PRIMARY KEY, "
+                  "points int); INSERT INTO scores VALUES ('zoe', 3), ('adam', 7); "
+                  "ALTER TABLE scores OWNER TO exporter;")
+    toml = (app / "ociforge.toml").read_text().replace(
+        'source = "sqlite:///data/greetings.db"\ntable = "greetings"',
+        f'source = "{postgres.url}"\ntable = "scores"').replace("greetings.csv", "scores.csv")
+    (app / "ociforge.toml").write_text(toml)
+    report_path = tmp_path / "r.json"
+    code, stdout, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'pg'}", "--with-files",
+                               "--report", report_path)
+    assert code == 0, stderr
+    image = read_image(f"oci:{tmp_path / 'pg'}:latest")
+    assert layer_members(image, 3)["files/tables/scores.csv"] == b"player,points\nadam,7\nzoe,3\n"
+    report = report_path.read_text()
+    assert json.loads(report)["tables"][0]["source"].startswith("postgresql://exporter:***@")
+    assert PASSWORD not in report + stdout + stderr
+    assert PASSWORD.encode() not in all_bytes(image)

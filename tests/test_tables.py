@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from postgres_fixtures import PASSWORD, PostgresServer, postgres  # noqa: F401
+from postgres_fixtures import PASSWORD, PostgresServer
 
 from ociforge.app.dburl import mask_url, scrub
 from ociforge.app.spec import TableSpec
@@ -131,7 +131,7 @@ def test_passwords_are_masked() -> None:
 # -- PostgreSQL ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def pg_table(postgres: PostgresServer) -> PostgresServer:  # noqa: F811
+def pg_table(postgres: PostgresServer) -> PostgresServer:
     pytest.importorskip("psycopg")
     postgres.psql(
         "DROP TABLE IF EXISTS orders; "
