@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ociforge.app.envfile import parse_env_text, read_env_file
 from ociforge.app.spec import load_spec
@@ -199,3 +201,14 @@ def test_documented_example_loads(tmp_path: Path) -> None:
     assert spec.name == "acme/solver" and spec.licensed and len(spec.layers) == 2
     assert [t.name for t in spec.tables] == ["runs", "totals"]
     assert spec.secrets.env == ("*_SEED",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_dotenv_parser_raises_only_config_errors(text: str) -> None:
+    try:
+        env = parse_env_text(text, "fuzz.env")
+    except ConfigFileError as exc:
+        assert "fuzz.env:" in str(exc)
+    else:
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())

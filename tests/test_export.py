@@ -437,3 +437,10 @@ def test_postgres_table_in_the_image(cli, app: Path, tmp_path: Path,  # type: ig
     assert json.loads(report)["tables"][0]["source"].startswith("postgresql://exporter:***@")
     assert PASSWORD not in report + stdout + stderr
     assert PASSWORD.encode() not in all_bytes(image)
+
+
+def test_verbose_logs_never_carry_values(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, stdout, stderr = cli("-vv", "export", app, "-o", tmp_path / "x.tar", "--with-files")
+    assert code == 0 and "building runtime layer from app" in stderr
+    for value in SECRET_VALUES:
+        assert value not in stdout + stderr
