@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from ociforge.errors import InvalidInputError, OciforgeError
 
-FAST = settings(max_examples=300, deadline=None,
+FAST = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 HEX = "0123456789abcdef"
 DIGEST = "sha256:" + "a" * 64
@@ -67,6 +67,15 @@ def test_reference_parser_raises_only_ociforge_errors(text: str) -> None:
     # what parses prints and re-parses to the same value
     assert Reference.parse(str(ref)) == ref
     assert ref.repository == ref.repository.lower()
+
+
+@FAST
+@given(st.one_of(st.text(max_size=100), _near_refs))
+def test_location_parser_raises_only_ociforge_errors(text: str) -> None:
+    from ociforge.locations import parse_location
+
+    with contextlib.suppress(OciforgeError):
+        parse_location(text)
 
 
 # -- platforms ----------------------------------------------------------------
@@ -323,3 +332,56 @@ def test_toml_wrong_types_name_key_and_line(app_dir: Path) -> None:
         message = str(info.value)
         assert key in message and line in message, (text, message)
         assert info.value.exit_code == 2
+
+
+# -- tar layers ---------------------------------------------------------------------
+
+
+def _valid_tar() -> bytes:
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("a", b"hello"), ("dir/b" + "é" * 60, b"x" * 700)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("dir/link")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+        hard = tarfile.TarInfo("hard")
+        hard.type = tarfile.LNKTYPE
+        hard.linkname = "a"
+        tar.addfile(hard)
+    return out.getvalue()
+
+
+VALID_TAR = _valid_tar()
+
+
+@st.composite
+def _mutated_tars(draw: st.DrawFn) -> bytes:
+    data = bytearray(VALID_TAR)
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        pos = draw(st.integers(min_value=0, max_value=len(data) - 1))
+        data[pos] = draw(st.integers(min_value=0, max_value=255))
+    cut = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=len(data))))
+    return bytes(data[:cut] if cut is not None else data)
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=3000), _mutated_tars(),
+                 _mutated_tars().map(lambda b: __import__("gzip").compress(b, mtime=0))))
+@example(VALID_TAR)
+@example(b"\x1f\x8b" + b"\x00" * 30)
+@example(b"\x28\xb5\x2f\xfd" + b"\x00" * 30)
+def test_tar_reader_raises_only_ociforge_errors(data: bytes) -> None:
+    from ociforge import tarsafe
+
+    limits = tarsafe.Limits(max_entries=50, max_total_bytes=1 << 20, max_entry_size=1 << 19)
+    try:
+        list(tarsafe.iter_entries(io.BytesIO(data), limits))
+        tarsafe.check_layer(io.BytesIO(data), limits)
+    except OciforgeError as exc:
+        assert isinstance(exc, InvalidInputError), type(exc)
