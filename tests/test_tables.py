@@ -187,3 +187,17 @@ def test_postgres_unreachable_or_refused_hides_password(tmp_path: Path,
         open_database(spec(source=closed), tmp_path, "x")
     assert PASSWORD not in str(info.value)
     assert "cannot connect to postgresql://exporter:***@127.0.0.1" in str(info.value)
+
+
+def test_postgres_schema_qualified_table_without_key(tmp_path: Path,
+                                                     pg_table: PostgresServer) -> None:
+    pg_table.psql(
+        'DROP SCHEMA IF EXISTS "Sales" CASCADE; CREATE SCHEMA "Sales" AUTHORIZATION exporter; '
+        'CREATE TABLE "Sales"."Regions" (name text, code int); '
+        "INSERT INTO \"Sales\".\"Regions\" VALUES ('west', 2), ('east', 1), ('east', 0); "
+        'ALTER TABLE "Sales"."Regions" OWNER TO exporter;')
+    s = spec("csv", table="Sales.Regions", source=pg_table.url)
+    assert snap(tmp_path, s, tmp_path / "out").path.read_text() == \
+        "name,code\neast,0\neast,1\nwest,2\n"
+    with pytest.raises(InvalidInputError, match="query failed"):
+        snap(tmp_path, spec("csv", table="nope", source=pg_table.url), tmp_path / "x")

@@ -234,13 +234,12 @@ class _Loader:
                              "letters, digits and . _ - separators, '/' between components)")
         platform = self.string(app, ("app", "platform"))
         if platform is not None:
+            from ..errors import InvalidPlatformError
             from ..platform import Platform
 
             try:
                 Platform.parse(platform)
-            except ConfigFileError:
-                raise
-            except Exception as exc:
+            except InvalidPlatformError as exc:
                 raise self.error(("app", "platform"), str(exc)) from None
         files = None
         if "files" in data:

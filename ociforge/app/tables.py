@@ -134,13 +134,14 @@ def _pg_rows(conn: Any, spec: TableSpec) -> _Rows:
 
     try:
         if spec.table is not None:
+            # "schema.table" or "table", each part taken literally (case kept).
             ident = pgsql.Identifier(*spec.table.split(".", 1))
             with conn.cursor() as cur:
                 cur.execute(
                     "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
                     "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass "
                     "AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
-                    (spec.table,))
+                    (ident.as_string(conn),))
                 pk = [row[0] for row in cur.fetchall()]
             order = (pgsql.SQL(", ").join(pgsql.Identifier(c) for c in pk) if pk
                      else pgsql.SQL(", ").join(pgsql.SQL(str(i + 1)) for i in
