@@ -1,0 +1,141 @@
+"""Interrupted pushes resume (issue 6 item 2).
+
+A push is slowed down by the fault proxy (one upload stalls), killed with
+SIGKILL while it waits, and run again: the second run uploads only the blobs
+the registry does not have yet (counted at the proxy) and ends with the same
+manifest digest.  A blob whose upload is cut in the middle (monolithic or
+chunked) is uploaded again from the start and verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from faultproxy import FaultProxy, Rule
+from imagegen import layout_with_image
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (300 << 10, 200 << 10, 700 << 10, 100 << 10, 400 << 10)
+OCI_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OCIFORGE_RETRY_BASE"] = "0"
+    return env
+
+
+def _blob_digests(layout_root: Path) -> list[str]:
+    index = json.loads((layout_root / "index.json").read_text())
+    manifest = json.loads((layout_root / "blobs" / "sha256" /
+                           index["manifests"][0]["digest"].split(":")[1]).read_bytes())
+    return [manifest["config"]["digest"], *(d["digest"] for d in manifest["layers"])]
+
+
+def _present(registry: Any, repo: str, digests: list[str]) -> set[str]:
+    return {d for d in digests
+            if requests.head(f"http://{registry.host}/v2/{repo}/blobs/{d}", timeout=5)
+            .status_code == 200}
+
+
+def _uploaded(proxy: FaultProxy) -> list[str]:
+    """Digests of finished uploads (the closing PUT ...?digest= that got 201)."""
+    return [p.split("digest=")[1].split("&")[0].replace("%3A", ":")
+            for m, p, status in proxy.requests
+            if m == "PUT" and "digest=" in p and status == 201]
+
+
+def _wait_for(predicate: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the push to reach the stall")
+        time.sleep(0.05)
+
+
+def _manifest_digest(registry: Any, repo: str) -> str:
+    resp = requests.get(f"http://{registry.host}/v2/{repo}/manifests/t",
+                        headers={"Accept": OCI_ACCEPT}, timeout=5)
+    assert resp.status_code == 200
+    return "sha256:" + hashlib.sha256(resp.content).hexdigest()
+
+
+def _verify_blobs(registry: Any, repo: str, digests: list[str]) -> None:
+    for digest in digests:
+        body = requests.get(f"http://{registry.host}/v2/{repo}/blobs/{digest}", timeout=5).content
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == digest
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["monolithic", "chunked"])
+def test_killed_push_resumes_skipping_blobs_already_there(
+        chunked: bool, tmp_path: Path, registry: Any) -> None:
+    src, image = layout_with_image(tmp_path / "src", SIZES)
+    digests = _blob_digests(tmp_path / "src")
+    repo = f"resume/{'chunked' if chunked else 'mono'}-{uuid.uuid4().hex[:6]}"
+    extra = ["--chunk-size", "128K"] if chunked else []
+    with FaultProxy(registry.host) as proxy:
+        # let two blobs through, then hang the third upload's request
+        method = "PATCH" if chunked else "PUT"
+        stall = proxy.add(Rule("stall", method=method, path=r"/blobs/uploads/",
+                               skip=2 if not chunked else 7, times=1, delay=60))
+        cmd = [sys.executable, "-m", "ociforge", "copy", src, f"{proxy.host}/{repo}:t",
+               "--jobs", "1", *extra]
+        proc = subprocess.Popen(cmd, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
+            assert proc.poll() is None, proc.communicate()
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        done_before = _present(registry, repo, digests)
+        assert 0 < len(done_before) < len(digests), "the kill came in the middle of the push"
+
+        proxy.clear()
+        proxy.requests.clear()
+        second = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode == 0, second.stderr
+        uploaded = _uploaded(proxy)
+        assert not set(uploaded) & done_before, "blobs already there are not uploaded again"
+        assert set(uploaded) == set(digests) - done_before
+        heads = proxy.count("HEAD", r"/blobs/sha256:")
+        assert heads >= len(digests), "every blob is checked before it is uploaded"
+    assert _manifest_digest(registry, repo) == str(image.digest)
+    _verify_blobs(registry, repo, digests)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["monolithic", "chunked"])
+def test_upload_cut_mid_blob_restarts_that_blob(chunked: bool, tmp_path: Path,
+                                                registry: Any, cli,  # type: ignore[no-untyped-def]
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    src, image = layout_with_image(tmp_path / "src", (1536 << 10,))
+    digests = _blob_digests(tmp_path / "src")
+    repo = f"resume/cut-{uuid.uuid4().hex[:6]}"
+    extra = ["--chunk-size", "256K"] if chunked else []
+    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
+    with FaultProxy(registry.host) as proxy:
+        method = "PATCH" if chunked else "PUT"
+        cut = proxy.add(Rule("reset", method=method, path=r"/blobs/uploads/",
+                             skip=2 if chunked else 0, times=1))
+        code, _, err = cli("copy", src, f"{proxy.host}/{repo}:t", "--jobs", "1", *extra)
+        assert code == 0, err
+        assert cut.fired == 1
+    assert _manifest_digest(registry, repo) == str(image.digest)
+    _verify_blobs(registry, repo, digests)
