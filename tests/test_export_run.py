@@ -19,7 +19,7 @@ from ociforge.build import BuildSettings, LayerSource, build_layer
 from ociforge.image import Image
 from ociforge.locations import parse_location
 from ociforge.mutate import ConfigChanges, append_layers, configure, scratch
-from ociforge.options import Options
+from ociforge.options import Options, RegistryOptions
 from ociforge.platform import Platform
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
@@ -137,3 +137,50 @@ def read_local(layout: Path) -> Image:
     image = parse_location(f"oci:{layout}:run").read(Options(platform=PLATFORM))
     assert isinstance(image, Image)
     return image
+
+
+def test_secret_sweep_with_registry_credentials_and_database_password(
+        cli, app_on_busybox: Path, tmp_path: Path, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 6 item 5 for export: nothing written or printed carries a secret."""
+    import io
+
+    try:
+        registry = request.getfixturevalue("tls_registry")
+        postgres = request.getfixturevalue("postgres")
+    except pytest.FixtureLookupError:
+        pytest.skip("registry or PostgreSQL fixtures are not available")
+    pytest.importorskip("psycopg")
+    from postgres_fixtures import PASSWORD as DB_PASSWORD
+
+    postgres.psql("DROP TABLE IF EXISTS sweep; CREATE TABLE sweep (k int PRIMARY KEY, v text); "
+                  "INSERT INTO sweep VALUES (1, 'visible'); ALTER TABLE sweep OWNER TO exporter;")
+    toml = (app_on_busybox / "ociforge.toml").read_text().replace(
+        'source = "sqlite:///data/greetings.db"\ntable = "greetings"',
+        f'source = "{postgres.url}"\ntable = "sweep"')
+    (app_on_busybox / "ociforge.toml").write_text(toml)
+    monkeypatch.setattr("sys.stdin", io.StringIO(registry.password + "\n"))
+    code, _, stderr = cli("login", registry.host, "-u", registry.username, "--password-stdin",
+                          "--ca-cert", registry.ca_path)
+    assert code == 0, stderr
+    ref = f"{registry.host}/sweep/hello:1"
+    report_path = tmp_path / "report.json"
+    code, stdout, stderr = cli("-vv", "export", app_on_busybox, "--with-files", "-o", ref,
+                               "--ca-cert", registry.ca_path, "--report", report_path)
+    assert code == 0, stderr
+    pulled = parse_location(ref).read(Options(platform=PLATFORM, registry=RegistryOptions(
+        ca_cert=str(registry.ca_path))))
+    assert isinstance(pulled, Image)
+    from test_export import all_bytes
+
+    written = all_bytes(pulled).decode("utf-8", "replace") + report_path.read_text()
+    printed = stdout + stderr
+    import base64
+
+    basic = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+    secrets = [registry.password, basic, DB_PASSWORD, "tok_demo_not_a_real_secret",
+               "27000@license.example.com", "not-a-real-password", "base-password-value"]
+    for secret in secrets:
+        assert secret not in written, secret
+        assert secret not in printed, secret
+    assert "visible" in written   # the table really is in the image
