@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tarfile
 import time
 import uuid
 from collections import Counter
@@ -472,3 +473,91 @@ def test_oversized_chunk_refusal_without_chunk_size_is_one_line(cli, proxy: Faul
         OUTCOMES["survived"] += 1
         return
     failed_cleanly(code, out, err)
+
+
+# -- corrupt storage: layouts, archives, the registry's own disk ---------------------------
+# Nothing corrupt is accepted (issue 6 item 3): every blob read is checked against its
+# digest and size before use, so a flipped byte anywhere stops copy and verify with exit 1
+# naming the blob, and the destination never receives it.
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _manifest_of(root: Path) -> dict[str, Any]:
+    index = json.loads((root / "index.json").read_text())
+    return json.loads((root / "blobs" / "sha256" /
+                       index["manifests"][0]["digest"].split(":")[1]).read_bytes())
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "extend"])
+@pytest.mark.parametrize("which", ["layer", "config"])
+def test_corrupt_layout_blob_is_never_accepted(which: str, damage: str, cli,
+                                               tmp_path: Path) -> None:
+    src, _ = layout_with_image(tmp_path / "src", (64 << 10, 8 << 10))
+    manifest = _manifest_of(tmp_path / "src")
+    digest = manifest["layers"][0]["digest"] if which == "layer" else manifest["config"]["digest"]
+    blob = tmp_path / "src" / "blobs" / "sha256" / digest.split(":")[1]
+    if damage == "flip":
+        _flip(blob, blob.stat().st_size // 2)
+    elif damage == "truncate":
+        blob.write_bytes(blob.read_bytes()[:-10])
+    else:
+        blob.write_bytes(blob.read_bytes() + b"\n")
+    code, out, err = cli("verify", src)
+    failed_cleanly(code, out, err, mentions=(digest[:19],))
+    for dest in (f"oci:{tmp_path / 'out'}:t", f"docker-archive:{tmp_path / 'out.tar'}",
+                 f"oci-archive:{tmp_path / 'out-oci.tar'}"):
+        code, out, err = cli("copy", src, dest)
+        failed_cleanly(code, out, err, mentions=(digest[:19],))
+    layout_is_sound(tmp_path / "out", None)
+    assert not (tmp_path / "out.tar").exists() and not (tmp_path / "out-oci.tar").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], "no temp files left"
+
+
+@pytest.mark.parametrize("scheme", ["docker-archive", "oci-archive"])
+def test_corrupt_archive_member_is_never_accepted(scheme: str, cli, tmp_path: Path) -> None:
+    src, _ = layout_with_image(tmp_path / "src", (64 << 10,))
+    archive = tmp_path / "image.tar"
+    code, _, err = cli("copy", src, f"{scheme}:{archive}")
+    assert code == 0, err
+    digest = _manifest_of(tmp_path / "src")["layers"][0]["digest"]
+    with tarfile.open(archive) as tar:
+        member = tar.getmember(f"blobs/sha256/{digest.split(':')[1]}")
+        offset = member.offset_data + member.size // 2
+    _flip(archive, offset)
+    code, out, err = cli("verify", f"{scheme}:{archive}")
+    failed_cleanly(code, out, err, mentions=(digest[:19],))
+    code, out, err = cli("copy", f"{scheme}:{archive}", f"oci:{tmp_path / 'out'}:t")
+    failed_cleanly(code, out, err, mentions=(digest[:19],))
+    layout_is_sound(tmp_path / "out", None)
+
+
+def test_corrupt_blob_in_registry_storage_is_never_accepted(cli, registry: Any,
+                                                            tmp_path: Path) -> None:
+    src, image = layout_with_image(tmp_path / "src", (96 << 10,))
+    repo = repo_name("disk-corruption")
+    code, _, err = cli("copy", src, f"{registry.host}/{repo}:t")
+    assert code == 0, err
+    digest = _manifest_of(tmp_path / "src")["layers"][0]["digest"]
+    hexd = digest.split(":")[1]
+    data = (Path(registry.data_dir) / "docker" / "registry" / "v2" / "blobs" / "sha256" /
+            hexd[:2] / hexd / "data")
+    assert data.exists()
+    original = data.read_bytes()
+    try:
+        _flip(data, len(original) // 3)
+        code, out, err = cli("copy", f"{registry.host}/{repo}:t", f"oci:{tmp_path / 'out'}:t",
+                             "--retries", "1")
+        failed_cleanly(code, out, err, mentions=(digest[:19],))
+        layout_is_sound(tmp_path / "out", None)
+        code, out, err = cli("verify", f"{registry.host}/{repo}:t", "--retries", "1")
+        failed_cleanly(code, out, err, mentions=(digest[:19],))
+    finally:
+        data.write_bytes(original)
+    code, _, err = cli("copy", f"{registry.host}/{repo}:t", f"oci:{tmp_path / 'out'}:t")
+    assert code == 0, err
+    layout_is_sound(tmp_path / "out", str(image.digest))
