@@ -204,12 +204,20 @@ class RegistryClient:
         """The raw blob body as a stream (unverified; ``get_blob`` verifies).
 
         Redirects are followed here: Authorization is never sent to another host.
+        A connection that breaks mid-body is resumed with a Range request (bounded).
         """
-        digest_text = str(digest)
-        path = f"/v2/{repository}/blobs/{digest_text}"
+        stream = _BlobStream(self, repository, str(digest))
+        stream.reopen()
+        return cast(IO[bytes], stream)
+
+    def _blob_response(self, repository: str, digest_text: str,
+                       offset: int = 0) -> requests.Response:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        ok = (200, 206, 301, 302, 303, 307, 308)
         resp = self.transport.request(
-            "GET", path, scopes=self._scopes(pull_scope(repository), repository), stream=True,
-            ok=(200, 301, 302, 303, 307, 308), allow_redirects=False, what=f"blob {digest_text}")
+            "GET", f"/v2/{repository}/blobs/{digest_text}", headers=headers,
+            scopes=self._scopes(pull_scope(repository), repository), stream=True,
+            ok=ok, allow_redirects=False, what=f"blob {digest_text}")
         hops = 0
         while resp.status_code in (301, 302, 303, 307, 308):
             location = resp.headers.get("Location")
@@ -222,16 +230,16 @@ class RegistryClient:
             if same_host:
                 resp = self.transport.request(
                     "GET", target, scopes=self._scopes(pull_scope(repository), repository),
-                    stream=True, ok=(200, 301, 302, 303, 307, 308), allow_redirects=False,
+                    headers=headers, stream=True, ok=ok, allow_redirects=False,
                     what=f"blob {digest_text}")
             else:
-                resp = self.transport.plain_get(target)
-                if resp.status_code not in (200, 301, 302, 303, 307, 308):
+                resp = self.transport.plain_get(target, headers)
+                if resp.status_code not in ok:
                     try:
                         raise_for_status(resp, self.registry, f"blob {digest_text} (redirected)")
                     finally:
                         resp.close()
-        return cast(IO[bytes], _ResponseStream(resp))
+        return resp
 
     def get_blob(self, repository: str, digest: Digest | str,
                  size: int | None = None) -> VerifyingReader:
@@ -320,34 +328,73 @@ class RegistryClient:
         self.transport.close()
 
 
-class _ResponseStream:
-    """A file-like view of a streaming response body (large reads, closes the response)."""
+class _BlobStream:
+    """A file-like blob body: large reads, resumed with Range after a broken connection."""
 
-    def __init__(self, resp: requests.Response):
+    RESUMES = 3
+
+    def __init__(self, client: RegistryClient, repository: str, digest_text: str):
+        self._client = client
+        self._repository = repository
+        self._digest = digest_text
+        self._resp: requests.Response | None = None
+        self._offset = 0
+        self._resumes = 0
+
+    def reopen(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+        resp = self._client._blob_response(self._repository, self._digest, self._offset)
+        if self._offset and resp.status_code == 200:
+            # the server ignored Range: skip what we already have
+            _discard(resp, self._offset)
         self._resp = resp
-        self._raw = resp.raw
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            if n is None or n < 0:
-                return bytes(self._raw.read(decode_content=False))
-            return bytes(self._raw.read(n, decode_content=False))
-        except (requests.RequestException, OSError, Exception) as exc:
-            if isinstance(exc, RegistryError):
-                raise
-            raise TransportError(f"blob download interrupted: {type(exc).__name__}") from None
+        if n is None or n < 0:
+            parts: list[bytes] = []
+            while True:
+                data = self.read(1 << 20)
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+        while True:
+            assert self._resp is not None
+            try:
+                data = bytes(self._resp.raw.read(n, decode_content=False))
+            except Exception as exc:  # urllib3 raises several unrelated types here
+                if isinstance(exc, RegistryError) or self._resumes >= self.RESUMES:
+                    raise TransportError(f"{self._client.registry}: download of blob "
+                                         f"{self._digest[:19]} interrupted: "
+                                         f"{type(exc).__name__}") from None
+                self._resumes += 1
+                log.info("resuming blob %s at byte %d", self._digest[:19], self._offset)
+                self.reopen()
+                continue
+            self._offset += len(data)
+            return data
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
-        self._resp.close()
+        if self._resp is not None:
+            self._resp.close()
 
-    def __enter__(self) -> _ResponseStream:
+    def __enter__(self) -> _BlobStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _discard(resp: requests.Response, count: int) -> None:
+    left = count
+    while left > 0:
+        data = resp.raw.read(min(left, 1 << 20), decode_content=False)
+        if not data:
+            raise TransportError("blob body ended before the resume offset")
+        left -= len(data)
 
 
 def _read_bounded(resp: requests.Response, limit: int, what: str) -> bytes:

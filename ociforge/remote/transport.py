@@ -297,9 +297,10 @@ class Transport:
                                    timeout=self._timeout(short=True), params=params, data=data,
                                    verify=self._verify_for(url))
 
-    def plain_get(self, url: str) -> requests.Response:
+    def plain_get(self, url: str, headers: Mapping[str, str] | None = None) -> requests.Response:
         """A streaming GET to another host (a blob redirect): never with Authorization."""
-        return self._send_retrying("GET", url, {}, None, stream=True, timeout=self._timeout(),
+        safe = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        return self._send_retrying("GET", url, safe, None, stream=True, timeout=self._timeout(),
                                    verify=self._verify_for(url))
 
     def _verify_for(self, url: str) -> bool | str:
