@@ -233,3 +233,30 @@ def test_cross_host_redirect_drops_authorization() -> None:
     finally:
         api.shutdown()
         storage.shutdown()
+
+
+def test_truncated_download_is_resumed_with_range(proxy: FaultProxy, tmp_path: Path) -> None:
+    image = make_image(tmp_path / "blobs", (400_000,))
+    ref = Reference.parse(f"{proxy.host}/resume/app:1")
+    client = RegistryClient(proxy.host, RegistryOptions())
+    push(client, ref, image, AMD64)
+    back = pull(client, ref, AMD64)
+    proxy.add(Rule("truncate", method="GET", path=f"/blobs/{image.layers[0].digest}"))
+    with back.layers[0].open() as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == image.layers[0].digest.hex
+    assert proxy.injected["truncate"] == 1
+    assert proxy.count("GET", f"/blobs/{image.layers[0].digest}") == 2
+
+
+def test_chunked_upload_honours_min_chunk_length(proxy: FaultProxy, tmp_path: Path) -> None:
+    proxy.add(Rule("add_headers", method="POST", path="/blobs/uploads/", times=10,
+                   headers={"OCI-Chunk-Min-Length": "100000"}))
+    image = make_image(tmp_path / "blobs", (350_000,))
+    client = RegistryClient(proxy.host, RegistryOptions(chunk_size=16 * 1024, jobs=1))
+    push(client, Reference.parse(f"{proxy.host}/minchunk/app:1"), image, AMD64)
+    patches = [length for method, _, length in proxy.bodies if method == "PATCH"]
+    assert len(patches) >= 4                      # 350 kB in >= 100 kB chunks, + the config
+    small = [length for length in patches if length is None or length < 100_000]
+    assert len(small) <= 2                        # only the last chunk of each blob
+    assert pull(client, Reference.parse(f"{proxy.host}/minchunk/app:1"), AMD64).digest == \
+        image.digest
