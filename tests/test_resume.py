@@ -139,3 +139,87 @@ def test_upload_cut_mid_blob_restarts_that_blob(chunked: bool, tmp_path: Path,
         assert cut.fired == 1
     assert _manifest_digest(registry, repo) == str(image.digest)
     _verify_blobs(registry, repo, digests)
+
+
+# -- interrupted writes leave nothing half-written (issue 6 item 3) ----------------------------
+
+DESTINATIONS = {
+    "docker-archive": lambda root: f"docker-archive:{root / 'out.tar'}",
+    "oci-archive": lambda root: f"oci-archive:{root / 'out.tar'}",
+    "oci": lambda root: f"oci:{root / 'layout'}:t",
+}
+
+
+def _layout_consistent(root: Path) -> None:
+    """index.json (if any) names only manifests whose blobs are all present and sound."""
+    blobs = root / "blobs" / "sha256"
+    if blobs.is_dir():
+        for blob in blobs.iterdir():
+            if not blob.name.startswith("."):
+                assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    if not (root / "index.json").exists():
+        return
+    for desc in json.loads((root / "index.json").read_text())["manifests"]:
+        manifest = json.loads((blobs / desc["digest"].split(":")[1]).read_bytes())
+        for child in [manifest["config"], *manifest["layers"]]:
+            assert (blobs / child["digest"].split(":")[1]).exists(), child
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("dest", sorted(DESTINATIONS))
+def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_path: Path,
+                                                   registry: Any) -> None:
+    src, image = layout_with_image(tmp_path / "src", (200 << 10, 300 << 10, 100 << 10))
+    repo = f"resume/interrupt-{uuid.uuid4().hex[:6]}"
+    push = subprocess.run([sys.executable, "-m", "ociforge", "copy", src,
+                           f"{registry.host}/{repo}:t"], env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert push.returncode == 0, push.stderr
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = DESTINATIONS[dest](out_dir)
+    with FaultProxy(registry.host) as proxy:
+        stall = proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", skip=2, times=1,
+                               delay=30))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ociforge", "copy", f"{proxy.host}/{repo}:t", target,
+             "--jobs", "1"], env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+            started = time.monotonic()
+            os.kill(proc.pid, sig)
+            _, err = proc.communicate(timeout=20)
+            stopped_in = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert [line for line in err.splitlines() if line.strip()] == ["ociforge: interrupted"]
+        assert stopped_in < 5, f"Ctrl-C took {stopped_in:.1f}s to take effect"
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    if dest == "oci":
+        _layout_consistent(out_dir / "layout")
+        if sig == signal.SIGINT:
+            leftovers = [p for p in (out_dir / "layout").rglob("*")
+                         if p.name.endswith(".tmp") or p.name.startswith(".tmp")]
+            assert not leftovers, leftovers
+    else:
+        assert not (out_dir / "out.tar").exists(), "no partial archive under the final name"
+        if sig == signal.SIGINT:
+            assert list(out_dir.iterdir()) == [], "the temporary file is removed on Ctrl-C"
+    # and the same command, run again without the fault, completes
+    again = subprocess.run([sys.executable, "-m", "ociforge", "copy",
+                            f"{registry.host}/{repo}:t", target], env=_env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    if dest == "oci":
+        _layout_consistent(out_dir / "layout")
+        index = json.loads((out_dir / "layout" / "index.json").read_text())
+        assert [m["digest"] for m in index["manifests"]] == [str(image.digest)]
