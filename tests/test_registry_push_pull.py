@@ -226,3 +226,16 @@ def test_big_blob_memory_stays_flat(registry, tmp_path: Path) -> None:
     image = make_image(tmp_path / "blobs", (200 << 20,))
     push(_client(registry.host), _ref(registry, "big/app:1"), image, AMD64)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 600 << 10
+
+
+def test_oras_sdk_reads_what_we_pushed(registry, tmp_path: Path) -> None:
+    provider = pytest.importorskip("oras.provider")
+    image = make_image(tmp_path / "blobs", (3000,))
+    ref = _ref(registry, "oras/app:1")
+    push(_client(registry.host), ref, image, AMD64)
+    oras = provider.Registry(hostname=registry.host, insecure=True)
+    manifest = oras.get_manifest(str(ref))
+    assert manifest == json.loads(image.manifest_bytes)
+    out = tmp_path / "layer"
+    oras.download_blob(str(ref), str(image.layers[0].digest), str(out))
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == image.layers[0].digest.hex
