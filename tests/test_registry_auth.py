@@ -226,3 +226,25 @@ def test_verbose_log_masks_secrets(token_registry, tmp_path: Path, cli, monkeypa
     assert len(secrets) > 1
     for secret in secrets:
         assert secret not in out and secret not in err
+
+
+def test_skopeo_reads_our_push_through_token_auth(token_registry, tmp_path: Path) -> None:
+    skopeo = require_tool("skopeo")
+    image = make_image(tmp_path / "blobs", (1500,))
+    ref = Reference.parse(f"{token_registry.host}/tok/skopeo:1")
+    push(_token_client(token_registry), ref, image, AMD64)
+    proc = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false", "--creds",
+                           token_registry.creds, f"docker://{ref}"],
+                          capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == image.manifest_bytes
+    # and we read what skopeo pushed there
+    run_out = subprocess.run([skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                              "--src-creds", token_registry.creds, "--dest-creds",
+                              token_registry.creds, f"docker://{ref}",
+                              f"docker://{token_registry.host}/tok/by-skopeo:2"],
+                             capture_output=True, check=False)
+    assert run_out.returncode == 0, run_out.stderr
+    back = pull(_token_client(token_registry),
+                Reference.parse(f"{token_registry.host}/tok/by-skopeo:2"), AMD64)
+    assert back.digest == image.digest

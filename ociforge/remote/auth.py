@@ -139,6 +139,7 @@ class Authenticator:
         self._credentials_source = credentials
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
+        self._credentials_lock = threading.Lock()
         self.challenge: Challenge | None = None
         self._tokens: dict[frozenset[str], _Token] = {}
         self._lock = threading.Lock()
@@ -146,9 +147,12 @@ class Authenticator:
 
     @property
     def credentials(self) -> Credentials | None:
+        """Looked up once, on first need (a credential helper runs at most once)."""
         if not self._credentials_loaded:
-            self._credentials = self._credentials_source()
-            self._credentials_loaded = True
+            with self._credentials_lock:
+                if not self._credentials_loaded:
+                    self._credentials = self._credentials_source()
+                    self._credentials_loaded = True
         return self._credentials
 
     def secrets(self) -> tuple[str, ...]:
