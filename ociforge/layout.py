@@ -42,6 +42,7 @@ LAYOUT_VERSION = "1.0.0"
 LOCK_NAME = ".ociforge.lock"
 MAX_DEPTH = 8
 _TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+_ATTACHED_RE = re.compile(r"^sha256-[a-f0-9]{64}(\.[a-z]+)?$")
 
 BlobSource = Callable[[], IO[bytes]]
 
@@ -84,6 +85,11 @@ def select_descriptor(
         raise NotFoundError(f"no tag {tag!r} in {where}; tags: {', '.join(tags) or 'none'}")
     if len(descs) == 1:
         return descs[0]
+    # signatures and referrers fallbacks (sha256-<hex>.sig, sha256-<hex>) are not "the image"
+    images = [d for d in descs
+              if not _ATTACHED_RE.match((d.annotations or {}).get(REF_NAME, ""))]
+    if len(images) == 1:
+        return images[0]
     if not descs:
         raise NotFoundError(f"{where} holds no image")
     raise InvalidInputError(

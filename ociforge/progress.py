@@ -29,13 +29,15 @@ class Progress:
         total: int | None = None,
         enabled: bool = False,
         stream: TextIO | None = None,
-        interval: float = 0.2,
+        interval: float | None = None,
     ):
         self.label = label
         self.total = total
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
+        # a terminal line is redrawn in place; a log (-v in CI) gets a line every few seconds
+        self.interval = interval if interval is not None else (
+            0.2 if self.stream.isatty() else 5.0)
         self.done = 0
         self._last = 0.0
         self._drawn = False

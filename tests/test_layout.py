@@ -252,3 +252,31 @@ def test_file_lock_is_exclusive(tmp_path: Path) -> None:
     fd = os.open(lock, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(fd)
+
+
+def test_without_a_tag_signatures_do_not_count(tmp_path: Path) -> None:
+    image = make_image(tmp_path / "src")
+    layout = Layout(tmp_path / "lay")
+    layout.put(image, None)
+    sig = make_image(tmp_path / "sig", "sig", layers=1)
+    layout.put(sig, f"sha256-{image.digest.hex}.sig")
+    assert layout.find(None).digest == image.digest
+    layout.put(make_image(tmp_path / "other", "other"), "other")
+    with pytest.raises(InvalidInputError, match="other"):
+        layout.find(None)
+
+
+def test_progress_line(tmp_path: Path) -> None:
+    from ociforge.progress import CountingReader, Progress
+
+    quiet = io.StringIO()
+    with Progress("writing x", 100, enabled=False, stream=quiet) as progress:
+        CountingReader(io.BytesIO(b"a" * 100), progress).read()
+    assert quiet.getvalue() == "" and progress.done == 100
+    loud = io.StringIO()
+    with Progress("writing x", 2048, enabled=True, stream=loud, interval=0) as progress:
+        reader = CountingReader(io.BytesIO(b"a" * 2048), progress)
+        while reader.read(1024):
+            pass
+    lines = loud.getvalue().splitlines()
+    assert lines[-1] == "writing x  2.0 KiB / 2.0 KiB  100%"
