@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from . import tarformat as tf
-from .compress import BackgroundWriter, check_compression, compressor, sniff
+from .compress import BackgroundWriter, check_compression, compressor, sniff, tune_allocator
 from .descriptor import Descriptor
 from .digest import Digest, HashingWriter
 from .errors import InvalidInputError, OperationError
@@ -424,6 +424,7 @@ def build_layer(
     (a skipped folder is left out whole); reasons are reported in ``skipped``.
     """
     _check_settings(settings)
+    tune_allocator()
     collector = _Collector(skip)
     for source in sources:
         collector.add_source(source)
