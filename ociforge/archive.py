@@ -189,6 +189,7 @@ class TarBlobs:
                 self.members[name] = self.members[target]
 
     def _index(self, infos: Iterator[tarfile.TarInfo], links: dict[str, str]) -> None:
+        end = os.fstat(self._file.fileno()).st_size
         for count, info in enumerate(infos, 1):
             if count > MAX_MEMBERS:
                 raise HostileInputError(f"archive {self.where!r} has over {MAX_MEMBERS} entries")
@@ -198,6 +199,11 @@ class TarBlobs:
             if info.issparse():
                 raise InvalidInputError(f"archive entry {name!r} is a sparse file")
             if info.isreg():
+                if info.offset_data + info.size > end:
+                    raise HostileInputError(
+                        f"archive entry {name!r} claims {info.size} bytes, past the end of "
+                        f"{self.where!r}"
+                    )
                 self.members[name] = _Member(info.offset_data, info.size)
                 links.pop(name, None)
             elif info.islnk():

@@ -319,3 +319,13 @@ def test_every_source_to_every_sink_keeps_digests(tmp_path: Path, first: str,
     assert isinstance(final, Image)
     assert (final.manifest_bytes, final.config_bytes) == (image.manifest_bytes, image.config_bytes)
     _drain(final)
+
+
+def test_entry_claiming_more_than_the_archive_holds(tmp_path: Path) -> None:
+    path = tmp_path / "short.tar"
+    info = tarfile.TarInfo("oci-layout")
+    info.size = 10 << 30  # 10 GiB claimed, a few bytes present
+    header = info.tobuf(tarfile.PAX_FORMAT)
+    path.write_bytes(header + b"x" * 512 + b"\0" * 1024)
+    with pytest.raises(HostileInputError, match="past the end"):
+        TarBlobs(path)
