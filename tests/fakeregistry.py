@@ -1,0 +1,147 @@
+"""A tiny read-only registry for what the real one will not do: redirect blob GETs.
+
+Registries behind CDNs answer ``GET /v2/<repo>/blobs/<digest>`` with a redirect
+to another host.  The client must follow it without carrying the registry's
+Authorization header there.  ``FakeRegistry`` serves one image from an OCI
+layout, demands Basic auth, and redirects every blob GET to ``BlobHost`` (a
+second loopback server, on 127.0.0.2 when that address is usable, else another
+port) which records the headers it was sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+def loopback_alias() -> str:
+    """127.0.0.2 if this machine can bind it (Linux can), else 127.0.0.1."""
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.2", 0))
+        return "127.0.0.2"
+    except OSError:
+        return "127.0.0.1"
+
+
+class BlobHost:
+    """Serves blobs from a layout's blobs/sha256 and records every request's headers."""
+
+    def __init__(self, blobs: Path, host: str):
+        self.seen: list[dict[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner.seen.append({k.lower(): v for k, v in self.headers.items()})
+                name = self.path.rsplit("/", 1)[-1].split("?")[0]
+                path = blobs / name
+                if not path.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = _Server((host, 0), Handler)
+        self.host = f"{host}:{self._server.server_address[1]}"
+
+    def start(self) -> BlobHost:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeRegistry:
+    """``/v2/`` API for one repository of one layout, Basic auth, blobs redirected."""
+
+    def __init__(self, layout: Path, repo: str, user: str, password: str, blob_host: BlobHost):
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        index = json.loads((layout / "index.json").read_text())
+        blobs = layout / "blobs" / "sha256"
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+                       ) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                owner.seen.append((self.command, self.path, headers))
+                if headers.get("authorization") != expected:
+                    self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
+                                {"WWW-Authenticate": 'Basic realm="fake"',
+                                 "Content-Type": "application/json"})
+                    return
+                if self.path == "/v2/":
+                    self._reply(200, b"{}", {"Content-Type": "application/json"})
+                    return
+                prefix = f"/v2/{repo}/"
+                if not self.path.startswith(prefix):
+                    self._reply(404)
+                    return
+                kind, _, ref = self.path[len(prefix):].partition("/")
+                if kind == "manifests":
+                    desc = index["manifests"][0]
+                    if ref not in ("t", desc["digest"]):
+                        self._reply(404)
+                        return
+                    data = (blobs / desc["digest"].split(":")[1]).read_bytes()
+                    self._reply(200, data, {"Content-Type": desc["mediaType"],
+                                            "Docker-Content-Digest": desc["digest"]})
+                elif kind == "blobs":
+                    self._reply(307, b"", {"Location":
+                                           f"http://{blob_host.host}/cdn/{ref.split(':')[1]}"})
+                else:
+                    self._reply(404)
+
+            do_HEAD = do_GET
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakeRegistry:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
