@@ -77,8 +77,8 @@ def default_threads() -> int:
 _local = threading.local()
 
 
-def _deflate_block(block: bytes, zdict: bytes, level: int) -> bytes:
-    """Raw deflate of one block, ending byte-aligned with a sync flush."""
+def _deflate_block(block: bytes, zdict: bytes, level: int) -> tuple[bytes, int]:
+    """Raw deflate of one block, ending byte-aligned with a sync flush; and its CRC-32."""
     reusable = getattr(_deflate_lib, "_ParallelCompress", None)
     if reusable is not None and len(block) <= GZIP_BLOCK_SIZE:
         # ISA-L's per-thread compressor reuses its buffers (a fresh compressobj per
@@ -88,12 +88,45 @@ def _deflate_block(block: bytes, zdict: bytes, level: int) -> bytes:
             room = 2 * GZIP_BLOCK_SIZE + 500 if level == 0 else GZIP_BLOCK_SIZE * 11 // 10
             compressor = _local.compressor = reusable(buffersize=room, level=level)
             _local.level = level
-        return bytes(compressor.compress_and_crc(block, zdict)[0])
+        compressed, crc = compressor.compress_and_crc(block, zdict)
+        return bytes(compressed), crc
     if zdict:
         c = _deflate_lib.compressobj(level, zlib.DEFLATED, -15, 8, 0, zdict)
     else:
         c = _deflate_lib.compressobj(level, zlib.DEFLATED, -15)
-    return bytes(c.compress(block) + c.flush(zlib.Z_SYNC_FLUSH))
+    return bytes(c.compress(block) + c.flush(zlib.Z_SYNC_FLUSH)), _deflate_lib.crc32(block)
+
+
+def _crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of A+B from crc(A), crc(B) and len(B) (zlib's crc32_combine)."""
+    combine = getattr(_deflate_lib, "crc32_combine", None)
+    if combine is not None:
+        return int(combine(crc1, crc2, len2))
+    # GF(2) "shift crc1 by len2 zero bytes" via x^(8*len2) mod P, then xor
+    return _gf2_shift(crc1, len2) ^ crc2
+
+
+def _gf2_multiply(a: int, b: int) -> int:
+    """Product of two polynomials modulo the (reflected) CRC-32 polynomial."""
+    product = 0
+    for _ in range(32):
+        if b & 0x80000000:
+            product ^= a
+        b = (b << 1) & 0xFFFFFFFF
+        a = (a >> 1) ^ 0xEDB88320 if a & 1 else a >> 1
+    return product
+
+
+def _gf2_shift(crc: int, nbytes: int) -> int:
+    power = 0x00800000  # x^8 (one zero byte) in reflected form
+    result = 0x80000000  # x^0
+    n = nbytes
+    while n:
+        if n & 1:
+            result = _gf2_multiply(result, power)
+        power = _gf2_multiply(power, power)
+        n >>= 1
+    return _gf2_multiply(crc, result)
 
 
 class ParallelGzipWriter:
@@ -112,7 +145,7 @@ class ParallelGzipWriter:
         self._block_size = block_size
         self._threads = threads if threads and threads > 0 else default_threads()
         self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
-        self._inflight: deque[Future[bytes]] = deque()
+        self._inflight: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
         self._pending: list[memoryview] = []
         self._pending_size = 0
         self._tail = b""
@@ -147,15 +180,25 @@ class ParallelGzipWriter:
 
     def _submit(self, block: bytes) -> None:
         zdict, self._tail = self._tail, block[-_WINDOW:]
-        self._crc = _deflate_lib.crc32(block, self._crc)
-        self._size += len(block)
         if self._pool is None:
-            self._sink.write(_deflate_block(block, zdict, self._level))
+            self._emit(_deflate_block(block, zdict, self._level), len(block))
             return
-        self._inflight.append(self._pool.submit(_deflate_block, block, zdict, self._level))
+        future = self._pool.submit(_deflate_block, block, zdict, self._level)
+        self._inflight.append((future, len(block)))
         # Bounded read-ahead keeps memory flat: at most 2 blocks per thread in flight.
         while len(self._inflight) > 2 * self._threads:
-            self._sink.write(self._inflight.popleft().result())
+            self._take()
+
+    def _take(self) -> None:
+        future, length = self._inflight.popleft()
+        self._emit(future.result(), length)
+
+    def _emit(self, result: tuple[bytes, int], length: int) -> None:
+        """Write one deflated block (in stream order) and fold its CRC into the total."""
+        compressed, crc = result
+        self._crc = _crc32_combine(self._crc, crc, length)
+        self._size += length
+        self._sink.write(compressed)
 
     def finish(self) -> None:
         if self._pending_size:
@@ -163,14 +206,14 @@ class ParallelGzipWriter:
             self._pending.clear()
             self._pending_size = 0
         while self._inflight:
-            self._sink.write(self._inflight.popleft().result())
+            self._take()
         self._sink.write(_FINAL_EMPTY_BLOCK)
         self._sink.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
         self.abort()
 
     def abort(self) -> None:
         if self._pool is not None:
-            for fut in self._inflight:
+            for fut, _ in self._inflight:
                 fut.cancel()
             self._pool.shutdown(wait=True)
             self._pool = None
