@@ -43,7 +43,14 @@ from .image import Image
 from .index import Artifact, Index
 from .jsonutil import MAX_DOCUMENT, canonical, parse_object
 from .layer import Layer
-from .layout import CONTAINERD_NAME, LAYOUT_VERSION, REF_NAME, check_ref_name, load_artifact
+from .layout import (
+    CONTAINERD_NAME,
+    LAYOUT_VERSION,
+    REF_NAME,
+    check_ref_name,
+    fresh_blob,
+    load_artifact,
+)
 from .layout import select_descriptor as _select
 from .locations import WriteResult
 from .options import Options
@@ -490,7 +497,9 @@ def _blob_entries(artifact: Artifact) -> Iterator[_Entry]:
         yield _Entry(_blob_name(cdesc.digest), len(config), lambda: io.BytesIO(config),
                      cdesc.digest)
         for layer in artifact.layers:
-            yield _Entry(_blob_name(layer.digest), layer.size, layer.opener, layer.digest)
+            # a blob this process just built was hashed while written; others are verified
+            check = None if fresh_blob(layer) is not None else layer.digest
+            yield _Entry(_blob_name(layer.digest), layer.size, layer.opener, check)
         data = artifact.manifest_bytes
     yield _Entry(_blob_name(artifact.digest), len(data), lambda: io.BytesIO(data), artifact.digest)
 

@@ -319,13 +319,21 @@ class Layout:
             return False
 
     def write_blob(self, desc: Descriptor, source: BlobSource,
-                   progress: Progress | None = None) -> bool:
-        """Copy a blob in, verifying it on the way; False when it was already there."""
+                   progress: Progress | None = None, fresh: Path | None = None) -> bool:
+        """Copy a blob in, verifying it on the way; False when it was already there.
+
+        ``fresh`` is a file this process just built and hashed (see fresh_blob):
+        it is hardlinked in when the file systems allow, instead of copied.
+        """
         if self.has_blob(desc):
             if progress is not None:
                 progress.advance(desc.size)
             return False
         target = self.blob_path(desc.digest)
+        if fresh is not None and self._link_in(fresh, target):
+            if progress is not None:
+                progress.advance(desc.size)
+            return True
         with contextlib.closing(source()) as raw, atomic_write(target, 0o444) as out:
             reader = VerifyingReader(raw, desc.digest, desc.size, "blob")
             while True:
@@ -335,6 +343,19 @@ class Layout:
                 out.write(chunk)
                 if progress is not None:
                     progress.advance(len(chunk))
+        return True
+
+    @staticmethod
+    def _link_in(fresh: Path, target: Path) -> bool:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{os.getpid()}.{id(fresh)}.tmp"
+        try:
+            os.link(fresh, tmp)
+            os.replace(tmp, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
         return True
 
     def write_bytes_blob(self, data: bytes, media_type: str) -> Descriptor:
@@ -352,7 +373,7 @@ class Layout:
         config = artifact.config_bytes
         self.write_blob(artifact.config_descriptor, lambda: io.BytesIO(config))
         for layer in artifact.layers:
-            self.write_blob(layer.descriptor, layer.opener, progress)
+            self.write_blob(layer.descriptor, layer.opener, progress, fresh_blob(layer))
         self.write_bytes_blob(artifact.manifest_bytes, artifact.media_type)
 
     def put(self, artifact: Artifact, tag: str | None, progress: Progress | None = None
@@ -380,6 +401,23 @@ class Layout:
             self.write_blob(desc, source)
         desc = self.write_bytes_blob(manifest_bytes, media_type)
         return self.set_tag(desc.with_annotations(annotations), tag)
+
+
+def fresh_blob(layer: Layer) -> Path | None:
+    """The workspace file of a layer this process built (hashed while it was written).
+
+    Such a blob needs no second hash on its way into a sink; anything else does.
+    """
+    if layer.path is None:
+        return None
+    from .workspace import blob_dir
+
+    try:
+        if layer.path.parent.resolve() == blob_dir().resolve() and layer.path.is_file():
+            return layer.path
+    except OSError:
+        return None
+    return None
 
 
 def _all_layers(artifact: Artifact) -> list[Layer]:
