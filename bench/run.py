@@ -121,7 +121,8 @@ def render(s: Settings, results: list[CaseResult], verdicts: list[report.Verdict
     lines = [
         "# ociforge benchmark results",
         "",
-        f"Written by `make bench` (bench/run.py) on {meta['date']}; ociforge {meta['commit']}.",
+        f"Written by `make bench` (bench/run.py) on {meta['date']}; ociforge {meta['commit']}"
+        f", source snapshot {meta.get('source', '?')} (every run used this copy).",
         "",
         f"- Size **{s.size_name}**: mixed tree {mixed_mib:,.0f} MiB in {s.mixed_files:,} files "
         f"(half text, half random bytes); small-files tree {s.small_files:,} files of 1-4 KiB; "
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     titles: dict[str, str] = {}
     try:
         suite = Suite(s)
+        meta["source"] = suite.source_digest
         for group in suite.groups():
             titles[group.key] = group.title
             if group.key not in only:
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
         else:  # keep the trees for the next run, drop the outputs
-            for name in ("out", "images", "tmp"):
+            for name in ("out", "images", "tmp", "src", "pycache", "docker-config"):
                 shutil.rmtree(work / name, ignore_errors=True)
     load_end = os.getloadavg()
     meta["load_end"] = " ".join(f"{x:.2f}" for x in load_end)

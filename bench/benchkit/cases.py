@@ -8,6 +8,7 @@ note; an ociforge command that fails is reported as failed, never hidden.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -88,12 +89,19 @@ class Suite:
         self.tmp = settings.work / "tmp"
         for folder in (self.out, self.images, self.tmp):
             folder.mkdir(parents=True, exist_ok=True)
+        self.source_digest = snapshot_source(settings.work / "src")
         self.env = dict(os.environ)
         self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+            p for p in (str(settings.work / "src"), os.environ.get("PYTHONPATH", "")) if p)
         self.env["TMPDIR"] = str(self.tmp)           # ociforge's blob workspace stays inside
         self.env["DOCKER_CONFIG"] = str(settings.work / "docker-config")  # no real credentials
         self.env.pop("SOURCE_DATE_EPOCH", None)
+        # Measure ociforge as installed (byte-compiled), not recompiled on every start:
+        # bytecode goes to a cache inside the work folder, never into the checkout.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env["PYTHONPYCACHEPREFIX"] = str(settings.work / "pycache")
+        run_quiet([sys.executable, "-m", "compileall", "-q", str(settings.work / "src")],
+                  env=self.env)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -435,6 +443,21 @@ class Suite:
         ]
         return Group("memory", "Peak memory: build and push an image of twice the mixed tree",
                      cases, 1, prepare, finish)
+
+
+def snapshot_source(dest: Path) -> str:
+    """Copy the ociforge package as it is now to ``dest`` and return a digest of it.
+
+    Every ociforge run in a benchmark uses this copy, so edits made to the
+    checkout while the benchmark runs cannot mix two versions in one table.
+    """
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(REPO_ROOT / "ociforge", dest / "ociforge",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    digest = hashlib.sha256()
+    for path in sorted((dest / "ociforge").rglob("*.py")):
+        digest.update(str(path.relative_to(dest)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def remote_digest(host: str, repo: str, ref: str) -> str:
