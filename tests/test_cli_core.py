@@ -322,3 +322,12 @@ def test_other_bad_input(cli, tmp_path: Path, argv: list[str], fragment: str) ->
     assert code == 2, err
     assert fragment in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_platform_of_a_single_image_base_must_match(cli, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", str(src), *AMD64, "-o", f"oci:{tmp_path}/b")[0] == 0
+    code, _, err = cli("append", f"oci:{tmp_path}/b", "--platform", "linux/arm64",
+                       "-o", f"oci:{tmp_path}/x")
+    assert code == 2 and "is linux/amd64, not linux/arm64" in err
+    assert not (tmp_path / "x").exists()

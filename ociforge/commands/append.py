@@ -185,6 +185,11 @@ def run(args: argparse.Namespace) -> int:
         base: Any = scratch(options.wanted_platform(), docker=docker, epoch=epoch)
     else:
         base = resolve_platform(base_location.read(options), options)
+        if (isinstance(base, Image) and args.platform and not options.all_platforms
+                and base.platform is not None and not base.platform.matches(options.platform)):
+            raise InvalidPlatformError(
+                f"base {args.base!r} is {base.platform}, not {options.platform}"
+            )
 
     # -- 3. the layers (built once, shared by every platform) --------------------
     settings = BuildSettings(compression=args.compression, epoch=epoch, docker=docker)
