@@ -208,13 +208,14 @@ def test_cli_copy_roundtrip_through_registry(registry, tmp_path: Path, cli) -> N
     assert skopeo_digest(Reference.parse(f"{registry.host}/cli/copy:2")) == str(image.digest)
 
 
-def test_cli_errors(registry, cli) -> None:  # type: ignore[no-untyped-def]
-    code, out, err = cli("copy", f"{registry.host}/no/such:tag", "oci:/nonexistent-x/out")
+def test_cli_errors(registry, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli("copy", f"{registry.host}/no/such:tag", f"oci:{tmp_path / 'out'}")
     assert code == 1
     assert out == ""
     assert "MANIFEST_UNKNOWN" in err or "NAME_UNKNOWN" in err
     assert "Traceback" not in err
-    code, _out, err = cli("copy", "Bad/Ref:tag", "oci:/tmp/x")
+    assert not (tmp_path / "out").exists()          # nothing half-written
+    code, _out, err = cli("copy", "Bad/Ref:tag", f"oci:{tmp_path / 'x'}")
     assert code == 2
     assert "lowercase" in err
 

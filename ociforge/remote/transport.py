@@ -236,6 +236,8 @@ class Transport:
                 self.auth.set_challenge(resp.headers.get("WWW-Authenticate"))
             elif resp.status_code not in (200, 404):
                 raise_for_status(resp, self.registry, "API check")
+            read_limited(resp, 65536)
+            resp.close()
             self._base = base
             return resp
         raise TransportError(f"{self.registry}: cannot connect: {last_error}")
@@ -324,7 +326,7 @@ class Transport:
             try:
                 resp = self.session.request(
                     method, url, headers=dict(headers), data=body if data is None else data,
-                    params=params, stream=stream, timeout=timeout,
+                    params=params, stream=True, timeout=timeout,
                     allow_redirects=allow_redirects,
                     verify=self.verify if verify is None else verify,
                 )
@@ -432,9 +434,21 @@ def raise_for_status(resp: requests.Response, registry: str, what: str,
     raise RegistryError(text, status=status, code=code)
 
 
+def read_limited(resp: requests.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a (streamed) body: a hostile server cannot fill memory."""
+    parts: list[bytes] = []
+    total = 0
+    for chunk in resp.iter_content(min(limit, 1 << 16)):
+        parts.append(chunk)
+        total += len(chunk)
+        if total >= limit:
+            break
+    return b"".join(parts)[:limit]
+
+
 def _error_body(resp: requests.Response) -> tuple[str | None, str]:
     try:
-        raw = resp.content[:65536]
+        raw = read_limited(resp, 65536)
     except Exception:
         raw = b""
     try:
