@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from . import tarformat as tf
+from . import tarsafe
 from .compress import BackgroundWriter, check_compression, compressor, sniff, tune_allocator
 from .descriptor import Descriptor
 from .digest import Digest, HashingWriter
@@ -485,22 +486,24 @@ class _TeeReader:
         pass
 
 
-def layer_from_tar(path: Path, settings: BuildSettings, limits: object = None) -> BuildResult:
+def layer_from_tar(
+    path: Path, settings: BuildSettings, limits: tarsafe.Limits | None = None
+) -> BuildResult:
     """Add a .tar/.tar.gz/.tar.zst file as a layer AS IT IS (its bytes become the blob).
 
     The compression is sniffed from magic bytes; in the same single read the
     blob is copied and hashed, decompressed (bounded), hashed again (diff_id)
     and every entry checked by tarsafe (hostile input -> HostileInputError).
     """
-    from . import tarsafe
-
-    lim = limits if isinstance(limits, tarsafe.Limits) else tarsafe.Limits()
+    lim = limits or tarsafe.Limits()
     path = Path(path)
     shown = str(path)
     if not path.exists():
         raise InvalidInputError(f"layer tar {shown} does not exist")
     if not path.is_file():
         raise InvalidInputError(f"layer tar {shown} is not a regular file")
+    if path.stat().st_size == 0:
+        raise InvalidInputError(f"layer tar {shown} is empty, not a tar archive")
     blob_path = new_blob_path()
     try:
         with open(path, "rb") as raw, open(blob_path, "xb", buffering=_FLUSH_AT) as fh:
@@ -511,6 +514,7 @@ def layer_from_tar(path: Path, settings: BuildSettings, limits: object = None) -
             diff_id, count = tarsafe.check_layer(
                 tee, lim, what=f"layer tar {shown}", kind=kind  # type: ignore[arg-type]
             )
+            # the tee copied and hashed what was read; copy what follows the stream too
             while tee.read(_READ_CHUNK):
                 pass
     except OSError as exc:

@@ -370,8 +370,16 @@ class BoundedReader(io.RawIOBase):
     callers reading untrusted blobs only ever see ociforge's own errors.
     """
 
-    def __init__(self, inner: IO[bytes], limit: int | None, what: str, kind: str):
+    def __init__(
+        self,
+        inner: IO[bytes],
+        limit: int | None,
+        what: str,
+        kind: str,
+        source: IO[bytes] | None = None,
+    ):
         self._inner = inner
+        self._source = source
         self._limit = limit
         self._what = what
         self._kind = kind
@@ -404,6 +412,8 @@ class BoundedReader(io.RawIOBase):
     def close(self) -> None:
         try:
             self._inner.close()
+            if self._source is not None and self._source is not self._inner:
+                self._source.close()
         finally:
             super().close()
 
@@ -435,7 +445,8 @@ def open_decompressed(
         )
     else:
         inner = buffered
-    return io.BufferedReader(BoundedReader(inner, limit, what, kind), buffer_size=1 << 20)
+    bounded = BoundedReader(inner, limit, what, kind, source=buffered)
+    return io.BufferedReader(bounded, buffer_size=1 << 20)
 
 
 def _gzip_reader(raw: IO[bytes]) -> IO[bytes]:

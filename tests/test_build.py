@@ -417,3 +417,81 @@ def test_golden_digests(tmp_path: Path, compression: str) -> None:
     else:
         expected = GOLDEN_DIGESTS[compression]
     assert str(result.layer.digest) == expected
+
+
+def test_layer_from_tar_refuses_what_is_not_a_tar(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.tar"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidInputError, match="empty"):
+        layer_from_tar(empty, BuildSettings())
+    text = tmp_path / "README.tar"
+    text.write_text("this is not a tar archive\n" * 40)
+    with pytest.raises(InvalidInputError, match="README"):
+        layer_from_tar(text, BuildSettings())
+
+
+def test_failures_leave_no_blob_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ociforge import build, workspace
+    from ociforge.errors import OperationError
+
+    before = set(workspace.blob_dir().iterdir())
+    evil = tmp_path / "evil.tar.gz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.addfile(tarfile.TarInfo("/etc/passwd"), io.BytesIO(b""))
+    evil.write_bytes(gzip.compress(buf.getvalue()))
+    with pytest.raises(HostileInputError, match="absolute"):
+        layer_from_tar(evil, BuildSettings())
+
+    tree = make_tree(tmp_path / "tree")
+
+    def vanished(host: bytes, size: int, out: object) -> None:
+        raise OperationError(f"{os.fsdecode(host)} shrank while the layer was being built")
+
+    monkeypatch.setattr(build, "_copy_file", vanished)
+    with pytest.raises(OperationError, match="shrank"):
+        build_layer([LayerSource(tree, "/")], BuildSettings())
+    assert set(workspace.blob_dir().iterdir()) == before
+
+
+def test_file_changing_during_build_is_an_error(tmp_path: Path) -> None:
+    from ociforge import build
+    from ociforge.errors import OperationError
+
+    f = tmp_path / "f"
+    f.write_bytes(b"12345")
+    out = build._TarOut(lambda chunk: None)
+    with pytest.raises(OperationError, match="grew"):
+        build._copy_file(os.fsencode(f), 3, out)
+    with pytest.raises(OperationError, match="shrank"):
+        build._copy_file(os.fsencode(f), 10, out)
+
+
+def test_conflicting_sources_are_bad_input(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    (d / "x").mkdir(parents=True)
+    (d / "x" / "inner").write_text("1")
+    f = tmp_path / "f"
+    f.write_text("2")
+    with pytest.raises(InvalidInputError, match="not a directory"):
+        build_layer([LayerSource(d, "/"), LayerSource(f, "/x")], BuildSettings())
+    # the same file from two sources: the last one wins, with a warning
+    g = tmp_path / "g"
+    g.write_text("3")
+    result = build_layer(
+        [LayerSource(f, "/etc/conf"), LayerSource(g, "/etc/conf")],
+        BuildSettings(compression="none"),
+    )
+    with tarfile.open(result.layer.path) as tf:  # type: ignore[arg-type]
+        assert tf.extractfile("etc/conf").read() == b"3"  # type: ignore[union-attr]
+    assert any("more than one source" in w for w in result.warnings)
+
+
+def test_whiteout_named_files_in_sources_are_skipped(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / ".wh.sneaky").write_text("would delete 'sneaky' from lower layers")
+    (tree / "ok").write_text("ok")
+    result = build_layer([LayerSource(tree, "/")], BuildSettings(compression="none"))
+    assert [m.name for m in tar_members(result.layer.path, "none")] == ["ok"]  # type: ignore[arg-type]
+    assert result.skipped == [(".wh.sneaky", "name is reserved for whiteouts")]
