@@ -248,3 +248,28 @@ def test_skopeo_reads_our_push_through_token_auth(token_registry, tmp_path: Path
     back = pull(_token_client(token_registry),
                 Reference.parse(f"{token_registry.host}/tok/by-skopeo:2"), AMD64)
     assert back.digest == image.digest
+
+
+def test_cli_copies_an_index_between_registries(registry, token_registry, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                cli, monkeypatch) -> None:
+    from ociforge.index import build_index
+
+    amd = make_image(tmp_path / "blobs", (1000,), platform="linux/amd64")
+    arm = make_image(tmp_path / "blobs", (1200,), platform="linux/arm64")
+    index = build_index([(amd, None), (arm, None)])
+    source = Reference.parse(f"{registry.host}/xreg/app:1")
+    push(RegistryClient(registry.host), source, index, AMD64)
+    monkeypatch.setattr("sys.stdin", io.StringIO(token_registry.password))
+    assert cli("login", token_registry.host, "-u", token_registry.username,
+               "--password-stdin")[0] == 0
+    dest = f"{token_registry.host}/xreg/copied:1"
+    code, out, err = cli("copy", str(source), dest, "--platform", "all", "--jobs", "2")
+    assert code == 0, err
+    assert str(index.digest) in out
+    back = pull(_token_client(token_registry), Reference.parse(dest), Options(all_platforms=True))
+    assert back.digest == index.digest
+    one = pull(_token_client(token_registry), Reference.parse(dest),
+               Options(platform=Platform.parse("linux/arm64")))
+    with one.layers[0].open() as fh:                   # type: ignore[union-attr]
+        fh.read()
+    assert one.digest == arm.digest
