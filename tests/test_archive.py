@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -10,6 +11,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from image_factory import make_image, make_index, tar_bytes
 
 from ociforge import archive
@@ -20,6 +23,7 @@ from ociforge.errors import (
     InvalidInputError,
     InvalidReferenceError,
     NotFoundError,
+    OciforgeError,
 )
 from ociforge.image import Image
 from ociforge.index import Index
@@ -329,3 +333,29 @@ def test_entry_claiming_more_than_the_archive_holds(tmp_path: Path) -> None:
     path.write_bytes(header + b"x" * 512 + b"\0" * 1024)
     with pytest.raises(HostileInputError, match="past the end"):
         TarBlobs(path)
+
+
+# -- property: no input makes the archive reader raise anything but ociforge's errors ----
+
+_SEED_TAR = tar_bytes({"oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+                       "index.json": b'{"schemaVersion":2,"manifests":[]}',
+                       "manifest.json": b"[]"})
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, len(_SEED_TAR) - 1), st.integers(0, 255)),
+                      max_size=12),
+       cut=st.integers(0, len(_SEED_TAR)), compress=st.booleans())
+def test_reader_raises_only_ociforge_errors(tmp_path_factory: pytest.TempPathFactory,
+                                            edits: list[tuple[int, int]], cut: int,
+                                            compress: bool) -> None:
+    data = bytearray(_SEED_TAR)
+    for offset, value in edits:
+        data[offset] = value
+    blob = bytes(data[:cut] if cut else data)
+    path = tmp_path_factory.mktemp("fuzz") / "a.tar"
+    path.write_bytes(gzip.compress(blob) if compress else blob)
+    for selector, docker in ((None, True), (None, False), ("@0", True)):
+        with contextlib.suppress(OciforgeError):
+            archive.read_archive(str(path), selector, docker)
