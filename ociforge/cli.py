@@ -12,6 +12,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+import typing
 from collections.abc import Sequence
 
 from . import __version__
@@ -19,8 +20,15 @@ from . import __version__
 PROG = "ociforge"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like every other bad input; --help has the rest."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Daemonless OCI image assembler: build, copy, push and export images "
         "without a Docker daemon.",

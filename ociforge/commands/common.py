@@ -58,7 +58,8 @@ def make_options(args: argparse.Namespace) -> Any:
     ca_cert = getattr(args, "ca_cert", None)
     if ca_cert and not os.path.isfile(ca_cert):
         raise InvalidInputError(f"CA certificate file {ca_cert!r} does not exist")
-    jobs = getattr(args, "jobs", 4) or 4
+    jobs = getattr(args, "jobs", None)
+    jobs = 4 if jobs is None else jobs
     if jobs < 1 or jobs > 64:
         raise InvalidInputError("--jobs must be between 1 and 64")
     chunk = getattr(args, "chunk_size", None)
