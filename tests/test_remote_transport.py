@@ -260,3 +260,12 @@ def test_chunked_upload_honours_min_chunk_length(proxy: FaultProxy, tmp_path: Pa
     assert len(small) <= 2                        # only the last chunk of each blob
     assert pull(client, Reference.parse(f"{proxy.host}/minchunk/app:1"), AMD64).digest == \
         image.digest
+
+
+def test_exception_texts_mask_signed_urls() -> None:
+    from ociforge.remote.transport import _short
+
+    exc = Exception("Max retries exceeded with url: /blob?X-Amz-Signature=abcdef123&token=tok-9"
+                    "&digest=sha256:1 (Caused by X)")
+    text = _short(exc)
+    assert "abcdef123" not in text and "tok-9" not in text and "digest=sha256:1" in text

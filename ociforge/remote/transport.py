@@ -185,6 +185,7 @@ class Transport:
         self.session.headers["User-Agent"] = USER_AGENT
         self._base: str | None = None
         self._ping_lock = threading.Lock()
+        self._warned: set[str] = set()
         if self.insecure:
             import warnings
 
@@ -280,6 +281,10 @@ class Transport:
                     retried_auth = True
                     scopes = retry_scopes
                     continue
+            warning = resp.headers.get("Warning")
+            if warning and warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s says: %s", self.registry, warning[:4096])
             if resp.status_code in set(ok):
                 return resp
             try:
@@ -407,7 +412,17 @@ def _short(exc: Exception) -> str:
                            "(use --ca-cert FILE, or --insecure REGISTRY)")):
         if needle in text:
             return plain
-    return text[:300]
+    return _mask_text(text)[:300]
+
+
+_SECRET_IN_TEXT = re.compile(
+    r"([?&][^=&\s]*(?:sig|signature|token|key|secret|credential|password|_state)[^=&\s]*=)"
+    r"[^&\s'\"),]+", re.IGNORECASE)
+
+
+def _mask_text(text: str) -> str:
+    """Mask secret-looking query values inside an exception text (signed redirect URLs)."""
+    return _SECRET_IN_TEXT.sub(r"\1***", text)
 
 
 _RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "docker-ratelimit-source")
