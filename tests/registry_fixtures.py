@@ -16,6 +16,7 @@ report of any failing test that used it.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import ipaddress
 import json
@@ -135,6 +136,7 @@ def start_registry(
             raise RuntimeError(f"docker-registry did not answer on {server.url}:\n{server.log()}")
         time.sleep(0.05)
     _STARTED.append(server)
+    atexit.register(server.stop)   # even if the session dies before teardown
     return server
 
 
