@@ -639,8 +639,8 @@ class DockerArchiveLocation:
     def read(self, options: Options) -> Artifact:
         return read_archive(self.path, self.name, docker=True)
 
-    def write(self, artifact: Artifact, options: Options) -> WriteResult:
-        self.check_destination()
+    def check_artifact(self, artifact: Artifact) -> Image:
+        """What docker load can take: one image with gzip or uncompressed layers."""
         if isinstance(artifact, Index):
             raise InvalidInputError(
                 f"{self} holds single-platform images; pick one with --platform "
@@ -652,6 +652,11 @@ class DockerArchiveLocation:
                     f"{self}: docker load cannot read zstd layers ({layer.digest.short}); "
                     "use --compression gzip or write oci-archive:"
                 )
+        return artifact
+
+    def write(self, artifact: Artifact, options: Options) -> WriteResult:
+        self.check_destination()
+        artifact = self.check_artifact(artifact)
         name = self.image_name()
         notes = {CONTAINERD_NAME: name.full, REF_NAME: name.tag}
         index = {

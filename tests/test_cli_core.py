@@ -331,3 +331,11 @@ def test_platform_of_a_single_image_base_must_match(cli, tmp_path: Path) -> None
                        "-o", f"oci:{tmp_path}/x")
     assert code == 2 and "is linux/amd64, not linux/arm64" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_index_for_a_docker_archive_is_refused_before_any_write(cli, tmp_path: Path) -> None:
+    Layout(tmp_path / "base").put(make_index(tmp_path / "src"), "m")
+    code, _, err = cli("copy", f"oci:{tmp_path}/base:m", f"oci:{tmp_path}/first",
+                       f"{tmp_path}/second.tar", "--platform", "all")
+    assert code == 2 and "single-platform" in err
+    assert not (tmp_path / "first").exists() and not (tmp_path / "second.tar").exists()

@@ -53,6 +53,11 @@ def check_tag(text: str | None) -> str | None:
 
 
 def write_all(artifact: Artifact, locations: list[Location], options: Options) -> list[WriteResult]:
+    """Write to every destination, after each has said it can take this artifact."""
+    for location in locations:
+        accepts = getattr(location, "check_artifact", None)
+        if callable(accepts):
+            accepts(artifact)
     results = []
     for location in locations:
         log.info("writing %s to %s", artifact.digest.short, location)
