@@ -169,10 +169,11 @@ class TarBlobs:
                             f"archive {self.where!r} expands past {limit} bytes; refusing it"
                         )
                     spool.write(chunk)
-        except (OSError, EOFError, ValueError) as exc:
+        except HostileInputError:
             spool.close()
-            if isinstance(exc, HostileInputError):
-                raise
+            raise
+        except Exception as exc:  # gzip/zstd decoders raise their own types on bad data
+            spool.close()
             raise InvalidInputError(f"archive {self.where!r} is not a readable compressed tar: "
                                     f"{exc}") from None
         except BaseException:
