@@ -188,7 +188,7 @@ class TarBlobs:
         try:
             with tarfile.open(fileobj=self._file, mode="r:") as tar:
                 self._index(iter(tar), links)
-        except tarfile.TarError as exc:
+        except (tarfile.TarError, ValueError, UnicodeError, OverflowError, EOFError) as exc:
             raise InvalidInputError(
                 f"{self.where!r} is not a readable tar archive: {exc}") from None
         # Classic docker save links duplicate layers: <id>/layer.tar -> ../<other>/layer.tar
