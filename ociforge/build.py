@@ -450,12 +450,13 @@ def build_layer(
 
                 count = _write_tar(ordered, settings, _TarOut(sink))
                 comp.finish()
-            except BaseException:
-                comp.abort()
-                raise
-            finally:
                 diff_feed.close()
                 out.close()
+            except BaseException:
+                comp.abort()
+                diff_feed.abandon()
+                out.abandon()
+                raise
     except BaseException:
         blob_path.unlink(missing_ok=True)
         raise

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, Protocol
 
-from .errors import HostileInputError, InvalidInputError
+from .errors import HostileInputError, InvalidInputError, OperationError
 
 _deflate_lib: Any
 try:  # ISA-L is a declared dependency; zlib keeps us working without it.
@@ -301,6 +301,14 @@ class BackgroundWriter:
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def abandon(self) -> None:
+        """Stop after an error elsewhere: drop what is queued, raise nothing."""
+        if self._error is None:
+            self._error = OperationError("stream abandoned")
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 _allocator_tuned = False
