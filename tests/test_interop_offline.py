@@ -192,3 +192,19 @@ def _podman_checks(base: list[str], tmp_path: Path, digest: str) -> None:
     assert info["Config"]["Cmd"] == ["/bin/tool"]
     assert (info["Os"], info["Architecture"]) == ("linux", "amd64")
     assert info["Digest"] == digest
+
+
+def test_umoci_applies_our_whiteouts(cli, tmp_path: Path) -> None:
+    umoci = require_tool("umoci")
+    if not is_root():
+        pytest.skip("umoci unpack without --rootless needs root")
+    _build(cli, tmp_path, f"oci:{tmp_path}/lay:v1")
+    code, _, err = cli("append", f"oci:{tmp_path}/lay:v1", "--remove", "/etc/app/conf.ini",
+                       "--remove", "/empty", "-o", f"oci:{tmp_path}/lay:v2")
+    assert code == 0, err
+    run([umoci, "unpack", "--image", f"{tmp_path}/lay:v2", str(tmp_path / "bundle")])
+    rootfs = tmp_path / "bundle" / "rootfs"
+    assert not (rootfs / "etc" / "app" / "conf.ini").exists()
+    assert not (rootfs / "empty").exists()
+    assert (rootfs / "etc" / "app" / "secret-ish").read_text() == "mode 600\n"
+    assert not list(rootfs.rglob(".wh.*"))
