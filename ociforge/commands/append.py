@@ -240,9 +240,8 @@ def run(args: argparse.Namespace) -> int:
             entries.append((finish(child), dict(notes) or None))
         if not entries:
             raise InvalidInputError(f"base {args.base!r} holds no platform images to append to")
-        out_docker = docker if args.format else base.media_type != _oci_index()
-        result_artifact: Any = build_index(entries, docker=out_docker and all(
-            img.is_docker for img, _ in entries))
+        # a Docker manifest list only when every child is Docker; else an OCI index
+        result_artifact: Any = build_index(entries, docker=all(img.is_docker for img, _ in entries))
     else:
         result_artifact = finish(base)
 
@@ -257,8 +256,3 @@ def run(args: argparse.Namespace) -> int:
          _io.human_lines(result_artifact, results))
     return 0
 
-
-def _oci_index() -> str:
-    from ..mediatypes import OCI_INDEX
-
-    return OCI_INDEX
