@@ -39,6 +39,8 @@ class Rule:
     OCI-Chunk-Min-Length), ``strip_mount`` (forward a ``?mount=&from=`` POST
     without those parameters, so the registry answers 202 and a fresh upload,
     as registries do when they cannot or will not mount).
+    ``rewrite`` (forward, then replace text in the response headers: ``headers``
+    maps old text to new, e.g. to point a token realm at another proxy).
     ``skip`` lets the first N matches through untouched.
     """
 
@@ -262,6 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = resp.getheader("Content-Length")
         for k, v in resp.getheaders():
             if k.lower() not in HOP_HEADERS:
+                if rule is not None and rule.action == "rewrite":
+                    for old, new in rule.headers.items():
+                        v = v.replace(old, new)
                 self.send_header(k, v)
         if rule is not None and rule.action == "add_headers":
             for k, v in rule.headers.items():

@@ -405,6 +405,65 @@ def test_push_survives_token_expiring_mid_push(cli, token_registry: Any,
     assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == source[1]
 
 
+@pytest.fixture
+def token_proxies(token_registry: Any, monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Path) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    """(registry proxy, token-server proxy): the registry's challenges are rewritten so
+    that token requests go through the second proxy too."""
+    import base64
+
+    challenge = requests.get(f"{token_registry.url}/v2/", timeout=5).headers["WWW-Authenticate"]
+    realm_host = re.search(r'realm="https?://([^/"]+)', challenge).group(1)  # type: ignore[union-attr]
+    with FaultProxy(realm_host) as tokens, FaultProxy(token_registry.host) as front:
+        front.add(Rule("rewrite", headers={realm_host: tokens.host}, times=1_000_000))
+        config = tmp_path / "docker"
+        config.mkdir()
+        auth = base64.b64encode(token_registry.creds.encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {front.host: {"auth": auth}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+        yield front, tokens
+        INJECTED.update(tokens.injected)
+
+
+def _token_registry_has(token_registry: Any, repo: str, digest: str) -> None:
+    token = token_registry.token_server.mint(token_registry.username, [f"repository:{repo}:pull"])
+    resp = requests.get(f"{token_registry.url}/v2/{repo}/manifests/t",
+                        headers={"Accept": OCI_ACCEPT, "Authorization": f"Bearer {token}"},
+                        timeout=5)
+    assert resp.status_code == 200
+    assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == digest
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "503", "429", "429+Retry-After"])
+def test_push_survives_faults_on_token_requests(fault: str, cli, token_registry: Any,
+                                                token_proxies: tuple[FaultProxy, FaultProxy],
+                                                source: tuple[str, str]) -> None:
+    front, tokens = token_proxies
+    if fault == "truncate":
+        rule = tokens.add(Rule("truncate", method="GET", path=r"/token", times=1))
+    else:
+        status, headers = STATUSES[fault]
+        rule = tokens.add(Rule("status", method="GET", path=r"/token", status=status,
+                               headers=headers, times=2))
+    repo = repo_name(f"token-{fault}")
+    code, _, err = cli("copy", source[0], f"{front.host}/{repo}:t")
+    assert rule.fired >= 1, "the token server was reached through its proxy"
+    assert code == 0, err
+    survived(code, err)
+    _token_registry_has(token_registry, repo, source[1])
+
+
+def test_push_gives_up_when_the_token_server_is_down(cli, token_proxies: tuple[FaultProxy,
+                                                                              FaultProxy],
+                                                     source: tuple[str, str]) -> None:
+    front, tokens = token_proxies
+    tokens.add(Rule("status", method="GET", path=r"/token", status=503, times=10_000))
+    code, out, err = cli("copy", source[0], f"{front.host}/{repo_name('token-down')}:t",
+                         "--retries", "2", "--jobs", "1")
+    failed_cleanly(code, out, err)
+    assert 3 <= tokens.count("GET", r"/token") <= 3 * (len(SIZES) + 2)
+
+
 # -- mounts refused ----------------------------------------------------------
 
 @pytest.mark.parametrize("answer", ["202", "401"])
