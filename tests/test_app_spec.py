@@ -126,6 +126,7 @@ def test_minimal_spec_defaults(tmp_path: Path) -> None:
     ('[app]\nname = "x"\n[config]\nenv_file = "missing.env"\n',
      r"config\.env_file: 'missing.env' does not exist", 4),
     ('[app]\nname = "x"\nplatform = "linux/notanarch"\n', r"app\.platform:", 3),
+    ('[app]\nname = "x"\nbase = "ftp://host/img"\n', r"app\.base: unknown location scheme", 3),
 ])
 def test_errors_name_key_and_line(tmp_path: Path, broken: str, message: str, line: int) -> None:
     make_app(tmp_path, broken)

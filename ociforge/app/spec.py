@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigFileError
+from ..errors import ConfigFileError, InvalidInputError
 from .tomlpos import KeyLines
 
 SPEC_NAME = "ociforge.toml"
@@ -241,6 +241,13 @@ class _Loader:
                 Platform.parse(platform)
             except InvalidPlatformError as exc:
                 raise self.error(("app", "platform"), str(exc)) from None
+        base = self.string(app, ("app", "base")) or "scratch"
+        try:
+            from ..locations import parse_location
+
+            parse_location(base)
+        except InvalidInputError as exc:
+            raise self.error(("app", "base"), str(exc)) from None
         files = None
         if "files" in data:
             section = self.table(data["files"], ("files",), _SECTIONS["files"])
@@ -248,7 +255,7 @@ class _Loader:
         return AppSpec(
             root=self.root,
             name=name,
-            base=self.string(app, ("app", "base")) or "scratch",
+            base=base,
             platform=platform,
             licensed=self.boolean(app, ("app", "licensed")),
             config=self.config(data.get("config", {})),
@@ -290,7 +297,6 @@ class _Loader:
                 isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool))
                 for x in ports):
             raise self.error((*p, "ports"), "must be an array of ports (8080 or \"8080/tcp\")")
-        from ..errors import InvalidInputError
         from ..mutate import normalize_port
 
         for port in ports:
