@@ -35,6 +35,10 @@ def policy() -> Policy:
     ("APIKEY", "secret-name"),
     ("SSH_PRIVATE_KEY", "secret-name"),
     ("GOOGLE_APPLICATION_CREDENTIALS", "secret-name"),
+    ("STRIPE_KEY", "secret-name"),
+    ("DEPLOY_KEYS", "secret-name"),
+    ("NPM_AUTH", "secret-name"),
+    ("DOCKER_AUTH_CONFIG", "secret-name"),
 ])
 def test_dropped_variables(policy: Policy, name: str, rule: str) -> None:
     found = policy.env_rule(name, "value")
@@ -43,7 +47,8 @@ def test_dropped_variables(policy: Policy, name: str, rule: str) -> None:
 
 @pytest.mark.parametrize("name", [
     "PATH", "HOME", "PWD", "OLDPWD", "LANG", "TOKENIZERS_PARALLELISM", "PASSENGER_COUNT",
-    "APP_MODE", "PUBLIC_URL", "KEYBOARD", "LIB_PATH",
+    "APP_MODE", "PUBLIC_URL", "KEYBOARD", "LIB_PATH", "SSH_AUTH_SOCK", "KEYCLOAK_URL",
+    "AUTHOR_NAME",
 ])
 def test_ordinary_variables_stay(policy: Policy, name: str) -> None:
     assert policy.env_rule(name, "plain") is None

@@ -93,8 +93,8 @@ SECRET_ENV_RULES: tuple[EnvRule, ...] = (
     EnvRule("secret-name", "secret",
             "the name looks like a credential (TOKEN, SECRET, PASSWORD, API_KEY, ...)",
             name_regex=r"(^|_)(TOKENS?|PASS|PASSPHRASE|SESSION_KEY|CLIENT_KEY|SIGNING_KEY|"
-                       r"ENCRYPTION_KEY)(_|$)|TOKEN$|_PWD$|SECRET|PASSWORD|PASSWD|CREDENTIAL|"
-                       r"API_?KEY|ACCESS_?KEY|PRIVATE_?KEY"),
+                       r"ENCRYPTION_KEY)(_|$)|TOKEN$|_PWD$|_KEYS?$|_AUTH$|AUTH_CONFIG|SECRET|"
+                       r"PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY"),
     EnvRule("credential-in-url", "secret", "the value is a URL carrying a password",
             value_regex=r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
 )
