@@ -78,13 +78,21 @@ class BlobHost:
 
 
 class FakeRegistry:
-    """``/v2/`` API for one repository of one layout, Basic auth, blobs redirected."""
+    """``/v2/`` API for one repository of one layout, Basic auth, blobs redirected.
 
-    def __init__(self, layout: Path, repo: str, user: str, password: str, blob_host: BlobHost):
+    Without ``user`` no auth is asked; without ``blob_host`` blobs are served here.
+    ``manifest`` replaces the bytes served for the tag (a hostile registry), with
+    ``headers`` sent along (e.g. a lying Docker-Content-Digest).
+    """
+
+    def __init__(self, layout: Path, repo: str, user: str | None = None,
+                 password: str | None = None, blob_host: BlobHost | None = None,
+                 manifest: bytes | None = None, headers: dict[str, str] | None = None):
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         index = json.loads((layout / "index.json").read_text())
         blobs = layout / "blobs" / "sha256"
-        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        expected = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                    if user else None)
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,7 +114,7 @@ class FakeRegistry:
             def do_GET(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 owner.seen.append((self.command, self.path, headers))
-                if headers.get("authorization") != expected:
+                if expected is not None and headers.get("authorization") != expected:
                     self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
                                 {"WWW-Authenticate": 'Basic realm="fake"',
                                  "Content-Type": "application/json"})
@@ -124,10 +132,21 @@ class FakeRegistry:
                     if ref not in ("t", desc["digest"]):
                         self._reply(404)
                         return
+                    if manifest is not None:
+                        self._reply(200, manifest, {"Content-Type": desc["mediaType"],
+                                                    **(headers or {})})
+                        return
                     data = (blobs / desc["digest"].split(":")[1]).read_bytes()
                     self._reply(200, data, {"Content-Type": desc["mediaType"],
                                             "Docker-Content-Digest": desc["digest"]})
-                elif kind == "blobs":
+                elif kind == "blobs" and blob_host is None:
+                    path = blobs / ref.split(":")[-1]
+                    if not path.is_file():
+                        self._reply(404)
+                        return
+                    self._reply(200, path.read_bytes(),
+                                {"Content-Type": "application/octet-stream"})
+                elif kind == "blobs" and blob_host is not None:
                     self._reply(307, b"", {"Location":
                                            f"http://{blob_host.host}/cdn/{ref.split(':')[1]}"})
                 else:

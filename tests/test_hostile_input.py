@@ -401,3 +401,45 @@ def test_export_toml_with_wrong_types(tmp_path: Path, cli) -> None:  # type: ign
     _one_line_exit_2(code, stdout, err)
     assert "config.ports" in err and ":5" in err
     assert not out.exists()
+
+
+# -- hostile registries ------------------------------------------------------------------
+
+def _hostile_manifests() -> dict[str, bytes]:
+    good_config = {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": "sha256:" + "a" * 64, "size": 2}
+    base = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": good_config}
+    return {
+        "over-4-mib": json.dumps({**base, "layers": [], "pad": "x" * (5 << 20)}).encode(),
+        "not-json": b"<html>rate limited</html>",
+        "digest-traversal": json.dumps({**base, "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": "sha256:../../../../etc/passwd", "size": 1}]}).encode(),
+        "negative-size": json.dumps({**base, "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": "sha256:" + "b" * 64, "size": -5}]}).encode(),
+        "layers-not-a-list": json.dumps({**base, "layers": {"a": 1}}).encode(),
+        "schema1": json.dumps({"schemaVersion": 1, "name": "a", "tag": "t",
+                               "fsLayers": [], "history": []}).encode(),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_hostile_manifests()))
+def test_hostile_manifest_from_a_registry(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from fakeregistry import FakeRegistry
+    from imagegen import layout_with_image
+
+    layout_with_image(tmp_path / "src", (1000,))
+    fake = FakeRegistry(tmp_path / "src", "app", manifest=_hostile_manifests()[name]).start()
+    try:
+        out = tmp_path / "out"
+        code, stdout, err = cli("copy", f"{fake.host}/app:t", f"oci:{out}:t", "--retries", "0")
+    finally:
+        fake.stop()
+    _one_line_exit_2(code, stdout, err, allowed=(1, 2))
+    assert not (out / "index.json").exists()
+    if name == "over-4-mib":
+        assert "limit" in err or "large" in err, err
+
+
