@@ -232,7 +232,9 @@ class ZstdWriter:
             write_checksum=False,
             write_content_size=False,
         )
-        self._writer = cctx.stream_writer(sink, closefd=False)  # type: ignore[arg-type]
+        self._writer = cctx.stream_writer(
+            sink, closefd=False, write_size=1 << 20  # type: ignore[arg-type]
+        )
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._writer.write(data)
