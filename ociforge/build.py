@@ -132,8 +132,8 @@ class _Excluder:
         base: list[str] = []
         for pattern in patterns:
             pat = pattern.strip().rstrip("/")
-            if pat.startswith("./"):
-                pat = pat[2:]
+            while pat.startswith(("./", "/")):  # "/build" and "./build" mean "build" here
+                pat = pat[2:] if pat.startswith("./") else pat[1:]
             if not pat:
                 continue
             full.append(translate(pat))

@@ -241,7 +241,7 @@ def test_excludes_and_skip_callback(tmp_path: Path) -> None:
         return "license file" if image_path.endswith(".lic") else None
 
     result = build_layer(
-        [LayerSource(tree, "/app", exclude=("__pycache__", "*.pyc", "build/**", "build"))],
+        [LayerSource(tree, "/app", exclude=("__pycache__", "*.pyc", "./build/**", "/build"))],
         BuildSettings(compression="none"),
         skip=skip,
     )
