@@ -191,8 +191,8 @@ def check_manifest_document(data: bytes, where: str, expected_type: str | None) 
             out.append(Problem(layer_where, f"Docker manifest with layer type {ltype!r}"))
         if not docker and ltype in DOCKER_LAYERS:
             out.append(Problem(layer_where, f"OCI manifest with Docker layer type {ltype!r}"))
-        if not docker and ltype not in mt.LAYERS:
-            out.append(Problem(layer_where, f"unknown image layer media type {ltype!r}"))
+        # Unknown layer types are allowed (image-spec: consumers MUST NOT error on
+        # them); such a manifest is an artifact (cosign signatures, reports).
     annotations = doc.get("annotations")
     if annotations is not None:
         if docker:
@@ -204,15 +204,23 @@ def check_manifest_document(data: bytes, where: str, expected_type: str | None) 
     return out
 
 
-def check_config_document(data: bytes, where: str, layer_count: int) -> list[Problem]:
-    """An image config: platform fields, rootfs against the layers, history, runtime config."""
+def check_config_document(
+    data: bytes, where: str, layer_count: int, artifact: bool = False
+) -> list[Problem]:
+    """An image config: platform fields, rootfs against the layers, history, runtime config.
+
+    ``artifact``: the manifest carries non-filesystem layers (a cosign signature,
+    say), whose configs leave os and architecture empty by design.
+    """
     try:
         doc = parse_object(data, where)
     except OciforgeError as exc:
         return [Problem(where, str(exc))]
     out = []
     for key in ("architecture", "os"):
-        if not isinstance(doc.get(key), str) or not doc.get(key):
+        if not isinstance(doc.get(key), str):
+            out.append(Problem(where, f"{key} is missing or not a string"))
+        elif not doc.get(key) and not artifact:
             out.append(Problem(where, f"{key} is missing or empty"))
     created = doc.get("created")
     if created is not None and (not isinstance(created, str) or not _RFC3339_RE.match(created)):
@@ -358,7 +366,10 @@ def _image_problems(image: Image, where: str, expected_type: str | None,
     raw_layers = manifest.get("layers")
     layers: list[Any] = raw_layers if isinstance(raw_layers, list) else []
     if config.get("mediaType") in CONFIGS:
-        yield from check_config_document(image.config_bytes, config_where, len(layers))
+        artifact = any(isinstance(ly, dict) and ly.get("mediaType") not in mt.LAYERS
+                       for ly in layers)
+        yield from check_config_document(image.config_bytes, config_where, len(layers),
+                                         artifact)
     report.blobs += 1
     report.bytes += len(image.config_bytes)
     for i, layer in enumerate(image.layers):
