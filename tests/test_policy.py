@@ -122,3 +122,26 @@ def test_every_rule_is_described(policy: Policy) -> None:
     described = policy.describe()
     assert "license-key-file" in described and "secret-name" in described
     assert all(text for text in described.values())
+
+
+def test_private_keys_are_found_by_content(policy: Policy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    key = tmp_path / "server.key"
+    key.write_text("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n")
+    cert = tmp_path / "ca.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(cert.read_text()
+                      + "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n")
+    link = tmp_path / "link.pem"
+    os.symlink(key, link)
+    found = policy.host_file_rule("etc/tls/server.key", key, files_layer=False)
+    assert found is not None and found.name == "private-key-file"
+    assert policy.host_file_rule("etc/tls/bundle.pem", bundle, files_layer=False) is not None
+    assert policy.host_file_rule("etc/tls/ca.pem", cert, files_layer=False) is None
+    # A symlink is never opened (it is stored as a link, its target is not shipped).
+    assert policy.host_file_rule("etc/tls/link.pem", link, files_layer=False) is None
+    plain = tmp_path / "notes.txt"
+    plain.write_text("-----BEGIN PRIVATE KEY-----")   # only key-like names are opened
+    assert policy.host_file_rule("notes.txt", plain, files_layer=True) is None

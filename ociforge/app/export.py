@@ -300,7 +300,7 @@ def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
         if env_file is not None and os.path.normpath(str(host_path)) == env_file:
             rule_name = "env-file"
         else:
-            rule = plan.policy.file_rule(image_path, files_layer=role == "files")
+            rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files")
             rule_name = rule.name if rule else None
         if rule_name is None:
             return None

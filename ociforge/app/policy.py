@@ -10,10 +10,12 @@ supplies their own.  Open-source license *texts* (LICENSE, COPYING, NOTICE,
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from .spec import ExtraPatterns
 
@@ -120,6 +122,45 @@ SECRET_FILE_RULES: tuple[FileRule, ...] = (
 
 
 @dataclass(frozen=True)
+class ContentRule:
+    """Leaves out a file named like ``globs`` whose first bytes contain ``marker``.
+
+    For names that are ambiguous (a ``.pem`` may be a certificate or a private
+    key), only the content decides; symlinks are never opened.
+    """
+
+    name: str
+    kind: str
+    description: str
+    globs: tuple[str, ...]
+    marker: bytes
+    head: int = 64 << 10
+
+    def matches(self, rel_path: str, host_path: Path) -> bool:
+        base = PurePosixPath(rel_path).name.lower()
+        if not any(fnmatch.fnmatchcase(base, g) for g in self.globs):
+            return False
+        try:
+            fd = os.open(host_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            return self.marker in os.read(fd, self.head)
+        finally:
+            os.close(fd)
+
+
+CONTENT_RULES: tuple[ContentRule, ...] = (
+    ContentRule("private-key-file", "secret", "a PEM file holding a private key",
+                ("*.pem", "*.key", "*.crt", "*.cer", "*.priv", "*.private"),
+                b"PRIVATE KEY-----"),
+)
+
+
+@dataclass(frozen=True)
 class EnvDecision:
     name: str
     rule: str
@@ -134,6 +175,7 @@ class Policy:
     env_rules: tuple[EnvRule, ...]
     file_rules: tuple[FileRule, ...]
     allow_env: frozenset[str] = field(default_factory=frozenset)
+    content_rules: tuple[ContentRule, ...] = CONTENT_RULES
 
     @classmethod
     def for_app(cls, licenses: ExtraPatterns, secrets: ExtraPatterns,
@@ -192,9 +234,21 @@ class Policy:
                 return rule
         return None
 
+    def host_file_rule(self, rel_path: str, host_path: Path, files_layer: bool
+                       ) -> FileRule | ContentRule | None:
+        """Like file_rule, then the content rules (which read the file's first bytes)."""
+        rule = self.file_rule(rel_path, files_layer)
+        if rule is not None:
+            return rule
+        for content_rule in self.content_rules:
+            if content_rule.matches(rel_path, host_path):
+                return content_rule
+        return None
+
     def describe(self) -> Mapping[str, str]:
         out = {r.name: r.description for r in self.env_rules}
         out.update({r.name: r.description for r in self.file_rules})
+        out.update({r.name: r.description for r in self.content_rules})
         return out
 
 
