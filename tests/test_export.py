@@ -444,3 +444,19 @@ def test_verbose_logs_never_carry_values(cli, app: Path, tmp_path: Path) -> None
     assert code == 0 and "building runtime layer from app" in stderr
     for value in SECRET_VALUES:
         assert value not in stdout + stderr
+
+
+def test_several_destinations_get_the_same_image(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, stdout, stderr = cli("export", app, "--json", "--platform", "linux/arm64",
+                               "-o", f"oci-archive:{tmp_path / 'a.tar'}",
+                               "-o", f"docker-archive:{tmp_path / 'd.tar'}:acme/hi:2",
+                               "-o", f"oci:{tmp_path / 'l'}:v2")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert len(result["destinations"]) == 3
+    arm = Options(platform=Platform.parse("linux/arm64"))
+    for location in (f"oci-archive:{tmp_path / 'a.tar'}", f"docker-archive:{tmp_path / 'd.tar'}",
+                     f"oci:{tmp_path / 'l'}:v2"):
+        image = parse_location(location).read(arm)
+        assert isinstance(image, Image) and str(image.digest) == result["digest"]
+        assert image.config["architecture"] == "arm64"   # --platform wins over [app] platform
