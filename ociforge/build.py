@@ -116,7 +116,8 @@ class _Entry:
     size: int = 0
     host: bytes = b""
     target: bytes = b""
-    inode: tuple[int, int] | None = None
+    inode: tuple[int, int] | None = None  # set when the file has other hardlinks
+    ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) seen when collecting
     synthetic: bool = False
 
 
@@ -216,8 +217,9 @@ class _Collector:
     def _entry_for(self, path: bytes, host: bytes, st: os.stat_result) -> _Entry | None:
         mode = st.st_mode
         if stat.S_ISREG(mode):
-            inode = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
-            return _Entry(_FILE, mode & 0o7777, st.st_size, host, inode=inode)
+            ident = (st.st_dev, st.st_ino)
+            inode = ident if st.st_nlink > 1 else None
+            return _Entry(_FILE, mode & 0o7777, st.st_size, host, inode=inode, ident=ident)
         if stat.S_ISDIR(mode):
             return _Entry(_DIR, mode & 0o7777)
         if stat.S_ISLNK(mode):
@@ -340,13 +342,25 @@ class _TarOut:
             self._buf = bytearray()
 
 
-def _copy_file(host: bytes, size: int, out: _TarOut) -> None:
+def _copy_file(
+    host: bytes, size: int, out: _TarOut, ident: tuple[int, int] | None = None
+) -> None:
+    """Append a file's bytes (and block padding), checking it is still what we listed.
+
+    The open refuses a final symlink (O_NOFOLLOW), and the inode check catches a
+    file or folder swapped between listing and reading, so no path is followed
+    out of the source tree even by a race.
+    """
     shown = os.fsdecode(host)
     try:
         fd = os.open(host, _OPEN_FLAGS)
     except OSError as exc:
         raise InvalidInputError(f"cannot read {shown}: {exc.strerror}") from None
     try:
+        if ident is not None:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != ident:
+                raise OperationError(f"{shown} was replaced while the layer was being built")
         remaining = size
         at_eof = False
         while remaining > 0:
@@ -387,7 +401,7 @@ def _write_tar(ordered: list[tuple[bytes, _Entry]], settings: BuildSettings, out
                 first_of_inode[e.inode] = path
             out.write(header(path, mode=e.mode, uid=uid, gid=gid, size=e.size, mtime=mtime,
                              typeflag=tf.REGTYPE))
-            _copy_file(e.host, e.size, out)
+            _copy_file(e.host, e.size, out, e.ident)
         elif e.kind == _DIR:
             out.write(header(path + b"/", mode=e.mode, uid=uid, gid=gid, size=0, mtime=mtime,
                              typeflag=tf.DIRTYPE))

@@ -445,7 +445,7 @@ def test_failures_leave_no_blob_behind(tmp_path: Path, monkeypatch: pytest.Monke
 
     tree = make_tree(tmp_path / "tree")
 
-    def vanished(host: bytes, size: int, out: object) -> None:
+    def vanished(host: bytes, size: int, out: object, ident: object = None) -> None:
         raise OperationError(f"{os.fsdecode(host)} shrank while the layer was being built")
 
     monkeypatch.setattr(build, "_copy_file", vanished)
@@ -465,6 +465,14 @@ def test_file_changing_during_build_is_an_error(tmp_path: Path) -> None:
         build._copy_file(os.fsencode(f), 3, out)
     with pytest.raises(OperationError, match="shrank"):
         build._copy_file(os.fsencode(f), 10, out)
+    st = f.stat()
+    build._copy_file(os.fsencode(f), 5, out, (st.st_dev, st.st_ino))
+    with pytest.raises(OperationError, match="replaced"):
+        build._copy_file(os.fsencode(f), 5, out, (st.st_dev, st.st_ino + 1))
+    link = tmp_path / "link"
+    link.symlink_to(f)
+    with pytest.raises(InvalidInputError, match="cannot read"):  # never follows a symlink
+        build._copy_file(os.fsencode(link), 5, out)
 
 
 def test_conflicting_sources_are_bad_input(tmp_path: Path) -> None:
