@@ -161,7 +161,10 @@ class Suite:
         def run(i: int) -> Sample:
             out = self.fresh(f"{key}-{i}.out") if to_file else None
             try:
-                return self.measure(shell, cwd=tree().path, stdout_path=out)
+                sample = self.measure(shell, cwd=tree().path, stdout_path=out)
+                if out is not None:
+                    sample.extra["size"] = out.stat().st_size
+                return sample
             finally:
                 if out is not None:
                     out.unlink(missing_ok=True)
@@ -195,16 +198,20 @@ class Suite:
                 self.quiet(["umoci", "init", "--layout", str(layout)])
                 self.quiet(["umoci", "new", "--image", f"{layout}:base"])
                 if mode == "insert":
-                    return self.measure(["umoci", "insert", *rootless, "--image",
-                                         f"{layout}:base", str(tree), "/data"])
+                    sample = self.measure(["umoci", "insert", *rootless, "--image",
+                                           f"{layout}:base", str(tree), "/data"])
+                    sample.extra["size"] = layouts.largest_layer(layout, "base")[2]
+                    return sample
                 self.quiet(["umoci", "unpack", *rootless, "--image", f"{layout}:base",
                             str(bundle)])
                 try:  # hard links: no copy cost, same page cache as the other tools
                     self.quiet(["cp", "-al", str(tree), str(bundle / "rootfs" / "data")])
                 except CommandFailed:
                     self.quiet(["cp", "-a", str(tree), str(bundle / "rootfs" / "data")])
-                return self.measure(["umoci", "repack", "--image", f"{layout}:{TAG}",
-                                     str(bundle)])
+                sample = self.measure(["umoci", "repack", "--image", f"{layout}:{TAG}",
+                                       str(bundle)])
+                sample.extra["size"] = layouts.largest_layer(layout, TAG)[2]
+                return sample
             finally:
                 shutil.rmtree(layout, ignore_errors=True)
                 shutil.rmtree(bundle, ignore_errors=True)

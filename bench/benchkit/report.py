@@ -163,7 +163,8 @@ def _extra_note(res: CaseResult) -> str:
     extra = res.samples[-1].extra
     if "size" in extra:
         ratio = int(str(extra["size"])) / res.input_bytes if res.input_bytes else 0
-        return f"layer {int(str(extra['size'])) / 1e6:.0f} MB ({ratio:.0%} of input)"
+        what = "layer" if res.tool in ("ociforge", "umoci") else "output"
+        return f"{what} {int(str(extra['size'])) / 1e6:,.0f} MB ({ratio:.0%} of input)"
     if "blob_writes" in extra:
         return f"blob writes: {max(int(str(s.extra['blob_writes'])) for s in res.samples)}"
     if "uploaded" in extra:
