@@ -11,9 +11,11 @@ processes adding tags to one layout at once both succeed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +24,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import CHUNK, Digest, VerifyingReader, read_all_verified
 from .errors import (
+    HostileInputError,
     InvalidInputError,
     NotFoundError,
     SizeMismatchError,
@@ -270,13 +273,43 @@ class Layout:
     # -- reading ------------------------------------------------------------
 
     def _open_raw(self, desc: Descriptor) -> IO[bytes]:
+        """Open a blob file that really lives in this layout.
+
+        A layout may come from someone else: a blob that is a symlink, a FIFO or a
+        device, or a blobs/ folder linked elsewhere, would make us read (and push)
+        a file outside the layout, or hang; those are refused as hostile input.
+        """
         path = self.blob_path(desc.digest)
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            return open(path, "rb")
+            fd = os.open(path, flags)
         except FileNotFoundError:
             raise NotFoundError(
                 f"blob {desc.digest} is missing from OCI layout {str(self.root)!r}"
             ) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise HostileInputError(
+                    f"blob {desc.digest} in OCI layout {str(self.root)!r} is a symlink; "
+                    "links out of a layout are not followed"
+                ) from None
+            raise
+        handle = os.fdopen(fd, "rb")
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise HostileInputError(
+                    f"blob {desc.digest} in OCI layout {str(self.root)!r} is not a regular file"
+                )
+            real_root = os.path.realpath(self.root)
+            if not os.path.realpath(path.parent).startswith(real_root.rstrip(os.sep) + os.sep):
+                raise HostileInputError(
+                    f"the blobs folder of OCI layout {str(self.root)!r} leads outside it "
+                    "(symlink); links out of a layout are not followed"
+                )
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     def read_document(self, desc: Descriptor, what: str = "document") -> bytes:
         """A manifest, index or config, verified and bounded to 4 MiB."""
@@ -289,18 +322,14 @@ class Layout:
     def layer(self, desc: Descriptor) -> Layer:
         """A lazy Layer for a blob in this layout (checked to exist with the right size)."""
         path = self.blob_path(desc.digest)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"blob {desc.digest} is missing from OCI layout {str(self.root)!r}"
-            ) from None
+        with self._open_raw(desc) as handle:  # refuses links, FIFOs, folders linked elsewhere
+            size = os.fstat(handle.fileno()).st_size
         if size != desc.size:
             raise SizeMismatchError(
                 f"blob {desc.digest} in OCI layout {str(self.root)!r} has {size} bytes, "
                 f"expected {desc.size}"
             )
-        return Layer.from_file(path, desc, None)
+        return Layer(desc, None, lambda: self._open_raw(desc), path)
 
     def load(self, desc: Descriptor) -> Artifact:
         """The Image or Index a descriptor names, with every document verified."""

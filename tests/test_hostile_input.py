@@ -443,3 +443,29 @@ def test_hostile_manifest_from_a_registry(name: str, tmp_path: Path, cli) -> Non
         assert "limit" in err or "large" in err, err
 
 
+@pytest.mark.parametrize("trick", ["blob-symlink", "blobs-folder-symlink", "fifo"])
+def test_layout_blob_symlink_out_of_root_is_refused(trick: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A layout someone handed us must not make ociforge read files outside it (or hang)."""
+    from imagegen import layout_with_image
+
+    src, _ = layout_with_image(tmp_path / "src", (3000,))
+    index = json.loads((tmp_path / "src" / "index.json").read_text())
+    manifest = json.loads((tmp_path / "src" / "blobs" / "sha256" /
+                           index["manifests"][0]["digest"].split(":")[1]).read_bytes())
+    blob = tmp_path / "src" / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    if trick == "blob-symlink":
+        outside = tmp_path / "outside.bin"
+        outside.write_bytes(blob.read_bytes())
+        blob.unlink()
+        blob.symlink_to(outside)
+    elif trick == "blobs-folder-symlink":
+        (tmp_path / "src" / "blobs").rename(tmp_path / "elsewhere")
+        (tmp_path / "src" / "blobs").symlink_to(tmp_path / "elsewhere")
+    else:
+        blob.unlink()
+        os.mkfifo(blob)
+    out = tmp_path / "out"
+    code, stdout, err = cli("copy", src, f"oci:{out}:t")
+    _one_line_exit_2(code, stdout, err)
+    assert "symlink" in err or "regular file" in err, err
+    assert not (out / "index.json").exists()
