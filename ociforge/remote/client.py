@@ -112,7 +112,7 @@ class RegistryClient:
         challenge: Challenge | None = self.transport.auth.challenge
         if challenge is None:
             return
-        self.transport.request("GET", "/v2/", scopes=[], what="login check")
+        self.transport.request("GET", "/v2/", scopes=[], what="login check").close()
 
     # -- manifests -------------------------------------------------------------
 
@@ -138,6 +138,7 @@ class RegistryClient:
                 raise DigestMismatchError(
                     f"{self.registry}: manifest {repository}:{reference} has digest {got}, "
                     f"expected {expected}")
+            digest = expected
         media_type = _media_type(resp.headers.get("Content-Type"), data)
         return data, media_type, digest
 

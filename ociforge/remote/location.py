@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -11,13 +12,31 @@ from ..options import Options, RegistryOptions
 from ..reference import Reference
 from .client import RegistryClient
 
-_CLIENTS: dict[tuple[str, RegistryOptions], RegistryClient] = {}
+_CLIENTS: dict[tuple[str, RegistryOptions, tuple[object, ...]], RegistryClient] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
+def _credential_sources() -> tuple[object, ...]:
+    """Where credentials come from right now: a changed file or variable means a new client."""
+    from .credentials import docker_config_path, podman_auth_paths
+
+    state: list[object] = [os.environ.get("DOCKER_AUTH_CONFIG")]
+    for path in [docker_config_path(), *podman_auth_paths()]:
+        try:
+            st = path.stat()
+            state.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            state.append((str(path), None))
+    return tuple(state)
+
+
 def client_for(registry: str, options: RegistryOptions) -> RegistryClient:
-    """One client per registry and transport options in this process (shared tokens, pool)."""
-    key = (registry, options)
+    """One client per registry, transport options and credential state in this process.
+
+    Reads and writes to one registry in a command share its connections and
+    tokens; a login or logout in between (or another config) gets a fresh client.
+    """
+    key = (registry, options, _credential_sources())
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
