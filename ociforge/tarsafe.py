@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import tarformat as tf
+from .decompress import open_decompressed
 from .digest import Digest
 from .errors import HostileInputError, InvalidInputError
 
@@ -363,8 +364,6 @@ def iter_entries(
     stream: IO[bytes], limits: Limits | None = None, *, what: str = "layer", kind: str | None = None
 ) -> Iterator[TarEntry]:
     """Entries of a layer stream (gzip/zstd/plain sniffed unless ``kind`` says)."""
-    from .compress import open_decompressed
-
     lim = limits or Limits()
     plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
     yield from TarReader(plain, lim, what)
@@ -389,8 +388,6 @@ def check_layer(
 
     The diff_id covers the whole decompressed stream, trailing bytes included.
     """
-    from .compress import open_decompressed
-
     lim = limits or Limits()
     plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
     hashing = _HashingReader(plain)
