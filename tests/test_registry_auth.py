@@ -273,3 +273,18 @@ def test_cli_copies_an_index_between_registries(registry, token_registry, tmp_pa
     with one.layers[0].open() as fh:                   # type: ignore[union-attr]
         fh.read()
     assert one.digest == arm.digest
+
+
+def test_tokens_are_cached_until_they_expire(token_registry, tmp_path: Path) -> None:
+    server = token_registry.token_server
+    client = _token_client(token_registry)
+    push(client, Reference.parse(f"{token_registry.host}/tok/cache:1"),
+         make_image(tmp_path / "blobs", (100,)), AMD64)
+    before = len(server.requests)
+    for _ in range(3):
+        assert client.head_manifest("tok/cache", "1") is not None
+    assert len(server.requests) == before            # the push's token is still good
+    for token in client.transport.auth._tokens.values():
+        token.expires_at = 0                            # as if its lifetime had passed
+    assert client.head_manifest("tok/cache", "1") is not None
+    assert len(server.requests) == before + 1
