@@ -95,7 +95,28 @@ def start_registry(
     root: Path, auth: dict[str, Any] | None = None, tls: tuple[Path, Path] | None = None,
     verify: str | bool = False,
 ) -> RegistryServer:
-    """Start docker-registry with a config of our own; wait until /v2/ answers."""
+    """Start docker-registry with a config of our own; wait until /v2/ answers.
+
+    A free port can be taken by someone else before the registry binds it: then
+    try again on another port (a few times).
+    """
+    for attempt in range(3):
+        try:
+            return _start_registry(root, auth, tls, verify)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_registry(
+    root: Path, auth: dict[str, Any] | None, tls: tuple[Path, Path] | None,
+    verify: str | bool,
+) -> RegistryServer:
     binary = require_tool("docker-registry")
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -124,7 +145,10 @@ def start_registry(
     deadline = time.monotonic() + 20
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited {proc.returncode}:\n{server.log()}")
+            text = server.log()
+            if "address already in use" in text:
+                raise _PortTaken(text)
+            raise RuntimeError(f"docker-registry exited {proc.returncode}:\n{text}")
         try:
             resp = requests.get(f"{server.url}/v2/", timeout=1, verify=verify)
             if resp.status_code in (200, 401):
