@@ -240,3 +240,12 @@ def test_oras_sdk_reads_what_we_pushed(registry, tmp_path: Path) -> None:
     out = tmp_path / "layer"
     oras.download_blob(str(ref), str(image.layers[0].digest), str(out))
     assert hashlib.sha256(out.read_bytes()).hexdigest() == image.layers[0].digest.hex
+
+
+def test_schema1_is_refused_clearly() -> None:
+    from ociforge.errors import ValidationError
+    from ociforge.remote.pull import load_image
+
+    with pytest.raises(ValidationError, match="schema 1"):
+        load_image(None, Reference.parse("old/image:1"),  # type: ignore[arg-type]
+                   b'{"schemaVersion":1,"name":"old/image","fsLayers":[]}')

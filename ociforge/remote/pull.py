@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import read_all_verified
-from ..errors import InvalidInputError, InvalidPlatformError
+from ..errors import InvalidInputError, InvalidPlatformError, ValidationError
 from ..image import Image
 from ..index import Artifact, Index
 from ..jsonutil import MAX_DOCUMENT, parse_object
@@ -37,6 +37,9 @@ def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
 
 def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) -> Image:
     manifest = parse_object(manifest_bytes, "image manifest")
+    if manifest.get("schemaVersion") == 1:
+        raise ValidationError(f"{ref} is a Docker schema 1 manifest (deprecated); ociforge "
+                              "reads schema 2 and OCI images only")
     if "manifests" in manifest and "layers" not in manifest:
         raise InvalidInputError(f"{ref} is an index where an image manifest was expected")
     config = Descriptor.from_dict(manifest.get("config"), "config descriptor")
