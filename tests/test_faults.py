@@ -262,6 +262,16 @@ def test_push_survives_reset_mid_blob_upload(cli, registry: Any, proxy: FaultPro
     registry_has_image(registry, repo, "t", source[1])
 
 
+def test_pull_survives_reset_mid_download(cli, tmp_path: Path, proxy: FaultProxy,
+                                          pushed: tuple[str, str]) -> None:
+    rule = proxy.add(Rule("reset", method="GET", path=r"/blobs/sha256:", times=1))
+    out = tmp_path / "out"
+    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t")
+    assert rule.fired == 1
+    survived(code, err)
+    layout_is_sound(out, pushed[1])
+
+
 # -- stalls and timeouts --------------------------------------------------------------------
 
 def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultProxy,
@@ -313,7 +323,7 @@ def test_pull_gives_up_on_a_registry_that_always_stalls(cli, tmp_path: Path, pro
 
 # -- corrupt and truncated downloads ----------------------------------------------------------
 
-@pytest.mark.parametrize("action", ["corrupt"])
+@pytest.mark.parametrize("action", ["corrupt", "truncate"])
 def test_pull_refuses_a_corrupt_blob(action: str, cli, tmp_path: Path, proxy: FaultProxy,
                                      pushed: tuple[str, str], registry: Any) -> None:
     manifest = json.loads(requests.get(
@@ -330,7 +340,7 @@ def test_pull_refuses_a_corrupt_blob(action: str, cli, tmp_path: Path, proxy: Fa
     assert proxy.count("GET", f"/blobs/{victim}") <= 4
 
 
-@pytest.mark.parametrize("action", ["corrupt"])
+@pytest.mark.parametrize("action", ["corrupt", "truncate"])
 def test_pull_recovers_from_one_corrupt_download(action: str, cli, tmp_path: Path,
                                                  proxy: FaultProxy,
                                                  pushed: tuple[str, str]) -> None:
