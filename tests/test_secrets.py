@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 from fakeregistry import BlobHost, FakeRegistry, loopback_alias
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from imagegen import layout_with_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,3 +216,21 @@ def test_tls_is_verified_unless_the_registry_is_named_insecure(
     insecure = copy("--insecure", tls_registry.host)
     assert insecure.returncode == 0, insecure.stderr
     assert image.digest
+
+
+# -- database passwords are masked whatever they contain ------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(password=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126),
+                        min_size=1, max_size=24).map(lambda p: "S3CR" + p),
+       scheme=st.sampled_from(["postgresql", "postgres"]),
+       tail=st.sampled_from(["db.example:5432/app", "db.example/app?sslmode=require",
+                             "[::1]:5432/app", "/app?host=/run/pg"]))
+def test_database_password_never_shown(password: str, scheme: str, tail: str) -> None:
+    from ociforge.app.dburl import DatabaseURL, mask_url, scrub
+
+    url = f"{scheme}://user:{password}@{tail}"
+    assert password not in mask_url(url)
+    assert password not in DatabaseURL("postgresql", url).shown
+    message = f'connection to "{url}" failed: password authentication failed for "user"'
+    assert password not in scrub(message, url)

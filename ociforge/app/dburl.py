@@ -14,16 +14,41 @@ _USERINFO_RE = re.compile(r"(://[^/@:]*):[^/@]*@")
 
 
 def mask_url(url: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
-    return _USERINFO_RE.sub(r"\1:***@", url)
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``.
+
+    Passwords written without percent-encoding may hold ``@``, ``/`` or ``:``;
+    the user info is therefore everything up to the *last* ``@``, so no part of
+    such a password survives (a query holding ``@`` may be masked too: safe side).
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return url
+    user, colon, _ = rest[:at].partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:***@{rest[at + 1:]}"
 
 
 def scrub(text: str, url: str) -> str:
     """Remove the URL's password from a message produced by a database driver."""
-    password = password_of(url)
-    if password:
+    for password in sorted(_passwords(url), key=len, reverse=True):
         text = text.replace(password, "***")
-    return mask_url(text)
+    return _USERINFO_RE.sub(r"\1:***@", text.replace(url, mask_url(url)))
+
+
+def _passwords(url: str) -> set[str]:
+    """The password as written, as decoded, and as a URL parser would cut it."""
+    found = set()
+    _, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if sep and at >= 0 and ":" in rest[:at]:
+        written = rest[:at].partition(":")[2]
+        found |= {written, unquote(written)}
+    parsed = password_of(url)
+    if parsed:
+        found.add(parsed)
+    return {p for p in found if p}
 
 
 def password_of(url: str) -> str | None:
