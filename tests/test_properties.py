@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from ociforge.errors import InvalidInputError, OciforgeError
 
-FAST = settings(max_examples=200, deadline=None,
+FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 HEX = "0123456789abcdef"
 DIGEST = "sha256:" + "a" * 64
@@ -385,3 +385,30 @@ def test_tar_reader_raises_only_ociforge_errors(data: bytes) -> None:
         tarsafe.check_layer(io.BytesIO(data), limits)
     except OciforgeError as exc:
         assert isinstance(exc, InvalidInputError), type(exc)
+
+
+# -- env files captured from running applications ----------------------------------------
+
+_env_lines = st.lists(st.one_of(
+    st.text(max_size=40),
+    st.tuples(st.sampled_from(["", "export ", "  export   "]),
+              st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True),
+              st.sampled_from(["=", " = ", "=="]),
+              st.one_of(st.text(max_size=20), st.text(max_size=20).map(lambda v: f'"{v}"'),
+                        st.text(max_size=20).map(lambda v: f"'{v}'"))).map("".join)),
+    max_size=8).map("\n".join)
+
+
+@FAST
+@given(_env_lines)
+def test_env_file_parser_never_shows_a_value_in_errors(text: str) -> None:
+    from ociforge.app.envfile import parse_env_text
+
+    try:
+        env = parse_env_text(text, "runtime.env")
+    except OciforgeError as exc:
+        assert isinstance(exc, InvalidInputError)
+        # errors name the file and line, never the value (it may be a secret)
+        assert str(exc).startswith("runtime.env:"), str(exc)
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
