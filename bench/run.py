@@ -42,13 +42,22 @@ SIZE_ALIASES = {"small": "quick", "quick": "quick", "full": "full", "": "full"}
 GROUPS = ("startup", "mixed", "small", "push", "registry", "memory")
 
 
+def _env_int(parser: argparse.ArgumentParser, name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        parser.error(f"{name}={text!r} is not a whole number")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a ~50 MB run (same as --size quick)")
     p.add_argument("--size", choices=sorted(SIZE_ALIASES.keys() - {""}),
                    default=os.environ.get("BENCH_SIZE", "full") or "full",
                    help="tree sizes (env BENCH_SIZE; default full)")
-    p.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")),
+    p.add_argument("--runs", type=int, default=_env_int(p, "BENCH_RUNS", 3),
                    help="rounds per measurement; medians are reported (env BENCH_RUNS; "
                    "default 3)")
     p.add_argument("--mixed-mib", type=int, help="override: size of the mixed tree in MiB")
