@@ -234,8 +234,6 @@ class Authenticator:
             resp = transport.token_request(
                 "GET", realm, params=_token_query(service, scopes, creds.username if creds
                                                   else ""), auth_header=auth_header)
-        if resp.status_code != 200:
-            resp.close()
         if resp.status_code in (401, 403):
             raise AuthError(
                 f"{self.registry}: the token service refused the credentials"
@@ -245,14 +243,10 @@ class Authenticator:
             raise RegistryError(
                 f"{self.registry}: token service answered HTTP {resp.status_code}",
                 status=resp.status_code, code="UNAUTHORIZED")
-        from .transport import read_limited
-
         try:
-            body = json.loads(read_limited(resp, 1 << 20))
+            body = json.loads(resp.content)
         except ValueError:
             raise RegistryError(f"{self.registry}: token service sent no JSON") from None
-        finally:
-            resp.close()
         value = (body.get("access_token") or body.get("token")) if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise RegistryError(f"{self.registry}: token service sent no token")

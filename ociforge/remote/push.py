@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..digest import Digest
@@ -24,6 +23,7 @@ from ..options import Options
 from ..reference import Reference, normalize_registry
 from .auth import pull_scope, push_scope
 from .client import ManifestPut, RegistryClient
+from .parallel import run_parallel
 
 log = logging.getLogger("ociforge.remote")
 
@@ -120,20 +120,7 @@ def _push_blobs(client: RegistryClient, repository: str,
         mount_from = _repo_on(client.registry, source)
         return layer.digest, client.push_blob(repository, layer, mount_from=mount_from)
 
-    if jobs == 1 or len(blobs) == 1:
-        for layer, source in blobs.values():
-            digest, outcome = one(layer, source)
-            result.blobs[str(digest)] = outcome
-        return
-    with ThreadPoolExecutor(max_workers=min(jobs, len(blobs)),
-                            thread_name_prefix="ociforge-push") as pool:
-        futures = [pool.submit(one, layer, source) for layer, source in blobs.values()]
-        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
-        for future in futures:
-            digest, outcome = future.result()
-            result.blobs[str(digest)] = outcome
+    pairs = list(blobs.values())
+    outcomes = run_parallel(lambda pair: one(*pair), pairs, jobs, "ociforge-push")
+    for digest, outcome in outcomes:
+        result.blobs[str(digest)] = outcome

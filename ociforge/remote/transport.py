@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -130,6 +131,12 @@ def _skip(fh: IO[bytes], offset: int) -> None:
 
 
 Body = bytes | FileBody | None
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    status_code: int
+    content: bytes
 
 
 _BUNDLES: dict[str, str] = {}
@@ -298,11 +305,26 @@ class Transport:
         return urljoin(base, location)
 
     def token_request(self, method: str, url: str, *, params: Any = None, data: Any = None,
-                      auth_header: str | None = None) -> requests.Response:
+                      auth_header: str | None = None) -> TokenAnswer:
+        """A token-service call, body read (at most 1 MiB) and retried if it breaks off."""
         headers = {"Authorization": auth_header} if auth_header else {}
-        return self._send_retrying(method, url, headers, None, stream=False,
-                                   timeout=self._timeout(short=True), params=params, data=data,
-                                   verify=self._verify_for(url))
+        attempts = max(0, self.options.retries) + 1
+        for attempt in range(attempts):
+            resp = self._send_retrying(method, url, headers, None, stream=True,
+                                       timeout=self._timeout(short=True), params=params,
+                                       data=data, verify=self._verify_for(url))
+            try:
+                body = read_limited(resp, 1 << 20)
+            except Exception as exc:  # urllib3/requests raise several types for a cut body
+                if attempt + 1 >= attempts:
+                    raise TransportError(f"{self.registry}: token service answer broke off: "
+                                         f"{type(exc).__name__}") from None
+                self._sleep(attempt, None)
+                continue
+            finally:
+                resp.close()
+            return TokenAnswer(resp.status_code, body)
+        raise AssertionError("unreachable")
 
     def plain_get(self, url: str, headers: Mapping[str, str] | None = None) -> requests.Response:
         """A streaming GET to another host (a blob redirect): never with Authorization."""
