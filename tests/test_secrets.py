@@ -159,6 +159,7 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
     assert "eyJ" not in stderr, "nothing that looks like a JWT is logged"
     stored = json.loads((config / "config.json").read_text())
     assert tls_registry.host in stored["auths"], "credentials live in the credential store"
+    assert (config / "config.json").stat().st_mode & 0o077 == 0, "and only its owner reads it"
 
 
 @pytest.mark.parametrize("other", ["alias", "port"])
