@@ -203,8 +203,9 @@ def test_cli_copy_roundtrip_through_registry(registry, tmp_path: Path, cli) -> N
     assert code == 0, err
     assert str(image.digest) in out
     dest = f"docker://{registry.host}/cli/copy:2"
-    code, _out, err = cli("copy", f"oci:{tmp_path / 'layout'}:t", dest)
+    code, _out, err = cli("copy", f"oci:{tmp_path / 'layout'}:t", dest, "-v")
     assert code == 0, err
+    assert f"pushing {dest.removeprefix('docker://')}" in err      # the progress line
     assert skopeo_digest(Reference.parse(f"{registry.host}/cli/copy:2")) == str(image.digest)
 
 

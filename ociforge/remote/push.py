@@ -11,6 +11,7 @@ local one.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from ..image import Image
 from ..index import Artifact, Index
 from ..layer import Layer
 from ..options import Options
+from ..progress import Progress
 from ..reference import Reference, normalize_registry
 from .auth import pull_scope, push_scope
 from .client import ManifestPut, RegistryClient
@@ -54,7 +56,9 @@ def push(client: RegistryClient, ref: Reference, artifact: Artifact,
     client.widen_scopes(repository, [push_scope(repository),
                                      *(pull_scope(s) for s in sorted(s for s in sources if s))])
     result = PushResult(artifact.digest, artifact.media_type)
-    _push_blobs(client, repository, blobs, result, max(1, options.registry.jobs))
+    total = sum(layer.size for layer, _ in blobs.values())
+    with Progress(f"pushing {ref}", total, options.progress) as progress:
+        _push_blobs(client, repository, blobs, result, max(1, options.registry.jobs), progress)
     for child in _children_first(artifact):
         put = client.put_manifest(repository, str(child.digest), child.manifest_bytes,
                                   child.media_type)
@@ -112,13 +116,17 @@ def _unique_blobs(artifact: Artifact, registry: str | None = None
 
 def _push_blobs(client: RegistryClient, repository: str,
                 blobs: dict[Digest, tuple[Layer, str | None]], result: PushResult,
-                jobs: int) -> None:
+                jobs: int, progress: Progress) -> None:
     if not blobs:
         return
+    lock = threading.Lock()
 
     def one(layer: Layer, source: str | None) -> tuple[Digest, str]:
         mount_from = _repo_on(client.registry, source)
-        return layer.digest, client.push_blob(repository, layer, mount_from=mount_from)
+        outcome = client.push_blob(repository, layer, mount_from=mount_from)
+        with lock:
+            progress.advance(layer.size)
+        return layer.digest, outcome
 
     pairs = list(blobs.values())
     outcomes = run_parallel(lambda pair: one(*pair), pairs, jobs, "ociforge-push")
