@@ -41,6 +41,8 @@ class Rule:
     as registries do when they cannot or will not mount).
     ``rewrite`` (forward, then replace text in the response headers: ``headers``
     maps old text to new, e.g. to point a token realm at another proxy).
+    ``lost_answer`` (forward, let the registry act, then answer ``status``
+    instead of the registry's answer: the response was lost on the way back).
     ``skip`` lets the first N matches through untouched.
     """
 
@@ -259,6 +261,12 @@ class _Handler(BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body, headers=headers,  # type: ignore[arg-type]
                      encode_chunked=chunked and self.command != "HEAD")
         resp = conn.getresponse()
+        if rule is not None and rule.action == "lost_answer":
+            resp.read()
+            conn.close()
+            owner.requests.append((self.command, self.path, rule.status))
+            self._send_error(rule.status, rule.code, rule.headers)
+            return
         owner.requests.append((self.command, self.path, resp.status))
         self.send_response(resp.status)
         length = resp.getheader("Content-Length")

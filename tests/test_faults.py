@@ -630,3 +630,30 @@ def test_corrupt_blob_in_registry_storage_is_never_accepted(cli, registry: Any,
     code, _, err = cli("copy", f"{registry.host}/{repo}:t", f"oci:{tmp_path / 'out'}:t")
     assert code == 0, err
     layout_is_sound(tmp_path / "out", str(image.digest))
+
+
+# -- answers lost after the registry acted ------------------------------------------------
+# The registry did the work (stored the chunk, committed the blob, stored the manifest) but
+# the answer never arrived: a blind resend must not corrupt the blob (registry 2.8 appends a
+# resent PATCH) nor fail on the upload session the first request already closed.
+
+LOST = {
+    "PUT upload": ("PUT", r"/blobs/uploads/", []),
+    "PATCH chunk": ("PATCH", r"/blobs/uploads/", ["--chunk-size", "256K"]),
+    "PUT closing chunked upload": ("PUT", r"/blobs/uploads/", ["--chunk-size", "256K"]),
+    "POST upload": ("POST", r"/blobs/uploads/", []),
+    "PUT manifest": ("PUT", r"/manifests/", []),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LOST))
+def test_push_survives_a_lost_answer(kind: str, cli, registry: Any, proxy: FaultProxy,
+                                     source: tuple[str, str]) -> None:
+    method, path, extra = LOST[kind]
+    rule = proxy.add(Rule("lost_answer", method=method, path=path, status=503, times=1,
+                          skip=0 if kind == "PUT manifest" else 1))
+    repo = repo_name(f"lost-{kind}")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1", *extra)
+    assert rule.fired == 1
+    survived(code, err)
+    registry_has_image(registry, repo, "t", source[1])
