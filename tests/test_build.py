@@ -29,11 +29,14 @@ from ociforge.errors import HostileInputError, InvalidInputError
 COMPRESSIONS = ("gzip", "zstd", "none")
 
 
-def make_tree(root: Path, *, reverse: bool = False, mtime: int | None = None) -> Path:
+def make_tree(
+    root: Path, *, reverse: bool = False, mtime: int | None = None, owner: int | None = None
+) -> Path:
     """A fixture tree with every kind of entry a layer must keep.
 
     ``reverse`` creates the files in the opposite order (different inode and
-    directory-listing order); ``mtime`` stamps everything with that time.
+    directory-listing order); ``mtime`` stamps everything with that time;
+    ``owner`` (as root only) gives everything that uid and gid.
     """
     root.mkdir(parents=True)
     files: list[tuple[str, bytes, int]] = [
@@ -57,10 +60,13 @@ def make_tree(root: Path, *, reverse: bool = False, mtime: int | None = None) ->
     (root / "bin" / "abs-link").symlink_to("/usr/bin/env")
     (root / "bin" / "rel-link").symlink_to("../etc/app.conf")
     (root / "outside").symlink_to("/etc")  # a symlink to a directory outside: kept, not followed
-    if mtime is not None:
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if mtime is not None:
+                os.utime(path, (mtime, mtime), follow_symlinks=False)
+            if owner is not None and os.geteuid() == 0:
+                os.lchown(path, owner, owner)
     return root
 
 
@@ -102,7 +108,7 @@ def test_same_tree_copied_differently_gives_identical_bytes(
     tmp_path: Path, compression: str
 ) -> None:
     a = make_tree(tmp_path / "a", mtime=1_000_000)
-    b = make_tree(tmp_path / "b", reverse=True, mtime=2_000_000_000)
+    b = make_tree(tmp_path / "b", reverse=True, mtime=2_000_000_000, owner=4321)
     settings = BuildSettings(compression=compression, epoch=1_700_000_000)
     ra = build_layer([LayerSource(a, "/app")], settings)
     rb = build_layer([LayerSource(b, "/app")], settings)
