@@ -298,11 +298,8 @@ def layer_from_tar(
     except BaseException:
         blob_path.unlink(missing_ok=True)
         raise
-    if kind == "zstd" and settings.docker:
-        media_type = layer_type("zstd", False)
-    else:
-        media_type = layer_type(kind, settings.docker)
-    descriptor = Descriptor(media_type, blob.digest, blob.size)
+    # the tar's own compression decides (Docker has no zstd type: OCI's is used)
+    descriptor = Descriptor(layer_type(kind, settings.docker), blob.digest, blob.size)
     layer = Layer.from_file(blob_path, descriptor, diff_id, count)
     return BuildResult(layer, [], [])
 
