@@ -509,3 +509,17 @@ def test_whiteout_named_files_in_sources_are_skipped(tmp_path: Path) -> None:
     result = build_layer([LayerSource(tree, "/")], BuildSettings(compression="none"))
     assert [m.name for m in tar_members(result.layer.path, "none")] == ["ok"]  # type: ignore[arg-type]
     assert result.skipped == [(".wh.sneaky", "name is reserved for whiteouts")]
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_our_layers_pass_tarsafe_as_they_are(tmp_path: Path, compression: str) -> None:
+    """The builder's output (hardlinks, symlinks, long names, whiteouts) is safe input too."""
+    tree = make_tree(tmp_path / "tree")
+    built = build_layer(
+        [LayerSource(tree, "/app")], BuildSettings(compression=compression), removes=["/etc/x"]
+    ).layer
+    again = layer_from_tar(built.path, BuildSettings(compression="none")).layer  # type: ignore[arg-type]
+    assert (again.digest, again.diff_id, again.media_type) == (
+        built.digest, built.diff_id, built.media_type,
+    )
+    assert again.file_count == built.file_count
