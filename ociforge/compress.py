@@ -79,8 +79,10 @@ def _deflate_block(block: bytes, zdict: bytes, level: int) -> tuple[bytes, int]:
     """Raw deflate of one block, ending byte-aligned with a sync flush; and its CRC-32."""
     reusable = getattr(_deflate_lib, "_ParallelCompress", None)
     if reusable is not None and len(block) <= GZIP_BLOCK_SIZE:
-        # ISA-L's per-thread compressor reuses its buffers (a fresh compressobj per
-        # block costs ~20% more CPU in page faults); its output is the same bytes.
+        # ISA-L's per-thread compressor (what igzip_threaded uses) reuses its buffers
+        # (a fresh compressobj per block costs ~20% more CPU) and deflates a block in
+        # one call.  compressobj's compress()+flush() may cut deflate blocks elsewhere,
+        # so the fallback below gives other (equally valid, deterministic) bytes.
         compressor = getattr(_local, "compressor", None)
         if compressor is None or _local.level != level:
             room = 2 * GZIP_BLOCK_SIZE + 500 if level == 0 else GZIP_BLOCK_SIZE * 11 // 10
