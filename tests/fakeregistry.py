@@ -88,6 +88,7 @@ class FakeRegistry:
     def __init__(self, layout: Path, repo: str, user: str | None = None,
                  password: str | None = None, blob_host: BlobHost | None = None,
                  manifest: bytes | None = None, headers: dict[str, str] | None = None):
+        extra_headers = dict(headers or {})
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         index = json.loads((layout / "index.json").read_text())
         blobs = layout / "blobs" / "sha256"
@@ -134,7 +135,7 @@ class FakeRegistry:
                         return
                     if manifest is not None:
                         self._reply(200, manifest, {"Content-Type": desc["mediaType"],
-                                                    **(headers or {})})
+                                                    **extra_headers})
                         return
                     data = (blobs / desc["digest"].split(":")[1]).read_bytes()
                     self._reply(200, data, {"Content-Type": desc["mediaType"],

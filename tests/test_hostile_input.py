@@ -469,3 +469,24 @@ def test_layout_blob_symlink_out_of_root_is_refused(trick: str, tmp_path: Path, 
     _one_line_exit_2(code, stdout, err)
     assert "symlink" in err or "regular file" in err, err
     assert not (out / "index.json").exists()
+
+
+def test_registry_lying_about_the_manifest_digest(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from fakeregistry import FakeRegistry
+    from imagegen import layout_with_image
+
+    layout_with_image(tmp_path / "src", (1000,))
+    index = json.loads((tmp_path / "src" / "index.json").read_text())
+    body = (tmp_path / "src" / "blobs" / "sha256" /
+            index["manifests"][0]["digest"].split(":")[1]).read_bytes()
+    lie = "sha256:" + "c" * 64
+    fake = FakeRegistry(tmp_path / "src", "app", manifest=body,
+                        headers={"Docker-Content-Digest": lie}).start()
+    try:
+        out = tmp_path / "out"
+        code, _stdout, err = cli("copy", f"{fake.host}/app:t", f"oci:{out}:t", "--retries", "0")
+    finally:
+        fake.stop()
+    assert code == 1, (code, err)
+    assert lie in err and "Traceback" not in err
+    assert not (out / "index.json").exists()
