@@ -21,6 +21,7 @@ from ..options import Options
 from ..platform import Platform
 from ..reference import Reference
 from .client import RegistryClient
+from .parallel import run_parallel
 
 MAX_INDEX_DEPTH = 4
 
@@ -58,15 +59,15 @@ def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) ->
 def load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int) -> Index:
     if depth > MAX_INDEX_DEPTH:
         raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-    children: list[tuple[Descriptor, Artifact]] = []
-    for desc in _entries(index_bytes):
+    def load_child(desc: Descriptor) -> tuple[Descriptor, Artifact]:
         data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
-        child: Artifact
         if mt.is_index(media_type):
-            child = load_index(client, ref, data, depth + 1)
-        else:
-            child = load_image(client, ref, data)
-        children.append((desc, child))
+            return desc, load_index(client, ref, data, depth + 1)
+        return desc, load_image(client, ref, data)
+
+    # children's manifests and configs are fetched side by side (order kept)
+    jobs = client.options.jobs if depth == 0 else 1
+    children = run_parallel(load_child, _entries(index_bytes), jobs, "ociforge-pull")
     return Index(index_bytes, tuple(children), ref.name)
 
 
