@@ -504,7 +504,7 @@ def describe_tools() -> dict[str, str]:
             text = proc.stdout.strip() or proc.stderr.strip()
         except (OSError, subprocess.SubprocessError):
             text = "unknown version"
-        out[name] = (text.strip().splitlines() or ["?"])[0][:80]
+        out[name] = (text.strip().splitlines() or ["?"])[0].strip("* ")[:80]
     return out
 
 
