@@ -444,7 +444,7 @@ def _token_registry_has(token_registry: Any, repo: str, digest: str) -> None:
     assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == digest
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503", "429", "429+Retry-After"])
+@pytest.mark.parametrize("fault", ["500", "502", "503", "429", "429+Retry-After", "truncate"])
 def test_push_survives_faults_on_token_requests(fault: str, cli, token_registry: Any,
                                                 token_proxies: tuple[FaultProxy, FaultProxy],
                                                 source: tuple[str, str]) -> None:

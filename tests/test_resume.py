@@ -223,3 +223,47 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
         _layout_consistent(out_dir / "layout")
         index = json.loads((out_dir / "layout" / "index.json").read_text())
         assert [m["digest"] for m in index["manifests"]] == [str(image.digest)]
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_ctrl_c_stops_parallel_transfers_promptly(direction: str, tmp_path: Path,
+                                                  registry: Any) -> None:
+    """With --jobs 4 a stalled worker must not hold Ctrl-C hostage until its timeout."""
+    src, _ = layout_with_image(tmp_path / "src", (100 << 10, 200 << 10, 300 << 10))
+    repo = f"resume/ctrl-c-{uuid.uuid4().hex[:6]}"
+    if direction == "pull":
+        pushed = subprocess.run([sys.executable, "-m", "ociforge", "copy", src,
+                                 f"{registry.host}/{repo}:t"], env=_env(), capture_output=True,
+                                text=True, timeout=60)
+        assert pushed.returncode == 0, pushed.stderr
+    with FaultProxy(registry.host) as proxy:
+        if direction == "push":
+            stall = proxy.add(Rule("stall", method="PUT", path=r"/blobs/uploads/", times=1,
+                                   delay=30))
+            argv = ["copy", src, f"{proxy.host}/{repo}:t"]
+        else:
+            stall = proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", times=1,
+                                   skip=1, delay=30))
+            argv = ["copy", f"{proxy.host}/{repo}:t", f"oci:{tmp_path / 'out'}:t"]
+        proc = subprocess.Popen([sys.executable, "-m", "ociforge", *argv, "--jobs", "4"],
+                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.3)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=40)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, err
+    assert [line for line in err.splitlines() if line.strip()] == ["ociforge: interrupted"]
+    assert took < 5, f"Ctrl-C took {took:.1f}s"
+    if direction == "pull":
+        _layout_consistent(tmp_path / "out")
+        leftovers = [p.name for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]
+        assert not leftovers, leftovers
