@@ -75,6 +75,10 @@ def test_absolute_rss_mount_and_determinism_targets() -> None:
     rss = report.judge(by_kind["rss"], {"ociforge-build-2x": _result("ociforge-build-2x", [1.0]),
                                         "ociforge-push-2x": _result("ociforge-push-2x", [1.0])})
     assert rss.status == report.MET and rss.ours == "10 MiB"
+    growth = report.judge(by_kind["rss-growth"], {
+        "ociforge-build-2x": _result("ociforge-build-2x", [1.0, 1.0]),   # peak 11 MiB
+        "ociforge-gzip": _result("ociforge-gzip", [1.0])})               # peak 10 MiB
+    assert growth.ratio == pytest.approx(1.1) and growth.status == report.MET
     mounted = _result("ociforge-mount", [1.0], base_layers=10, base_mounted=10,
                       base_uploaded=0, uploaded=2)
     assert report.judge(by_kind["mount"], {"ociforge-mount": mounted}).status == report.MET

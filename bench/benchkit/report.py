@@ -21,7 +21,9 @@ UNMEASURED = "not measured"
 @dataclass(frozen=True)
 class Target:
     """One line of issue 5.  ``kind``: ratio (ours/peer <= limit), seconds (median
-    <= limit), rss (peak MiB over ``ours`` < limit), mount (no base layer uploaded),
+    <= limit), rss (peak MiB over ``ours`` < limit), rss-growth (peak RSS of ``ours`` /
+    peak RSS of ``peer`` <= limit: memory does not grow with the image), mount (no base
+    layer uploaded),
     same-digest (every round produced the same layer digest)."""
 
     name: str
@@ -41,6 +43,8 @@ TARGETS: tuple[Target, ...] = (
     Target("base layers mounted from another repo", "mount", ("ociforge-mount",)),
     Target("peak RSS, build + push 2x tree image", "rss", ("ociforge-build-2x",
                                                           "ociforge-push-2x"), None, 150.0),
+    Target("peak RSS flat: 2x image build / 1x build", "rss-growth", ("ociforge-build-2x",),
+           "ociforge-gzip", 1.25),
     Target("ociforge --version", "seconds", ("ociforge-version",), None, 0.100),
     Target("ociforge --help", "seconds", ("ociforge-help",), None, 0.150),
     Target("gzip layer deterministic across rounds", "same-digest", ("ociforge-gzip",)),
@@ -98,6 +102,16 @@ def judge(target: Target, results: dict[str, CaseResult]) -> Verdict:
         peak = max(r.peak_rss or 0.0 for r in mine)
         return Verdict(target, f"{peak:.0f} MiB", "", None, _limit_text(target),
                        MET if peak < target.limit else NOT_MET)
+    if target.kind == "rss-growth":
+        base = results.get(target.peer or "")
+        if base is None or not base.measured or not base.peak_rss:
+            return Verdict(target, f"{mine[0].peak_rss or 0:.0f} MiB", "-", None,
+                           _limit_text(target), f"{UNMEASURED}: {target.peer} "
+                           f"{base.why_missing() if base else 'not run'}")
+        growth = (mine[0].peak_rss or 0.0) / base.peak_rss
+        return Verdict(target, f"{mine[0].peak_rss or 0:.0f} MiB",
+                       f"{base.peak_rss:.0f} MiB ({base.key})", growth, _limit_text(target),
+                       MET if growth <= target.limit else NOT_MET)
     if target.kind == "mount":
         extras = [s.extra for s in mine[0].samples]
         uploaded = max(int(str(e.get("base_uploaded", 0))) for e in extras)
@@ -125,7 +139,7 @@ def ratio_of(ours: CaseResult, peer: CaseResult) -> float:
 
 
 def _limit_text(target: Target) -> str:
-    if target.kind == "ratio":
+    if target.kind in ("ratio", "rss-growth"):
         aim = f" (aim {target.aim:g})" if target.aim is not None else ""
         return f"<= {target.limit:g}x{aim}"
     if target.kind == "seconds":
