@@ -22,7 +22,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
 from benchkit import report  # noqa: E402
-from benchkit.engine import CaseResult  # noqa: E402
+from benchkit.cases import Case, Group  # noqa: E402
+from benchkit.engine import CaseResult, run_group  # noqa: E402
 from benchkit.measure import Sample, run_measured  # noqa: E402
 from benchkit.trees import TreeSpec, make_tree  # noqa: E402
 
@@ -90,6 +91,29 @@ def test_absolute_rss_mount_and_determinism_targets() -> None:
                    Sample(1.0, extra={"digest": "sha256:b"})]
     same = next(t for t in report.TARGETS if t.kind == "same-digest" and "gzip" in t.name)
     assert report.judge(same, {"ociforge-gzip": two}).status == report.NOT_MET
+
+
+def test_missing_peer_is_skipped_and_a_failing_case_stops_while_others_go_on() -> None:
+    calls: list[str] = []
+
+    def ok(i: int) -> Sample:
+        calls.append(f"ok{i}")
+        return run_measured(["true"])
+
+    def broken(i: int) -> Sample:
+        calls.append(f"broken{i}")
+        return run_measured(["sh", "-c", "echo nope >&2; exit 1"])
+
+    group = Group("g", "G", [
+        Case("absent", "absent tool", "absent", ok, needs=("no-such-tool-ociforge-bench",)),
+        Case("broken", "broken", "x", broken),
+        Case("fine", "fine", "x", ok),
+    ], rounds=3)
+    results = {r.key: r for r in run_group(group)}
+    assert results["absent"].skipped == "no-such-tool-ociforge-bench not installed"
+    assert results["broken"].error == "exit 1: nope" and not results["broken"].measured
+    assert len(results["fine"].samples) == 3 and results["fine"].measured
+    assert calls == ["broken0", "ok0", "ok1", "ok2"]
 
 
 def test_seeded_trees_are_reproducible(tmp_path: Path) -> None:
