@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ociforge import mediatypes
 from ociforge.build import (
@@ -523,3 +525,56 @@ def test_our_layers_pass_tarsafe_as_they_are(tmp_path: Path, compression: str) -
         built.digest, built.diff_id, built.media_type,
     )
     assert again.file_count == built.file_count
+
+
+NAMES = st.text(
+    alphabet=st.sampled_from("ab-_.Z\u00e9\u4e2d "), min_size=1, max_size=6
+).filter(lambda n: n not in (".", "..") and not n.startswith(".wh."))
+TREES = st.dictionaries(
+    st.lists(NAMES, min_size=1, max_size=3).map(tuple),
+    st.one_of(st.binary(max_size=300), st.sampled_from(["<dir>", "<link>"])),
+    max_size=12,
+)
+
+
+def _materialise(root: Path, spec: dict[tuple[str, ...], object], reverse: bool) -> None:
+    root.mkdir()
+    items = sorted(spec.items(), reverse=reverse)
+    for parts, content in items:
+        path = root.joinpath(*parts)
+        # a path whose parent is already a file or link is not representable: drop it
+        if any(root.joinpath(*parts[:i]).is_symlink() or root.joinpath(*parts[:i]).is_file()
+               for i in range(1, len(parts))):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            continue
+        if content == "<dir>":
+            path.mkdir()
+        elif content == "<link>":
+            path.symlink_to("../" + parts[-1])
+        else:
+            path.write_bytes(content)  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(TREES)
+def test_any_tree_builds_the_same_bytes_twice(
+    tmp_path_factory: pytest.TempPathFactory, spec: dict[tuple[str, ...], object]
+) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    _materialise(base / "a", spec, reverse=False)
+    _materialise(base / "b", spec, reverse=True)
+    if snapshot(base / "a") != snapshot(base / "b"):
+        return  # the two creation orders resolved a name clash differently
+    for d in (base / "a", base / "b"):
+        for dirpath, dirnames, _ in os.walk(d):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o755)
+    ra = build_layer([LayerSource(base / "a", "/")], BuildSettings(compression="gzip"))
+    rb = build_layer([LayerSource(base / "b", "/")], BuildSettings(compression="gzip"))
+    assert ra.layer.digest == rb.layer.digest
+    checked = layer_from_tar(ra.layer.path, BuildSettings()).layer  # type: ignore[arg-type]
+    assert checked.diff_id == ra.layer.diff_id
