@@ -151,7 +151,7 @@ class TarReader:
             raise InvalidInputError(f"{self._what}: entry {entry!r} has a malformed {name} field")
         return int(text, 8)
 
-    def _header(self, block: bytes) -> None:
+    def _check_checksum(self, block: bytes) -> None:
         stored = self._number(block[148:156], "checksum", "?")
         unsigned = sum(block[:148]) + 256 + sum(block[156:])
         signed = unsigned - 2 * sum(c for c in block[:148] + block[156:] if c > 127)
@@ -227,7 +227,7 @@ class TarReader:
                     if pax or long_name is not None or long_link is not None:
                         raise InvalidInputError(f"{self._what}: tar ends after a PAX header")
                     return
-                self._header(block)
+                self._check_checksum(block)
                 self.count += 1
                 if self.count > limits.max_entries:
                     raise HostileInputError(
