@@ -51,6 +51,7 @@ def make_tree(root: Path, reverse: bool = False, epoch_offset: int = 0) -> Path:
     if not hard.exists():
         os.link(root / "etc" / "app.conf", hard)
     for dirpath, _, _ in os.walk(root):
+        os.chmod(dirpath, 0o755)  # folder modes are kept: don't let the umask pick them
         os.utime(dirpath, (2_000_000 + epoch_offset, 2_000_000 + epoch_offset))
     return root
 
