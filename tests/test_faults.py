@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -260,6 +263,14 @@ def test_push_survives_reset_mid_blob_upload(cli, registry: Any, proxy: FaultPro
     survived(code, err)
     assert rule.fired == 2
     registry_has_image(registry, repo, "t", source[1])
+    # and as other tools see it: skopeo reads the same manifest, ociforge verify agrees
+    from tools import require_tool, run
+
+    raw = subprocess.run([require_tool("skopeo"), "inspect", "--tls-verify=false", "--raw",
+                          f"docker://{registry.host}/{repo}:t"], capture_output=True, check=True)
+    assert "sha256:" + hashlib.sha256(raw.stdout).hexdigest() == source[1]
+    run([sys.executable, "-m", "ociforge", "verify", f"{registry.host}/{repo}:t"],
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
 
 
 def test_pull_survives_reset_mid_download(cli, tmp_path: Path, proxy: FaultProxy,
