@@ -116,3 +116,19 @@ def test_threads_writing_one_layout_in_process(tmp_path: Path) -> None:
         digests = list(pool.map(write, range(WRITERS)))
     assert digests == [d for _, d in sources]
     assert sorted(Layout(dest).tags()) == [f"t{i}" for i in range(WRITERS)]
+
+
+def test_processes_racing_for_the_same_tag(tmp_path: Path) -> None:
+    """Same tag from several writers: all succeed, exactly one wins, nothing is torn."""
+    sources = _sources(tmp_path)
+    dest = tmp_path / "same-tag"
+    commands = [[sys.executable, "-m", "ociforge", "copy", src, f"oci:{dest}:latest"]
+                for src, _ in sources]
+    for result in _run_together(commands, tmp_path):
+        assert result.returncode == 0, result.stderr
+    index = json.loads((dest / "index.json").read_text())
+    assert len(index["manifests"]) == 1
+    assert index["manifests"][0]["digest"] in {d for _, d in sources}
+    verify = subprocess.run([sys.executable, "-m", "ociforge", "verify", f"oci:{dest}:latest"],
+                            env=_env(), capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stderr
