@@ -43,6 +43,7 @@ _TYPES = {
 }
 _META_TYPES = {tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK}
 _MAX_META_CHAIN = 16
+_WHITEOUT = b".wh."
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,13 @@ class TarReader:
 
         clean = self._clean(name, "entry", allow_root=kind == "dir")
         shown = _text(clean[:200])
+        base = clean.rpartition(b"/")[2]
+        if base.startswith(_WHITEOUT) and base[len(_WHITEOUT):] in (b"", b".", b".."):
+            # a whiteout deletes its name from lower layers: '..' or '.' would make an
+            # unpacker delete the folder itself or its parent
+            raise HostileInputError(
+                f"{self._what}: whiteout {shown!r} would delete {_text(base[4:]) or 'nothing'!r}"
+            )
         via = self._through_symlink(clean)
         if via is not None:
             raise HostileInputError(
@@ -330,6 +338,10 @@ class TarReader:
                 raise HostileInputError(
                     f"{self._what}: hardlink {shown!r} points through a symlink (tar-slip)"
                 )
+            if target in self._symlinks:
+                # a hardlink to a symlink is another name for the same link: entries
+                # written through it are a tar-slip too
+                self._symlinks.add(clean)
             link_text = _text(target)
         else:
             link_text = ""

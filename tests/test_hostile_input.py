@@ -135,6 +135,10 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "hardlink-through-symlink": lambda: tar_bytes([sym("etc", "/etc"),
                                                    hard("pw", "etc/passwd")]),
     "pax-path-escape": pax_escape_tar,
+    "hardlink-to-symlink-slip": lambda: tar_bytes([sym("l", "/etc"), hard("h", "l"),
+                                                   f("h/passwd")]),
+    "whiteout-of-dotdot": lambda: tar_bytes([d("a"), f("a/.wh...")]),
+    "whiteout-of-dot": lambda: tar_bytes([d("a"), f("a/.wh..")]),
     "absurd-size": absurd_size_tar,
     "base256-size": base256_size_tar,
     "bad-checksum": bad_checksum_tar,
@@ -161,7 +165,7 @@ def test_tarsafe_refuses(name: str) -> None:
         tarsafe.check_layer(io.BytesIO(HOSTILE[name]()))
     message = str(info.value)
     assert message and "\n" not in message.strip()
-    if name.startswith(("dotdot", "symlink", "hardlink", "pax")):
+    if name.startswith(("dotdot", "symlink", "hardlink", "pax", "whiteout")):
         assert isinstance(info.value, HostileInputError), (name, message)
 
 
