@@ -13,7 +13,7 @@ import io
 import zlib
 from typing import IO, Any
 
-from .errors import HostileInputError, InvalidInputError
+from .errors import HostileInputError, InvalidInputError, OciforgeError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -61,6 +61,8 @@ class BoundedReader(io.RawIOBase):
             want = min(want, self._limit - self.produced + 1)
         try:
             data = self._inner.read(max(want, 1))
+        except OciforgeError:
+            raise  # e.g. the compressed blob's own digest check: keep its kind and exit code
         except (OSError, EOFError, ValueError, zlib.error, MemoryError) as exc:
             raise InvalidInputError(f"{self._what}: corrupt {self._kind} data: {exc}") from None
         except Exception as exc:  # zstandard.ZstdError and friends

@@ -494,3 +494,23 @@ def test_registry_lying_about_the_manifest_digest(tmp_path: Path, cli) -> None: 
     assert code == 1, (code, err)
     assert lie in err and "Traceback" not in err
     assert not (out / "index.json").exists()
+
+
+def test_decompression_keeps_the_blobs_own_error() -> None:
+    """A digest mismatch seen while decompressing a blob stays a DigestMismatchError (exit 1),
+    it does not turn into 'corrupt gzip data' (exit 2); a zip bomb inside the bound too."""
+    from ociforge.compress import open_decompressed
+    from ociforge.digest import Digest, VerifyingReader
+    from ociforge.errors import DigestMismatchError
+
+    data = gzip.compress(b"x" * 100_000, mtime=0)
+    wrong = Digest("sha256", "0" * 64)
+    reader = open_decompressed(VerifyingReader(io.BytesIO(data), wrong, len(data)))
+    with pytest.raises(DigestMismatchError):
+        while reader.read(65536):
+            pass
+    inner = open_decompressed(io.BytesIO(gzip_bomb(16 << 20)), limit=1 << 20)
+    with pytest.raises(HostileInputError):
+        outer = open_decompressed(inner, kind="none")
+        while outer.read(65536):
+            pass
