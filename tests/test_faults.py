@@ -47,8 +47,9 @@ class _FaultReport:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not INJECTED:
             return
-        total = sum(INJECTED.values())
-        kinds = ", ".join(f"{k} x{v}" for k, v in sorted(INJECTED.items()))
+        fired = {k: v for k, v in INJECTED.items() if v > 0}
+        total = sum(fired.values())
+        kinds = ", ".join(f"{k} x{v}" for k, v in sorted(fired.items()))
         terminalreporter.write_sep("-", "fault injection report")
         terminalreporter.write_line(f"faults injected: {total} ({kinds})")
         terminalreporter.write_line(
