@@ -202,3 +202,39 @@ def test_verbose_shows_http_exchange_with_secrets_masked(tmp_path: Path,
                             "--ca-cert", str(tls_registry.ca_path)], env=env,
                            capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and "/v2/" not in quiet.stderr, "no HTTP log without -vv"
+
+
+BROKEN_CREDENTIAL_FILES = {
+    "not JSON": ("{", 2),
+    "not an object": ("[]", 2),
+    "auth not base64": ('{"auths": {"HOST": {"auth": "!!!notbase64"}}}', 2),
+    "auth without user": ('{"auths": {"HOST": {"auth": "bm9jb2xvbg=="}}}', 2),
+    "missing helper": ('{"credsStore": "nonexistent-helper"}', 2),
+    "auths wrong type": ('{"auths": []}', 1),
+    "entry wrong type": ('{"auths": {"HOST": "x"}}', 1),
+    "not UTF-8": ("\udcff\udcfe", 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CREDENTIAL_FILES))
+def test_broken_credential_files_give_one_line(case: str, tmp_path: Path, cli,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakeregistry import FakeRegistry
+
+    layout_with_image(tmp_path / "src", (1000,))
+    fake = FakeRegistry(tmp_path / "src", "app", user="u", password="p").start()
+    text, expected = BROKEN_CREDENTIAL_FILES[case]
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(text.replace("HOST", fake.host),
+                                        errors="surrogateescape")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    try:
+        code, _out, err = cli("copy", f"{fake.host}/app:t", f"oci:{tmp_path / 'o'}:t",
+                             "--retries", "0")
+    finally:
+        fake.stop()
+    assert code == expected, (code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "o" / "index.json").exists()
