@@ -669,3 +669,27 @@ def test_push_survives_a_lost_answer(kind: str, cli, registry: Any, proxy: Fault
     assert rule.fired == 1
     survived(code, err)
     registry_has_image(registry, repo, "t", source[1])
+
+
+def test_corrupt_base_layer_stops_append_and_export(cli, tmp_path: Path) -> None:
+    """A base image's blobs are checked as they are used: no output names a bad blob."""
+    base, _ = layout_with_image(tmp_path / "base", (5000, 3000))
+    digest = _manifest_of(tmp_path / "base")["layers"][0]["digest"]
+    _flip(tmp_path / "base" / "blobs" / "sha256" / digest.split(":")[1], 100)
+    app = tmp_path / "app"
+    (app / "bin").mkdir(parents=True)
+    (app / "bin" / "x").write_text("hi\n")
+    (app / "ociforge.toml").write_text(
+        f'[app]\nname = "a"\nbase = "{base}"\nplatform = "linux/amd64"\n'
+        '[[layers]]\nsrc = "bin"\ndest = "/bin"\n')
+    extra = tmp_path / "extra.txt"
+    extra.write_text("x\n")
+    for argv in (["export", str(app), "-o", str(tmp_path / "app.tar")],
+                 ["export", str(app), "-o", f"oci:{tmp_path / 'app-layout'}:t"],
+                 ["append", base, "--layer", str(extra), "-o", f"oci:{tmp_path / 'out'}:t"],
+                 ["append", base, "--layer", str(extra), "-o", str(tmp_path / "out.tar")]):
+        code, out, err = cli(*argv)
+        failed_cleanly(code, out, err, mentions=(digest[:19],))
+    assert not (tmp_path / "app.tar").exists() and not (tmp_path / "out.tar").exists()
+    layout_is_sound(tmp_path / "app-layout", None)
+    layout_is_sound(tmp_path / "out", None)
