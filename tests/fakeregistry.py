@@ -82,12 +82,14 @@ class FakeRegistry:
 
     Without ``user`` no auth is asked; without ``blob_host`` blobs are served here.
     ``manifest`` replaces the bytes served for the tag (a hostile registry), with
-    ``headers`` sent along (e.g. a lying Docker-Content-Digest).
+    ``headers`` sent along (e.g. a lying Docker-Content-Digest).  ``redirect_query``
+    is appended to blob redirects (a signed CDN URL's query).
     """
 
     def __init__(self, layout: Path, repo: str, user: str | None = None,
                  password: str | None = None, blob_host: BlobHost | None = None,
-                 manifest: bytes | None = None, headers: dict[str, str] | None = None):
+                 manifest: bytes | None = None, headers: dict[str, str] | None = None,
+                 redirect_query: str = ""):
         extra_headers = dict(headers or {})
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         index = json.loads((layout / "index.json").read_text())
@@ -148,8 +150,8 @@ class FakeRegistry:
                     self._reply(200, path.read_bytes(),
                                 {"Content-Type": "application/octet-stream"})
                 elif kind == "blobs" and blob_host is not None:
-                    self._reply(307, b"", {"Location":
-                                           f"http://{blob_host.host}/cdn/{ref.split(':')[1]}"})
+                    self._reply(307, b"", {"Location": f"http://{blob_host.host}/cdn/"
+                                           f"{ref.split(':')[1]}{redirect_query}"})
                 else:
                     self._reply(404)
 

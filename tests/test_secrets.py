@@ -169,7 +169,10 @@ def test_authorization_never_follows_a_redirect_to_another_host(
     user, password = "carol", "pw-" + uuid.uuid4().hex
     host = loopback_alias() if other == "alias" else "127.0.0.1"
     cdn = BlobHost(tmp_path / "src" / "blobs" / "sha256", host).start()
-    fake = FakeRegistry(tmp_path / "src", "app", user, password, cdn).start()
+    signature = "sig" + uuid.uuid4().hex
+    fake = FakeRegistry(tmp_path / "src", "app", user, password, cdn,
+                        redirect_query=f"?X-Amz-Credential=AKIA{uuid.uuid4().hex[:8]}"
+                        f"&X-Amz-Signature={signature}&X-Amz-Expires=60").start()
     try:
         config = tmp_path / "docker"
         config.mkdir()
@@ -187,6 +190,8 @@ def test_authorization_never_follows_a_redirect_to_another_host(
     assert cdn.seen, "blobs were fetched from the redirect target"
     assert all("authorization" not in h for h in cdn.seen), cdn.seen
     assert password not in proc.stderr and auth not in proc.stderr
+    assert cdn.host in proc.stderr, "-vv shows the redirected request"
+    assert signature not in proc.stderr, "a signed URL's signature is masked in the log"
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert index["manifests"][0]["digest"] == str(image.digest)
 
