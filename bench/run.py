@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path,
                    help="reuse this folder for trees and keep it (default: a temporary folder "
                    "removed at the end)")
+    p.add_argument("--rev", help="measure the ociforge package of this git revision (e.g. "
+                   "HEAD) instead of the working tree")
     p.add_argument("--note", default=os.environ.get("BENCH_NOTE", ""),
                    help="a line added to the report (e.g. about machine load)")
     args = p.parse_args(argv)
@@ -90,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace, work: Path) -> Settings:
     base = SIZES[SIZE_ALIASES[args.size]]
-    s = replace(base, work=work, runs=args.runs, seed=args.seed)
+    s = replace(base, work=work, runs=args.runs, seed=args.seed, rev=args.rev)
     if args.mixed_mib:
         s = replace(s, mixed_bytes=args.mixed_mib << 20, size_name="custom")
     if args.mixed_files:
@@ -112,14 +114,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _git_commit() -> str:
+def _git_commit(rev: str | None) -> str:
+    if rev is not None:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", rev],
+                             capture_output=True, text=True, timeout=10)
+        return f"{out.stdout.strip() or rev} (committed tree)"
     try:
         out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain",
                                 "--untracked-files=no"], capture_output=True, text=True,
                                timeout=10).stdout.strip()
-        return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
+        return out.stdout.strip() + (" + uncommitted changes in the working tree" if dirty
+                                     else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(filter(None, args.only.split(","))) or set(GROUPS)
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(), "cpus": str(os.cpu_count()), "cpu": _cpu_model(),
+        "commit": _git_commit(args.rev), "cpus": str(os.cpu_count()), "cpu": _cpu_model(),
         "python": platform.python_version(), "os": platform.platform(terse=True),
         "mem": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB"
         " RAM", "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),

@@ -58,6 +58,7 @@ class Settings:
     runs: int = 3
     seed: int = 20260501
     size_name: str = "full"
+    rev: str | None = None          # measure this git revision instead of the working tree
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Suite:
         self.tmp = settings.work / "tmp"
         for folder in (self.out, self.images, self.tmp):
             folder.mkdir(parents=True, exist_ok=True)
-        self.source_digest = snapshot_source(settings.work / "src")
+        self.source_digest = snapshot_source(settings.work / "src", settings.rev)
         self.env = dict(os.environ)
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(settings.work / "src"), os.environ.get("PYTHONPATH", "")) if p)
@@ -452,15 +453,24 @@ class Suite:
                      cases, 1, prepare, finish)
 
 
-def snapshot_source(dest: Path) -> str:
-    """Copy the ociforge package as it is now to ``dest`` and return a digest of it.
+def snapshot_source(dest: Path, rev: str | None = None) -> str:
+    """Copy the ociforge package to ``dest`` and return a digest of it: the working
+    tree as it is now, or the committed tree of git revision ``rev``.
 
     Every ociforge run in a benchmark uses this copy, so edits made to the
     checkout while the benchmark runs cannot mix two versions in one table.
     """
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(REPO_ROOT / "ociforge", dest / "ociforge",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if rev is None:
+        shutil.copytree(REPO_ROOT / "ociforge", dest / "ociforge",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", rev, "ociforge"],
+                                 capture_output=True, check=False)
+        if archive.returncode != 0:
+            raise CommandFailed(f"git archive {rev}: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     digest = hashlib.sha256()
     for path in sorted((dest / "ociforge").rglob("*.py")):
         digest.update(str(path.relative_to(dest)).encode() + b"\0" + path.read_bytes())
