@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import report
 from benchkit.cases import REPO_ROOT, Settings, Suite, describe_tools, dumps
 from benchkit.engine import CaseResult, log, run_group, skip_group
+from benchkit.measure import rss_is_exact
 
 SIZES = {
     "full": Settings(work=Path(), mixed_files=2000, mixed_bytes=1 << 30, small_files=50_000,
@@ -152,6 +153,10 @@ def render(s: Settings, results: list[CaseResult], verdicts: list[report.Verdict
         f"- Load average at start {meta['load_start']}, at end {meta['load_end']}"
         f"{meta['contention']}",
     ]
+    if not rss_is_exact():
+        lines.append("- Peak RSS figures are upper bounds (they include the harness's own RSS "
+                     "inherited at fork): install GNU time (`apt-get install time`) for exact "
+                     "ones.")
     if meta.get("note"):
         lines.append(f"- Note: {meta['note']}")
     if s.size_name != "full":
