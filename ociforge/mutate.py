@@ -269,3 +269,23 @@ def set_platform(image: Image, platform: Platform) -> Image:
     else:
         config.pop("variant", None)
     return _assemble(manifest, config, image.layers, image.source)
+
+
+def replace_layers(image: Image, replacements: Mapping[int, Layer]) -> Image:
+    """Swap layers in place (descriptor and rootfs diff_id); order and history stay aligned."""
+    if not replacements:
+        return image
+    manifest, config = _docs(image)
+    layers = list(image.layers)
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        raise InvalidInputError("image config rootfs.diff_ids does not match the manifest layers")
+    for index, layer in sorted(replacements.items()):
+        if not 0 <= index < len(layers):
+            raise InvalidInputError(f"no layer {index} to replace ({len(layers)} layers)")
+        if layer.diff_id is None:
+            raise InvalidInputError(f"layer {layer.digest} has no diff_id")
+        layers[index] = layer
+        diff_ids[index] = str(layer.diff_id)
+    return _assemble(manifest, config, layers, image.source)
