@@ -2,5 +2,7 @@
 
 ``spec`` loads and checks ociforge.toml, ``policy`` decides which variables and
 files are license material or secrets, ``tables`` snapshots database tables,
-``report`` describes what was exported, and ``export`` puts it all together.
+``baselayers`` puts the base image's layers through the same file rules (rewriting
+a layer only where something matches, through ``tarblob``), ``report`` describes
+what was exported, and ``export`` puts it all together.
 """

@@ -3,7 +3,8 @@
 Two phases.  First everything that can be wrong with the input is checked
 (ociforge.toml, the licensed flag, names, destinations, the report path,
 database connections) so that bad input exits 2 with nothing written.  Then
-the image is assembled: base, one layer per ``[[layers]]`` entry, and with
+the image is assembled: base (its layers through the same file rules, see
+baselayers.py), one layer per ``[[layers]]`` entry, and with
 ``--with-files`` the files layer and one layer per table; the config gets the
 kept environment and the report digest label; then every destination is
 written and the report last.
@@ -36,6 +37,7 @@ from ..mutate import (
 )
 from ..options import Options
 from ..platform import Platform
+from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
 from .policy import Policy
 from .report import REPORT_LABEL, LayerEntry, Report
@@ -67,6 +69,7 @@ class ExportRequest:
     sign_key: str | None = None             # sign every destination (cosign-compatible)
     key_password: bytes | None = field(default=None, repr=False)
     attach_report: bool = False             # store the report as a referrer of the image
+    keep_base_layers: bool = False          # use base layers as they are (not scanned)
     options: Options = field(default_factory=Options)
 
 
@@ -217,12 +220,9 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
                     base_reference=str(spec.base), base_digest=base_digest,
                     platform=str(plan.platform))
-    for layer in base.layers:
-        report.layers.append(LayerEntry("base", spec.base, str(layer.digest),
-                                        str(layer.diff_id) if layer.diff_id else None,
-                                        layer.size, layer.file_count, layer.media_type))
-    built: list[tuple[str, str, BuildResult]] = []
     used_rules: set[str] = set()
+    base = _filter_base(base, settings, plan, request, report, used_rules)
+    built: list[tuple[str, str, BuildResult]] = []
     for layer_spec in spec.layers:
         built.append(("runtime", layer_spec.src,
                       _build(layer_spec, "runtime", settings, plan, report, used_rules)))
@@ -237,7 +237,8 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
         report.layers.append(LayerEntry(role, source, str(layer.digest), str(layer.diff_id),
                                         layer.size, layer.file_count, layer.media_type))
         report.warnings += sorted(result.warnings)  # the folder walk order varies by machine
-    report.left_out_files.sort(key=lambda entry: (entry["path"], entry["layer"]))
+    report.left_out_files.sort(
+        key=lambda entry: (entry["path"], entry["layer"], entry.get("base_layer", -1)))
     image = append_layers(base, [r.layer for _, _, r in built],
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
@@ -289,6 +290,39 @@ def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest
             info = sign_location(location, request.sign_key, request.key_password,
                                  plan.options, digest=digest)
             outcome.signatures.append(info.to_dict())
+
+
+def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: ExportRequest,
+                 report: Report, used: set[str]) -> Image:
+    """Base layers through the file rules: clean ones as they are, others rewritten."""
+    if request.keep_base_layers:
+        report.base_scanned = False
+        scans = [BaseLayerScan(i, layer, layer, scanned=False)
+                 for i, layer in enumerate(base.layers)]
+        if scans:
+            report.warnings.append("base layers were not scanned (--keep-base-layers): license "
+                                   "or credential files in them ship as they are")
+    else:
+        base, scans = filter_base_layers(
+            base, plan.policy, RewriteSettings(settings.compression, settings.docker,
+                                               settings.threads))
+    for scan in scans:
+        layer = scan.layer
+        if not scan.scanned and not request.keep_base_layers:
+            report.warnings.append(f"base layer {scan.index} was not scanned: "
+                                   f"{layer.media_type} is a foreign or unknown layer type")
+        report.layers.append(LayerEntry(
+            "base", plan.spec.base, str(layer.digest),
+            str(layer.diff_id) if layer.diff_id else None, layer.size, layer.file_count,
+            layer.media_type, scanned=scan.scanned,
+            original_digest=str(scan.original.digest) if scan.rewritten else None,
+            original_diff_id=(str(scan.original.diff_id)
+                              if scan.rewritten and scan.original.diff_id else None)))
+        for item in scan.left_out:
+            used.add(item.rule)
+            report.left_out_files.append({"path": item.path, "rule": item.rule,
+                                          "layer": "base", "base_layer": scan.index})
+    return base
 
 
 def _skipper(plan: _Plan, role: str, report: Report, used: set[str]

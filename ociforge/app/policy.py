@@ -136,9 +136,17 @@ class ContentRule:
     marker: bytes
     head: int = 64 << 10
 
-    def matches(self, rel_path: str, host_path: Path) -> bool:
+    def wants(self, rel_path: str) -> bool:
+        """True when the name is one whose content must be looked at."""
         base = PurePosixPath(rel_path).name.lower()
-        if not any(fnmatch.fnmatchcase(base, g) for g in self.globs):
+        return any(fnmatch.fnmatchcase(base, g) for g in self.globs)
+
+    def matches_head(self, head: bytes) -> bool:
+        """Decide on the file's first bytes (at least ``head`` of them, or all)."""
+        return self.marker in head[:self.head]
+
+    def matches(self, rel_path: str, host_path: Path) -> bool:
+        if not self.wants(rel_path):
             return False
         try:
             fd = os.open(host_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
@@ -148,7 +156,7 @@ class ContentRule:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return False
-            return self.marker in os.read(fd, self.head)
+            return self.matches_head(os.read(fd, self.head))
         finally:
             os.close(fd)
 
@@ -244,6 +252,10 @@ class Policy:
             if content_rule.matches(rel_path, host_path):
                 return content_rule
         return None
+
+    def content_rules_for(self, rel_path: str) -> tuple[ContentRule, ...]:
+        """The content rules that must read this file's first bytes to decide."""
+        return tuple(rule for rule in self.content_rules if rule.wants(rel_path))
 
     def describe(self) -> Mapping[str, str]:
         out = {r.name: r.description for r in self.env_rules}

@@ -31,11 +31,22 @@ class LayerEntry:
     size: int
     files: int | None
     media_type: str
+    scanned: bool = True                    # base layers: went through the file rules
+    original_digest: str | None = None      # base layers rewritten without left-out files
+    original_diff_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "source": self.source, "digest": self.digest,
-                "diff_id": self.diff_id, "size": self.size, "files": self.files,
-                "media_type": self.media_type}
+        out: dict[str, Any] = {
+            "role": self.role, "source": self.source, "digest": self.digest,
+            "diff_id": self.diff_id, "size": self.size, "files": self.files,
+            "media_type": self.media_type}
+        if self.role == "base":
+            out["scanned"] = self.scanned
+            out["rewritten"] = self.original_digest is not None
+            if self.original_digest is not None:
+                out["original"] = {"digest": self.original_digest,
+                                   "diff_id": self.original_diff_id}
+        return out
 
 
 @dataclass
@@ -47,7 +58,8 @@ class Report:
     platform: str
     layers: list[LayerEntry] = field(default_factory=list)
     dropped_env: list[dict[str, str]] = field(default_factory=list)
-    left_out_files: list[dict[str, str]] = field(default_factory=list)
+    left_out_files: list[dict[str, Any]] = field(default_factory=list)
+    base_scanned: bool = True                   # False with --keep-base-layers
     tables: list[dict[str, Any]] = field(default_factory=list)
     rules: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -62,6 +74,7 @@ class Report:
             "app": self.app,
             "mode": self.mode,
             "base": {"reference": self.base_reference, "digest": self.base_digest},
+            "base_scanned": self.base_scanned,
             "platform": self.platform,
             "layers": [layer.to_dict() for layer in self.layers],
             "dropped_env": self.dropped_env,
@@ -92,7 +105,12 @@ class Report:
         for layer in self.layers:
             files = f"{layer.files} files, " if layer.files is not None else ""
             lines.append(f"  layer    {layer.role:<8} {layer.source:<24} "
-                         f"{files}{_size(layer.size)}  {layer.digest[:19]}")
+                         f"{files}{_size(layer.size)}  {layer.digest[:19]}"
+                         + (f"  rewritten (was {layer.original_digest[:19]})"
+                            if layer.original_digest else ""))
+        if not self.base_scanned:
+            lines.append("  base     layers NOT scanned (--keep-base-layers): "
+                         "license or credential files in them ship as they are")
         for table in self.tables:
             lines.append(f"  table    {table['name']:<17} {table['rows']} rows -> {table['dest']}")
         if self.dropped_env:

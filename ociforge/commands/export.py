@@ -49,6 +49,9 @@ def register(sub: Any) -> None:
                         "(else OCIFORGE_KEY_PASSWORD)")
     parser.add_argument("--attach-report", action="store_true",
                         help="store the export report as an OCI artifact referring to the image")
+    parser.add_argument("--keep-base-layers", action="store_true",
+                        help="use the base image's layers as they are, without leaving out "
+                        "license and credential files found in them (the report says so)")
     add_platform_option(parser, allow_all=False)
     add_registry_options(parser)
     parser.set_defaults(func=run)
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         sign_key=args.sign,
         key_password=password_from(args.password_stdin) if args.sign else None,
         attach_report=args.attach_report,
+        keep_base_layers=args.keep_base_layers,
         options=make_options(args),
     )
     outcome = export_app(request)

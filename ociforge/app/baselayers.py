@@ -1,0 +1,321 @@
+"""Base image layers go through the same file rules as the layers the export builds.
+
+Each base layer is streamed (never held in memory) and its entries are checked
+against the export's Policy.  A layer where nothing matches keeps its bytes and
+digest, so a registry can still mount it.  A layer where something matches is
+rewritten without those entries: every other entry keeps its place and its
+original header blocks (PAX and GNU long-name headers included) and data, and
+the stream is compressed with the export's compression.  Only the left-out
+entries and the bytes after the end of the archive differ.
+
+Left out: an entry whose path matches a file rule; a regular file whose first
+64 KiB a content rule matches; everything under a left-out folder; a hardlink to
+a left-out entry (it would carry the same bytes).  Whiteouts are never left out:
+they carry no content, and dropping one would bring a lower file back.  Each blob
+is scanned on its own, so a license file that an upper layer deletes with a
+whiteout is still removed from the lower blob, where it would otherwise ship.
+
+Reading: a scan pass first (decompressing only), and a second pass only for a
+layer that must be rewritten.  A registry blob is copied to the workspace during
+the scan so it is downloaded once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from .. import tarformat as tf
+from ..decompress import open_decompressed
+from ..digest import Digest
+from ..errors import DigestMismatchError
+from ..image import Image
+from ..layer import Layer
+from ..mediatypes import LAYERS
+from ..mutate import replace_layers
+from ..tarsafe import Limits, TarEntry, TarReader
+from ..workspace import new_blob_path
+from .policy import Policy
+from .tarblob import TarWrite, write_tar_blob
+
+log = logging.getLogger("ociforge.export")
+
+_CHUNK = 1 << 20
+_META_TYPES = (tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    path: str               # as in the image: "/opt/tool/site.lic"
+    rule: str
+
+
+@dataclass
+class BaseLayerScan:
+    """What the scan decided for one base layer."""
+
+    index: int
+    original: Layer
+    layer: Layer                                        # the layer the export uses
+    left_out: list[LeftOut] = field(default_factory=list)
+    scanned: bool = True
+
+    @property
+    def rewritten(self) -> bool:
+        return self.layer.digest != self.original.digest
+
+
+@dataclass(frozen=True)
+class RewriteSettings:
+    compression: str
+    docker: bool
+    threads: int | None = None
+
+
+def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
+                       limits: Limits | None = None) -> tuple[Image, list[BaseLayerScan]]:
+    """The image with every base layer scanned, and rewritten where something matched."""
+    scans: list[BaseLayerScan] = []
+    replacements: dict[int, Layer] = {}
+    total = len(image.layers)
+    for index, layer in enumerate(image.layers):
+        what = f"base layer {index + 1}/{total} ({layer.digest})"
+        if layer.media_type not in LAYERS or _foreign(layer.media_type):
+            log.warning("%s: media type %s is not scanned", what, layer.media_type)
+            scans.append(BaseLayerScan(index, layer, layer, scanned=False))
+            continue
+        log.info("scanning %s", what)
+        scan = _scan(index, layer, policy, what, limits)
+        if scan.left_out:
+            log.info("rewriting %s without %d entries", what, len(scan.left_out))
+            scan.layer = _rewrite(scan.layer, policy, settings, what, limits)
+            replacements[index] = scan.layer
+        elif scan.layer.path != layer.path:
+            replacements[index] = scan.layer  # the same blob, now a local copy
+        scans.append(scan)
+    return replace_layers(image, replacements), scans
+
+
+def _foreign(media_type: str) -> bool:
+    """Layers the registry does not serve (fetched by the runtime from their own URLs)."""
+    return "foreign" in media_type or "nondistributable" in media_type
+
+
+# -- the two passes ------------------------------------------------------------------------
+
+def _scan(index: int, layer: Layer, policy: Policy, what: str,
+          limits: Limits | None) -> BaseLayerScan:
+    copy_path = new_blob_path() if layer.path is None and layer.source is not None else None
+    try:
+        with layer.open() as verified:
+            raw: IO[bytes] = verified  # type: ignore[assignment]
+            if copy_path is None:
+                left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits)
+            else:
+                with open(copy_path, "xb") as fh:
+                    copying: IO[bytes] = _Copying(raw, fh)  # type: ignore[assignment]
+                    left_out, diff_id, entries = filter_entries(copying, policy, what, None,
+                                                                limits)
+    except BaseException:
+        if copy_path is not None:
+            copy_path.unlink(missing_ok=True)
+        raise
+    if layer.diff_id is not None and diff_id != layer.diff_id:
+        raise DigestMismatchError(f"{what}: its content has diff_id {diff_id}, but the base "
+                                  f"image config says {layer.diff_id}")
+    used = dataclasses.replace(layer, file_count=entries)
+    if copy_path is not None:
+        used = Layer.from_file(copy_path, layer.descriptor, diff_id,
+                               entries).with_source(layer.source)
+    return BaseLayerScan(index, layer, used, left_out)
+
+
+def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,
+             limits: Limits | None) -> Layer:
+    def fill(write: TarWrite) -> int:
+        with layer.open() as verified:
+            _, _, kept = filter_entries(verified, policy, what,  # type: ignore[arg-type]
+                                        write, limits)
+        write(tf.END_OF_ARCHIVE)
+        return kept
+
+    return write_tar_blob(fill, settings.compression, settings.docker, settings.threads)
+
+
+def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | None,
+                   limits: Limits | None = None) -> tuple[list[LeftOut], Digest, int]:
+    """Stream a layer's entries through the policy.
+
+    With ``write``, the kept entries' original bytes are written to it (without
+    the end-of-archive blocks).  Returns the left-out entries, the diff_id of the
+    ORIGINAL uncompressed stream, and the number of kept entries.  The raw stream
+    is read to its end, so a verifying reader gets to check its digest.
+    """
+    lim = limits or Limits()
+    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)
+    tap = _Tap(plain, write)
+    reader = TarReader(tap, lim, what)  # type: ignore[arg-type]
+    decide = _Decider(policy)
+    left_out: list[LeftOut] = []
+    kept = 0
+    for entry in reader:
+        region_end = tap.pos + entry.size + (-entry.size % tf.BLOCK)
+        verdict = decide(entry, reader.read)
+        tap.settle(keep=verdict is None, until=region_end)
+        if verdict is None:
+            kept += 1
+        elif verdict[1]:
+            left_out.append(LeftOut("/" + entry.name, verdict[0]))
+    tap.stop_output()
+    while tap.read(_CHUNK):  # bytes after the archive's end count for the diff_id
+        pass
+    while raw.read(_CHUNK):  # and the blob's digest is checked at its very end
+        pass
+    return left_out, Digest("sha256", tap.hasher.hexdigest()), kept
+
+
+class _Decider:
+    """Remembers what is gone in this layer, so that what depends on it goes too."""
+
+    def __init__(self, policy: Policy):
+        self._policy = policy
+        self._gone: dict[str, str] = {}         # entry name -> rule
+        self._gone_dirs: list[tuple[str, str]] = []   # ("name/", rule)
+
+    def __call__(self, entry: TarEntry, read: Callable[[int], bytes]
+                 ) -> tuple[str, bool] | None:
+        """None to keep; else (rule, whether to list it in the report)."""
+        if entry.is_whiteout:
+            return None
+        name = entry.name
+        for prefix, rule_name in self._gone_dirs:
+            if name.startswith(prefix):
+                return rule_name, False  # the folder is listed; its contents go with it
+        if entry.type == "hardlink":
+            target_rule = self._gone.get(entry.linkname) or next(
+                (rule_name for prefix, rule_name in self._gone_dirs
+                 if entry.linkname.startswith(prefix)), None)
+            if target_rule is not None:
+                return self._mark(name, target_rule, entry)
+        rule = self._policy.file_rule(name, files_layer=False)
+        if rule is not None:
+            return self._mark(name, rule.name, entry)
+        if entry.type == "file":
+            wanting = self._policy.content_rules_for(name)
+            if wanting:
+                head = read(max(r.head for r in wanting))  # only the first bytes, bounded
+                for content_rule in wanting:
+                    if content_rule.matches_head(head):
+                        return self._mark(name, content_rule.name, entry)
+        return None
+
+    def _mark(self, name: str, rule_name: str, entry: TarEntry) -> tuple[str, bool]:
+        if entry.type == "dir":
+            self._gone_dirs.append((name + "/", rule_name))
+        else:
+            self._gone[name] = rule_name
+        return rule_name, True
+
+
+class _Tap:
+    """Sits between the uncompressed stream and the tar reader; routes every byte.
+
+    The bytes of an entry's header blocks (and of a content rule's look at its
+    first bytes) are held until the entry is decided; then they and the rest of
+    the entry's data go to the output (kept) or nowhere (left out).  Global PAX
+    headers are always kept: they apply to the entries that follow.
+    """
+
+    def __init__(self, inner: IO[bytes], write: TarWrite | None):
+        import hashlib
+
+        self._inner = inner
+        self._write = write
+        self.hasher = hashlib.sha256()
+        self.pos = 0
+        self._pending = bytearray()
+        self._until = 0
+        self._keep = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        if not data:
+            return b""
+        self.hasher.update(data)
+        start = self.pos
+        self.pos += len(data)
+        if self._write is None:
+            return data
+        cut = max(0, min(len(data), self._until - start))
+        if cut and self._keep:
+            self._write(data if cut == len(data) else data[:cut])
+        if cut < len(data):
+            self._pending += data[cut:]
+        return data
+
+    def settle(self, keep: bool, until: int) -> None:
+        """The current entry is decided; its bytes run up to offset ``until``."""
+        if self._write is not None:
+            if keep:
+                self._write(bytes(self._pending))
+            else:
+                global_headers = _global_headers(bytes(self._pending))
+                if global_headers:
+                    self._write(global_headers)
+        self._pending.clear()
+        self._keep = keep
+        self._until = until
+
+    def stop_output(self) -> None:
+        """The archive ended: what follows (end blocks, padding) is not copied."""
+        self._write = None
+        self._pending.clear()
+
+
+def _global_headers(chain: bytes) -> bytes:
+    """The 'g' header blocks (with their payload) among an entry's header chain."""
+    out = bytearray()
+    pos = 0
+    while pos + tf.BLOCK <= len(chain):
+        block = chain[pos:pos + tf.BLOCK]
+        flag = block[156:157]
+        if flag not in _META_TYPES:
+            break
+        size = _size_field(block[124:136])
+        end = pos + tf.BLOCK + size + (-size % tf.BLOCK)
+        if flag == tf.XGLTYPE:
+            out += chain[pos:end]
+        pos = end
+    return bytes(out)
+
+
+def _size_field(raw: bytes) -> int:
+    """A tar size field: octal text, or base-256 (the reader already checked it)."""
+    if raw and raw[0] & 0x80:
+        value = raw[0] & 0x3F
+        for b in raw[1:]:
+            value = (value << 8) | b
+        return value
+    text = raw.split(b"\0", 1)[0].strip(b" \0")
+    return int(text, 8) if text else 0
+
+
+class _Copying:
+    """Reads a blob while writing every byte to a local file (one download, two uses)."""
+
+    def __init__(self, raw: IO[bytes], out: IO[bytes]):
+        self._raw = raw
+        self._out = out
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n if n is not None and n >= 0 else _CHUNK)
+        if data:
+            self._out.write(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
