@@ -19,7 +19,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """No test reads the developer's docker/podman credentials or SOURCE_DATE_EPOCH."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))

@@ -275,7 +275,7 @@ def test_signature_artifacts_verify(tmp_path: Path, cli: Any) -> None:
     assert cli("sign", f"{layout}:v1", "--key", str(tmp_path / "k.key"))[0] == 0
     tags = Layout(tmp_path / "lay").tags()
     sig_tag = next(t for t in tags if t.endswith(".sig"))
-    code, out, err = cli("verify", f"{layout}:{sig_tag}")
+    code, _out, err = cli("verify", f"{layout}:{sig_tag}")
     assert code == 0, err
     # but an image whose config lacks os/architecture is still refused
     problems = check_config_document(canonical({"rootfs": {"type": "layers", "diff_ids": []}}),
