@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,6 +16,37 @@ from .jsonutil import parse_object
 from .platform import Platform
 
 Artifact = Union[Image, "Index"]
+
+# Real indexes name a few dozen manifests; nesting repeats multiply (each level naming
+# the one below thousands of times would mean billions of reads from a few KiB).
+MAX_REFERENCES = 10_000
+
+
+class ReferenceBudget:
+    """Counts the manifests an index tree names, repeats included, while it is loaded.
+
+    Shared by every reader of indexes (layouts, archives, registries), so a
+    hostile tree is refused before it is walked, and everything that walks an
+    accepted tree later (push, write, verify) stays bounded too.
+    """
+
+    def __init__(self, limit: int = MAX_REFERENCES):
+        self.limit = limit
+        self._left = limit
+        self._lock = threading.Lock()
+        self.loaded: dict[tuple[str, str], Any] = {}  # (digest, media type) -> artifact
+
+    def take(self, count: int, where: str) -> None:
+        with self._lock:
+            self._left -= count
+            exhausted = self._left < 0
+        if exhausted:
+            from .errors import HostileInputError
+
+            raise HostileInputError(
+                f"{where} names more than {self.limit} manifests (nested indexes, repeats "
+                "counted); refusing it"
+            )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .fsutil import atomic_write, atomic_write_bytes, file_lock
 from .image import Image
-from .index import Artifact, Index
+from .index import Artifact, Index, ReferenceBudget
 from .jsonutil import MAX_DOCUMENT, canonical, parse_object
 from .layer import Layer
 from .locations import WriteResult
@@ -111,12 +111,21 @@ def load_artifact(
     make_layer: LayerMaker,
     source: str | None = None,
     depth: int = 0,
+    budget: ReferenceBudget | None = None,
 ) -> Artifact:
     """Load the Image or Index a descriptor names from any blob store.
 
     ``read_document`` returns verified, bounded bytes; ``make_layer`` returns a
     lazy Layer.  Shared by layouts and archives so both check the same things.
+    ``budget`` bounds the manifests a nested index may name (index bombs): a
+    child named again is read once but counted again, with all it names.
     """
+    return _load(desc, read_document, make_layer, source, depth, budget or ReferenceBudget())[0]
+
+
+def _load(desc: Descriptor, read_document: DocumentReader, make_layer: LayerMaker,
+          source: str | None, depth: int, budget: ReferenceBudget) -> tuple[Artifact, int]:
+    """(artifact, weight): weight = manifests in its tree, itself included, repeats counted."""
     if depth > MAX_DEPTH:
         raise ValidationError(f"index nesting deeper than {MAX_DEPTH} at {desc.digest}")
     if mt.is_index(desc.media_type):
@@ -126,11 +135,20 @@ def load_artifact(
         if not isinstance(entries, list):
             raise ValidationError(f"image index {desc.digest} has no manifests array")
         children = []
+        weight = 1
         for i, entry in enumerate(entries):
             child_desc = Descriptor.from_dict(entry, f"index {desc.digest.short} entry {i}")
-            child = load_artifact(child_desc, read_document, make_layer, source, depth + 1)
-            children.append((child_desc, child))
-        return Index(data, tuple(children), source)
+            key = (str(child_desc.digest), child_desc.media_type)
+            known = budget.loaded.get(key)
+            if known is None:  # a repeated child is read once...
+                budget.take(1, f"image index {desc.digest}")
+                known = _load(child_desc, read_document, make_layer, source, depth + 1, budget)
+                budget.loaded[key] = known
+            else:  # ...but counted again with everything it names
+                budget.take(known[1], f"image index {desc.digest}")
+            children.append((child_desc, known[0]))
+            weight += known[1]
+        return Index(data, tuple(children), source), weight
     if mt.is_image_manifest(desc.media_type):
         manifest_bytes = read_document(desc, "image manifest")
         manifest = parse_object(manifest_bytes, f"image manifest {desc.digest}")
@@ -141,7 +159,7 @@ def load_artifact(
             raise ValidationError(f"image manifest {desc.digest} has no layers array")
         config_desc = Descriptor.from_dict(config_json, f"config of {desc.digest.short}")
         config_bytes = read_document(config_desc, "image config")
-        return Image.from_documents(manifest_bytes, config_bytes, make_layer)
+        return Image.from_documents(manifest_bytes, config_bytes, make_layer), 1
     raise ValidationError(
         f"manifest {desc.digest} has unsupported media type {desc.media_type!r}"
     )

@@ -20,6 +20,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -514,3 +515,127 @@ def test_decompression_keeps_the_blobs_own_error() -> None:
         outer = open_decompressed(inner, kind="none")
         while outer.read(65536):
             pass
+
+
+# -- index bombs: a few documents naming each other thousands of times -------------------------
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def _index_bomb(child: dict, put: Callable[[bytes], str], width: int, levels: int) -> dict:
+    """Nested indexes, each naming the level below ``width`` times: width**levels leaves."""
+    level = dict(child)
+    for _ in range(levels):
+        data = json.dumps({"schemaVersion": 2, "mediaType": INDEX,
+                           "manifests": [level] * width}).encode()
+        level = {"mediaType": INDEX, "digest": put(data), "size": len(data)}
+    return level
+
+
+def _layout_bomb(root: Path) -> str:
+    from imagegen import layout_with_image
+
+    layout_with_image(root, (100,))
+    blobs = root / "blobs" / "sha256"
+    index = json.loads((root / "index.json").read_text())
+    child = {k: v for k, v in index["manifests"][0].items() if k != "annotations"}
+    child["platform"] = {"os": "linux", "architecture": "amd64"}
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
+    top = _index_bomb(child, put, 100, 4)  # 100 million references, 4 small documents
+    top["annotations"] = {"org.opencontainers.image.ref.name": "bomb"}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    return f"oci:{root}:bomb"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("argv", [
+    ("inspect", "{src}"), ("verify", "{src}"),
+    ("copy", "{src}", "oci:{tmp}/out:t", "--platform", "all"),
+    ("copy", "{src}", "oci:{tmp}/out:t", "--platform", "linux/arm64")])
+def test_index_bomb_in_a_layout_is_refused_quickly(argv: tuple[str, ...], tmp_path: Path,
+                                                   cli) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    src = _layout_bomb(tmp_path / "bomb")
+    args = [a.replace("{src}", src).replace("{tmp}", str(tmp_path)) for a in argv]
+    started = time.monotonic()
+    code, stdout, err = cli(*args)
+    assert time.monotonic() - started < 20
+    _one_line_exit_2(code, stdout, err, allowed=(1, 2))
+    assert "more than 10000 manifests" in err or "no image for platform" in err, err
+    assert not (tmp_path / "out" / "index.json").exists()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("platform", ["all", "linux/arm64"])
+def test_index_bomb_in_a_registry_is_refused_quickly(platform: str, tmp_path: Path, cli,
+                                                     registry: Any) -> None:  # type: ignore[no-untyped-def]
+    import time
+    import uuid
+
+    import requests
+    from imagegen import layout_with_image
+
+    src, image = layout_with_image(tmp_path / "src", (100,))
+    repo = f"hostile/bomb-{uuid.uuid4().hex[:6]}"
+    code, _, err = cli("copy", src, f"{registry.host}/{repo}:image")
+    assert code == 0, err
+    child = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": str(image.digest), "size": image.size,
+             "platform": {"os": "linux", "architecture": "amd64"}}
+
+    def put(data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        resp = requests.put(f"http://{registry.host}/v2/{repo}/manifests/{digest}", data=data,
+                            headers={"Content-Type": INDEX}, timeout=10)
+        assert resp.status_code == 201, resp.text
+        return digest
+
+    top = _index_bomb(child, put, 60, 4)
+    resp = requests.put(f"http://{registry.host}/v2/{repo}/manifests/bomb",
+                        data=requests.get(f"http://{registry.host}/v2/{repo}/manifests/"
+                                          f"{top['digest']}", headers={"Accept": INDEX},
+                                          timeout=10).content,
+                        headers={"Content-Type": INDEX}, timeout=10)
+    assert resp.status_code == 201
+    started = time.monotonic()
+    code, stdout, err = cli("copy", f"{registry.host}/{repo}:bomb", f"oci:{tmp_path / 'out'}:t",
+                            "--platform", platform)
+    assert time.monotonic() - started < 30
+    _one_line_exit_2(code, stdout, err, allowed=(1, 2))
+    assert "more than 10000 manifests" in err or "no image for platform" in err, err
+    assert not (tmp_path / "out" / "index.json").exists()
+
+
+def test_index_naming_children_repeatedly_within_bounds_still_copies(tmp_path: Path,
+                                                                     cli) -> None:  # type: ignore[no-untyped-def]
+    """The bomb guard counts repeats but does not refuse honest repetition."""
+    from imagegen import layout_with_image
+
+    layout_with_image(tmp_path / "src", (100,))
+    blobs = tmp_path / "src" / "blobs" / "sha256"
+    index = json.loads((tmp_path / "src" / "index.json").read_text())
+    child = {k: v for k, v in index["manifests"][0].items() if k != "annotations"}
+    child["platform"] = {"os": "linux", "architecture": "amd64"}
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
+    top = _index_bomb(child, put, 9, 3)  # 729 references: fine
+    top["annotations"] = {"org.opencontainers.image.ref.name": "nested"}
+    (tmp_path / "src" / "index.json").write_text(json.dumps({"schemaVersion": 2,
+                                                             "manifests": [top]}))
+    code, _, err = cli("copy", f"oci:{tmp_path / 'src'}:nested", f"oci:{tmp_path / 'out'}:t",
+                       "--platform", "all")
+    assert code == 0, err
+    out_index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert out_index["manifests"][0]["digest"] == top["digest"]
+    code, _, err = cli("verify", f"oci:{tmp_path / 'out'}:t")
+    assert code == 0, err

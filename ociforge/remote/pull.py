@@ -14,7 +14,7 @@ from ..descriptor import Descriptor
 from ..digest import read_all_verified
 from ..errors import InvalidInputError, InvalidPlatformError, ValidationError
 from ..image import Image
-from ..index import Artifact, Index
+from ..index import Artifact, Index, ReferenceBudget
 from ..jsonutil import MAX_DOCUMENT, parse_object
 from ..layer import Layer
 from ..options import Options
@@ -32,7 +32,8 @@ def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
     if mt.is_index(media_type):
         if options.all_platforms:
             return load_index(client, ref, data, 0)
-        return _pick_platform(client, ref, data, options.wanted_platform(), 0)
+        return _pick_platform(client, ref, data, options.wanted_platform(), 0,
+                              ReferenceBudget(), set())
     return load_image(client, ref, data)
 
 
@@ -56,19 +57,53 @@ def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) ->
     return Image.from_documents(manifest_bytes, config_bytes, open_blob, source)
 
 
-def load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int) -> Index:
+def load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int,
+               budget: ReferenceBudget | None = None) -> Index:
+    """The whole index tree; a child named again is fetched once but counted again (with
+    all it names) against ``budget``, so an index bomb is refused before it is walked."""
+    return _load_index(client, ref, index_bytes, depth, budget or ReferenceBudget())[0]
+
+
+def _load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int,
+                budget: ReferenceBudget) -> tuple[Index, int]:
     if depth > MAX_INDEX_DEPTH:
         raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-    def load_child(desc: Descriptor) -> tuple[Descriptor, Artifact]:
+    entries = _entries(index_bytes)
+    fresh: dict[tuple[str, str], Descriptor] = {}
+    for desc in entries:
+        key = (str(desc.digest), desc.media_type)
+        if key in budget.loaded:
+            budget.take(budget.loaded[key][1], f"{ref}: image index")
+        elif key not in fresh:
+            budget.take(1, f"{ref}: image index")
+            fresh[key] = desc
+        else:
+            budget.take(1, f"{ref}: image index")  # its full weight is added below
+
+    def load_child(desc: Descriptor) -> tuple[tuple[str, str], tuple[Artifact, int]]:
         data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
         if mt.is_index(media_type):
-            return desc, load_index(client, ref, data, depth + 1)
-        return desc, load_image(client, ref, data)
+            return (str(desc.digest), desc.media_type), _load_index(client, ref, data,
+                                                                    depth + 1, budget)
+        return (str(desc.digest), desc.media_type), (load_image(client, ref, data), 1)
 
-    # children's manifests and configs are fetched side by side (order kept)
+    # distinct children's manifests and configs are fetched side by side (order kept)
     jobs = client.options.jobs if depth == 0 else 1
-    children = run_parallel(load_child, _entries(index_bytes), jobs, "ociforge-pull")
-    return Index(index_bytes, tuple(children), ref.name)
+    for key, loaded in run_parallel(load_child, list(fresh.values()), jobs, "ociforge-pull"):
+        budget.loaded[key] = loaded
+    repeats: dict[tuple[str, str], int] = {}
+    children = []
+    weight = 1
+    for desc in entries:
+        key = (str(desc.digest), desc.media_type)
+        artifact, child_weight = budget.loaded[key]
+        if key in fresh:
+            repeats[key] = repeats.get(key, 0) + 1
+            if repeats[key] > 1:  # a repeat inside this index: count what it names too
+                budget.take(child_weight - 1, f"{ref}: image index")
+        children.append((desc, artifact))
+        weight += child_weight
+    return Index(index_bytes, tuple(children), ref.name), weight
 
 
 def _entries(index_bytes: bytes) -> list[Descriptor]:
@@ -80,10 +115,14 @@ def _entries(index_bytes: bytes) -> list[Descriptor]:
 
 
 def _pick_platform(client: RegistryClient, ref: Reference, index_bytes: bytes,
-                   wanted: Platform, depth: int) -> Image:
+                   wanted: Platform, depth: int, budget: ReferenceBudget,
+                   searched: set[str]) -> Image:
+    """Depth-first search for the wanted platform; a nested index already searched in
+    vain is not searched again, and every fetch counts against ``budget``."""
     if depth > MAX_INDEX_DEPTH:
         raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
     entries = _entries(index_bytes)
+    budget.take(len(entries), f"{ref}: image index")
     available: list[str] = []
     for desc in entries:
         if desc.platform is not None:
@@ -92,13 +131,15 @@ def _pick_platform(client: RegistryClient, ref: Reference, index_bytes: bytes,
             if desc.platform.matches(wanted) and not mt.is_index(desc.media_type):
                 data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
                 if mt.is_index(media_type):
-                    return _pick_platform(client, ref, data, wanted, depth + 1)
+                    return _pick_platform(client, ref, data, wanted, depth + 1, budget,
+                                          searched)
                 return load_image(client, ref, data)
     for desc in entries:
-        if mt.is_index(desc.media_type):
+        if mt.is_index(desc.media_type) and str(desc.digest) not in searched:
+            searched.add(str(desc.digest))
             data, _, _ = client.get_manifest(ref.repository, str(desc.digest))
             try:
-                return _pick_platform(client, ref, data, wanted, depth + 1)
+                return _pick_platform(client, ref, data, wanted, depth + 1, budget, searched)
             except InvalidPlatformError:
                 continue
     raise InvalidPlatformError(
