@@ -410,11 +410,16 @@ class Layout:
         self.write_blob(desc, lambda: io.BytesIO(data))
         return desc
 
-    def write_artifact(self, artifact: Artifact, progress: Progress | None = None) -> None:
-        """Every blob an artifact reaches, children before parents, manifest last."""
+    def write_artifact(self, artifact: Artifact, progress: Progress | None = None,
+                       done: set[Digest] | None = None) -> None:
+        """Every blob an artifact reaches, children before parents, manifest last; a child
+        several indexes name is written once."""
+        done = set() if done is None else done
         if isinstance(artifact, Index):
             for _, child in artifact.children:
-                self.write_artifact(child, progress)
+                if child.digest not in done:
+                    self.write_artifact(child, progress, done)
+                    done.add(child.digest)
             self.write_bytes_blob(artifact.index_bytes, artifact.media_type)
             return
         config = artifact.config_bytes

@@ -639,3 +639,30 @@ def test_index_naming_children_repeatedly_within_bounds_still_copies(tmp_path: P
     assert out_index["manifests"][0]["digest"] == top["digest"]
     code, _, err = cli("verify", f"oci:{tmp_path / 'out'}:t")
     assert code == 0, err
+
+
+def test_push_of_an_index_naming_children_repeatedly_puts_each_manifest_once(
+        tmp_path: Path, cli, registry: Any) -> None:  # type: ignore[no-untyped-def]
+    from faultproxy import FaultProxy
+    from imagegen import layout_with_image
+
+    layout_with_image(tmp_path / "src", (100,))
+    blobs = tmp_path / "src" / "blobs" / "sha256"
+    index = json.loads((tmp_path / "src" / "index.json").read_text())
+    child = {k: v for k, v in index["manifests"][0].items() if k != "annotations"}
+    child["platform"] = {"os": "linux", "architecture": "amd64"}
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
+    top = _index_bomb(child, put, 9, 3)  # 820 references to 4 distinct manifests
+    top["annotations"] = {"org.opencontainers.image.ref.name": "nested"}
+    (tmp_path / "src" / "index.json").write_text(json.dumps({"schemaVersion": 2,
+                                                             "manifests": [top]}))
+    with FaultProxy(registry.host) as proxy:
+        code, _, err = cli("copy", f"oci:{tmp_path / 'src'}:nested",
+                           f"{proxy.host}/hostile/nested:t", "--platform", "all")
+        assert code == 0, err
+        assert proxy.count("PUT", r"/manifests/") == 4, "each distinct manifest once, tag last"

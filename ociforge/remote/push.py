@@ -85,11 +85,16 @@ def _images(artifact: Artifact) -> Iterator[Image]:
             yield from _images(child)
 
 
-def _children_first(artifact: Artifact) -> Iterator[Artifact]:
-    """Every manifest below an index, deepest first (not the artifact itself)."""
+def _children_first(artifact: Artifact, done: set[Digest] | None = None) -> Iterator[Artifact]:
+    """Every manifest below an index, deepest first (not the artifact itself), each once
+    even when several indexes (or one, repeatedly) name it."""
+    done = set() if done is None else done
     if isinstance(artifact, Index):
         for _, child in artifact.children:
-            yield from _children_first(child)
+            if child.digest in done:
+                continue
+            yield from _children_first(child, done)
+            done.add(child.digest)
             yield child
 
 
