@@ -106,6 +106,9 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
     out.mkdir()
     config = tmp_path / "docker"
     env = _env(config)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key_password = "kp-" + uuid.uuid4().hex
     ca = ["--ca-cert", str(tls_registry.ca_path)]
     tls_ref = f"{tls_registry.host}/secret/app:t"
     token_ref = f"{token_registry.host}/secret/app:t"
@@ -121,6 +124,11 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
         (["copy", token_ref, f"docker-archive:{out / 'pulled.tar'}"], None),
         (["inspect", token_ref, "--config"], None),
         (["verify", tls_ref, *ca], None),
+        # signing with an encrypted key: its password is a secret too
+        (["keygen", str(keys / "k"), "--password-stdin"], key_password + "\n"),
+        (["sign", "--key", str(keys / "k.key"), "--password-stdin", token_ref],
+         key_password + "\n"),
+        (["verify-signature", "--key", str(keys / "k.pub"), token_ref], None),
         # a failing run prints its error: no secret there either
         (["copy", f"oci:{out / 'export'}:t", f"{tls_registry.host}/secret/app:t"], None),
     ]
@@ -150,6 +158,8 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
         "base64 user:password (TLS)": base64.b64encode(tls_registry.creds.encode()).decode(),
         "base64 user:password (token)": base64.b64encode(token_registry.creds.encode()).decode(),
         **{f"value of dropped {name}": value for name, value in dropped.items()},
+        "signing key password": key_password,
+        "private key": "".join((keys / "k.key").read_text().splitlines()[1:3]),
     }
     for i, token in enumerate(minted):
         needles[f"bearer token #{i}"] = token
