@@ -36,6 +36,8 @@ BAD_INPUT: list[tuple[str, ...]] = [
     ("append", "scratch", "-o", "oci:{tmp}/o", "--label", "novalue"),
     ("append", "scratch", "-o", "oci:{tmp}/o", "--env", "=x"),
     ("append", "scratch", "-o", "oci:{tmp}/o", "--layer", "{tmp}/missing"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--layer", "/dev/null"),
+    ("append", "scratch", "-o", "oci:{tmp}/o", "--layer", "{tmp}/fifo:/x"),
     ("append", "nope://x", "-o", "oci:{tmp}/o"),
     ("append", "scratch", "-o", "oci:{tmp}/o", "--compression", "lzma"),
     ("append", "scratch", "-o", "oci:{tmp}/o", "--entrypoint", '["a",'),
@@ -88,6 +90,7 @@ BAD_INPUT: list[tuple[str, ...]] = [
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "dir").mkdir()
     (tmp_path / "file").write_text("not a layout\n")
+    os.mkfifo(tmp_path / "fifo")
     layout_with_image(tmp_path / "src", (1000,))
     bad = tmp_path / "badapp"
     bad.mkdir()

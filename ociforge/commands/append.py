@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ def parse_layer_spec(text: str) -> LayerSpec:
     src = Path(os.path.expanduser(src_text))
     if not os.path.lexists(src):
         raise InvalidInputError(f"--layer {text!r}: {src_text!r} does not exist")
+    mode = os.lstat(src).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        # a FIFO, socket or device named on purpose would only become an empty layer
+        raise InvalidInputError(f"--layer {text!r}: {src_text!r} is not a file, folder, "
+                                "symlink or tar")
     if dest and ("\0" in dest or ".." in dest.split("/")):
         raise InvalidInputError(f"--layer {text!r}: container path {dest!r} is not allowed")
     as_tar = (not dest and src.is_file() and not src.is_symlink()
