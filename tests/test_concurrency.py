@@ -132,3 +132,19 @@ def test_processes_racing_for_the_same_tag(tmp_path: Path) -> None:
     verify = subprocess.run([sys.executable, "-m", "ociforge", "verify", f"oci:{dest}:latest"],
                             env=_env(), capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_processes_writing_one_archive_file(tmp_path: Path) -> None:
+    """Archives are renamed into place whole: the survivor is one complete archive."""
+    sources = _sources(tmp_path)
+    target = tmp_path / "same.tar"
+    commands = [[sys.executable, "-m", "ociforge", "copy", src, f"docker-archive:{target}"]
+                for src, _ in sources]
+    for result in _run_together(commands, tmp_path):
+        assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".same.tar")] == []
+    verify = subprocess.run([sys.executable, "-m", "ociforge", "verify",
+                             f"docker-archive:{target}", "--json"], env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stderr
+    assert json.loads(verify.stdout)["digest"] in {d for _, d in sources}
