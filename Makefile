@@ -1,36 +1,43 @@
-# ociforge developer targets.  `make test` installs everything it needs itself.
+# ociforge developer targets.  Everything installs into a virtualenv (.venv),
+# and `make test` installs everything it needs itself.
 PYTHON ?= python3
-PIP_FLAGS ?= -q --disable-pip-version-check
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: install install-dev test-deps test test-dockerhub lint typecheck bench demo clean
+.PHONY: venv install install-dev test-deps test test-dockerhub lint typecheck bench demo clean
 
-install:
-	$(PYTHON) -m pip install $(PIP_FLAGS) -e .
+venv:
+	PYTHON=$(PYTHON) sh scripts/bootstrap-venv.sh $(VENV)
 
-install-dev:
-	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev,tables]'
+install: venv
+	$(PIP) -e .
+
+install-dev: venv
+	$(PIP) -e '.[dev,tables]'
 
 # Debian tools the interop tests read our outputs with (needs root and apt; skipped otherwise).
 test-deps:
 	sh scripts/install-test-deps.sh
 
 test: install-dev test-deps
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-dockerhub: install-dev
-	OCIFORGE_TEST_DOCKERHUB=1 $(PYTHON) -m pytest -q -m dockerhub tests
+	OCIFORGE_TEST_DOCKERHUB=1 $(PY) -m pytest -q -p no:cacheprovider -m dockerhub tests
 
 lint: install-dev
-	$(PYTHON) -m ruff check ociforge tests bench
+	$(PY) -m ruff check ociforge tests bench
 
 typecheck: install-dev
-	$(PYTHON) -m mypy ociforge
+	$(PY) -m mypy ociforge
 
 bench: install-dev test-deps
-	$(PYTHON) bench/run.py
+	$(PY) bench/run.py
 
+# The main job: export the example application to an image tarball (no registry, no Docker).
 demo: install
-	$(PYTHON) -m ociforge export examples/hello -o hello.tar
+	$(PY) -m ociforge export examples/hello -o hello.tar
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache hello.tar
