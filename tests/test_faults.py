@@ -199,6 +199,20 @@ def test_push_survives_transient_status(kind: str, status: str, cli, registry: A
 
 
 @pytest.mark.parametrize("status", sorted(STATUSES))
+def test_chunked_push_survives_transient_status_on_patch(status: str, cli, registry: Any,
+                                                         proxy: FaultProxy,
+                                                         source: tuple[str, str]) -> None:
+    code_, headers = STATUSES[status]
+    rule = proxy.add(Rule("status", method="PATCH", path=r"/blobs/uploads/", status=code_,
+                          times=2, skip=1, headers=headers))
+    repo = repo_name(f"patch-{status}")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--chunk-size", "256K")
+    survived(code, err)
+    assert rule.fired == 2
+    registry_has_image(registry, repo, "t", source[1])
+
+
+@pytest.mark.parametrize("status", sorted(STATUSES))
 @pytest.mark.parametrize("kind", sorted(PULL_REQUESTS))
 def test_pull_survives_transient_status(kind: str, status: str, cli, tmp_path: Path,
                                         proxy: FaultProxy, pushed: tuple[str, str]) -> None:
