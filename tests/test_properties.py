@@ -412,3 +412,26 @@ def test_env_file_parser_never_shows_a_value_in_errors(text: str) -> None:
         assert str(exc).startswith("runtime.env:"), str(exc)
         return
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+
+
+# -- headers a hostile registry controls ------------------------------------------------------
+
+_challenge_parts = st.sampled_from(['Bearer ', 'Basic ', 'bearer ', 'Negotiate', 'realm=',
+                                    'realm="http://h/t"', 'service="s"', 'scope="a:b:pull"',
+                                    ',', '"', '\\\\', '=', ' ', 'error="invalid_token"',
+                                    'realm="a,b"', '\t', 'é', '\x00'])
+
+
+@FAST
+@given(st.one_of(st.text(max_size=200), st.lists(_challenge_parts, max_size=12).map("".join)))
+@example('Bearer realm="https://auth.example/token",service="registry",scope="repository:a:pull"')
+@example('Bearer realm="unterminated')
+@example("Basic")
+def test_www_authenticate_parser_raises_only_ociforge_errors(header: str) -> None:
+    from ociforge.remote.auth import parse_challenges
+
+    try:
+        challenges = parse_challenges(header)
+    except OciforgeError:
+        return
+    assert isinstance(challenges, list)
