@@ -435,3 +435,34 @@ def test_www_authenticate_parser_raises_only_ociforge_errors(header: str) -> Non
     except OciforgeError:
         return
     assert isinstance(challenges, list)
+
+
+_auth_entry = st.fixed_dictionaries({}, optional={
+    "auth": st.one_of(_json, st.sampled_from(["dTpw", "OnA=", "dTo=", "!!", "dQ==", ""])),
+    "username": _json, "password": _json, "identitytoken": _json, "registrytoken": _json,
+})
+_config_docs = st.fixed_dictionaries({}, optional={
+    "auths": st.one_of(_json, st.dictionaries(
+        st.sampled_from(["127.0.0.1:5000", "http://127.0.0.1:5000/v1/", "https://127.0.0.1:5000",
+                         "127.0.0.1:5000/ns", "other"]), st.one_of(_auth_entry, _json),
+        max_size=3)),
+    "credHelpers": st.one_of(_json, st.dictionaries(st.just("127.0.0.1:5000"), _json,
+                                                    max_size=1)),
+    "credsStore": st.one_of(st.none(), st.integers(), st.just("")),
+})
+
+
+@FAST
+@given(st.one_of(_config_docs.map(lambda d: json.dumps(d).encode()), st.binary(max_size=100)))
+def test_credential_files_raise_only_ociforge_errors(data: bytes) -> None:
+    import os
+
+    from ociforge.remote.credentials import lookup
+
+    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    try:
+        lookup("127.0.0.1:5000", "ns/app")
+    except OciforgeError as exc:
+        assert isinstance(exc, InvalidInputError), type(exc)
