@@ -148,3 +148,22 @@ def test_processes_writing_one_archive_file(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
     assert json.loads(verify.stdout)["digest"] in {d for _, d in sources}
+
+
+def test_processes_storing_credentials_at_once_keep_every_one(tmp_path: Path) -> None:
+    """config.json is read, changed and written under a lock: no login loses another's.
+    (Four processes storing 25 registries each; without the lock most entries vanish.)"""
+    config = tmp_path / "docker"
+    script = ("import sys\nfrom ociforge.remote.credentials import store\n"
+              "for i in range(25):\n"
+              "    store(f'127.0.0.{sys.argv[1]}:{5000 + i}', 'user', 'pw')\n")
+    env = dict(_env(), DOCKER_CONFIG=str(config))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n + 1)], env=env,
+                              stderr=subprocess.PIPE, text=True) for n in range(WRITERS)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    stored = json.loads((config / "config.json").read_text())["auths"]
+    assert len(stored) == WRITERS * 25, f"{WRITERS * 25 - len(stored)} credentials were lost"
+    assert sorted(p.name for p in config.iterdir()) == ["config.json"], "no lock or temp left"
+    assert (config / "config.json").stat().st_mode & 0o077 == 0

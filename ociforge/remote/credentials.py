@@ -15,11 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,21 +242,22 @@ def store(registry: str, username: str, secret: str) -> str:
     """Save credentials (through the configured helper if any); returns where."""
     registry = normalize_registry(registry)
     path = docker_config_path()
-    doc = _load(path) or {}
-    key = credential_key(registry)
-    helper = _helper_for(doc, registry)
-    if helper:
-        helper_store(helper, key, username, secret, str(path))
-        return f"docker-credential-{helper}"
-    auths = doc.get("auths")
-    if not isinstance(auths, dict):
-        auths = {}
-    for other in [k for k in auths if isinstance(k, str) and _host_of_key(k) == registry]:
-        del auths[other]
-    encoded = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    auths[key] = {"auth": encoded}
-    doc["auths"] = auths
-    write_config(path, doc)
+    with _config_lock(path):
+        doc = _load(path) or {}
+        key = credential_key(registry)
+        helper = _helper_for(doc, registry)
+        if helper:
+            helper_store(helper, key, username, secret, str(path))
+            return f"docker-credential-{helper}"
+        auths = doc.get("auths")
+        if not isinstance(auths, dict):
+            auths = {}
+        for other in [k for k in auths if isinstance(k, str) and _host_of_key(k) == registry]:
+            del auths[other]
+        encoded = base64.b64encode(f"{username}:{secret}".encode()).decode()
+        auths[key] = {"auth": encoded}
+        doc["auths"] = auths
+        write_config(path, doc)
     return str(path)
 
 
@@ -261,22 +265,41 @@ def erase(registry: str) -> bool:
     """Remove stored credentials; True if something was removed."""
     registry = normalize_registry(registry)
     path = docker_config_path()
-    doc = _load(path)
-    if doc is None:
-        return False
-    removed = False
-    helper = _helper_for(doc, registry)
-    if helper:
-        removed = helper_erase(helper, credential_key(registry), str(path))
-    auths = doc.get("auths")
-    if isinstance(auths, dict):
-        keys = [k for k in auths if isinstance(k, str) and _host_of_key(k) == registry]
-        for key in keys:
-            del auths[key]
-        if keys:
-            removed = True
-            write_config(path, doc)
+    with _config_lock(path):
+        doc = _load(path)
+        if doc is None:
+            return False
+        removed = False
+        helper = _helper_for(doc, registry)
+        if helper:
+            removed = helper_erase(helper, credential_key(registry), str(path))
+        auths = doc.get("auths")
+        if isinstance(auths, dict):
+            keys = [k for k in auths if isinstance(k, str) and _host_of_key(k) == registry]
+            for key in keys:
+                del auths[key]
+            if keys:
+                removed = True
+                write_config(path, doc)
     return removed
+
+
+_THREAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _config_lock(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of config.json across threads and processes, so two
+    logins at once both keep their entry.  The lock is the folder's own (flock on its
+    descriptor): config.json is replaced by rename, and no lock file is left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _THREAD_LOCK:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
 
 def write_config(path: Path, doc: dict[str, Any]) -> None:
