@@ -151,7 +151,6 @@ OPERATION_FAILURES: list[tuple[str, ...]] = [
     ("inspect", "127.0.0.1:{port}/a/b:t", "--retries", "0"),
     ("verify", "127.0.0.1:{port}/a/b:t", "--retries", "0"),
     ("login", "127.0.0.1:{port}", "-u", "x", "--password-stdin", "--retries", "0"),
-    ("copy", "oci:{tmp}/src:nosuchtag", "oci:{tmp}/o"),
     ("verify", "oci:{tmp}/corrupt:t"),
     ("copy", "oci:{tmp}/corrupt:t", "oci:{tmp}/o:t"),
 ]
