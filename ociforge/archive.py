@@ -38,7 +38,7 @@ from .errors import (
     SizeMismatchError,
     ValidationError,
 )
-from .fsutil import atomic_write, check_file_destination
+from .fsutil import atomic_write, check_writable_destination
 from .image import Image
 from .index import Artifact, Index
 from .jsonutil import MAX_DOCUMENT, canonical, parse_object
@@ -567,7 +567,8 @@ def write_tar(path: str, entries: list[_Entry], options: Options) -> None:
 
 
 def _check_archive_destination(path: str) -> None:
-    check_file_destination(path)
+    """An archive goes into an existing, writable folder (else exit 2, nothing written)."""
+    check_writable_destination(path)
 
 
 class OciArchiveLocation:

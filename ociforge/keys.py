@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInputError
+from .fsutil import check_writable_destination
 
 PASSWORD_ENV = "OCIFORGE_KEY_PASSWORD"
 _COSIGN_ENCRYPTED = (b"ENCRYPTED SIGSTORE PRIVATE KEY", b"ENCRYPTED COSIGN PRIVATE KEY")
@@ -53,8 +54,8 @@ def write_key_pair(prefix: str | Path, password: bytes | None = None) -> KeyPair
     for path in (paths.private, paths.public):
         if path.exists() or path.is_symlink():
             raise InvalidInputError(f"{path} already exists; refusing to overwrite a key file")
-    if not paths.private.parent.is_dir():
-        raise InvalidInputError(f"directory {paths.private.parent} does not exist")
+    for path in (paths.private, paths.public):  # a folder we cannot write: exit 2 up front
+        check_writable_destination(path, "key file")
     private_pem, public_pem = generate_pem_pair(password)
     _write_new(paths.private, private_pem, 0o600)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -111,6 +112,22 @@ def test_keygen_refuses_to_overwrite(cli, tmp_path: Path) -> None:
 def test_keygen_into_missing_directory_is_bad_input(cli, tmp_path: Path) -> None:
     code, _, err = cli("keygen", tmp_path / "nope" / "k", "--no-password")
     assert code == 2 and "does not exist" in err
+
+
+def test_keygen_into_unwritable_directory_is_bad_input(cli, tmp_path: Path) -> None:
+    """Root ignores permission bits, so root tries /sys, where nobody may create files."""
+    folder = Path("/sys") if os.geteuid() == 0 else tmp_path / "ro"
+    if folder != Path("/sys"):
+        folder.mkdir()
+        folder.chmod(0o555)
+    try:
+        code, out, err = cli("keygen", folder / "k", "--no-password")
+    finally:
+        if folder != Path("/sys"):
+            folder.chmod(0o755)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert str(folder / "k.key") in err and "not writable" in err and ".tmp" not in err
+    assert not (folder / "k.key").exists() and not (folder / "k.pub").exists()
 
 
 def test_public_key_must_be_p256(tmp_path: Path) -> None:
