@@ -3,7 +3,8 @@
 What makes the bytes reproducible (issue 2 item 2, jib's ReproducibleLayerBuilder):
 entries sorted bytewise by path (whiteouts first among their siblings), parent
 directories written explicitly (0755), uid/gid from the settings with empty
-owner names, every mtime = the epoch, modes kept (``mode & 0o7777``), symlinks
+owner names, every mtime = the epoch, modes kept (``mode & 0o7777``) unless
+``normalize_modes`` asks for the umask-proof policy of ``normal_mode``, symlinks
 stored as they are and never followed, hardlinks written as hardlinks to the
 first path (in sorted order) that has the same inode.  Tar names are relative
 to the layer root: "app/x", directories "app/" (see tarformat.py).
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +48,22 @@ class BuildSettings:
     gid: int = 0
     docker: bool = False  # Docker media types instead of OCI
     threads: int | None = None  # compression threads; never changes the bytes
+    # True: modes that do not depend on the umask or chmod habits (see normal_mode)
+    normalize_modes: bool = False
+
+
+def normal_mode(kind: int, mode: int) -> int:
+    """The mode policy for reproducible exports (as Jib does).
+
+    Folders 0755; files 0755 if any execute bit is set, else 0644; symlinks as
+    they are.  Setuid, setgid and sticky bits are dropped.  So the same files
+    checked out under umask 022 or 002, or chmod'ed 0600, give the same bytes.
+    """
+    if kind == DIR:
+        return 0o755
+    if kind == LINK:
+        return mode
+    return 0o755 if mode & 0o111 else 0o644
 
 
 @dataclass
@@ -148,6 +165,8 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
     uid, gid, mtime = settings.uid, settings.gid, settings.epoch
     first_of_inode: dict[tuple[int, int], bytes] = {}
     header = tf.header
+    if settings.normalize_modes:
+        ordered = [(path, replace(e, mode=normal_mode(e.kind, e.mode))) for path, e in ordered]
     for path, e in ordered:
         if e.kind == FILE:
             if e.inode is not None:
@@ -310,5 +329,6 @@ __all__ = [
     "LayerSource",
     "build_layer",
     "layer_from_tar",
+    "normal_mode",
     "settings_epoch",
 ]

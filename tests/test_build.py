@@ -578,3 +578,33 @@ def test_any_tree_builds_the_same_bytes_twice(
     assert ra.layer.digest == rb.layer.digest
     checked = layer_from_tar(ra.layer.path, BuildSettings()).layer  # type: ignore[arg-type]
     assert checked.diff_id == ra.layer.diff_id
+
+
+def test_normalize_modes_policy(tmp_path: Path) -> None:
+    """normalize_modes (export's policy): dirs 0755, files 0755/0644 by their execute bit,
+    symlinks and hardlinks as before, setuid/setgid/sticky dropped; off by default."""
+    tree = make_tree(tmp_path / "tree")
+    os.chmod(tree / "data", 0o2770)             # setgid folder
+    os.chmod(tree / "empty", 0o1777)            # sticky folder
+    os.chmod(tree / "bin" / "run.sh", 0o4710)   # setuid, owner-only execute
+    os.chmod(tree / "etc" / "app.conf", 0o664)  # umask 002 checkout
+    normal = BuildSettings(compression="none", normalize_modes=True)
+    result = build_layer([LayerSource(tree, "/srv")], normal, removes=["/gone"])
+    by_name = {m.name: m for m in tar_members(result.layer.path, "none")}  # type: ignore[arg-type]
+    for name, member in by_name.items():
+        if member.isdir():
+            assert member.mode == 0o755, name
+        elif member.isreg() and not name.startswith(".wh."):
+            assert member.mode in (0o644, 0o755), name
+    assert by_name["srv/bin/run-again.sh"].mode == 0o755       # executables stay so
+    assert by_name["srv/bin/run.sh"].islnk()
+    assert by_name["srv/etc/secret.key"].mode == 0o644
+    assert by_name["srv/etc/app.conf"].mode == 0o644
+    assert by_name["srv/data/z-last"].mode == 0o644
+    assert by_name["srv/bin/abs-link"].issym() and by_name["srv/bin/abs-link"].mode == 0o777
+    assert by_name[".wh.gone"].mode == 0o644
+    # the default keeps what is on disk
+    kept = build_layer([LayerSource(tree, "/srv")], BuildSettings(compression="none"))
+    kept_by_name = {m.name: m for m in tar_members(kept.layer.path, "none")}  # type: ignore[arg-type]
+    assert kept_by_name["srv/data"].mode == 0o2770 and kept_by_name["srv/empty"].mode == 0o1777
+    assert kept_by_name["srv/bin/run-again.sh"].mode == 0o4710

@@ -347,7 +347,9 @@ def test_json_output(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no
     assert code == 0
     result = json.loads(stdout)
     assert result["digest"].startswith("sha256:") and result["mode"] == "app"
-    assert result["destinations"] == [f"{tmp_path / 'x.tar'} (hello:latest)"]
+    assert result["destinations"] == [{
+        "location": str(tmp_path / "x.tar"), "name": "hello:latest",
+        "digest": result["digest"], "mediaType": "application/vnd.oci.image.manifest.v1+json"}]
 
 
 def test_tables_are_byte_stable_in_layers(app: Path) -> None:

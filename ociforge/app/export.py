@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..archive import DockerArchiveLocation
 from ..build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..compress import check_compression
 from ..errors import InvalidInputError
+from ..fsutil import check_writable_destination, check_writable_folder
 from ..image import Image
 from ..locations import Location, WriteResult, parse_location, resolve_platform
 from ..mutate import (
@@ -130,13 +132,7 @@ def _check(request: ExportRequest) -> _Plan:
 
         load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
-        from ..fsutil import check_file_destination
-
-        check_file_destination(request.report_path)
-        parent = Path(request.report_path).parent
-        if not parent.is_dir():
-            raise InvalidInputError(f"--report {request.report_path!r}: folder "
-                                    f"{str(parent)!r} does not exist")
+        check_writable_destination(request.report_path, "--report")
     env_layers: list[tuple[str, str, str]] = []
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
@@ -179,14 +175,28 @@ def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
         if check is not None:
             check()
         path = getattr(location, "path", None)
-        if isinstance(path, str) and not isinstance(location, LayoutLocation):
-            parent = Path(path).parent
-            if not parent.is_dir():
-                raise InvalidInputError(f"output {text!r}: folder {str(parent)!r} does not exist")
-            if not os.access(parent, os.W_OK):
-                raise InvalidInputError(f"output {text!r}: folder {str(parent)!r} is not writable")
+        if isinstance(location, LayoutLocation):
+            check_writable_folder(location.path)
+        elif isinstance(path, str):
+            check_writable_destination(path)
+        if request.compression == "zstd" and isinstance(location, DockerArchiveLocation):
+            raise InvalidInputError(f"output {text!r}: docker load cannot read zstd layers; "
+                                    "use --compression gzip or write oci-archive:")
         out.append(location)
     return out
+
+
+def destination_entry(location: Location, result: WriteResult) -> dict[str, str]:
+    """Where one copy went, machine-readable: a location ociforge reads back (a docker
+    archive's image name is a field of its own, not a decoration), digest, media type."""
+    entry = {"location": str(location), "digest": result.digest,
+             "mediaType": result.media_type}
+    if isinstance(location, DockerArchiveLocation):
+        path = location.path
+        bare = path.endswith((".tar", ".tar.gz", ".tgz"))  # what parse_location takes bare
+        entry["location"] = path if bare else f"docker-archive:{path}"
+        entry["name"] = location.image_name().repo_tag
+    return entry
 
 
 def _base_location(spec: AppSpec) -> Location:
@@ -215,8 +225,9 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
         base = convert(base, docker=request.format == "docker")
     if base.is_docker and request.compression == "zstd":
         base = convert(base, docker=False)
+    # normalize_modes: the checkout's umask must not change the digest (docs/export.md)
     settings = BuildSettings(compression=request.compression, epoch=plan.epoch,
-                             docker=base.is_docker)
+                             docker=base.is_docker, normalize_modes=True)
     report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
                     base_reference=str(spec.base), base_digest=base_digest,
                     platform=str(plan.platform))
@@ -258,13 +269,18 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
             notes["org.opencontainers.image.base.name"] = spec.base
             notes["org.opencontainers.image.base.digest"] = base_digest
         image = annotate(image, notes)
+    for location in plan.destinations:  # every destination agrees before the first write
+        accepts = getattr(location, "check_artifact", None)
+        if callable(accepts):
+            accepts(image)
     results = []
     for location in plan.destinations:
         log.info("writing %s", location)
         results.append(location.write(image, plan.options))
     report.image_digest = str(image.digest)
     report.media_type = image.media_type
-    report.destinations = [{"location": r.location, "digest": r.digest} for r in results]
+    report.destinations = [destination_entry(location, result)
+                           for location, result in zip(plan.destinations, results, strict=True)]
     outcome = ExportOutcome(image, report, results)
     if request.report_path:
         from ..fsutil import atomic_write_bytes

@@ -127,7 +127,8 @@ class Report:
             lines.append(f"  warning  {warning}")
         lines.append(f"  image    {self.image_digest}")
         for dest in self.destinations:
-            lines.append(f"  wrote    {dest['location']}")
+            named = f" ({dest['name']})" if dest.get("name") else ""
+            lines.append(f"  wrote    {dest['location']}{named}")
         lines.append(f"  report   {self.digest()}")
         return "\n".join(lines)
 
