@@ -28,6 +28,14 @@ class InvalidPlatformError(InvalidInputError):
     """A platform string that does not parse or matches nothing."""
 
 
+class SelectionError(InvalidInputError):
+    """A location that names no single image: several manifests and no tag, or an unknown tag.
+
+    Bad input (exit 2) everywhere, also in ``verify``, which otherwise reports what a
+    location holds as a failed check.
+    """
+
+
 class HostileInputError(InvalidInputError):
     """An archive or document that tries to escape its root or exhaust resources."""
 

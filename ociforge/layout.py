@@ -15,8 +15,9 @@ import errno
 import io
 import os
 import re
+import shutil
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +28,7 @@ from .errors import (
     HostileInputError,
     InvalidInputError,
     NotFoundError,
+    SelectionError,
     SizeMismatchError,
     ValidationError,
 )
@@ -45,6 +47,8 @@ LAYOUT_VERSION = "1.0.0"
 LOCK_NAME = ".ociforge.lock"
 MAX_DEPTH = 8
 _TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+# the distribution spec's tag grammar; attachment tags (sha256-<hex>.sig) match it too
+_WRITE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _ATTACHED_RE = re.compile(r"^sha256-[a-f0-9]{64}(\.[a-z]+)?$")
 
 BlobSource = Callable[[], IO[bytes]]
@@ -56,9 +60,26 @@ def _ours(name: str) -> bool:
 
 
 def check_ref_name(tag: str) -> str:
-    """A ref name stored in index.json: printable, no spaces, at most 255 characters."""
+    """A ref name read from index.json: printable, no spaces, at most 255 characters.
+
+    Lenient on purpose: layouts other tools wrote may use any ref name the spec allows.
+    """
     if not isinstance(tag, str) or not _TAG_RE.match(tag):
         raise InvalidInputError(f"tag {str(tag)[:80]!r} is not a valid reference name")
+    return tag
+
+
+def check_tag_to_write(tag: str) -> str:
+    """A tag we write into index.json: the distribution tag grammar.
+
+    ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``, so that every tag we write can also be
+    pushed to a registry as it is.
+    """
+    if not isinstance(tag, str) or not _WRITE_TAG_RE.match(tag):
+        raise InvalidInputError(
+            f"tag {str(tag)[:80]!r} is not a valid tag: use letters, digits, '_', '.' and '-' "
+            "(not first), at most 128 characters"
+        )
     return tag
 
 
@@ -85,7 +106,7 @@ def select_descriptor(
             name = (desc.annotations or {}).get(CONTAINERD_NAME, "")
             if name == tag or name.endswith(":" + tag):
                 return desc
-        raise NotFoundError(f"no tag {tag!r} in {where}; tags: {', '.join(tags) or 'none'}")
+        raise SelectionError(f"no tag {tag!r} in {where}; tags: {', '.join(tags) or 'none'}")
     if len(descs) == 1:
         return descs[0]
     # signatures and referrers fallbacks (sha256-<hex>.sig, sha256-<hex>) are not "the image"
@@ -95,8 +116,8 @@ def select_descriptor(
         return images[0]
     if not descs:
         raise NotFoundError(f"{where} holds no image")
-    raise InvalidInputError(
-        f"{where} holds {len(descs)} manifests; name one as {hint} "
+    raise SelectionError(
+        f"{where} holds {len(descs)} manifests; name a tag: {hint} "
         f"(tags: {', '.join(tags) or 'none'})"
     )
 
@@ -216,6 +237,15 @@ class Layout:
             )
         if self.is_layout():
             self.check_readable()
+        # the nearest folder that exists must let us write (a read-only folder is bad
+        # input, exit 2, found before anything is written, not an I/O error halfway)
+        probe = Path(os.path.abspath(self.root))
+        while not os.path.lexists(probe) and probe.parent != probe:
+            probe = probe.parent
+        if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+            raise InvalidInputError(
+                f"cannot write OCI layout {str(self.root)!r}: {str(probe)!r} is not writable"
+            )
 
     def init(self) -> None:
         """Create the layout skeleton if needed (idempotent, safe against a racing writer)."""
@@ -270,7 +300,7 @@ class Layout:
         """
         annotations = dict(desc.annotations or {})
         if tag is not None:
-            annotations[REF_NAME] = check_ref_name(tag)
+            annotations[REF_NAME] = check_tag_to_write(tag)
         entry = desc.with_annotations(annotations or None)
         with file_lock(self.root / LOCK_NAME):
             doc = self.read_index()
@@ -491,7 +521,7 @@ class LayoutLocation:
 
     def check_destination(self) -> None:
         if self.tag is not None:
-            check_ref_name(self.tag)
+            check_tag_to_write(self.tag)
         self.layout.check_writable()
 
     def with_default_name(self, name: str | None) -> LayoutLocation:
@@ -508,6 +538,33 @@ class LayoutLocation:
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         self.check_destination()
         total = sum(layer.size for layer in _all_layers(artifact))
-        with Progress(f"writing {self}", total, options.progress) as progress:
+        with _removed_on_failure(self.layout.root), \
+                Progress(f"writing {self}", total, options.progress) as progress:
             self.layout.put(artifact, self.tag, progress)
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(root: Path) -> Iterator[None]:
+    """A write that fails leaves no folder it created: a new layout is removed again.
+
+    Only folders this write created go (the layout and any parents it made), and
+    only while no index.json names anything in them: a layout another writer has
+    committed a tag to in the meantime is theirs too and stays.
+    """
+    created = []
+    probe = Path(os.path.abspath(root))
+    while not os.path.lexists(probe):
+        created.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    try:
+        yield
+    except BaseException:
+        if created and not (created[0] / "index.json").exists():
+            shutil.rmtree(created[0], ignore_errors=True)
+            for parent in created[1:]:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()  # only when empty
+        raise

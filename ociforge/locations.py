@@ -128,8 +128,21 @@ def _path_location(text: str) -> Location:
 
 
 def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
-    """Pick one image out of an index for the wanted platform (unless all are kept)."""
-    if isinstance(artifact, Image) or options.all_platforms:
+    """Pick one image out of an index for the wanted platform (unless all are kept).
+
+    A single image is taken as it is, unless the user explicitly asked for another
+    platform (``--platform``): then it is refused naming both, never silently used.
+    """
+    if options.all_platforms:
+        return artifact
+    if isinstance(artifact, Image):
+        have = artifact.platform
+        if options.platform is not None and have is not None and not have.matches(
+                options.platform):
+            raise InvalidPlatformError(
+                f"image {artifact.digest.short} is {have}, not {options.platform} "
+                "(asked for with --platform)"
+            )
         return artifact
     wanted = options.wanted_platform()
     chosen = select_image(artifact, wanted)

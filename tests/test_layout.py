@@ -18,6 +18,7 @@ from ociforge.errors import (
     DigestMismatchError,
     InvalidInputError,
     NotFoundError,
+    SelectionError,
     SizeMismatchError,
     ValidationError,
 )
@@ -77,9 +78,10 @@ def test_tags_share_one_layout_and_replace(tmp_path: Path) -> None:
     assert layout.find(digest=str(two.digest)).digest == two.digest
     with pytest.raises(NotFoundError):
         layout.find(digest=str(one.digest))  # untagged by the retag
-    with pytest.raises(NotFoundError, match="tags: "):
-        layout.find("nope")
-    with pytest.raises(InvalidInputError, match="holds 2 manifests"):
+    with pytest.raises(SelectionError, match="tags: ") as missing:
+        layout.find("nope")  # bad input (exit 2) that lists the tags there are
+    assert missing.value.exit_code == 2 and "tags: b, a" in str(missing.value)
+    with pytest.raises(SelectionError, match="holds 2 manifests; name a tag"):
         layout.find(None)
     # the descriptor carries the ref name annotation
     entries = json.loads(layout.index_path.read_text())["manifests"]
@@ -170,7 +172,7 @@ def test_layout_version_and_destination_checks(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInputError, match="not a directory"):
         LayoutLocation(tmp_path / "file").check_destination()
-    with pytest.raises(InvalidInputError, match="not a valid reference name"):
+    with pytest.raises(InvalidInputError, match="not a valid tag"):
         LayoutLocation(tmp_path / "new", "has space").check_destination()
     with pytest.raises(InvalidInputError, match="does not exist"):
         Layout(tmp_path / "missing").read(None)
@@ -304,3 +306,72 @@ def test_freshly_built_layers_are_linked_not_copied(tmp_path: Path) -> None:
     _read_all(back)
     # a layer read back from a layout is not "fresh": it is verified when copied on
     assert fresh_blob(back.layers[0]) is None
+
+
+# -- tag names and failed writes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["v1", "1.0.0-rc.1", "_x", "A" * 128,
+                                 "sha256-" + "a" * 64, "sha256-" + "a" * 64 + ".sig"])
+def test_tags_of_the_distribution_grammar_are_written(tmp_path: Path, tag: str) -> None:
+    image = make_image(tmp_path / "src", "one")
+    location = LayoutLocation(tmp_path / "lay", tag)
+    location.check_destination()
+    location.write(image, OPTS)
+    assert Layout(tmp_path / "lay").tags() == [tag]
+
+
+@pytest.mark.parametrize("tag", ["-bad", ".bad", "a b", "A" * 129, "a+b", "é"])
+def test_tags_outside_the_grammar_are_refused_before_writing(tmp_path: Path, tag: str) -> None:
+    image = make_image(tmp_path / "src", "one")
+    with pytest.raises(InvalidInputError, match="not a valid tag"):
+        LayoutLocation(tmp_path / "lay", tag).check_destination()
+    with pytest.raises(InvalidInputError, match="not a valid tag"):
+        LayoutLocation(tmp_path / "lay", tag).write(image, OPTS)
+    assert not (tmp_path / "lay").exists()
+
+
+def _corrupt_same_size(image: Image, tmp: Path) -> Image:
+    """The image with its last layer's bytes flipped in place (size kept, digest broken)."""
+    layout = Layout(tmp)
+    layout.put(image, "v1")
+    path = layout.blob_path(image.layers[-1].digest)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    read = layout.read("v1")
+    assert isinstance(read, Image)
+    return read
+
+
+def test_a_failed_write_into_a_new_layout_leaves_no_folder(tmp_path: Path) -> None:
+    corrupt = _corrupt_same_size(make_image(tmp_path / "src", "one"), tmp_path / "corrupt")
+    target = tmp_path / "new" / "deeper" / "lay"
+    with pytest.raises(DigestMismatchError):
+        LayoutLocation(target, "v1").write(corrupt, OPTS)
+    assert not (tmp_path / "new").exists()  # the parents it made are gone too
+
+
+def test_a_failed_write_into_an_existing_layout_keeps_it(tmp_path: Path) -> None:
+    good = make_image(tmp_path / "good", "good")
+    corrupt = _corrupt_same_size(make_image(tmp_path / "src", "one"), tmp_path / "corrupt")
+    LayoutLocation(tmp_path / "lay", "ok").write(good, OPTS)
+    with pytest.raises(DigestMismatchError):
+        LayoutLocation(tmp_path / "lay", "v1").write(corrupt, OPTS)
+    assert Layout(tmp_path / "lay").tags() == ["ok"]
+    assert Layout(tmp_path / "lay").read("ok").digest == good.digest
+
+
+def test_a_layout_in_a_folder_that_cannot_be_written_is_bad_input(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as root: folder modes do not stop us writing")
+        for target in (ro / "lay", ro / "new" / "lay"):
+            with pytest.raises(InvalidInputError, match="not writable"):
+                LayoutLocation(target, "v1").check_destination()
+    finally:
+        ro.chmod(0o755)

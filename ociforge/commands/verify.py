@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InvalidInputError, ValidationError
+    from ..errors import InvalidInputError, OperationError, SelectionError, ValidationError
     from ..locations import resolve_platform
     from ..validate import raise_for, verify_artifact
     from . import _io
@@ -37,10 +37,19 @@ def run(args: argparse.Namespace) -> int:
     options = make_options(args)
     source = _io.source(args.src)
     try:
-        artifact = source.read(options)
-    except InvalidInputError as exc:
-        # The location was fine; what it holds is not: that is a failed check (exit 1).
-        raise ValidationError(f"{source}: {exc}") from None
+        try:
+            artifact = source.read(options)
+        except SelectionError:
+            raise  # no tag / an unknown tag: the user must say which image (exit 2)
+        except InvalidInputError as exc:
+            # The location was fine; what it holds is not: that is a failed check (exit 1).
+            raise ValidationError(f"{source}: {exc}") from None
+    except OperationError as exc:
+        # what could not even be read (a missing child manifest) is a problem to report too
+        if getattr(args, "json", False):
+            emit(args, {"digest": None, "ok": False, "manifests": 0, "blobs": 0, "bytes": 0,
+                        "problems": [{"where": str(source), "message": str(exc)}]}, "")
+        raise
     if args.platform and not options.all_platforms:
         artifact = resolve_platform(artifact, options)
     report = verify_artifact(artifact, deep=not args.shallow)
