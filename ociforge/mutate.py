@@ -148,6 +148,37 @@ def normalize_port(port: str) -> str:
     return f"{number}/{proto}"
 
 
+_LINUX_SIGNALS = frozenset((
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+    "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CLD", "CONT", "STOP", "TSTP", "TTIN",
+    "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "POLL", "PWR", "SYS",
+))
+
+
+def check_stop_signal(text: str) -> str:
+    """A StopSignal the runtimes understand: ``SIGTERM``/``TERM``, ``SIGRTMIN+3``, or 1-64.
+
+    Linux names (the container's kernel, whatever the host), as moby's ParseSignal
+    takes them; returned unchanged so the config says what the user wrote.
+    """
+    value = str(text).strip()
+    if value.isdigit():
+        if 1 <= int(value) <= 64:
+            return value
+        raise InvalidInputError(f"stop signal {text!r} is not a signal number from 1 to 64")
+    name = value.upper().removeprefix("SIG")
+    base, sign, offset = name.partition("+") if "+" in name else name.partition("-")
+    ok = name in _LINUX_SIGNALS or name in ("RTMIN", "RTMAX") or (
+        base == "RTMIN" and sign == "+" and offset.isdigit() and 1 <= int(offset) <= 15
+    ) or (base == "RTMAX" and sign == "-" and offset.isdigit() and 1 <= int(offset) <= 14)
+    if not ok:
+        raise InvalidInputError(
+            f"stop signal {text!r} is not a signal: give a name like SIGTERM or SIGRTMIN+3, "
+            "or a number"
+        )
+    return value
+
+
 def configure(image: Image, changes: ConfigChanges) -> Image:
     """Apply runtime config changes (env merges by name; lists replace)."""
     if changes.is_empty():

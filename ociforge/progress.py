@@ -8,7 +8,9 @@ times a second so it never slows a copy down.
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import IO, TextIO
 
 
@@ -92,3 +94,81 @@ class CountingReader:
 
     def close(self) -> None:
         self._raw.close()
+
+
+class Activity:
+    """A line for a long step that reports no bytes itself (building a layer).
+
+    ``building layer 1/2 from ./app  12.0 MiB  3.4s``: ``measure()`` (optional)
+    says how far it got (e.g. the size of the blob being written) and a
+    background thread redraws the line, so the step itself needs no hook.  When
+    it ends one final line says how long it took.  Quiet unless ``enabled``.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        enabled: bool = False,
+        measure: Callable[[], int | None] | None = None,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+    ):
+        self.label = label
+        self.enabled = enabled
+        self.measure = measure
+        self.stream = stream if stream is not None else sys.stderr
+        tty = self.stream.isatty()
+        self.interval = interval if interval is not None else (0.2 if tty else 5.0)
+        self.started = time.monotonic()
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._write_lock = threading.Lock()
+        self._width = 0
+
+    def _text(self, final: bool = False) -> str:
+        seconds = time.monotonic() - self.started
+        amount = None
+        if self.measure is not None:
+            try:
+                amount = self.measure()
+            except OSError:
+                amount = None
+        size = f"  {_human(amount)}" if amount else ""
+        return f"{self.label}{size}  {seconds:.1f}s" + (" done" if final else "")
+
+    def _draw(self, final: bool = False) -> None:
+        with self._write_lock:
+            tty = self.stream.isatty()
+            text = self._text(final)
+            if tty:  # overwrite what is left of a longer line drawn before
+                text, self._width = text.ljust(self._width), len(text)
+            self.stream.write(text + ("\r" if tty and not final else "\n"))
+            self.stream.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._draw()
+
+    def __enter__(self) -> Activity:
+        self.started = time.monotonic()
+        if self.enabled:
+            if not self.stream.isatty():
+                self._draw()  # a log gets a line when the step starts
+            self._thread = threading.Thread(target=self._loop, name="ociforge-activity",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.elapsed = time.monotonic() - self.started
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            if exc_type is None:
+                self._draw(final=True)
+            elif self.stream.isatty():
+                with self._write_lock:
+                    self.stream.write("\n")
+                    self.stream.flush()

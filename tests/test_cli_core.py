@@ -118,7 +118,8 @@ def test_append_on_a_base_records_the_base(cli, tmp_path: Path) -> None:
     code, out, _ = cli("inspect", f"oci:{tmp_path}/top", "--manifest")
     manifest = _json(out)
     assert len(manifest["layers"]) == 2
-    assert manifest["annotations"]["org.opencontainers.image.base.name"] == base
+    # a local base is known by its digest; base.name is only for registry references
+    assert "org.opencontainers.image.base.name" not in manifest["annotations"]
     assert manifest["annotations"]["org.opencontainers.image.base.digest"] == base_digest
     code, out, _ = cli("inspect", f"oci:{tmp_path}/top", "--config")
     config = _json(out)
@@ -291,6 +292,10 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["--layer", str(src), "-o", "foo://somewhere"], "unknown location scheme"),
         (["--layer", str(src), "-o", "scratch"], "only be a source"),
         (["--layer", str(src), "--source-date-epoch", "-5"], "out of range"),
+        (["--layer", str(src), "--stop-signal", "FOO"], "stop signal"),
+        (["--layer", str(src), "--stop-signal", "SIGRTMIN+99"], "stop signal"),
+        (["--layer", str(src), "-o", f"oci:{tmp}/lay:-bad"], "not a valid tag"),
+        (["--layer", str(src), "--format", "docker", "--source", "https://x.test/r"], "OCI"),
     ]
 
 
@@ -339,3 +344,262 @@ def test_an_index_for_a_docker_archive_is_refused_before_any_write(cli, tmp_path
                        f"{tmp_path}/second.tar", "--platform", "all")
     assert code == 2 and "single-platform" in err
     assert not (tmp_path / "first").exists() and not (tmp_path / "second.tar").exists()
+
+
+# -- annotations, base, raw bytes, progress (audit #4, #5, #6, #9, #10) ---------------
+
+ANN = "org.opencontainers.image."
+
+
+def _annotations(cli: Any, where: str) -> dict[str, str]:
+    code, out, err = cli("inspect", where, "--manifest")
+    assert code == 0, err
+    return dict(_json(out).get("annotations") or {})
+
+
+def _docker_base(cli: Any, tmp_path: Path) -> str:
+    src = _tree(tmp_path / "app")
+    base = f"oci:{tmp_path}/dock:1"
+    code, _, err = cli("append", "scratch", "--layer", str(src), *AMD64, "--format", "docker",
+                       "-o", base)
+    assert code == 0, err
+    return base
+
+
+def test_annotations_on_a_docker_base_are_refused_unless_converted(cli, tmp_path: Path) -> None:
+    base = _docker_base(cli, tmp_path)
+    for asked in (["--annotation", "a=b"], ["--source", "https://git.example/app"]):
+        code, _, err = cli("append", base, "-o", f"oci:{tmp_path}/out:9", *asked)
+        assert code == 2, err
+        assert "Docker format" in err and "--format oci" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+    code, _, err = cli("append", base, "-o", f"oci:{tmp_path}/out:9", "--annotation", "a=b",
+                       "--format", "oci")
+    assert code == 0, err
+    code, out, _ = cli("inspect", f"oci:{tmp_path}/out:9", "--manifest")
+    assert _json(out)["mediaType"] == mt.OCI_MANIFEST
+    assert _annotations(cli, f"oci:{tmp_path}/out:9")["a"] == "b"
+    # without annotations a Docker base stays Docker (nothing was asked that needs OCI)
+    code, _, err = cli("append", base, "-o", f"oci:{tmp_path}/plain:1", "--env", "A=1")
+    assert code == 0, err
+    code, out, _ = cli("inspect", f"oci:{tmp_path}/plain:1", "--manifest")
+    assert _json(out)["mediaType"] == mt.DOCKER_MANIFEST
+
+
+def test_zstd_layers_on_a_docker_base_need_format_oci(cli, tmp_path: Path) -> None:
+    import zstandard
+
+    base = _docker_base(cli, tmp_path)
+    code, _, err = cli("append", base, "--layer", f"{tmp_path}/app", "--compression", "zstd",
+                       "-o", f"oci:{tmp_path}/z")
+    assert code == 2 and "--format oci" in err, err
+    zst = tmp_path / "extra.tar.zst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress(tar_bytes({"etc/motd": b"hi\n"})))
+    code, _, err = cli("append", base, "--layer", str(zst), "-o", f"oci:{tmp_path}/z")
+    assert code == 2 and "zstd tar" in err and "--format oci" in err, err
+    assert not (tmp_path / "z").exists()
+    code, _, err = cli("append", base, "--layer", str(zst), "--format", "oci",
+                       "-o", f"oci:{tmp_path}/z:1")
+    assert code == 0, err
+
+
+def test_base_name_is_never_a_path_and_spellings_give_one_digest(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", str(src), *AMD64, "-o",
+               f"oci:{tmp_path}/out1:v1")[0] == 0
+    base_digest = str(Layout(tmp_path / "out1").find("v1").digest)
+    monkeypatch.chdir(tmp_path)
+    digests = set()
+    for i, spelled in enumerate(("oci:out1:v1", "oci:./out1:v1", f"oci:{tmp_path}/out1:v1")):
+        code, out, err = cli("append", spelled, "--layer", "app/hello.txt", "--json",
+                             "-o", f"oci:bn{i}")
+        assert code == 0, err
+        digests.add(_json(out)["digest"])
+        notes = _annotations(cli, f"oci:bn{i}")
+        assert notes[ANN + "base.digest"] == base_digest
+        assert ANN + "base.name" not in notes
+        assert str(tmp_path) not in json.dumps(notes)
+    assert len(digests) == 1
+
+
+def test_base_name_of_a_registry_base_is_its_full_reference() -> None:
+    from ociforge.commands.append import base_name_of
+    from ociforge.locations import parse_location
+
+    assert base_name_of(parse_location("alpine:3.19")) == "docker.io/library/alpine:3.19"
+    assert base_name_of(parse_location("docker://127.0.0.1:5000/a/b:1")) == \
+        "127.0.0.1:5000/a/b:1"
+    assert base_name_of(parse_location("oci:somewhere:1")) is None
+
+
+def test_inspect_raw_prints_the_exact_manifest_bytes(cli, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", str(src), *AMD64, "-o", f"oci:{tmp_path}/l:v1",
+               "--annotation", "note=caf\u00e9")[0] == 0
+    digest = Layout(tmp_path / "l").find("v1").digest
+    raw = subprocess.run([sys.executable, "-m", "ociforge", "inspect", f"oci:{tmp_path}/l:v1",
+                          "--raw"], check=True, capture_output=True).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == str(digest)
+    assert not raw.endswith(b"\n")
+    assert raw == Layout(tmp_path / "l").blob_path(digest).read_bytes()
+
+
+@pytest.mark.parametrize("tag,title,version", [
+    ("golden/app:1.2", "app", "1.2"),
+    ("ghcr.io/acme/team/web:2024-01", "web", "2024-01"),
+    ("tool:latest", "tool", None),
+    ("tool", "tool", None),
+])
+def test_title_and_version_come_from_the_tag(cli, tmp_path: Path, tag: str, title: str,
+                                             version: str | None) -> None:
+    src = _tree(tmp_path / "app")
+    code, _, err = cli("append", "scratch", "--layer", str(src), *AMD64, "--tag", tag,
+                       "--source", "https://git.example/acme/web", "-o", f"oci:{tmp_path}/l")
+    assert code == 0, err
+    notes = _annotations(cli, f"oci:{tmp_path}/l")
+    assert notes[ANN + "title"] == title
+    assert notes.get(ANN + "version") == version
+    assert notes[ANN + "source"] == "https://git.example/acme/web"
+
+
+def test_explicit_annotations_win_over_derived_ones(cli, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "app")
+    code, _, err = cli("append", "scratch", "--layer", str(src), *AMD64, "--tag", "me/app:3",
+                       "--source", "https://a.example", "-o", f"oci:{tmp_path}/l",
+                       "--annotation", ANN + "title=Nice Title",
+                       "--annotation", ANN + "version=3.0.0",
+                       "--annotation", ANN + "source=https://b.example",
+                       "--annotation", ANN + "created=2000-01-01T00:00:00Z")
+    assert code == 0, err
+    notes = _annotations(cli, f"oci:{tmp_path}/l:3")
+    assert notes[ANN + "title"] == "Nice Title" and notes[ANN + "version"] == "3.0.0"
+    assert notes[ANN + "source"] == "https://b.example"
+    assert notes[ANN + "created"] == "2000-01-01T00:00:00Z"
+
+
+def test_building_a_layer_shows_progress_with_v_and_is_quiet_without(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")  # stderr is no terminal here either: quiet by default
+    src = _tree(tmp_path / "app")
+    (src / "big.bin").write_bytes(os.urandom(1 << 20))
+    code, _, err = cli("append", "scratch", "--layer", str(src), "--layer", f"{src}/hello.txt",
+                       *AMD64, "-o", f"oci:{tmp_path}/quiet")
+    assert code == 0 and err == "", err
+    code, _, err = cli("-v", "append", "scratch", "--layer", str(src),
+                       "--layer", f"{src}/hello.txt", *AMD64, "-o", f"oci:{tmp_path}/loud")
+    assert code == 0, err
+    assert f"building layer 1/2 from {src}" in err
+    assert f"building layer 2/2 from {src}/hello.txt" in err
+    done = [line for line in err.splitlines() if line.endswith("s done")]
+    assert len(done) == 2 and "MiB" in done[0], err  # the blob's size and the time it took
+
+
+def test_activity_line_redraws_on_a_terminal() -> None:
+    import time
+
+    from ociforge.progress import Activity
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    sizes = iter(range(1, 1000))
+    with Activity("building layer 1/1 from x", True, measure=lambda: next(sizes) * 4096,
+                  stream=stream, interval=0.01):
+        time.sleep(0.1)
+    text = stream.getvalue()
+    assert text.count("\r") >= 2 and text.endswith(" done\n")
+    assert "KiB" in text
+    quiet = Tty()
+    with Activity("x", False, stream=quiet, interval=0.01):
+        time.sleep(0.03)
+    assert quiet.getvalue() == ""
+
+
+# -- exit codes and leftovers (audit #11, #13) ----------------------------------------
+
+
+def _two_tags(cli: Any, tmp_path: Path) -> Path:
+    src = _tree(tmp_path / "app")
+    for tag in ("a", "b"):
+        code, _, err = cli("append", "scratch", "--layer", str(src), *AMD64, "--env", f"T={tag}",
+                           "-o", f"oci:{tmp_path}/two:{tag}")
+        assert code == 0, err
+    return tmp_path / "two"
+
+
+@pytest.mark.parametrize("argv", [
+    ["copy", "oci:{L}", "oci:{t}/x"],
+    ["verify", "oci:{L}"],
+    ["verify", "oci:{L}", "--json"],
+    ["inspect", "oci:{L}"],
+    ["append", "oci:{L}", "-o", "oci:{t}/x"],
+])
+def test_a_layout_of_several_images_needs_a_tag_everywhere(cli, tmp_path: Path,
+                                                          argv: list[str]) -> None:
+    layout = _two_tags(cli, tmp_path)
+    code, _out, err = cli(*[a.format(L=layout, t=tmp_path) for a in argv])
+    assert code == 2, (code, err)
+    assert "name a tag" in err and "tags: a, b" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["copy", "verify", "inspect", "append"])
+def test_a_missing_tag_is_bad_input_listing_the_tags(cli, tmp_path: Path, command: str) -> None:
+    layout = _two_tags(cli, tmp_path)
+    argv = [command, f"oci:{layout}:nope"]
+    if command in ("copy", "append"):
+        argv += ["-o", f"oci:{tmp_path}/x"] if command == "append" else [f"oci:{tmp_path}/x"]
+    code, _, err = cli(*argv)
+    assert code == 2, err
+    assert "no tag 'nope'" in err and "tags: a, b" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_copy_of_a_single_image_for_another_platform_is_refused(cli, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", str(src), *AMD64, "-o", f"oci:{tmp_path}/b")[0] == 0
+    code, _, err = cli("copy", f"oci:{tmp_path}/b", f"oci:{tmp_path}/x", "--platform",
+                       "linux/arm64")
+    assert code == 2 and "linux/amd64" in err and "linux/arm64" in err, err
+    assert not (tmp_path / "x").exists()
+    code, _, err = cli("copy", f"oci:{tmp_path}/b", f"oci:{tmp_path}/x", *AMD64)
+    assert code == 0, err
+
+
+def test_verify_json_reports_a_missing_child_manifest(cli, tmp_path: Path) -> None:
+    index = make_index(tmp_path / "src")
+    Layout(tmp_path / "lay").put(index, "m")
+    _, child = index.children[1]
+    Layout(tmp_path / "lay").blob_path(child.digest).unlink()
+    code, out, err = cli("verify", f"oci:{tmp_path}/lay:m", "--json")
+    assert code == 1, err
+    result = _json(out)
+    assert result["ok"] is False
+    assert str(child.digest) in result["problems"][0]["message"]
+    assert str(child.digest) in err and len(err.splitlines()) == 1
+
+
+def test_a_failed_copy_into_a_new_layout_leaves_no_folder(cli, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", str(src), *AMD64, "-o",
+               f"oci:{tmp_path}/bad:v1")[0] == 0
+    image = Layout(tmp_path / "bad").read("v1")
+    assert isinstance(image, Image)
+    blob = Layout(tmp_path / "bad").blob_path(image.layers[0].digest)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, wrong bytes: found only while copying
+    os.chmod(blob, 0o644)
+    blob.write_bytes(bytes(data))
+    for command in (["copy", f"oci:{tmp_path}/bad:v1", f"oci:{tmp_path}/new/dir:v1"],
+                    ["append", f"oci:{tmp_path}/bad:v1", "-o", f"oci:{tmp_path}/new/dir:v1"]):
+        code, _, err = cli(*command)
+        assert code == 1 and str(image.layers[0].digest) in err, err
+        assert not (tmp_path / "new").exists()

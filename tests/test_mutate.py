@@ -16,6 +16,7 @@ from ociforge.mutate import (
     ConfigChanges,
     annotate,
     append_layers,
+    check_stop_signal,
     configure,
     convert,
     normalize_port,
@@ -105,3 +106,16 @@ def test_unchanged_image_keeps_bytes() -> None:
     img = scratch(Platform.parse("linux/amd64"))
     assert configure(img, ConfigChanges()) is img
     assert annotate(img, {}) is img
+
+
+@pytest.mark.parametrize("good", ["SIGTERM", "TERM", "sigint", "SIGRTMIN+3", "RTMAX-2",
+                                  "SIGRTMIN", "9", "64", "SIGWINCH"])
+def test_stop_signal_accepts_names_and_numbers(good: str) -> None:
+    assert check_stop_signal(good) == good  # kept as written
+
+
+@pytest.mark.parametrize("bad", ["FOO", "SIGFOO", "0", "65", "SIGRTMIN+16", "SIGRTMAX+1",
+                                 "RTMIN-1", "", "SIG", "-9", "SIG TERM"])
+def test_stop_signal_refuses_what_no_runtime_knows(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match="stop signal"):
+        check_stop_signal(bad)

@@ -24,6 +24,9 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.zstd")
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
+ANNOTATION_TITLE = "org.opencontainers.image.title"
+ANNOTATION_VERSION = "org.opencontainers.image.version"
+ANNOTATION_SOURCE = "org.opencontainers.image.source"
 
 
 def register(sub: Any) -> None:
@@ -49,7 +52,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--volume", action="append", default=[], metavar="PATH")
     parser.add_argument("--stop-signal", metavar="SIGNAL")
     parser.add_argument("--annotation", action="append", default=[], metavar="K=V",
-                        help="manifest annotation (OCI format only)")
+                        help="manifest annotation (OCI format only; wins over the ones "
+                             "ociforge derives)")
+    parser.add_argument("--source", metavar="URL",
+                        help="where the image's source lives: the "
+                             "org.opencontainers.image.source annotation (OCI format only)")
     add_platform_option(parser)
     parser.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"))
     parser.add_argument("--remove", action="append", default=[], metavar="PATH",
@@ -125,7 +132,7 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
 
 def _changes(args: argparse.Namespace) -> Any:
     from ..errors import InvalidInputError
-    from ..mutate import ConfigChanges, normalize_port
+    from ..mutate import ConfigChanges, check_stop_signal, normalize_port
 
     for port in args.expose:
         normalize_port(port)
@@ -143,8 +150,52 @@ def _changes(args: argparse.Namespace) -> Any:
         labels=parse_key_value(args.label, "--label"),
         exposed_ports=list(args.expose),
         volumes=list(args.volume),
-        stop_signal=args.stop_signal,
+        stop_signal=None if args.stop_signal is None else check_stop_signal(args.stop_signal),
     )
+
+
+def derived_annotations(tag: str | None, source: str | None) -> dict[str, str]:
+    """Annotations ociforge fills in from ``--tag NAME:TAG`` and ``--source URL``.
+
+    title = the last path component of NAME (``ghcr.io/acme/web:1.2`` -> ``web``),
+    version = TAG unless it is ``latest`` (that names no version), source = URL.
+    """
+    from ..reference import Reference
+
+    notes: dict[str, str] = {}
+    if tag:
+        ref = Reference.parse(tag)
+        notes[ANNOTATION_TITLE] = ref.repository.rsplit("/", 1)[-1]
+        if ref.tag and ref.tag != "latest":
+            notes[ANNOTATION_VERSION] = ref.tag
+    if source:
+        notes[ANNOTATION_SOURCE] = source
+    return notes
+
+
+def base_name_of(location: Any) -> str | None:
+    """The base's fully qualified registry reference; None for local bases.
+
+    A path is not a name: it would differ with how the base was spelled (oci:x,
+    oci:./x, oci:/abs/x), change the digest and leak the host's folders.
+    """
+    from ..remote.location import RegistryLocation
+
+    if isinstance(location, RegistryLocation):
+        return str(location.reference)
+    return None
+
+
+def _result_is_docker(base: Any, wanted_format: str | None) -> bool:
+    """Whether the appended image keeps (or gets) Docker media types."""
+    from ..image import Image
+
+    if wanted_format is not None:
+        return wanted_format == "docker"
+    if isinstance(base, Image):
+        return base.is_docker
+    images = [child for _, child in base.children if isinstance(child, Image)]
+    return bool(images) and all(image.is_docker for image in images)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +205,10 @@ def run(args: argparse.Namespace) -> int:
     from ..image import Image
     from ..index import Index, build_index
     from ..locations import Scratch, resolve_platform
+    from ..mediatypes import compression_of
     from ..mutate import annotate, append_layers, configure, convert, rfc3339, scratch, set_created
+    from ..progress import Activity
+    from ..workspace import latest_blob_path
     from . import _io
     from .common import make_options
 
@@ -168,6 +222,11 @@ def run(args: argparse.Namespace) -> int:
     specs = [parse_layer_spec(text) for text in args.layer]
     changes = _changes(args)
     user_annotations = parse_key_value(args.annotation, "--annotation")
+    if args.source is not None and not args.source.strip():
+        raise InvalidInputError("--source needs a URL")
+    asked_annotations = sorted(
+        [f"--annotation {key}" for key in user_annotations]
+        + (["--source"] if args.source else []))
     removes = list(args.remove)
     for path in removes:
         if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
@@ -175,8 +234,9 @@ def run(args: argparse.Namespace) -> int:
     docker = args.format == "docker"
     if docker and args.compression == "zstd":
         raise InvalidInputError("--format docker cannot carry zstd layers; use gzip or none")
-    if docker and user_annotations:
-        raise InvalidInputError("--annotation needs OCI format; Docker manifests have none")
+    if docker and asked_annotations:
+        raise InvalidInputError(f"{asked_annotations[0]} needs OCI format; Docker manifests "
+                                "have no annotations")
     from ..archive import DockerArchiveLocation
 
     if args.compression == "zstd" and any(isinstance(d, DockerArchiveLocation)
@@ -190,33 +250,66 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(base_location, Scratch):
         base: Any = scratch(options.wanted_platform(), docker=docker, epoch=epoch)
     else:
+        # an explicit --platform that a single-image base does not have is refused here
         base = resolve_platform(base_location.read(options), options)
-        if (isinstance(base, Image) and args.platform and not options.all_platforms
-                and base.platform is not None and not base.platform.matches(options.platform)):
-            raise InvalidPlatformError(
-                f"base {args.base!r} is {base.platform}, not {options.platform}"
-            )
+    result_docker = _result_is_docker(base, args.format)
+    if result_docker and args.format is None and asked_annotations:
+        # a Docker manifest cannot carry them: say so rather than drop them silently
+        raise InvalidInputError(
+            f"{asked_annotations[0]} needs OCI media types, but base {args.base!r} is "
+            "Docker format; add --format oci to convert it"
+        )
+    if result_docker and args.format is None and args.compression == "zstd":
+        raise InvalidInputError(
+            f"zstd layers need OCI media types, but base {args.base!r} is Docker format; "
+            "add --format oci to convert it, or use --compression gzip"
+        )
 
     # -- 3. the layers (built once, shared by every platform) --------------------
     settings = BuildSettings(compression=args.compression, epoch=epoch, docker=docker)
-    layers, created_by = [], []
+    layers: list[Any] = []
+    created_by: list[str] = []
+    steps = len(specs) + (1 if removes else 0)
+
+    def building(what: str) -> Activity:
+        number = len(layers) + 1
+        before = latest_blob_path()  # the blob of the layer built before is not this one
+
+        def measure() -> int | None:
+            path = latest_blob_path()
+            return None if path == before else _size_of(path)
+
+        return Activity(f"building layer {number}/{steps} from {what}", options.progress,
+                        measure=measure)
+
     if removes:
-        result = build_layer([], settings, removes=removes)
+        with building("--remove"):
+            result = build_layer([], settings, removes=removes)
         layers.append(result.layer)
         created_by.append("ociforge remove " + " ".join(removes))
     for spec in specs:
+        with building(str(spec.src)) as activity:
+            if spec.as_tar:
+                result = layer_from_tar(spec.src, settings)
+            else:
+                result = build_layer([LayerSource(spec.src, spec.dest)], settings)
+        log.debug("layer from %s: %s in %.1fs", spec.src, result.layer.digest.short,
+                  activity.elapsed)
         if spec.as_tar:
-            result = layer_from_tar(spec.src, settings)
             created_by.append(f"ociforge add tar {spec.src.name}")
+            if result_docker and compression_of(result.layer.media_type) == "zstd":
+                how = ("--format docker cannot carry it" if docker else
+                       f"base {args.base!r} is Docker format; add --format oci to convert it")
+                raise InvalidInputError(f"--layer {spec.text!r} is a zstd tar: {how}")
         else:
-            result = build_layer([LayerSource(spec.src, spec.dest)], settings)
             created_by.append(f"ociforge add {spec.dest}")
         for warning in result.warnings:
             log.warning("%s", warning)
         layers.append(result.layer)
 
     # -- 4. the new image(s) ------------------------------------------------------
-    base_name = None if isinstance(base_location, Scratch) else str(base_location)
+    base_name = None if isinstance(base_location, Scratch) else base_name_of(base_location)
+    derived = derived_annotations(tag, args.source)
 
     def finish(image: Image) -> Image:
         base_digest = str(image.digest)
@@ -226,14 +319,14 @@ def run(args: argparse.Namespace) -> int:
         image = configure(image, changes)
         image = set_created(image, epoch)
         if image.is_docker:
-            return image
-        notes = {ANNOTATION_CREATED: rfc3339(epoch)}
-        if base_name is not None:
-            notes[ANNOTATION_BASE_NAME] = base_name
+            return image  # derived annotations only; asked-for ones were refused above
+        notes = {ANNOTATION_CREATED: rfc3339(epoch), **derived}
+        if not isinstance(base_location, Scratch):
             notes[ANNOTATION_BASE_DIGEST] = base_digest
-        notes.update(user_annotations)
+            if base_name is not None:
+                notes[ANNOTATION_BASE_NAME] = base_name
+        notes.update(user_annotations)  # what the user wrote always wins
         return annotate(image, notes)
-
     if isinstance(base, Index):
         entries: list[tuple[Any, dict[str, str] | None]] = []
         for desc, child in base.children:
@@ -261,4 +354,14 @@ def run(args: argparse.Namespace) -> int:
     emit(args, _io.result_json(result_artifact, results, layers=layer_info),
          _io.human_lines(result_artifact, results))
     return 0
+
+
+def _size_of(path: Path | None) -> int | None:
+    """Bytes written so far to the blob being built (None before it exists)."""
+    if path is None:
+        return None
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 

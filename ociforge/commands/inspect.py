@@ -2,7 +2,8 @@
 
 The default is a summary (digest, media type, platform, layers, config);
 ``--manifest`` and ``--config`` print the documents, ``--raw`` the manifest's
-exact bytes.  An index is shown as an index unless ``--platform`` picks one
+exact bytes (as stored, no newline added: ``| sha256sum`` gives the digest).
+An index is shown as an index unless ``--platform`` picks one
 (``--config`` picks the host's).
 """
 
@@ -84,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.config and not isinstance(artifact, Image):
         artifact = resolve_platform(artifact, replace(options, all_platforms=False))
     if args.raw:
-        sys.stdout.write(artifact.manifest_bytes.decode("utf-8", "replace"))
-        sys.stdout.write("\n")
+        # the exact bytes the digest is over: no decoding, no newline added
+        sys.stdout.flush()
+        sys.stdout.buffer.write(artifact.manifest_bytes)
+        sys.stdout.buffer.flush()
     elif args.manifest:
         print(json.dumps(artifact.manifest, indent=2, sort_keys=True))
     elif args.config and isinstance(artifact, Image):
