@@ -292,6 +292,7 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["--layer", str(src), "-o", "foo://somewhere"], "unknown location scheme"),
         (["--layer", str(src), "-o", "scratch"], "only be a source"),
         (["--layer", str(src), "--source-date-epoch", "-5"], "out of range"),
+        (["--layer", f"{src}/hello.txt:relative/path"], "must be absolute"),
         (["--layer", str(src), "--stop-signal", "FOO"], "stop signal"),
         (["--layer", str(src), "--stop-signal", "SIGRTMIN+99"], "stop signal"),
         (["--layer", str(src), "-o", f"oci:{tmp}/lay:-bad"], "not a valid tag"),

@@ -93,6 +93,10 @@ def parse_layer_spec(text: str) -> LayerSpec:
         raise InvalidInputError(f"--layer {text!r}: the container path after ':' is empty")
     src = Path(os.path.expanduser(src_text))
     if not os.path.lexists(src):
+        head, colon, tail = src_text.rpartition(":")
+        if colon and head and tail and os.path.lexists(os.path.expanduser(head)):
+            raise InvalidInputError(
+                f"--layer {text!r}: the container path {tail!r} must be absolute (/{tail})")
         raise InvalidInputError(f"--layer {text!r}: {src_text!r} does not exist")
     mode = os.lstat(src).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
