@@ -59,6 +59,8 @@ BAD_INPUT: list[tuple[str, ...]] = [
     ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--platform", "linux/pdp11"),
     ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--timeout", "0"),
     ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--retries", "-1"),
+    ("copy", "oci:{tmp}/src:nosuchtag", "oci:{tmp}/o"),
+    ("verify", "oci:{tmp}/src:nosuchtag"),
     # inspect / verify
     ("inspect", "Bad//ref"),
     ("inspect", "oci:{tmp}/missing"),

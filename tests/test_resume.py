@@ -267,3 +267,30 @@ def test_ctrl_c_stops_parallel_transfers_promptly(direction: str, tmp_path: Path
         _layout_consistent(tmp_path / "out")
         leftovers = [p.name for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]
         assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("dest", sorted(DESTINATIONS))
+def test_disk_full_while_writing_leaves_nothing_and_names_the_output(dest: str,
+                                                                     tmp_path: Path) -> None:
+    """A write that fails (here: the file-size limit, like a full disk or quota) is exit 1,
+    one line naming the output, and no file or temporary file is left."""
+    import resource
+
+    src, _ = layout_with_image(tmp_path / "src", (3 << 20,))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = DESTINATIONS[dest](out_dir)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "ociforge", "copy", src, target], env=_env(),
+                          capture_output=True, text=True, timeout=60, preexec_fn=small_files)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(out_dir) in lines[0], lines[0]
+    assert not [p for p in out_dir.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+    assert not (out_dir / "out.tar").exists()
+    _layout_consistent(out_dir / "layout")
