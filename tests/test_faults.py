@@ -707,3 +707,23 @@ def test_corrupt_base_layer_stops_append_and_export(cli, tmp_path: Path) -> None
     assert not (tmp_path / "app.tar").exists() and not (tmp_path / "out.tar").exists()
     layout_is_sound(tmp_path / "app-layout", None)
     layout_is_sound(tmp_path / "out", None)
+
+
+# -- registries that lie ------------------------------------------------------------------------
+
+def test_registry_claiming_blobs_it_lacks_fails_cleanly(cli, proxy: FaultProxy,
+                                                        source: tuple[str, str]) -> None:
+    """HEAD says every blob is there (it is not): the manifest PUT is refused by the
+    registry and the push stops with one line, not a false success."""
+    proxy.add(Rule("status", method="HEAD", path=r"/blobs/sha256:", status=200, times=1000))
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo_name('lying-head')}:t")
+    failed_cleanly(code, out, err, mentions=("MANIFEST_BLOB_UNKNOWN|blob unknown",))
+
+
+def test_registry_reporting_another_manifest_digest_fails_cleanly(
+        cli, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    fake = "sha256:" + "e" * 64
+    proxy.add(Rule("rewrite", method="PUT", path=r"/manifests/", times=1,
+                   headers={source[1]: fake}))
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo_name('lying-put')}:t")
+    failed_cleanly(code, out, err, mentions=(fake[:19],))
