@@ -666,3 +666,34 @@ def test_push_of_an_index_naming_children_repeatedly_puts_each_manifest_once(
                            f"{proxy.host}/hostile/nested:t", "--platform", "all")
         assert code == 0, err
         assert proxy.count("PUT", r"/manifests/") == 4, "each distinct manifest once, tag last"
+
+
+@pytest.mark.parametrize("where", ["layout", "registry"])
+def test_config_over_four_mib_is_refused(where: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from fakeregistry import FakeRegistry
+
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": []},
+                         "pad": "x" * (5 << 20)}).encode()
+    config_digest = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": f"sha256:{config_digest}",
+                                      "size": len(config)},
+                           "layers": []}).encode()
+    _layout_with_manifest(tmp_path / "src", manifest)
+    (tmp_path / "src" / "blobs" / "sha256" / config_digest).write_bytes(config)
+    out = tmp_path / "out"
+    if where == "layout":
+        code, stdout, err = cli("copy", f"oci:{tmp_path / 'src'}:t", f"oci:{out}:t")
+    else:
+        fake = FakeRegistry(tmp_path / "src", "app").start()
+        try:
+            code, stdout, err = cli("copy", f"{fake.host}/app:t", f"oci:{out}:t",
+                                    "--retries", "0")
+        finally:
+            fake.stop()
+    _one_line_exit_2(code, stdout, err, allowed=(1, 2))
+    assert "limit" in err, err
+    assert not (out / "index.json").exists()
