@@ -683,8 +683,10 @@ class DockerArchiveLocation:
             entries.append(_bytes_entry(
                 "repositories", canonical({name.familiar: {name.tag: top}})))
         write_tar(self.path, entries, options)
-        return WriteResult(str(artifact.digest), f"{self.path} ({name.repo_tag})",
-                           artifact.media_type)
+        bare = self.path.endswith((".tar", ".tar.gz", ".tgz"))  # parse_location reads it bare
+        return WriteResult(str(artifact.digest),
+                           self.path if bare else f"docker-archive:{self.path}",
+                           artifact.media_type, name.repo_tag)
 
 
 def as_path(location: object) -> Path | None:

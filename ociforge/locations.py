@@ -20,11 +20,15 @@ from .platform import Platform
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a sink reports: the digest written and a human name for where."""
+    """What a sink reports: the digest written and where, as a location ociforge reads back.
+
+    ``name`` is the image name a docker-archive carries (``RepoTags``), if any.
+    """
 
     digest: str
     location: str
     media_type: str
+    name: str | None = None
 
 
 class Location(Protocol):

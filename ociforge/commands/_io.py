@@ -70,7 +70,8 @@ def result_json(artifact: Artifact, results: list[WriteResult], **extra: Any) ->
         "digest": str(artifact.digest),
         "mediaType": artifact.media_type,
         "destinations": [
-            {"location": r.location, "digest": r.digest, "mediaType": r.media_type}
+            {"location": r.location, "digest": r.digest, "mediaType": r.media_type,
+             **({"name": r.name} if r.name else {})}
             for r in results
         ],
     }
@@ -79,4 +80,5 @@ def result_json(artifact: Artifact, results: list[WriteResult], **extra: Any) ->
 
 
 def human_lines(artifact: Artifact, results: list[WriteResult]) -> str:
-    return "\n".join(f"{r.digest} {r.location}" for r in results) or str(artifact.digest)
+    return "\n".join(f"{r.digest} {r.location}" + (f" ({r.name})" if r.name else "")
+                     for r in results) or str(artifact.digest)
