@@ -120,10 +120,10 @@ def judge(target: Target, results: dict[str, CaseResult]) -> Verdict:
         extras = [s.extra for s in mine[0].samples]
         uploaded = max(int(str(e.get("base_uploaded", 0))) for e in extras)
         mounted = min(int(str(e.get("base_mounted", 0))) for e in extras)
-        base = max(int(str(e.get("base_layers", 0))) for e in extras)
+        base_layers = max(int(str(e.get("base_layers", 0))) for e in extras)
         new = max(int(str(e.get("uploaded", 0))) for e in extras)
-        ok = uploaded == 0 and mounted == base and base > 0
-        return Verdict(target, f"{mounted}/{base} mounted, {new} uploaded", "", None,
+        ok = uploaded == 0 and mounted == base_layers and base_layers > 0
+        return Verdict(target, f"{mounted}/{base_layers} mounted, {new} uploaded", "", None,
                        "0 base layers uploaded", MET if ok else NOT_MET)
     if target.kind == "same-digest":
         digests = {str(s.extra.get("digest")) for s in mine[0].samples}
