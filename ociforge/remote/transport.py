@@ -377,6 +377,13 @@ class Transport:
                 resp.close()
                 self._sleep(attempt, retry_after)
                 continue
+            if not stream and not _preload(resp, method):
+                resp.close()
+                if attempt + 1 >= attempts or not reusable:
+                    raise TransportError(f"{self.registry}: {method} {mask_url(url)}: the "
+                                         "answer broke off")
+                self._sleep(attempt, None)
+                continue
             return resp
         raise AssertionError("unreachable")
 
@@ -400,6 +407,27 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+
+
+PRELOAD_LIMIT = 1 << 20
+
+
+def _preload(resp: requests.Response, method: str) -> bool:
+    """Read a small answer at once; False when it broke off.
+
+    requests closes the socket of a streamed response whose body was never read,
+    so without this every HEAD, PUT and POST (all sent with ``stream=True``)
+    would cost a new connection: the parallel HEADs of a push would not share
+    the pool.  Large or unsized bodies stay streamed for the caller.
+    """
+    length = resp.headers.get("Content-Length", "")
+    if method == "HEAD" or resp.status_code in (204, 304) or (
+            length.isdigit() and int(length) <= PRELOAD_LIMIT):
+        try:
+            resp.content  # noqa: B018 - reading it is the point
+        except (requests.RequestException, OSError):
+            return False
+    return True
 
 
 def _http_date_delay(value: str) -> float:
