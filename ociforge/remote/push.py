@@ -1,22 +1,29 @@
 """Push: an Image or Index into a repository, blobs first, manifests byte for byte.
 
-Blobs go in parallel (``options.jobs``): HEAD (skip when present), then a
-cross-repository mount when the blob came from another repository of the same
-registry, else an upload.  One token covers the whole push (``pull,push`` on
-the target plus ``pull`` on every mount source).  An index is PUT only after
-all its children (by digest); the digest the registry reports must equal the
-local one.
+First one HEAD of the target manifest (by tag, full Accept list): when the
+registry already serves exactly this digest there, nothing is sent at all (it
+validated every blob and child when that manifest was PUT) -- what crane does,
+and what makes a re-push one request after the API check.  Otherwise, for an
+index, each child manifest is HEADed by digest and children already present
+are neither re-PUT nor have their blobs checked.
+
+Blobs go in parallel (``options.jobs``, one pooled session): HEAD (skip when
+present), then a cross-repository mount when the blob came from another
+repository of the same registry, else an upload.  One token covers the whole
+push (``pull,push`` on the target plus ``pull`` on every mount source).  An
+index is PUT only after all its children (by digest); the digest the registry
+reports must equal the local one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
 
 from ..digest import Digest
-from ..errors import DigestMismatchError, InvalidReferenceError
+from ..errors import DigestMismatchError, InvalidReferenceError, RegistryError
 from ..image import Image
 from ..index import Artifact, Index
 from ..layer import Layer
@@ -36,6 +43,7 @@ class PushResult:
     media_type: str
     put: ManifestPut | None = None
     blobs: dict[str, str] = field(default_factory=dict)   # digest -> exists|mounted|uploaded
+    unchanged: bool = False     # the registry already served this digest under the target
 
     def count(self, outcome: str) -> int:
         return sum(1 for v in self.blobs.values() if v == outcome)
@@ -48,22 +56,31 @@ def push(client: RegistryClient, ref: Reference, artifact: Artifact,
         raise InvalidReferenceError(
             f"{ref} pins digest {ref.digest}, but the image to push is {artifact.digest}")
     repository = ref.repository
-    blobs = _unique_blobs(artifact)
-    sources = {_repo_on(client.registry, src) for _, src in blobs.values()}
+    every_blob = _unique_blobs(artifact)
+    sources = {_repo_on(client.registry, src) for _, src in every_blob.values()}
     sources.discard(repository)
     sources.discard(None)
     # one token for the whole push: HEADs, mounts, uploads and manifest PUTs
     client.widen_scopes(repository, [push_scope(repository),
                                      *(pull_scope(s) for s in sorted(s for s in sources if s))])
     result = PushResult(artifact.digest, artifact.media_type)
+    target = ref.tag if ref.tag is not None else str(artifact.digest)
+    if _served(client, repository, target, artifact.digest):
+        result.unchanged = True
+        result.blobs = {str(d): "exists" for d in every_blob}
+        log.info("%s already serves %s: nothing to push", ref, artifact.digest.short)
+        return result
+    jobs = max(1, options.registry.jobs)
+    present = _present_children(client, repository, artifact, jobs)
+    blobs = _unique_blobs(artifact, skip=present)
+    result.blobs = {str(d): "exists" for d in every_blob if d not in blobs}
     total = sum(layer.size for layer, _ in blobs.values())
     with Progress(f"pushing {ref}", total, options.progress) as progress:
-        _push_blobs(client, repository, blobs, result, max(1, options.registry.jobs), progress)
-    for child in _children_first(artifact):
+        _push_blobs(client, repository, blobs, result, jobs, progress)
+    for child in _children_first(artifact, set(present)):
         put = client.put_manifest(repository, str(child.digest), child.manifest_bytes,
                                   child.media_type)
         _check(put, child)
-    target = ref.tag if ref.tag is not None else str(artifact.digest)
     put = client.put_manifest(repository, target, artifact.manifest_bytes, artifact.media_type)
     _check(put, artifact)
     result.put = put
@@ -72,17 +89,56 @@ def push(client: RegistryClient, ref: Reference, artifact: Artifact,
     return result
 
 
+def _served(client: RegistryClient, repository: str, reference: str, digest: Digest) -> bool:
+    """Does the registry serve exactly ``digest`` under ``reference`` already?
+
+    Only a Docker-Content-Digest equal to ours counts; no header, another
+    digest, or any registry error (an odd answer to HEAD) means: do the full
+    push, which reports real problems itself.
+    """
+    try:
+        head = client.head_manifest(repository, reference)
+    except RegistryError as exc:
+        log.info("manifest check of %s:%s failed (%s); pushing in full", repository, reference,
+                 exc)
+        return False
+    return head is not None and head.digest == digest
+
+
+def _present_children(client: RegistryClient, repository: str, artifact: Artifact,
+                      jobs: int) -> set[Digest]:
+    """Child manifests of an index the repository already has (HEAD by digest, parallel).
+
+    A nested index counts only with everything below it, which the registry
+    checked when it was PUT.
+    """
+    children = list(_children_first(artifact))
+    if not children:
+        return set()
+    found = run_parallel(lambda child: _served(client, repository, str(child.digest),
+                                               child.digest),
+                         children, jobs, "ociforge-check")
+    present = {child.digest for child, ok in zip(children, found, strict=True) if ok}
+    for child in children:
+        if child.digest in present:
+            present.update(c.digest for c in _children_first(child))
+    return present
+
+
 def _check(put: ManifestPut, artifact: Artifact) -> None:
     if put.digest != artifact.digest:
         raise DigestMismatchError(f"manifest pushed as {put.digest}, expected {artifact.digest}")
 
 
-def _images(artifact: Artifact) -> Iterator[Image]:
+def _images(artifact: Artifact, skip: Set[Digest] = frozenset()) -> Iterator[Image]:
+    """Every image in ``artifact``, leaving out subtrees whose manifest is in ``skip``."""
+    if artifact.digest in skip:
+        return
     if isinstance(artifact, Image):
         yield artifact
     else:
         for _, child in artifact.children:
-            yield from _images(child)
+            yield from _images(child, skip)
 
 
 def _children_first(artifact: Artifact, done: set[Digest] | None = None) -> Iterator[Artifact]:
@@ -106,10 +162,10 @@ def _repo_on(registry: str, source: str | None) -> str | None:
     return repository if normalize_registry(host) == registry and repository else None
 
 
-def _unique_blobs(artifact: Artifact, registry: str | None = None
+def _unique_blobs(artifact: Artifact, skip: Set[Digest] = frozenset()
                   ) -> dict[Digest, tuple[Layer, str | None]]:
     blobs: dict[Digest, tuple[Layer, str | None]] = {}
-    for image in _images(artifact):
+    for image in _images(artifact, skip):
         config = image.config_layer()
         candidates = [(config, image.source)] + [(layer, layer.source) for layer in image.layers]
         for layer, source in candidates:
