@@ -19,16 +19,18 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, InvalidInputError, OperationError
 from ..reference import credential_key, normalize_registry
 from .auth import Credentials
+
+if TYPE_CHECKING:
+    import subprocess
 
 NOT_FOUND = "credentials not found in native keychain"
 TOKEN_USERNAME = "<token>"
@@ -177,6 +179,8 @@ def _helper_binary(suffix: str, where: str) -> str:
 
 
 def _run_helper(suffix: str, action: str, stdin: str, where: str) -> subprocess.CompletedProcess:
+    import subprocess  # only when a helper is configured: keeps it off every push's start-up
+
     binary = _helper_binary(suffix, where)
     try:
         return subprocess.run([binary, action], input=stdin.encode(), capture_output=True,
