@@ -9,7 +9,7 @@ from .platform import Platform
 
 @dataclass(frozen=True)
 class RegistryOptions:
-    """How to reach registries: TLS, plain HTTP, parallelism, chunking."""
+    """How to reach registries: TLS, plain HTTP, parallelism, chunking (per registry)."""
 
     insecure: tuple[str, ...] = ()          # registries allowed over plain HTTP / unverified TLS
     ca_cert: str | None = None              # extra CA bundle for TLS verification
@@ -17,6 +17,18 @@ class RegistryOptions:
     chunk_size: int | None = None           # force chunked uploads with this chunk size
     retries: int = 5
     timeout: float = 60.0
+    # per-registry chunk sizes, (registry, bytes) pairs; they win over ``chunk_size``
+    chunk_sizes: tuple[tuple[str, int], ...] = ()
+
+    def chunk_size_for(self, registry: str) -> int | None:
+        """The chunk size for uploads to ``registry`` (None: one monolithic PUT)."""
+        from .reference import normalize_registry
+
+        wanted = normalize_registry(registry.lower())
+        for name, size in reversed(self.chunk_sizes):
+            if normalize_registry(name.lower()) == wanted:
+                return size
+        return self.chunk_size
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -26,13 +27,17 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ca-cert", metavar="FILE", help="extra CA certificates (PEM) for TLS")
     group.add_argument("--jobs", type=int, default=4, metavar="N",
                        help="parallel blob transfers (default 4)")
-    group.add_argument("--chunk-size", metavar="BYTES",
+    group.add_argument("--chunk-size", action="append", metavar="[REGISTRY=]BYTES",
                        help="upload blobs in chunks of this size (e.g. 4M) where a registry "
-                       "needs it")
+                       "needs it; REGISTRY=SIZE for one registry only (repeatable; "
+                       "default $OCIFORGE_CHUNK_SIZE)")
     group.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="network timeout per request (default 60, or $OCIFORGE_TIMEOUT)")
     group.add_argument("--retries", type=int, metavar="N",
                        help="retries of a failed request (default 5, or $OCIFORGE_RETRIES)")
+
+
+MAX_CHUNK = 1 << 30     # a chunk is held in memory while it is sent
 
 
 def parse_size(text: str) -> int:
@@ -62,12 +67,13 @@ def make_options(args: argparse.Namespace) -> Any:
     jobs = 4 if jobs is None else jobs
     if jobs < 1 or jobs > 64:
         raise InvalidInputError("--jobs must be between 1 and 64")
-    chunk = getattr(args, "chunk_size", None)
+    chunk_size, chunk_sizes = chunk_sizes_from(getattr(args, "chunk_size", None))
     registry = RegistryOptions(
         insecure=tuple(getattr(args, "insecure", []) or ()),
         ca_cert=ca_cert,
         jobs=jobs,
-        chunk_size=parse_size(chunk) if chunk else None,
+        chunk_size=chunk_size,
+        chunk_sizes=chunk_sizes,
         retries=_number(getattr(args, "retries", None), "OCIFORGE_RETRIES", "--retries", 5,
                         int, 0, 100),
         timeout=_number(getattr(args, "timeout", None), "OCIFORGE_TIMEOUT", "--timeout", 60.0,
@@ -76,6 +82,45 @@ def make_options(args: argparse.Namespace) -> Any:
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     return Options(platform=platform, all_platforms=all_platforms, registry=registry,
                    progress=progress or getattr(args, "verbose", 0) > 0)
+
+
+_REGISTRY_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+                            r"(:[0-9]{1,5})?")
+
+
+def chunk_sizes_from(flags: list[str] | None
+                     ) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    """(size for every registry, per-registry sizes) from $OCIFORGE_CHUNK_SIZE and --chunk-size.
+
+    Each item is ``SIZE`` (every registry) or ``REGISTRY=SIZE``; the variable
+    holds comma-separated items.  Flags come after the variable, a later item
+    wins over an earlier one for the same registry, and a registry's own size
+    wins over the size for every registry.
+    """
+    items = [(item, "$OCIFORGE_CHUNK_SIZE")
+             for item in os.environ.get("OCIFORGE_CHUNK_SIZE", "").split(",") if item.strip()]
+    items += [(item, "--chunk-size") for item in flags or []]
+    default: int | None = None
+    per_registry: dict[str, int] = {}
+    for item, origin in items:
+        name, sep, size_text = item.strip().rpartition("=")
+        name = name.strip()
+        if sep and not _REGISTRY_NAME.fullmatch(name):
+            raise InvalidInputError(f"{origin} {item.strip()!r}: {name!r} is not a registry "
+                                    "host[:port] (e.g. ghcr.io=4M)")
+        try:
+            size = parse_size(size_text)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{origin} {item.strip()!r}: {exc}") from None
+        if size > MAX_CHUNK:
+            raise InvalidInputError(f"{origin} {item.strip()!r}: a chunk is held in memory; "
+                                    "at most 1G")
+        if sep:
+            per_registry.pop(name.lower(), None)    # re-insert: the latest item is last
+            per_registry[name.lower()] = size
+        else:
+            default = size
+    return default, tuple(per_registry.items())
 
 
 def _number(value: Any, env: str, flag: str, default: Any, kind: type, low: float,

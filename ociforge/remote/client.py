@@ -253,7 +253,7 @@ class RegistryClient:
 
         HEAD first; then a cross-repository mount from ``mount_from`` (a
         repository on this registry); else POST + one PUT streamed from the
-        layer's opener, or chunked PATCHes when ``options.chunk_size`` is set.
+        layer's opener, or chunked PATCHes when a chunk size is set for this registry.
         """
         if self.blob_exists(repository, layer.digest):
             return "exists"
@@ -261,7 +261,7 @@ class RegistryClient:
         if mount_from and mount_from != repository:
             scopes = merge_scopes([*scopes, pull_scope(mount_from)])
         return upload_blob(self.transport, repository, layer, scopes, mount_from,
-                           self.options.chunk_size)
+                           self.options.chunk_size_for(self.registry))
 
     def put_blob_bytes(self, repository: str, data: bytes, media_type: str = "application/"
                        "octet-stream") -> Digest:
