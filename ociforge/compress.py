@@ -75,7 +75,9 @@ def default_threads() -> int:
 _local = threading.local()
 
 
-def _deflate_block(block: bytes, zdict: bytes, level: int) -> tuple[bytes, int]:
+def _deflate_block(
+    block: bytes | bytearray, zdict: bytes | bytearray, level: int
+) -> tuple[bytes, int]:
     """Raw deflate of one block, ending byte-aligned with a sync flush; and its CRC-32."""
     reusable = getattr(_deflate_lib, "_ParallelCompress", None)
     if reusable is not None and len(block) <= GZIP_BLOCK_SIZE:
@@ -148,7 +150,7 @@ class ParallelGzipWriter:
         self._inflight: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
         self._pending: list[memoryview] = []
         self._pending_size = 0
-        self._tail = b""
+        self._tail: bytes | bytearray = b""
         self._crc = 0
         self._size = 0
         sink.write(GZIP_HEADER)
@@ -159,8 +161,11 @@ class ParallelGzipWriter:
         Callers hand over their buffers (they must not change them afterwards);
         pieces short of a block are kept as views until the block fills.
         """
-        view = memoryview(data).cast("B")
         bs = self._block_size
+        if not self._pending_size and len(data) == bs and not isinstance(data, memoryview):
+            self._submit(data)  # a whole block, handed over: deflated as it is, no copy
+            return
+        view = memoryview(data).cast("B")
         if self._pending_size:
             need = bs - self._pending_size
             self._pending.append(view[:need])
@@ -178,7 +183,7 @@ class ParallelGzipWriter:
             self._pending.append(view)
             self._pending_size = len(view)
 
-    def _submit(self, block: bytes) -> None:
+    def _submit(self, block: bytes | bytearray) -> None:
         zdict, self._tail = self._tail, block[-_WINDOW:]
         if self._pool is None:
             self._emit(_deflate_block(block, zdict, self._level), len(block))
@@ -223,7 +228,14 @@ class ParallelGzipWriter:
 class ZstdWriter:
     """zstd at a pinned level in libzstd's multithreaded mode (thread-count independent)."""
 
-    def __init__(self, sink: Sink, *, threads: int | None = None, level: int = ZSTD_LEVEL):
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        threads: int | None = None,
+        level: int = ZSTD_LEVEL,
+        background: bool = True,
+    ):
         import zstandard
 
         cctx = zstandard.ZstdCompressor(
@@ -235,14 +247,26 @@ class ZstdWriter:
         self._writer = cctx.stream_writer(
             sink, closefd=False, write_size=1 << 20  # type: ignore[arg-type]
         )
+        # libzstd's multithreaded mode blocks the caller while its job queue is
+        # full; feeding it from its own thread lets the caller read the next
+        # files meanwhile (same calls in the same order: same bytes).
+        self._feed = BackgroundWriter(self._writer.write, depth=4) if background else None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._writer.write(data)
+        """Callers hand over ``data``: it must not change afterwards."""
+        if self._feed is not None:
+            self._feed.write(data)
+        else:
+            self._writer.write(data)
 
     def finish(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
         self._writer.close()
 
     def abort(self) -> None:
+        if self._feed is not None:
+            self._feed.abandon()
         with contextlib.suppress(Exception):  # the stream is thrown away anyway
             self._writer.close()
 

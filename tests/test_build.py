@@ -483,6 +483,67 @@ def test_file_changing_during_build_is_an_error(tmp_path: Path) -> None:
         build._copy_file(os.fsencode(link), 5, out)
 
 
+def test_files_are_read_into_whole_gzip_blocks_and_changes_are_caught(tmp_path: Path) -> None:
+    """The tar stream goes on in exact 1 MiB blocks; growth/shrinkage is caught mid-block too."""
+    from ociforge import build
+    from ociforge.compress import GZIP_BLOCK_SIZE
+    from ociforge.errors import OperationError
+
+    chunks: list[bytes] = []
+    out = build._TarOut(lambda chunk: chunks.append(bytes(chunk)))
+    big = tmp_path / "big"
+    content = os.urandom(2 * GZIP_BLOCK_SIZE + 1000)
+    big.write_bytes(content)
+    out.write(b"h" * 512)
+    build._copy_file(os.fsencode(big), len(content), out)
+    out.write(b"t" * 512)
+    out.flush()
+    assert [len(c) for c in chunks[:-1]] == [GZIP_BLOCK_SIZE] * (len(chunks) - 1)
+    padded = content + b"\0" * (-len(content) % 512)
+    assert b"".join(chunks) == b"h" * 512 + padded + b"t" * 512
+
+    # the file's bytes end exactly at a block boundary: growth still seen in the same read
+    exact = build._TarOut(lambda chunk: None)
+    exact.write(b"h" * 512)
+    with pytest.raises(OperationError, match="grew"):
+        build._copy_file(os.fsencode(big), GZIP_BLOCK_SIZE - 512, exact)
+    with pytest.raises(OperationError, match="grew"):
+        build._copy_file(os.fsencode(big), len(content) - 1, build._TarOut(lambda chunk: None))
+    with pytest.raises(OperationError, match="shrank"):
+        build._copy_file(os.fsencode(big), len(content) + 1, build._TarOut(lambda chunk: None))
+    with pytest.raises(OperationError, match="grew"):  # listed empty, has bytes now
+        build._copy_file(os.fsencode(big), 0, build._TarOut(lambda chunk: None))
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_errors_in_helper_threads_surface_as_the_original_exception(
+    tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure on the blob-writing thread (disk full) reaches the caller as itself."""
+    import threading
+
+    from ociforge import build, workspace
+    from ociforge.digest import HashingWriter
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "random").write_bytes(os.urandom(3 << 20))
+    before = set(workspace.blob_dir().iterdir())
+    threads_before = threading.active_count()
+    disk_full = OSError(28, "No space left on device")
+
+    class FullDisk(HashingWriter):
+        def write(self, data: bytes) -> int:
+            raise disk_full
+
+    monkeypatch.setattr(build, "HashingWriter", FullDisk)
+    with pytest.raises(OSError) as caught:
+        build_layer([LayerSource(tree, "/")], BuildSettings(compression=compression))
+    assert caught.value is disk_full
+    assert set(workspace.blob_dir().iterdir()) == before
+    assert threading.active_count() == threads_before  # every helper thread ended
+
+
 def test_conflicting_sources_are_bad_input(tmp_path: Path) -> None:
     d = tmp_path / "d"
     (d / "x").mkdir(parents=True)

@@ -113,6 +113,38 @@ def test_zstd_is_identical_for_any_thread_count_and_chunking(data: bytes) -> Non
     assert zstandard.ZstdDecompressor().decompressobj().decompress(blob) == data
 
 
+def test_whole_blocks_handed_over_give_the_same_bytes(data: bytes) -> None:
+    """Whole 1 MiB bytearrays are deflated as they are (no copy): same stream as any chunking."""
+    aligned = [bytearray(data[i : i + BLOCK]) for i in range(0, len(data), BLOCK)]
+    out = io.BytesIO()
+    writer = ParallelGzipWriter(out, threads=2)
+    for block in aligned:
+        writer.write(block)
+    writer.finish()
+    assert out.getvalue() == compress_with(ParallelGzipWriter, data, [7, BLOCK], threads=3)
+    assert gzip.decompress(out.getvalue()) == data
+
+
+def test_zstd_feeding_thread_changes_no_byte_and_reports_errors(data: bytes) -> None:
+    inline = compress_with(ZstdWriter, data, random_chunks(len(data), 4), background=False)
+    fed = compress_with(ZstdWriter, data, random_chunks(len(data), 5), background=True)
+    assert inline == fed
+
+    disk_full = OSError(28, "No space left on device")
+
+    class FullDisk:
+        def write(self, data: bytes) -> int:
+            raise disk_full
+
+    writer = ZstdWriter(FullDisk(), threads=2)
+    with pytest.raises(OSError) as caught:
+        for _ in range(64):  # the error is raised by a later write, or by finish
+            writer.write(data)
+        writer.finish()
+    assert caught.value is disk_full
+    writer.abort()  # after an error: ends the feeding thread, raises nothing
+
+
 def test_zstd_cli_reads_our_zstd(data: bytes) -> None:
     tool = require_tool("zstd")
     blob = compress_with(ZstdWriter, data, [], threads=2)
