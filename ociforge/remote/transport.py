@@ -185,6 +185,10 @@ class Transport:
         self.loopback = is_loopback(api_host)
         self.auth = Authenticator(registry, credentials)
         self.session = requests.Session()
+        # requests would otherwise apply ~/.netrc over the Authorization we set (and to
+        # redirect targets): registry credentials come from docker/podman config only.
+        # Proxies from the environment are still honoured, per request (_proxies_for).
+        self.session.trust_env = False
         pool = max(options.jobs * 2, 10)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
         self.session.mount("https://", adapter)
@@ -356,6 +360,7 @@ class Transport:
                     params=params, stream=True, timeout=timeout,
                     allow_redirects=allow_redirects,
                     verify=self.verify if verify is None else verify,
+                    proxies=_proxies_for(url),
                 )
             except requests.exceptions.SSLError as exc:
                 raise TransportError(f"{self.registry}: TLS error: {_short(exc)}") from None
@@ -535,3 +540,8 @@ def _error_body(resp: requests.Response) -> tuple[str | None, str]:
                 return None, doc[key][:300]
     text = raw.decode("utf-8", "replace").strip()
     return None, " ".join(text.split())[:300]
+
+
+def _proxies_for(url: str) -> dict[str, str]:
+    """HTTP(S)_PROXY / NO_PROXY from the environment, as requests would apply them."""
+    return dict(requests.utils.get_environ_proxies(url) or {})
