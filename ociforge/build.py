@@ -16,7 +16,6 @@ and hashed again (digest, size) while it is written; the blob is never re-read.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,16 +24,15 @@ from typing import IO
 
 from . import tarformat as tf
 from . import tarsafe
+from .blobwriter import write_layer_blob
 from .compress import (
     GZIP_BLOCK_SIZE,
-    BackgroundWriter,
     check_compression,
-    compressor,
     sniff,
     tune_allocator,
 )
 from .descriptor import Descriptor
-from .digest import Digest, HashingWriter
+from .digest import HashingWriter
 from .errors import InvalidInputError, OperationError
 from .layer import Layer
 from .layerfiles import DIR, FILE, LINK, Collector, Entry, LayerSource, SkipCallback
@@ -302,37 +300,10 @@ def build_layer(
         collector.add_whiteout(removed)
     ordered = collector.ordered()
 
-    blob_path = new_blob_path()
-    diff = hashlib.sha256()
-    try:
-        with open(blob_path, "xb", buffering=_FLUSH_AT) as fh:
-            blob = HashingWriter(fh)
-            # diff_id hashing and hashing+writing the blob each get their own thread
-            out = BackgroundWriter(blob.write)
-            diff_feed = BackgroundWriter(diff.update)
-            comp = compressor(settings.compression, out, threads=settings.threads)
-            try:
-
-                def sink(chunk: bytes | bytearray) -> None:
-                    diff_feed.write(chunk)
-                    comp.write(chunk)
-
-                count = _write_tar(ordered, settings, _TarOut(sink))
-                comp.finish()
-                diff_feed.close()
-                out.close()
-            except BaseException:
-                comp.abort()
-                diff_feed.abandon()
-                out.abandon()
-                raise
-    except BaseException:
-        blob_path.unlink(missing_ok=True)
-        raise
-    descriptor = Descriptor(
-        layer_type(settings.compression, settings.docker), blob.digest, blob.size
+    layer = write_layer_blob(
+        lambda sink: _write_tar(ordered, settings, _TarOut(sink)),
+        settings.compression, settings.docker, settings.threads,
     )
-    layer = Layer.from_file(blob_path, descriptor, Digest("sha256", diff.hexdigest()), count)
     return BuildResult(layer, collector.skipped, collector.warnings)
 
 

@@ -522,7 +522,7 @@ def test_errors_in_helper_threads_surface_as_the_original_exception(
     """A failure on the blob-writing thread (disk full) reaches the caller as itself."""
     import threading
 
-    from ociforge import build, workspace
+    from ociforge import blobwriter, workspace
     from ociforge.digest import HashingWriter
 
     tree = tmp_path / "tree"
@@ -536,7 +536,7 @@ def test_errors_in_helper_threads_surface_as_the_original_exception(
         def write(self, data: bytes) -> int:
             raise disk_full
 
-    monkeypatch.setattr(build, "HashingWriter", FullDisk)
+    monkeypatch.setattr(blobwriter, "HashingWriter", FullDisk)
     with pytest.raises(OSError) as caught:
         build_layer([LayerSource(tree, "/")], BuildSettings(compression=compression))
     assert caught.value is disk_full
