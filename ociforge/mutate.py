@@ -258,6 +258,16 @@ def annotate(image: Image, annotations: Mapping[str, str]) -> Image:
     return Image(canonical(manifest), image.config_bytes, image.layers, image.source)
 
 
+def drop_annotations(image: Image) -> Image:
+    """Remove every manifest annotation: a base's annotations describe the base (its
+    title, version, source, its own base), so an image built on it must not inherit them."""
+    if "annotations" not in image.manifest:
+        return image
+    manifest, _config = _docs(image)
+    manifest.pop("annotations", None)
+    return Image(canonical(manifest), image.config_bytes, image.layers, image.source)
+
+
 def set_created(image: Image, epoch: int) -> Image:
     """Set config.created (and history entries without a time) to the epoch."""
     manifest, config = _docs(image)

@@ -34,6 +34,7 @@ from ..mutate import (
     append_layers,
     configure,
     convert,
+    drop_annotations,
     rfc3339,
     set_created,
 )
@@ -96,6 +97,7 @@ class _Plan:
     env_layers: list[tuple[str, str, str]]     # (name, value, origin) from env_file and config
     policy: Policy
     base: Location
+    allow_env: tuple[str, ...] = ()
 
 
 def export_app(request: ExportRequest) -> ExportOutcome:
@@ -146,7 +148,7 @@ def _check(request: ExportRequest) -> _Plan:
             open_database(table, spec.root, where)
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     return _Plan(spec, destinations, platform, options, epoch, env_layers, policy,
-                 _base_location(spec))
+                 _base_location(spec), tuple(dict.fromkeys(request.allow_env)))
 
 
 def _image_name(spec: AppSpec, tag: str | None) -> str:
@@ -230,7 +232,7 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
                              docker=base.is_docker, normalize_modes=True)
     report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
                     base_reference=str(spec.base), base_digest=base_digest,
-                    platform=str(plan.platform))
+                    platform=str(plan.platform), licensed=spec.licensed)
     used_rules: set[str] = set()
     base = _filter_base(base, settings, plan, request, report, used_rules)
     built: list[tuple[str, str, BuildResult]] = []
@@ -261,14 +263,9 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     changes.labels = {**changes.labels, REPORT_LABEL: report.digest()}
     image = configure(image, changes)
     image = set_created(image, plan.epoch)
+    image = drop_annotations(image)  # the base's annotations describe the base, not this app
     if not image.is_docker:
-        notes = {"org.opencontainers.image.created": rfc3339(plan.epoch),
-                 "org.opencontainers.image.title": spec.name,
-                 REPORT_LABEL: report.digest()}
-        if base_digest:
-            notes["org.opencontainers.image.base.name"] = spec.base
-            notes["org.opencontainers.image.base.digest"] = base_digest
-        image = annotate(image, notes)
+        image = annotate(image, _own_annotations(plan, request, base_digest, report.digest()))
     for location in plan.destinations:  # every destination agrees before the first write
         accepts = getattr(location, "check_artifact", None)
         if callable(accepts):
@@ -288,6 +285,33 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
         atomic_write_bytes(request.report_path, report.to_json().encode())
     _attach_and_sign(outcome, plan, request)
     return outcome
+
+
+def _own_annotations(plan: _Plan, request: ExportRequest, base_digest: str | None,
+                     report_digest: str) -> dict[str, str]:
+    """created, title/version (from --tag, else the app's name), and the base: its digest,
+    and its name only when it is a registry reference (a host path is no name)."""
+    from ..commands.append import (
+        ANNOTATION_BASE_DIGEST,
+        ANNOTATION_BASE_NAME,
+        ANNOTATION_CREATED,
+        ANNOTATION_TITLE,
+        base_name_of,
+        derived_annotations,
+    )
+
+    notes = {ANNOTATION_CREATED: rfc3339(plan.epoch)}
+    if request.tag:
+        notes.update(derived_annotations(request.tag, None))
+    else:
+        notes[ANNOTATION_TITLE] = plan.spec.name.rsplit("/", 1)[-1]
+    if base_digest:
+        notes[ANNOTATION_BASE_DIGEST] = base_digest
+        base_name = base_name_of(plan.base)
+        if base_name is not None:
+            notes[ANNOTATION_BASE_NAME] = base_name
+    notes[REPORT_LABEL] = report_digest
+    return notes
 
 
 def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest) -> None:
@@ -397,6 +421,11 @@ def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
         if isinstance(item, str):
             key, _, value = item.partition("=")
             base_env.append((key, value, "base"))
+    known = {name for name, _, _ in base_env + plan.env_layers}
+    missing = [name for name in plan.allow_env if name not in known]
+    for name in reversed(missing):  # first, so the summary's first warnings show them
+        report.warnings.insert(0, f"--allow-env {name}: no such variable in the base, "
+                                  "env_file or [config] env (a typo?)")
     kept, dropped = plan.policy.filter_env(base_env + plan.env_layers)
     for decision in dropped:
         used.add(decision.rule)

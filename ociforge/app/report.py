@@ -66,10 +66,11 @@ class Report:
     image_digest: str | None = None
     media_type: str | None = None
     destinations: list[dict[str, str]] = field(default_factory=list)
+    licensed: bool = False                      # licensed = true, exported with --include-licensed
 
     def content(self) -> dict[str, Any]:
         """Everything the report digest covers (no image digest, no destinations)."""
-        return {
+        out: dict[str, Any] = {
             "format": REPORT_FORMAT,
             "app": self.app,
             "mode": self.mode,
@@ -83,6 +84,9 @@ class Report:
             "rules": self.rules,
             "warnings": self.warnings,
         }
+        if self.licensed:  # only then, so reports of ordinary apps keep their digests
+            out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
+        return out
 
     def digest(self) -> str:
         return str(Digest.of_bytes(canonical(self.content())))
@@ -108,6 +112,9 @@ class Report:
                          f"{files}{_size(layer.size)}  {layer.digest[:19]}"
                          + (f"  rewritten (was {layer.original_digest[:19]})"
                             if layer.original_digest else ""))
+        if self.licensed:
+            lines.append("  licensed app exported with --include-licensed (its license keys "
+                         "and server settings are left out)")
         if not self.base_scanned:
             lines.append("  base     layers NOT scanned (--keep-base-layers): "
                          "license or credential files in them ship as they are")

@@ -210,7 +210,16 @@ def run(args: argparse.Namespace) -> int:
     from ..index import Index, build_index
     from ..locations import Scratch, resolve_platform
     from ..mediatypes import compression_of
-    from ..mutate import annotate, append_layers, configure, convert, rfc3339, scratch, set_created
+    from ..mutate import (
+        annotate,
+        append_layers,
+        configure,
+        convert,
+        drop_annotations,
+        rfc3339,
+        scratch,
+        set_created,
+    )
     from ..progress import Activity
     from ..workspace import latest_blob_path
     from . import _io
@@ -256,6 +265,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         # an explicit --platform that a single-image base does not have is refused here
         base = resolve_platform(base_location.read(options), options)
+    for location in destinations:  # an index for a single-image output: refused before building
+        accepts = getattr(location, "check_artifact", None)
+        if callable(accepts):
+            accepts(base)
     result_docker = _result_is_docker(base, args.format)
     if result_docker and args.format is None and asked_annotations:
         # a Docker manifest cannot carry them: say so rather than drop them silently
@@ -322,6 +335,8 @@ def run(args: argparse.Namespace) -> int:
         image = append_layers(image, layers, created_by=created_by, epoch=epoch)
         image = configure(image, changes)
         image = set_created(image, epoch)
+        # the base's annotations describe the base (its title, version, own base): not ours
+        image = drop_annotations(image)
         if image.is_docker:
             return image  # derived annotations only; asked-for ones were refused above
         notes = {ANNOTATION_CREATED: rfc3339(epoch), **derived}

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         summary += f"\n  signed   {signature['location']} ({signature['signature_tag']})"
     print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
+                "mediaType": outcome.image.media_type,
                 "destinations": outcome.report.destinations,
                 "report_digest": outcome.report.digest(),
                 "mode": outcome.report.mode,
