@@ -38,7 +38,7 @@ from .errors import (
     SizeMismatchError,
     ValidationError,
 )
-from .fsutil import atomic_write, check_writable_destination
+from .fsutil import check_writable_destination, output_file
 from .image import Image
 from .index import Artifact, Index
 from .jsonutil import MAX_DOCUMENT, canonical, parse_object
@@ -533,7 +533,7 @@ def write_tar(path: str, entries: list[_Entry], options: Options) -> None:
     names = sorted(set(unique) | dirs)
     total = sum(e.size for e in unique.values())
     compress = path.endswith((".gz", ".tgz"))
-    with atomic_write(path) as raw, Progress(f"writing {path}", total, options.progress) as prog:
+    with output_file(path) as raw, Progress(f"writing {path}", total, options.progress) as prog:
         out: Any = (
             gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0)
             if compress else raw

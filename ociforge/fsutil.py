@@ -9,6 +9,14 @@ name the user's path, never the temporary name.
 ``check_writable_destination`` lets a command refuse an output it could not
 write (missing or read-only folder) *before* it writes anything: bad input,
 exit 2, rather than a half-done run that fails at the end.
+
+A path the *user* names as an output (``output_file``) is never replaced by a
+regular file when it is something else: a symlink is followed (its target is
+replaced atomically, the link stays), a FIFO or character device
+(``/dev/null``, a named pipe, ``/dev/stdout``) is written to in place as a
+stream (no atomicity is possible there), and a socket, block device or
+directory is refused (exit 2).  ``atomic_write`` itself replaces the name it is
+given: inside a root we own (a layout's blobs), a link is never followed out.
 """
 
 from __future__ import annotations
@@ -17,8 +25,11 @@ import contextlib
 import fcntl
 import io
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +48,68 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_OWN_FD = re.compile(r"^/proc/(\d+)(?:/task/\d+)?/fd/(\d+)$")
+_MAX_LINKS = 40
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where a user-named output really goes.
+
+    ``path`` is the file to replace atomically (every symlink resolved), unless
+    ``stream`` is set: then it is a FIFO or character device written in place, or,
+    when ``fd`` is set, one of this process's own descriptors (``/dev/stdout``,
+    ``/dev/fd/N``), written through a duplicate so append mode and offset are kept.
+    """
+
+    path: Path
+    stream: bool = False
+    fd: int | None = None
+
+
+def resolve_output(path: str | os.PathLike[str], what: str = "output") -> OutputTarget:
+    """Follow ``path``'s symlinks to what an output written there would really change.
+
+    A socket, block device or directory is bad input (exit 2), as is a link loop.
+    """
+    shown = str(path)
+    current = os.path.abspath(os.fspath(path))
+    for _ in range(_MAX_LINKS):
+        parent = os.path.realpath(os.path.dirname(current))
+        current = os.path.join(parent, os.path.basename(current))
+        own = _OWN_FD.match(current)
+        if own is not None and int(own.group(1)) == os.getpid():
+            return OutputTarget(Path(current), stream=True,
+                                fd=_writable_fd(int(own.group(2)), shown, what))
+        try:
+            info = os.lstat(current)
+        except OSError:
+            return OutputTarget(Path(current))  # new file (or a folder problem, found later)
+        mode = info.st_mode
+        if stat.S_ISLNK(mode):
+            current = os.path.join(parent, os.readlink(current))
+            continue
+        if stat.S_ISREG(mode):
+            return OutputTarget(Path(current))
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            return OutputTarget(Path(current), stream=True)
+        kind = ("a directory; a file is needed here" if stat.S_ISDIR(mode)
+                else "a socket" if stat.S_ISSOCK(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "not a regular file")
+        raise InvalidInputError(f"{what} {shown!r} is {kind}")
+    raise InvalidInputError(f"{what} {shown!r}: too many levels of symbolic links")
+
+
+def _writable_fd(fd: int, shown: str, what: str) -> int:
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        raise InvalidInputError(f"{what} {shown!r}: descriptor {fd} is not open") from None
+    if flags & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR):
+        raise InvalidInputError(f"{what} {shown!r}: descriptor {fd} is not open for writing")
+    return fd
 
 
 def check_file_destination(path: str | os.PathLike[str], what: str = "output") -> Path:
@@ -58,7 +131,14 @@ def check_writable_destination(path: str | os.PathLike[str], what: str = "output
     file systems), so a temporary file is created and removed in the folder too.
     """
     shown = str(path)
-    target = check_file_destination(path, what)
+    resolved = resolve_output(path, what)
+    if resolved.stream:
+        if resolved.fd is None and not os.access(resolved.path, os.W_OK):
+            raise InvalidInputError(f"{what} {shown!r} is not writable")
+        return Path(path)
+    target = check_file_destination(resolved.path, what)
+    if resolved.path != Path(os.path.abspath(path)):
+        shown = f"{shown} (-> {resolved.path})"
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.exists():
         raise InvalidInputError(f"{what} {shown!r}: folder {str(parent)!r} does not exist")
@@ -111,6 +191,24 @@ class _NamedFile(io.FileIO):
             raise OperationError(f"writing {self.final_path} failed: {exc.strerror}") from None
 
 
+class _StreamFile(_NamedFile):
+    """A pipe, device or inherited descriptor: not seekable, but writers such as
+    tarfile ask tell() for where they are, so the bytes written are counted."""
+
+    written = 0
+
+    def write(self, data: Any) -> int:
+        count = super().write(data)
+        self.written += count or 0
+        return count
+
+    def tell(self) -> int:
+        return self.written
+
+    def seekable(self) -> bool:
+        return False
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes ``path`` only if the block succeeds.
@@ -120,13 +218,21 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO
     A folder that cannot be written is bad input (exit 2); a failure while
     writing (disk full) is a failed operation (exit 1); both name ``path``.
     """
+    with _atomic_write(path, path, mode) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _atomic_write(path: str | os.PathLike[str], shown: str | os.PathLike[str],
+                  mode: int) -> Iterator[IO[bytes]]:
     target = check_file_destination(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                         dir=target.parent)
     except OSError as exc:
-        raise InvalidInputError(f"cannot write {path}: {exc.strerror}") from None
+        raise InvalidInputError(f"cannot write {shown}: {exc.strerror}") from None
+    path = shown
     tmp = Path(tmp_name)
     try:
         raw = _NamedFile(fd, "wb")
@@ -148,6 +254,42 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO
             tmp.unlink()
         raise
     _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def output_file(path: str | os.PathLike[str], mode: int = 0o644,
+                what: str = "output") -> Iterator[IO[bytes]]:
+    """Like atomic_write, for a path the user named: see resolve_output.
+
+    A symlink's target is replaced atomically (the link stays a link); a FIFO,
+    character device or our own descriptor is written in place, without
+    atomicity: a failure leaves what was already sent, and the run exits 1.
+    """
+    target = resolve_output(path, what)
+    if not target.stream:
+        with _atomic_write(target.path, path, mode) as handle:
+            yield handle
+        return
+    try:
+        fd = (os.dup(target.fd) if target.fd is not None
+              else os.open(target.path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC))
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror}") from None
+    raw = _StreamFile(fd, "wb")
+    raw.final_path = str(path)
+    with io.BufferedWriter(raw) as handle:
+        yield handle
+        try:
+            handle.flush()
+        except OSError as exc:
+            raise OperationError(f"writing {path} failed: {exc.strerror}") from None
+
+
+def write_output_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644,
+                       what: str = "output") -> None:
+    """Write a small document to a user-named output (see output_file)."""
+    with output_file(path, mode, what) as handle:
+        handle.write(data)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:

@@ -135,6 +135,9 @@ def _check(request: ExportRequest) -> _Plan:
         load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
+    from ..commands._io import check_distinct_outputs
+
+    check_distinct_outputs(destinations, request.report_path)
     env_layers: list[tuple[str, str, str]] = []
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
@@ -280,9 +283,9 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
                            for location, result in zip(plan.destinations, results, strict=True)]
     outcome = ExportOutcome(image, report, results)
     if request.report_path:
-        from ..fsutil import atomic_write_bytes
+        from ..fsutil import write_output_bytes
 
-        atomic_write_bytes(request.report_path, report.to_json().encode())
+        write_output_bytes(request.report_path, report.to_json().encode(), what="--report")
     _attach_and_sign(outcome, plan, request)
     return outcome
 

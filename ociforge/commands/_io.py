@@ -33,6 +33,63 @@ def destination(text: str, default_name: str | None = None) -> Location:
     return location
 
 
+def check_distinct_outputs(locations: list[Location], report: str | None = None) -> None:
+    """Refuse (exit 2) two outputs of one run that land on the same file.
+
+    The later write would silently destroy the earlier one: ``-o x.tar -o
+    oci-archive:x.tar``, ``-o same.tar --report same.tar``, or a file inside an
+    ``oci:`` layout folder (``--report lay/index.json``).  Paths are compared
+    after symlinks are resolved (and by inode for existing files); several
+    ``oci:`` outputs into one layout (two tags) are fine, and so are two writes
+    to a character device such as /dev/null.
+    """
+    from ..layout import LayoutLocation
+
+    files: list[tuple[str, str, tuple[int, int] | None]] = []
+    folders: list[tuple[str, str]] = []
+    for location in locations:
+        shown = str(location)
+        path = getattr(location, "path", None)
+        if not isinstance(path, str):
+            continue
+        if isinstance(location, LayoutLocation):
+            folders.append((shown, os.path.realpath(path)))
+        else:
+            files.append(_file_key(shown, path))
+    if report:
+        files.append(_file_key(f"--report {report}", report))
+    seen: dict[object, str] = {}
+    for shown, real, inode in files:
+        if real == "":
+            continue  # a character device: writes to it do not clobber each other
+        for key in (real, inode):
+            if key is not None and key in seen:
+                raise InvalidInputError(f"outputs {seen[key]!r} and {shown!r} are the same file")
+        seen[real] = shown
+        if inode is not None:
+            seen[inode] = shown
+        for folder_shown, folder in folders:
+            if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
+                raise InvalidInputError(
+                    f"output {shown!r} is inside the OCI layout of {folder_shown!r}")
+
+
+def _file_key(shown: str, path: str) -> tuple[str, str, tuple[int, int] | None]:
+    """(shown, resolved path or "" for a character device, (dev, inode) when it exists)."""
+    import stat
+
+    from ..fsutil import resolve_output
+
+    target = resolve_output(path)
+    try:
+        info = os.stat(target.path) if target.fd is None else os.fstat(target.fd)
+    except OSError:
+        return shown, str(target.path), None
+    if stat.S_ISCHR(info.st_mode):
+        return shown, "", None
+    return shown, str(target.path), (info.st_dev, info.st_ino)
+
+
 def source(text: str) -> Location:
     """A parsed source; a local path that does not exist is bad input (exit 2)."""
     location = parse_location(text)

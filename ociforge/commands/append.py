@@ -231,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
     epoch = settings_epoch(args.source_date_epoch)
     tag = _io.check_tag(args.tag)
     destinations = [_io.destination(text, tag) for text in args.output]
+    _io.check_distinct_outputs(destinations)
     base_location = _io.source(args.base)
     specs = [parse_layer_spec(text) for text in args.layer]
     changes = _changes(args)

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     options = make_options(args)
     tag = _io.check_tag(args.tag)
     destinations = [_io.destination(text, tag) for text in args.dest]
+    _io.check_distinct_outputs(destinations)
     source = _io.source(args.src)
     artifact = resolve_platform(source.read(options), options)
     results = _io.write_all(artifact, destinations, options)

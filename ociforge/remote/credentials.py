@@ -245,7 +245,8 @@ def helper_erase(suffix: str, server_url: str, where: str) -> bool:
 def store(registry: str, username: str, secret: str) -> str:
     """Save credentials (through the configured helper if any); returns where."""
     registry = normalize_registry(registry)
-    path = docker_config_path()
+    shown = docker_config_path()
+    path = _config_to_write(shown)
     with _config_lock(path):
         doc = _load(path) or {}
         key = credential_key(registry)
@@ -262,13 +263,13 @@ def store(registry: str, username: str, secret: str) -> str:
         auths[key] = {"auth": encoded}
         doc["auths"] = auths
         write_config(path, doc)
-    return str(path)
+    return str(shown)
 
 
 def erase(registry: str) -> bool:
     """Remove stored credentials; True if something was removed."""
     registry = normalize_registry(registry)
-    path = docker_config_path()
+    path = _config_to_write(docker_config_path())
     with _config_lock(path):
         doc = _load(path)
         if doc is None:
@@ -306,8 +307,22 @@ def _config_lock(path: Path) -> Iterator[None]:
             os.close(fd)  # releases the flock
 
 
+def _config_to_write(path: Path) -> Path:
+    """The file login/logout really rewrite: a symlinked config.json (dotfile managers)
+    is followed, so its target is replaced and the link stays, as the docker CLI does.
+    A FIFO or device there is refused (exit 2): the file must be read back."""
+    from ..fsutil import resolve_output
+
+    target = resolve_output(path, "credentials file")
+    if target.stream:
+        raise InvalidInputError(f"credentials file {str(path)!r} is not a regular file")
+    return target.path
+
+
 def write_config(path: Path, doc: dict[str, Any]) -> None:
-    """Write config.json atomically with mode 0600 (it holds secrets)."""
+    """Write config.json atomically with mode 0600 (it holds secrets); a symlink is
+    followed and its target replaced (see _config_to_write)."""
+    path = _config_to_write(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=path.parent)
     try:
