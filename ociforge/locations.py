@@ -62,8 +62,11 @@ def _split_path_tag(rest: str, scheme: str) -> tuple[str, str | None]:
     if not rest:
         raise InvalidInputError(f"location '{scheme}:' needs a path")
     path, sep, tag = rest.rpartition(":")
+    if sep and path and not tag:
+        raise InvalidInputError(f"location '{scheme}:{rest}' has an empty tag after ':' "
+                                "(drop the ':' or name a tag)")
     if sep and path and "/" not in tag:
-        return path, tag or None
+        return path, tag
     return rest, None
 
 
@@ -92,7 +95,10 @@ def parse_location(text: str) -> Location:
 
         if not rest:
             raise InvalidInputError("location 'docker-archive:' needs a path")
-        path, _, name = rest.partition(":")
+        path, colon, name = rest.partition(":")
+        if colon and not name:
+            raise InvalidInputError(f"location 'docker-archive:{rest}' has an empty name "
+                                    "after ':' (drop the ':' or name the image)")
         return DockerArchiveLocation(path, name or None)
     if sep and scheme == "docker" and rest.startswith("//"):
         from .remote.location import RegistryLocation

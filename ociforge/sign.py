@@ -284,7 +284,7 @@ class SignatureInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "image": self.image_digest,
+            "digest": self.image_digest,
             "identity": self.identity,
             "signature_tag": self.signature_tag,
             "signature_manifest": self.signature_manifest_digest,
@@ -349,7 +349,9 @@ def verify_location(
     layers = _existing_signatures(store, signature_tag(subject.digest))
     outcome = verify_layers(layers, public_key, subject.digest)
     if not outcome.verified:
-        raise SignatureVerificationError(outcome.failure(str(subject.digest)))
+        error = SignatureVerificationError(outcome.failure(str(subject.digest)))
+        error.image_digest = str(subject.digest)  # type: ignore[attr-defined]  # for --json
+        raise error
     return outcome.verified
 
 

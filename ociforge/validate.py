@@ -338,7 +338,10 @@ def check_layer_content(layer: Layer, where: str) -> tuple[list[Problem], int]:
             _hash_stream(tee.read)
             raw.close()
     except OciforgeError as exc:
-        problems.append(Problem(where, str(exc), corrupt=True))
+        message = str(exc)
+        if message.startswith(f"{where}: "):  # the decompressor names `where` itself
+            message = message[len(where) + 2:]
+        problems.append(Problem(where, message, corrupt=True))
     digest, size = blob_hash.digest, blob_hash.size
     if size != layer.size:
         problems.append(Problem(where, f"blob has {size} bytes, descriptor says {layer.size}",

@@ -604,3 +604,157 @@ def test_a_failed_copy_into_a_new_layout_leaves_no_folder(cli, tmp_path: Path) -
         code, _, err = cli(*command)
         assert code == 1 and str(image.layers[0].digest) in err, err
         assert not (tmp_path / "new").exists()
+
+
+# -- audit 2: provenance, early refusal, verify/inspect of damaged images (#3, #5, #7, #11) --
+
+
+def test_a_new_image_does_not_inherit_its_base_annotations(cli, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", f"{src}/hello.txt", *AMD64, "-o",
+               f"oci:{tmp_path}/p:1", "--tag", "me/site:1.0", "--source", "https://x.example/s",
+               "--annotation", "com.example.note=base-only")[0] == 0
+    base_notes = _annotations(cli, f"oci:{tmp_path}/p:1")
+    assert base_notes[ANN + "title"] == "site" and base_notes[ANN + "version"] == "1.0"
+    p1 = str(Layout(tmp_path / "p").find("1").digest)
+    assert cli("append", f"oci:{tmp_path}/p:1", "--layer", f"{src}/run.sh", "-o",
+               f"oci:{tmp_path}/p:2")[0] == 0
+    # only what describes the new image: when it was made and which base it stands on
+    assert _annotations(cli, f"oci:{tmp_path}/p:2") == {
+        ANN + "created": "1970-01-01T00:00:00Z", ANN + "base.digest": p1}
+    assert cli("append", f"oci:{tmp_path}/p:1", "--layer", f"{src}/run.sh", "-o",
+               f"oci:{tmp_path}/p:3", "--tag", "me/site:1.1")[0] == 0
+    notes = _annotations(cli, f"oci:{tmp_path}/p:3")
+    assert (notes[ANN + "title"], notes[ANN + "version"]) == ("site", "1.1")
+    assert ANN + "source" not in notes and "com.example.note" not in notes
+
+
+def test_base_name_and_digest_describe_the_direct_base(cli, registry, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", f"{src}/hello.txt", *AMD64, "-o",
+               f"oci:{tmp_path}/s:1")[0] == 0
+    remote = f"{registry.host}/prov/site:1"
+    assert cli("copy", f"oci:{tmp_path}/s:1", remote)[0] == 0
+    site_digest = str(Layout(tmp_path / "s").find("1").digest)
+    assert cli("append", remote, "--layer", f"{src}/run.sh", *AMD64, "-o",
+               f"oci:{tmp_path}/q:1")[0] == 0
+    notes = _annotations(cli, f"oci:{tmp_path}/q:1")
+    assert notes[ANN + "base.name"] == remote and notes[ANN + "base.digest"] == site_digest
+    q1 = str(Layout(tmp_path / "q").find("1").digest)
+    assert cli("append", f"oci:{tmp_path}/q:1", "--layer", f"{src}/sub", "-o",
+               f"oci:{tmp_path}/q:2")[0] == 0
+    notes = _annotations(cli, f"oci:{tmp_path}/q:2")
+    # the registry name of q:1's base must not be paired with q:1's digest
+    assert ANN + "base.name" not in notes and notes[ANN + "base.digest"] == q1
+
+
+def test_platform_all_into_a_docker_archive_is_refused_before_building(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ociforge.build
+
+    def must_not_build(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a layer was built before the destination was checked")
+
+    monkeypatch.setattr(ociforge.build, "build_layer", must_not_build)
+    Layout(tmp_path / "base").put(make_index(tmp_path / "src"), "m")
+    src = _tree(tmp_path / "app")
+    code, _, err = cli("append", f"oci:{tmp_path}/base:m", "--platform", "all",
+                       "--layer", f"{src}:/app", "-o", f"oci:{tmp_path}/ok",
+                       "-o", f"{tmp_path}/mm.tar")
+    assert code == 2 and "single-platform" in err, err
+    assert not (tmp_path / "mm.tar").exists() and not (tmp_path / "ok").exists()
+
+
+def _corrupt_gzip_layer(cli: Any, tmp_path: Path) -> tuple[Image, Path]:
+    src = _tree(tmp_path / "app")
+    assert cli("append", "scratch", "--layer", str(src), *AMD64, "-o",
+               f"oci:{tmp_path}/lay:1")[0] == 0
+    image = Layout(tmp_path / "lay").read("1")
+    assert isinstance(image, Image)
+    path = Layout(tmp_path / "lay").blob_path(image.layers[0].digest)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[12:40] = b"\xff" * 28  # the deflate stream itself: "corrupt gzip", same size
+    path.write_bytes(bytes(data))
+    return image, path
+
+
+def test_verify_names_a_corrupt_layer_once(cli, tmp_path: Path) -> None:
+    image, _ = _corrupt_gzip_layer(cli, tmp_path)
+    where = f"layer 0 {image.layers[0].digest}"
+    code, _, err = cli("verify", f"oci:{tmp_path}/lay:1")
+    assert code == 1 and where in err, err
+    assert err.count(where) == 1 and err.count(str(image.layers[0].digest)) == 1, err
+    code, out, _ = cli("verify", f"oci:{tmp_path}/lay:1", "--json")
+    result = _json(out)
+    assert code == 1 and result["ok"] is False and result["digest"] == str(image.digest)
+    assert result["problems"][0]["where"] == where
+    assert not result["problems"][0]["message"].startswith(where)
+
+
+def test_verify_json_names_the_artifact_when_a_blob_is_missing(cli, tmp_path: Path) -> None:
+    image, path = _corrupt_gzip_layer(cli, tmp_path)
+    path.unlink()
+    code, out, err = cli("verify", f"oci:{tmp_path}/lay:1", "--json")
+    assert code == 1, err
+    result = _json(out)
+    assert result["ok"] is False and result["digest"] == str(image.digest)
+    assert str(image.layers[0].digest) in result["problems"][0]["message"]
+
+
+def test_inspect_manifest_of_an_image_whose_layer_blob_is_missing(cli, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    image, path = _corrupt_gzip_layer(cli, tmp_path)
+    path.unlink()
+    code, out, err = cli("inspect", f"oci:{tmp_path}/lay:1", "--manifest")
+    assert code == 0, err
+    assert _json(out) == image.manifest
+    raw = subprocess.run([sys.executable, "-m", "ociforge", "inspect", f"oci:{tmp_path}/lay:1",
+                          "--raw"], check=True, capture_output=True).stdout
+    assert raw == image.manifest_bytes
+    # the summary and verify still say the blob is missing
+    code, _, err = cli("inspect", f"oci:{tmp_path}/lay:1")
+    assert code == 1 and str(image.layers[0].digest) in err
+
+
+def test_inspect_raw_of_a_multi_platform_tag_prints_the_index(cli, registry,
+                                                               tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    index = make_index(tmp_path / "src")
+    Layout(tmp_path / "base").put(index, "m")
+    remote = f"{registry.host}/multi/x:1"
+    assert cli("copy", f"oci:{tmp_path}/base:m", remote, "--platform", "all")[0] == 0
+
+    def raw(*extra: str) -> bytes:
+        return subprocess.run([sys.executable, "-m", "ociforge", "inspect", remote, "--raw",
+                               *extra], check=True, capture_output=True).stdout
+
+    assert "sha256:" + hashlib.sha256(raw()).hexdigest() == str(index.digest)
+    code, out, err = cli("inspect", remote)
+    assert code == 0, err
+    assert _json(out)["digest"] == str(index.digest) and len(_json(out)["manifests"]) == 2
+    arm = next(child for desc, child in index.children if str(desc.platform) == "linux/arm64")
+    assert "sha256:" + hashlib.sha256(raw("--platform", "linux/arm64")).hexdigest() == \
+        str(arm.digest)
+
+
+def test_a_digest_reference_is_named_with_an_at(cli, registry) -> None:
+    missing = "sha256:" + "0" * 64
+    code, _, err = cli("inspect", f"{registry.host}/multi/none@{missing}")
+    assert code != 0
+    assert f"multi/none@{missing}" in err and f"none:{missing}" not in err, err
+
+
+@pytest.mark.parametrize("text", ["oci-archive:x.tar:", "oci:lay:", "docker-archive:x.tar:"])
+def test_an_empty_tag_after_the_colon_is_bad_input(cli, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   text: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("append", "scratch", "-o", text)
+    assert code == 2 and "empty" in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []

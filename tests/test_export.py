@@ -381,7 +381,8 @@ def test_sign_and_attach_report_to_a_layout(cli, app: Path, tmp_path: Path) -> N
                                "--attach-report", "--json")
     assert code == 0, stderr
     result = json.loads(stdout)
-    assert result["signatures"][0]["image"] == result["digest"]
+    assert result["signatures"][0]["digest"] == result["digest"]
+    assert result["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert verify_location(layout, keys.public, digest=result["digest"])
     _, referrers = list_referrers(layout, artifact_type=REPORT_ARTIFACT_TYPE,
                                   digest=result["digest"])

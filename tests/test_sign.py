@@ -261,7 +261,7 @@ def test_sign_and_verify_layout_cli(cli, tmp_path: Path, keypair: tuple[Path, Pa
     code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
     assert code == 0, err
     info = json.loads(out)
-    assert info["image"] == digest and info["signatures"] == 1 and info["added"]
+    assert info["digest"] == digest and info["signatures"] == 1 and info["added"]
     assert info["signature_tag"] in Layout(tmp_path / "lay").tags()
     code, out, err = cli("verify-signature", ref, "--key", keypair[1])
     assert code == 0, err
@@ -270,7 +270,29 @@ def test_sign_and_verify_layout_cli(cli, tmp_path: Path, keypair: tuple[Path, Pa
     code, out, err = cli("verify-signature", f"oci:{tmp_path / 'lay'}", "--key", keypair[1],
                          "--json")
     assert code == 0, err
-    assert json.loads(out)["image"] == digest
+    verified = json.loads(out)
+    assert verified["ok"] is True and verified["digest"] == digest
+    assert "image" not in verified and "verified" not in verified
+
+
+def test_verify_signature_json_on_failure(cli, tmp_path: Path,
+                                          keypair: tuple[Path, Path]) -> None:
+    """--json prints {"ok": false, "digest", "error"} when no signature checks out; exit 1."""
+    digest = make_layout(tmp_path / "lay")
+    ref = f"oci:{tmp_path / 'lay'}:v1"
+    code, out, err = cli("verify-signature", ref, "--key", keypair[1], "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["ok"] is False and result["digest"] == digest
+    assert result["signatures"] == [] and "no signatures found" in result["error"]
+    assert "no signatures found" in err
+    other = write_key_pair(tmp_path / "other")
+    assert cli("sign", ref, "--key", keypair[0])[0] == 0
+    code, out, _ = cli("verify-signature", ref, "--key", other.public, "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["ok"] is False and result["digest"] == digest
+    assert "verifies against the key" in result["error"]
 
 
 def test_sign_twice_keeps_both_signatures(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
@@ -468,7 +490,7 @@ def test_registry_sign_verify_tamper_and_two_signatures(
     code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
     assert code == 0, err
     info = json.loads(out)
-    assert info["image"] == digest
+    assert info["digest"] == digest
     assert info["identity"] == f"{registry.host}/{repo}"
     tag = signature_tag(digest)
     client = RegistryClient(registry.host)
@@ -560,7 +582,7 @@ def test_token_auth_registry_sign_verify_and_attach(
     code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
     assert code == 0, err
     assert token_registry.password not in out + err
-    assert json.loads(out)["image"] == digest
+    assert json.loads(out)["digest"] == digest
     code, _, err = cli("verify-signature", ref, "--key", keypair[1])
     assert code == 0, err
     attached = attach_report(ref, b'{"report":true}')

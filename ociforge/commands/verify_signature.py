@@ -24,14 +24,21 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import OciforgeError
     from ..sign import verify_location
 
     options = make_options(args)
-    verified = verify_location(args.ref, args.key, options, digest=args.digest)
+    try:
+        verified = verify_location(args.ref, args.key, options, digest=args.digest)
+    except OciforgeError as exc:
+        if getattr(args, "json", False):  # scripts read .ok; the exit code stays the error's
+            emit(args, {"ok": False, "digest": getattr(exc, "image_digest", None),
+                        "signatures": [], "error": str(exc)}, "")
+        raise
     digest = verified[0].manifest_digest
     emit(
         args,
-        {"verified": True, "image": digest,
+        {"ok": True, "digest": digest,
          "signatures": [{"layer": v.layer_digest, "identity": v.identity} for v in verified]},
         f"verified {len(verified)} signature(s) on {digest}",
     )

@@ -126,9 +126,9 @@ class RegistryClient:
         resp = self.transport.request(
             "GET", f"/v2/{repository}/manifests/{reference}", scopes=self._scopes(
                 pull_scope(repository), repository), headers={"Accept": accept},
-            stream=True, what=f"manifest {repository}:{reference}")
+            stream=True, what=f"manifest {_ref_text(repository, reference)}")
         with resp:
-            data = _read_bounded(resp, MAX_DOCUMENT, f"manifest {repository}:{reference}")
+            data = _read_bounded(resp, MAX_DOCUMENT, f"manifest {_ref_text(repository, reference)}")
         digest = Digest.of_bytes(data)
         expected = _digest_or_none(reference) or _digest_or_none(
             resp.headers.get("Docker-Content-Digest"))
@@ -136,7 +136,8 @@ class RegistryClient:
             got = Digest(expected.algorithm, hashlib.new(expected.algorithm, data).hexdigest())
             if got != expected:
                 raise DigestMismatchError(
-                    f"{self.registry}: manifest {repository}:{reference} has digest {got}, "
+                    f"{self.registry}: manifest {_ref_text(repository, reference)} "
+                    f"has digest {got}, "
                     f"expected {expected}")
             digest = expected
         media_type = _media_type(resp.headers.get("Content-Type"), data)
@@ -148,7 +149,7 @@ class RegistryClient:
             "HEAD", f"/v2/{repository}/manifests/{reference}",
             scopes=self._scopes(pull_scope(repository), repository),
             headers={"Accept": mt.MANIFEST_ACCEPT}, ok=(200, 404),
-            what=f"manifest {repository}:{reference}")
+            what=f"manifest {_ref_text(repository, reference)}")
         resp.close()
         if resp.status_code == 404:
             return None
@@ -175,7 +176,7 @@ class RegistryClient:
             "PUT", f"/v2/{repository}/manifests/{reference}",
             scopes=self._scopes(push_scope(repository), repository),
             headers={"Content-Type": media_type}, body=data, ok=(200, 201, 202),
-            what=f"manifest {repository}:{reference}")
+            what=f"manifest {_ref_text(repository, reference)}")
         resp.close()
         returned = _digest_or_none(resp.headers.get("Docker-Content-Digest"))
         if returned is not None and returned.algorithm == digest.algorithm and returned != digest:
@@ -448,3 +449,8 @@ def _media_type(content_type: str | None, data: bytes) -> str:
 
 
 __all__ = ["FileBody", "ManifestHead", "ManifestPut", "RegistryClient"]
+
+
+def _ref_text(repository: str, reference: str) -> str:
+    """``repo:tag`` or ``repo@sha256:...``: how a person writes either reference."""
+    return f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}"
