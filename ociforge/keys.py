@@ -48,11 +48,18 @@ def generate_pem_pair(password: bytes | None = None) -> tuple[bytes, bytes]:
 
 
 def write_key_pair(prefix: str | Path, password: bytes | None = None) -> KeyPairPaths:
-    """Write PREFIX.key (mode 0600) and PREFIX.pub; never overwrite an existing file."""
+    """Write PREFIX.key (mode 0600) and PREFIX.pub; never overwrite an existing file.
+
+    A PREFIX that names a folder ("", "keys/", ".", an existing folder) is bad input:
+    it would write hidden ``.key``/``.pub`` files or files beside the folder, not in it.
+    Nothing that exists at either path is written through, whatever it is (file,
+    symlink, FIFO, device): a private key goes only into a file we create.
+    """
+    check_key_prefix(str(prefix))
     prefix = Path(prefix)
     paths = KeyPairPaths(Path(f"{prefix}.key"), Path(f"{prefix}.pub"))
     for path in (paths.private, paths.public):
-        if path.exists() or path.is_symlink():
+        if os.path.lexists(path):
             raise InvalidInputError(f"{path} already exists; refusing to overwrite a key file")
     for path in (paths.private, paths.public):  # a folder we cannot write: exit 2 up front
         check_writable_destination(path, "key file")
@@ -64,6 +71,18 @@ def write_key_pair(prefix: str | Path, password: bytes | None = None) -> KeyPair
         paths.private.unlink(missing_ok=True)
         raise
     return paths
+
+
+def check_key_prefix(text: str) -> None:
+    """Refuse a PREFIX that is empty or names a folder (exit 2)."""
+    if not text.strip():
+        raise InvalidInputError("keygen PREFIX is empty; give a file prefix such as 'cosign'")
+    last = text.replace(os.sep, "/").rsplit("/", 1)[-1]
+    if text.endswith(("/", os.sep)) or last in (".", "..") or os.path.isdir(text):
+        hint = os.path.join(text, "cosign")
+        raise InvalidInputError(
+            f"keygen PREFIX {text!r} names a folder; give a file prefix such as {hint!r} "
+            f"(writes {hint}.key and {hint}.pub)")
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:

@@ -587,3 +587,34 @@ def test_token_auth_registry_sign_verify_and_attach(
     assert code == 0, err
     attached = attach_report(ref, b'{"report":true}')
     assert [m["digest"] for m in list_referrers(ref)[1]] == [str(attached.digest)]
+
+
+@pytest.mark.parametrize("prefix", ["", "kdir/", "kdir", ".", "kdir/.."])
+def test_keygen_refuses_an_empty_or_folder_prefix(cli, tmp_path: Path, monkeypatch,
+                                                  prefix: str) -> None:
+    """"" would write hidden .key/.pub files, "kdir/" would write kdir.key beside the
+    folder: both are bad input, with a hint (kdir/cosign), and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kdir").mkdir()
+    code, _, err = cli("keygen", prefix, "--no-password")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert ("is empty" in err) if not prefix else ("names a folder" in err and "cosign" in err)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kdir"]
+
+
+def test_keygen_with_a_prefix_inside_a_folder_writes_there(cli, tmp_path: Path) -> None:
+    (tmp_path / "kdir").mkdir()
+    code, _, err = cli("keygen", tmp_path / "kdir" / "cosign", "--no-password")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "kdir").iterdir()) == ["cosign.key", "cosign.pub"]
+
+
+def test_keygen_never_writes_through_a_fifo_or_a_symlink(cli, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "f.key")
+    (tmp_path / "l.pub").symlink_to(tmp_path / "elsewhere.pub")
+    for prefix in ("f", "l"):
+        code, _, err = cli("keygen", tmp_path / prefix, "--no-password")
+        assert code == 2 and "already exists" in err
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "f.key").st_mode)
+    assert not (tmp_path / "elsewhere.pub").exists() and not (tmp_path / "l.key").exists()
+    assert not (tmp_path / "f.pub").exists()
