@@ -69,11 +69,34 @@ class OutputTarget:
     fd: int | None = None
 
 
+# Set when an output goes to our own stdout (``-o /dev/stdout``): the command's
+# result line must then go to stderr, or it would be appended to the image stream.
+stdout_is_output = False
+
+
+def _is_our_stdout(target: OutputTarget) -> bool:
+    if target.fd == 1:
+        return True
+    try:
+        ours, theirs = os.fstat(1), os.stat(target.path)
+    except OSError:
+        return False
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
 def resolve_output(path: str | os.PathLike[str], what: str = "output") -> OutputTarget:
     """Follow ``path``'s symlinks to what an output written there would really change.
 
     A socket, block device or directory is bad input (exit 2), as is a link loop.
     """
+    global stdout_is_output
+    target = _resolve_output(path, what)
+    if target.stream and _is_our_stdout(target):
+        stdout_is_output = True
+    return target
+
+
+def _resolve_output(path: str | os.PathLike[str], what: str) -> OutputTarget:
     shown = str(path)
     current = os.path.abspath(os.fspath(path))
     for _ in range(_MAX_LINKS):

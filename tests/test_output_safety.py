@@ -280,3 +280,28 @@ def test_two_tags_in_one_layout_are_fine(cli, tmp_path: Path) -> None:
     tags = [m["annotations"]["org.opencontainers.image.ref.name"]
             for m in json.loads((lay / "index.json").read_text())["manifests"]]
     assert sorted(tags) == ["a", "b"]
+
+
+def test_an_image_written_to_stdout_is_the_whole_stream(tmp_path: Path) -> None:
+    """`-o /dev/stdout`: stdout carries the archive and nothing else; the result goes to stderr."""
+    import subprocess
+    import sys
+    import tarfile
+
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "a").write_text("a\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ociforge", "append", "scratch", "--layer", f"{tree}:/t",
+         "-o", "/dev/stdout", "--tag", "me/app:1"],
+        capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert b"sha256:" in proc.stderr
+    archive = tmp_path / "out.tar"
+    archive.write_bytes(proc.stdout)
+    with tarfile.open(archive) as tar:
+        assert "manifest.json" in tar.getnames()
+    assert b"sha256:" not in proc.stdout[-1024:]  # no result line after the archive
+    again = subprocess.run([sys.executable, "-m", "ociforge", "verify", str(archive)],
+                           capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr

@@ -151,11 +151,18 @@ def parse_key_value(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
-    """Print the result: JSON with --json, else the human line."""
+    """Print the result: JSON with --json, else the human line.
+
+    When an output went to our own stdout (``-o /dev/stdout``) the result goes to
+    stderr, so the image stream stays exactly the image.
+    """
+    from .. import fsutil
+
+    stream = sys.stderr if fsutil.stdout_is_output else sys.stdout
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, sort_keys=True))
+        print(json.dumps(result, indent=2, sort_keys=True), file=stream)
     else:
-        print(human)
+        print(human, file=stream)
 
 
 def _global_flags() -> argparse.ArgumentParser:
