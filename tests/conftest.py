@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,25 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
 
 
 os.environ.setdefault("OCIFORGE_TESTING", "1")
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Path]:
+    """A folder nobody may create files in: a 0555 folder, or /sys for root (root ignores
+    permission bits, but sysfs refuses new files to everyone)."""
+    if os.geteuid() == 0:
+        folder = Path("/sys")
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        os.chmod(folder, 0o555)
+    try:
+        (folder / "probe").write_text("x")
+    except OSError:
+        pass
+    else:
+        (folder / "probe").unlink()
+        pytest.skip(f"{folder} is writable here")
+    yield folder
+    if folder != Path("/sys"):
+        os.chmod(folder, 0o755)

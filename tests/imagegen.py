@@ -27,7 +27,7 @@ from ociforge.platform import Platform
 PLATFORM = Platform("linux", "amd64")
 
 
-def make_layer(directory: Path, size: int, name: str = "data.bin",
+def make_layer(directory: Path, size: int = 1024, name: str = "data.bin",
                content: bytes | None = None) -> Layer:
     """A gzip layer holding one file of ``size`` random bytes, stored in ``directory``."""
     data = content if content is not None else os.urandom(size)

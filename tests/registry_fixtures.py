@@ -293,34 +293,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 # -- small images for registry tests -----------------------------------------
 
-def make_layer(directory: Path, size: int = 1024, name: str = "data.bin",
-               content: bytes | None = None) -> Any:
-    """A gzip layer with one file (random bytes unless ``content``), stored as a file."""
-    import gzip
-    import hashlib
-    import io
-    import tarfile
-
-    from ociforge import mediatypes as mt
-    from ociforge.descriptor import Descriptor
-    from ociforge.digest import Digest
-    from ociforge.layer import Layer
-
-    data = content if content is not None else os.urandom(size)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mtime = 0
-        tar.addfile(info, io.BytesIO(data))
-    tar_bytes = raw.getvalue()
-    blob = gzip.compress(tar_bytes, compresslevel=1, mtime=0)
-    digest = hashlib.sha256(blob).hexdigest()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{digest}.tar.gz"
-    path.write_bytes(blob)
-    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest("sha256", digest), len(blob))
-    return Layer.from_file(path, desc, Digest.of_bytes(tar_bytes), 1)
+from imagegen import make_layer  # noqa: E402  one helper for every test's small layers
 
 
 def make_image(directory: Path, sizes: tuple[int, ...] = (1024, 2048), base: Any = None,

@@ -8,7 +8,6 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,26 +101,6 @@ def app(tmp_path: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def unwritable(tmp_path: Path) -> Iterator[Path]:
-    """A folder nobody may create files in: a 0555 folder, or /sys for root (root ignores
-    permission bits, but sysfs refuses new files to everyone)."""
-    if os.geteuid() == 0:
-        folder = Path("/sys")
-    else:
-        folder = tmp_path / "ro"
-        folder.mkdir()
-        os.chmod(folder, 0o555)
-    try:
-        (folder / "probe").write_text("x")
-    except OSError:
-        pass
-    else:
-        (folder / "probe").unlink()
-        pytest.skip(f"{folder} is writable here")
-    yield folder
-    if folder != Path("/sys"):
-        os.chmod(folder, 0o755)
 
 
 def nothing_written(folder: Path) -> bool:

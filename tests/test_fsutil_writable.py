@@ -3,38 +3,14 @@ the user's path, never the temporary file that atomic_write writes first."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ociforge.errors import InvalidInputError
 from ociforge.fsutil import atomic_write, check_writable_destination, check_writable_folder
-
-
-@pytest.fixture
-def unwritable(tmp_path: Path) -> Iterator[Path]:
-    """A folder nobody may create files in: a 0555 folder, or /sys for root (root ignores
-    permission bits, but sysfs refuses new files to everyone)."""
-    if os.geteuid() == 0:
-        folder = Path("/sys")
-    else:
-        folder = tmp_path / "ro"
-        folder.mkdir()
-        os.chmod(folder, 0o555)
-    try:
-        (folder / "probe").write_text("x")
-    except OSError:
-        pass
-    else:
-        (folder / "probe").unlink()
-        pytest.skip(f"{folder} is writable here")
-    yield folder
-    if folder != Path("/sys"):
-        os.chmod(folder, 0o755)
 
 
 def test_writable_destination_accepts_a_plain_file_and_leaves_no_probe(tmp_path: Path) -> None:
