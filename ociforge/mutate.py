@@ -259,12 +259,14 @@ def annotate(image: Image, annotations: Mapping[str, str]) -> Image:
 
 
 def drop_annotations(image: Image) -> Image:
-    """Remove every manifest annotation: a base's annotations describe the base (its
-    title, version, source, its own base), so an image built on it must not inherit them."""
-    if "annotations" not in image.manifest:
+    """Remove what describes the base itself: its manifest annotations (title, version,
+    source, its own base) and its ``subject`` (an image built on a referrer is not a
+    referrer of the same subject), so an image built on it does not inherit them."""
+    if "annotations" not in image.manifest and "subject" not in image.manifest:
         return image
     manifest, _config = _docs(image)
     manifest.pop("annotations", None)
+    manifest.pop("subject", None)
     return Image(canonical(manifest), image.config_bytes, image.layers, image.source)
 
 

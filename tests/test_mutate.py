@@ -119,3 +119,19 @@ def test_stop_signal_accepts_names_and_numbers(good: str) -> None:
 def test_stop_signal_refuses_what_no_runtime_knows(bad: str) -> None:
     with pytest.raises(InvalidInputError, match="stop signal"):
         check_stop_signal(bad)
+
+
+def test_drop_annotations_also_drops_the_subject() -> None:
+    from ociforge.image import Image
+    from ociforge.jsonutil import canonical
+    from ociforge.mutate import drop_annotations
+
+    base = annotate(scratch(Platform.parse("linux/amd64")), {"org.opencontainers.image.title": "b"})
+    manifest = dict(base.manifest)
+    manifest["subject"] = {"mediaType": mt.OCI_MANIFEST, "digest": "sha256:" + "a" * 64,
+                           "size": 10}
+    referrer = Image(canonical(manifest), base.config_bytes, base.layers)
+    clean = drop_annotations(referrer)
+    assert "subject" not in clean.manifest and "annotations" not in clean.manifest
+    plain = scratch(Platform.parse("linux/amd64"))
+    assert drop_annotations(plain) is plain
