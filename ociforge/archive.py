@@ -10,6 +10,9 @@ modes) written atomically.  The docker-archive we write is both an OCI layout
 (index.json with ``io.containerd.image.name`` and ``org.opencontainers.image.ref.name``)
 and a classic docker-archive (manifest.json + repositories), so that classic
 ``docker load``, the containerd-backed one and ``podman load`` all accept it.
+
+Random access to the tar and its member checks live in tarblobs; image names
+and the classic ``docker save`` reader in dockerarchive.
 """
 
 from __future__ import annotations
@@ -19,30 +22,21 @@ import gzip
 import io
 import os
 import posixpath
-import re
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from . import mediatypes as mt
 from .descriptor import Descriptor
-from .digest import CHUNK, Digest, HashingWriter, VerifyingReader, read_all_verified
-from .errors import (
-    HostileInputError,
-    InvalidInputError,
-    InvalidReferenceError,
-    NotFoundError,
-    SizeMismatchError,
-    ValidationError,
-)
+from .digest import CHUNK, Digest, VerifyingReader
+from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
+from .errors import InvalidInputError, NotFoundError, SizeMismatchError, ValidationError
 from .fsutil import check_writable_destination, output_file
 from .image import Image
 from .index import Artifact, Index
-from .jsonutil import MAX_DOCUMENT, canonical, parse_object
-from .layer import Layer
+from .jsonutil import canonical, parse_object
 from .layout import (
     CONTAINERD_NAME,
     LAYOUT_VERSION,
@@ -55,277 +49,30 @@ from .layout import select_descriptor as _select
 from .locations import WriteResult
 from .options import Options
 from .progress import CountingReader, Progress
+from .tarblobs import (
+    EXPANSION_SLACK,
+    MAX_EXPANSION,
+    MAX_MEMBERS,
+    MAX_NAME,
+    TarBlobs,
+    clean_member_name,
+)
 
-MAX_MEMBERS = 200_000
-MAX_NAME = 4096
-# A compressed archive may expand at most this much (zip-bomb guard); real image
-# archives hold compressed layers and expand by a few percent.
-MAX_EXPANSION = 200
-EXPANSION_SLACK = 64 << 20
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-# -- reading: random access to the members of a tar ---------------------------
-
-
-def clean_member_name(name: str) -> str:
-    """A tar entry name made relative; HostileInputError if it escapes the root."""
-    if "\x00" in name or len(name) > MAX_NAME:
-        raise HostileInputError(f"archive entry name {name[:80]!r} is malformed")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", name):
-        raise HostileInputError(f"archive entry {name[:200]!r} has an absolute path")
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise HostileInputError(f"archive entry {name[:200]!r} climbs out of the archive root")
-    return "/".join(parts)
-
-
-class _Slice:
-    """A read-only stream over ``size`` bytes at ``offset`` of a shared file (pread)."""
-
-    def __init__(self, owner: TarBlobs, offset: int, size: int):
-        self._owner = owner
-        self._offset = offset
-        self._size = size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._size - self._pos
-        if left <= 0:
-            return b""
-        want = left if n is None or n < 0 else min(n, left)
-        data = os.pread(self._owner.fileno(), want, self._offset + self._pos)
-        if not data:
-            raise SizeMismatchError(f"archive {self._owner.where} is truncated")
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _Slice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-@dataclass(frozen=True)
-class _Member:
-    offset: int
-    size: int
-
-
-class TarBlobs:
-    """The regular files of a tar, by cleaned name, readable in place.
-
-    The archive stays open (by descriptor) for as long as the layers read from
-    it live, so writing a new file over the same path cannot pull the bytes
-    out from under them.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]):
-        self.where = str(path)
-        self.members: dict[str, _Member] = {}
-        try:
-            handle: IO[bytes] = open(path, "rb")  # noqa: SIM115 - kept open for lazy layers
-        except FileNotFoundError:
-            raise InvalidInputError(f"archive {self.where!r} does not exist") from None
-        except IsADirectoryError:
-            raise InvalidInputError(f"{self.where!r} is a directory, not an archive") from None
-        self._file = self._decompressed(handle)
-        self._scan()
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def _decompressed(self, handle: IO[bytes]) -> IO[bytes]:
-        magic = handle.read(4)
-        handle.seek(0)
-        if not (magic.startswith(_GZIP_MAGIC) or magic == _ZSTD_MAGIC):
-            return handle
-        limit = os.fstat(handle.fileno()).st_size * MAX_EXPANSION + EXPANSION_SLACK
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the layers
-        try:
-            with handle:
-                if magic.startswith(_GZIP_MAGIC):
-                    stream: Any = gzip.GzipFile(fileobj=handle, mode="rb")
-                else:
-                    import zstandard
-
-                    stream = zstandard.ZstdDecompressor().stream_reader(handle)
-                total = 0
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    if total > limit:
-                        raise HostileInputError(
-                            f"archive {self.where!r} expands past {limit} bytes; refusing it"
-                        )
-                    spool.write(chunk)
-        except HostileInputError:
-            spool.close()
-            raise
-        except Exception as exc:  # gzip/zstd decoders raise their own types on bad data
-            spool.close()
-            raise InvalidInputError(f"archive {self.where!r} is not a readable compressed tar: "
-                                    f"{exc}") from None
-        except BaseException:
-            spool.close()
-            raise
-        spool.flush()
-        spool.seek(0)
-        return spool
-
-    def _scan(self) -> None:
-        links: dict[str, str] = {}
-        try:
-            with tarfile.open(fileobj=self._file, mode="r:") as tar:
-                self._index(iter(tar), links)
-        except (tarfile.TarError, ValueError, UnicodeError, OverflowError, EOFError) as exc:
-            raise InvalidInputError(
-                f"{self.where!r} is not a readable tar archive: {exc}") from None
-        # Classic docker save links duplicate layers: <id>/layer.tar -> ../<other>/layer.tar
-        for name, target in links.items():
-            if name not in self.members and target in self.members:
-                self.members[name] = self.members[target]
-
-    def _index(self, infos: Iterator[tarfile.TarInfo], links: dict[str, str]) -> None:
-        end = os.fstat(self._file.fileno()).st_size
-        for count, info in enumerate(infos, 1):
-            if count > MAX_MEMBERS:
-                raise HostileInputError(f"archive {self.where!r} has over {MAX_MEMBERS} entries")
-            name = clean_member_name(info.name)
-            if not name or info.isdir():
-                continue
-            if info.issparse():
-                raise InvalidInputError(f"archive entry {name!r} is a sparse file")
-            if info.isreg():
-                if info.offset_data + info.size > end:
-                    raise HostileInputError(
-                        f"archive entry {name!r} claims {info.size} bytes, past the end of "
-                        f"{self.where!r}"
-                    )
-                self.members[name] = _Member(info.offset_data, info.size)
-                links.pop(name, None)
-            elif info.islnk():
-                target = clean_member_name(info.linkname)
-                if target not in self.members:
-                    raise HostileInputError(
-                        f"archive hardlink {name!r} points to {info.linkname!r}, "
-                        "which is not an earlier entry"
-                    )
-                self.members[name] = self.members[target]
-            elif info.issym() and not info.linkname.startswith("/"):
-                joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), info.linkname))
-                if not joined.startswith("../") and joined != "..":
-                    links[name] = joined  # an alias only; nothing is followed on disk
-
-    def has(self, name: str) -> bool:
-        return name in self.members
-
-    def _member(self, name: str) -> _Member:
-        cleaned = clean_member_name(name)
-        member = self.members.get(cleaned)
-        if member is None:
-            raise NotFoundError(f"archive {self.where!r} has no entry {name!r}")
-        return member
-
-    def size(self, name: str) -> int:
-        return self._member(name).size
-
-    def open(self, name: str) -> _Slice:
-        member = self._member(name)
-        return _Slice(self, member.offset, member.size)
-
-    def read_small(self, name: str, what: str) -> bytes:
-        member = self._member(name)
-        if member.size > MAX_DOCUMENT:
-            raise InvalidInputError(f"{what} in {self.where!r} is over {MAX_DOCUMENT} bytes")
-        return self.open(name).read()
-
-    def blob_name(self, digest: Digest) -> str:
-        return f"blobs/{digest.algorithm}/{digest.hex}"
-
-    def layer(self, desc: Descriptor) -> Layer:
-        name = self.blob_name(desc.digest)
-        member = self._member(name)
-        if member.size != desc.size:
-            raise SizeMismatchError(
-                f"blob {desc.digest} in {self.where!r} has {member.size} bytes, "
-                f"expected {desc.size}"
-            )
-        return Layer(desc, None, self.opener(member))
-
-    def opener(self, member: _Member) -> Callable[[], IO[bytes]]:
-        return lambda: cast(IO[bytes], _Slice(self, member.offset, member.size))
-
-    def read_document(self, desc: Descriptor, what: str) -> bytes:
-        with self.open(self.blob_name(desc.digest)) as raw:
-            return read_all_verified(raw, desc.digest, desc.size, MAX_DOCUMENT, what)  # type: ignore[arg-type]
-
-    def hash_member(self, name: str) -> Digest:
-        writer = HashingWriter()
-        with self.open(name) as raw:
-            while True:
-                chunk = raw.read(CHUNK)
-                if not chunk:
-                    break
-                writer.write(chunk)
-        return writer.digest
-
-    def sniff(self, name: str) -> bytes:
-        with self.open(name) as raw:
-            return raw.read(4)
-
-
-# -- names --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageName:
-    """A docker-archive image name: fully qualified, familiar form, and tag."""
-
-    full: str        # docker.io/library/app:latest
-    familiar: str    # app
-    tag: str         # latest
-
-    @property
-    def repo_tag(self) -> str:
-        return f"{self.familiar}:{self.tag}"
-
-    @classmethod
-    def parse(cls, text: str) -> ImageName:
-        from .reference import Reference
-
-        ref = Reference.parse(text)
-        if ref.digest is not None or ref.tag is None:
-            raise InvalidReferenceError(
-                f"docker-archive name {text!r} must be NAME[:TAG], without a digest"
-            )
-        familiar = ref.name
-        if ref.registry == "docker.io":
-            familiar = ref.repository.removeprefix("library/")
-        return cls(str(ref), familiar, ref.tag)
-
-    @classmethod
-    def from_path(cls, path: str) -> ImageName:
-        """``out/My App.tar.gz`` -> ``my-app:latest``: a usable default name."""
-        base = os.path.basename(path)
-        for suffix in (".tar.gz", ".tgz", ".tar.zst", ".tar", ".gz"):
-            if base.endswith(suffix):
-                base = base[: -len(suffix)]
-                break
-        name = re.sub(r"[^a-z0-9._-]+", "-", base.lower())
-        name = re.sub(r"^[^a-z0-9]+|[^a-z0-9]+$", "", name)
-        name = re.sub(r"[._-]{2,}", "-", name)
-        return cls.parse(name or "image")
+# The tar reader and ImageName moved out (tarblobs, dockerarchive); still importable here.
+__all__ = [
+    "EXPANSION_SLACK",
+    "MAX_EXPANSION",
+    "MAX_MEMBERS",
+    "MAX_NAME",
+    "DockerArchiveLocation",
+    "ImageName",
+    "OciArchiveLocation",
+    "TarBlobs",
+    "as_path",
+    "clean_member_name",
+    "read_archive",
+    "write_tar",
+]
 
 
 # -- reading archives as images -----------------------------------------------
@@ -347,71 +94,6 @@ def _oci_descriptors(blobs: TarBlobs) -> list[Descriptor] | None:
     return [Descriptor.from_dict(e, f"index.json entry {i}") for i, e in enumerate(entries)]
 
 
-def _docker_manifest(blobs: TarBlobs) -> list[dict[str, Any]] | None:
-    if not blobs.has("manifest.json"):
-        return None
-    import json
-
-    data = blobs.read_small("manifest.json", "manifest.json")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidInputError(f"manifest.json in {blobs.where!r} is not JSON: {exc}") from None
-    if not isinstance(doc, list) or not all(isinstance(e, dict) for e in doc):
-        raise ValidationError(f"manifest.json in {blobs.where!r} is not a list of objects")
-    return doc
-
-
-def _legacy_image(blobs: TarBlobs, entry: dict[str, Any]) -> Image:
-    """A Docker schema2 manifest synthesised for a classic ``docker save`` entry."""
-    config_name = entry.get("Config")
-    layer_names = entry.get("Layers")
-    if not isinstance(config_name, str) or not isinstance(layer_names, list):
-        raise ValidationError(f"manifest.json in {blobs.where!r} lacks Config or Layers")
-    config_bytes = blobs.read_small(config_name, "image config")
-    layers = []
-    oci = False
-    for name in layer_names:
-        if not isinstance(name, str):
-            raise ValidationError(f"manifest.json in {blobs.where!r} has a non-string layer")
-        magic = blobs.sniff(name)
-        if magic.startswith(_GZIP_MAGIC):
-            media_type = mt.DOCKER_LAYER_GZIP
-        elif magic == _ZSTD_MAGIC:
-            media_type, oci = mt.OCI_LAYER_ZSTD, True
-        else:
-            media_type = mt.DOCKER_LAYER
-        desc = Descriptor(media_type, blobs.hash_member(name), blobs.size(name))
-        layers.append((desc, name))
-    layer_types = [(mt.to_oci(d.media_type) if oci else d.media_type) for d, _ in layers]
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST,
-        "config": Descriptor(
-            mt.OCI_CONFIG if oci else mt.DOCKER_CONFIG,
-            Digest.of_bytes(config_bytes), len(config_bytes),
-        ).to_dict(),
-        "layers": [
-            Descriptor(t, d.digest, d.size).to_dict() for t, (d, _) in zip(layer_types, layers,
-                                                                           strict=True)
-        ],
-    }
-    by_digest = {d.digest: name for d, name in layers}
-
-    def make_layer(desc: Descriptor) -> Layer:
-        member = blobs._member(by_digest[desc.digest])
-        return Layer(desc, None, blobs.opener(member))
-
-    return Image.from_documents(canonical(manifest), config_bytes, make_layer, blobs.where)
-
-
-def _matches_name(desc: Descriptor, name: ImageName) -> bool:
-    notes = desc.annotations or {}
-    if notes.get(CONTAINERD_NAME):
-        return notes[CONTAINERD_NAME] == name.full
-    return notes.get(REF_NAME) in (name.full, name.repo_tag)
-
-
 def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
     """Read an image out of any supported archive.
 
@@ -421,7 +103,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
     blobs = TarBlobs(path)
     where = f"archive {path!r}"
     descs = _oci_descriptors(blobs)
-    entries = _docker_manifest(blobs)
+    entries = docker_manifest(blobs)
     if descs is None and entries is None:
         raise InvalidInputError(
             f"{where} holds neither an OCI layout (oci-layout, index.json) nor a manifest.json"
@@ -441,7 +123,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
             return load_artifact(descs[position], blobs.read_document, blobs.layer, path)
         chosen: Descriptor | None = None
         if name is not None:
-            found = [d for d in descs if _matches_name(d, name)]
+            found = [d for d in descs if matches_name(d, name)]
             if not found and entries is None:
                 raise NotFoundError(f"{where} has no image named {name.repo_tag}")
             chosen = found[0] if found else None
@@ -450,25 +132,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         if chosen is not None:
             return load_artifact(chosen, blobs.read_document, blobs.layer, path)
     assert entries is not None
-    if position is not None:
-        if position >= len(entries):
-            raise NotFoundError(f"{where} has no image @{position}")
-        return _legacy_image(blobs, entries[position])
-    if name is not None:
-        for entry in entries:
-            tags = entry.get("RepoTags") or []
-            for tag in tags if isinstance(tags, list) else []:
-                with contextlib.suppress(InvalidInputError):
-                    if isinstance(tag, str) and ImageName.parse(tag).full == name.full:
-                        return _legacy_image(blobs, entry)
-        raise NotFoundError(f"{where} has no image named {name.repo_tag}")
-    if len(entries) != 1:
-        tags = [t for e in entries for t in (e.get("RepoTags") or []) if isinstance(t, str)]
-        raise InvalidInputError(
-            f"{where} holds {len(entries)} images; name one as docker-archive:{path}:NAME:TAG "
-            f"or @N (names: {', '.join(tags) or 'none'})"
-        )
-    return _legacy_image(blobs, entries[0])
+    return select_legacy_image(blobs, entries, position, name, path)
 
 
 # -- writing ------------------------------------------------------------------

@@ -115,21 +115,36 @@ def _schema_version(doc: dict[str, Any], where: str) -> list[Problem]:
 # -- documents ----------------------------------------------------------------
 
 
-def check_index_document(data: bytes, where: str, expected_type: str | None) -> list[Problem]:
-    """An image index / manifest list, by itself (not its children)."""
+def _parse_document(
+    data: bytes, where: str, expected_type: str | None, family: frozenset[str], kind: str
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Parse a manifest or index and check what both share: schemaVersion 2 and a
+    mediaType of the right family that agrees with the descriptor pointing here.
+
+    The document is None when it does not parse (the one problem says why).
+    """
     try:
         doc = parse_object(data, where)
     except OciforgeError as exc:
-        return [Problem(where, str(exc))]
+        return None, [Problem(where, str(exc))]
     out = _schema_version(doc, where)
     media_type = doc.get("mediaType")
-    if media_type is not None and media_type not in mt.INDEXES:
-        out.append(Problem(where, f"mediaType {media_type!r} is not an image index type"))
-    if media_type is None and expected_type == mt.DOCKER_LIST:
-        out.append(Problem(where, "Docker manifest list without mediaType"))
+    if media_type is not None and media_type not in family:
+        out.append(Problem(where, f"mediaType {media_type!r} is not an {kind} type"))
     if expected_type and media_type is not None and media_type != expected_type:
         out.append(Problem(where, f"mediaType {media_type!r} differs from its descriptor's "
                                   f"{expected_type!r}"))
+    return doc, out
+
+
+def check_index_document(data: bytes, where: str, expected_type: str | None) -> list[Problem]:
+    """An image index / manifest list, by itself (not its children)."""
+    doc, out = _parse_document(data, where, expected_type, mt.INDEXES, "image index")
+    if doc is None:
+        return out
+    media_type = doc.get("mediaType")
+    if media_type is None and expected_type == mt.DOCKER_LIST:
+        out.append(Problem(where, "Docker manifest list without mediaType"))
     entries = doc.get("manifests")
     if not isinstance(entries, list):
         return [*out, Problem(where, "manifests is missing or not an array")]
@@ -155,17 +170,10 @@ def check_index_document(data: bytes, where: str, expected_type: str | None) -> 
 
 def check_manifest_document(data: bytes, where: str, expected_type: str | None) -> list[Problem]:
     """An image manifest by itself: fields, descriptors and media type families."""
-    try:
-        doc = parse_object(data, where)
-    except OciforgeError as exc:
-        return [Problem(where, str(exc))]
-    out = _schema_version(doc, where)
+    doc, out = _parse_document(data, where, expected_type, mt.IMAGE_MANIFESTS, "image manifest")
+    if doc is None:
+        return out
     media_type = doc.get("mediaType")
-    if media_type is not None and media_type not in mt.IMAGE_MANIFESTS:
-        out.append(Problem(where, f"mediaType {media_type!r} is not an image manifest type"))
-    if expected_type and media_type is not None and media_type != expected_type:
-        out.append(Problem(where, f"mediaType {media_type!r} differs from its descriptor's "
-                                  f"{expected_type!r}"))
     docker = media_type == mt.DOCKER_MANIFEST or (media_type is None
                                                   and expected_type == mt.DOCKER_MANIFEST)
     if docker and media_type is None:

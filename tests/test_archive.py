@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from image_factory import make_image, make_index, tar_bytes
 
-from ociforge import archive
+from ociforge import archive, tarblobs
 from ociforge.archive import DockerArchiveLocation, ImageName, OciArchiveLocation, TarBlobs
 from ociforge.errors import (
     DigestMismatchError,
@@ -257,15 +257,15 @@ def test_hostile_entry_names_are_refused(tmp_path: Path, entries: list[tarfile.T
 
 
 def test_too_many_members_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive, "MAX_MEMBERS", 10)
+    monkeypatch.setattr(tarblobs, "MAX_MEMBERS", 10)
     path = _tar_with(tmp_path, [_info(f"f{i}") for i in range(11)])
     with pytest.raises(HostileInputError, match="entries"):
         TarBlobs(path)
 
 
 def test_gzip_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive, "EXPANSION_SLACK", 0)
-    monkeypatch.setattr(archive, "MAX_EXPANSION", 5)
+    monkeypatch.setattr(tarblobs, "EXPANSION_SLACK", 0)
+    monkeypatch.setattr(tarblobs, "MAX_EXPANSION", 5)
     path = tmp_path / "bomb.tar.gz"
     path.write_bytes(gzip.compress(b"\0" * (4 << 20)))
     with pytest.raises(HostileInputError, match="expands"):
