@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import re
@@ -32,7 +33,7 @@ from .errors import (
     SizeMismatchError,
     ValidationError,
 )
-from .fsutil import atomic_write, atomic_write_bytes, file_lock
+from .fsutil import atomic_write, atomic_write_bytes
 from .image import Image
 from .index import Artifact, Index, ReferenceBudget
 from .jsonutil import MAX_DOCUMENT, canonical, parse_object
@@ -45,6 +46,10 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_VERSION = "1.0.0"
 LOCK_NAME = ".ociforge.lock"
+# artifactstore.ATTACH_LOCK_NAME: the lock signing/attaching takes in a layout
+_LOCK_NAMES = (LOCK_NAME, ".ociforge-attach.lock")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 MAX_DEPTH = 8
 _TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 # the distribution spec's tag grammar; attachment tags (sha256-<hex>.sig) match it too
@@ -207,16 +212,112 @@ class Layout:
     def is_layout(self) -> bool:
         return (self.root / "oci-layout").is_file()
 
+    def _refuse_link(self, path: Path, directory: bool) -> None:
+        """``path`` must be absent, or a real folder / regular file, not a symlink.
+
+        The root itself may be reached through a link the user named; nothing inside
+        it is followed, so that neither reading nor writing leaves the layout.
+        """
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            raise HostileInputError(
+                f"{str(path)!r} in OCI layout {str(self.root)!r}: a parent is not a directory"
+            ) from None
+        if stat.S_ISLNK(info.st_mode):
+            raise HostileInputError(
+                f"{str(path)!r} in OCI layout {str(self.root)!r} is a symlink; "
+                "links inside a layout are not followed"
+            )
+        if directory and not stat.S_ISDIR(info.st_mode):
+            raise HostileInputError(
+                f"{str(path)!r} in OCI layout {str(self.root)!r} is not a directory"
+            )
+        if not directory and not stat.S_ISREG(info.st_mode):
+            raise HostileInputError(
+                f"{str(path)!r} in OCI layout {str(self.root)!r} is not a regular file"
+            )
+
+    def _check_blob_dirs(self, algorithm: str = "sha256") -> None:
+        self._refuse_link(self.root / "blobs", directory=True)
+        self._refuse_link(self.root / "blobs" / algorithm, directory=True)
+
+    def check_contents(self) -> None:
+        """Refuse a layout whose control files or blob folders are links or special files."""
+        for name in ("oci-layout", "index.json", *_LOCK_NAMES):
+            self._refuse_link(self.root / name, directory=False)
+        self._check_blob_dirs()
+        blobs = self.root / "blobs"
+        if blobs.is_dir():
+            with os.scandir(blobs) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        self._refuse_link(Path(entry.path), directory=True)
+
+    def _read_control(self, path: Path) -> bytes | None:
+        """oci-layout or index.json: a regular file in the layout itself (None when absent).
+
+        Opened without following links, so that a link planted there can neither make
+        us read a file elsewhere nor echo part of it in an error.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise HostileInputError(
+                    f"{str(path)!r} in OCI layout {str(self.root)!r} is a symlink; "
+                    "links inside a layout are not followed"
+                ) from None
+            raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise HostileInputError(
+                    f"{str(path)!r} in OCI layout {str(self.root)!r} is not a regular file"
+                )
+            return handle.read(MAX_DOCUMENT + 1)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """The layout's advisory lock (see fsutil.file_lock), its file never a link."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK | os.O_CLOEXEC,
+                         0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise HostileInputError(
+                    f"{str(path)!r} in OCI layout {str(self.root)!r} is a symlink; "
+                    "links inside a layout are not followed"
+                ) from None
+            raise InvalidInputError(f"cannot lock {str(path)!r}: {exc.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise HostileInputError(
+                    f"{str(path)!r} in OCI layout {str(self.root)!r} is not a regular file"
+                )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def check_readable(self) -> None:
         if not self.root.exists():
             raise InvalidInputError(f"OCI layout {str(self.root)!r} does not exist")
         if not self.root.is_dir():
             raise InvalidInputError(f"OCI layout {str(self.root)!r} is not a directory")
+        self.check_contents()
         marker = self.root / "oci-layout"
-        if not marker.is_file():
+        data = self._read_control(marker)
+        if data is None:
             raise InvalidInputError(f"{str(self.root)!r} is not an OCI layout (no oci-layout file)")
-        with open(marker, "rb") as handle:
-            doc = parse_object(handle.read(MAX_DOCUMENT + 1), f"{marker}")
+        doc = parse_object(data, f"{marker}")
         version = doc.get("imageLayoutVersion")
         if version != LAYOUT_VERSION:
             raise ValidationError(
@@ -228,6 +329,8 @@ class Layout:
         """Refuse, before anything is written, a destination that cannot be a layout."""
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInputError(f"OCI layout {str(self.root)!r} exists and is not a directory")
+        if self.root.is_dir():
+            self.check_contents()
         if self.root.is_dir() and not self.is_layout() and any(
             not _ours(p.name) for p in self.root.iterdir()
         ):
@@ -253,7 +356,7 @@ class Layout:
         if self.is_layout() and (self.root / "blobs" / "sha256").is_dir():
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.root / LOCK_NAME):
+        with self._lock():
             self.check_writable()
             if not self.is_layout():
                 atomic_write_bytes(
@@ -264,10 +367,9 @@ class Layout:
     # -- index.json ---------------------------------------------------------
 
     def read_index(self) -> dict[str, Any]:
-        if not self.index_path.is_file():
+        data = self._read_control(self.index_path)
+        if data is None:
             return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-        with open(self.index_path, "rb") as handle:
-            data = handle.read(MAX_DOCUMENT + 1)
         doc = parse_object(data, f"{self.index_path}")
         if not isinstance(doc.get("manifests"), list):
             raise ValidationError(f"{self.index_path} has no manifests array")
@@ -302,7 +404,8 @@ class Layout:
         if tag is not None:
             annotations[REF_NAME] = check_tag_to_write(tag)
         entry = desc.with_annotations(annotations or None)
-        with file_lock(self.root / LOCK_NAME):
+        with self._lock():
+            self.check_contents()
             doc = self.read_index()
             kept = []
             for old in doc["manifests"]:
@@ -390,10 +493,16 @@ class Layout:
     # -- writing ------------------------------------------------------------
 
     def has_blob(self, desc: Descriptor) -> bool:
+        """True when the blob is here, a regular file of the right size (never via a link)."""
+        self._check_blob_dirs(desc.digest.algorithm)
+        path = self.blob_path(desc.digest)
         try:
-            return self.blob_path(desc.digest).stat().st_size == desc.size
+            info = os.lstat(path)
         except FileNotFoundError:
             return False
+        if not stat.S_ISREG(info.st_mode):
+            self._refuse_link(path, directory=False)
+        return info.st_size == desc.size
 
     def write_blob(self, desc: Descriptor, source: BlobSource,
                    progress: Progress | None = None, fresh: Path | None = None) -> bool:
