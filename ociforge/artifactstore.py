@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest, read_all_verified
-from .errors import InvalidInputError, NotFoundError
-from .jsonutil import MAX_DOCUMENT, parse_object
+from .errors import HostileInputError, InvalidInputError, NotFoundError
+from .jsonutil import parse_object
 
 # Tags that hold attachments, not images: cosign's sha256-<hex>.sig/.att/.sbom and
 # the referrers fallback index sha256-<hex>.  They never count as "the image".
@@ -95,12 +96,12 @@ class LayoutStore:
 
     def _describe_blob(self, digest: Digest) -> Descriptor:
         """A manifest that is in the layout but not listed in index.json (e.g. an index child)."""
-        path = self.layout.blob_path(digest)
-        if not path.is_file():
+        size = self._blob_size(digest)
+        if size is None:
             raise NotFoundError(f"no manifest {digest} in {self}")
-        size = path.stat().st_size
-        with open(path, "rb") as raw:
-            data = read_all_verified(raw, digest, size, MAX_DOCUMENT, "manifest")
+        # read through the layout: a blob that is a link out of it is refused, not followed
+        data = self.layout.read_document(Descriptor(mt.OCI_MANIFEST, digest, size),
+                                         f"manifest {digest}")
         doc = parse_object(data, f"manifest {digest}")
         media_type = doc.get("mediaType")
         if not isinstance(media_type, str):
@@ -131,7 +132,7 @@ class LayoutStore:
 
         if ":" in tag:
             digest = Digest.parse(tag)
-            if not self.layout.blob_path(digest).is_file():
+            if self._blob_size(digest) is None:
                 return None
             desc = self._describe_blob(digest)
             return self.layout.read_document(desc, f"manifest {digest}"), desc.media_type
@@ -143,11 +144,22 @@ class LayoutStore:
         return None
 
     def read_blob(self, desc: Descriptor, limit: int) -> bytes:
-        path = self.layout.blob_path(desc.digest)
-        if not path.is_file():
-            raise NotFoundError(f"blob {desc.digest} is missing from {self}")
-        with open(path, "rb") as raw:
-            return read_all_verified(raw, desc.digest, desc.size, limit, "blob")
+        if desc.size > limit:
+            raise InvalidInputError(f"blob {desc.digest} is {desc.size} bytes, over the "
+                                    f"{limit} byte limit")
+        with self.layout.open_blob(desc) as reader:  # refuses links out of the layout
+            return reader.read()
+
+    def _blob_size(self, digest: Digest) -> int | None:
+        """The size of a blob that is a regular file here (never through a link), or None."""
+        try:
+            info = os.lstat(self.layout.blob_path(digest))
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            raise HostileInputError(f"blob {digest} in {self} is a symlink; links out of a "
+                                    "layout are not followed")
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def put_blob(self, data: bytes, media_type: str) -> Descriptor:
         self.layout.init()
