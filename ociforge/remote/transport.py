@@ -43,6 +43,8 @@ from .auth import Authenticator, Credentials
 log = logging.getLogger("ociforge.http")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 BODY_CHUNK = 1 << 20
@@ -65,6 +67,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def _hostname(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def retry_base() -> float:
@@ -273,18 +292,32 @@ class Transport:
         what: str = "",
         allow_redirects: bool = True,
     ) -> requests.Response:
-        """One API call with auth and retries; raises RegistryError for statuses not in ok."""
+        """One API call with auth and retries; raises RegistryError for statuses not in ok.
+
+        Redirects are followed here, not by requests, so that every hop is checked:
+        Authorization goes only to the registry's own origin (scheme, host, port),
+        TLS settings are per host, and HTTPS is never downgraded to plain HTTP.
+        """
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        self.check_target(url)
         scopes = list(scopes)
-        sent_headers = dict(headers or {})
+        base_headers = dict(headers or {})
         retried_auth = False
+        hops = 0
         while True:
-            auth = self.auth.header(self, scopes)
-            if auth:
-                sent_headers["Authorization"] = auth
+            sent_headers = dict(base_headers)
+            own = self.same_origin(url)
+            if own:
+                auth = self.auth.header(self, scopes)
+                if auth:
+                    sent_headers["Authorization"] = auth
+            else:
+                sent_headers = {k: v for k, v in sent_headers.items()
+                                if k.lower() != "authorization"}
             resp = self._send_retrying(method, url, sent_headers, body, stream=stream,
-                                       timeout=self._timeout(), allow_redirects=allow_redirects)
-            if resp.status_code == 401 and not retried_auth:
+                                       timeout=self._timeout(), allow_redirects=False,
+                                       verify=self._verify_for(url))
+            if own and resp.status_code == 401 and not retried_auth:
                 retry_scopes = self.auth.handle_unauthorized(
                     resp.headers.get("WWW-Authenticate"), scopes)
                 if retry_scopes is not None:
@@ -292,6 +325,24 @@ class Transport:
                     retried_auth = True
                     scopes = retry_scopes
                     continue
+            if (allow_redirects and resp.status_code in REDIRECT_STATUSES
+                    and resp.status_code not in set(ok) and resp.headers.get("Location")):
+                hops += 1
+                if hops > MAX_REDIRECTS:
+                    resp.close()
+                    raise RegistryError(f"{self.registry}: {method} {urlsplit(url).path}: "
+                                        "too many redirects")
+                target = urljoin(url, resp.headers["Location"])
+                resp.close()
+                self.check_target(target)
+                if resp.status_code == 303 or (resp.status_code in (301, 302)
+                                               and method not in ("GET", "HEAD")):
+                    method, body = "GET", None
+                    base_headers = {k: v for k, v in base_headers.items()
+                                    if k.lower() not in ("content-type", "content-range",
+                                                         "content-length")}
+                url = target
+                continue
             warning = resp.headers.get("Warning")
             if warning and warning not in self._warned:
                 self._warned.add(warning)
@@ -300,9 +351,29 @@ class Transport:
                 return resp
             try:
                 raise_for_status(resp, self.registry, what or f"{method} {urlsplit(url).path}",
-                                 authenticated=self.auth.credentials is not None)
+                                 authenticated=own and self.auth.credentials is not None)
             finally:
                 resp.close()
+
+    # -- per-origin policy ---------------------------------------------------
+
+    def same_origin(self, url: str) -> bool:
+        """True when ``url`` is the registry API itself: only then may credentials go."""
+        return _origin(url) == _origin(self.base_url)
+
+    def check_target(self, url: str) -> None:
+        """Refuse a URL we were sent to (Location, Link, redirect) that is unsafe to use.
+
+        Only http(s) is spoken, and a registry reached over HTTPS never sends us to
+        plain HTTP: the request would travel (and could be altered) in the clear.
+        """
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise TransportError(f"{self.registry}: refusing to follow {mask_url(url)}: "
+                                 f"unsupported scheme {scheme!r}")
+        if scheme == "http" and urlsplit(self.base_url).scheme == "https":
+            raise TransportError(f"{self.registry}: refusing to follow {mask_url(url)}: the "
+                                 "registry is HTTPS and this would downgrade to plain HTTP")
 
     def absolute(self, location: str, base: str) -> str:
         """Resolve a Location header exactly as returned (relative to the request URL)."""
@@ -311,12 +382,14 @@ class Transport:
     def token_request(self, method: str, url: str, *, params: Any = None, data: Any = None,
                       auth_header: str | None = None) -> TokenAnswer:
         """A token-service call, body read (at most 1 MiB) and retried if it breaks off."""
+        self.check_realm(url)
         headers = {"Authorization": auth_header} if auth_header else {}
         attempts = max(0, self.options.retries) + 1
         for attempt in range(attempts):
             resp = self._send_retrying(method, url, headers, None, stream=True,
                                        timeout=self._timeout(short=True), params=params,
-                                       data=data, verify=self._verify_for(url))
+                                       data=data, verify=self._verify_for(url),
+                                       allow_redirects=False)
             try:
                 body = read_limited(resp, 1 << 20)
             except Exception as exc:  # urllib3/requests raise several types for a cut body
@@ -330,19 +403,50 @@ class Transport:
             return TokenAnswer(resp.status_code, body)
         raise AssertionError("unreachable")
 
+    def check_realm(self, url: str) -> None:
+        """A token realm may get Basic credentials or a refresh token: never in the clear.
+
+        Plain HTTP is accepted only for a loopback realm or a registry named
+        ``--insecure`` (the user asked for it); any other scheme is refused.
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme == "https":
+            return
+        if scheme == "http" and (is_loopback(parts.netloc) or self.insecure):
+            return
+        raise TransportError(
+            f"{self.registry}: refusing the token service {mask_url(url)}: "
+            + ("credentials would be sent over plain HTTP (use --insecure "
+               f"{self.registry} to allow it)" if scheme == "http"
+               else f"unsupported scheme {scheme!r}"))
+
     def plain_get(self, url: str, headers: Mapping[str, str] | None = None) -> requests.Response:
-        """A streaming GET to another host (a blob redirect): never with Authorization."""
+        """A streaming GET to another host (a blob redirect): never with Authorization.
+
+        Further redirects are followed hop by hop with the same checks as ``request``.
+        """
         safe = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
-        return self._send_retrying("GET", url, safe, None, stream=True, timeout=self._timeout(),
-                                   verify=self._verify_for(url))
+        for _ in range(MAX_REDIRECTS + 1):
+            self.check_target(url)
+            resp = self._send_retrying("GET", url, safe, None, stream=True,
+                                       timeout=self._timeout(), allow_redirects=False,
+                                       verify=self._verify_for(url))
+            location = resp.headers.get("Location")
+            if resp.status_code not in REDIRECT_STATUSES or not location:
+                return resp
+            resp.close()
+            url = urljoin(url, location)
+        raise RegistryError(f"{self.registry}: GET {urlsplit(url).path}: too many redirects")
 
     def _verify_for(self, url: str) -> bool | str:
-        """Token realms on another host get the default verification, not --insecure."""
-        host = urlsplit(url).netloc
-        if host == self.api_host:
+        """TLS settings per host: --insecure and --ca-cert belong to the registry's host.
+
+        Any other host (object storage, a token service elsewhere) gets the default
+        verification (including REQUESTS_CA_BUNDLE / SSL_CERT_FILE).
+        """
+        if _hostname(url) == _hostname(f"//{self.api_host}"):
             return self.verify
-        if self.options.ca_cert:
-            return _combined_bundle(self.options.ca_cert)
         return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
     def _send_retrying(
