@@ -60,6 +60,52 @@ def test_value_with_a_password_in_a_url_is_dropped(policy: Policy) -> None:
     assert policy.env_rule("SERVICE_URL", "https://example.com/path") is None
 
 
+@pytest.mark.parametrize("value", [
+    "redis://:redispw@cache:6379/0",              # empty user
+    "postgresql://app:pa/ss@db/app",              # '/' in the password (split on the last '@')
+    "postgresql://app:pa@ss@db/app",              # '@' in the password
+    "amqp://guest:gu est@mq/",                    # a space in the password
+    "postgresql://db/app?user=app&password=qpw",  # password-like query parameters
+    "postgresql://db/app?sslpassword=x",
+    "https://api.example.com/v1?TOKEN=abc",
+])
+def test_credential_url_forms_are_dropped(policy: Policy, value: str) -> None:
+    rule = policy.env_rule("SERVICE", value)
+    assert rule is not None and rule.name == "credential-in-url"
+
+
+@pytest.mark.parametrize("value", [
+    "https://example.com:8443/path", "redis://cache:6379/0", "postgresql://db/app",
+    "http://user@host/", "postgresql://db/app?sslmode=require&passfile=/run/pgpass",
+    "https://h/?password=", "/usr/local/bin:/usr/bin", "a:b@c",
+])
+def test_urls_without_credentials_are_kept(policy: Policy, value: str) -> None:
+    assert policy.env_rule("SERVICE", value) is None
+
+
+@pytest.mark.parametrize("head", [
+    b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n",
+    b"\n  -----BEGIN RSA PRIVATE KEY-----\nMIIE\n",
+    b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n",
+])
+def test_private_keys_are_found_whatever_the_name(policy: Policy, tmp_path, head: bytes  # type: ignore[no-untyped-def]
+                                                  ) -> None:
+    key = tmp_path / "deploy_key"
+    key.write_bytes(head + b"x" * (1 << 20))          # only the first bytes are read
+    found = policy.host_file_rule("srv/deploy_key", key, files_layer=False)
+    assert found is not None and found.name == "private-key-content"
+    cert = tmp_path / "server"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n")
+    assert policy.host_file_rule("srv/server", cert, files_layer=False) is None
+
+
+def test_git_folder_is_left_out_of_the_files_layer_only(policy: Policy) -> None:
+    found = policy.file_rule("files/project/.git", files_layer=True)
+    assert found is not None and found.name == "git-folder"
+    assert policy.file_rule("files/project/.gitignore", files_layer=True) is None
+    assert policy.file_rule("app/.git", files_layer=False) is None
+
+
 def test_allow_env_keeps_one_named_variable() -> None:
     policy = Policy.for_app(ExtraPatterns(), ExtraPatterns(), allow_env=["LM_LICENSE_FILE"])
     assert policy.env_rule("LM_LICENSE_FILE", "27000@server") is None
@@ -143,5 +189,5 @@ def test_private_keys_are_found_by_content(policy: Policy, tmp_path) -> None:  #
     # A symlink is never opened (it is stored as a link, its target is not shipped).
     assert policy.host_file_rule("etc/tls/link.pem", link, files_layer=False) is None
     plain = tmp_path / "notes.txt"
-    plain.write_text("-----BEGIN PRIVATE KEY-----")   # only key-like names are opened
+    plain.write_text("rotate it like this: -----BEGIN PRIVATE KEY-----")  # prose, not a key
     assert policy.host_file_rule("notes.txt", plain, files_layer=True) is None

@@ -128,6 +128,29 @@ def test_passwords_are_masked() -> None:
     assert "hunter2" not in scrub("auth failed for hunter2 at " + url, url)
 
 
+def test_password_query_parameters_are_masked() -> None:
+    url = "postgresql://db.example/app?sslmode=require&password=hun%40ter2&SSLPASSWORD=k3y"
+    assert mask_url(url) == \
+        "postgresql://db.example/app?sslmode=require&password=***&SSLPASSWORD=***"
+    both = "postgresql://u:pw1@db/app?password=pw2&passfile=/run/pgpass"
+    assert mask_url(both) == "postgresql://u:***@db/app?password=***&passfile=/run/pgpass"
+    message = scrub("password authentication failed (hun@ter2, k3y) at " + url, url)
+    assert "hun@ter2" not in message and "k3y" not in message and "hun%40ter2" not in message
+    from ociforge.app.dburl import parse_db_url
+
+    assert "k3y" not in parse_db_url(url, Path("/app"), "x").shown
+
+
+def test_unreachable_postgres_error_masks_query_passwords(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    url = "postgresql://app@127.0.0.1:1/postgres?password=qpw-77&sslpassword=spw-77"
+    with pytest.raises(InvalidInputError) as info:
+        open_database(spec(source=url), tmp_path, "x")
+    message = str(info.value)
+    assert "qpw-77" not in message and "spw-77" not in message
+    assert "password=***" in message
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

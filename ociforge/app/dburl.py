@@ -12,6 +12,19 @@ from ..errors import ConfigFileError
 
 _USERINFO_RE = re.compile(r"(://[^/@:]*):[^/@]*@")
 
+# Query parameters that carry a password (libpq: password, sslpassword; drivers and
+# services: the others).  Matched case-insensitively; the value runs to '&', '#' or the end.
+SECRET_QUERY_PARAMS = ("password", "passwd", "pwd", "pass", "sslpassword", "secret",
+                       "client_secret", "token", "access_token", "auth_token", "api_key",
+                       "apikey")
+_QUERY_SECRET_RE = re.compile(
+    r"(?i)([?&](?:" + "|".join(SECRET_QUERY_PARAMS) + r")=)([^&#\s]*)")
+
+
+def mask_query(text: str) -> str:
+    """``...?sslmode=require&password=x`` -> ``...?sslmode=require&password=***``."""
+    return _QUERY_SECRET_RE.sub(lambda m: m.group(1) + ("***" if m.group(2) else ""), text)
+
 
 def mask_url(url: str) -> str:
     """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``.
@@ -23,18 +36,19 @@ def mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     at = rest.rfind("@")
     if not sep or at < 0:
-        return url
+        return mask_query(url)
     user, colon, _ = rest[:at].partition(":")
     if not colon:
-        return url
-    return f"{scheme}://{user}:***@{rest[at + 1:]}"
+        return mask_query(url)
+    return mask_query(f"{scheme}://{user}:***@{rest[at + 1:]}")
 
 
 def scrub(text: str, url: str) -> str:
     """Remove the URL's password from a message produced by a database driver."""
     for password in sorted(_passwords(url), key=len, reverse=True):
         text = text.replace(password, "***")
-    return _USERINFO_RE.sub(r"\1:***@", text.replace(url, mask_url(url)))
+    text = _USERINFO_RE.sub(r"\1:***@", text.replace(url, mask_url(url)))
+    return mask_query(text)
 
 
 def _passwords(url: str) -> set[str]:
@@ -48,6 +62,8 @@ def _passwords(url: str) -> set[str]:
     parsed = password_of(url)
     if parsed:
         found.add(parsed)
+    for match in _QUERY_SECRET_RE.finditer(url):
+        found |= {match.group(2), unquote(match.group(2))}
     return {p for p in found if p}
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .dburl import SECRET_QUERY_PARAMS
 from .spec import ExtraPatterns
 
 
@@ -77,6 +78,13 @@ def _path_match(path: str, glob: str) -> bool:
     return any(fnmatch.fnmatchcase(c.lower(), glob.lower()) for c in candidates)
 
 
+# A URL with a password: in the user info (the user may be empty, as in redis://:pw@h;
+# the password may hold '/', ':' or spaces, so it runs to the *last* '@' of the value, as
+# mask_url reads it) or in a password-like query parameter (?password=..., &token=...).
+CREDENTIAL_URL_REGEX = (
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/\s:@]*:[^@\r\n]+@"
+    r"|[^\s?#]*\?(?:[^#\s]*&)?(?i:" + "|".join(SECRET_QUERY_PARAMS) + r")=[^&#\s])")
+
 # Names are matched upper-cased.  Order matters: the first matching rule is reported.
 LICENSE_ENV_RULES: tuple[EnvRule, ...] = (
     EnvRule("license-manager-variable", "license",
@@ -98,7 +106,7 @@ SECRET_ENV_RULES: tuple[EnvRule, ...] = (
                        r"ENCRYPTION_KEY)(_|$)|TOKEN$|_PWD$|_KEYS?$|_AUTH$|AUTH_CONFIG|SECRET|"
                        r"PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY"),
     EnvRule("credential-in-url", "secret", "the value is a URL carrying a password",
-            value_regex=r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
+            value_regex=CREDENTIAL_URL_REGEX),
 )
 
 LICENSE_FILE_RULES: tuple[FileRule, ...] = (
@@ -118,6 +126,10 @@ SECRET_FILE_RULES: tuple[FileRule, ...] = (
               "**/.config/gcloud/*", "*.keystore", "*.jks", "*.p12", "*.pfx")),
     FileRule("dotenv-file", "secret", "a .env file (only the env_file is read, into the config)",
              (".env", ".env.*", "*.env")),
+    # A checkout's .git folder holds remote URLs with tokens (.git/config) and the whole
+    # history (secrets removed from the work tree included); the application needs neither.
+    FileRule("git-folder", "secret", "a .git folder (remote URLs with tokens, history)",
+             (".git",), scope="files"),
 )
 
 
@@ -135,6 +147,7 @@ class ContentRule:
     globs: tuple[str, ...]
     marker: bytes
     head: int = 64 << 10
+    at_start: bool = False      # the first line (after blanks) is a PEM "-----BEGIN ...marker"
 
     def wants(self, rel_path: str) -> bool:
         """True when the name is one whose content must be looked at."""
@@ -143,6 +156,9 @@ class ContentRule:
 
     def matches_head(self, head: bytes) -> bool:
         """Decide on the file's first bytes (at least ``head`` of them, or all)."""
+        if self.at_start:
+            first_line = head[:self.head].lstrip().split(b"\n", 1)[0]
+            return first_line.startswith(b"-----BEGIN ") and self.marker in first_line
         return self.marker in head[:self.head]
 
     def matches(self, rel_path: str, host_path: Path) -> bool:
@@ -165,6 +181,11 @@ CONTENT_RULES: tuple[ContentRule, ...] = (
     ContentRule("private-key-file", "secret", "a PEM file holding a private key",
                 ("*.pem", "*.key", "*.crt", "*.cer", "*.priv", "*.private"),
                 b"PRIVATE KEY-----"),
+    # Whatever the name (deploy_key, key.txt, ...): a file that *starts* as a PEM or
+    # OpenSSH private key.  Only the first bytes of each file are read.
+    ContentRule("private-key-content", "secret",
+                "a file that starts with a PEM or OpenSSH private key, whatever its name",
+                ("*",), b"PRIVATE KEY-----", head=256, at_start=True),
 )
 
 
