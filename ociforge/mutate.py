@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -332,3 +332,29 @@ def replace_layers(image: Image, replacements: Mapping[int, Layer]) -> Image:
         layers[index] = layer
         diff_ids[index] = str(layer.diff_id)
     return _assemble(manifest, config, layers, image.source)
+
+
+# Build leftovers in a config that describe how the base was built, not how it runs;
+# they repeat the build's environment and commands (values included).
+BUILD_LEFTOVER_KEYS = ("container_config", "container", "docker_version")
+
+
+def redact_config(image: Image, scrub_text: Callable[[str], str],
+                  drop_keys: Sequence[str] = BUILD_LEFTOVER_KEYS) -> Image:
+    """Drop build leftovers and pass every history text through ``scrub_text``.
+
+    History entries are kept one for one (their ``empty_layer`` flags too), so they
+    stay aligned with the layers; only ``created_by`` and ``comment`` change.
+    """
+    manifest, config = _docs(image)
+    for key in drop_keys:
+        config.pop(key, None)
+    history = config.get("history")
+    if isinstance(history, list):
+        for entry in history:
+            if not isinstance(entry, dict):
+                continue
+            for key in ("created_by", "comment"):
+                if isinstance(entry.get(key), str):
+                    entry[key] = scrub_text(entry[key])
+    return _assemble(manifest, config, image.layers, image.source)

@@ -35,6 +35,7 @@ from ..mutate import (
     configure,
     convert,
     drop_annotations,
+    redact_config,
     rfc3339,
     set_created,
 )
@@ -43,8 +44,9 @@ from ..platform import Platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
 from .policy import Policy
+from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
-from .spec import AppSpec, PathSpec, load_spec
+from .spec import SPEC_NAME, AppSpec, PathSpec, load_spec
 from .tables import open_database, require_pyarrow, snapshot_table
 
 log = logging.getLogger("ociforge.export")
@@ -258,13 +260,19 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     image = append_layers(base, [r.layer for _, _, r in built],
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
-    changes = _config_changes(image, plan, report, used_rules)
+    changes, dropped_values = _config_changes(image, plan, report, used_rules)
     report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
     if "env-file" in used_rules:
         report.rules["env-file"] = "the env_file itself (its variables go into the config)"
+    if "spec-file" in used_rules:
+        report.rules["spec-file"] = ("the app's own ociforge.toml (it may hold [config.env] "
+                                     "values and database URLs with passwords)")
     # The report is complete except for where the image goes: its digest labels the image.
     changes.labels = {**changes.labels, REPORT_LABEL: report.digest()}
     image = configure(image, changes)
+    # Build leftovers (container_config repeats the build's Env and Cmd) go; history
+    # text keeps its entries (aligned with the layers) but not the dropped values.
+    image = redact_config(image, history_scrubber(plan.policy, dropped_values))
     image = set_created(image, plan.epoch)
     image = drop_annotations(image)  # the base's annotations describe the base, not this app
     if not image.is_docker:
@@ -371,11 +379,15 @@ def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: Exp
 def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
              ) -> Callable[[str, Path], str | None]:
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
+    spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
 
     def skip(image_path: str, host_path: Path) -> str | None:
         rule_name: str | None = None
-        if env_file is not None and os.path.normpath(str(host_path)) == env_file:
+        host = os.path.normpath(str(host_path))
+        if env_file is not None and host == env_file:
             rule_name = "env-file"
+        elif host == spec_file:
+            rule_name = "spec-file"
         else:
             rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files")
             rule_name = rule.name if rule else None
@@ -416,14 +428,19 @@ def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Repor
 
 
 def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
-                    ) -> ConfigChanges:
-    """The runtime config: the app's settings and the environment the policy keeps."""
+                    ) -> tuple[ConfigChanges, set[str]]:
+    """The runtime config: the app's settings and the environment the policy keeps;
+    and the values of every dropped variable (to mask them in the history text)."""
     runtime = image.config.get("config") if isinstance(image.config.get("config"), dict) else {}
     base_env: list[tuple[str, str, str]] = []
     for item in (runtime or {}).get("Env") or []:
         if isinstance(item, str):
             key, _, value = item.partition("=")
             base_env.append((key, value, "base"))
+    leftover = image.config.get("container_config")
+    leftover_env = leftover.get("Env") if isinstance(leftover, dict) else None
+    build_env = [tuple(item.partition("=")[::2]) for item in leftover_env or []
+                 if isinstance(item, str)]
     known = {name for name, _, _ in base_env + plan.env_layers}
     missing = [name for name in plan.allow_env if name not in known]
     for name in reversed(missing):  # first, so the summary's first warnings show them
@@ -436,6 +453,9 @@ def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
                                    "kind": decision.kind, "origin": decision.origin})
     new_env = {k: v for k, v, _ in plan.env_layers if k in kept}
     new_env = {k: kept[k] for k in new_env}
+    dropped_names = {d.name for d in dropped}
+    dropped_values = {v for k, v, _ in base_env + plan.env_layers if k in dropped_names}
+    dropped_values |= {v for k, v in build_env if plan.policy.env_rule(k, v) is not None}
     config = plan.spec.config
     return ConfigChanges(
         env=new_env,
@@ -448,4 +468,4 @@ def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
         exposed_ports=config.ports,
         volumes=config.volumes,
         stop_signal=config.stop_signal,
-    )
+    ), dropped_values
