@@ -256,8 +256,11 @@ class Transport:
         for scheme in schemes:
             base = f"{scheme}://{self.api_host}"
             try:
+                # Not followed: a redirect here would take the registry's own TLS
+                # settings (--insecure, --ca-cert) to another host.
                 resp = self._send_retrying("GET", f"{base}/v2/", {}, None, stream=False,
-                                           timeout=self._timeout(short=True))
+                                           timeout=self._timeout(short=True),
+                                           allow_redirects=False)
             except TransportError as exc:
                 last_error = exc
                 if scheme == "https" and len(schemes) > 1 and _plain_http_answer(exc):
@@ -265,7 +268,7 @@ class Transport:
                 raise
             if resp.status_code == 401:
                 self.auth.set_challenge(resp.headers.get("WWW-Authenticate"))
-            elif resp.status_code not in (200, 404):
+            elif resp.status_code not in (200, 404) and not (300 <= resp.status_code < 400):
                 raise_for_status(resp, self.registry, "API check")
             read_limited(resp, 65536)
             resp.close()
