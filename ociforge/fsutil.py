@@ -167,15 +167,7 @@ def check_writable_destination(path: str | os.PathLike[str], what: str = "output
         raise InvalidInputError(f"{what} {shown!r}: folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{what} {shown!r}: folder {str(parent)!r} is not writable")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".ociforge-probe.", dir=parent)
-    except OSError as exc:
-        raise InvalidInputError(
-            f"{what} {shown!r}: folder {str(parent)!r} is not writable ({exc.strerror})"
-        ) from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
+    _probe_writable(parent, what, shown)
     return target
 
 
@@ -190,16 +182,21 @@ def check_writable_folder(path: str | os.PathLike[str], what: str = "output") ->
         probe_in = probe_in.parent
     if not probe_in.is_dir():
         raise InvalidInputError(f"{what} {shown!r}: {str(probe_in)!r} is not a directory")
+    _probe_writable(probe_in, what, shown)
+    return folder
+
+
+def _probe_writable(folder: Path, what: str, shown: str) -> None:
+    """Create and remove a file in ``folder``: root passes os.access on read-only mounts."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".ociforge-probe.", dir=probe_in)
+        fd, probe = tempfile.mkstemp(prefix=".ociforge-probe.", dir=folder)
     except OSError as exc:
         raise InvalidInputError(
-            f"{what} {shown!r}: folder {str(probe_in)!r} is not writable ({exc.strerror})"
+            f"{what} {shown!r}: folder {str(folder)!r} is not writable ({exc.strerror})"
         ) from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
-    return folder
 
 
 class _NamedFile(io.FileIO):
