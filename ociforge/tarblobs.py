@@ -9,7 +9,6 @@ decompressed size are bounded.
 
 from __future__ import annotations
 
-import gzip
 import os
 import posixpath
 import re
@@ -17,10 +16,13 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, cast
 
+from .decompress import GZIP_MAGIC as GZIP_MAGIC  # re-exported for dockerarchive
+from .decompress import ZSTD_MAGIC as ZSTD_MAGIC
+from .decompress import open_decompressed, sniff
 from .descriptor import Descriptor
-from .digest import CHUNK, Digest, HashingWriter, read_all_verified
+from .digest import Digest, HashingWriter, copy_stream, read_all_verified
 from .errors import HostileInputError, InvalidInputError, NotFoundError, SizeMismatchError
 from .jsonutil import MAX_DOCUMENT
 from .layer import Layer
@@ -31,8 +33,6 @@ MAX_NAME = 4096
 # archives hold compressed layers and expand by a few percent.
 MAX_EXPANSION = 200
 EXPANSION_SLACK = 64 << 20
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def clean_member_name(name: str) -> str:
@@ -110,38 +110,22 @@ class TarBlobs:
         return self._file.fileno()
 
     def _decompressed(self, handle: IO[bytes]) -> IO[bytes]:
-        magic = handle.read(4)
+        kind = sniff(handle.read(4))
         handle.seek(0)
-        if not (magic.startswith(GZIP_MAGIC) or magic == ZSTD_MAGIC):
+        if kind == "none":
             return handle
         limit = os.fstat(handle.fileno()).st_size * MAX_EXPANSION + EXPANSION_SLACK
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the layers
         try:
-            with handle:
-                if magic.startswith(GZIP_MAGIC):
-                    stream: Any = gzip.GzipFile(fileobj=handle, mode="rb")
-                else:
-                    import zstandard
-
-                    stream = zstandard.ZstdDecompressor().stream_reader(handle)
-                total = 0
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    if total > limit:
-                        raise HostileInputError(
-                            f"archive {self.where!r} expands past {limit} bytes; refusing it"
-                        )
-                    spool.write(chunk)
+            # open_decompressed bounds the output (HostileInputError) and turns decoder
+            # failures into InvalidInputError; closing it closes the handle.
+            with open_decompressed(handle, limit=limit, what=f"archive {self.where!r}",
+                                   kind=kind) as stream:
+                copy_stream(stream, spool)
         except HostileInputError:
             spool.close()
-            raise
-        except Exception as exc:  # gzip/zstd decoders raise their own types on bad data
-            spool.close()
-            raise InvalidInputError(f"archive {self.where!r} is not a readable compressed tar: "
-                                    f"{exc}") from None
+            raise HostileInputError(
+                f"archive {self.where!r} expands past {limit} bytes; refusing it") from None
         except BaseException:
             spool.close()
             raise
@@ -243,11 +227,7 @@ class TarBlobs:
     def hash_member(self, name: str) -> Digest:
         writer = HashingWriter()
         with self.open(name) as raw:
-            while True:
-                chunk = raw.read(CHUNK)
-                if not chunk:
-                    break
-                writer.write(chunk)
+            copy_stream(cast(IO[bytes], raw), writer)
         return writer.digest
 
     def sniff(self, name: str) -> bytes:
