@@ -328,6 +328,13 @@ def file_lock(lock_path: str | os.PathLike[str]) -> Iterator[None]:
     path = Path(lock_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with holding_lock(fd):
+        yield
+
+
+@contextlib.contextmanager
+def holding_lock(fd: int) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the open ``fd`` for the block, then close it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import io
 import os
 import re
@@ -33,7 +32,7 @@ from .errors import (
     SizeMismatchError,
     ValidationError,
 )
-from .fsutil import atomic_write, atomic_write_bytes
+from .fsutil import atomic_write, atomic_write_bytes, holding_lock
 from .image import Image
 from .index import Artifact, Index, ReferenceBudget
 from .jsonutil import MAX_DOCUMENT, canonical, parse_object
@@ -256,28 +255,38 @@ class Layout:
                     if entry.is_symlink():
                         self._refuse_link(Path(entry.path), directory=True)
 
-    def _read_control(self, path: Path) -> bytes | None:
-        """oci-layout or index.json: a regular file in the layout itself (None when absent).
+    def _open_control(self, path: Path, flags: int, verb: str) -> int:
+        """Open a file of the layout itself (not a blob) without following links.
 
-        Opened without following links, so that a link planted there can neither make
-        us read a file elsewhere nor echo part of it in an error.
+        A link planted there can neither make us touch a file elsewhere nor echo
+        part of it in an error; anything but a regular file is refused too.
+        FileNotFoundError passes through for the caller to decide.
         """
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+            fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
-            return None
+            raise
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise HostileInputError(
                     f"{str(path)!r} in OCI layout {str(self.root)!r} is a symlink; "
                     "links inside a layout are not followed"
                 ) from None
-            raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+            raise InvalidInputError(f"cannot {verb} {str(path)!r}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise HostileInputError(
+                f"{str(path)!r} in OCI layout {str(self.root)!r} is not a regular file"
+            )
+        return fd
+
+    def _read_control(self, path: Path) -> bytes | None:
+        """oci-layout or index.json: a regular file in the layout itself (None when absent)."""
+        try:
+            fd = self._open_control(path, os.O_RDONLY, "read")
+        except FileNotFoundError:
+            return None
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise HostileInputError(
-                    f"{str(path)!r} in OCI layout {str(self.root)!r} is not a regular file"
-                )
             return handle.read(MAX_DOCUMENT + 1)
 
     @contextlib.contextmanager
@@ -286,26 +295,11 @@ class Layout:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / LOCK_NAME
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK | os.O_CLOEXEC,
-                         0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise HostileInputError(
-                    f"{str(path)!r} in OCI layout {str(self.root)!r} is a symlink; "
-                    "links inside a layout are not followed"
-                ) from None
+            fd = self._open_control(path, os.O_RDWR | os.O_CREAT, "lock")
+        except FileNotFoundError as exc:
             raise InvalidInputError(f"cannot lock {str(path)!r}: {exc.strerror}") from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise HostileInputError(
-                    f"{str(path)!r} in OCI layout {str(self.root)!r} is not a regular file"
-                )
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with holding_lock(fd):
             yield
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def check_readable(self) -> None:
         if not self.root.exists():
