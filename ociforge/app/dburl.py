@@ -10,7 +10,9 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigFileError
 
-_USERINFO_RE = re.compile(r"(://[^/@:]*):[^/@]*@")
+# scheme://user:PASSWORD@ in free text; the password runs to the last '@' before
+# whitespace, so one holding '/', ':' or '@' is masked whole.
+_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^\s@]+@")
 
 # Query parameters that carry a password (libpq: password, sslpassword; drivers and
 # services: the others).  Matched case-insensitively; the value runs to '&', '#' or the end.
@@ -19,6 +21,11 @@ SECRET_QUERY_PARAMS = ("password", "passwd", "pwd", "pass", "sslpassword", "secr
                        "apikey")
 _QUERY_SECRET_RE = re.compile(
     r"(?i)([?&](?:" + "|".join(SECRET_QUERY_PARAMS) + r")=)([^&#\s]*)")
+
+
+def mask_secrets(text: str) -> str:
+    """Mask URL passwords (user info and password query parameters) wherever they occur in text."""
+    return mask_query(_USERINFO_RE.sub(r"\1***@", text))
 
 
 def mask_query(text: str) -> str:
@@ -47,8 +54,7 @@ def scrub(text: str, url: str) -> str:
     """Remove the URL's password from a message produced by a database driver."""
     for password in sorted(_passwords(url), key=len, reverse=True):
         text = text.replace(password, "***")
-    text = _USERINFO_RE.sub(r"\1:***@", text.replace(url, mask_url(url)))
-    return mask_query(text)
+    return mask_secrets(text.replace(url, mask_url(url)))
 
 
 def _passwords(url: str) -> set[str]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from .dburl import mask_query
+from .dburl import mask_secrets
 from .policy import Policy
 
 MASK = "***"
 MIN_VALUE = 4
 _ASSIGN_RE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)="
                         r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']+)""")
-_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^\s@]+@")
 
 
 def history_scrubber(policy: Policy, dropped_values: Iterable[str]) -> Callable[[str], str]:
@@ -40,6 +39,6 @@ def history_scrubber(policy: Policy, dropped_values: Iterable[str]) -> Callable[
         for value in values:
             text = text.replace(value, MASK)
         text = _ASSIGN_RE.sub(assignment, text)
-        return mask_query(_USERINFO_RE.sub(r"\1" + MASK + "@", text))
+        return mask_secrets(text)
 
     return scrub
