@@ -323,17 +323,15 @@ class Layout:
         """Refuse, before anything is written, a destination that cannot be a layout."""
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInputError(f"OCI layout {str(self.root)!r} exists and is not a directory")
-        if self.root.is_dir():
-            self.check_contents()
-        if self.root.is_dir() and not self.is_layout() and any(
-            not _ours(p.name) for p in self.root.iterdir()
-        ):
-            raise InvalidInputError(
-                f"{str(self.root)!r} is a non-empty directory but not an OCI layout; "
-                "refusing to write into it"
-            )
         if self.is_layout():
-            self.check_readable()
+            self.check_readable()  # check_contents included
+        elif self.root.is_dir():
+            self.check_contents()
+            if any(not _ours(p.name) for p in self.root.iterdir()):
+                raise InvalidInputError(
+                    f"{str(self.root)!r} is a non-empty directory but not an OCI layout; "
+                    "refusing to write into it"
+                )
         # the nearest folder that exists must let us write (a read-only folder is bad
         # input, exit 2, found before anything is written, not an I/O error halfway)
         probe = Path(os.path.abspath(self.root))
