@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
@@ -28,7 +28,7 @@ from ..layer import Layer
 from ..options import RegistryOptions
 from ..reference import DOCKER_HUB_API, normalize_registry
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
-from .transport import FileBody, Transport, raise_for_status
+from .transport import FileBody, Transport
 from .upload import upload_blob
 
 log = logging.getLogger("ociforge.remote")
@@ -215,33 +215,12 @@ class RegistryClient:
     def _blob_response(self, repository: str, digest_text: str,
                        offset: int = 0) -> requests.Response:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        ok = (200, 206, 301, 302, 303, 307, 308)
-        resp = self.transport.request(
+        # transport.request follows redirects hop by hop: Authorization only to the
+        # registry's own origin, never to a storage host it sends us to.
+        return self.transport.request(
             "GET", f"/v2/{repository}/blobs/{digest_text}", headers=headers,
             scopes=self._scopes(pull_scope(repository), repository), stream=True,
-            ok=ok, allow_redirects=False, what=f"blob {digest_text}")
-        hops = 0
-        while resp.status_code in (301, 302, 303, 307, 308):
-            location = resp.headers.get("Location")
-            resp.close()
-            hops += 1
-            if not location or hops > 5:
-                raise RegistryError(f"{self.registry}: blob {digest_text}: bad redirect")
-            target = requests.compat.urljoin(resp.url, location)
-            same_host = urlsplit(target).netloc == urlsplit(resp.url).netloc
-            if same_host:
-                resp = self.transport.request(
-                    "GET", target, scopes=self._scopes(pull_scope(repository), repository),
-                    headers=headers, stream=True, ok=ok, allow_redirects=False,
-                    what=f"blob {digest_text}")
-            else:
-                resp = self.transport.plain_get(target, headers)
-                if resp.status_code not in ok:
-                    try:
-                        raise_for_status(resp, self.registry, f"blob {digest_text} (redirected)")
-                    finally:
-                        resp.close()
-        return resp
+            ok=(200, 206), what=f"blob {digest_text}")
 
     def get_blob(self, repository: str, digest: Digest | str,
                  size: int | None = None) -> VerifyingReader:

@@ -304,6 +304,7 @@ class Transport:
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
         self.check_target(url)
         scopes = list(scopes)
+        ok = frozenset(ok)
         base_headers = dict(headers or {})
         retried_auth = False
         hops = 0
@@ -329,7 +330,7 @@ class Transport:
                     scopes = retry_scopes
                     continue
             if (allow_redirects and resp.status_code in REDIRECT_STATUSES
-                    and resp.status_code not in set(ok) and resp.headers.get("Location")):
+                    and resp.status_code not in ok and resp.headers.get("Location")):
                 hops += 1
                 if hops > MAX_REDIRECTS:
                     resp.close()
@@ -350,10 +351,12 @@ class Transport:
             if warning and warning not in self._warned:
                 self._warned.add(warning)
                 log.warning("%s says: %s", self.registry, warning[:4096])
-            if resp.status_code in set(ok):
+            if resp.status_code in ok:
                 return resp
             try:
-                raise_for_status(resp, self.registry, what or f"{method} {urlsplit(url).path}",
+                raise_for_status(resp, self.registry,
+                                 (what or f"{method} {urlsplit(url).path}")
+                                 + (" (redirected)" if hops else ""),
                                  authenticated=own and self.auth.credentials is not None)
             finally:
                 resp.close()
@@ -423,24 +426,6 @@ class Transport:
             + ("credentials would be sent over plain HTTP (use --insecure "
                f"{self.registry} to allow it)" if scheme == "http"
                else f"unsupported scheme {scheme!r}"))
-
-    def plain_get(self, url: str, headers: Mapping[str, str] | None = None) -> requests.Response:
-        """A streaming GET to another host (a blob redirect): never with Authorization.
-
-        Further redirects are followed hop by hop with the same checks as ``request``.
-        """
-        safe = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
-        for _ in range(MAX_REDIRECTS + 1):
-            self.check_target(url)
-            resp = self._send_retrying("GET", url, safe, None, stream=True,
-                                       timeout=self._timeout(), allow_redirects=False,
-                                       verify=self._verify_for(url))
-            location = resp.headers.get("Location")
-            if resp.status_code not in REDIRECT_STATUSES or not location:
-                return resp
-            resp.close()
-            url = urljoin(url, location)
-        raise RegistryError(f"{self.registry}: GET {urlsplit(url).path}: too many redirects")
 
     def _verify_for(self, url: str) -> bool | str:
         """TLS settings per host: --insecure and --ca-cert belong to the registry's host.
