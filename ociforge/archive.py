@@ -150,6 +150,19 @@ def _bytes_entry(name: str, data: bytes) -> _Entry:
     return _Entry(name, len(data), lambda: io.BytesIO(data))
 
 
+def _layout_entries(artifact: Artifact, notes: dict[str, str] | None) -> list[_Entry]:
+    """oci-layout and an index.json naming ``artifact``: what makes a tar an OCI layout."""
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [artifact.descriptor(notes).to_dict()],
+    }
+    return [
+        _bytes_entry("oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})),
+        _bytes_entry("index.json", canonical(index)),
+    ]
+
+
 def _blob_entries(artifact: Artifact) -> Iterator[_Entry]:
     """Every blob an artifact reaches (duplicates included; the writer dedupes)."""
     if isinstance(artifact, Index):
@@ -261,16 +274,7 @@ class OciArchiveLocation:
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         self.check_destination()
         notes = {REF_NAME: self.tag} if self.tag else None
-        index = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_INDEX,
-            "manifests": [artifact.descriptor(notes).to_dict()],
-        }
-        entries = [
-            _bytes_entry("oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})),
-            _bytes_entry("index.json", canonical(index)),
-            *_blob_entries(artifact),
-        ]
+        entries = [*_layout_entries(artifact, notes), *_blob_entries(artifact)]
         write_tar(self.path, entries, options)
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
 
@@ -325,19 +329,13 @@ class DockerArchiveLocation:
         artifact = self.check_artifact(artifact)
         name = self.image_name()
         notes = {CONTAINERD_NAME: name.full, REF_NAME: name.tag}
-        index = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_INDEX,
-            "manifests": [artifact.descriptor(notes).to_dict()],
-        }
         docker_manifest = [{
             "Config": _blob_name(artifact.config_descriptor.digest),
             "RepoTags": [name.repo_tag],
             "Layers": [_blob_name(layer.digest) for layer in artifact.layers],
         }]
         entries = [
-            _bytes_entry("oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})),
-            _bytes_entry("index.json", canonical(index)),
+            *_layout_entries(artifact, notes),
             _bytes_entry("manifest.json", canonical(docker_manifest)),
             *_blob_entries(artifact),
         ]
