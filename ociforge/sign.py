@@ -327,8 +327,8 @@ def sign_location(
         layers = existing if duplicate else [*existing, new]
         manifest_bytes, config_bytes = signature_documents(layers)
         store.put_blob(config_bytes, mt.OCI_CONFIG)
-        for layer in layers:
-            store.put_blob(layer.payload, SIMPLESIGNING_TYPE)
+        if not duplicate:  # the existing layers were just read from this store
+            store.put_blob(new.payload, SIMPLESIGNING_TYPE)
         sig_digest = store.put_manifest(manifest_bytes, mt.OCI_MANIFEST, tag)
     return SignatureInfo(
         str(subject.digest), who, tag, str(sig_digest), str(new.digest), len(layers),
