@@ -423,7 +423,7 @@ class Layout:
         a file outside the layout, or hang; those are refused as hostile input.
         """
         path = self.blob_path(desc.digest)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_RDONLY | _NOFOLLOW | _NONBLOCK
         try:
             fd = os.open(path, flags)
         except FileNotFoundError:
