@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import IO
 
 from .compress import BackgroundWriter, compressor
 from .descriptor import Descriptor
@@ -22,6 +23,27 @@ from .workspace import new_blob_path
 FLUSH_AT = 1 << 20
 
 Sink = Callable[[bytes | bytearray], None]
+
+
+class TeeReader:
+    """Reads a stream while writing every byte to ``copy`` (one read, two uses).
+
+    Lets a blob be copied (and, through a HashingWriter, hashed) while it is being
+    decompressed and checked.  Closing it leaves ``raw`` to its owner.
+    """
+
+    def __init__(self, raw: IO[bytes], copy: IO[bytes] | HashingWriter):
+        self._raw = raw
+        self._copy = copy
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n if n is not None and n >= 0 else FLUSH_AT)
+        if data:
+            self._copy.write(data)
+        return data
+
+    def close(self) -> None:
+        pass
 
 
 def write_layer_blob(

@@ -20,11 +20,10 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
 
 from . import tarformat as tf
 from . import tarsafe
-from .blobwriter import write_layer_blob
+from .blobwriter import TeeReader, write_layer_blob
 from .compress import (
     GZIP_BLOCK_SIZE,
     check_compression,
@@ -310,23 +309,6 @@ def build_layer(
 # --------------------------------------------------------------------------- tar files
 
 
-class _TeeReader:
-    """Reads a file while copying and hashing every byte (the blob's digest and copy)."""
-
-    def __init__(self, raw: IO[bytes], copy: HashingWriter):
-        self._raw = raw
-        self._copy = copy
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n if n is not None and n >= 0 else _READ_CHUNK)
-        if data:
-            self._copy.write(data)
-        return data
-
-    def close(self) -> None:
-        pass
-
-
 def layer_from_tar(
     path: Path, settings: BuildSettings, limits: tarsafe.Limits | None = None
 ) -> BuildResult:
@@ -351,7 +333,7 @@ def layer_from_tar(
             kind = sniff(raw.read(4))
             raw.seek(0)
             blob = HashingWriter(fh)
-            tee = _TeeReader(raw, blob)
+            tee = TeeReader(raw, blob)
             diff_id, count = tarsafe.check_layer(
                 tee, lim, what=f"layer tar {shown}", kind=kind  # type: ignore[arg-type]
             )

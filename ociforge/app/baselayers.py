@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from .. import tarformat as tf
+from ..blobwriter import TeeReader
 from ..decompress import open_decompressed
 from ..digest import Digest
 from ..errors import DigestMismatchError
@@ -116,7 +117,7 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
                 left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits)
             else:
                 with open(copy_path, "xb") as fh:
-                    copying: IO[bytes] = _Copying(raw, fh)  # type: ignore[assignment]
+                    copying: IO[bytes] = TeeReader(raw, fh)  # type: ignore[assignment]
                     left_out, diff_id, entries = filter_entries(copying, policy, what, None,
                                                                 limits)
     except BaseException:
@@ -301,21 +302,3 @@ def _size_field(raw: bytes) -> int:
         return value
     text = raw.split(b"\0", 1)[0].strip(b" \0")
     return int(text, 8) if text else 0
-
-
-class _Copying:
-    """Reads a blob while writing every byte to a local file (one download, two uses)."""
-
-    def __init__(self, raw: IO[bytes], out: IO[bytes]):
-        self._raw = raw
-        self._out = out
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n if n is not None and n >= 0 else _CHUNK)
-        if data:
-            self._out.write(data)
-        return data
-
-    def close(self) -> None:
-        pass
-
