@@ -15,7 +15,6 @@ import contextlib
 import csv
 import datetime as _dt
 import decimal
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..digest import Digest
+from ..digest import Digest, HashingWriter, copy_stream
 from ..errors import InvalidInputError, OperationError
 from .dburl import DatabaseURL, parse_db_url, scrub
 from .spec import TableSpec
@@ -196,13 +195,10 @@ def snapshot_table(spec: TableSpec, app_root: Path, out_dir: Path, where: str) -
 
 
 def _hash_file(path: Path) -> tuple[Digest, int]:
-    hasher = hashlib.sha256()
-    size = 0
+    hasher = HashingWriter()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            hasher.update(chunk)
-            size += len(chunk)
-    return Digest("sha256", hasher.hexdigest()), size
+        copy_stream(f, hasher)
+    return hasher.digest, hasher.size
 
 
 # -- CSV ----------------------------------------------------------------------
