@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -84,6 +85,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     if port is None:
         port = {"https": 443, "http": 80}.get(scheme)
     return scheme, (parts.hostname or "").lower(), port
+
+
+def _default_verify() -> bool | str:
+    """What requests would verify with: REQUESTS_CA_BUNDLE / SSL_CERT_FILE, else its bundle."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
 def retry_base() -> float:
@@ -202,6 +208,7 @@ class Transport:
         self.options = options
         self.insecure = registry in options.insecure or api_host in options.insecure
         self.loopback = is_loopback(api_host)
+        self._api_hostname = _hostname(f"//{api_host}")
         self.auth = Authenticator(registry, credentials)
         self.session = requests.Session()
         # requests would otherwise apply ~/.netrc over the Authorization we set (and to
@@ -226,13 +233,14 @@ class Transport:
 
     # -- TLS and scheme ------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def verify(self) -> bool | str:
+        """The registry host's TLS setting, worked out once per client, not per request."""
         if self.insecure:
             return False
         if self.options.ca_cert:
             return _combined_bundle(self.options.ca_cert)
-        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+        return _default_verify()
 
     @property
     def base_url(self) -> str:
@@ -433,9 +441,9 @@ class Transport:
         Any other host (object storage, a token service elsewhere) gets the default
         verification (including REQUESTS_CA_BUNDLE / SSL_CERT_FILE).
         """
-        if _hostname(url) == _hostname(f"//{self.api_host}"):
+        if _hostname(url) == self._api_hostname:
             return self.verify
-        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+        return _default_verify()
 
     def _send_retrying(
         self, method: str, url: str, headers: Mapping[str, str], body: Body, *,
