@@ -10,7 +10,6 @@ fallback).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -129,11 +128,14 @@ class RegistryClient:
             stream=True, what=f"manifest {_ref_text(repository, reference)}")
         with resp:
             data = _read_bounded(resp, MAX_DOCUMENT, f"manifest {_ref_text(repository, reference)}")
-        digest = Digest.of_bytes(data)
         expected = _digest_or_none(reference) or _digest_or_none(
             resp.headers.get("Docker-Content-Digest"))
-        if expected is not None:
-            got = Digest(expected.algorithm, hashlib.new(expected.algorithm, data).hexdigest())
+        if expected is None:
+            digest = Digest.of_bytes(data)
+        else:  # hashed once, with the algorithm the registry named
+            hasher = expected.new_hasher()
+            hasher.update(data)
+            got = Digest.from_hasher(hasher)
             if got != expected:
                 raise DigestMismatchError(
                     f"{self.registry}: manifest {_ref_text(repository, reference)} "
