@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..blobwriter import write_layer_blob
+from ..blobwriter import FLUSH_AT, write_layer_blob
 from ..layer import Layer
-
-_FLUSH_AT = 1 << 20
 
 TarWrite = Callable[[bytes], None]
 
@@ -24,12 +22,12 @@ class _Gather:
         self._buf = bytearray()
 
     def write(self, data: bytes) -> None:
-        if len(data) >= _FLUSH_AT:
+        if len(data) >= FLUSH_AT:
             self.flush()
             self._sink(bytes(data))
             return
         self._buf += data
-        if len(self._buf) >= _FLUSH_AT:
+        if len(self._buf) >= FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
