@@ -2,7 +2,7 @@
 
 The public API: values (:class:`Digest`, :class:`Descriptor`, :class:`Platform`,
 :class:`Layer`, :class:`Image`, :class:`Index`), sources and sinks through
-:func:`parse_location`, and pure transforms in :mod:`ociforge.mutate`.
+:func:`parse_location`, and pure transforms in :mod:`ociforge.model.mutate`.
 Attributes are imported lazily so that the CLI starts fast.
 """
 
@@ -13,17 +13,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Digest": "digest",
-    "Descriptor": "descriptor",
-    "Platform": "platform",
-    "Layer": "layer",
-    "Image": "image",
-    "Index": "index",
-    "build_index": "index",
+    "Digest": "model.digest",
+    "Descriptor": "model.descriptor",
+    "Platform": "model.platform",
+    "Layer": "model.layer",
+    "Image": "model.image",
+    "Index": "model.index",
+    "build_index": "model.index",
     "Options": "options",
     "RegistryOptions": "options",
-    "parse_location": "locations",
-    "resolve_platform": "locations",
+    "parse_location": "stores.locations",
+    "resolve_platform": "stores.locations",
     "OciforgeError": "errors",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .platform import Platform
+from .model.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class RegistryOptions:
 
     def chunk_size_for(self, registry: str) -> int | None:
         """The chunk size for uploads to ``registry`` (None: one monolithic PUT)."""
-        from .reference import normalize_registry
+        from .model.reference import normalize_registry
 
         wanted = normalize_registry(registry.lower())
         for name, size in reversed(self.chunk_sizes):

@@ -1,6 +1,6 @@
 """Small, fixed images for the offline tests (layouts, archives, verify, CLI).
 
-Layers are built here with tarfile + gzip (not with ociforge.build) so that
+Layers are built here with tarfile + gzip (not with ociforge.layers.build) so that
 source/sink tests do not depend on the layer builder.
 """
 
@@ -11,14 +11,14 @@ import io
 import tarfile
 from pathlib import Path
 
-from ociforge import mediatypes as mt
-from ociforge import mutate
-from ociforge.descriptor import Descriptor
-from ociforge.digest import Digest
-from ociforge.image import Image
-from ociforge.index import Index, build_index
-from ociforge.layer import Layer
-from ociforge.platform import Platform
+from ociforge.model import mediatypes as mt
+from ociforge.model import mutate
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.image import Image
+from ociforge.model.index import Index, build_index
+from ociforge.model.layer import Layer
+from ociforge.model.platform import Platform
 
 
 def tar_bytes(files: dict[str, bytes]) -> bytes:

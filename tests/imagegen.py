@@ -16,13 +16,13 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ociforge import mediatypes as mt
-from ociforge.descriptor import Descriptor
-from ociforge.digest import Digest
-from ociforge.image import Image
-from ociforge.layer import Layer
-from ociforge.mutate import append_layers, scratch
-from ociforge.platform import Platform
+from ociforge.model import mediatypes as mt
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.image import Image
+from ociforge.model.layer import Layer
+from ociforge.model.mutate import append_layers, scratch
+from ociforge.model.platform import Platform
 
 PLATFORM = Platform("linux", "amd64")
 
@@ -54,8 +54,8 @@ def make_image(directory: Path, sizes: Sequence[int]) -> Image:
 
 def write_layout(image: Image, root: Path, tag: str = "t") -> str:
     """Write ``image`` into an OCI layout; returns the oci: location text."""
-    from ociforge.layout import LayoutLocation
     from ociforge.options import Options
+    from ociforge.stores.layout import LayoutLocation
 
     LayoutLocation(root, tag).write(image, Options(platform=PLATFORM))
     return f"oci:{root}:{tag}"

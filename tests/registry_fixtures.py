@@ -299,8 +299,8 @@ from imagegen import make_layer  # noqa: E402  one helper for every test's small
 def make_image(directory: Path, sizes: tuple[int, ...] = (1024, 2048), base: Any = None,
                platform: str = "linux/amd64") -> Any:
     """An image of random-content layers on ``base`` (default: scratch for ``platform``)."""
-    from ociforge.mutate import append_layers, scratch
-    from ociforge.platform import Platform
+    from ociforge.model.mutate import append_layers, scratch
+    from ociforge.model.platform import Platform
 
     layers = [make_layer(directory, s, name=f"f{i}-{secrets.token_hex(4)}.bin")
               for i, s in enumerate(sizes)]

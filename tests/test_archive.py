@@ -15,8 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from image_factory import make_image, make_index, tar_bytes
 
-from ociforge import archive, tarblobs
-from ociforge.archive import DockerArchiveLocation, ImageName, OciArchiveLocation, TarBlobs
 from ociforge.errors import (
     DigestMismatchError,
     HostileInputError,
@@ -25,10 +23,12 @@ from ociforge.errors import (
     NotFoundError,
     OciforgeError,
 )
-from ociforge.image import Image
-from ociforge.index import Index
-from ociforge.locations import parse_location
+from ociforge.model.image import Image
+from ociforge.model.index import Index
 from ociforge.options import Options
+from ociforge.stores import archive, tarblobs
+from ociforge.stores.archive import DockerArchiveLocation, ImageName, OciArchiveLocation, TarBlobs
+from ociforge.stores.locations import parse_location
 
 OPTS = Options()
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ociforge.layout import Layout
+from ociforge.stores.layout import Layout
 
 
 def _signed_layout(tmp_path: Path, cli: Any) -> tuple[Path, str]:

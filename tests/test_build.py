@@ -18,15 +18,15 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ociforge import mediatypes
-from ociforge.build import (
+from ociforge.errors import HostileInputError, InvalidInputError
+from ociforge.layers.build import (
     BuildSettings,
     LayerSource,
     build_layer,
     layer_from_tar,
     settings_epoch,
 )
-from ociforge.errors import HostileInputError, InvalidInputError
+from ociforge.model import mediatypes
 
 COMPRESSIONS = ("gzip", "zstd", "none")
 
@@ -439,8 +439,8 @@ def test_layer_from_tar_refuses_what_is_not_a_tar(tmp_path: Path) -> None:
 
 
 def test_failures_leave_no_blob_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ociforge import build, workspace
     from ociforge.errors import OperationError
+    from ociforge.layers import build, workspace
 
     before = set(workspace.blob_dir().iterdir())
     evil = tmp_path / "evil.tar.gz"
@@ -463,8 +463,8 @@ def test_failures_leave_no_blob_behind(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_file_changing_during_build_is_an_error(tmp_path: Path) -> None:
-    from ociforge import build
     from ociforge.errors import OperationError
+    from ociforge.layers import build
 
     f = tmp_path / "f"
     f.write_bytes(b"12345")
@@ -485,9 +485,9 @@ def test_file_changing_during_build_is_an_error(tmp_path: Path) -> None:
 
 def test_files_are_read_into_whole_gzip_blocks_and_changes_are_caught(tmp_path: Path) -> None:
     """The tar stream goes on in exact 1 MiB blocks; growth/shrinkage is caught mid-block too."""
-    from ociforge import build
-    from ociforge.compress import GZIP_BLOCK_SIZE
     from ociforge.errors import OperationError
+    from ociforge.layers import build
+    from ociforge.layers.compress import GZIP_BLOCK_SIZE
 
     chunks: list[bytes] = []
     out = build._TarOut(lambda chunk: chunks.append(bytes(chunk)))
@@ -522,8 +522,8 @@ def test_errors_in_helper_threads_surface_as_the_original_exception(
     """A failure on the blob-writing thread (disk full) reaches the caller as itself."""
     import threading
 
-    from ociforge import blobwriter, workspace
-    from ociforge.digest import HashingWriter
+    from ociforge.layers import blobwriter, workspace
+    from ociforge.model.digest import HashingWriter
 
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from image_factory import make_index, tar_bytes
 
-from ociforge import mediatypes as mt
-from ociforge.image import Image
-from ociforge.index import Index
-from ociforge.layout import Layout
+from ociforge.model import mediatypes as mt
+from ociforge.model.image import Image
+from ociforge.model.index import Index
+from ociforge.stores.layout import Layout
 
 AMD64 = ("--platform", "linux/amd64")
 
@@ -426,8 +426,8 @@ def test_base_name_is_never_a_path_and_spellings_give_one_digest(
 
 
 def test_base_name_of_a_registry_base_is_its_full_reference() -> None:
-    from ociforge.commands.append import base_name_of
-    from ociforge.locations import parse_location
+    from ociforge.cli.commands.append import base_name_of
+    from ociforge.stores.locations import parse_location
 
     assert base_name_of(parse_location("alpine:3.19")) == "docker.io/library/alpine:3.19"
     assert base_name_of(parse_location("docker://127.0.0.1:5000/a/b:1")) == \
@@ -651,12 +651,12 @@ def test_base_name_and_digest_describe_the_direct_base(cli, registry, tmp_path: 
 def test_platform_all_into_a_docker_archive_is_refused_before_building(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ociforge.build
+    import ociforge.layers.build
 
     def must_not_build(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a layer was built before the destination was checked")
 
-    monkeypatch.setattr(ociforge.build, "build_layer", must_not_build)
+    monkeypatch.setattr(ociforge.layers.build, "build_layer", must_not_build)
     Layout(tmp_path / "base").put(make_index(tmp_path / "src"), "m")
     src = _tree(tmp_path / "app")
     code, _, err = cli("append", f"oci:{tmp_path}/base:m", "--platform", "all",

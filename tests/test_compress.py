@@ -12,15 +12,15 @@ import zlib
 import pytest
 import zstandard
 
-from ociforge import compress
-from ociforge.compress import (
+from ociforge.errors import HostileInputError, InvalidInputError
+from ociforge.layers import compress
+from ociforge.layers.compress import (
     BackgroundWriter,
     ParallelGzipWriter,
     ZstdWriter,
     open_decompressed,
     sniff,
 )
-from ociforge.errors import HostileInputError, InvalidInputError
 from tests.tools import require_tool
 
 BLOCK = compress.GZIP_BLOCK_SIZE

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from imagegen import PLATFORM, make_layer, write_layout
 
-from ociforge.mutate import append_layers, scratch
+from ociforge.model.mutate import append_layers, scratch
 from ociforge.options import Options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def test_threads_writing_one_layout_in_process(tmp_path: Path) -> None:
     """The library, used from threads of one process, obeys the same rules."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ociforge.layout import Layout, LayoutLocation
+    from ociforge.stores.layout import Layout, LayoutLocation
 
     sources = _sources(tmp_path)
     dest = tmp_path / "threads"

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from ociforge.digest import Digest, HashingWriter, VerifyingReader, read_all_verified
 from ociforge.errors import DigestMismatchError, InvalidInputError, SizeMismatchError
+from ociforge.model.digest import Digest, HashingWriter, VerifyingReader, read_all_verified
 
 DATA = b"hello, layers\n" * 1000
 HEX = hashlib.sha256(DATA).hexdigest()

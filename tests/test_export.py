@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ociforge.app.report import REPORT_LABEL, verify_report
-from ociforge.image import Image
-from ociforge.locations import parse_location
+from ociforge.model.image import Image
+from ociforge.model.platform import Platform
 from ociforge.options import Options
-from ociforge.platform import Platform
+from ociforge.stores.locations import parse_location
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 SECRET_VALUES = ("tok_demo_not_a_real_secret", "27000@license.example.com", "engineering",
@@ -40,7 +40,7 @@ def read_image(location: str) -> Image:
 def layer_members(image: Image, index: int) -> dict[str, tarfile.TarInfo | bytes]:
     """name -> file bytes (regular files) or TarInfo (everything else)."""
     out: dict[str, tarfile.TarInfo | bytes] = {}
-    from ociforge.compress import open_decompressed
+    from ociforge.layers.compress import open_decompressed
 
     with open_decompressed(image.layers[index].open()) as reader, \
             tarfile.open(fileobj=reader, mode="r|") as tar:
@@ -121,7 +121,7 @@ def test_with_files_adds_files_and_tables(cli, app: Path, tmp_path: Path) -> Non
     assert csv == ("id,lang,text\n1,en,Hello\n2,fr,Bonjour\n3,de,Hallo\n4,es,Hola\n"
                    "5,ja,こんにちは\n").encode()
     assert report["tables"][0]["rows"] == 5 and report["mode"] == "app+files"
-    from ociforge.digest import Digest
+    from ociforge.model.digest import Digest
 
     assert report["tables"][0]["digest"] == str(Digest.of_bytes(csv))  # type: ignore[arg-type]
     for entry, layer in zip(report["layers"], image.layers, strict=True):
@@ -249,7 +249,7 @@ def test_docker_format_and_zstd(cli, app: Path, tmp_path: Path) -> None:  # type
 
 
 def test_base_image_env_is_filtered_and_reported(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ociforge import mutate
+    from ociforge.model import mutate
 
     base = mutate.configure(mutate.scratch(Platform.parse("linux/amd64")), mutate.ConfigChanges(
         env={"BASE_PATH": "/opt", "VENDOR_TOKEN": "base-token-value"}))
@@ -371,9 +371,9 @@ def test_tables_are_byte_stable_in_layers(app: Path) -> None:
 # -- signing and the attached report (library from the signing area) -----------------------
 
 def test_sign_and_attach_report_to_a_layout(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ociforge.keys import write_key_pair
-    from ociforge.referrers import REPORT_ARTIFACT_TYPE, list_referrers
-    from ociforge.sign import verify_location
+    from ociforge.trust.keys import write_key_pair
+    from ociforge.trust.referrers import REPORT_ARTIFACT_TYPE, list_referrers
+    from ociforge.trust.sign import verify_location
 
     keys = write_key_pair(tmp_path / "signer")
     layout = f"oci:{tmp_path / 'signed'}:1.0"
@@ -391,7 +391,7 @@ def test_sign_and_attach_report_to_a_layout(cli, app: Path, tmp_path: Path) -> N
 
 
 def test_sign_refuses_a_tar_destination_before_writing(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ociforge.keys import write_key_pair
+    from ociforge.trust.keys import write_key_pair
 
     keys = write_key_pair(tmp_path / "signer")
     out = tmp_path / "x.tar"

@@ -23,14 +23,14 @@ from tools import is_root, require_tool, run
 from ociforge.app.baselayers import filter_entries
 from ociforge.app.policy import Policy
 from ociforge.app.spec import ExtraPatterns
-from ociforge.build import BuildSettings, LayerSource, build_layer
-from ociforge.decompress import open_decompressed
-from ociforge.image import Image
-from ociforge.locations import parse_location
-from ociforge.mutate import ConfigChanges, append_layers, configure, scratch
+from ociforge.layers.build import BuildSettings, LayerSource, build_layer
+from ociforge.layers.decompress import open_decompressed
+from ociforge.layers.tarsafe import TarReader
+from ociforge.model.image import Image
+from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
+from ociforge.model.platform import Platform
 from ociforge.options import Options
-from ociforge.platform import Platform
-from ociforge.tarsafe import TarReader
+from ociforge.stores.locations import parse_location
 
 PLATFORM = Platform.parse("linux/amd64")
 OPTIONS = Options(platform=PLATFORM)
@@ -360,8 +360,8 @@ def test_corrupt_base_diff_id_is_refused(cli, base: Base, tmp_path: Path) -> Non
     """A base whose config names another diff_id than its layer has: exit 1, nothing written."""
     import dataclasses
 
-    from ociforge.digest import Digest
-    from ociforge.mutate import replace_layers
+    from ociforge.model.digest import Digest
+    from ociforge.model.mutate import replace_layers
 
     wrong = dataclasses.replace(base.image.layers[1], diff_id=Digest("sha256", "ab" * 32))
     broken = replace_layers(base.image, {1: wrong})

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ociforge.compress import open_decompressed
-from ociforge.image import Image
-from ociforge.locations import parse_location
+from ociforge.layers.compress import open_decompressed
+from ociforge.model.image import Image
+from ociforge.model.platform import Platform
 from ociforge.options import Options
-from ociforge.platform import Platform
+from ociforge.stores.locations import parse_location
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 OPTIONS = Options(platform=Platform.parse("linux/amd64"))

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from ociforge import mutate
 from ociforge.app.report import REPORT_LABEL
-from ociforge.image import Image
-from ociforge.layout import Layout
-from ociforge.locations import parse_location
+from ociforge.model import mutate
+from ociforge.model.image import Image
+from ociforge.model.platform import Platform
 from ociforge.options import Options
-from ociforge.platform import Platform
+from ociforge.stores.layout import Layout
+from ociforge.stores.locations import parse_location
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 OPTIONS = Options(platform=Platform.parse("linux/amd64"))

@@ -14,13 +14,13 @@ from typing import Any
 
 from test_export import EXAMPLE, OPTIONS, all_bytes, env_of, layer_members, read_image
 
-from ociforge import mutate
-from ociforge.descriptor import Descriptor
-from ociforge.digest import Digest
-from ociforge.image import Image
-from ociforge.jsonutil import canonical
-from ociforge.locations import parse_location
-from ociforge.platform import Platform
+from ociforge.model import mutate
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.image import Image
+from ociforge.model.jsonutil import canonical
+from ociforge.model.platform import Platform
+from ociforge.stores.locations import parse_location
 
 CC_SECRET = "ccsecret42-only-in-container-config"
 HISTORY_TOKEN = "hist-token-5f1c"

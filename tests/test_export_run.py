@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from tools import is_root, require_tool, run
 
-from ociforge.build import BuildSettings, LayerSource, build_layer
-from ociforge.image import Image
-from ociforge.locations import parse_location
-from ociforge.mutate import ConfigChanges, append_layers, configure, scratch
+from ociforge.layers.build import BuildSettings, LayerSource, build_layer
+from ociforge.model.image import Image
+from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
+from ociforge.model.platform import Platform
 from ociforge.options import Options, RegistryOptions
-from ociforge.platform import Platform
+from ociforge.stores.locations import parse_location
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 PLATFORM = Platform.host()
@@ -106,10 +106,10 @@ def test_push_and_pull_back_keeps_the_digest(cli, app_on_busybox: Path, tmp_path
         registry = request.getfixturevalue("registry")
     except pytest.FixtureLookupError:
         pytest.skip("the registry fixture (tests/registry_fixtures.py) is not available")
-    pytest.importorskip("ociforge.remote.location")
-    from ociforge.keys import write_key_pair
-    from ociforge.referrers import REPORT_ARTIFACT_TYPE, list_referrers
-    from ociforge.sign import verify_location
+    pytest.importorskip("ociforge.stores.registry")
+    from ociforge.trust.keys import write_key_pair
+    from ociforge.trust.referrers import REPORT_ARTIFACT_TYPE, list_referrers
+    from ociforge.trust.sign import verify_location
 
     ref = f"{registry.host}/export/hello:run"
     local = tmp_path / "local"

@@ -2,7 +2,7 @@
 
 Every hostile tar here is built in the test with tarfile (or by hand where
 tarfile would refuse to write it).  Each one is tried three ways: straight
-through the safe reader (ociforge.tarsafe), as a layer given to
+through the safe reader (ociforge.layers.tarsafe), as a layer given to
 ``ociforge append --layer``, and wrapped in a docker-archive / oci-archive
 that ``ociforge copy`` reads.  Refusal means: exit 2, one stderr line, no
 traceback and nothing written at the destination.  Symlinks, absolute ones
@@ -160,7 +160,7 @@ def _one_line_exit_2(code: int, out: str, err: str, allowed: tuple[int, ...] = (
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_tarsafe_refuses(name: str) -> None:
-    from ociforge import tarsafe
+    from ociforge.layers import tarsafe
 
     with pytest.raises(InvalidInputError) as info:
         tarsafe.check_layer(io.BytesIO(HOSTILE[name]()))
@@ -171,7 +171,7 @@ def test_tarsafe_refuses(name: str) -> None:
 
 
 def test_tarsafe_keeps_symlinks_and_counts_entries() -> None:
-    from ociforge import tarsafe
+    from ociforge.layers import tarsafe
 
     data = tar_bytes([d("bin"), f("bin/busybox", b"\x7fELF"), sym("bin/sh", "busybox"),
                       sym("etc-abs", "/etc"), sym("up", "../../../../etc/passwd"),
@@ -189,7 +189,7 @@ def test_tarsafe_keeps_symlinks_and_counts_entries() -> None:
 
 def test_tarsafe_bounds_decompression() -> None:
     """A zip bomb stops with HostileInputError once the configured bound is passed."""
-    from ociforge import tarsafe
+    from ociforge.layers import tarsafe
 
     bomb = gzip_bomb(64 << 20)
     assert len(bomb) < 1 << 20
@@ -200,7 +200,7 @@ def test_tarsafe_bounds_decompression() -> None:
 
 
 def test_tarsafe_bounds_entry_count() -> None:
-    from ociforge import tarsafe
+    from ociforge.layers import tarsafe
 
     many = tar_bytes([f(f"f{i}", b"") for i in range(300)], fmt=tarfile.USTAR_FORMAT)
     limits = tarsafe.Limits(max_entries=100)
@@ -500,9 +500,9 @@ def test_registry_lying_about_the_manifest_digest(tmp_path: Path, cli) -> None: 
 def test_decompression_keeps_the_blobs_own_error() -> None:
     """A digest mismatch seen while decompressing a blob stays a DigestMismatchError (exit 1),
     it does not turn into 'corrupt gzip data' (exit 2); a zip bomb inside the bound too."""
-    from ociforge.compress import open_decompressed
-    from ociforge.digest import Digest, VerifyingReader
     from ociforge.errors import DigestMismatchError
+    from ociforge.layers.compress import open_decompressed
+    from ociforge.model.digest import Digest, VerifyingReader
 
     data = gzip.compress(b"x" * 100_000, mtime=0)
     wrong = Digest("sha256", "0" * 64)

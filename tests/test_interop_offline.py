@@ -17,8 +17,8 @@ import pytest
 from image_factory import make_index
 from tools import is_root, require_tool, run
 
-from ociforge.image import Image
-from ociforge.layout import Layout
+from ociforge.model.image import Image
+from ociforge.stores.layout import Layout
 
 AMD64 = ("--platform", "linux/amd64")
 

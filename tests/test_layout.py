@@ -11,9 +11,6 @@ from pathlib import Path
 import pytest
 from image_factory import make_image, make_index
 
-from ociforge import mediatypes as mt
-from ociforge.descriptor import Descriptor
-from ociforge.digest import Digest
 from ociforge.errors import (
     DigestMismatchError,
     InvalidInputError,
@@ -23,10 +20,13 @@ from ociforge.errors import (
     ValidationError,
 )
 from ociforge.fsutil import atomic_write, atomic_write_bytes, file_lock
-from ociforge.image import Image
-from ociforge.index import Index
-from ociforge.layout import REF_NAME, Layout, LayoutLocation
+from ociforge.model import mediatypes as mt
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.image import Image
+from ociforge.model.index import Index
 from ociforge.options import Options
+from ociforge.stores.layout import REF_NAME, Layout, LayoutLocation
 
 OPTS = Options()
 
@@ -285,10 +285,10 @@ def test_progress_line(tmp_path: Path) -> None:
 
 
 def test_freshly_built_layers_are_linked_not_copied(tmp_path: Path) -> None:
-    from ociforge import mutate
-    from ociforge.build import BuildSettings, LayerSource, build_layer
-    from ociforge.layout import fresh_blob
-    from ociforge.platform import Platform
+    from ociforge.layers.build import BuildSettings, LayerSource, build_layer
+    from ociforge.model import mutate
+    from ociforge.model.platform import Platform
+    from ociforge.stores.layout import fresh_blob
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "f").write_text("data\n")

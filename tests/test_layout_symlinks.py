@@ -13,8 +13,8 @@ import pytest
 from image_factory import make_image
 
 from ociforge.errors import HostileInputError
-from ociforge.layout import LOCK_NAME, Layout, LayoutLocation
 from ociforge.options import Options
+from ociforge.stores.layout import LOCK_NAME, Layout, LayoutLocation
 
 SECRET = "TOPSECRETVALUE"
 TRICKS = ["blobs", "blobs-sha256", "blob", "index.json", "oci-layout"]

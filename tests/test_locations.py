@@ -8,9 +8,9 @@ import pytest
 from image_factory import make_image, make_index
 
 from ociforge.errors import InvalidPlatformError
-from ociforge.locations import Scratch, resolve_platform
+from ociforge.model.platform import Platform
 from ociforge.options import Options
-from ociforge.platform import Platform
+from ociforge.stores.locations import Scratch, resolve_platform
 
 
 def test_a_single_image_of_another_platform_is_refused_naming_both(tmp_path: Path) -> None:

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from ociforge import mediatypes as mt
-from ociforge.descriptor import Descriptor
-from ociforge.digest import Digest
 from ociforge.errors import InvalidInputError
-from ociforge.layer import Layer
-from ociforge.mutate import (
+from ociforge.model import mediatypes as mt
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.layer import Layer
+from ociforge.model.mutate import (
     ConfigChanges,
     annotate,
     append_layers,
@@ -23,7 +23,7 @@ from ociforge.mutate import (
     rfc3339,
     scratch,
 )
-from ociforge.platform import Platform
+from ociforge.model.platform import Platform
 
 
 def fake_layer(content: bytes, media_type: str = mt.OCI_LAYER) -> Layer:
@@ -122,9 +122,9 @@ def test_stop_signal_refuses_what_no_runtime_knows(bad: str) -> None:
 
 
 def test_drop_annotations_also_drops_the_subject() -> None:
-    from ociforge.image import Image
-    from ociforge.jsonutil import canonical
-    from ociforge.mutate import drop_annotations
+    from ociforge.model.image import Image
+    from ociforge.model.jsonutil import canonical
+    from ociforge.model.mutate import drop_annotations
 
     base = annotate(scratch(Platform.parse("linux/amd64")), {"org.opencontainers.image.title": "b"})
     manifest = dict(base.manifest)

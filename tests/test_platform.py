@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ociforge.errors import InvalidPlatformError, OciforgeError
-from ociforge.platform import Platform
+from ociforge.model.platform import Platform
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def _structured_refs() -> st.SearchStrategy[str]:
 @example("[::1/a")
 @example("localhost:/a")
 def test_reference_parser_raises_only_ociforge_errors(text: str) -> None:
-    from ociforge.reference import Reference
+    from ociforge.model.reference import Reference
 
     try:
         ref = Reference.parse(text)
@@ -72,7 +72,7 @@ def test_reference_parser_raises_only_ociforge_errors(text: str) -> None:
 @FAST
 @given(st.one_of(st.text(max_size=100), _near_refs))
 def test_location_parser_raises_only_ociforge_errors(text: str) -> None:
-    from ociforge.locations import parse_location
+    from ociforge.stores.locations import parse_location
 
     with contextlib.suppress(OciforgeError):
         parse_location(text)
@@ -88,7 +88,7 @@ _plat_parts = st.sampled_from(["linux", "windows", "darwin", "amd64", "arm64", "
 @given(st.one_of(st.text(max_size=100),
                  st.lists(_plat_parts, max_size=5).map("/".join)))
 def test_platform_parser_raises_only_ociforge_errors(text: str) -> None:
-    from ociforge.platform import Platform
+    from ociforge.model.platform import Platform
 
     try:
         platform = Platform.parse(text)
@@ -112,7 +112,7 @@ _json = st.recursive(_json_scalars,
     {}, optional={"os": _json, "architecture": _json, "variant": _json, "os.version": _json,
                   "os.features": _json})))
 def test_platform_from_document_raises_only_ociforge_errors(data: Any) -> None:
-    from ociforge.platform import Platform
+    from ociforge.model.platform import Platform
 
     with contextlib.suppress(OciforgeError):
         Platform.from_dict(data)
@@ -133,7 +133,7 @@ _descriptor_like = st.fixed_dictionaries({}, optional={
 @FAST
 @given(st.one_of(_json, _descriptor_like))
 def test_descriptor_from_document_raises_only_ociforge_errors(data: Any) -> None:
-    from ociforge.descriptor import Descriptor
+    from ociforge.model.descriptor import Descriptor
 
     with contextlib.suppress(OciforgeError):
         Descriptor.from_dict(data)
@@ -157,9 +157,9 @@ def _manifests() -> st.SearchStrategy[bytes]:
 @given(_manifests(), st.one_of(st.binary(max_size=100), _json.map(lambda d: json.dumps(d)
                                                                  .encode())))
 def test_image_from_documents_raises_only_ociforge_errors(manifest: bytes, config: bytes) -> None:
-    from ociforge.descriptor import Descriptor
-    from ociforge.image import Image
-    from ociforge.layer import Layer
+    from ociforge.model.descriptor import Descriptor
+    from ociforge.model.image import Image
+    from ociforge.model.layer import Layer
 
     def opener(desc: Descriptor) -> Layer:
         return Layer(desc, None, lambda: io.BytesIO(b""))
@@ -169,7 +169,7 @@ def test_image_from_documents_raises_only_ociforge_errors(manifest: bytes, confi
 
 
 def test_documents_over_four_mib_are_refused() -> None:
-    from ociforge.jsonutil import MAX_DOCUMENT, parse_object
+    from ociforge.model.jsonutil import MAX_DOCUMENT, parse_object
 
     big = b'{"a":"' + b"x" * MAX_DOCUMENT + b'"}'
     with pytest.raises(InvalidInputError, match="limit"):
@@ -377,7 +377,7 @@ def _mutated_tars(draw: st.DrawFn) -> bytes:
 @example(b"\x1f\x8b" + b"\x00" * 30)
 @example(b"\x28\xb5\x2f\xfd" + b"\x00" * 30)
 def test_tar_reader_raises_only_ociforge_errors(data: bytes) -> None:
-    from ociforge import tarsafe
+    from ociforge.layers import tarsafe
 
     limits = tarsafe.Limits(max_entries=50, max_total_bytes=1 << 20, max_entry_size=1 << 19)
     try:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ociforge.errors import InvalidReferenceError, OciforgeError
-from ociforge.reference import Reference, credential_key, normalize_name
+from ociforge.model.reference import Reference, credential_key, normalize_name
 
 D = "sha256:" + "a" * 64
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ociforge import mediatypes as mt
-from ociforge.digest import Digest
 from ociforge.errors import InvalidInputError, OperationError
-from ociforge.layout import Layout
-from ociforge.mutate import scratch
-from ociforge.platform import Platform
-from ociforge.referrers import (
+from ociforge.model import mediatypes as mt
+from ociforge.model.digest import Digest
+from ociforge.model.mutate import scratch
+from ociforge.model.platform import Platform
+from ociforge.stores.layout import Layout
+from ociforge.trust.referrers import (
     EMPTY_DESCRIPTOR,
     REPORT_ARTIFACT_TYPE,
     add_to_referrers_index,
@@ -256,9 +256,9 @@ def test_registry_acknowledging_the_subject_gets_no_fallback_tag(registry) -> No
 
 
 def test_check_attachable_refuses_archives_before_anything_is_written(tmp_path: Path) -> None:
-    from ociforge.layout import LayoutLocation
-    from ociforge.locations import parse_location
-    from ociforge.sign import check_signable
+    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.locations import parse_location
+    from ociforge.trust.sign import check_signable
 
     check_signable(f"oci:{tmp_path / 'not-yet'}")
     check_signable(LayoutLocation(tmp_path / "not-yet", "t"))
@@ -275,11 +275,11 @@ def test_check_attachable_refuses_archives_before_anything_is_written(tmp_path: 
 
 def test_library_calls_accept_location_objects(registry, tmp_path: Path) -> None:
     """What export passes: the Location it wrote to, its Options and the digest it wrote."""
-    from ociforge.keys import write_key_pair
-    from ociforge.layout import LayoutLocation
     from ociforge.options import Options
-    from ociforge.remote.location import RegistryLocation
-    from ociforge.sign import sign_location, verify_location
+    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.registry import RegistryLocation
+    from ociforge.trust.keys import write_key_pair
+    from ociforge.trust.sign import sign_location, verify_location
 
     keys = write_key_pair(tmp_path / "k")
     options = Options()

@@ -16,11 +16,11 @@ from registry_fixtures import make_image, make_layer
 from tools import require_tool
 
 from ociforge.errors import AuthError, TransportError
-from ociforge.image import Image
-from ociforge.mutate import append_layers
+from ociforge.model.image import Image
+from ociforge.model.mutate import append_layers
+from ociforge.model.platform import Platform
+from ociforge.model.reference import Reference
 from ociforge.options import Options, RegistryOptions
-from ociforge.platform import Platform
-from ociforge.reference import Reference
 from ociforge.remote.auth import Credentials
 from ociforge.remote.client import RegistryClient
 from ociforge.remote.pull import pull
@@ -252,7 +252,7 @@ def test_skopeo_reads_our_push_through_token_auth(token_registry, tmp_path: Path
 
 def test_cli_copies_an_index_between_registries(registry, token_registry, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                 cli, monkeypatch) -> None:
-    from ociforge.index import build_index
+    from ociforge.model.index import build_index
 
     amd = make_image(tmp_path / "blobs", (1000,), platform="linux/amd64")
     arm = make_image(tmp_path / "blobs", (1200,), platform="linux/arm64")

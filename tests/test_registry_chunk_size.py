@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from registry_fixtures import RegistryServer, start_registry
 
-from ociforge.commands.common import chunk_sizes_from
+from ociforge.cli.commands.common import chunk_sizes_from
 from ociforge.options import RegistryOptions
 
 LAYER_BYTES = 300_000

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from registry_fixtures import make_layer
 
-from ociforge.image import Image
-from ociforge.index import Index
-from ociforge.mutate import append_layers
+from ociforge.model.image import Image
+from ociforge.model.index import Index
+from ociforge.model.mutate import append_layers
+from ociforge.model.platform import Platform
+from ociforge.model.reference import Reference
 from ociforge.options import Options, RegistryOptions
-from ociforge.platform import Platform
-from ociforge.reference import Reference
 from ociforge.remote.auth import Credentials
 from ociforge.remote.client import RegistryClient
 from ociforge.remote.pull import pull

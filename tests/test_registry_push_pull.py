@@ -13,14 +13,14 @@ import pytest
 from registry_fixtures import make_image, make_layer
 from tools import require_tool, run
 
-from ociforge import mediatypes as mt
 from ociforge.errors import InvalidPlatformError, RegistryError
-from ociforge.image import Image
-from ociforge.index import Index, build_index
-from ociforge.mutate import append_layers
+from ociforge.model import mediatypes as mt
+from ociforge.model.image import Image
+from ociforge.model.index import Index, build_index
+from ociforge.model.mutate import append_layers
+from ociforge.model.platform import Platform
+from ociforge.model.reference import Reference
 from ociforge.options import Options, RegistryOptions
-from ociforge.platform import Platform
-from ociforge.reference import Reference
 from ociforge.remote.client import RegistryClient
 from ociforge.remote.pull import pull
 from ociforge.remote.push import push

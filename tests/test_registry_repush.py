@@ -17,12 +17,12 @@ from typing import Any
 from registry_fixtures import RegistryServer, make_image, make_layer
 from tools import require_tool
 
-from ociforge.image import Image
-from ociforge.index import build_index
-from ociforge.mutate import append_layers
+from ociforge.model.image import Image
+from ociforge.model.index import build_index
+from ociforge.model.mutate import append_layers
+from ociforge.model.platform import Platform
+from ociforge.model.reference import Reference
 from ociforge.options import Options, RegistryOptions
-from ociforge.platform import Platform
-from ociforge.reference import Reference
 from ociforge.remote.client import RegistryClient
 from ociforge.remote.push import push
 

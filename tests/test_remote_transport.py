@@ -15,9 +15,9 @@ from faultproxy import FaultProxy, Rule
 from registry_fixtures import make_image
 
 from ociforge.errors import DigestMismatchError, RegistryError, TransportError
+from ociforge.model.platform import Platform
+from ociforge.model.reference import Reference
 from ociforge.options import Options, RegistryOptions
-from ociforge.platform import Platform
-from ociforge.reference import Reference
 from ociforge.remote.auth import Credentials, merge_scopes, parse_challenges
 from ociforge.remote.client import RegistryClient
 from ociforge.remote.pull import pull

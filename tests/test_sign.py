@@ -16,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ociforge import mediatypes as mt
-from ociforge.digest import Digest
 from ociforge.errors import InvalidInputError
-from ociforge.keys import load_private_key, load_public_key, public_pem_of, write_key_pair
-from ociforge.layout import Layout
-from ociforge.mutate import scratch
-from ociforge.platform import Platform
-from ociforge.sign import (
+from ociforge.model import mediatypes as mt
+from ociforge.model.digest import Digest
+from ociforge.model.mutate import scratch
+from ociforge.model.platform import Platform
+from ociforge.stores.layout import Layout
+from ociforge.trust.keys import load_private_key, load_public_key, public_pem_of, write_key_pair
+from ociforge.trust.sign import (
     COSIGN_TYPE,
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_TYPE,
@@ -230,7 +230,7 @@ def test_our_signature_image_has_cosigns_structure(
 
 
 def _desc(obj: dict):  # type: ignore[no-untyped-def]
-    from ociforge.descriptor import Descriptor
+    from ociforge.model.descriptor import Descriptor
 
     return Descriptor.from_dict(obj)
 
@@ -421,7 +421,7 @@ def test_bad_locations_and_missing_key_are_bad_input(
 
 def test_sign_a_multi_platform_index_signs_the_index(tmp_path: Path,
                                                     keypair: tuple[Path, Path]) -> None:
-    from ociforge.index import build_index
+    from ociforge.model.index import build_index
 
     index = build_index([(scratch(Platform.parse("linux/amd64")), None),
                          (scratch(Platform.parse("linux/arm64")), None)])
@@ -442,7 +442,7 @@ def test_sign_a_multi_platform_index_signs_the_index(tmp_path: Path,
     max_leaves=20).map(lambda obj: json.dumps(obj).encode()))
 def test_untrusted_signature_documents_raise_only_ociforge_errors(data: bytes) -> None:
     from ociforge.errors import OciforgeError
-    from ociforge.sign import PayloadClaims
+    from ociforge.trust.sign import PayloadClaims
 
     PayloadClaims.parse(data)
     try:
@@ -544,10 +544,15 @@ def test_offline_signed_layout_published_to_registry_still_verifies(
     registry, tmp_path: Path, keypair: tuple[Path, Path]
 ) -> None:
     """An export signed (and given a report) in a layout, then copied tag by tag."""
-    from ociforge.layout import LayoutLocation
     from ociforge.options import Options
-    from ociforge.referrers import REPORT_ARTIFACT_TYPE, attach_report, fallback_tag, list_referrers
-    from ociforge.remote.location import RegistryLocation
+    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.registry import RegistryLocation
+    from ociforge.trust.referrers import (
+        REPORT_ARTIFACT_TYPE,
+        attach_report,
+        fallback_tag,
+        list_referrers,
+    )
 
     root = tmp_path / "export"
     digest = make_layout(root, "1.0")
@@ -570,7 +575,7 @@ def test_token_auth_registry_sign_verify_and_attach(
     """Docker-Hub-style token auth: the signature push needs pull+push tokens."""
     import os
 
-    from ociforge.referrers import attach_report, list_referrers
+    from ociforge.trust.referrers import attach_report, list_referrers
 
     config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
     config.parent.mkdir(parents=True, exist_ok=True)

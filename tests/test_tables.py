@@ -12,8 +12,8 @@ from postgres_fixtures import PASSWORD, PostgresServer
 from ociforge.app.dburl import mask_url, scrub
 from ociforge.app.spec import TableSpec
 from ociforge.app.tables import open_database, snapshot_table
-from ociforge.digest import Digest
 from ociforge.errors import ConfigFileError, InvalidInputError
+from ociforge.model.digest import Digest
 
 
 def make_db(path: Path, rows: list[tuple], pk: bool = True) -> None:

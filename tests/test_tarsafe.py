@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ociforge import tarformat
 from ociforge.errors import HostileInputError, InvalidInputError, OciforgeError
-from ociforge.tarsafe import Limits, TarReader, check_layer, iter_entries
+from ociforge.layers import tarformat
+from ociforge.layers.tarsafe import Limits, TarReader, check_layer, iter_entries
 
 
 def make_tar(

@@ -13,17 +13,17 @@ import pytest
 from image_factory import make_image, make_index, make_layer
 from tools import require_tool, run
 
-from ociforge import mediatypes as mt
-from ociforge import mutate
-from ociforge.descriptor import Descriptor
-from ociforge.digest import Digest
 from ociforge.errors import DigestMismatchError, OciforgeError, ValidationError
-from ociforge.image import Image
-from ociforge.jsonutil import canonical
-from ociforge.layer import Layer
-from ociforge.layout import Layout
-from ociforge.platform import Platform
-from ociforge.validate import (
+from ociforge.model import mediatypes as mt
+from ociforge.model import mutate
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.image import Image
+from ociforge.model.jsonutil import canonical
+from ociforge.model.layer import Layer
+from ociforge.model.platform import Platform
+from ociforge.stores.layout import Layout
+from ociforge.stores.validate import (
     check_config_document,
     check_descriptor,
     check_index_document,

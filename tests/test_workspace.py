@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ociforge import workspace
+from ociforge.layers import workspace
 
 
 def _dead_pid() -> int:
@@ -49,7 +49,7 @@ def test_only_old_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
 def test_the_folder_name_carries_the_pid_and_a_new_process_sweeps(tmp_path: Path) -> None:
     stale = _folder(tmp_path, _dead_pid(), workspace.STALE_AFTER + 60)
     code = (
-        "import os; from ociforge import workspace; p = workspace.blob_dir();"
+        "import os; from ociforge.layers import workspace; p = workspace.blob_dir();"
         "assert p.name.startswith(f'ociforge-blobs-{os.getpid()}-'), p; print(p)"
     )
     env = {**os.environ, "TMPDIR": str(tmp_path)}
@@ -60,11 +60,11 @@ def test_the_folder_name_carries_the_pid_and_a_new_process_sweeps(tmp_path: Path
 
 
 _HOLDER = (
-    "import sys; from ociforge import workspace; p = workspace.blob_dir();"
+    "import sys; from ociforge.layers import workspace; p = workspace.blob_dir();"
     "(p / 'big.blob').write_bytes(b'in progress'); print(p, flush=True); sys.stdin.read()"
 )
 _SWEEPER = (
-    "import sys; from pathlib import Path; from ociforge import workspace;"
+    "import sys; from pathlib import Path; from ociforge.layers import workspace;"
     "print([str(p) for p in workspace.remove_stale_folders(Path(sys.argv[1]))])"
 )
 

@@ -28,17 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from .. import tarformat as tf
-from ..blobwriter import TeeReader
-from ..decompress import open_decompressed
-from ..digest import Digest
 from ..errors import DigestMismatchError
-from ..image import Image
-from ..layer import Layer
-from ..mediatypes import LAYERS
-from ..mutate import replace_layers
-from ..tarsafe import Limits, TarEntry, TarReader
-from ..workspace import new_blob_path
+from ..layers import tarformat as tf
+from ..layers.blobwriter import TeeReader
+from ..layers.decompress import open_decompressed
+from ..layers.tarsafe import Limits, TarEntry, TarReader
+from ..layers.workspace import new_blob_path
+from ..model.digest import Digest
+from ..model.image import Image
+from ..model.layer import Layer
+from ..model.mediatypes import LAYERS
+from ..model.mutate import replace_layers
 from .policy import Policy
 from .tarblob import TarWrite, write_tar_blob
 

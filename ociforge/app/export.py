@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..archive import DockerArchiveLocation
-from ..build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
-from ..compress import check_compression
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination, check_writable_folder
-from ..image import Image
-from ..locations import Location, WriteResult, parse_location, resolve_platform
-from ..mutate import (
+from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
+from ..layers.compress import check_compression
+from ..model.image import Image
+from ..model.mutate import (
     ConfigChanges,
     annotate,
     append_layers,
@@ -39,8 +37,10 @@ from ..mutate import (
     rfc3339,
     set_created,
 )
+from ..model.platform import Platform
 from ..options import Options
-from ..platform import Platform
+from ..stores.archive import DockerArchiveLocation
+from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
 from .policy import Policy
@@ -127,17 +127,17 @@ def _check(request: ExportRequest) -> _Plan:
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
     destinations = _destinations(spec, request)
     if request.sign_key or request.attach_report:
-        from ..sign import check_signable
+        from ..trust.sign import check_signable
 
         for location in destinations:
             check_signable(location)
     if request.sign_key:
-        from ..keys import load_private_key
+        from ..trust.keys import load_private_key
 
         load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
-    from ..commands._io import check_distinct_outputs
+    from ..cli.commands._io import check_distinct_outputs
 
     check_distinct_outputs(destinations, request.report_path)
     env_layers: list[tuple[str, str, str]] = []
@@ -159,7 +159,7 @@ def _check(request: ExportRequest) -> _Plan:
 def _image_name(spec: AppSpec, tag: str | None) -> str:
     if tag is None:
         return f"{spec.name}:latest"
-    from ..archive import ImageName
+    from ..stores.archive import ImageName
 
     ImageName.parse(tag)  # validates NAME[:TAG]
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
@@ -171,7 +171,7 @@ def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
     out: list[Location] = []
     for text in texts:
         location = parse_location(text)
-        from ..layout import LayoutLocation
+        from ..stores.layout import LayoutLocation
 
         if isinstance(location, LayoutLocation) and location.tag is None:
             location = LayoutLocation(location.path, name.rsplit(":", 1)[1])
@@ -302,7 +302,7 @@ def _own_annotations(plan: _Plan, request: ExportRequest, base_digest: str | Non
                      report_digest: str) -> dict[str, str]:
     """created, title/version (from --tag, else the app's name), and the base: its digest,
     and its name only when it is a registry reference (a host path is no name)."""
-    from ..commands.append import (
+    from ..cli.commands.append import (
         ANNOTATION_BASE_DIGEST,
         ANNOTATION_BASE_NAME,
         ANNOTATION_CREATED,
@@ -330,13 +330,13 @@ def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest
     digest = str(outcome.image.digest)
     for location in plan.destinations:
         if request.attach_report:
-            from ..referrers import attach_report
+            from ..trust.referrers import attach_report
 
             desc = attach_report(location, outcome.report.to_json().encode(), plan.options,
                                  digest=digest)
             outcome.attached.append({"location": str(location), "digest": str(desc.digest)})
         if request.sign_key:
-            from ..sign import sign_location
+            from ..trust.sign import sign_location
 
             info = sign_location(location, request.sign_key, request.key_password,
                                  plan.options, digest=digest)

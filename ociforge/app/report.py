@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..digest import Digest
-from ..jsonutil import canonical, pretty
+from ..model.digest import Digest
+from ..model.jsonutil import canonical, pretty
 
 REPORT_LABEL = "org.ociforge.export-report.digest"
 REPORT_FORMAT = 1

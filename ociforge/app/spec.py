@@ -235,7 +235,7 @@ class _Loader:
         platform = self.string(app, ("app", "platform"))
         if platform is not None:
             from ..errors import InvalidPlatformError
-            from ..platform import Platform
+            from ..model.platform import Platform
 
             try:
                 Platform.parse(platform)
@@ -243,7 +243,7 @@ class _Loader:
                 raise self.error(("app", "platform"), str(exc)) from None
         base = self.string(app, ("app", "base")) or "scratch"
         try:
-            from ..locations import parse_location
+            from ..stores.locations import parse_location
 
             parse_location(base)
         except InvalidInputError as exc:
@@ -297,7 +297,7 @@ class _Loader:
                 isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool))
                 for x in ports):
             raise self.error((*p, "ports"), "must be an array of ports (8080 or \"8080/tcp\")")
-        from ..mutate import normalize_port
+        from ..model.mutate import normalize_port
 
         for port in ports:
             try:

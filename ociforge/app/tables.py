@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..digest import Digest, HashingWriter, copy_stream
 from ..errors import InvalidInputError, OperationError
+from ..model.digest import Digest, HashingWriter, copy_stream
 from .dburl import DatabaseURL, parse_db_url, scrub
 from .spec import TableSpec
 

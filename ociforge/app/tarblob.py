@@ -1,15 +1,15 @@
 """Write a tar stream produced by a callback into a layer blob (rewritten base layers).
 
 Small header writes are gathered into ~1 MiB chunks before they reach the shared
-one-pass writer (ociforge.blobwriter), which build.build_layer uses too.
+one-pass writer (ociforge.layers.blobwriter), which build.build_layer uses too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..blobwriter import FLUSH_AT, write_layer_blob
-from ..layer import Layer
+from ..layers.blobwriter import FLUSH_AT, write_layer_blob
+from ..model.layer import Layer
 
 TarWrite = Callable[[bytes], None]
 

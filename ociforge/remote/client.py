@@ -19,13 +19,13 @@ from urllib.parse import quote
 
 import requests
 
-from .. import mediatypes as mt
-from ..digest import Digest, VerifyingReader
 from ..errors import DigestMismatchError, InvalidInputError, RegistryError, TransportError
-from ..jsonutil import MAX_DOCUMENT
-from ..layer import Layer
+from ..model import mediatypes as mt
+from ..model.digest import Digest, VerifyingReader
+from ..model.jsonutil import MAX_DOCUMENT
+from ..model.layer import Layer
+from ..model.reference import DOCKER_HUB_API, normalize_registry
 from ..options import RegistryOptions
-from ..reference import DOCKER_HUB_API, normalize_registry
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
 from .transport import FileBody, Transport
 from .upload import upload_blob
@@ -250,7 +250,7 @@ class RegistryClient:
         """Upload a small in-memory blob (configs, signatures); returns its digest."""
         import io
 
-        from ..descriptor import Descriptor
+        from ..model.descriptor import Descriptor
 
         digest = Digest.of_bytes(data)
         layer = Layer(Descriptor(media_type, digest, len(data)), None, lambda: io.BytesIO(data))
@@ -398,7 +398,7 @@ def _read_bounded(resp: requests.Response, limit: int, what: str) -> bytes:
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:
-    from ..jsonutil import parse_object
+    from ..model.jsonutil import parse_object
 
     return parse_object(data, what)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, InvalidInputError, OperationError
-from ..reference import credential_key, normalize_registry
+from ..model.reference import credential_key, normalize_registry
 from .auth import Credentials
 
 if TYPE_CHECKING:

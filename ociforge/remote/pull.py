@@ -9,17 +9,17 @@ platform only the matching child manifest is fetched, never every child.
 
 from __future__ import annotations
 
-from .. import mediatypes as mt
-from ..descriptor import Descriptor
-from ..digest import read_all_verified
 from ..errors import InvalidInputError, InvalidPlatformError, ValidationError
-from ..image import Image
-from ..index import Artifact, Index, ReferenceBudget
-from ..jsonutil import MAX_DOCUMENT, parse_object
-from ..layer import Layer
+from ..model import mediatypes as mt
+from ..model.descriptor import Descriptor
+from ..model.digest import read_all_verified
+from ..model.image import Image
+from ..model.index import Artifact, Index, ReferenceBudget
+from ..model.jsonutil import MAX_DOCUMENT, parse_object
+from ..model.layer import Layer
+from ..model.platform import Platform
+from ..model.reference import Reference
 from ..options import Options
-from ..platform import Platform
-from ..reference import Reference
 from .client import RegistryClient
 from .parallel import run_parallel
 

@@ -22,14 +22,14 @@ import threading
 from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
 
-from ..digest import Digest
 from ..errors import DigestMismatchError, InvalidReferenceError, RegistryError
-from ..image import Image
-from ..index import Artifact, Index
-from ..layer import Layer
+from ..model.digest import Digest
+from ..model.image import Image
+from ..model.index import Artifact, Index
+from ..model.layer import Layer
+from ..model.reference import Reference, normalize_registry
 from ..options import Options
 from ..progress import Progress
-from ..reference import Reference, normalize_registry
 from .auth import pull_scope, push_scope
 from .client import ManifestPut, RegistryClient
 from .parallel import run_parallel

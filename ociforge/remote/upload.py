@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..digest import Digest
 from ..errors import DigestMismatchError, RegistryError, TransportError
-from ..layer import Layer
+from ..model.digest import Digest
+from ..model.layer import Layer
 from .transport import FileBody, Transport
 
 log = logging.getLogger("ociforge.remote")

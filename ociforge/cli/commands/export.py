@@ -1,0 +1,99 @@
+"""``ociforge export APP_DIR``: an application folder with ociforge.toml as an image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import add_command, add_platform_option, add_registry_options, emit, make_options
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "export", "export an application folder (ociforge.toml) as a portable image",
+        "Export the application described by APP_DIR/ociforge.toml: its base, runtime layers "
+        "and config (and with --with-files its project files and table snapshots). License "
+        "keys, license-server settings and secrets are kept out by default; a report says "
+        "what was dropped and why. Without -o it writes ./NAME.tar (a docker-archive).",
+    )
+    parser.add_argument("app_dir", metavar="APP_DIR", help="folder holding ociforge.toml")
+    parser.add_argument("-o", "--output", action="append", default=[], metavar="DEST",
+                        help="destination location (repeatable): app.tar, oci:DIR[:TAG], "
+                        "oci-archive:FILE, docker-archive:FILE[:NAME:TAG], or a registry "
+                        "reference (no host: Docker Hub)")
+    parser.add_argument("--with-files", action="store_true",
+                        help="also export the project files ([files]) and tables ([[tables]])")
+    parser.add_argument("--include-licensed", action="store_true",
+                        help="allow exporting an application marked licensed = true (its "
+                        "license keys and settings are still left out)")
+    parser.add_argument("--allow-env", action="append", default=[], metavar="NAME",
+                        help="keep this environment variable even if a rule would drop it "
+                        "(repeatable)")
+    parser.add_argument("--report", metavar="FILE", help="write the export report (JSON) here")
+    parser.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
+                        help="layer compression (default gzip)")
+    parser.add_argument("--tag", metavar="NAME:TAG",
+                        help="image name for archives and untagged layouts "
+                        "(default: [app] name, tag latest)")
+    parser.add_argument("--format", choices=("oci", "docker"),
+                        help="manifest media types (default: those of the base; OCI on scratch)")
+    parser.add_argument("--source-date-epoch", type=int, metavar="N",
+                        help="timestamp of every file and of the image "
+                        "(default $SOURCE_DATE_EPOCH, else 0)")
+    parser.add_argument("--sign", metavar="KEY",
+                        help="sign what was written with this private key (cosign-compatible; "
+                        "destinations must be oci:DIR or a registry)")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the signing key's password from standard input "
+                        "(else OCIFORGE_KEY_PASSWORD)")
+    parser.add_argument("--attach-report", action="store_true",
+                        help="store the export report as an OCI artifact referring to the image")
+    parser.add_argument("--keep-base-layers", action="store_true",
+                        help="use the base image's layers as they are, without leaving out "
+                        "license and credential files found in them (the report says so)")
+    add_platform_option(parser, allow_all=False)
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ...app.export import ExportRequest, export_app
+    from ...errors import InvalidInputError
+    from ...trust.keys import password_from
+
+    if getattr(args, "platform", None) == "all":
+        raise InvalidInputError("export builds one platform; give --platform OS/ARCH")
+    request = ExportRequest(
+        app_dir=args.app_dir,
+        destinations=args.output,
+        with_files=args.with_files,
+        include_licensed=args.include_licensed,
+        allow_env=args.allow_env,
+        report_path=args.report,
+        compression=args.compression,
+        tag=args.tag,
+        format=args.format,
+        source_date_epoch=args.source_date_epoch,
+        sign_key=args.sign,
+        key_password=password_from(args.password_stdin) if args.sign else None,
+        attach_report=args.attach_report,
+        keep_base_layers=args.keep_base_layers,
+        options=make_options(args),
+    )
+    outcome = export_app(request)
+    summary = outcome.report.summary()
+    for attached in outcome.attached:
+        summary += f"\n  attached report {attached['digest'][:19]} to {attached['location']}"
+    for signature in outcome.signatures:
+        summary += f"\n  signed   {signature['location']} ({signature['signature_tag']})"
+    print(summary, file=sys.stderr)
+    emit(args, {"digest": str(outcome.image.digest),
+                "mediaType": outcome.image.media_type,
+                "destinations": outcome.report.destinations,
+                "report_digest": outcome.report.digest(),
+                "mode": outcome.report.mode,
+                "attached_reports": outcome.attached,
+                "signatures": outcome.signatures},
+         str(outcome.image.digest))
+    return 0

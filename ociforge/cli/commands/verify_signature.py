@@ -1,0 +1,45 @@
+"""``ociforge verify-signature REF --key PUB``: exit 0 only if a signature checks out."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import add_command, add_registry_options, emit, make_options
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "verify-signature", "verify an image's cosign-style signatures against a public key",
+        "Exit 0 when at least one signature in sha256-<hex>.sig verifies against the key AND "
+        "its payload names the image's manifest digest; exit 1 naming the reason otherwise.",
+    )
+    parser.add_argument("ref", metavar="REF", help="registry reference or oci:DIR[:TAG]")
+    parser.add_argument("--key", required=True, metavar="PUB",
+                        help="public key (PEM, e.g. PREFIX.pub or cosign.pub)")
+    parser.add_argument("--digest", metavar="DIGEST",
+                        help="verify this manifest digest instead of resolving REF's tag")
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ...errors import OciforgeError
+    from ...trust.sign import verify_location
+
+    options = make_options(args)
+    try:
+        verified = verify_location(args.ref, args.key, options, digest=args.digest)
+    except OciforgeError as exc:
+        if getattr(args, "json", False):  # scripts read .ok; the exit code stays the error's
+            emit(args, {"ok": False, "digest": getattr(exc, "image_digest", None),
+                        "signatures": [], "error": str(exc)}, "")
+        raise
+    digest = verified[0].manifest_digest
+    emit(
+        args,
+        {"ok": True, "digest": digest,
+         "signatures": [{"layer": v.layer_digest, "identity": v.identity} for v in verified]},
+        f"verified {len(verified)} signature(s) on {digest}",
+    )
+    return 0

@@ -1,0 +1,150 @@
+"""Reading layer streams whatever their compression, with a bound on the output.
+
+The compression is sniffed from magic bytes (never from a name).  Multi-member
+gzip (pigz -i, Docker) and multi-frame zstd are read whole.  The bound makes a
+zip bomb stop with HostileInputError instead of filling memory or disk, and any
+decoder failure becomes InvalidInputError, so code reading untrusted blobs only
+ever sees ociforge's own errors.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from typing import IO, Any
+
+from ..errors import HostileInputError, InvalidInputError, OciforgeError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def sniff(head: bytes) -> str:
+    """'gzip', 'zstd' or 'none' from a stream's first bytes (magic, never a file name)."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class BoundedReader(io.RawIOBase):
+    """A decompressing reader that stops with HostileInputError past ``limit`` bytes.
+
+    Decompressor failures (corrupt or truncated data) become InvalidInputError, so
+    callers reading untrusted blobs only ever see ociforge's own errors.
+    """
+
+    def __init__(
+        self,
+        inner: IO[bytes],
+        limit: int | None,
+        what: str,
+        kind: str,
+        source: IO[bytes] | None = None,
+    ):
+        self._inner = inner
+        self._source = source
+        self._limit = limit
+        self._what = what
+        self._kind = kind
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = len(view)
+        if self._limit is not None:
+            # ask for one byte past the limit so that reaching it is detectable
+            want = min(want, self._limit - self.produced + 1)
+        try:
+            data = self._inner.read(max(want, 1))
+        except OciforgeError:
+            raise  # e.g. the compressed blob's own digest check: keep its kind and exit code
+        except (OSError, EOFError, ValueError, zlib.error, MemoryError) as exc:
+            raise InvalidInputError(f"{self._what}: corrupt {self._kind} data: {exc}") from None
+        except Exception as exc:  # zstandard.ZstdError and friends
+            raise InvalidInputError(f"{self._what}: corrupt {self._kind} data: {exc}") from None
+        n = len(data)
+        self.produced += n
+        if self._limit is not None and self.produced > self._limit:
+            raise HostileInputError(
+                f"{self._what}: decompresses to more than {self._limit} bytes (limit)"
+            )
+        view[:n] = data
+        return n
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+            if self._source is not None and self._source is not self._inner:
+                self._source.close()
+        finally:
+            super().close()
+
+
+def open_decompressed(
+    raw: IO[bytes],
+    *,
+    limit: int | None = None,
+    what: str = "layer",
+    kind: str | None = None,
+) -> io.BufferedReader:
+    """Wrap ``raw`` in a streaming decompressor chosen by its magic bytes.
+
+    ``limit`` bounds the decompressed output (zip-bomb safety); ``kind`` forces
+    'gzip', 'zstd' or 'none' instead of sniffing.  Closing the result closes raw.
+    """
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw))
+    if kind is None:
+        kind = sniff(buffered.peek(4)[:4])
+    inner: IO[bytes]
+    if kind == "gzip":
+        inner = _gzip_reader(buffered)
+    elif kind == "zstd":
+        import zstandard
+
+        # libzstd's default window limit (128 MiB) bounds decoder memory.
+        inner = zstandard.ZstdDecompressor().stream_reader(
+            buffered, read_across_frames=True
+        )
+    else:
+        inner = buffered
+    bounded = BoundedReader(inner, limit, what, kind, source=buffered)
+    return io.BufferedReader(bounded, buffer_size=1 << 20)
+
+
+def _gzip_reader(raw: IO[bytes]) -> IO[bytes]:
+    try:
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+class _Raw(io.RawIOBase):
+    """Adapts any object with read() to RawIOBase so BufferedReader can peek."""
+
+    def __init__(self, inner: IO[bytes]):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._inner.read(len(view))
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            super().close()

@@ -1,0 +1,410 @@
+"""A safe streaming reader for untrusted tar layers (issue 6 item 4).
+
+Nothing here touches the file system: it parses headers and refuses, with
+HostileInputError naming the entry, what an extractor could be tricked by:
+names with '..' or a leading '/', entries written through a symlink the same
+archive created (tar-slip), hardlinks to names not earlier in the archive,
+absurd sizes and header counts, oversized or malformed PAX/GNU headers.
+Symlinks themselves (absolute ones too) are ordinary data: kept, never followed.
+Anything malformed (bad checksum, truncation, corrupt compression) is an
+InvalidInputError; no other exception type escapes.
+
+Data of header-only entries (links, directories, devices, fifos) is treated as
+empty whatever their size field says, as Go's archive/tar (Docker,
+containerd) does, so we see exactly the entries those extractors would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from ..errors import HostileInputError, InvalidInputError
+from ..model.digest import Digest
+from . import tarformat as tf
+from .decompress import open_decompressed
+
+_CHUNK = 1 << 20
+_ZERO_BLOCK = b"\0" * tf.BLOCK
+_MTIME_RE = re.compile(rb"^-?[0-9]{1,20}(\.[0-9]{0,20})?$")
+_TYPES = {
+    tf.REGTYPE: "file",
+    b"\0": "file",
+    tf.CONTTYPE: "file",
+    tf.LNKTYPE: "hardlink",
+    tf.SYMTYPE: "symlink",
+    tf.CHRTYPE: "char",
+    tf.BLKTYPE: "block",
+    tf.DIRTYPE: "dir",
+    tf.FIFOTYPE: "fifo",
+}
+_META_TYPES = {tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK}
+_MAX_META_CHAIN = 16
+_WHITEOUT = b".wh."
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds for reading an untrusted layer; exceeding one is HostileInputError."""
+
+    max_entries: int = 1_000_000
+    max_total_bytes: int = 64 << 30  # the whole decompressed stream
+    max_entry_size: int = 32 << 30
+    max_header_bytes: int = 1 << 20  # one PAX or GNU long-name payload
+    max_name_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One entry's metadata.  ``name``/``linkname`` are normalised relative paths
+    ('' is the root directory "./"); ``linkname`` of a symlink is its raw target."""
+
+    name: str
+    type: str  # file, dir, symlink, hardlink, char, block, fifo
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    linkname: str = ""
+    uname: str = ""
+    gname: str = ""
+    raw_name: bytes = field(default=b"", repr=False)
+
+    @property
+    def is_whiteout(self) -> bool:
+        return self.name.rpartition("/")[2].startswith(".wh.")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class TarReader:
+    """Iterate entries of a (decompressed) tar stream; ``read()`` gives the current data."""
+
+    def __init__(self, stream: IO[bytes], limits: Limits | None = None, what: str = "layer"):
+        self._stream = stream
+        self._limits = limits or Limits()
+        self._what = what
+        self._consumed = 0
+        self._data_left = 0
+        self._pad_left = 0
+        self._symlinks: set[bytes] = set()
+        self._seen: dict[bytes, str] = {}
+        self.count = 0
+
+    # -- low level
+    def _read(self, n: int) -> bytes:
+        data = self._stream.read(n)
+        if data is None:  # a non-blocking raw stream; treat as truncated
+            data = b""
+        self._consumed += len(data)
+        if self._consumed > self._limits.max_total_bytes:
+            raise HostileInputError(
+                f"{self._what}: more than {self._limits.max_total_bytes} bytes (limit)"
+            )
+        return data
+
+    def _read_exact(self, n: int, context: str) -> bytes:
+        parts: list[bytes] = []
+        left = n
+        while left:
+            chunk = self._read(min(left, _CHUNK))
+            if not chunk:
+                raise InvalidInputError(f"{self._what}: truncated tar ({context})")
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    def _skip_rest(self) -> None:
+        while self._data_left:
+            self._data_left -= len(self._read_exact(min(self._data_left, _CHUNK), "entry data"))
+        if self._pad_left:
+            self._read_exact(self._pad_left, "entry padding")
+            self._pad_left = 0
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to n bytes of the current entry's data (b'' at its end)."""
+        if self._data_left <= 0:
+            return b""
+        want = self._data_left if n is None or n < 0 else min(n, self._data_left)
+        data = self._read_exact(want, "entry data")
+        self._data_left -= len(data)
+        return data
+
+    # -- headers
+    def _number(self, field_bytes: bytes, name: str, entry: str) -> int:
+        if field_bytes and field_bytes[0] & 0x80:
+            if field_bytes[0] == 0xFF:
+                raise HostileInputError(f"{self._what}: entry {entry!r} has a negative {name}")
+            value = field_bytes[0] & 0x3F
+            for b in field_bytes[1:]:
+                value = (value << 8) | b
+            return value
+        text = field_bytes.split(b"\0", 1)[0].strip(b" \0")
+        if not text:
+            return 0
+        if not all(48 <= c <= 55 for c in text):
+            raise InvalidInputError(f"{self._what}: entry {entry!r} has a malformed {name} field")
+        return int(text, 8)
+
+    def _check_checksum(self, block: bytes) -> None:
+        stored = self._number(block[148:156], "checksum", "?")
+        unsigned = sum(block[:148]) + 256 + sum(block[156:])
+        signed = unsigned - 2 * sum(c for c in block[:148] + block[156:] if c > 127)
+        if stored not in (unsigned, signed):
+            raise InvalidInputError(
+                f"{self._what}: corrupt tar header at byte {self._consumed - tf.BLOCK}"
+            )
+
+    def _parse_pax(self, data: bytes, entry: str) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        pos = 0
+        end_all = len(data)
+        while pos < end_all:
+            if not data[pos:].strip(b"\0"):
+                break
+            sp = data.find(b" ", pos, pos + 21)
+            length_text = data[pos:sp] if sp > pos else b""
+            if not length_text.isdigit() or not length_text.isascii():
+                raise HostileInputError(f"{self._what}: malformed PAX header before {entry!r}")
+            length = int(length_text)
+            end = pos + length
+            if length <= len(length_text) + 1 or end > end_all or data[end - 1 : end] != b"\n":
+                raise HostileInputError(f"{self._what}: malformed PAX record before {entry!r}")
+            keyword, eq, value = data[sp + 1 : end - 1].partition(b"=")
+            if not eq or not keyword:
+                raise HostileInputError(f"{self._what}: malformed PAX record before {entry!r}")
+            out[keyword] = value
+            pos = end
+        return out
+
+    def _clean(self, raw: bytes, what: str, allow_root: bool) -> bytes:
+        shown = _text(raw[:200])
+        if len(raw) > self._limits.max_name_bytes:
+            raise HostileInputError(f"{self._what}: {what} {shown!r}... is absurdly long")
+        if b"\0" in raw:
+            raise HostileInputError(f"{self._what}: {what} {shown!r} contains a NUL byte")
+        if raw.startswith(b"/"):
+            raise HostileInputError(f"{self._what}: {what} {shown!r} is an absolute path")
+        parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
+        if b".." in parts:
+            raise HostileInputError(f"{self._what}: {what} {shown!r} climbs out with '..'")
+        clean = b"/".join(parts)
+        if not clean and not allow_root:
+            raise HostileInputError(f"{self._what}: {what} {shown!r} names the root itself")
+        return clean
+
+    def _through_symlink(self, path: bytes) -> bytes | None:
+        if not self._symlinks:
+            return None
+        pos = path.find(b"/")
+        while pos != -1:
+            if path[:pos] in self._symlinks:
+                return path[:pos]
+            pos = path.find(b"/", pos + 1)
+        return None
+
+    def __iter__(self) -> Iterator[TarEntry]:
+        limits = self._limits
+        global_pax: dict[bytes, bytes] = {}
+        while True:
+            self._skip_rest()
+            pax: dict[bytes, bytes] = {}
+            long_name: bytes | None = None
+            long_link: bytes | None = None
+            chain = 0
+            while True:
+                block = self._read(tf.BLOCK)
+                if len(block) < tf.BLOCK:
+                    if not block:
+                        return  # EOF without end blocks: accepted, like tarfile
+                    block += self._read_exact(tf.BLOCK - len(block), "header")
+                if block == _ZERO_BLOCK:
+                    if pax or long_name is not None or long_link is not None:
+                        raise InvalidInputError(f"{self._what}: tar ends after a PAX header")
+                    return
+                self._check_checksum(block)
+                self.count += 1
+                if self.count > limits.max_entries:
+                    raise HostileInputError(
+                        f"{self._what}: more than {limits.max_entries} tar headers (limit)"
+                    )
+                typeflag = block[156:157]
+                if typeflag not in _META_TYPES:
+                    break
+                chain += 1
+                if chain > _MAX_META_CHAIN:
+                    raise HostileInputError(f"{self._what}: endless chain of PAX/GNU headers")
+                size = self._number(block[124:136], "size", "PAX header")
+                if size > limits.max_header_bytes:
+                    raise HostileInputError(
+                        f"{self._what}: a {size}-byte PAX/GNU header is over the limit"
+                    )
+                payload = self._read_exact(size, "PAX header")
+                self._read_exact(-size % tf.BLOCK, "PAX header padding")
+                if typeflag == tf.XHDTYPE:
+                    pax.update(self._parse_pax(payload, "next entry"))
+                elif typeflag == tf.XGLTYPE:
+                    global_pax.update(self._parse_pax(payload, "next entry"))
+                elif typeflag == tf.GNU_LONGNAME:
+                    long_name = payload.split(b"\0", 1)[0]
+                else:
+                    long_link = payload.split(b"\0", 1)[0]
+            yield self._entry(block, {**global_pax, **pax}, long_name, long_link)
+
+    def _entry(
+        self,
+        block: bytes,
+        pax: dict[bytes, bytes],
+        long_name: bytes | None,
+        long_link: bytes | None,
+    ) -> TarEntry:
+        limits = self._limits
+        magic = block[257:263]
+        name = block[:100].split(b"\0", 1)[0]
+        if magic == b"ustar\0" and block[345] != 0:
+            name = block[345:500].split(b"\0", 1)[0] + b"/" + name
+        if long_name is not None:
+            name = long_name
+        name = pax.get(b"path", name)
+        shown = _text(name[:200])
+        typeflag = block[156:157]
+        kind = _TYPES.get(typeflag)
+        if kind is None:
+            if typeflag == b"S" or any(k.startswith(b"GNU.sparse") for k in pax):
+                raise InvalidInputError(f"{self._what}: entry {shown!r} is a sparse file")
+            raise InvalidInputError(
+                f"{self._what}: entry {shown!r} has unsupported tar type {typeflag!r}"
+            )
+        linkname = block[157:257].split(b"\0", 1)[0]
+        if long_link is not None:
+            linkname = long_link
+        linkname = pax.get(b"linkpath", linkname)
+
+        size = self._number(block[124:136], "size", shown)
+        if b"size" in pax:
+            size = self._pax_int(pax[b"size"], "size", shown)
+        if size > limits.max_entry_size:
+            raise HostileInputError(
+                f"{self._what}: entry {shown!r} claims {size} bytes (limit {limits.max_entry_size})"
+            )
+        mode = self._number(block[100:108], "mode", shown)
+        uid = self._pax_int(pax[b"uid"], "uid", shown) if b"uid" in pax else self._number(
+            block[108:116], "uid", shown
+        )
+        gid = self._pax_int(pax[b"gid"], "gid", shown) if b"gid" in pax else self._number(
+            block[116:124], "gid", shown
+        )
+        mtime = self._number(block[136:148], "mtime", shown)
+        if b"mtime" in pax:
+            text = pax[b"mtime"]
+            if not _MTIME_RE.match(text):
+                raise HostileInputError(f"{self._what}: entry {shown!r} has a malformed PAX mtime")
+            mtime = int(float(text))
+
+        clean = self._clean(name, "entry", allow_root=kind == "dir")
+        shown = _text(clean[:200])
+        base = clean.rpartition(b"/")[2]
+        if base.startswith(_WHITEOUT) and base[len(_WHITEOUT):] in (b"", b".", b".."):
+            # a whiteout deletes its name from lower layers: '..' or '.' would make an
+            # unpacker delete the folder itself or its parent
+            raise HostileInputError(
+                f"{self._what}: whiteout {shown!r} would delete {_text(base[4:]) or 'nothing'!r}"
+            )
+        via = self._through_symlink(clean)
+        if via is not None:
+            raise HostileInputError(
+                f"{self._what}: entry {shown!r} is written through symlink {_text(via)!r} "
+                "created earlier in the same archive (tar-slip)"
+            )
+        if kind == "symlink":
+            if b"\0" in linkname or len(linkname) > limits.max_name_bytes:
+                raise HostileInputError(f"{self._what}: symlink {shown!r} has a malformed target")
+            self._symlinks.add(clean)
+            link_text = _text(linkname)
+        elif kind == "hardlink":
+            target = self._clean(linkname, f"hardlink target of {shown!r}", allow_root=False)
+            if self._seen.get(target) in (None, "dir"):
+                raise HostileInputError(
+                    f"{self._what}: hardlink {shown!r} points to {_text(target)!r}, which is not "
+                    "a file earlier in the archive"
+                )
+            if self._through_symlink(target) is not None:
+                raise HostileInputError(
+                    f"{self._what}: hardlink {shown!r} points through a symlink (tar-slip)"
+                )
+            if target in self._symlinks:
+                # a hardlink to a symlink is another name for the same link: entries
+                # written through it are a tar-slip too
+                self._symlinks.add(clean)
+            link_text = _text(target)
+        else:
+            link_text = ""
+        if kind == "file":
+            self._data_left = size
+            self._pad_left = -size % tf.BLOCK
+        else:
+            size = 0
+        if len(self._seen) < limits.max_entries:
+            self._seen[clean] = kind
+        return TarEntry(
+            name=_text(clean),
+            type=kind,
+            mode=mode & 0o7777,
+            uid=uid,
+            gid=gid,
+            size=size,
+            mtime=mtime,
+            linkname=link_text,
+            uname=_text(pax.get(b"uname", block[265:297].split(b"\0", 1)[0])),
+            gname=_text(pax.get(b"gname", block[297:329].split(b"\0", 1)[0])),
+            raw_name=clean,
+        )
+
+    def _pax_int(self, text: bytes, name: str, entry: str) -> int:
+        if not text.isdigit() or not text.isascii() or len(text) > 20:
+            raise HostileInputError(f"{self._what}: entry {entry!r} has a malformed PAX {name}")
+        return int(text)
+
+
+def iter_entries(
+    stream: IO[bytes], limits: Limits | None = None, *, what: str = "layer", kind: str | None = None
+) -> Iterator[TarEntry]:
+    """Entries of a layer stream (gzip/zstd/plain sniffed unless ``kind`` says)."""
+    lim = limits or Limits()
+    plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
+    yield from TarReader(plain, lim, what)
+
+
+class _HashingReader:
+    def __init__(self, inner: IO[bytes]):
+        self._inner = inner
+        self.hasher = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        if data:
+            self.hasher.update(data)
+        return data
+
+
+def check_layer(
+    stream: IO[bytes], limits: Limits | None = None, *, what: str = "layer", kind: str | None = None
+) -> tuple[Digest, int]:
+    """Check every entry of a layer stream; returns (diff_id, number of entries).
+
+    The diff_id covers the whole decompressed stream, trailing bytes included.
+    """
+    lim = limits or Limits()
+    plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
+    hashing = _HashingReader(plain)
+    reader = TarReader(hashing, lim, what)  # type: ignore[arg-type]
+    count = sum(1 for _ in reader)
+    while hashing.read(_CHUNK):
+        pass
+    return Digest("sha256", hashing.hasher.hexdigest()), count

@@ -1,0 +1,33 @@
+"""Canonical JSON for documents we generate, and bounded parsing of ones we read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import InvalidInputError
+
+# Registries refuse manifests over 4 MiB; we apply the same bound to what we read.
+MAX_DOCUMENT = 4 << 20
+
+
+def canonical(obj: Any) -> bytes:
+    """Sorted keys, no insignificant space, UTF-8: the same object gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def pretty(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def parse_object(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object of at most MAX_DOCUMENT bytes, or raise InvalidInputError."""
+    if len(data) > MAX_DOCUMENT:
+        raise InvalidInputError(f"{what} is {len(data)} bytes, over the {MAX_DOCUMENT} byte limit")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidInputError(f"{what} is not a JSON object")
+    return obj

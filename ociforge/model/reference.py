@@ -1,0 +1,180 @@
+"""Image references as Docker writes them (distribution/reference normalisation).
+
+``alpine`` is ``docker.io/library/alpine:latest``; a first path component is a
+registry only when it contains ``.`` or ``:``, is ``localhost``, or has an
+uppercase letter.  ``docker.io``, ``index.docker.io`` and ``registry-1.docker.io``
+are one registry, spoken to at ``registry-1.docker.io`` and keyed in credential
+stores as ``https://index.docker.io/v1/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from ..errors import InvalidInputError, InvalidReferenceError
+from .digest import Digest
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+DOCKER_HUB_CREDENTIAL_KEY = "https://index.docker.io/v1/"
+_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DEFAULT_TAG = "latest"
+MAX_NAME_LENGTH = 255
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IPV6 = r"\[[a-fA-F0-9:]+\]"
+_DOMAIN_RE = re.compile(
+    rf"^(?:{_IPV6}|{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*)(?::[0-9]+)?$"
+)
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def is_docker_hub(registry: str) -> bool:
+    return registry.lower() in _HUB_ALIASES
+
+
+def normalize_registry(registry: str) -> str:
+    """The canonical name of a registry host (all Docker Hub aliases are docker.io)."""
+    return DOCKER_HUB if is_docker_hub(registry) else registry
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A fully-qualified image reference: registry, repository, tag and/or digest."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        """Parse and normalise; raises InvalidReferenceError (exit 2) on bad input."""
+        if not isinstance(text, str):
+            raise InvalidReferenceError("image reference must be a string")
+        original = text
+        text = text.strip()
+        text = text.removeprefix("docker://")
+        if not text:
+            raise InvalidReferenceError("image reference is empty")
+        shown = _show(original)
+        name, digest = _split_digest(text, shown)
+        name, tag = _split_tag(name, shown)
+        registry, repository = _split_domain(name, shown)
+        if not _PATH_RE.match(repository):
+            if repository.lower() != repository and _PATH_RE.match(repository.lower()):
+                raise InvalidReferenceError(
+                    f"invalid image reference {shown}: repository name must be lowercase"
+                )
+            raise InvalidReferenceError(f"invalid image reference {shown}: bad repository name")
+        if len(registry) + 1 + len(repository) > MAX_NAME_LENGTH:
+            raise InvalidReferenceError(
+                f"invalid image reference {shown}: name longer than {MAX_NAME_LENGTH} characters"
+            )
+        if tag is None and digest is None:
+            tag = DEFAULT_TAG
+        return cls(registry, repository, tag, digest)
+
+    @property
+    def api_host(self) -> str:
+        """The host[:port] that serves /v2/ for this registry."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def name(self) -> str:
+        """``registry/repository`` without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def credential_key(self) -> str:
+        """The key under which docker/podman store this registry's credentials."""
+        return credential_key(self.registry)
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.registry == DOCKER_HUB
+
+    @property
+    def identifier(self) -> str:
+        """What goes after ``/manifests/``: the digest if pinned, else the tag."""
+        if self.digest is not None:
+            return str(self.digest)
+        return self.tag or DEFAULT_TAG
+
+    def with_tag(self, tag: str) -> Reference:
+        if not isinstance(tag, str) or not _TAG_RE.match(tag):
+            raise InvalidReferenceError(f"invalid tag {_show(tag)}")
+        return replace(self, tag=tag, digest=None)
+
+    def with_digest(self, digest: Digest | str) -> Reference:
+        if isinstance(digest, str):
+            try:
+                digest = Digest.parse(digest)
+            except InvalidInputError as exc:
+                raise InvalidReferenceError(str(exc)) from None
+        return replace(self, digest=digest)
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+
+def credential_key(registry: str) -> str:
+    """Docker's auths/credential-helper key for a registry host."""
+    return DOCKER_HUB_CREDENTIAL_KEY if is_docker_hub(registry) else registry
+
+
+def normalize_name(text: str) -> str:
+    """``app`` -> ``docker.io/library/app:latest`` (what containerd stores as the image name)."""
+    return str(Reference.parse(text))
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 200 else text[:200] + "...")
+
+
+def _split_digest(text: str, shown: str) -> tuple[str, Digest | None]:
+    name, at, digest_text = text.partition("@")
+    if not at:
+        return text, None
+    if "@" in digest_text:
+        raise InvalidReferenceError(f"invalid image reference {shown}: more than one '@'")
+    try:
+        return name, Digest.parse(digest_text)
+    except InvalidInputError as exc:
+        raise InvalidReferenceError(f"invalid image reference {shown}: {exc}") from None
+
+
+def _split_tag(name: str, shown: str) -> tuple[str, str | None]:
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon <= slash:
+        return name, None
+    tag = name[colon + 1:]
+    if not _TAG_RE.match(tag):
+        raise InvalidReferenceError(f"invalid image reference {shown}: bad tag {tag[:130]!r}")
+    return name[:colon], tag
+
+
+def _split_domain(name: str, shown: str) -> tuple[str, str]:
+    first, slash, rest = name.partition("/")
+    if slash and (
+        "." in first or ":" in first or first == "localhost" or first.lower() != first
+    ):
+        if not _DOMAIN_RE.match(first):
+            raise InvalidReferenceError(f"invalid image reference {shown}: bad registry {first!r}")
+        registry, repository = normalize_registry(first), rest
+    else:
+        registry, repository = DOCKER_HUB, name
+    if not repository:
+        raise InvalidReferenceError(f"invalid image reference {shown}: no repository name")
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    return registry, repository

@@ -1,0 +1,71 @@
+"""A registry reference as a Location: ``ociforge copy oci:out ghcr.io/me/app:1`` and back."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from ..model.index import Artifact
+from ..model.reference import Reference
+from ..options import Options, RegistryOptions
+from ..remote.client import RegistryClient
+from .locations import WriteResult
+
+_CLIENTS: dict[tuple[str, RegistryOptions, tuple[object, ...]], RegistryClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _credential_sources() -> tuple[object, ...]:
+    """Where credentials come from right now: a changed file or variable means a new client."""
+    from ..remote.credentials import docker_config_path, podman_auth_paths
+
+    state: list[object] = [os.environ.get("DOCKER_AUTH_CONFIG")]
+    for path in [docker_config_path(), *podman_auth_paths()]:
+        try:
+            st = path.stat()
+            state.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            state.append((str(path), None))
+    return tuple(state)
+
+
+def client_for(registry: str, options: RegistryOptions) -> RegistryClient:
+    """One client per registry, transport options and credential state in this process.
+
+    Reads and writes to one registry in a command share its connections and
+    tokens; a login or logout in between (or another config) gets a fresh client.
+    """
+    key = (registry, options, _credential_sources())
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = RegistryClient(registry, options)
+            _CLIENTS[key] = client
+        return client
+
+
+@dataclass(frozen=True)
+class RegistryLocation:
+    reference: Reference
+
+    @classmethod
+    def parse(cls, text: str) -> RegistryLocation:
+        """``[docker://]REF``; raises InvalidReferenceError (exit 2) on a bad reference."""
+        return cls(Reference.parse(text))
+
+    def read(self, options: Options) -> Artifact:
+        from ..remote.pull import pull
+
+        client = client_for(self.reference.registry, options.registry)
+        return pull(client, self.reference, options)
+
+    def write(self, artifact: Artifact, options: Options) -> WriteResult:
+        from ..remote.push import push
+
+        client = client_for(self.reference.registry, options.registry)
+        result = push(client, self.reference, artifact, options)
+        return WriteResult(str(result.digest), str(self.reference), result.media_type)
+
+    def __str__(self) -> str:
+        return str(self.reference)

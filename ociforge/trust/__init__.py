@@ -1,0 +1,2 @@
+"""Signing keys, cosign-compatible signatures, and artifacts attached by subject (referrers).
+"""

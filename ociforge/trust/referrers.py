@@ -1,0 +1,211 @@
+"""Artifacts attached to an image by ``subject``, and finding them again (OCI 1.1 referrers).
+
+An attached artifact is an OCI image manifest with an ``artifactType``, the
+empty config and ``subject`` = the image.  Registries with the referrers API
+index it themselves (they answer the manifest PUT with ``OCI-Subject``); for
+the others (registry 2.8, OCI layouts) we keep the referrers tag schema of the
+distribution spec: an image index under tag ``sha256-<hex>`` listing every
+referrer with its artifactType and annotations, sorted by digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInputError, OperationError
+from ..model import mediatypes as mt
+from ..model.descriptor import Descriptor
+from ..model.digest import Digest
+from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
+
+REPORT_ARTIFACT_TYPE = "application/vnd.ociforge.export-report.v1+json"
+REPORT_TITLE = "export-report.json"
+TITLE_ANNOTATION = "org.opencontainers.image.title"
+EMPTY_JSON = b"{}"
+EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), 2, data="e30=")
+
+
+def fallback_tag(digest: Digest | str) -> str:
+    """The referrers tag schema's tag: ``sha256:<hex>`` -> ``sha256-<hex>``."""
+    d = Digest.parse(str(digest))
+    return f"{d.algorithm}-{d.hex}"
+
+
+def artifact_manifest(
+    subject: Descriptor,
+    artifact_type: str,
+    layers: list[Descriptor],
+    annotations: Mapping[str, str] | None = None,
+) -> bytes:
+    """An OCI 1.1 artifact manifest: empty config, these layers, ``subject`` the image."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": EMPTY_DESCRIPTOR.to_dict(),
+        "layers": [layer.to_dict() for layer in layers],
+        "subject": Descriptor(subject.media_type, subject.digest, subject.size).to_dict(),
+    }
+    if annotations:
+        doc["annotations"] = dict(annotations)
+    return canonical(doc)
+
+
+def referrer_entry(manifest_bytes: bytes, media_type: str = mt.OCI_MANIFEST) -> dict[str, Any]:
+    """The descriptor a referrers index lists for a manifest (artifactType, annotations copied)."""
+    doc = parse_object(manifest_bytes, "referrer manifest")
+    entry: dict[str, Any] = {
+        "mediaType": doc.get("mediaType") if isinstance(doc.get("mediaType"), str) else media_type,
+        "digest": str(Digest.of_bytes(manifest_bytes)),
+        "size": len(manifest_bytes),
+    }
+    artifact_type = doc.get("artifactType")
+    if not isinstance(artifact_type, str):
+        config = doc.get("config")
+        artifact_type = config.get("mediaType") if isinstance(config, dict) else None
+    if isinstance(artifact_type, str):
+        entry["artifactType"] = artifact_type
+    annotations = doc.get("annotations")
+    if isinstance(annotations, dict) and annotations:
+        entry["annotations"] = dict(annotations)
+    return entry
+
+
+def add_to_referrers_index(existing: bytes | None, entry: dict[str, Any]) -> bytes | None:
+    """The fallback index with ``entry`` added (sorted by digest); None when already listed."""
+    if existing is None:
+        manifests: list[dict[str, Any]] = []
+    else:
+        doc = parse_object(existing, "referrers index")
+        listed = doc.get("manifests")
+        if not isinstance(listed, list):
+            raise OperationError("referrers tag does not hold an image index")
+        manifests = [m for m in listed if isinstance(m, dict)]
+    if any(m.get("digest") == entry["digest"] for m in manifests):
+        return None
+    manifests.append(entry)
+    manifests.sort(key=lambda m: (str(m.get("digest")), str(m.get("artifactType", ""))))
+    return canonical({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests})
+
+
+@dataclass(frozen=True)
+class Attached:
+    """An artifact pushed with a subject, and how its referrer listing was kept."""
+
+    descriptor: Descriptor
+    subject: Descriptor
+    via: str  # "referrers-api" or "fallback-tag"
+    location: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifact": self.descriptor.to_dict(),
+            "subject": str(self.subject.digest),
+            "via": self.via,
+            "location": self.location,
+        }
+
+
+def attach_artifact(
+    location: Any,
+    blob: bytes,
+    artifact_type: str,
+    options: Any = None,
+    *,
+    blob_media_type: str | None = None,
+    title: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+    digest: str | None = None,
+) -> Attached:
+    """Attach ``blob`` to the image a location names, as a one-layer artifact."""
+    from ..stores.artifactstore import open_store
+
+    if len(blob) > MAX_DOCUMENT * 16:
+        raise InvalidInputError(f"artifact of {len(blob)} bytes is too large to attach")
+    store = open_store(location, options)
+    subject = store.resolve(digest)
+    layer_annotations = {TITLE_ANNOTATION: title} if title else None
+    with store.locked():
+        store.put_blob(EMPTY_JSON, mt.OCI_EMPTY)
+        layer = store.put_blob(blob, blob_media_type or artifact_type)
+        layer = layer.with_annotations(layer_annotations)
+        manifest = artifact_manifest(subject, artifact_type, [layer], annotations)
+        manifest_digest, acked = store.put_subject_manifest(manifest, mt.OCI_MANIFEST)
+        if not acked:
+            tag = fallback_tag(subject.digest)
+            found = store.get_manifest(tag)
+            if found is not None and not mt.is_index(found[1]):
+                raise OperationError(
+                    f"referrers tag {tag} in {store} holds a {found[1]}, not an image index"
+                )
+            updated = add_to_referrers_index(found[0] if found else None,
+                                             referrer_entry(manifest))
+            if updated is not None:
+                store.put_manifest(updated, mt.OCI_INDEX, tag)
+    desc = Descriptor(mt.OCI_MANIFEST, manifest_digest, len(manifest),
+                      dict(annotations) if annotations else None, artifact_type=artifact_type)
+    return Attached(desc, subject, "fallback-tag" if not acked else "referrers-api", str(store))
+
+
+def attach_report(
+    location: Any, report_bytes: bytes, options: Any = None, *, digest: str | None = None
+) -> Descriptor:
+    """Store an export report as an artifact whose subject is the image; returns its descriptor."""
+    if not isinstance(report_bytes, bytes | bytearray):
+        raise InvalidInputError("the export report must be bytes")
+    parse_object(bytes(report_bytes), "export report")
+    attached = attach_artifact(
+        location, bytes(report_bytes), REPORT_ARTIFACT_TYPE, options,
+        blob_media_type=REPORT_ARTIFACT_TYPE, title=REPORT_TITLE, digest=digest,
+    )
+    return attached.descriptor
+
+
+def list_referrers(
+    location: Any, options: Any = None, *, artifact_type: str | None = None,
+    digest: str | None = None,
+) -> tuple[Descriptor, list[dict[str, Any]]]:
+    """(subject, referrer descriptors): the referrers API first, else the fallback tag."""
+    from ..stores.artifactstore import open_store
+
+    store = open_store(location, options)
+    subject = store.resolve(digest)
+    return subject, referrers_of(store, subject.digest, artifact_type)
+
+
+def referrers_of(store: Any, digest: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+    found = store.referrers(digest, artifact_type)
+    if found is None:
+        tagged = store.get_manifest(fallback_tag(digest))
+        found = []
+        if tagged is not None and mt.is_index(tagged[1]):
+            doc = parse_object(tagged[0], "referrers index")
+            listed = doc.get("manifests")
+            found = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+    if artifact_type is not None:
+        found = [m for m in found if m.get("artifactType") == artifact_type]
+    return sorted(found, key=lambda m: str(m.get("digest")))
+
+
+def read_artifact_blob(
+    location: Any, artifact_digest: str, options: Any = None, *, limit: int = MAX_DOCUMENT * 16
+) -> tuple[dict[str, Any], bytes]:
+    """(artifact manifest, its first layer's bytes): e.g. an attached export report."""
+    from ..stores.artifactstore import open_store
+
+    store = open_store(location, options)
+    wanted = Digest.parse(artifact_digest)
+    found = store.get_manifest(str(wanted))
+    if found is None:
+        raise OperationError(f"no artifact {wanted} in {store}")
+    data, _ = found
+    if Digest.of_bytes(data) != wanted:
+        raise OperationError(f"artifact {wanted} in {store} does not match its digest")
+    manifest = parse_object(data, f"artifact {wanted}")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise OperationError(f"artifact {wanted} has no layers")
+    layer = Descriptor.from_dict(layers[0], f"artifact {wanted.short} layer 0")
+    return manifest, store.read_blob(layer, limit)
