@@ -11,19 +11,52 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Sequence
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+NOT_IN_CI = "[cannot apply in CI] "
+
+
+def skip(reason: str, *, can_apply_in_ci: bool = True) -> NoReturn:
+    """The one way a test skips.
+
+    In CI (CI=true) every dependency is installed and the job runs as root, so a
+    skip there means a test silently did not run: it fails instead.  Pass
+    ``can_apply_in_ci=False`` only when the reason cannot hold in CI (an opt-in
+    such as Docker Hub credentials that CI never has).
+    """
+    if not can_apply_in_ci:
+        pytest.skip(NOT_IN_CI + reason)
+    if IN_CI:
+        pytest.fail(f"would skip in CI, where it must run: {reason}")
+    pytest.skip(reason)
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is required in CI but not installed (make test-deps)")
-        pytest.skip(f"{name} not installed (run `make test-deps` as root)")
+        skip(f"{name} not installed (run `make test-deps` as root)")
     return path
+
+
+def require_module(name: str) -> ModuleType:
+    """importorskip through the guard: `make test` installs every extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        skip(f"Python module {name} not importable ({exc})")
+
+
+def require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        skip(f"needs root: {why}")
 
 
 def is_root() -> bool:
