@@ -12,15 +12,16 @@ URL never appear in errors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import InvalidInputError, OperationError
+from ..errors import OperationError
 from ..model.digest import Digest, HashingWriter, copy_stream
 from .dburl import DatabaseURL, parse_db_url
 from .spec import TableSpec
-from .tablefiles import WRITERS
+from .tablefiles import TableFile, open_file, write_all
 from .tablesource import Source, require_arrow
 
 
@@ -74,23 +75,47 @@ class TableExport:
 
     def snapshot(self, spec: TableSpec, out_dir: Path, where: str) -> TableSnapshot:
         """Read one table and write it as ``out_dir/<name>.<format>``."""
-        source = self._source(spec, where)
-        path = out_dir / f"{spec.name}.{spec.format}"
-        result = source.read(spec)
+        return self.snapshot_all([(spec, out_dir, where)])[0]
+
+    def snapshot_all(self, jobs: Sequence[tuple[TableSpec, Path, str]]) -> list[TableSnapshot]:
+        """Each (spec, folder, where) written as ``folder/<name>.<format>``, in order.
+
+        Entries that read the same rows (same source, same table or query) are read
+        once and written in each of their formats from the same batches.
+        """
+        groups: dict[tuple[str, str | None, str | None], list[int]] = {}
+        for i, (spec, _, _) in enumerate(jobs):
+            groups.setdefault((spec.source, spec.table, spec.query), []).append(i)
+        done: dict[int, TableSnapshot] = {}
+        for members in groups.values():
+            for i, snap in zip(members, self._write([jobs[i] for i in members]), strict=True):
+                done[i] = snap
+        return [done[i] for i in range(len(jobs))]
+
+    def _write(self, jobs: Sequence[tuple[TableSpec, Path, str]]) -> list[TableSnapshot]:
+        first, _, where = jobs[0]
+        source = self._source(first, where)
+        result = source.read(first)
+        paths = [folder / f"{spec.name}.{spec.format}" for spec, folder, _ in jobs]
+        files: list[TableFile] = []
         try:
-            rows = WRITERS[spec.format](result.batches, result.conformer.schema, path)
-        except InvalidInputError:
-            path.unlink(missing_ok=True)
-            raise
-        except Exception as exc:
-            path.unlink(missing_ok=True)
+            for (spec, _, _), path in zip(jobs, paths, strict=True):
+                files.append(open_file(spec.format, result.conformer.schema, path))
+            write_all(result.batches, files)
+        except BaseException as exc:
+            result.close()
+            for path in paths:
+                path.unlink(missing_ok=True)
             if isinstance(exc, OSError) or type(exc).__module__.startswith("pyarrow"):
-                raise OperationError(f"table {spec.name!r}: writing {spec.format} failed: "
+                raise OperationError(f"table {first.name!r}: writing failed: "
                                      f"{source.db.scrub(str(exc))}") from None
             raise
-        digest, size = _hash_file(path)
-        return TableSnapshot(spec, source.db.shown, path, rows, result.conformer.names,
-                             digest, size, result.warnings)
+        out = []
+        for (spec, _, _), path, file in zip(jobs, paths, files, strict=True):
+            digest, size = _hash_file(path)
+            out.append(TableSnapshot(spec, source.db.shown, path, file.rows,
+                                     result.conformer.names, digest, size, result.warnings))
+        return out
 
 
 def snapshot_table(spec: TableSpec, app_root: Path, out_dir: Path, where: str) -> TableSnapshot:

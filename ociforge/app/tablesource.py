@@ -77,6 +77,12 @@ class Result:
     batches: Iterator[Any]
     warnings: tuple[str, ...]
 
+    def close(self) -> None:
+        """Stop reading early (the cursor is released)."""
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+
 
 class Source:
     """One ADBC connection, one read transaction, any number of tables."""
