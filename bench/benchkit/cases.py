@@ -544,11 +544,11 @@ class Suite:
         def prepare() -> None:
             server = Postgres().start()
             self.state.postgres = server
-            server.load(rows, self.s.seed)
+            size = server.load(rows, self.s.seed)
             write_app(app, server.url)
             self.quiet(server.psql_argv(f"SELECT count(*) FROM {TABLE}"))  # warm shared buffers
             for case in cases:
-                case.input_bytes = 0
+                case.input_bytes = size
 
         def finish() -> None:
             if self.state.postgres is not None:

@@ -142,8 +142,12 @@ class Postgres:
                     raise
                 time.sleep(0.3)
 
-    def load(self, rows: int, seed: int) -> None:
+    def load(self, rows: int, seed: int) -> int:
+        """Create and fill the table; returns its size on disk in bytes."""
         self._run(self.psql_argv(_PG_ROWS.format(rows=rows, seed=seed)))
+        proc = subprocess.run([*self.psql_argv(f"SELECT pg_table_size('{TABLE}')"), "-At"],
+                              capture_output=True, text=True, timeout=60)
+        return int(proc.stdout.strip() or 0)
 
     def __enter__(self) -> Postgres:
         return self.start()

@@ -120,8 +120,8 @@ def _cast_to(target: Any) -> Convert:
     def convert(array: Any) -> Any:
         array = _storage(array)
         source = array.type
-        if pa.types.is_null(source):
-            return pa.nulls(len(array), target)
+        if pa.types.is_null(source) or array.null_count == len(array):
+            return pa.nulls(len(array), target)  # no value: nothing to convert
         if pa.types.is_time(target) and pa.types.is_string(source):
             stamps = pc.binary_join_element_wise("1970-01-01T", array, "")
             return stamps.cast(pa.timestamp("us")).cast(target)
