@@ -87,7 +87,9 @@ def test_ratio_over_limit_is_not_met_and_missing_peer_is_not_measured() -> None:
 
 
 def test_absolute_rss_mount_and_determinism_targets() -> None:
-    by_kind = {t.kind: t for t in report.TARGETS}
+    by_kind: dict[str, report.Target] = {}
+    for target in report.TARGETS:  # the first target of each kind
+        by_kind.setdefault(target.kind, target)
     rss = report.judge(by_kind["rss"], {"ociforge-build-2x": _result("ociforge-build-2x", [1.0]),
                                         "ociforge-push-2x": _result("ociforge-push-2x", [1.0])})
     assert rss.status == report.MET and rss.ours == "10 MiB"
