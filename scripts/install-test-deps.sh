@@ -3,7 +3,7 @@
 # here wrote, a runtime, a base-image source and a database.  Needs root and apt;
 # elsewhere it says so and the tests that need these tools skip (never in CI).
 set -e
-PKGS="docker-registry skopeo umoci oci-image-tool runc podman busybox-static postgresql apache2-utils zstd pigz curl time"
+PKGS="docker-registry skopeo umoci oci-image-tool runc podman busybox-static postgresql apache2-utils zstd pigz curl time sqlite3"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -136,6 +136,28 @@ def test_errors_name_key_and_line(tmp_path: Path, broken: str, message: str, lin
     assert info.value.exit_code == 2
 
 
+def test_query_table_name_defaults_to_the_stem_of_dest(tmp_path: Path) -> None:
+    make_app(tmp_path, '[app]\nname = "x"\n[[tables]]\nsource = "sqlite:///d.db"\n'
+             'query = "SELECT 1 ORDER BY 1"\ndest = "/files/tables/totals.csv"\nformat = "csv"\n'
+             '[[tables]]\nsource = "adbc:sqlite:/srv/d.db"\nquery = "SELECT 2"\n'
+             'dest = "/data/by-region.parquet"\n')
+    first, second = load_spec(tmp_path).tables
+    assert (first.name, first.dest, first.format) == ("totals", "/files/tables/totals.csv", "csv")
+    assert (second.name, second.source) == ("by-region", "adbc:sqlite:/srv/d.db")
+
+
+def test_query_table_needs_a_name_or_a_dest(tmp_path: Path) -> None:
+    make_app(tmp_path, '[app]\nname = "x"\n[[tables]]\nsource = "sqlite:///d.db"\n'
+             'query = "SELECT 1"\n')
+    with pytest.raises(ConfigFileError,
+                       match=r"tables\[0\]\.name: is required when 'query' is used without"):
+        load_spec(tmp_path)
+    make_app(tmp_path, '[app]\nname = "x"\n[[tables]]\nsource = "sqlite:///d.db"\n'
+             'query = "SELECT 1"\ndest = "/data/bad name.csv"\n')
+    with pytest.raises(ConfigFileError, match=r"'bad name' is not a usable file name"):
+        load_spec(tmp_path)
+
+
 def test_missing_toml_and_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError, match=r"has no ociforge\.toml"):
         load_spec(tmp_path)

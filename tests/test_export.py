@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tools import require_module
 
 from ociforge.app.report import REPORT_LABEL, verify_report
 from ociforge.model.image import Image
@@ -118,8 +119,8 @@ def test_with_files_adds_files_and_tables(cli, app: Path, tmp_path: Path) -> Non
     assert "files/notes/todo.txt" in files and "files/.env.local" not in files
     table = layer_members(image, 3)
     csv = table["files/tables/greetings.csv"]
-    assert csv == ("id,lang,text\n1,en,Hello\n2,fr,Bonjour\n3,de,Hallo\n4,es,Hola\n"
-                   "5,ja,こんにちは\n").encode()
+    assert csv == ('id,lang,text\n1,"en","Hello"\n2,"fr","Bonjour"\n3,"de","Hallo"\n'
+                   '4,"es","Hola"\n5,"ja","こんにちは"\n').encode()
     assert report["tables"][0]["rows"] == 5 and report["mode"] == "app+files"
     from ociforge.model.digest import Digest
 
@@ -308,7 +309,7 @@ def test_licensed_app_needs_include_licensed(cli, app: Path, tmp_path: Path) -> 
 
 
 def test_unreachable_database_named_password_hidden(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("psycopg")
+    require_module("adbc_driver_postgresql")
     from tools import free_port
 
     url = f"postgresql://reader:Very-Secret-9@127.0.0.1:{free_port()}/appdb"
@@ -403,7 +404,7 @@ def test_sign_refuses_a_tar_destination_before_writing(cli, app: Path, tmp_path:
 
 
 def test_parquet_table_in_the_image_is_reproducible(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require_module("pyarrow.parquet")
     toml = (app / "ociforge.toml").read_text().replace('format = "csv"', 'format = "parquet"')
     toml = toml.replace("greetings.csv", "greetings.parquet")
     (app / "ociforge.toml").write_text(toml)
@@ -420,7 +421,7 @@ def test_parquet_table_in_the_image_is_reproducible(cli, app: Path, tmp_path: Pa
 
 def test_postgres_table_in_the_image(cli, app: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                      postgres) -> None:
-    pytest.importorskip("psycopg")
+    require_module("adbc_driver_postgresql")
     from postgres_fixtures import PASSWORD
 
     postgres.psql("DROP TABLE IF EXISTS scores; CREATE TABLE scores (player text PRIMARY KEY, "
@@ -435,7 +436,8 @@ def test_postgres_table_in_the_image(cli, app: Path, tmp_path: Path,  # type: ig
                                "--report", report_path)
     assert code == 0, stderr
     image = read_image(f"oci:{tmp_path / 'pg'}:latest")
-    assert layer_members(image, 3)["files/tables/scores.csv"] == b"player,points\nadam,7\nzoe,3\n"
+    assert layer_members(image, 3)["files/tables/scores.csv"] == \
+        b'player,points\n"adam",7\n"zoe",3\n'
     report = report_path.read_text()
     assert json.loads(report)["tables"][0]["source"].startswith("postgresql://exporter:***@")
     assert PASSWORD not in report + stdout + stderr

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tools import is_root, require_tool, run
+from tools import is_root, require_module, require_tool, run
 
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.model.image import Image
@@ -95,7 +95,7 @@ def test_exported_image_runs_with_files_env_and_without_secrets(
     assert "LICENSE" in names and "licenses" in names and "bin" in names
     assert "solver.lic" not in names and ".env.local" not in names
     assert "README.md" in names and "inputs.csv" in names and "greetings.csv" in names
-    assert table.startswith("id,lang,text\n1,en,Hello\n")
+    assert table.startswith('id,lang,text\n1,"en","Hello"\n')
     assert greeting.splitlines()[0] == "Hello from ociforge, tester! (mode: demo, lang: en)"
     assert "config: greeting = friendly" in greeting
 
@@ -150,7 +150,7 @@ def test_secret_sweep_with_registry_credentials_and_database_password(
         postgres = request.getfixturevalue("postgres")
     except pytest.FixtureLookupError:
         pytest.skip("registry or PostgreSQL fixtures are not available")
-    pytest.importorskip("psycopg")
+    require_module("adbc_driver_postgresql")
     from postgres_fixtures import PASSWORD as DB_PASSWORD
 
     postgres.psql("DROP TABLE IF EXISTS sweep; CREATE TABLE sweep (k int PRIMARY KEY, v text); "

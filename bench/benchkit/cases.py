@@ -22,6 +22,7 @@ from pathlib import Path
 from . import layouts
 from .measure import CommandFailed, Sample, run_measured, run_quiet
 from .registry import Registry, blob_traffic
+from .tables import ADBC_TO_PARQUET, TABLE, Postgres, make_sqlite, write_app
 from .trees import Tree, TreeSpec, make_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,8 @@ class Settings:
     mixed_bytes: int = 1 << 30
     small_files: int = 50_000
     layer_bytes: int = 2 << 20      # each of the 10 layers of the re-push image
+    table_rows: int = 4_000_000     # the table exported side by side with sqlite3/psql
+    big_table_rows: int = 10_000_000  # the table whose export's peak RSS is judged
     runs: int = 3
     seed: int = 20260501
     size_name: str = "full"
@@ -72,6 +75,7 @@ class State:
     ten_image: Path | None = None
     new_layer_tree: Tree | None = None
     registry: Registry | None = None
+    postgres: Postgres | None = None
     notes: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -143,7 +147,8 @@ class Suite:
 
     def groups(self) -> list[Group]:
         return [self.startup(), self.mixed_group(), self.small_group(), self.push_group(),
-                self.registry_group(), self.memory_group()]
+                self.registry_group(), self.memory_group(), self.tables_group(),
+                self.tables_pg_group(), self.tables_memory_group()]
 
     def startup(self) -> Group:
         def cmd(argv: list[str]) -> Callable[[int], Sample]:
@@ -453,6 +458,134 @@ class Suite:
                      cases, 1, prepare, finish)
 
 
+    # -- table export ------------------------------------------------------------
+
+    def _export_tables(self, key: str, app: Callable[[], Path]) -> Callable[[int], Sample]:
+        """``ociforge export APP --with-files``: both table files, built into an image."""
+        def run(i: int) -> Sample:
+            dest = self.fresh(f"{key}-{i}")
+            report = self.out / f"{key}-{i}.json"
+            try:
+                sample = self.measure(self.ociforge(
+                    "export", str(app()), "--with-files", "-o", f"oci:{dest}:{TAG}",
+                    "--report", str(report)), cwd=self.s.work)
+                tables = json.loads(report.read_text())["tables"]
+                sample.extra.update(
+                    digest=" ".join(t["digest"] for t in tables),
+                    rows=sum(int(t["rows"]) for t in tables),
+                    size=sum(int(t["size"]) for t in tables))
+                return sample
+            finally:
+                shutil.rmtree(dest, ignore_errors=True)
+                report.unlink(missing_ok=True)
+        return run
+
+    def _adbc_parquet(self, key: str, driver: str, uri: Callable[[], str]
+                      ) -> Callable[[int], Sample]:
+        def run(i: int) -> Sample:
+            out = self.out / f"{key}-{i}.parquet"
+            try:
+                sample = self.measure([sys.executable, "-c", ADBC_TO_PARQUET, driver, uri(),
+                                       str(out)], cwd=self.s.work)
+                sample.extra["size"] = out.stat().st_size
+                return sample
+            finally:
+                out.unlink(missing_ok=True)
+        return run
+
+    def _to_file(self, key: str, argv: Callable[[], list[str]]) -> Callable[[int], Sample]:
+        def run(i: int) -> Sample:
+            out = self.out / f"{key}-{i}.out"
+            try:
+                sample = self.measure(argv(), cwd=self.s.work, stdout_path=out)
+                sample.extra["size"] = out.stat().st_size
+                return sample
+            finally:
+                out.unlink(missing_ok=True)
+        return run
+
+    def _sqlite_table(self, rows: int) -> Path:
+        return make_sqlite(self.s.work / "tables" / f"{TABLE}-{rows}.db", rows, self.s.seed)
+
+    def tables_group(self) -> Group:
+        rows = self.s.table_rows
+        db = self.s.work / "tables" / f"{TABLE}-{rows}.db"
+        app = self.s.work / "tables" / "app-sqlite"
+
+        def prepare() -> None:
+            self._sqlite_table(rows)
+            write_app(app, f"sqlite:///{db}")
+            self.quiet(f"cat '{db}' > /dev/null")   # warm page cache for every tool
+            for case in cases:
+                case.input_bytes = db.stat().st_size
+
+        cases = [
+            Case("sqlite3-csv", f"sqlite3 -csv -header, {rows:,} rows", "sqlite3",
+                 self._to_file("sqlite3-csv", lambda: [
+                     "sqlite3", "-csv", "-header", str(db), f"SELECT * FROM {TABLE}"]),
+                 needs=("sqlite3",)),
+            Case("adbc-parquet-sqlite", "ADBC SQLite driver -> pyarrow.parquet (script)",
+                 "adbc", self._adbc_parquet("adbc-parquet-sqlite", "sqlite",
+                                            lambda: f"file:{db}?mode=ro")),
+            Case("ociforge-tables-sqlite", "ociforge export --with-files: Parquet + CSV",
+                 "ociforge", self._export_tables("ociforge-tables-sqlite", lambda: app)),
+        ]
+        return Group("tables", f"SQLite table of {rows:,} rows to Parquet and CSV", cases,
+                     self.s.runs, prepare)
+
+    def tables_pg_group(self) -> Group:
+        rows = self.s.table_rows
+        app = self.s.work / "tables" / "app-pg"
+
+        def pg() -> Postgres:
+            assert self.state.postgres is not None
+            return self.state.postgres
+
+        def prepare() -> None:
+            server = Postgres().start()
+            self.state.postgres = server
+            size = server.load(rows, self.s.seed)
+            write_app(app, server.url)
+            self.quiet(server.psql_argv(f"SELECT count(*) FROM {TABLE}"))  # warm shared buffers
+            for case in cases:
+                case.input_bytes = size
+
+        def finish() -> None:
+            if self.state.postgres is not None:
+                self.state.postgres.stop()
+                self.state.postgres = None
+
+        cases = [
+            Case("psql-copy-csv", f"psql \\copy {TABLE} to stdout csv, {rows:,} rows", "psql",
+                 self._to_file("psql-copy-csv", lambda: pg().psql_argv(
+                     f"\\copy {TABLE} to stdout csv header")), needs=("psql",)),
+            Case("adbc-parquet-pg", "ADBC PostgreSQL driver -> pyarrow.parquet (script)",
+                 "adbc", self._adbc_parquet("adbc-parquet-pg", "postgresql", lambda: pg().url)),
+            Case("ociforge-tables-pg", "ociforge export --with-files: Parquet + CSV",
+                 "ociforge", self._export_tables("ociforge-tables-pg", lambda: app)),
+        ]
+        return Group("tables-pg", f"PostgreSQL table of {rows:,} rows to Parquet and CSV",
+                     cases, self.s.runs, prepare, finish)
+
+    def tables_memory_group(self) -> Group:
+        rows = self.s.big_table_rows
+        db = self.s.work / "tables" / f"{TABLE}-{rows}.db"
+        app = self.s.work / "tables" / "app-big"
+
+        def prepare() -> None:
+            self._sqlite_table(rows)
+            write_app(app, f"sqlite:///{db}")
+            cases[0].input_bytes = db.stat().st_size
+
+        cases = [
+            Case("ociforge-tables-big", f"ociforge export, {rows:,}-row SQLite table "
+                 "-> Parquet + CSV", "ociforge",
+                 self._export_tables("ociforge-tables-big", lambda: app)),
+        ]
+        return Group("tables-memory", f"Peak memory: a {rows:,}-row table export", cases, 1,
+                     prepare)
+
+
 def snapshot_source(dest: Path, rev: str | None = None) -> str:
     """Copy the ociforge package to ``dest`` and return a digest of it: the working
     tree as it is now, or the committed tree of git revision ``rev``.
@@ -501,9 +634,18 @@ def describe_tools() -> dict[str, str]:
         "pigz": ["pigz", "--version"], "zstd": ["zstd", "--version"],
         "openssl": ["openssl", "version"], "umoci": ["umoci", "--version"],
         "skopeo": ["skopeo", "--version"], "docker-registry": ["docker-registry", "--version"],
-        "curl": ["curl", "--version"],
+        "curl": ["curl", "--version"], "sqlite3": ["sqlite3", "--version"],
+        "psql": ["psql", "--version"],
     }
     out: dict[str, str] = {}
+    try:
+        from importlib.metadata import version
+
+        out["pyarrow / ADBC"] = (f"pyarrow {version('pyarrow')}, adbc-driver-sqlite "
+                                 f"{version('adbc-driver-sqlite')}, adbc-driver-postgresql "
+                                 f"{version('adbc-driver-postgresql')}")
+    except Exception:
+        out["pyarrow / ADBC"] = "not installed"
     for name, argv in probes.items():
         if not have(argv[0]):
             out[name] = "not installed"

@@ -20,7 +20,8 @@ UNMEASURED = "not measured"
 
 @dataclass(frozen=True)
 class Target:
-    """One line of issue 5.  ``kind``: ratio (ours/peer <= limit), seconds (median
+    """One line of issue 5 (and 13).  ``kind``: ratio (ours/peer <= limit), ratio-sum
+    (ours / the sum of the ``+``-separated peers' medians <= limit), seconds (median
     <= limit), rss (peak MiB over ``ours`` < limit), rss-growth (peak RSS of ``ours`` /
     peak RSS of ``peer`` <= limit: memory does not grow with the image), mount (no base
     layer uploaded),
@@ -49,6 +50,14 @@ TARGETS: tuple[Target, ...] = (
     Target("ociforge --help", "seconds", ("ociforge-help",), "python-floor", 0.150),
     Target("gzip layer deterministic across rounds", "same-digest", ("ociforge-gzip",)),
     Target("zstd layer deterministic across rounds", "same-digest", ("ociforge-zstd",)),
+    Target("SQLite table -> Parquet + CSV, one export", "ratio-sum",
+           ("ociforge-tables-sqlite",), "adbc-parquet-sqlite+sqlite3-csv", 1.5),
+    Target("PostgreSQL table -> Parquet + CSV, one export", "ratio-sum",
+           ("ociforge-tables-pg",), "adbc-parquet-pg+psql-copy-csv", 1.5),
+    Target("peak RSS, 10M-row table export", "rss", ("ociforge-tables-big",), None, 250.0),
+    Target("peak RSS, PostgreSQL table export", "rss", ("ociforge-tables-pg",), None, 250.0),
+    Target("table files deterministic across rounds", "same-digest",
+           ("ociforge-tables-sqlite",)),
 )
 
 
@@ -94,6 +103,21 @@ def judge(target: Target, results: dict[str, CaseResult]) -> Verdict:
         best = (mine[0].best or 0.0) / peer.best if peer.best else None
         return Verdict(target, f"{_fmt_s(mine[0].median)} s", f"{_fmt_s(peer.median)} s "
                        f"({peer.key})", ratio, _limit_text(target), status, best)
+    if target.kind == "ratio-sum":
+        peers = [results.get(key) for key in (target.peer or "").split("+")]
+        for key, peer in zip((target.peer or "").split("+"), peers, strict=True):
+            if peer is None or not peer.measured or not peer.median:
+                why = peer.why_missing() if peer else "not run"
+                return Verdict(target, _fmt_s(mine[0].median), "-", None,
+                               _limit_text(target), f"{UNMEASURED}: {key} {why}")
+        both = [p for p in peers if p is not None]
+        total = sum(p.median or 0.0 for p in both)
+        best_total = sum(p.best or 0.0 for p in both)
+        ratio = (mine[0].median or 0.0) / total
+        return Verdict(target, f"{_fmt_s(mine[0].median)} s",
+                       f"{_fmt_s(total)} s ({' + '.join(p.key for p in both)})", ratio,
+                       _limit_text(target), MET if ratio <= target.limit else NOT_MET,
+                       (mine[0].best or 0.0) / best_total if best_total else None)
     if target.kind == "seconds":
         # ``peer`` here is context only (the interpreter's own start-up), never judged
         med = mine[0].median or 0.0
@@ -143,7 +167,7 @@ def ratio_of(ours: CaseResult, peer: CaseResult) -> float:
 
 
 def _limit_text(target: Target) -> str:
-    if target.kind in ("ratio", "rss-growth"):
+    if target.kind in ("ratio", "ratio-sum", "rss-growth"):
         aim = f" (aim {target.aim:g})" if target.aim is not None else ""
         return f"<= {target.limit:g}x{aim}"
     if target.kind == "seconds":

@@ -81,31 +81,74 @@ def password_of(url: str) -> str | None:
     return unquote(raw) if raw else None
 
 
+_ADBC_RE = re.compile(r"^adbc:([a-z][a-z0-9_]*)(:.*)$")
+
+
 @dataclass(frozen=True)
 class DatabaseURL:
-    kind: str                   # "sqlite" or "postgresql"
+    kind: str                   # "sqlite", "postgresql" or "adbc"
     url: str                    # as written (may hold a password)
     path: Path | None = None    # sqlite file
+    driver: str = ""            # the ADBC driver: package adbc-driver-<driver>
+    uri: str = ""               # what the driver is given (adbc: without the prefix)
+
+    @property
+    def driver_uri(self) -> str:
+        if self.kind == "sqlite":
+            assert self.path is not None
+            return f"{self.path.resolve().as_uri()}?mode=ro"
+        return self.uri or self.url
 
     @property
     def shown(self) -> str:
         """As written (so reports do not depend on where the app folder is), password masked."""
+        if self.kind == "adbc" and "://" not in self.uri:
+            return f"adbc:{self.driver}:{_mask_userinfo(self.uri)}"
         return mask_url(self.url)
+
+    def scrub(self, text: str) -> str:
+        """A driver's message with every form of this URL's password masked."""
+        if self.kind == "adbc" and "://" not in self.uri:
+            text = text.replace(self.uri, _mask_userinfo(self.uri))
+            secret = _userinfo_password(self.uri)
+            if secret:
+                text = text.replace(secret, "***").replace(unquote(secret), "***")
+        return scrub(text, self.url)
+
+
+def _userinfo_password(dsn: str) -> str:
+    """``user:PASSWORD@rest`` (a DSN without a scheme) -> PASSWORD, or ''."""
+    at = dsn.rfind("@")
+    return dsn[:at].partition(":")[2] if at >= 0 else ""
+
+
+def _mask_userinfo(dsn: str) -> str:
+    at = dsn.rfind("@")
+    user, colon, _ = dsn[:at].partition(":") if at >= 0 else ("", "", "")
+    return mask_query(f"{user}:***@{dsn[at + 1:]}" if colon else dsn)
 
 
 def parse_db_url(url: str, app_root: Path, where: str) -> DatabaseURL:
-    """sqlite:///rel/path (relative to the app folder), sqlite:////abs/path, postgresql://..."""
+    """sqlite:///rel/path (relative to the app folder), sqlite:////abs/path, postgresql://...,
+    adbc:DRIVER://... (the URI keeps its scheme) or adbc:DRIVER:URI."""
     if url.startswith("sqlite:///"):
         rest = url[len("sqlite:///"):]
         if not rest:
             raise ConfigFileError(f"{where}: sqlite URL needs a path: sqlite:///data.db")
         if rest.startswith("/"):
-            return DatabaseURL("sqlite", url, Path(rest))
+            return DatabaseURL("sqlite", url, Path(rest), driver="sqlite")
         normal = os.path.normpath(rest)
         if normal == ".." or normal.startswith("../"):
             raise ConfigFileError(f"{where}: {rest!r} leaves the application folder; "
                                   "use an absolute path (sqlite:////PATH) for outside databases")
-        return DatabaseURL("sqlite", url, app_root / normal)
+        return DatabaseURL("sqlite", url, app_root / normal, driver="sqlite")
     if url.startswith(("postgresql://", "postgres://")):
-        return DatabaseURL("postgresql", url)
+        return DatabaseURL("postgresql", url, driver="postgresql")
+    match = _ADBC_RE.match(url)
+    if match:
+        driver, rest = match.groups()
+        uri = driver + rest if rest.startswith("://") else rest[1:]
+        if not uri:
+            raise ConfigFileError(f"{where}: adbc:{driver}: needs the driver's URI")
+        return DatabaseURL("adbc", url, driver=driver, uri=uri)
     raise ConfigFileError(f"{where}: unsupported database URL {mask_url(url)!r}")

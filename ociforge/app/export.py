@@ -47,7 +47,7 @@ from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
 from .spec import SPEC_NAME, AppSpec, PathSpec, load_spec
-from .tables import open_database, require_pyarrow, snapshot_table
+from .tables import TableExport, open_database, require_pyarrow
 
 log = logging.getLogger("ociforge.export")
 
@@ -410,19 +410,23 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: _Plan
 
 def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Report
                   ) -> list[tuple[str, str, BuildResult]]:
-    out = []
+    jobs = []
     for i, table in enumerate(plan.spec.tables):
-        where = f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"
         folder = tmp / str(i)
         folder.mkdir()
-        log.info("reading table %s", table.name)
-        snap = snapshot_table(table, plan.spec.root, folder, where)
+        jobs.append((table, folder, f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"))
+    log.info("reading %d table(s)", len(jobs))
+    with TableExport(plan.spec.root) as tables:  # one snapshot per database for all its tables
+        snaps = tables.snapshot_all(jobs)
+    out = []
+    for table, snap in zip(plan.spec.tables, snaps, strict=True):
         os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
         result = build_layer([LayerSource(snap.path, table.dest)], settings)
         report.tables.append({"name": table.name, "source": snap.source_shown,
                               "format": table.format, "dest": table.dest, "rows": snap.rows,
                               "columns": list(snap.columns), "digest": str(snap.digest),
                               "size": snap.size})
+        report.warnings += [w for w in snap.warnings if w not in report.warnings]
         out.append(("table", table.name, result))
     return out
 

@@ -14,7 +14,7 @@ import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ConfigFileError, InvalidInputError
@@ -333,18 +333,24 @@ class _Loader:
             section = self.table(entry, p, _SECTIONS["tables"])
             source = self.string(section, (*p, "source"), required=True)
             assert source is not None
-            if not source.startswith(("sqlite:///", "postgresql://", "postgres://")):
-                raise self.error((*p, "source"), "must be a database URL: sqlite:///PATH or "
-                                 "postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB")
+            if not source.startswith(("sqlite:///", "postgresql://", "postgres://", "adbc:")):
+                raise self.error((*p, "source"), "must be a database URL: sqlite:///PATH, "
+                                 "postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB or "
+                                 "adbc:DRIVER:URI")
             table = self.string(section, (*p, "table"))
             query = self.string(section, (*p, "query"))
             if (table is None) == (query is None):
                 raise self.error(p, "give exactly one of 'table' or 'query'")
             name = self.string(section, (*p, "name"))
             if name is None:
-                if table is None:
-                    raise self.error((*p, "name"), "is required when 'query' is used")
-                name = table
+                dest_given = self.string(section, (*p, "dest"))
+                if table is not None:
+                    name = table
+                elif dest_given is not None:
+                    name = PurePosixPath(dest_given).stem  # /files/totals.csv -> totals
+                else:
+                    raise self.error((*p, "name"), "is required when 'query' is used "
+                                     "without 'dest'")
             if not _TABLE_NAME_RE.match(name):
                 raise self.error((*p, "name"), f"{name!r} is not a usable file name")
             if name in seen:
