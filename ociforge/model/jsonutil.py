@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..errors import InvalidInputError
+
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
+"""A value as JSON carries it."""
+JSONObject: TypeAlias = "dict[str, JSONValue]"
+"""A JSON object: what --json prints and what summaries return."""
 
 # Registries refuse manifests over 4 MiB; we apply the same bound to what we read.
 MAX_DOCUMENT = 4 << 20

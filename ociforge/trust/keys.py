@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
+from ..options import environ_value
 
 PASSWORD_ENV = "OCIFORGE_KEY_PASSWORD"
 _COSIGN_ENCRYPTED = (b"ENCRYPTED SIGSTORE PRIVATE KEY", b"ENCRYPTED COSIGN PRIVATE KEY")
@@ -111,7 +112,7 @@ def password_from(stdin: bool, env: str = PASSWORD_ENV) -> bytes | None:
         if not text:
             raise InvalidInputError("--password-stdin given but standard input had no password")
         return text.encode()
-    value = os.environ.get(env)
+    value = environ_value(env)
     return value.encode() if value else None
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from ..errors import InvalidInputError, OperationError
 from ..model import mediatypes as mt
+from ..model.annotations import ANNOTATION_TITLE
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
 
 REPORT_ARTIFACT_TYPE = "application/vnd.ociforge.export-report.v1+json"
 REPORT_TITLE = "export-report.json"
-TITLE_ANNOTATION = "org.opencontainers.image.title"
 EMPTY_JSON = b"{}"
 EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), 2, data="e30=")
 
@@ -126,7 +126,7 @@ def attach_artifact(
         raise InvalidInputError(f"artifact of {len(blob)} bytes is too large to attach")
     store = open_store(location, options)
     subject = store.resolve(digest)
-    layer_annotations = {TITLE_ANNOTATION: title} if title else None
+    layer_annotations = {ANNOTATION_TITLE: title} if title else None
     with store.locked():
         store.put_blob(EMPTY_JSON, mt.OCI_EMPTY)
         layer = store.put_blob(blob, blob_media_type or artifact_type)

@@ -39,6 +39,10 @@ MAX_PAYLOAD = 1 << 20
 class SignatureVerificationError(OperationError):
     """No signature on the image both verifies against the key and names its digest."""
 
+    def __init__(self, message: str, image_digest: str | None = None):
+        super().__init__(message)
+        self.image_digest = image_digest
+
 
 def signature_tag(digest: Digest | str, suffix: str = SIGNATURE_SUFFIX) -> str:
     """``sha256:<hex>`` -> ``sha256-<hex>.sig`` (cosign ``normalizeWithSeparator``)."""
@@ -349,9 +353,8 @@ def verify_location(
     layers = _existing_signatures(store, signature_tag(subject.digest))
     outcome = verify_layers(layers, public_key, subject.digest)
     if not outcome.verified:
-        error = SignatureVerificationError(outcome.failure(str(subject.digest)))
-        error.image_digest = str(subject.digest)  # type: ignore[attr-defined]  # for --json
-        raise error
+        raise SignatureVerificationError(outcome.failure(str(subject.digest)),
+                                         str(subject.digest))
     return outcome.verified
 
 
