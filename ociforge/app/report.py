@@ -18,7 +18,7 @@ from ..model.digest import Digest
 from ..model.jsonutil import canonical, pretty
 
 REPORT_LABEL = "org.ociforge.export-report.digest"
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2
 _UNHASHED = ("image", "report_digest")
 
 
@@ -39,7 +39,7 @@ class LayerEntry:
         out: dict[str, Any] = {
             "role": self.role, "source": self.source, "digest": self.digest,
             "diff_id": self.diff_id, "size": self.size, "files": self.files,
-            "media_type": self.media_type}
+            "mediaType": self.media_type}
         if self.role == "base":
             out["scanned"] = self.scanned
             out["rewritten"] = self.original_digest is not None
@@ -94,7 +94,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         out = self.content()
         out["report_digest"] = self.digest()
-        out["image"] = {"digest": self.image_digest, "media_type": self.media_type,
+        out["image"] = {"digest": self.image_digest, "mediaType": self.media_type,
                         "destinations": self.destinations}
         return out
 
