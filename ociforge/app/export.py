@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
@@ -27,6 +26,7 @@ from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer,
 from ..layers.compress import check_compression
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
+from ..model.jsonutil import JSONObject
 from ..model.mutate import (
     ConfigChanges,
     annotate,
@@ -85,7 +85,7 @@ class ExportOutcome:
     report: Report
     results: list[WriteResult]
     attached: list[dict[str, str]] = field(default_factory=list)
-    signatures: list[dict[str, Any]] = field(default_factory=list)
+    signatures: list[JSONObject] = field(default_factory=list)
 
 
 @dataclass
@@ -386,15 +386,17 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
                     ) -> tuple[ConfigChanges, set[str]]:
     """The runtime config: the app's settings and the environment the policy keeps;
     and the values of every dropped variable (to mask them in the history text)."""
-    runtime = image.config.get("config") if isinstance(image.config.get("config"), dict) else {}
+    runtime = image.config.get("config")
+    env = runtime.get("Env") if isinstance(runtime, dict) else None
     base_env: list[tuple[str, str, str]] = []
-    for item in (runtime or {}).get("Env") or []:
+    for item in env if isinstance(env, list) else []:
         if isinstance(item, str):
             key, _, value = item.partition("=")
             base_env.append((key, value, "base"))
     leftover = image.config.get("container_config")
     leftover_env = leftover.get("Env") if isinstance(leftover, dict) else None
-    build_env = [tuple(item.partition("=")[::2]) for item in leftover_env or []
+    build_env = [tuple(item.partition("=")[::2])
+                 for item in (leftover_env if isinstance(leftover_env, list) else [])
                  if isinstance(item, str)]
     known = {name for name, _, _ in base_env + plan.env_layers}
     missing = [name for name in plan.allow_env if name not in known]

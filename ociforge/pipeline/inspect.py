@@ -42,9 +42,9 @@ def inspect_image(source: str | Location, options: Options | None = None, *,
     if view == "raw":
         return artifact.manifest_bytes  # the exact bytes the digest is over
     if view == "manifest":
-        return cast(JSONObject, artifact.manifest)
+        return artifact.manifest
     if view == "config" and isinstance(artifact, Image):
-        return cast(JSONObject, artifact.config)
+        return artifact.config
     return summary(artifact)
 
 
@@ -82,6 +82,7 @@ def summary(artifact: Artifact) -> JSONObject:
             ],
         }
     config = artifact.config
+    runtime = config.get("config")
     return {
         "digest": str(artifact.digest),
         "mediaType": artifact.media_type,
@@ -93,7 +94,7 @@ def summary(artifact: Artifact) -> JSONObject:
             "digest": str(artifact.config_descriptor.digest),
             "mediaType": artifact.config_descriptor.media_type,
             "size": artifact.config_descriptor.size,
-            **(config.get("config") or {}),
+            **(runtime if isinstance(runtime, dict) else {}),
         },
         "layers": [
             {"digest": str(layer.digest), "mediaType": layer.media_type, "size": layer.size,
