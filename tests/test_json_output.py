@@ -85,6 +85,7 @@ def test_a_failing_command_prints_one_error_object(
     assert result["exit_code"] == code
     assert says in result["error"]
     assert line.endswith(result["error"]), (line, result)
+    assert not result["error"].startswith("ociforge"), "the message, without the prefix"
     assert set(result) == {"error", "exit_code"}
 
 

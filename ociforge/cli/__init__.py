@@ -24,12 +24,16 @@ PROG = "ociforge"
 class UsageError(Exception):
     """A command line argparse refused: main() prints it as one line (exit 2)."""
 
+    def __init__(self, prog: str, message: str):
+        self.message = f"{_one_line(message)} (see `{prog} --help`)"
+        super().__init__(f"{prog}: error: {self.message}")
+
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (exit 2), like every other bad input; --help has the rest."""
 
     def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(f"{self.prog}: error: {_one_line(message)} (see `{self.prog} --help`)")
+        raise UsageError(self.prog, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         if "--json" in args_list:
-            _print_json({"error": str(exc).removeprefix(f"{PROG}: error: "), "exit_code": 2})
+            _print_json({"error": exc.message, "exit_code": 2})
         return 2
     except SystemExit as exc:  # argparse: 0 for --help (and --version with other words)
         return int(exc.code or 0)
