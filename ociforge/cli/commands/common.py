@@ -7,11 +7,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ...errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from ...model.index import Artifact
     from ...model.jsonutil import JSONObject
     from ...options import Options
     from ...pipeline.outputs import Outputs
@@ -110,7 +111,7 @@ def emit(args: argparse.Namespace, result: JSONObject | dict[str, Any], human: s
         print(human, file=stream)
 
 
-def result_stream() -> Any:
+def result_stream() -> TextIO:
     """stdout, unless an output went to our own stdout (``-o /dev/stdout``): then stderr,
     so the image stream stays exactly the image."""
     from ... import fsutil
@@ -128,23 +129,23 @@ def fail_with(args: argparse.Namespace, details: JSONObject) -> None:
     args.failure_details = details
 
 
-def result_json(outcome_artifact: Any, results: Sequence[WriteResult],
+def result_json(artifact: Artifact, results: Sequence[WriteResult],
                 **extra: Any) -> dict[str, Any]:
     """The --json success object of commands that write an image."""
     from ...pipeline.outputs import result_entry
 
     out: dict[str, Any] = {
-        "digest": str(outcome_artifact.digest),
-        "mediaType": outcome_artifact.media_type,
+        "digest": str(artifact.digest),
+        "mediaType": artifact.media_type,
         "destinations": [result_entry(r) for r in results],
     }
     out.update(extra)
     return out
 
 
-def human_lines(outcome_artifact: Any, results: Sequence[WriteResult]) -> str:
+def human_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
     return "\n".join(f"{r.digest} {r.location}" + (f" ({r.name})" if r.name else "")
-                     for r in results) or str(outcome_artifact.digest)
+                     for r in results) or str(artifact.digest)
 
 
 def _global_flags() -> argparse.ArgumentParser:
