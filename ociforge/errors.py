@@ -81,3 +81,12 @@ class AuthError(RegistryError):
 
 class TransportError(OperationError):
     """The connection failed (after retries) or timed out."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT raises KeyboardInterrupt: the same clean-up runs.
+
+    The command line installs the handler that raises it (exit 143, where Ctrl-C
+    exits 130); every ``except KeyboardInterrupt`` and ``finally`` in the
+    library treats both alike.
+    """

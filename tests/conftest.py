@@ -50,8 +50,6 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     return _run
 
 
-os.environ.setdefault("OCIFORGE_TESTING", "1")
-
 
 @pytest.fixture
 def unwritable(tmp_path: Path) -> Iterator[Path]:

@@ -27,6 +27,7 @@ from ociforge.layers.build import (
     settings_epoch,
 )
 from ociforge.model import mediatypes
+from ociforge.options import Options
 
 COMPRESSIONS = ("gzip", "zstd", "none")
 
@@ -322,13 +323,17 @@ def test_settings_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     assert settings_epoch(None) == 0
     assert settings_epoch(99) == 99
+    assert Options.from_env().source_date_epoch is None
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    assert settings_epoch(None) == 1700000000
-    assert settings_epoch(5) == 5
+    assert settings_epoch(None) == 0, "the library never reads the environment itself"
+    from_env = Options.from_env().source_date_epoch
+    assert from_env == 1700000000
+    assert settings_epoch(None, from_env) == 1700000000
+    assert settings_epoch(5, from_env) == 5
     for bad in ("yesterday", "-1", "1.5", "1e9"):
         monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
         with pytest.raises(InvalidInputError, match="SOURCE_DATE_EPOCH"):
-            settings_epoch(None)
+            Options.from_env()
     with pytest.raises(InvalidInputError):
         settings_epoch(-5)
 

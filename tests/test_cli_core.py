@@ -426,7 +426,7 @@ def test_base_name_is_never_a_path_and_spellings_give_one_digest(
 
 
 def test_base_name_of_a_registry_base_is_its_full_reference() -> None:
-    from ociforge.cli.commands.append import base_name_of
+    from ociforge.pipeline.append import base_name_of
     from ociforge.stores.locations import parse_location
 
     assert base_name_of(parse_location("alpine:3.19")) == "docker.io/library/alpine:3.19"

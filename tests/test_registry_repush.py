@@ -72,7 +72,8 @@ def _skopeo_digest(ref: str) -> str:
 
 def test_repush_of_same_digest_is_one_manifest_head(registry: RegistryServer, cli: Any,
                                                     tmp_path: Path) -> None:
-    """CLI re-push of a 10-layer image: GET /v2/ and one HEAD of the tag, nothing else."""
+    """CLI re-push of a 10-layer image: GET /v2/, the push-access check (an upload started
+    and deleted again) and one HEAD of the tag; no blob is looked at."""
     for i in range(10):
         (tmp_path / f"t{i}").mkdir()
         (tmp_path / f"t{i}" / "f").write_bytes(bytes([i]) * (1000 + i))
@@ -87,7 +88,10 @@ def test_repush_of_same_digest_is_one_manifest_head(registry: RegistryServer, cl
     code, out, err = cli("copy", f"oci:{tmp_path / 'src'}:t", dest)
     assert code == 0, err
     assert out.split()[0] == digest
-    assert _api(_hits(registry, mark)) == [("HEAD", "/v2/repush/ten/manifests/1")]
+    api = _api(_hits(registry, mark))
+    assert [(m, u.split("?")[0].rsplit("/", 1)[0]) for m, u in api[:2]] == [
+        ("POST", "/v2/repush/ten/blobs/uploads"), ("DELETE", "/v2/repush/ten/blobs/uploads")]
+    assert api[2:] == [("HEAD", "/v2/repush/ten/manifests/1")]
     assert _skopeo_digest(dest) == digest
 
 

@@ -147,12 +147,23 @@ class Registry:
 
 def blob_traffic(requests: list[Request]) -> dict[str, list[str]]:
     """Digests uploaded (PUT ...?digest=), mounted (POST ?mount= -> 201), and the
-    number of write requests of any kind (POST/PATCH/PUT on blobs)."""
+    write requests of any kind (POST/PATCH/PUT on blobs).
+
+    An upload session opened and deleted again without data (ociforge's
+    push-access check: POST -> 202, DELETE -> 204) writes nothing: it is not
+    counted.
+    """
     uploaded: list[str] = []
     mounted: list[str] = []
     writes: list[str] = []
+    cancelled = sum(1 for req in requests if req.method == "DELETE" and req.status == 204
+                    and "/blobs/uploads/" in req.path)
     for req in requests:
         if "/blobs/" not in req.path:
+            continue
+        if (cancelled and req.method == "POST" and req.status == 202
+                and "mount" not in req.query):
+            cancelled -= 1
             continue
         if req.method in ("POST", "PATCH", "PUT"):
             writes.append(f"{req.method} {req.status}")

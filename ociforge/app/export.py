@@ -19,13 +19,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import InvalidInputError
-from ..fsutil import check_writable_destination, check_writable_folder
+from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
+from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
+from ..model.jsonutil import JSONObject
 from ..model.mutate import (
     ConfigChanges,
     annotate,
@@ -34,12 +35,12 @@ from ..model.mutate import (
     convert,
     drop_annotations,
     redact_config,
-    rfc3339,
     set_created,
 )
 from ..model.platform import Platform
-from ..options import Options
-from ..stores.archive import DockerArchiveLocation
+from ..options import Compression, ImageFormat, Options
+from ..pipeline.append import base_annotations, created_annotation, derived_annotations
+from ..pipeline.outputs import Outputs, result_entry
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
@@ -67,9 +68,9 @@ class ExportRequest:
     include_licensed: bool = False
     allow_env: Sequence[str] = ()
     report_path: str | None = None
-    compression: str = "gzip"
+    compression: Compression = "gzip"
     tag: str | None = None                  # NAME:TAG for archives and untagged layouts
-    format: str | None = None               # "oci" | "docker" | None (keep the base's)
+    format: ImageFormat | None = None       # None: keep the base's
     source_date_epoch: int | None = None
     sign_key: str | None = None             # sign every destination (cosign-compatible)
     key_password: bytes | None = field(default=None, repr=False)
@@ -84,32 +85,39 @@ class ExportOutcome:
     report: Report
     results: list[WriteResult]
     attached: list[dict[str, str]] = field(default_factory=list)
-    signatures: list[dict[str, Any]] = field(default_factory=list)
+    signatures: list[JSONObject] = field(default_factory=list)
 
 
 @dataclass
-class _Plan:
-    """Everything phase one checked, ready for phase two."""
+class ExportPlan:
+    """Everything phase one checked, ready for phase two: ``run()``."""
 
     spec: AppSpec
-    destinations: list[Location]
+    outputs: Outputs
     platform: Platform
     options: Options
     epoch: int
     env_layers: list[tuple[str, str, str]]     # (name, value, origin) from env_file and config
     policy: Policy
     base: Location
+    request: ExportRequest
     allow_env: tuple[str, ...] = ()
+
+    def run(self) -> ExportOutcome:
+        """Assemble the image, write every destination, then the report, attach, sign."""
+        return _assemble(self, self.request)
 
 
 def export_app(request: ExportRequest) -> ExportOutcome:
-    plan = _check(request)
-    return _assemble(plan, request)
+    """Check, assemble and write: ``plan_export(request).run()``."""
+    return plan_export(request).run()
 
 
 # -- phase one: check the input ---------------------------------------------------------
 
-def _check(request: ExportRequest) -> _Plan:
+def plan_export(request: ExportRequest) -> ExportPlan:
+    """Check every input (exit 2, nothing written), then push access to every registry
+    destination (exit 1, nothing written anywhere)."""
     spec = load_spec(request.app_dir)
     if spec.licensed and not request.include_licensed:
         raise InvalidInputError(LICENSED_REFUSAL.format(name=spec.name))
@@ -118,18 +126,18 @@ def _check(request: ExportRequest) -> _Plan:
         raise InvalidInputError(f"--format must be oci or docker, not {request.format!r}")
     if request.format == "docker" and request.compression == "zstd":
         raise InvalidInputError("Docker media types have no zstd layers; use --format oci")
-    epoch = settings_epoch(request.source_date_epoch)
+    epoch = settings_epoch(request.source_date_epoch, request.options.source_date_epoch)
     for name in request.allow_env:
         if not name or "=" in name:
             raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
     platform = request.options.platform or (
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
-    destinations = _destinations(spec, request)
+    outputs = _outputs(spec, request)
     if request.sign_key or request.attach_report:
         from ..trust.sign import check_signable
 
-        for location in destinations:
+        for location in outputs:
             check_signable(location)
     if request.sign_key:
         from ..trust.keys import load_private_key
@@ -137,9 +145,6 @@ def _check(request: ExportRequest) -> _Plan:
         load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
-    from ..cli.commands._io import check_distinct_outputs
-
-    check_distinct_outputs(destinations, request.report_path)
     env_layers: list[tuple[str, str, str]] = []
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
@@ -152,8 +157,9 @@ def _check(request: ExportRequest) -> _Plan:
                 require_pyarrow()
             open_database(table, spec.root, where)
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
-    return _Plan(spec, destinations, platform, options, epoch, env_layers, policy,
-                 _base_location(spec), tuple(dict.fromkeys(request.allow_env)))
+    outputs.check_push_access(options)
+    return ExportPlan(spec, outputs, platform, options, epoch, env_layers, policy,
+                      _base_location(spec), request, tuple(dict.fromkeys(request.allow_env)))
 
 
 def _image_name(spec: AppSpec, tag: str | None) -> str:
@@ -165,45 +171,13 @@ def _image_name(spec: AppSpec, tag: str | None) -> str:
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
 
 
-def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
-    name = _image_name(spec, request.tag)
+def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
+    """The destinations (default ./<name>.tar), named after the app unless --tag."""
     texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
-    out: list[Location] = []
-    for text in texts:
-        location = parse_location(text)
-        from ..stores.layout import LayoutLocation
-
-        if isinstance(location, LayoutLocation) and location.tag is None:
-            location = LayoutLocation(location.path, name.rsplit(":", 1)[1])
-        with_default = getattr(location, "with_default_name", None)
-        if with_default is not None:
-            location = with_default(name)
-        check = getattr(location, "check_destination", None)
-        if check is not None:
-            check()
-        path = getattr(location, "path", None)
-        if isinstance(location, LayoutLocation):
-            check_writable_folder(location.path)
-        elif isinstance(path, str):
-            check_writable_destination(path)
-        if request.compression == "zstd" and isinstance(location, DockerArchiveLocation):
-            raise InvalidInputError(f"output {text!r}: docker load cannot read zstd layers; "
-                                    "use --compression gzip or write oci-archive:")
-        out.append(location)
-    return out
-
-
-def destination_entry(location: Location, result: WriteResult) -> dict[str, str]:
-    """Where one copy went, machine-readable: a location ociforge reads back (a docker
-    archive's image name is a field of its own, not a decoration), digest, media type."""
-    entry = {"location": str(location), "digest": result.digest,
-             "mediaType": result.media_type}
-    if isinstance(location, DockerArchiveLocation):
-        path = location.path
-        bare = path.endswith((".tar", ".tar.gz", ".tgz"))  # what parse_location takes bare
-        entry["location"] = path if bare else f"docker-archive:{path}"
-        entry["name"] = location.image_name().repo_tag
-    return entry
+    outputs = Outputs.parse(texts, default_name=_image_name(spec, request.tag),
+                            report=request.report_path)
+    outputs.check_compression(request.compression)
+    return outputs
 
 
 def _base_location(spec: AppSpec) -> Location:
@@ -223,7 +197,7 @@ def _base_location(spec: AppSpec) -> Location:
 
 # -- phase two: assemble and write ------------------------------------------------------
 
-def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
+def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     spec = plan.spec
     base = resolve_platform(plan.base.read(plan.options), plan.options)
     assert isinstance(base, Image)
@@ -277,18 +251,10 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     image = drop_annotations(image)  # the base's annotations describe the base, not this app
     if not image.is_docker:
         image = annotate(image, _own_annotations(plan, request, base_digest, report.digest()))
-    for location in plan.destinations:  # every destination agrees before the first write
-        accepts = getattr(location, "check_artifact", None)
-        if callable(accepts):
-            accepts(image)
-    results = []
-    for location in plan.destinations:
-        log.info("writing %s", location)
-        results.append(location.write(image, plan.options))
+    results = plan.outputs.write(image, plan.options)
     report.image_digest = str(image.digest)
     report.media_type = image.media_type
-    report.destinations = [destination_entry(location, result)
-                           for location, result in zip(plan.destinations, results, strict=True)]
+    report.destinations = [result_entry(result) for result in results]
     outcome = ExportOutcome(image, report, results)
     if request.report_path:
         from ..fsutil import write_output_bytes
@@ -298,37 +264,26 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     return outcome
 
 
-def _own_annotations(plan: _Plan, request: ExportRequest, base_digest: str | None,
+def _own_annotations(plan: ExportPlan, request: ExportRequest, base_digest: str | None,
                      report_digest: str) -> dict[str, str]:
     """created, title/version (from --tag, else the app's name), and the base: its digest,
     and its name only when it is a registry reference (a host path is no name)."""
-    from ..cli.commands.append import (
-        ANNOTATION_BASE_DIGEST,
-        ANNOTATION_BASE_NAME,
-        ANNOTATION_CREATED,
-        ANNOTATION_TITLE,
-        base_name_of,
-        derived_annotations,
-    )
-
-    notes = {ANNOTATION_CREATED: rfc3339(plan.epoch)}
+    notes = created_annotation(plan.epoch)
     if request.tag:
         notes.update(derived_annotations(request.tag, None))
     else:
         notes[ANNOTATION_TITLE] = plan.spec.name.rsplit("/", 1)[-1]
     if base_digest:
-        notes[ANNOTATION_BASE_DIGEST] = base_digest
-        base_name = base_name_of(plan.base)
-        if base_name is not None:
-            notes[ANNOTATION_BASE_NAME] = base_name
+        notes.update(base_annotations(plan.base, base_digest))
     notes[REPORT_LABEL] = report_digest
     return notes
 
 
-def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest) -> None:
+def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest
+                     ) -> None:
     """Report as a referrer, then a signature, next to every written image."""
     digest = str(outcome.image.digest)
-    for location in plan.destinations:
+    for location in plan.outputs:
         if request.attach_report:
             from ..trust.referrers import attach_report
 
@@ -343,7 +298,7 @@ def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest
             outcome.signatures.append(info.to_dict())
 
 
-def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: ExportRequest,
+def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request: ExportRequest,
                  report: Report, used: set[str]) -> Image:
     """Base layers through the file rules: clean ones as they are, others rewritten."""
     if request.keep_base_layers:
@@ -376,7 +331,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: Exp
     return base
 
 
-def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
+def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
              ) -> Callable[[str, Path], str | None]:
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
@@ -401,14 +356,14 @@ def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
     return skip
 
 
-def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: _Plan,
+def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan,
            report: Report, used: set[str]) -> BuildResult:
     log.info("building %s layer from %s", role, layer_spec.src)
     return build_layer([LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
                        settings, skip=_skipper(plan, role, report, used))
 
 
-def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Report
+def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: Report
                   ) -> list[tuple[str, str, BuildResult]]:
     jobs = []
     for i, table in enumerate(plan.spec.tables):
@@ -431,19 +386,21 @@ def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Repor
     return out
 
 
-def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
+def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[str]
                     ) -> tuple[ConfigChanges, set[str]]:
     """The runtime config: the app's settings and the environment the policy keeps;
     and the values of every dropped variable (to mask them in the history text)."""
-    runtime = image.config.get("config") if isinstance(image.config.get("config"), dict) else {}
+    runtime = image.config.get("config")
+    env = runtime.get("Env") if isinstance(runtime, dict) else None
     base_env: list[tuple[str, str, str]] = []
-    for item in (runtime or {}).get("Env") or []:
+    for item in env if isinstance(env, list) else []:
         if isinstance(item, str):
             key, _, value = item.partition("=")
             base_env.append((key, value, "base"))
     leftover = image.config.get("container_config")
     leftover_env = leftover.get("Env") if isinstance(leftover, dict) else None
-    build_env = [tuple(item.partition("=")[::2]) for item in leftover_env or []
+    build_env = [tuple(item.partition("=")[::2])
+                 for item in (leftover_env if isinstance(leftover_env, list) else [])
                  if isinstance(item, str)]
     known = {name for name, _, _ in base_env + plan.env_layers}
     missing = [name for name in plan.allow_env if name not in known]

@@ -12,13 +12,12 @@ with the label.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..model.digest import Digest
-from ..model.jsonutil import canonical, pretty
+from ..model.jsonutil import JSONObject, canonical, pretty
 
 REPORT_LABEL = "org.ociforge.export-report.digest"
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2
 _UNHASHED = ("image", "report_digest")
 
 
@@ -35,11 +34,11 @@ class LayerEntry:
     original_digest: str | None = None      # base layers rewritten without left-out files
     original_diff_id: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {
             "role": self.role, "source": self.source, "digest": self.digest,
             "diff_id": self.diff_id, "size": self.size, "files": self.files,
-            "media_type": self.media_type}
+            "mediaType": self.media_type}
         if self.role == "base":
             out["scanned"] = self.scanned
             out["rewritten"] = self.original_digest is not None
@@ -58,9 +57,9 @@ class Report:
     platform: str
     layers: list[LayerEntry] = field(default_factory=list)
     dropped_env: list[dict[str, str]] = field(default_factory=list)
-    left_out_files: list[dict[str, Any]] = field(default_factory=list)
+    left_out_files: list[JSONObject] = field(default_factory=list)
     base_scanned: bool = True                   # False with --keep-base-layers
-    tables: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[JSONObject] = field(default_factory=list)
     rules: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     image_digest: str | None = None
@@ -68,9 +67,9 @@ class Report:
     destinations: list[dict[str, str]] = field(default_factory=list)
     licensed: bool = False                      # licensed = true, exported with --include-licensed
 
-    def content(self) -> dict[str, Any]:
+    def content(self) -> JSONObject:
         """Everything the report digest covers (no image digest, no destinations)."""
-        out: dict[str, Any] = {
+        out: JSONObject = {
             "format": REPORT_FORMAT,
             "app": self.app,
             "mode": self.mode,
@@ -91,10 +90,10 @@ class Report:
     def digest(self) -> str:
         return str(Digest.of_bytes(canonical(self.content())))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = self.content()
         out["report_digest"] = self.digest()
-        out["image"] = {"digest": self.image_digest, "media_type": self.media_type,
+        out["image"] = {"digest": self.image_digest, "mediaType": self.media_type,
                         "destinations": self.destinations}
         return out
 
@@ -140,7 +139,7 @@ class Report:
         return "\n".join(lines)
 
 
-def verify_report(report: dict[str, Any]) -> bool:
+def verify_report(report: JSONObject) -> bool:
     """True when a report's ``report_digest`` matches its content."""
     content = {k: v for k, v in report.items() if k not in _UNHASHED}
     return str(Digest.of_bytes(canonical(content))) == report.get("report_digest")

@@ -8,23 +8,32 @@ at the top so that ``--help`` and ``--version`` stay fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import pkgutil
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .. import __version__
 
 PROG = "ociforge"
 
 
+class UsageError(Exception):
+    """A command line argparse refused: main() prints it as one line (exit 2)."""
+
+    def __init__(self, prog: str, message: str):
+        self.message = f"{_one_line(message)} (see `{prog} --help`)"
+        super().__init__(f"{prog}: error: {self.message}")
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (exit 2), like every other bad input; --help has the rest."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+        raise UsageError(self.prog, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +73,11 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code: 0 done, 1 failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM.
+
+    A failure is one line on stderr (with --json also one JSON object on stdout:
+    ``error``, ``exit_code``, and ``completed``/``not_completed`` once writing began).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:
         print(f"{PROG} {__version__}")
@@ -71,21 +85,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
-    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        if "--json" in args_list:
+            _print_json({"error": exc.message, "exit_code": 2})
+        return 2
+    except SystemExit as exc:  # argparse: 0 for --help (and --version with other words)
         return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
     _setup_logging(args.verbose)
-    from ..errors import OciforgeError
+    args.outputs = None             # a writing command's Outputs (commands/common.track)
+    args.failure_details = None     # extra fields of the --json error object
+    with _sigterm_raises():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..errors import OciforgeError, Terminated
 
     try:
         return int(args.func(args) or 0)
     except OciforgeError as exc:
         if args.debug:
             raise
-        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(args, str(exc), exc.exit_code)
     except BrokenPipeError:
         # `ociforge inspect X | head`: the reader left; that is not our failure.
         import os
@@ -93,15 +118,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            return _failed(args, "terminated", 143, prefix="")
+        return _failed(args, "interrupted", 130, prefix="")
     except OSError as exc:
         if args.debug:
             raise
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"{PROG}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
+        return _failed(args, f"{exc.strerror or exc}{where}", 1)
+
+
+def _failed(args: argparse.Namespace, message: str, code: int, prefix: str = "error: ") -> int:
+    """One line on stderr saying what failed and, when a run with several destinations
+    stopped part-way, which were written; with --json one object on stdout too."""
+    message = _one_line(message)
+    result: dict[str, object] = dict(args.failure_details or {})
+    result.update({"error": message, "exit_code": code})
+    line = f"{PROG}: {prefix}{message}"
+    outputs = args.outputs
+    if outputs is not None and outputs.started:
+        completed = [str(location) for location in outputs.completed]
+        missing = [str(location) for location in outputs.not_completed]
+        result.update({"completed": completed, "not_completed": missing})
+        if len(outputs) > 1:
+            line += (f" (completed: {', '.join(completed) or 'none'}; "
+                     f"not completed: {', '.join(missing) or 'none'})")
+    print(line, file=sys.stderr)
+    if args.json:
+        _print_json(result)
+    return code
+
+
+def _print_json(result: dict[str, object]) -> None:
+    import json
+
+    from .commands.common import result_stream
+
+    print(json.dumps(result, indent=2, sort_keys=True), file=result_stream())
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated (a KeyboardInterrupt): temporary files and half-made
+    layouts are cleaned up exactly as after Ctrl-C.  Only in the main thread, and the
+    previous handler comes back afterwards (tests run main() in-process)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from ..errors import Terminated
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up is not cut short again
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(text: str) -> str:

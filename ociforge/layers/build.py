@@ -26,6 +26,7 @@ from ..model.descriptor import Descriptor
 from ..model.digest import HashingWriter
 from ..model.layer import Layer
 from ..model.mediatypes import layer_type
+from ..options import MAX_EPOCH, Compression, check_epoch
 from . import tarformat as tf
 from . import tarsafe
 from .blobwriter import TeeReader, write_layer_blob
@@ -40,14 +41,13 @@ _ZEROS = bytes(tf.BLOCK)
 _ADVISE_FROM = 4 * _BLOCK  # below that, readahead hints cost more than they save
 _advise = getattr(os, "posix_fadvise", None)
 _SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", 0)
-_MAX_EPOCH = 0o77777777777  # what a ustar mtime field holds (year 4147)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)  # a file swapped for a fifo must not hang us
 
 
 @dataclass(frozen=True)
 class BuildSettings:
-    compression: str = "gzip"  # "gzip" | "zstd" | "none"
+    compression: Compression = "gzip"
     epoch: int = 0  # mtime of every entry (SOURCE_DATE_EPOCH)
     uid: int = 0
     gid: int = 0
@@ -78,25 +78,14 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def settings_epoch(explicit: int | None) -> int:
-    """--source-date-epoch, else $SOURCE_DATE_EPOCH, else 0."""
+def settings_epoch(explicit: int | None, fallback: int | None = None) -> int:
+    """--source-date-epoch, else ``fallback`` (``Options.source_date_epoch``: the
+    SOURCE_DATE_EPOCH that ``Options.from_env`` read), else 0."""
     if explicit is not None:
-        value, what = explicit, "--source-date-epoch"
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInputError(f"{what} must be an integer, not {value!r}")
-    else:
-        text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-        if not text:
-            return 0
-        what = "SOURCE_DATE_EPOCH"
-        if not text.isascii() or not text.isdigit():
-            raise InvalidInputError(
-                f"{what} must be a whole number of seconds since 1970, not {text[:40]!r}"
-            )
-        value = int(text)
-    if not 0 <= value <= _MAX_EPOCH:
-        raise InvalidInputError(f"{what} {value} is out of range (0..{_MAX_EPOCH})")
-    return value
+        return check_epoch(explicit, "--source-date-epoch")
+    if fallback is not None:
+        return check_epoch(fallback, "SOURCE_DATE_EPOCH")
+    return 0
 
 
 # --------------------------------------------------------------------------- writing
@@ -265,8 +254,8 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
 
 def _check_settings(settings: BuildSettings) -> None:
     check_compression(settings.compression)
-    if not 0 <= settings.epoch <= _MAX_EPOCH:
-        raise InvalidInputError(f"epoch {settings.epoch} is out of range (0..{_MAX_EPOCH})")
+    if not 0 <= settings.epoch <= MAX_EPOCH:
+        raise InvalidInputError(f"epoch {settings.epoch} is out of range (0..{MAX_EPOCH})")
     for name in ("uid", "gid"):
         value = getattr(settings, name)
         if not isinstance(value, int) or value < 0 or value > 2**31:

@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..errors import InvalidInputError, OperationError
+from ..options import COMPRESSIONS, Compression, environ_value
 from .decompress import BoundedReader, open_decompressed, sniff
 
 _deflate_lib: Any
@@ -38,7 +39,6 @@ except ImportError:  # pragma: no cover - exercised only where isal is absent
     _deflate_lib = zlib
     HAVE_ISAL = False
 
-COMPRESSIONS = ("gzip", "zstd", "none")
 GZIP_BLOCK_SIZE = 1 << 20
 # ISA-L level 1 deflates ~4x faster than zlib -1 at a similar ratio.
 GZIP_LEVEL = 1
@@ -354,7 +354,8 @@ def tune_allocator() -> None:
     if _allocator_tuned:
         return
     _allocator_tuned = True
-    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+    if any(environ_value(k) is not None
+           for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return
     try:
         import ctypes
@@ -367,12 +368,14 @@ def tune_allocator() -> None:
     mallopt(m_trim_threshold, 32 << 20)
 
 
-def check_compression(name: str) -> str:
-    if name not in COMPRESSIONS:
-        raise InvalidInputError(
-            f"unknown compression {name!r} (expected one of: {', '.join(COMPRESSIONS)})"
-        )
-    return name
+def check_compression(name: str) -> Compression:
+    """``name`` as a :data:`Compression`, or bad input naming the ones there are."""
+    for known in COMPRESSIONS:
+        if name == known:
+            return known
+    raise InvalidInputError(
+        f"unknown compression {name!r} (expected one of: {', '.join(COMPRESSIONS)})"
+    )
 
 
 def compressor(name: str, sink: Sink, *, threads: int | None = None) -> StreamCompressor:

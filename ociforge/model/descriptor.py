@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import InvalidInputError
 from .digest import Digest
+from .jsonutil import JSONObject
 from .platform import Platform
 
 _MEDIA_TYPE_RE = re.compile(
@@ -28,7 +28,7 @@ class Descriptor:
     data: str | None = None
 
     @classmethod
-    def from_dict(cls, obj: Any, what: str = "descriptor") -> Descriptor:
+    def from_dict(cls, obj: object, what: str = "descriptor") -> Descriptor:
         if not isinstance(obj, dict):
             raise InvalidInputError(f"{what} is not a JSON object")
         media_type = obj.get("mediaType")
@@ -62,8 +62,8 @@ class Descriptor:
             data if isinstance(data, str) else None,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {
             "mediaType": self.media_type,
             "digest": str(self.digest),
             "size": self.size,

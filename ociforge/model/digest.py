@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Protocol
 
 from ..errors import DigestMismatchError, InvalidInputError, SizeMismatchError
 
@@ -20,6 +20,17 @@ _ENCODED_RE = {
     "sha512": re.compile(r"^[a-f0-9]{128}$"),
 }
 CHUNK = 1 << 20
+
+
+class Hasher(Protocol):
+    """What hashlib's objects offer (``hashlib.new(name)``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 @dataclass(frozen=True, order=True)
@@ -48,10 +59,10 @@ class Digest:
         return cls("sha256", hashlib.sha256(data).hexdigest())
 
     @classmethod
-    def from_hasher(cls, hasher: Any) -> Digest:
+    def from_hasher(cls, hasher: Hasher) -> Digest:
         return cls(hasher.name, hasher.hexdigest())
 
-    def new_hasher(self) -> Any:
+    def new_hasher(self) -> Hasher:
         return hashlib.new(self.algorithm)
 
     def __str__(self) -> str:

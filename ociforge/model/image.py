@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from ..errors import InvalidInputError
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
-from .jsonutil import parse_object
+from .jsonutil import JSONObject, parse_object
 from .layer import Layer
 from .platform import Platform
 
@@ -31,11 +30,11 @@ class Image:
     source: str | None = field(default=None, compare=False)
 
     @cached_property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> JSONObject:
         return parse_object(self.manifest_bytes, "image manifest")
 
     @cached_property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> JSONObject:
         return parse_object(self.config_bytes, "image config")
 
     @cached_property
@@ -70,9 +69,8 @@ class Image:
     @property
     def diff_ids(self) -> list[str]:
         rootfs = self.config.get("rootfs")
-        if isinstance(rootfs, dict) and isinstance(rootfs.get("diff_ids"), list):
-            return [d for d in rootfs["diff_ids"] if isinstance(d, str)]
-        return []
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        return [d for d in diff_ids if isinstance(d, str)] if isinstance(diff_ids, list) else []
 
     def descriptor(self, annotations: dict[str, str] | None = None) -> Descriptor:
         return Descriptor(

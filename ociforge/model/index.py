@@ -12,7 +12,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
 from .image import Image
-from .jsonutil import parse_object
+from .jsonutil import JSONObject, parse_object
 from .platform import Platform
 
 Artifact = Union[Image, "Index"]
@@ -62,7 +62,7 @@ class Index:
     source: str | None = field(default=None, compare=False)
 
     @cached_property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> JSONObject:
         return parse_object(self.index_bytes, "image index")
 
     @cached_property

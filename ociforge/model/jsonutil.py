@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
 from ..errors import InvalidInputError
+
+JSONValue: TypeAlias = (
+    "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None")
+"""A value as JSON carries it (read-only containers, so ``list[str]`` is one too)."""
+JSONObject: TypeAlias = "dict[str, JSONValue]"
+"""A JSON object: a parsed document, a ``to_dict()``, what --json prints."""
 
 # Registries refuse manifests over 4 MiB; we apply the same bound to what we read.
 MAX_DOCUMENT = 4 << 20

@@ -9,9 +9,9 @@ from __future__ import annotations
 import platform as _pyplatform
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import InvalidPlatformError
+from .jsonutil import JSONObject
 
 _PART_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _ARCH_ALIASES = {
@@ -76,7 +76,7 @@ class Platform:
         return cls("linux", arch if arch in KNOWN_ARCH else "amd64").normalized()
 
     @classmethod
-    def from_dict(cls, data: Any) -> Platform:
+    def from_dict(cls, data: object) -> Platform:
         if not isinstance(data, dict):
             raise InvalidPlatformError("platform must be a JSON object")
         os_name = data.get("os")
@@ -106,8 +106,8 @@ class Platform:
             variant = None
         return Platform(self.os, arch, variant, self.os_version, self.os_features)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {"architecture": self.architecture, "os": self.os}
         if self.variant:
             out["variant"] = self.variant
         if self.os_version:

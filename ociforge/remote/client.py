@@ -19,7 +19,13 @@ from urllib.parse import quote
 
 import requests
 
-from ..errors import DigestMismatchError, InvalidInputError, RegistryError, TransportError
+from ..errors import (
+    AuthError,
+    DigestMismatchError,
+    InvalidInputError,
+    RegistryError,
+    TransportError,
+)
 from ..model import mediatypes as mt
 from ..model.digest import Digest, VerifyingReader
 from ..model.jsonutil import MAX_DOCUMENT
@@ -112,6 +118,47 @@ class RegistryClient:
         if challenge is None:
             return
         self.transport.request("GET", "/v2/", scopes=[], what="login check").close()
+
+    def check_push_access(self, repository: str) -> None:
+        """Raise AuthError unless this client may push to ``repository``; writes nothing.
+
+        A Bearer registry's token for ``pull,push`` says what it grants: when it is
+        a JWT with an ``access`` claim (Docker Hub, distribution's token servers),
+        push must be among the granted actions for this repository.  Otherwise
+        (Basic auth, anonymous registries, opaque tokens) the registry is asked to
+        start an upload, which must be answered 202, and the upload session is
+        deleted again at once.
+        """
+        scopes = self._scopes(push_scope(repository), repository)
+        self.transport.base_url  # noqa: B018 - the /v2/ ping, once per client: the challenge
+        challenge = self.transport.auth.challenge
+        if challenge is not None and challenge.scheme == "bearer":
+            header = self.transport.auth.header(self.transport, scopes) or ""
+            granted = _granted_actions(header.removeprefix("Bearer "), repository)
+            if granted is not None:
+                if "push" in granted or "*" in granted:
+                    return
+                creds = self.transport.auth.credentials
+                who = f"user {creds.username!r}" if creds and creds.username else "anonymous"
+                allowed = ", ".join(sorted(granted)) or "nothing"
+                raise AuthError(
+                    f"{self.registry}: no push access to {repository} for {who}: the token "
+                    f"service granted {allowed}" + ("" if creds else
+                                                    " (run `ociforge login`)"),
+                    status=403, code="DENIED")
+        resp = self.transport.request(
+            "POST", f"/v2/{repository}/blobs/uploads/", scopes=scopes, body=b"", ok=(202,),
+            what=f"push access check for {repository}")
+        resp.close()
+        location = resp.headers.get("Location")
+        if not location:
+            return
+        try:
+            self.transport.request(
+                "DELETE", self.transport.absolute(location, resp.url), scopes=scopes,
+                ok=(200, 202, 204, 404), what=f"push access check for {repository}").close()
+        except (RegistryError, TransportError) as exc:  # an abandoned session expires by itself
+            log.debug("could not delete the probe upload in %s: %s", repository, exc)
 
     # -- manifests -------------------------------------------------------------
 
@@ -395,6 +442,30 @@ def _read_bounded(resp: requests.Response, limit: int, what: str) -> bytes:
     except requests.RequestException as exc:
         raise TransportError(f"{what}: download interrupted: {type(exc).__name__}") from None
     return b"".join(parts)
+
+
+def _granted_actions(token: str, repository: str) -> set[str] | None:
+    """The actions a JWT bearer token grants on ``repository``; None when the token is
+    not a JWT with an ``access`` claim (then only the registry can tell)."""
+    import base64
+    import json
+
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 65536:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    access = claims.get("access") if isinstance(claims, dict) else None
+    if not isinstance(access, list):
+        return None
+    granted: set[str] = set()
+    for entry in access:
+        if (isinstance(entry, dict) and entry.get("type") == "repository"
+                and entry.get("name") == repository and isinstance(entry.get("actions"), list)):
+            granted.update(a for a in entry["actions"] if isinstance(a, str))
+    return granted
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:

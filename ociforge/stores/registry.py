@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 
 from ..model.index import Artifact
 from ..model.reference import Reference
-from ..options import Options, RegistryOptions
+from ..options import Options, RegistryOptions, environ_value
 from ..remote.client import RegistryClient
 from .locations import WriteResult
 
@@ -20,7 +19,7 @@ def _credential_sources() -> tuple[object, ...]:
     """Where credentials come from right now: a changed file or variable means a new client."""
     from ..remote.credentials import docker_config_path, podman_auth_paths
 
-    state: list[object] = [os.environ.get("DOCKER_AUTH_CONFIG")]
+    state: list[object] = [environ_value("DOCKER_AUTH_CONFIG")]
     for path in [docker_config_path(), *podman_auth_paths()]:
         try:
             st = path.stat()

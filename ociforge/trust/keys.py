@@ -12,10 +12,17 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
+from ..options import environ_value
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import (
+        EllipticCurvePrivateKey,
+        EllipticCurvePublicKey,
+    )
 
 PASSWORD_ENV = "OCIFORGE_KEY_PASSWORD"
 _COSIGN_ENCRYPTED = (b"ENCRYPTED SIGSTORE PRIVATE KEY", b"ENCRYPTED COSIGN PRIVATE KEY")
@@ -34,7 +41,7 @@ def generate_pem_pair(password: bytes | None = None) -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    encryption: Any = (
+    encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password) if password
         else serialization.NoEncryption()
     )
@@ -111,7 +118,7 @@ def password_from(stdin: bool, env: str = PASSWORD_ENV) -> bytes | None:
         if not text:
             raise InvalidInputError("--password-stdin given but standard input had no password")
         return text.encode()
-    value = os.environ.get(env)
+    value = environ_value(env)
     return value.encode() if value else None
 
 
@@ -124,7 +131,7 @@ def _read_key_file(path: str | Path, what: str) -> bytes:
     return p.read_bytes()
 
 
-def load_private_key(path: str | Path, password: bytes | None = None) -> Any:
+def load_private_key(path: str | Path, password: bytes | None = None) -> EllipticCurvePrivateKey:
     """Load a P-256 private key (PKCS#8 or SEC1 PEM, optionally encrypted)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -151,7 +158,7 @@ def load_private_key(path: str | Path, password: bytes | None = None) -> Any:
     return key
 
 
-def load_public_key(path: str | Path) -> Any:
+def load_public_key(path: str | Path) -> EllipticCurvePublicKey:
     """Load a P-256 public key from SubjectPublicKeyInfo PEM (``cosign.pub``)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -166,13 +173,12 @@ def load_public_key(path: str | Path) -> Any:
     return key
 
 
-def public_pem_of(private_key: Any) -> bytes:
+def public_pem_of(private_key: EllipticCurvePrivateKey) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    data: bytes = private_key.public_key().public_bytes(
+    return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return data
 
 
 def _first_line(exc: BaseException) -> str:

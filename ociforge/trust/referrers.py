@@ -12,17 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, OperationError
 from ..model import mediatypes as mt
+from ..model.annotations import ANNOTATION_TITLE
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
-from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
+from ..model.jsonutil import MAX_DOCUMENT, JSONObject, canonical, parse_object
+
+if TYPE_CHECKING:
+    from ..options import Options
+    from ..stores.locations import Location
 
 REPORT_ARTIFACT_TYPE = "application/vnd.ociforge.export-report.v1+json"
 REPORT_TITLE = "export-report.json"
-TITLE_ANNOTATION = "org.opencontainers.image.title"
 EMPTY_JSON = b"{}"
 EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), 2, data="e30=")
 
@@ -99,7 +103,7 @@ class Attached:
     via: str  # "referrers-api" or "fallback-tag"
     location: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "artifact": self.descriptor.to_dict(),
             "subject": str(self.subject.digest),
@@ -109,10 +113,10 @@ class Attached:
 
 
 def attach_artifact(
-    location: Any,
+    location: str | Location,
     blob: bytes,
     artifact_type: str,
-    options: Any = None,
+    options: Options | None = None,
     *,
     blob_media_type: str | None = None,
     title: str | None = None,
@@ -126,7 +130,7 @@ def attach_artifact(
         raise InvalidInputError(f"artifact of {len(blob)} bytes is too large to attach")
     store = open_store(location, options)
     subject = store.resolve(digest)
-    layer_annotations = {TITLE_ANNOTATION: title} if title else None
+    layer_annotations = {ANNOTATION_TITLE: title} if title else None
     with store.locked():
         store.put_blob(EMPTY_JSON, mt.OCI_EMPTY)
         layer = store.put_blob(blob, blob_media_type or artifact_type)
@@ -150,7 +154,8 @@ def attach_artifact(
 
 
 def attach_report(
-    location: Any, report_bytes: bytes, options: Any = None, *, digest: str | None = None
+    location: str | Location, report_bytes: bytes, options: Options | None = None, *,
+    digest: str | None = None
 ) -> Descriptor:
     """Store an export report as an artifact whose subject is the image; returns its descriptor."""
     if not isinstance(report_bytes, bytes | bytearray):
@@ -164,9 +169,10 @@ def attach_report(
 
 
 def list_referrers(
-    location: Any, options: Any = None, *, artifact_type: str | None = None,
+    location: str | Location, options: Options | None = None, *,
+    artifact_type: str | None = None,
     digest: str | None = None,
-) -> tuple[Descriptor, list[dict[str, Any]]]:
+) -> tuple[Descriptor, list[JSONObject]]:
     """(subject, referrer descriptors): the referrers API first, else the fallback tag."""
     from ..stores.artifactstore import open_store
 
@@ -175,7 +181,7 @@ def list_referrers(
     return subject, referrers_of(store, subject.digest, artifact_type)
 
 
-def referrers_of(store: Any, digest: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+def referrers_of(store: Any, digest: Digest, artifact_type: str | None) -> list[JSONObject]:
     found = store.referrers(digest, artifact_type)
     if found is None:
         tagged = store.get_manifest(fallback_tag(digest))
@@ -190,8 +196,9 @@ def referrers_of(store: Any, digest: Digest, artifact_type: str | None) -> list[
 
 
 def read_artifact_blob(
-    location: Any, artifact_digest: str, options: Any = None, *, limit: int = MAX_DOCUMENT * 16
-) -> tuple[dict[str, Any], bytes]:
+    location: str | Location, artifact_digest: str, options: Options | None = None, *,
+    limit: int = MAX_DOCUMENT * 16
+) -> tuple[JSONObject, bytes]:
     """(artifact manifest, its first layer's bytes): e.g. an attached export report."""
     from ..stores.artifactstore import open_store
 

@@ -19,13 +19,22 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, OperationError
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
-from ..model.jsonutil import canonical, parse_object
+from ..model.jsonutil import JSONObject, canonical, parse_object
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import (
+        EllipticCurvePrivateKey,
+        EllipticCurvePublicKey,
+    )
+
+    from ..options import Options
+    from ..stores.locations import Location
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIMPLESIGNING_TYPE = mt.COSIGN_SIMPLESIGNING
@@ -38,6 +47,10 @@ MAX_PAYLOAD = 1 << 20
 
 class SignatureVerificationError(OperationError):
     """No signature on the image both verifies against the key and names its digest."""
+
+    def __init__(self, message: str, image_digest: str | None = None):
+        super().__init__(message)
+        self.image_digest = image_digest
 
 
 def signature_tag(digest: Digest | str, suffix: str = SIGNATURE_SUFFIX) -> str:
@@ -80,7 +93,7 @@ def simple_signing_payload(identity: str, manifest_digest: Digest | str) -> byte
     return text.encode()
 
 
-def sign_payload(private_key: Any, payload: bytes) -> str:
+def sign_payload(private_key: EllipticCurvePrivateKey, payload: bytes) -> str:
     """ECDSA P-256 / SHA-256 over the exact payload bytes; DER, standard base64.
 
     Deterministic (RFC 6979) where ``cryptography`` offers it: the same key
@@ -99,7 +112,8 @@ def sign_payload(private_key: Any, payload: bytes) -> str:
     return base64.b64encode(der).decode("ascii")
 
 
-def signature_verifies(public_key: Any, payload: bytes, signature_b64: str) -> bool:
+def signature_verifies(public_key: EllipticCurvePublicKey, payload: bytes,
+                       signature_b64: str) -> bool:
     """True when the base64 DER signature is valid for the payload under the key."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
@@ -245,7 +259,8 @@ class VerificationOutcome:
 
 
 def verify_layers(
-    layers: Sequence[SignatureLayer], public_key: Any, image_digest: Digest | str
+    layers: Sequence[SignatureLayer], public_key: EllipticCurvePublicKey,
+    image_digest: Digest | str
 ) -> VerificationOutcome:
     """Check each signature as cosign does: key first, then the payload's claims."""
     wanted = str(image_digest)
@@ -282,7 +297,7 @@ class SignatureInfo:
     added: bool
     location: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "digest": self.image_digest,
             "identity": self.identity,
@@ -296,10 +311,10 @@ class SignatureInfo:
 
 
 def sign_location(
-    location: Any,
+    location: str | Location,
     key_path: str | Path,
     password: bytes | None = None,
-    options: Any = None,
+    options: Options | None = None,
     *,
     digest: str | None = None,
     identity: str | None = None,
@@ -337,7 +352,8 @@ def sign_location(
 
 
 def verify_location(
-    location: Any, public_key_path: str | Path, options: Any = None, *, digest: str | None = None
+    location: str | Location, public_key_path: str | Path, options: Options | None = None, *,
+    digest: str | None = None
 ) -> list[VerifiedSignature]:
     """Verify the image's signatures; returns the valid ones or raises with the reason."""
     from ..stores.artifactstore import open_store
@@ -349,9 +365,8 @@ def verify_location(
     layers = _existing_signatures(store, signature_tag(subject.digest))
     outcome = verify_layers(layers, public_key, subject.digest)
     if not outcome.verified:
-        error = SignatureVerificationError(outcome.failure(str(subject.digest)))
-        error.image_digest = str(subject.digest)  # type: ignore[attr-defined]  # for --json
-        raise error
+        raise SignatureVerificationError(outcome.failure(str(subject.digest)),
+                                         str(subject.digest))
     return outcome.verified
 
 
@@ -365,7 +380,7 @@ def _existing_signatures(store: Any, tag: str) -> list[SignatureLayer]:
     return parse_signature_manifest(data, store.read_blob)
 
 
-def _load_private(key_path: str | Path, password: bytes | None) -> Any:
+def _load_private(key_path: str | Path, password: bytes | None) -> EllipticCurvePrivateKey:
     from .keys import load_private_key
 
     if not str(key_path):
@@ -373,7 +388,7 @@ def _load_private(key_path: str | Path, password: bytes | None) -> Any:
     return load_private_key(key_path, password)
 
 
-def check_signable(location: Any) -> None:
+def check_signable(location: str | Location) -> None:
     """Exit-2 error unless ``location`` can hold signatures (an OCI layout or a registry)."""
     from ..stores.artifactstore import check_attachable
 

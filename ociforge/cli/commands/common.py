@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ...errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ...model.index import Artifact
+    from ...model.jsonutil import JSONObject
+    from ...options import Options
+    from ...pipeline.outputs import Outputs
+    from ...stores.locations import WriteResult
 
 
 def add_platform_option(parser: argparse.ArgumentParser, allow_all: bool = True) -> None:
@@ -37,26 +44,14 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
                        help="retries of a failed request (default 5, or $OCIFORGE_RETRIES)")
 
 
-MAX_CHUNK = 1 << 30     # a chunk is held in memory while it is sent
+def make_options(args: argparse.Namespace) -> Options:
+    """Options.from_env() with the command's flags laid over it."""
+    from dataclasses import replace
 
-
-def parse_size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    raw = text.strip().lower().removesuffix("b").removesuffix("i")
-    mult = 1
-    if raw and raw[-1] in units:
-        mult = units[raw[-1]]
-        raw = raw[:-1]
-    if not raw.isdigit() or int(raw) <= 0:
-        raise InvalidInputError(f"size {text!r} is not a positive number of bytes (e.g. 4M)")
-    return int(raw) * mult
-
-
-def make_options(args: argparse.Namespace) -> Any:
-    """Options from the parsed arguments (platform, registry transport, progress)."""
     from ...model.platform import Platform
-    from ...options import Options, RegistryOptions
+    from ...options import RETRIES_RANGE, TIMEOUT_RANGE, Options, check_number
 
+    base = Options.from_env()
     platform_text = getattr(args, "platform", None)
     all_platforms = platform_text == "all"
     platform = Platform.parse(platform_text) if platform_text and not all_platforms else None
@@ -67,77 +62,34 @@ def make_options(args: argparse.Namespace) -> Any:
     jobs = 4 if jobs is None else jobs
     if jobs < 1 or jobs > 64:
         raise InvalidInputError("--jobs must be between 1 and 64")
-    chunk_size, chunk_sizes = chunk_sizes_from(getattr(args, "chunk_size", None))
-    registry = RegistryOptions(
+    chunk_size, chunk_sizes = chunk_sizes_from(getattr(args, "chunk_size", None), base)
+    retries = getattr(args, "retries", None)
+    timeout = getattr(args, "timeout", None)
+    registry = replace(
+        base.registry,
         insecure=tuple(getattr(args, "insecure", []) or ()),
         ca_cert=ca_cert,
         jobs=jobs,
         chunk_size=chunk_size,
         chunk_sizes=chunk_sizes,
-        retries=_number(getattr(args, "retries", None), "OCIFORGE_RETRIES", "--retries", 5,
-                        int, 0, 100),
-        timeout=_number(getattr(args, "timeout", None), "OCIFORGE_TIMEOUT", "--timeout", 60.0,
-                        float, 0.1, 86400),
+        retries=base.registry.retries if retries is None else int(
+            check_number(retries, "--retries", *RETRIES_RANGE)),
+        timeout=base.registry.timeout if timeout is None else float(
+            check_number(timeout, "--timeout", *TIMEOUT_RANGE)),
     )
-    progress = sys.stderr.isatty() and not os.environ.get("CI")
-    return Options(platform=platform, all_platforms=all_platforms, registry=registry,
-                   progress=progress or getattr(args, "verbose", 0) > 0)
+    return replace(base, platform=platform, all_platforms=all_platforms, registry=registry,
+                   progress=base.progress or getattr(args, "verbose", 0) > 0)
 
 
-_REGISTRY_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
-                            r"(:[0-9]{1,5})?")
-
-
-def chunk_sizes_from(flags: list[str] | None
+def chunk_sizes_from(flags: list[str] | None, base: Options | None = None
                      ) -> tuple[int | None, tuple[tuple[str, int], ...]]:
-    """(size for every registry, per-registry sizes) from $OCIFORGE_CHUNK_SIZE and --chunk-size.
+    """(size for every registry, per-registry sizes): --chunk-size items laid over the
+    environment's ($OCIFORGE_CHUNK_SIZE, read by Options.from_env)."""
+    from ...options import Options, parse_chunk_sizes
 
-    Each item is ``SIZE`` (every registry) or ``REGISTRY=SIZE``; the variable
-    holds comma-separated items.  Flags come after the variable, a later item
-    wins over an earlier one for the same registry, and a registry's own size
-    wins over the size for every registry.
-    """
-    items = [(item, "$OCIFORGE_CHUNK_SIZE")
-             for item in os.environ.get("OCIFORGE_CHUNK_SIZE", "").split(",") if item.strip()]
-    items += [(item, "--chunk-size") for item in flags or []]
-    default: int | None = None
-    per_registry: dict[str, int] = {}
-    for item, origin in items:
-        name, sep, size_text = item.strip().rpartition("=")
-        name = name.strip()
-        if sep and not _REGISTRY_NAME.fullmatch(name):
-            raise InvalidInputError(f"{origin} {item.strip()!r}: {name!r} is not a registry "
-                                    "host[:port] (e.g. ghcr.io=4M)")
-        try:
-            size = parse_size(size_text)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{origin} {item.strip()!r}: {exc}") from None
-        if size > MAX_CHUNK:
-            raise InvalidInputError(f"{origin} {item.strip()!r}: a chunk is held in memory; "
-                                    "at most 1G")
-        if sep:
-            per_registry.pop(name.lower(), None)    # re-insert: the latest item is last
-            per_registry[name.lower()] = size
-        else:
-            default = size
-    return default, tuple(per_registry.items())
-
-
-def _number(value: Any, env: str, flag: str, default: Any, kind: type, low: float,
-            high: float) -> Any:
-    """A bounded number from the flag, else the environment variable, else the default."""
-    if value is None:
-        text = os.environ.get(env)
-        if not text:
-            return default
-        try:
-            value = kind(text)
-        except ValueError:
-            raise InvalidInputError(f"${env}={text!r} is not a number") from None
-        flag = f"${env}"
-    if not low <= value <= high:
-        raise InvalidInputError(f"{flag} must be between {low:g} and {high:g}")
-    return value
+    start = (base or Options.from_env()).registry
+    return parse_chunk_sizes([(item, "--chunk-size") for item in flags or []],
+                             (start.chunk_size, start.chunk_sizes))
 
 
 def parse_key_value(items: list[str] | None, what: str) -> dict[str, str]:
@@ -150,19 +102,50 @@ def parse_key_value(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
-    """Print the result: JSON with --json, else the human line.
-
-    When an output went to our own stdout (``-o /dev/stdout``) the result goes to
-    stderr, so the image stream stays exactly the image.
-    """
-    from ... import fsutil
-
-    stream = sys.stderr if fsutil.stdout_is_output else sys.stdout
+def emit(args: argparse.Namespace, result: JSONObject | dict[str, Any], human: str) -> None:
+    """Print the result: JSON with --json, else the human line."""
+    stream = result_stream()
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2, sort_keys=True), file=stream)
     else:
         print(human, file=stream)
+
+
+def result_stream() -> TextIO:
+    """stdout, unless an output went to our own stdout (``-o /dev/stdout``): then stderr,
+    so the image stream stays exactly the image."""
+    from ... import fsutil
+
+    return sys.stderr if fsutil.stdout_is_output else sys.stdout
+
+
+def track(args: argparse.Namespace, outputs: Outputs) -> None:
+    """Let main() say which destinations were written when the run stops part-way."""
+    args.outputs = outputs
+
+
+def fail_with(args: argparse.Namespace, details: JSONObject) -> None:
+    """Fields the --json error object carries besides ``error`` and ``exit_code``."""
+    args.failure_details = details
+
+
+def result_json(artifact: Artifact, results: Sequence[WriteResult],
+                **extra: Any) -> dict[str, Any]:
+    """The --json success object of commands that write an image."""
+    from ...pipeline.outputs import result_entry
+
+    out: dict[str, Any] = {
+        "digest": str(artifact.digest),
+        "mediaType": artifact.media_type,
+        "destinations": [result_entry(r) for r in results],
+    }
+    out.update(extra)
+    return out
+
+
+def human_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
+    return "\n".join(f"{r.digest} {r.location}" + (f" ({r.name})" if r.name else "")
+                     for r in results) or str(artifact.digest)
 
 
 def _global_flags() -> argparse.ArgumentParser:

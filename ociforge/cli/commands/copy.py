@@ -1,16 +1,20 @@
-"""``ociforge copy SRC DEST``: move an image between locations, digests unchanged.
-
-Raw manifest and config bytes are written as read, so the digest at DEST is the
-digest at SRC.  An index is resolved to one platform (``--platform``, default
-the host's) unless ``--platform all`` keeps it whole.
-"""
+"""``ociforge copy SRC DEST...``: :func:`ociforge.pipeline.copy.plan_copy` from the flags."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from .common import add_command, add_platform_option, add_registry_options, emit
+from .common import (
+    add_command,
+    add_platform_option,
+    add_registry_options,
+    emit,
+    human_lines,
+    make_options,
+    result_json,
+    track,
+)
 
 
 def register(sub: Any) -> None:
@@ -25,17 +29,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...stores.locations import resolve_platform
-    from . import _io
-    from .common import make_options
+    from ...pipeline.copy import plan_copy
 
-    options = make_options(args)
-    tag = _io.check_tag(args.tag)
-    destinations = [_io.destination(text, tag) for text in args.dest]
-    _io.check_distinct_outputs(destinations)
-    source = _io.source(args.src)
-    artifact = resolve_platform(source.read(options), options)
-    results = _io.write_all(artifact, destinations, options)
-    emit(args, _io.result_json(artifact, results, source=str(source)),
-         _io.human_lines(artifact, results))
+    plan = plan_copy(args.src, args.dest, make_options(args), tag=args.tag)
+    track(args, plan.outputs)
+    outcome = plan.run()
+    emit(args, result_json(outcome.artifact, outcome.results, source=str(outcome.source)),
+         human_lines(outcome.artifact, outcome.results))
     return 0

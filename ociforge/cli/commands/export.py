@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from .common import add_command, add_platform_option, add_registry_options, emit, make_options
+from .common import (
+    add_command,
+    add_platform_option,
+    add_registry_options,
+    emit,
+    make_options,
+    track,
+)
 
 
 def register(sub: Any) -> None:
@@ -58,7 +65,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...app.export import ExportRequest, export_app
+    from ...app.export import ExportRequest, plan_export
     from ...errors import InvalidInputError
     from ...trust.keys import password_from
 
@@ -81,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         keep_base_layers=args.keep_base_layers,
         options=make_options(args),
     )
-    outcome = export_app(request)
+    plan = plan_export(request)
+    track(args, plan.outputs)
+    outcome = plan.run()
     summary = outcome.report.summary()
     for attached in outcome.attached:
         summary += f"\n  attached report {attached['digest'][:19]} to {attached['location']}"

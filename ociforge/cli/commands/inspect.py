@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import IO, Any, cast
+from typing import Any, Literal
 
-from .common import add_command, add_platform_option, add_registry_options
+from .common import add_command, add_platform_option, add_registry_options, make_options
 
 
 def register(sub: Any) -> None:
@@ -29,94 +29,18 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def summary(artifact: Any) -> dict[str, Any]:
-    """The default view: what a person (or a script) usually wants to know."""
-    from ...model.image import Image
-
-    if not isinstance(artifact, Image):
-        return {
-            "digest": str(artifact.digest),
-            "mediaType": artifact.media_type,
-            "size": artifact.size,
-            "annotations": artifact.manifest.get("annotations") or {},
-            "manifests": [
-                {"digest": str(desc.digest), "mediaType": desc.media_type, "size": desc.size,
-                 "platform": str(desc.platform) if desc.platform else None,
-                 "annotations": dict(desc.annotations or {})}
-                for desc, _ in artifact.children
-            ],
-        }
-    config = artifact.config
-    return {
-        "digest": str(artifact.digest),
-        "mediaType": artifact.media_type,
-        "size": artifact.size,
-        "platform": str(artifact.platform) if artifact.platform else None,
-        "created": config.get("created"),
-        "annotations": artifact.manifest.get("annotations") or {},
-        "config": {
-            "digest": str(artifact.config_descriptor.digest),
-            "mediaType": artifact.config_descriptor.media_type,
-            "size": artifact.config_descriptor.size,
-            **(config.get("config") or {}),
-        },
-        "layers": [
-            {"digest": str(layer.digest), "mediaType": layer.media_type, "size": layer.size,
-             "diff_id": str(layer.diff_id) if layer.diff_id else None}
-            for layer in artifact.layers
-        ],
-        "history": config.get("history") or [],
-    }
-
-
-def _documents_only(source: Any) -> Any:
-    """A layout's artifact read from its documents alone: ``--manifest``/``--raw`` must
-    show a damaged image whose layer blobs are missing (``verify`` names those)."""
-    from ...model.layer import Layer
-    from ...stores.layout import LayoutLocation, load_artifact
-
-    if not isinstance(source, LayoutLocation):
-        return None
-    layout = source.layout
-    layout.check_readable()
-
-    def unchecked_layer(desc: Any) -> Layer:  # opened only if a layer is read: never here
-        return Layer(desc, None, lambda: cast(IO[bytes], layout.open_blob(desc)), None)
-
-    return load_artifact(layout.find(source.tag), layout.read_document, unchecked_layer,
-                         str(layout.root))
-
-
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from ...model.image import Image
-    from ...stores.locations import resolve_platform
-    from . import _io
-    from .common import make_options
+    from ...pipeline.inspect import inspect_image
 
     options = make_options(args)
-    source = _io.source(args.src)
-    if not args.platform and not args.config:
-        # no --platform: a multi-platform tag is shown as the index it is (as skopeo does),
-        # so `inspect REF --raw | sha256sum` gives the tag's digest
-        options = replace(options, all_platforms=True)
-    artifact = _documents_only(source) if args.manifest or args.raw else None
-    if artifact is None:
-        artifact = source.read(options)
-    if args.platform and not options.all_platforms:
-        artifact = resolve_platform(artifact, options)
-    elif args.config and not isinstance(artifact, Image):
-        artifact = resolve_platform(artifact, replace(options, all_platforms=False))
     if args.raw:
+        data = inspect_image(args.src, options, view="raw")
         # the exact bytes the digest is over: no decoding, no newline added
         sys.stdout.flush()
-        sys.stdout.buffer.write(artifact.manifest_bytes)
+        sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-    elif args.manifest:
-        print(json.dumps(artifact.manifest, indent=2, sort_keys=True))
-    elif args.config and isinstance(artifact, Image):
-        print(json.dumps(artifact.config, indent=2, sort_keys=True))
-    else:
-        print(json.dumps(summary(artifact), indent=2, sort_keys=True))
+        return 0
+    view: Literal["summary", "manifest", "config"] = (
+        "manifest" if args.manifest else "config" if args.config else "summary")
+    print(json.dumps(inspect_image(args.src, options, view=view), indent=2, sort_keys=True))
     return 0

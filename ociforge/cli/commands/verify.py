@@ -10,7 +10,14 @@ import argparse
 import logging
 from typing import Any
 
-from .common import add_command, add_platform_option, add_registry_options, emit
+from .common import (
+    add_command,
+    add_platform_option,
+    add_registry_options,
+    emit,
+    fail_with,
+    make_options,
+)
 
 log = logging.getLogger("ociforge")
 
@@ -28,61 +35,17 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...errors import InvalidInputError, OperationError, SelectionError, ValidationError
-    from ...stores.locations import resolve_platform
-    from ...stores.validate import raise_for, verify_artifact
-    from . import _io
-    from .common import make_options
+    from ...pipeline.verify import verify_image
 
-    options = make_options(args)
-    source = _io.source(args.src)
-    try:
-        try:
-            artifact = source.read(options)
-        except SelectionError:
-            raise  # no tag / an unknown tag: the user must say which image (exit 2)
-        except InvalidInputError as exc:
-            # The location was fine; what it holds is not: that is a failed check (exit 1).
-            raise ValidationError(f"{source}: {exc}") from None
-    except OperationError as exc:
-        # what could not even be read (a missing child manifest) is a problem to report too
-        if getattr(args, "json", False):
-            emit(args, {"digest": _known_digest(source), "ok": False, "manifests": 0,
-                        "blobs": 0, "bytes": 0,
-                        "problems": [{"where": str(source), "message": str(exc)}]}, "")
-        raise
-    if args.platform and not options.all_platforms:
-        artifact = resolve_platform(artifact, options)
-    report = verify_artifact(artifact, deep=not args.shallow)
-    result = {
-        "digest": str(artifact.digest),
-        "ok": report.ok,
-        "manifests": report.manifests,
-        "blobs": report.blobs,
-        "bytes": report.bytes,
-        "problems": [{"where": p.where, "message": p.message} for p in report.problems],
-    }
-    if report.ok:
-        emit(args, result, f"verified {artifact.digest}: {report.manifests} manifest(s), "
-                           f"{report.blobs} blob(s), {report.bytes} bytes")
+    verification = verify_image(args.src, make_options(args), deep=not args.shallow)
+    if verification.ok:
+        report = verification.report
+        emit(args, verification.to_dict(),
+             f"verified {verification.digest}: {report.manifests} manifest(s), "
+             f"{report.blobs} blob(s), {report.bytes} bytes")
         return 0
-    for problem in report.problems:
+    for problem in verification.problems:
         log.info("problem: %s", problem)
-    if getattr(args, "json", False):
-        emit(args, result, "")
-    raise_for(report)
+    fail_with(args, verification.to_dict())  # --json: the report, with the error
+    verification.check()
     return 1
-
-
-def _known_digest(source: Any) -> str | None:
-    """The digest a layout's index.json names for SRC, when the artifact itself cannot be
-    read (a missing or damaged blob): the report still says which artifact failed."""
-    from ...errors import OciforgeError
-    from ...stores.layout import LayoutLocation
-
-    if not isinstance(source, LayoutLocation):
-        return None
-    try:
-        return str(source.layout.find(source.tag).digest)
-    except (OciforgeError, OSError):
-        return None

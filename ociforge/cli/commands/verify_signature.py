@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_command, add_registry_options, emit, make_options
+from .common import add_command, add_registry_options, emit, fail_with, make_options
 
 
 def register(sub: Any) -> None:
@@ -25,15 +25,17 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...errors import OciforgeError
-    from ...trust.sign import verify_location
+    from ...trust.sign import SignatureVerificationError, verify_location
 
     options = make_options(args)
     try:
         verified = verify_location(args.ref, args.key, options, digest=args.digest)
-    except OciforgeError as exc:
-        if getattr(args, "json", False):  # scripts read .ok; the exit code stays the error's
-            emit(args, {"ok": False, "digest": getattr(exc, "image_digest", None),
-                        "signatures": [], "error": str(exc)}, "")
+    except SignatureVerificationError as exc:
+        # scripts read .ok; the error object says why, the exit code stays the error's
+        fail_with(args, {"ok": False, "digest": exc.image_digest, "signatures": []})
+        raise
+    except OciforgeError:
+        fail_with(args, {"ok": False, "digest": None, "signatures": []})
         raise
     digest = verified[0].manifest_digest
     emit(

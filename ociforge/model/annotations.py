@@ -1,0 +1,10 @@
+"""Manifest annotation keys ociforge writes: the image spec's pre-defined ones."""
+
+from __future__ import annotations
+
+ANNOTATION_CREATED = "org.opencontainers.image.created"
+ANNOTATION_TITLE = "org.opencontainers.image.title"
+ANNOTATION_VERSION = "org.opencontainers.image.version"
+ANNOTATION_SOURCE = "org.opencontainers.image.source"
+ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
+ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"

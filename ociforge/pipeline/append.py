@@ -1,0 +1,408 @@
+"""Append: reproducible layers and config changes on a base, written to destinations.
+
+``plan_append(request)`` checks every input (layer sources, config values,
+annotations, formats, destinations) and push access to every registry
+destination; ``AppendPlan.run()`` reads the base, builds the layers once,
+applies them to every platform image of the base (an index base with
+``Options.all_platforms``) and writes the result.
+
+Format rules: the result keeps the base's media types unless ``format`` asks
+for OCI or Docker.  Docker manifests have no annotations and no zstd layers,
+so asking for either on a Docker result is refused, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import InvalidInputError, InvalidPlatformError
+from ..layers.build import (
+    BuildResult,
+    BuildSettings,
+    LayerSource,
+    build_layer,
+    layer_from_tar,
+    settings_epoch,
+)
+from ..layers.compress import check_compression
+from ..model.annotations import (
+    ANNOTATION_BASE_DIGEST,
+    ANNOTATION_BASE_NAME,
+    ANNOTATION_CREATED,
+    ANNOTATION_SOURCE,
+    ANNOTATION_TITLE,
+    ANNOTATION_VERSION,
+)
+from ..model.image import Image
+from ..model.index import Artifact, Index, build_index
+from ..model.layer import Layer
+from ..model.mediatypes import compression_of
+from ..model.mutate import (
+    ConfigChanges,
+    annotate,
+    append_layers,
+    check_stop_signal,
+    configure,
+    convert,
+    drop_annotations,
+    normalize_port,
+    rfc3339,
+    scratch,
+    set_created,
+)
+from ..options import Compression, ImageFormat, Options
+from ..progress import Activity
+from ..stores.locations import Location, Scratch, WriteResult, resolve_platform
+from .outputs import Outputs, check_tag
+from .sources import open_source
+
+log = logging.getLogger("ociforge")
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.zstd")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer to add: a file or folder and where it goes, or a tar added as it is."""
+
+    src: Path
+    dest: str
+    as_tar: bool
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> LayerSpec:
+        """``SRC[:/PATH]`` (as ``--layer`` takes it): see :func:`parse_layer_spec`."""
+        return parse_layer_spec(text)
+
+
+def parse_layer_spec(text: str) -> LayerSpec:
+    """``SRC[:/PATH]``: the last ':' followed by '/' splits off the container path.
+
+    PATH defaults to ``/<basename of SRC>``; a ``.tar``, ``.tar.gz``/``.tgz`` or
+    ``.tar.zst`` given without PATH is added as a layer as it is.
+    """
+    src_text, dest = text, ""
+    cut = text.rfind(":/")
+    if cut > 0:
+        src_text, dest = text[:cut], text[cut + 1:]
+    elif text.endswith(":") and len(text) > 1:
+        raise InvalidInputError(f"--layer {text!r}: the container path after ':' is empty")
+    src = Path(os.path.expanduser(src_text))
+    if not os.path.lexists(src):
+        head, colon, tail = src_text.rpartition(":")
+        if colon and head and tail and os.path.lexists(os.path.expanduser(head)):
+            raise InvalidInputError(
+                f"--layer {text!r}: the container path {tail!r} must be absolute (/{tail})")
+        raise InvalidInputError(f"--layer {text!r}: {src_text!r} does not exist")
+    mode = os.lstat(src).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        # a FIFO, socket or device named on purpose would only become an empty layer
+        raise InvalidInputError(f"--layer {text!r}: {src_text!r} is not a file, folder, "
+                                "symlink or tar")
+    if dest and ("\0" in dest or ".." in dest.split("/")):
+        raise InvalidInputError(f"--layer {text!r}: container path {dest!r} is not allowed")
+    as_tar = (not dest and src.is_file() and not src.is_symlink()
+              and src.name.lower().endswith(TAR_SUFFIXES))
+    if not dest:
+        name = src.resolve().name if src_text in (".", "..") or src_text.endswith("/") else src.name
+        dest = "/" + name if name else "/"
+    return LayerSpec(src, dest, as_tar, text)
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    """What ``ociforge append`` does, as values: see docs/cli.md for each field's flag."""
+
+    base: str | Location = "scratch"
+    destinations: Sequence[str | Location] = ()
+    layers: Sequence[str | LayerSpec] = ()        # "SRC[:/PATH]" as --layer takes them
+    changes: ConfigChanges = field(default_factory=ConfigChanges)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = None                     # org.opencontainers.image.source
+    remove: Sequence[str] = ()                    # paths hidden by a whiteout layer
+    compression: Compression = "gzip"
+    format: ImageFormat | None = None             # None: the base's (OCI on scratch)
+    tag: str | None = None                        # NAME:TAG for archives and untagged layouts
+    source_date_epoch: int | None = None          # None: options.source_date_epoch, else 0
+    options: Options = field(default_factory=Options)
+
+
+@dataclass(frozen=True)
+class AppendOutcome:
+    """What was written: the image (or index), the new layers, one result per destination."""
+
+    artifact: Artifact
+    layers: tuple[Layer, ...]
+    results: tuple[WriteResult, ...]
+
+
+@dataclass
+class AppendPlan:
+    """An append whose inputs and destinations were all checked; ``run()`` does it."""
+
+    request: AppendRequest
+    outputs: Outputs
+    base: Location
+    specs: tuple[LayerSpec, ...]
+    changes: ConfigChanges
+    epoch: int
+    tag: str | None
+    compression: Compression
+
+    def run(self) -> AppendOutcome:
+        return _run(self)
+
+
+def append_image(request: AppendRequest) -> AppendOutcome:
+    """Check, build and write: ``plan_append(request).run()``."""
+    return plan_append(request).run()
+
+
+def plan_append(request: AppendRequest) -> AppendPlan:
+    """Check every input before anything is read or written, then push access."""
+    options = request.options
+    compression = check_compression(request.compression)
+    if request.format not in (None, "oci", "docker"):
+        raise InvalidInputError(f"--format must be oci or docker, not {request.format!r}")
+    epoch = settings_epoch(request.source_date_epoch, options.source_date_epoch)
+    tag = check_tag(request.tag)
+    if not request.destinations:
+        raise InvalidInputError("append needs at least one destination")
+    outputs = Outputs.parse(request.destinations, default_name=tag)
+    base = open_source(request.base)
+    specs = tuple(item if isinstance(item, LayerSpec) else parse_layer_spec(item)
+                  for item in request.layers)
+    changes = check_changes(request.changes)
+    if request.source is not None and not request.source.strip():
+        raise InvalidInputError("--source needs a URL")
+    for path in request.remove:
+        if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
+            raise InvalidInputError(f"--remove {path!r} must be an absolute path below /")
+    asked = _asked_annotations(request)
+    docker = request.format == "docker"
+    if docker and compression == "zstd":
+        raise InvalidInputError("--format docker cannot carry zstd layers; use gzip or none")
+    if docker and asked:
+        raise InvalidInputError(f"{asked[0]} needs OCI format; Docker manifests "
+                                "have no annotations")
+    outputs.check_compression(compression)
+    if options.all_platforms and isinstance(base, Scratch):
+        raise InvalidPlatformError("--platform all needs a multi-platform base, not scratch")
+    outputs.check_push_access(options)
+    return AppendPlan(request, outputs, base, specs, changes, epoch, tag, compression)
+
+
+def check_changes(changes: ConfigChanges) -> ConfigChanges:
+    """``changes`` as an image config can carry them (the stop signal normalised):
+    ports, volumes, workdir and stop signal are checked."""
+    for port in changes.exposed_ports:
+        normalize_port(port)
+    for volume in changes.volumes:
+        if not volume.startswith("/"):
+            raise InvalidInputError(f"--volume {volume!r} must be an absolute path")
+    if changes.workdir and not changes.workdir.startswith("/"):
+        raise InvalidInputError(f"--workdir {changes.workdir!r} must be an absolute path")
+    if changes.stop_signal is None:
+        return changes
+    return replace(changes, stop_signal=check_stop_signal(changes.stop_signal))
+
+
+def derived_annotations(tag: str | None, source: str | None) -> dict[str, str]:
+    """Annotations ociforge fills in from ``--tag NAME:TAG`` and ``--source URL``.
+
+    title = the last path component of NAME (``ghcr.io/acme/web:1.2`` -> ``web``),
+    version = TAG unless it is ``latest`` (that names no version), source = URL.
+    """
+    from ..model.reference import Reference
+
+    notes: dict[str, str] = {}
+    if tag:
+        ref = Reference.parse(tag)
+        notes[ANNOTATION_TITLE] = ref.repository.rsplit("/", 1)[-1]
+        if ref.tag and ref.tag != "latest":
+            notes[ANNOTATION_VERSION] = ref.tag
+    if source:
+        notes[ANNOTATION_SOURCE] = source
+    return notes
+
+
+def base_annotations(base: Location, base_digest: str) -> dict[str, str]:
+    """base.digest, and base.name only for a registry base.
+
+    A path is not a name: it would differ with how the base was spelled (oci:x,
+    oci:./x, oci:/abs/x), change the digest and leak the host's folders.
+    """
+    notes = {ANNOTATION_BASE_DIGEST: base_digest}
+    name = base_name_of(base)
+    if name is not None:
+        notes[ANNOTATION_BASE_NAME] = name
+    return notes
+
+
+def base_name_of(location: Location) -> str | None:
+    """The base's fully qualified registry reference; None for local bases."""
+    if isinstance(location, Scratch):
+        return None
+    from ..stores.archive import DockerArchiveLocation, OciArchiveLocation
+    from ..stores.layout import LayoutLocation
+
+    if isinstance(location, LayoutLocation | OciArchiveLocation | DockerArchiveLocation):
+        return None
+    from ..stores.registry import RegistryLocation
+
+    if isinstance(location, RegistryLocation):
+        return str(location.reference)
+    return None
+
+
+def created_annotation(epoch: int) -> dict[str, str]:
+    return {ANNOTATION_CREATED: rfc3339(epoch)}
+
+
+def _asked_annotations(request: AppendRequest) -> list[str]:
+    """The annotations the user asked for, named as flags (for refusals)."""
+    return sorted([f"--annotation {key}" for key in request.annotations]
+                  + (["--source"] if request.source else []))
+
+
+def _result_is_docker(base: Artifact, wanted: ImageFormat | None) -> bool:
+    """Whether the appended image keeps (or gets) Docker media types."""
+    if wanted is not None:
+        return wanted == "docker"
+    if isinstance(base, Image):
+        return base.is_docker
+    images = [child for _, child in base.children if isinstance(child, Image)]
+    return bool(images) and all(image.is_docker for image in images)
+
+
+def _run(plan: AppendPlan) -> AppendOutcome:
+    request, options = plan.request, plan.request.options
+    docker = request.format == "docker"
+    base_text = str(request.base)
+    if isinstance(plan.base, Scratch):
+        base: Artifact = scratch(options.wanted_platform(), docker=docker, epoch=plan.epoch)
+    else:
+        # an explicit platform that a single-image base does not have is refused here
+        base = resolve_platform(plan.base.read(options), options)
+    plan.outputs.check_artifact(base)  # an index for a single-image output: before building
+    result_docker = _result_is_docker(base, request.format)
+    asked = _asked_annotations(request)
+    if result_docker and request.format is None and asked:
+        # a Docker manifest cannot carry them: say so rather than drop them silently
+        raise InvalidInputError(
+            f"{asked[0]} needs OCI media types, but base {base_text!r} is "
+            "Docker format; add --format oci to convert it"
+        )
+    if result_docker and request.format is None and plan.compression == "zstd":
+        raise InvalidInputError(
+            f"zstd layers need OCI media types, but base {base_text!r} is Docker format; "
+            "add --format oci to convert it, or use --compression gzip"
+        )
+    layers, created_by = _build_layers(plan, result_docker)
+    derived = derived_annotations(plan.tag, request.source)
+
+    def finish(image: Image) -> Image:
+        base_digest = str(image.digest)
+        if request.format is not None:
+            image = convert(image, docker=docker)
+        image = append_layers(image, layers, created_by=created_by, epoch=plan.epoch)
+        image = configure(image, plan.changes)
+        image = set_created(image, plan.epoch)
+        # the base's annotations describe the base (its title, version, own base): not ours
+        image = drop_annotations(image)
+        if image.is_docker:
+            return image  # derived annotations only; asked-for ones were refused above
+        notes = {**created_annotation(plan.epoch), **derived}
+        if not isinstance(plan.base, Scratch):
+            notes.update(base_annotations(plan.base, base_digest))
+        notes.update(request.annotations)  # what the user wrote always wins
+        return annotate(image, notes)
+
+    result: Artifact
+    if isinstance(base, Index):
+        entries: list[tuple[Artifact, dict[str, str] | None]] = []
+        for desc, child in base.children:
+            notes = desc.annotations or {}
+            if not isinstance(child, Image) or "vnd.docker.reference.type" in notes or (
+                desc.platform is not None and desc.platform.os == "unknown"
+            ):
+                log.warning("leaving out %s (not a platform image)", desc.digest.short)
+                continue
+            entries.append((finish(child), dict(notes) or None))
+        if not entries:
+            raise InvalidInputError(f"base {base_text!r} holds no platform images to append to")
+        # a Docker manifest list only when every child is Docker; else an OCI index
+        result = build_index(entries, docker=all(isinstance(img, Image) and img.is_docker
+                                                 for img, _ in entries))
+    else:
+        result = finish(base)
+    results = plan.outputs.write(result, options)
+    return AppendOutcome(result, tuple(layers), tuple(results))
+
+
+def _build_layers(plan: AppendPlan, result_docker: bool) -> tuple[list[Layer], list[str]]:
+    """The new layers (built once, shared by every platform) and their history lines."""
+    from ..layers.workspace import latest_blob_path
+
+    request = plan.request
+    docker = request.format == "docker"
+    settings = BuildSettings(compression=plan.compression, epoch=plan.epoch, docker=docker)
+    layers: list[Layer] = []
+    created_by: list[str] = []
+    removes = list(request.remove)
+    steps = len(plan.specs) + (1 if removes else 0)
+
+    def building(what: str) -> Activity:
+        number = len(layers) + 1
+        before = latest_blob_path()  # the blob of the layer built before is not this one
+
+        def measure() -> int | None:
+            path = latest_blob_path()
+            return None if path == before else _size_of(path)
+
+        return Activity(f"building layer {number}/{steps} from {what}",
+                        request.options.progress, measure=measure)
+
+    if removes:
+        with building("--remove"):
+            removed = build_layer([], settings, removes=removes)
+        layers.append(removed.layer)
+        created_by.append("ociforge remove " + " ".join(removes))
+    for spec in plan.specs:
+        result: BuildResult
+        with building(str(spec.src)) as activity:
+            if spec.as_tar:
+                result = layer_from_tar(spec.src, settings)
+            else:
+                result = build_layer([LayerSource(spec.src, spec.dest)], settings)
+        log.debug("layer from %s: %s in %.1fs", spec.src, result.layer.digest.short,
+                  activity.elapsed)
+        if spec.as_tar:
+            created_by.append(f"ociforge add tar {spec.src.name}")
+            if result_docker and compression_of(result.layer.media_type) == "zstd":
+                how = ("--format docker cannot carry it" if docker else
+                       f"base {str(request.base)!r} is Docker format; add --format oci to "
+                       "convert it")
+                raise InvalidInputError(f"--layer {spec.text!r} is a zstd tar: {how}")
+        else:
+            created_by.append(f"ociforge add {spec.dest}")
+        for warning in result.warnings:
+            log.warning("%s", warning)
+        layers.append(result.layer)
+    return layers, created_by
+
+
+def _size_of(path: Path | None) -> int | None:
+    """Bytes written so far to the blob being built (None before it exists)."""
+    if path is None:
+        return None
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

@@ -1,0 +1,207 @@
+"""The destinations of one run: checked before anything is read, written in order.
+
+``Outputs.parse`` turns destination strings into locations and checks them all
+up front (scheme, tag, name, 'a directory where a file is needed', writable
+folders, two outputs landing on one file), so bad input exits 2 with nothing
+written.  ``check_push_access`` then asks every registry destination whether
+this run may push, before the first byte goes anywhere.  ``write`` writes the
+artifact to each destination in turn and remembers which are done, so a run
+that stops part-way (a network failure, Ctrl-C, SIGTERM) can say which
+destinations were completed and which not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InvalidInputError
+from ..fsutil import check_writable_folder, resolve_output
+from ..model.index import Artifact
+from ..model.reference import Reference
+from ..options import Compression, Options
+from ..stores.archive import DockerArchiveLocation, OciArchiveLocation
+from ..stores.layout import LayoutLocation
+from ..stores.locations import Location, Scratch, WriteResult, parse_location
+
+log = logging.getLogger("ociforge")
+
+
+@dataclass
+class Outputs:
+    """Where one run writes, and how far it got.
+
+    ``results`` holds one :class:`WriteResult` per destination written so far,
+    in the order of ``locations``; ``started`` is True once the first write
+    began.
+    """
+
+    locations: tuple[Location, ...]
+    results: list[WriteResult] = field(default_factory=list)
+    started: bool = False
+
+    @classmethod
+    def parse(cls, destinations: Sequence[str | Location], *, default_name: str | None = None,
+              report: str | None = None) -> Outputs:
+        """Parse and check every destination; ``default_name`` (``NAME:TAG``) names
+        archives and tags layouts given without a name of their own, and ``report``
+        is another file this run writes (it must not be one of the outputs)."""
+        locations = tuple(_destination(item, default_name) for item in destinations)
+        check_distinct_outputs(locations, report)
+        return cls(locations)
+
+    def __iter__(self) -> Iterator[Location]:
+        return iter(self.locations)
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    @property
+    def completed(self) -> list[Location]:
+        """The destinations written in full."""
+        return list(self.locations[:len(self.results)])
+
+    @property
+    def not_completed(self) -> list[Location]:
+        """The destinations not (or not fully) written."""
+        return list(self.locations[len(self.results):])
+
+    def check_compression(self, compression: Compression) -> None:
+        """docker load cannot read zstd layers: refuse them for docker-archive outputs."""
+        if compression != "zstd":
+            return
+        for location in self.locations:
+            if isinstance(location, DockerArchiveLocation):
+                raise InvalidInputError(f"output {str(location)!r}: docker load cannot read "
+                                        "zstd layers; use --compression gzip or write "
+                                        "oci-archive:")
+
+    def check_push_access(self, options: Options) -> None:
+        """Ask every registry destination whether this run may push (AuthError if not).
+
+        Nothing is written: a token's granted actions, or an upload session that
+        is opened and deleted again.  Each repository is asked once.
+        """
+        asked: set[tuple[str, str]] = set()
+        for reference in self.registry_references():
+            key = (reference.registry, reference.repository)
+            if key in asked:
+                continue
+            asked.add(key)
+            from ..stores.registry import client_for
+
+            log.info("checking push access to %s/%s", *key)
+            client_for(reference.registry, options.registry).check_push_access(
+                reference.repository)
+
+    def registry_references(self) -> list[Reference]:
+        """The references of the registry destinations, in order."""
+        out = []
+        for location in self.locations:
+            if isinstance(location, LayoutLocation | OciArchiveLocation | DockerArchiveLocation):
+                continue
+            from ..stores.registry import RegistryLocation  # only imported with a registry
+
+            if isinstance(location, RegistryLocation):
+                out.append(location.reference)
+        return out
+
+    def check_artifact(self, artifact: Artifact) -> None:
+        """Every destination says it can take ``artifact`` (an index where one image fits
+        is refused) before anything is built or written."""
+        for location in self.locations:
+            if isinstance(location, DockerArchiveLocation):
+                location.check_artifact(artifact)
+
+    def write(self, artifact: Artifact, options: Options) -> list[WriteResult]:
+        """Write ``artifact`` to every destination not written yet, in order."""
+        self.check_artifact(artifact)
+        self.started = True
+        for location in self.not_completed:
+            log.info("writing %s to %s", artifact.digest.short, location)
+            self.results.append(location.write(artifact, options))
+        return list(self.results)
+
+
+def result_entry(result: WriteResult) -> dict[str, str]:
+    """One written destination, machine-readable: the location as ociforge reads it
+    back, the digest, the media type and (docker-archive) the image name."""
+    entry = {"location": result.location, "digest": result.digest,
+             "mediaType": result.media_type}
+    if result.name:
+        entry["name"] = result.name
+    return entry
+
+
+def check_tag(text: str | None) -> str | None:
+    """``NAME[:TAG]`` that names archives and tags layouts: a valid image name."""
+    if not text:
+        return None
+    from ..stores.archive import ImageName
+
+    ImageName.parse(text)
+    return text
+
+
+def _destination(item: str | Location, default_name: str | None) -> Location:
+    location = parse_location(item) if isinstance(item, str) else item
+    if isinstance(location, Scratch):
+        raise InvalidInputError("'scratch' can only be a source, not a destination")
+    if default_name and isinstance(location, LayoutLocation | OciArchiveLocation
+                                   | DockerArchiveLocation):
+        location = location.with_default_name(default_name)
+    if isinstance(location, LayoutLocation | OciArchiveLocation | DockerArchiveLocation):
+        location.check_destination()
+    if isinstance(location, LayoutLocation):
+        check_writable_folder(location.path)
+    return location
+
+
+def check_distinct_outputs(locations: Sequence[Location], report: str | None = None) -> None:
+    """Refuse (exit 2) two outputs of one run that land on the same file.
+
+    The later write would silently destroy the earlier one: ``-o x.tar -o
+    oci-archive:x.tar``, ``-o same.tar --report same.tar``, or a file inside an
+    ``oci:`` layout folder (``--report lay/index.json``).  Paths are compared
+    after symlinks are resolved (and by inode for existing files); several
+    ``oci:`` outputs into one layout (two tags) are fine, and so are two writes
+    to a character device such as /dev/null.
+    """
+    files: list[tuple[str, str, tuple[int, int] | None]] = []
+    folders: list[tuple[str, str]] = []
+    for location in locations:
+        if isinstance(location, LayoutLocation):
+            folders.append((str(location), os.path.realpath(location.path)))
+        elif isinstance(location, OciArchiveLocation | DockerArchiveLocation):
+            files.append(_file_key(str(location), location.path))
+    if report:
+        files.append(_file_key(f"--report {report}", report))
+    seen: dict[object, str] = {}
+    for shown, real, inode in files:
+        if real == "":
+            continue  # a character device: writes to it do not clobber each other
+        for key in (real, inode):
+            if key is not None and key in seen:
+                raise InvalidInputError(f"outputs {seen[key]!r} and {shown!r} are the same file")
+        seen[real] = shown
+        if inode is not None:
+            seen[inode] = shown
+        for folder_shown, folder in folders:
+            if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
+                raise InvalidInputError(
+                    f"output {shown!r} is inside the OCI layout of {folder_shown!r}")
+
+
+def _file_key(shown: str, path: str) -> tuple[str, str, tuple[int, int] | None]:
+    """(shown, resolved path or "" for a character device, (dev, inode) when it exists)."""
+    target = resolve_output(path)
+    try:
+        info = os.stat(target.path) if target.fd is None else os.fstat(target.fd)
+    except OSError:
+        return shown, str(target.path), None
+    if stat.S_ISCHR(info.st_mode):
+        return shown, "", None
+    return shown, str(target.path), (info.st_dev, info.st_ino)
