@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tools import require_module
 
 from ociforge.app.report import REPORT_LABEL, verify_report
 from ociforge.model.image import Image
@@ -308,7 +309,7 @@ def test_licensed_app_needs_include_licensed(cli, app: Path, tmp_path: Path) -> 
 
 
 def test_unreachable_database_named_password_hidden(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("psycopg")
+    require_module("psycopg")
     from tools import free_port
 
     url = f"postgresql://reader:Very-Secret-9@127.0.0.1:{free_port()}/appdb"
@@ -403,7 +404,7 @@ def test_sign_refuses_a_tar_destination_before_writing(cli, app: Path, tmp_path:
 
 
 def test_parquet_table_in_the_image_is_reproducible(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require_module("pyarrow.parquet")
     toml = (app / "ociforge.toml").read_text().replace('format = "csv"', 'format = "parquet"')
     toml = toml.replace("greetings.csv", "greetings.parquet")
     (app / "ociforge.toml").write_text(toml)
@@ -420,7 +421,7 @@ def test_parquet_table_in_the_image_is_reproducible(cli, app: Path, tmp_path: Pa
 
 def test_postgres_table_in_the_image(cli, app: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                      postgres) -> None:
-    pytest.importorskip("psycopg")
+    require_module("psycopg")
     from postgres_fixtures import PASSWORD
 
     postgres.psql("DROP TABLE IF EXISTS scores; CREATE TABLE scores (player text PRIMARY KEY, "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from postgres_fixtures import PASSWORD, PostgresServer
+from tools import require_module
 
 from ociforge.app.dburl import mask_url, scrub
 from ociforge.app.spec import TableSpec
@@ -70,7 +71,7 @@ def test_query_is_used_as_written(tmp_path: Path) -> None:
 
 
 def test_parquet_is_deterministic_and_reads_back(tmp_path: Path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require_module("pyarrow.parquet")
     make_db(tmp_path / "data.db", ROWS)
     one = snap(tmp_path, spec("parquet"), tmp_path / "one")
     two = snap(tmp_path, spec("parquet"), tmp_path / "two")
@@ -86,7 +87,7 @@ def test_parquet_is_deterministic_and_reads_back(tmp_path: Path) -> None:
 def test_empty_table_still_writes_a_header(tmp_path: Path) -> None:
     make_db(tmp_path / "data.db", [])
     assert snap(tmp_path, spec(), tmp_path / "out").path.read_text() == "id,name,price,raw\n"
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require_module("pyarrow.parquet")
     result = snap(tmp_path, spec("parquet"), tmp_path / "pq")
     assert result.rows == 0
     assert pq.read_table(result.path).column_names == ["id", "name", "price", "raw"]
@@ -142,7 +143,7 @@ def test_password_query_parameters_are_masked() -> None:
 
 
 def test_unreachable_postgres_error_masks_query_passwords(tmp_path: Path) -> None:
-    pytest.importorskip("psycopg")
+    require_module("psycopg")
     url = "postgresql://app@127.0.0.1:1/postgres?password=qpw-77&sslpassword=spw-77"
     with pytest.raises(InvalidInputError) as info:
         open_database(spec(source=url), tmp_path, "x")
@@ -155,7 +156,7 @@ def test_unreachable_postgres_error_masks_query_passwords(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def pg_table(postgres: PostgresServer) -> PostgresServer:
-    pytest.importorskip("psycopg")
+    require_module("psycopg")
     postgres.psql(
         "DROP TABLE IF EXISTS orders; "
         "CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric(10,2), "
@@ -180,7 +181,7 @@ def test_postgres_csv_ordered_by_primary_key(tmp_path: Path, pg_table: PostgresS
 
 
 def test_postgres_parquet_is_deterministic(tmp_path: Path, pg_table: PostgresServer) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require_module("pyarrow.parquet")
     s = spec("parquet", table="orders", source=pg_table.url)
     one = snap(tmp_path, s, tmp_path / "one")
     two = snap(tmp_path, s, tmp_path / "two")
