@@ -1,4 +1,4 @@
-"""Shared fixtures.  Registry, PostgreSQL, Docker Engine and Debian-base fixtures live in
+"""Shared fixtures.  Registry, PostgreSQL, Docker Engine and base-image fixtures live in
 their own plugin modules; skip_guard.py fails unguarded skips in CI (see tests/tools.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tools import skip
 
 pytest_plugins = [
     name for name in ("skip_guard", "registry_fixtures", "postgres_fixtures", "docker_fixtures",
-                      "debian_fixtures")
+                      "base_fixtures")
     if (Path(__file__).parent / f"{name}.py").exists()
 ]
 
