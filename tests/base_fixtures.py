@@ -16,7 +16,9 @@
 
 Session-scoped: every test shares one build.  The Debian parts need root
 (mmdebstrap's root mode) and network access to the Debian mirror; outside CI
-a missing tool skips, in CI it fails (tests/tools.py).
+a missing tool skips, in CI it fails (tests/tools.py).  A test using them may
+be the one that pays for the build, so it gets a longer timeout
+(DEBIAN_TIMEOUT) unless it sets its own.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ REPO = Path(__file__).resolve().parent.parent
 DEBIAN_SUITE = "bookworm"
 MMDEBSTRAP_ARGS = ("--variant=minbase", "--include=python3", "--format=tar", DEBIAN_SUITE)
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEBIAN_TIMEOUT = 900   # seconds: the first build downloads and installs ~120 packages
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses_debian = "debian_rootfs_tar" in getattr(item, "fixturenames", ())
+        if uses_debian and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEBIAN_TIMEOUT))
 
 
 def ociforge(*args: object, check: bool = True, timeout: float = 600
@@ -93,7 +103,7 @@ def debian_rootfs_tar() -> Path:
         if not target.exists():
             partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             try:
-                run([tool, "--quiet", *MMDEBSTRAP_ARGS, str(partial)], timeout=900)
+                run([tool, "--quiet", *MMDEBSTRAP_ARGS, str(partial)], timeout=DEBIAN_TIMEOUT)
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
