@@ -16,7 +16,7 @@ install: venv
 install-dev: venv
 	$(PIP) -e '.[dev,tables]'
 
-# Debian tools the interop tests read our outputs with (needs root and apt; skipped otherwise).
+# Debian tools the tests use (needs root and apt; without them those tests skip, except in CI).
 test-deps:
 	sh scripts/install-test-deps.sh
 

@@ -189,7 +189,9 @@ def check_writable_folder(path: str | os.PathLike[str], what: str = "output") ->
 def _probe_writable(folder: Path, what: str, shown: str) -> None:
     """Create and remove a file in ``folder``: root passes os.access on read-only mounts."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".ociforge-probe.", dir=folder)
+        # named like a writer's temporary file, so a layout check running meanwhile
+        # does not take the probe for a stranger's file
+        fd, probe = tempfile.mkstemp(prefix=".ociforge-probe.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise InvalidInputError(
             f"{what} {shown!r}: folder {str(folder)!r} is not writable ({exc.strerror})"

@@ -1,9 +1,15 @@
 #!/bin/sh
-# Install the Debian tools the interop tests use: a real registry, readers nobody
-# here wrote, a runtime, a base-image source and a database.  Needs root and apt;
-# elsewhere it says so and the tests that need these tools skip (never in CI).
+# Install the Debian tools the tests use: a real registry, readers nobody here
+# wrote, runtimes and a Docker Engine, base-image sources and a database.  Needs
+# root and apt; elsewhere it says so and the tests that need these tools skip
+# (never in CI, where a skip fails: tests/skip_guard.py).
+#   registry and readers: docker-registry apache2-utils (htpasswd) skopeo umoci oci-image-tool
+#   running images:       runc podman docker.io (dockerd + docker CLI)
+#   base images:          busybox-static, mmdebstrap (+ gpg for its signed-by check)
+#   tables:               postgresql sqlite3
+#   peers and helpers:    zstd pigz gzip tar openssl curl git time util-linux (unshare, runuser)
 set -e
-PKGS="docker-registry skopeo umoci oci-image-tool runc podman busybox-static postgresql apache2-utils zstd pigz curl time sqlite3"
+PKGS="docker-registry apache2-utils skopeo umoci oci-image-tool runc podman docker.io busybox-static mmdebstrap gpg postgresql sqlite3 zstd pigz gzip tar openssl curl git time util-linux"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

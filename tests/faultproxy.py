@@ -43,7 +43,9 @@ class Rule:
     maps old text to new, e.g. to point a token realm at another proxy).
     ``lost_answer`` (forward, let the registry act, then answer ``status``
     instead of the registry's answer: the response was lost on the way back).
-    ``skip`` lets the first N matches through untouched.
+    ``skip`` lets the first N matches through untouched.  ``released`` counts stalled
+    exchanges whose delay ran out (so a test can tell a client that gave up on a stalled
+    answer from one that waited for it, without timing anything).
     """
 
     action: str
@@ -58,6 +60,7 @@ class Rule:
     skip: int = 0
     fired: int = 0
     seen: int = 0
+    released: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return bool(re.fullmatch(self.method, method)) and bool(re.search(self.path, path))
@@ -70,7 +73,8 @@ class FaultProxy:
         self.upstream = upstream  # "127.0.0.1:PORT"
         self.rules: list[Rule] = []
         self.injected: Counter[str] = Counter()
-        self.requests: list[tuple[str, str, int]] = []
+        self.requests: list[tuple[str, str, int]] = []   # answered: (method, path, status)
+        self.arrivals: list[tuple[str, str]] = []        # every request, as it arrives
         self.bodies: list[tuple[str, str, int | None]] = []  # (method, path, Content-Length)
         self._lock = threading.Lock()
         proxy = self
@@ -116,6 +120,13 @@ class FaultProxy:
     def count(self, method: str, pattern: str) -> int:
         with self._lock:
             return sum(1 for m, p, _ in self.requests if m == method and re.search(pattern, p))
+
+    def arrived(self, method: str, pattern: str) -> list[str]:
+        """Paths of the requests that arrived (answered or not): ``method`` is a regular
+        expression over the whole method (``PUT|PATCH``), ``pattern`` searched in the path."""
+        with self._lock:
+            return [p for m, p in self.arrivals
+                    if re.fullmatch(method, m) and re.search(pattern, p)]
 
     def report(self) -> str:
         total = sum(self.injected.values())
@@ -203,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         owner = self.owner
+        with owner._lock:
+            owner.arrivals.append((self.command, self.path))
         if self.command in ("PUT", "PATCH", "POST"):
             with owner._lock:
                 owner.bodies.append((self.command, self.path, self._body_length()))
@@ -217,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rule is not None and rule.action == "stall":
             time.sleep(rule.delay)
+            with owner._lock:
+                rule.released += 1
         if rule is not None and rule.action == "reject_large_chunks" and (
             self.command in ("PATCH", "PUT")
         ):

@@ -21,6 +21,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -35,6 +36,7 @@ import requests
 from tools import free_port, require_tool
 
 _STARTED: list[RegistryServer] = []
+_ACCESS_LINE = re.compile(r'^\S+ - \S+ \[[^\]]*\] "([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) ', re.M)
 
 
 @dataclass
@@ -77,6 +79,12 @@ class RegistryServer:
         with open(self.log_path, "rb") as fh:
             fh.seek(mark)
             return fh.read().decode(errors="replace")
+
+    def requests_since(self, mark: int) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request the registry answered after ``mark``,
+        from its access log: counts that show what a client did, not how long it took."""
+        return [(m.group(1), m.group(2), int(m.group(3)))
+                for m in _ACCESS_LINE.finditer(self.log_since(mark))]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -17,6 +17,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tools import skip
 
 from ociforge.errors import HostileInputError, InvalidInputError
 from ociforge.layers.build import (
@@ -424,9 +425,10 @@ def test_golden_digests(tmp_path: Path, compression: str) -> None:
     )
     assert str(result.layer.diff_id) == GOLDEN_DIFF_ID
     if compression == "zstd":
-        expected = GOLDEN_ZSTD.get(".".join(map(str, zstandard.ZSTD_VERSION)))
+        version = ".".join(map(str, zstandard.ZSTD_VERSION))
+        expected = GOLDEN_ZSTD.get(version)
         if expected is None:  # another libzstd: the bytes may differ, the content may not
-            return
+            skip(f"no golden zstd digest for libzstd {version} (pyproject pins zstandard)")
     else:
         expected = GOLDEN_DIGESTS[compression]
     assert str(result.layer.digest) == expected

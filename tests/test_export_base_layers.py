@@ -375,13 +375,9 @@ def test_corrupt_base_diff_id_is_refused(cli, base: Base, tmp_path: Path) -> Non
 
 
 def test_registry_base_is_read_once_and_filtered(cli, base: Base, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                 request: pytest.FixtureRequest) -> None:
+                                                 registry) -> None:
     """A base pulled from a registry: each layer blob is downloaded once (scan and write
     share a local copy), the clean ones keep their digests, the dirty one is rewritten."""
-    try:
-        registry = request.getfixturevalue("registry")
-    except pytest.FixtureLookupError:
-        pytest.skip("the registry fixture (tests/registry_fixtures.py) is not available")
     ref = f"{registry.host}/bases/solver-base:1"
     parse_location(ref).write(base.image, OPTIONS)
     app = make_app(tmp_path, ref)

@@ -1,8 +1,8 @@
 """The exported image runs: busybox base built by ociforge, umoci unpack, runc run.
 
 Also: the same export pushed to the real test registry and pulled back keeps its
-digest.  Needs root (umoci unpack, runc) and Debian's busybox-static, umoci and
-runc; skipped outside CI when missing, failed in CI (tests/tools.py).
+digest.  Needs root (umoci unpack, runc) and Debian's busybox-static, umoci,
+runc and skopeo; skipped outside CI when missing, failed in CI (tests/tools.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tools import is_root, require_module, require_tool, run
+from tools import require_module, require_root, require_tool, run
 
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.model.image import Image
@@ -60,8 +60,7 @@ def app_on_busybox(tmp_path: Path) -> Path:
 
 def test_exported_image_runs_with_files_env_and_without_secrets(
         cli, app_on_busybox: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if not is_root():
-        pytest.skip("umoci unpack and runc run need root here")
+    require_root("umoci unpack and runc run")
     umoci, runc = require_tool("umoci"), require_tool("runc")
     layout = tmp_path / "exported"
     code, _, stderr = cli("export", app_on_busybox, "-o", f"oci:{layout}:run", "--with-files")
@@ -101,12 +100,7 @@ def test_exported_image_runs_with_files_env_and_without_secrets(
 
 
 def test_push_and_pull_back_keeps_the_digest(cli, app_on_busybox: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                              request: pytest.FixtureRequest) -> None:
-    try:
-        registry = request.getfixturevalue("registry")
-    except pytest.FixtureLookupError:
-        pytest.skip("the registry fixture (tests/registry_fixtures.py) is not available")
-    pytest.importorskip("ociforge.stores.registry")
+                                              registry) -> None:
     from ociforge.trust.keys import write_key_pair
     from ociforge.trust.referrers import REPORT_ARTIFACT_TYPE, list_referrers
     from ociforge.trust.sign import verify_location
@@ -127,10 +121,9 @@ def test_push_and_pull_back_keeps_the_digest(cli, app_on_busybox: Path, tmp_path
     assert isinstance(pulled, Image)
     assert str(pulled.digest) == result["digest"]
     assert read_local(local).digest == pulled.digest
-    skopeo = shutil.which("skopeo")
-    if skopeo:
-        out = run([skopeo, "inspect", "--tls-verify=false", f"docker://{ref}"]).stdout
-        assert json.loads(out)["Digest"] == result["digest"]
+    skopeo = require_tool("skopeo")
+    out = run([skopeo, "inspect", "--tls-verify=false", f"docker://{ref}"]).stdout
+    assert json.loads(out)["Digest"] == result["digest"]
 
 
 def read_local(layout: Path) -> Image:
@@ -140,16 +133,12 @@ def read_local(layout: Path) -> Image:
 
 
 def test_secret_sweep_with_registry_credentials_and_database_password(
-        cli, app_on_busybox: Path, tmp_path: Path, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+        cli, app_on_busybox: Path, tmp_path: Path, tls_registry, postgres,  # type: ignore[no-untyped-def]
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 6 item 5 for export: nothing written or printed carries a secret."""
+    """Nothing written or printed by an export carries a secret."""
     import io
 
-    try:
-        registry = request.getfixturevalue("tls_registry")
-        postgres = request.getfixturevalue("postgres")
-    except pytest.FixtureLookupError:
-        pytest.skip("registry or PostgreSQL fixtures are not available")
+    registry = tls_registry
     require_module("adbc_driver_postgresql")
     from postgres_fixtures import PASSWORD as DB_PASSWORD
 

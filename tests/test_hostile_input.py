@@ -559,13 +559,11 @@ def _layout_bomb(root: Path) -> str:
     ("copy", "{src}", "oci:{tmp}/out:t", "--platform", "linux/arm64")])
 def test_index_bomb_in_a_layout_is_refused_quickly(argv: tuple[str, ...], tmp_path: Path,
                                                    cli) -> None:  # type: ignore[no-untyped-def]
-    import time
-
+    """100 million references stop at the 10,000-reference budget (the timeout mark only
+    guards against a hang; the budget's message is the proof)."""
     src = _layout_bomb(tmp_path / "bomb")
     args = [a.replace("{src}", src).replace("{tmp}", str(tmp_path)) for a in argv]
-    started = time.monotonic()
     code, stdout, err = cli(*args)
-    assert time.monotonic() - started < 20
     _one_line_exit_2(code, stdout, err, allowed=(1, 2))
     assert "more than 10000 manifests" in err or "no image for platform" in err, err
     assert not (tmp_path / "out" / "index.json").exists()
@@ -575,7 +573,7 @@ def test_index_bomb_in_a_layout_is_refused_quickly(argv: tuple[str, ...], tmp_pa
 @pytest.mark.parametrize("platform", ["all", "linux/arm64"])
 def test_index_bomb_in_a_registry_is_refused_quickly(platform: str, tmp_path: Path, cli,
                                                      registry: Any) -> None:  # type: ignore[no-untyped-def]
-    import time
+    """60**4 references in 5 documents: each document is fetched once, not per reference."""
     import uuid
 
     import requests
@@ -603,10 +601,12 @@ def test_index_bomb_in_a_registry_is_refused_quickly(platform: str, tmp_path: Pa
                                           timeout=10).content,
                         headers={"Content-Type": INDEX}, timeout=10)
     assert resp.status_code == 201
-    started = time.monotonic()
+    mark = registry.log_mark()
     code, stdout, err = cli("copy", f"{registry.host}/{repo}:bomb", f"oci:{tmp_path / 'out'}:t",
                             "--platform", platform)
-    assert time.monotonic() - started < 30
+    manifests = [path for method, path, _ in registry.requests_since(mark)
+                 if method in ("GET", "HEAD") and "/manifests/" in path]
+    assert len(manifests) <= 2 * 5, manifests
     _one_line_exit_2(code, stdout, err, allowed=(1, 2))
     assert "more than 10000 manifests" in err or "no image for platform" in err, err
     assert not (tmp_path / "out" / "index.json").exists()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from image_factory import make_index
-from tools import is_root, require_tool, run
+from tools import require_root, require_tool, run
 
 from ociforge.model.image import Image
 from ociforge.stores.layout import Layout
@@ -156,8 +156,7 @@ def _hardlink_groups(root: Path) -> set[frozenset[str]]:
 
 def test_umoci_unpack_reproduces_the_tree(cli, tmp_path: Path) -> None:
     umoci = require_tool("umoci")
-    if not is_root():
-        pytest.skip("umoci unpack without --rootless needs root")
+    require_root("umoci unpack without --rootless")
     _build(cli, tmp_path, f"oci:{tmp_path}/lay:v1")
     bundle = tmp_path / "bundle"
     run([umoci, "unpack", "--image", f"{tmp_path}/lay:v1", str(bundle)])
@@ -196,8 +195,7 @@ def _podman_checks(base: list[str], tmp_path: Path, digest: str) -> None:
 
 def test_umoci_applies_our_whiteouts(cli, tmp_path: Path) -> None:
     umoci = require_tool("umoci")
-    if not is_root():
-        pytest.skip("umoci unpack without --rootless needs root")
+    require_root("umoci unpack without --rootless")
     _build(cli, tmp_path, f"oci:{tmp_path}/lay:v1")
     code, _, err = cli("append", f"oci:{tmp_path}/lay:v1", "--remove", "/etc/app/conf.ini",
                        "--remove", "/empty", "-o", f"oci:{tmp_path}/lay:v2")

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from tools import require_root, skip
 
 from ociforge.errors import InvalidInputError
 from ociforge.fsutil import output_file, resolve_output
@@ -31,12 +32,11 @@ EXAMPLE = REPO / "examples" / "hello"
 
 
 def _mknod(path: Path, kind: int, major: int, minor: int) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("device nodes need root")
+    require_root("device nodes")
     try:
         os.mknod(path, kind | 0o666, os.makedev(major, minor))
     except PermissionError:
-        pytest.skip("mknod is not allowed here")
+        skip("mknod is not allowed here (a container without CAP_MKNOD)")
     return path
 
 

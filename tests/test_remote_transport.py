@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -128,10 +127,8 @@ def test_connection_reset_mid_upload_restarts(proxy: FaultProxy, tmp_path: Path)
 def test_retries_are_bounded(proxy: FaultProxy) -> None:
     proxy.add(Rule("status", method="GET", path="/manifests/", status=503, times=100))
     client = RegistryClient(proxy.host, RegistryOptions(retries=2))
-    started = time.monotonic()
     with pytest.raises(RegistryError) as info:
         client.get_manifest("bounded/app", "1")
-    assert time.monotonic() - started < 5
     assert info.value.status == 503
     assert proxy.injected["status 503"] == 3
 

@@ -28,6 +28,9 @@ from imagegen import layout_with_image
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (300 << 10, 200 << 10, 700 << 10, 100 << 10, 400 << 10)
 OCI_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+# A stall longer than any test waits, with --timeout longer still: only the signal can end
+# the run, and the stall rule's ``released`` count shows whether the run waited for it.
+STALL_FOREVER = 120.0
 
 
 def _env() -> dict[str, str]:
@@ -180,19 +183,17 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
     target = DESTINATIONS[dest](out_dir)
     with FaultProxy(registry.host) as proxy:
         stall = proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", skip=2, times=1,
-                               delay=30))
+                               delay=STALL_FOREVER))
         proc = subprocess.Popen(
             [sys.executable, "-m", "ociforge", "copy", f"{proxy.host}/{repo}:t", target,
-             "--jobs", "1"], env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+             "--jobs", "1", "--timeout", "600"], env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
-            started = time.monotonic()
             os.kill(proc.pid, sig)
-            _, err = proc.communicate(timeout=20)
-            stopped_in = time.monotonic() - started
+            _, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -201,7 +202,7 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         assert [line for line in err.splitlines() if line.strip()] == ["ociforge: interrupted"]
-        assert stopped_in < 5, f"Ctrl-C took {stopped_in:.1f}s to take effect"
+        assert stall.released == 0, "Ctrl-C took effect while the stalled answer was pending"
     else:
         assert proc.returncode == -signal.SIGKILL
     if dest == "oci":
@@ -239,30 +240,29 @@ def test_ctrl_c_stops_parallel_transfers_promptly(direction: str, tmp_path: Path
     with FaultProxy(registry.host) as proxy:
         if direction == "push":
             stall = proxy.add(Rule("stall", method="PUT", path=r"/blobs/uploads/", times=1,
-                                   delay=30))
+                                   delay=STALL_FOREVER))
             argv = ["copy", src, f"{proxy.host}/{repo}:t"]
         else:
             stall = proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", times=1,
-                                   skip=1, delay=30))
+                                   skip=1, delay=STALL_FOREVER))
             argv = ["copy", f"{proxy.host}/{repo}:t", f"oci:{tmp_path / 'out'}:t"]
-        proc = subprocess.Popen([sys.executable, "-m", "ociforge", *argv, "--jobs", "4"],
+        proc = subprocess.Popen([sys.executable, "-m", "ociforge", *argv, "--jobs", "4",
+                                 "--timeout", "600"],
                                 env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         try:
             _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.3)
-            started = time.monotonic()
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=40)
-            took = time.monotonic() - started
+            _, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 130, err
     assert [line for line in err.splitlines() if line.strip()] == ["ociforge: interrupted"]
-    assert took < 5, f"Ctrl-C took {took:.1f}s"
+    assert stall.released == 0, "Ctrl-C did not wait for the stalled worker"
     if direction == "pull":
         _layout_consistent(tmp_path / "out")
         leftovers = [p.name for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]

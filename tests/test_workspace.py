@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+from tools import skip
 
 from ociforge.layers import workspace
 
@@ -130,9 +130,10 @@ def test_an_unlocked_old_folder_is_swept_even_when_its_pid_is_alive(tmp_path: Pa
     assert workspace.remove_stale_folders(tmp_path) == [folder]
 
 
-@pytest.mark.skipif(not _unshare_works(), reason="unshare -fp needs root and user namespaces")
 def test_a_build_in_another_pid_namespace_keeps_our_folder(tmp_path: Path) -> None:
     """The audit's repro: a run under `unshare -fp` while this process's folder is old."""
+    if not _unshare_works():
+        skip("unshare -fp needs root and PID namespaces")
     env = _env(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

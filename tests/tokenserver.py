@@ -45,7 +45,8 @@ class TokenServer:
     users: dict[str, str] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)   # refresh token -> user
     expires_in: int = 300
-    requests: list[TokenRequest] = field(default_factory=list)
+    requests: list[TokenRequest] = field(default_factory=list)   # granted requests
+    denied: int = 0                                          # refused requests
     issued: list[str] = field(default_factory=list)      # every token handed out
 
     def __post_init__(self) -> None:
@@ -139,6 +140,8 @@ class TokenServer:
                 return name if server.users.get(name) == password and name else False
 
             def _deny(self) -> None:
+                with server._lock:
+                    server.denied += 1
                 body = b'{"details":"incorrect username or password"}'
                 self.send_response(401)
                 self.send_header("Content-Type", "application/json")

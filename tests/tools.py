@@ -1,7 +1,9 @@
-"""Finding the real tools the interop tests use (skopeo, umoci, runc, ...).
+"""The one skip guard, and finding the real tools the interop tests use.
 
-Outside CI a missing tool skips its test with a reason; in CI (CI=true) a
-missing tool fails the test, because `make test` installs them.
+Every skip goes through ``skip`` (or ``require_tool``, ``require_module``,
+``require_root``).  Outside CI a missing tool skips its test with a reason; in
+CI (CI=true) it fails the test, because `make test` installs everything and CI
+runs as root.  tests/skip_guard.py turns any other skip into a failure in CI.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from ..errors import (
     SizeMismatchError,
     ValidationError,
 )
-from ..fsutil import atomic_write, atomic_write_bytes, holding_lock
+from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder, holding_lock
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import CHUNK, Digest, VerifyingReader, read_all_verified
@@ -333,14 +333,9 @@ class Layout:
                     "refusing to write into it"
                 )
         # the nearest folder that exists must let us write (a read-only folder is bad
-        # input, exit 2, found before anything is written, not an I/O error halfway)
-        probe = Path(os.path.abspath(self.root))
-        while not os.path.lexists(probe) and probe.parent != probe:
-            probe = probe.parent
-        if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
-            raise InvalidInputError(
-                f"cannot write OCI layout {str(self.root)!r}: {str(probe)!r} is not writable"
-            )
+        # input, exit 2, found before anything is written, not an I/O error halfway);
+        # probed with a real file, since root passes os.access on read-only mounts
+        check_writable_folder(os.path.abspath(self.root), "OCI layout")
 
     def init(self) -> None:
         """Create the layout skeleton if needed (idempotent, safe against a racing writer)."""
