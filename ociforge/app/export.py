@@ -170,7 +170,7 @@ def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
     texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
     out: list[Location] = []
     for text in texts:
-        location = parse_location(text)
+        location = parse_location(text, role="destination")
         from ..stores.layout import LayoutLocation
 
         if isinstance(location, LayoutLocation) and location.tag is None:
@@ -208,17 +208,7 @@ def destination_entry(location: Location, result: WriteResult) -> dict[str, str]
 
 def _base_location(spec: AppSpec) -> Location:
     """The base; local paths in ociforge.toml are relative to the app folder."""
-    text = spec.base
-    location = parse_location(text)
-    path = getattr(location, "path", None)
-    if isinstance(path, str) and not os.path.isabs(os.path.expanduser(path)):
-        scheme, sep, rest = text.partition(":")
-        if sep and scheme in ("oci", "oci-archive", "docker-archive"):
-            text = f"{scheme}:{spec.root / rest}"
-        else:
-            text = str(spec.root / text)
-        location = parse_location(text)
-    return location
+    return parse_location(spec.base, role="source", base_dir=spec.root)
 
 
 # -- phase two: assemble and write ------------------------------------------------------

@@ -48,7 +48,7 @@ from .layout import (
     load_artifact,
 )
 from .layout import select_descriptor as _select
-from .locations import WriteResult
+from .locations import ARCHIVE_SUFFIXES, WriteResult, has_file_suffix
 from .tarblobs import (
     EXPANSION_SLACK,
     MAX_EXPANSION,
@@ -282,9 +282,11 @@ class OciArchiveLocation:
 class DockerArchiveLocation:
     """``docker-archive:FILE[:NAME[:TAG]]`` and bare ``FILE.tar``: see the module doc."""
 
-    def __init__(self, path: str | os.PathLike[str], name: str | None = None):
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None,
+                 bare: bool = False):
         self.path = os.path.expanduser(str(path))
         self.name = name
+        self.bare = bare  # written as a bare path: only archive names are written that way
 
     def __str__(self) -> str:
         return f"docker-archive:{self.path}:{self.name}" if self.name else \
@@ -298,13 +300,19 @@ class DockerArchiveLocation:
     def check_destination(self) -> None:
         if self.name and self.name.startswith("@"):
             raise InvalidInputError(f"{self}: @N selects an image to read; name one to write")
+        if self.bare and has_file_suffix(self.path) and not self.path.lower().endswith(
+                ARCHIVE_SUFFIXES):
+            raise InvalidInputError(
+                f"{self.path!r} is not an archive name ociforge writes (.tar, .tar.gz, .tgz): "
+                f"write oci:{self.path} for an OCI layout folder, or name the archive with one "
+                "of those endings")
         self.image_name()
         _check_archive_destination(self.path)
 
     def with_default_name(self, name: str | None) -> DockerArchiveLocation:
         if self.name or not name:
             return self
-        return DockerArchiveLocation(self.path, name)
+        return DockerArchiveLocation(self.path, name, self.bare)
 
     def read(self, options: Options) -> Artifact:
         return read_archive(self.path, self.name, docker=True)
@@ -345,7 +353,7 @@ class DockerArchiveLocation:
             entries.append(_bytes_entry(
                 "repositories", canonical({name.familiar: {name.tag: top}})))
         write_tar(self.path, entries, options)
-        bare = self.path.endswith((".tar", ".tar.gz", ".tgz"))  # parse_location reads it bare
+        bare = self.path.endswith(ARCHIVE_SUFFIXES)  # parse_location reads it bare
         return WriteResult(str(artifact.digest),
                            self.path if bare else f"docker-archive:{self.path}",
                            artifact.media_type, name.repo_tag)

@@ -292,23 +292,21 @@ def check_attachable(location: Any) -> None:
     Cheap and offline: lets ``export --sign``/``--attach-report`` refuse a tar
     destination before anything is built or written.
     """
-    if isinstance(location, str):
-        text = location.strip()
-        if text.startswith("oci:"):
-            return
-        if text.startswith(("oci-archive:", "docker-archive:")) or text.endswith(
-                (".tar", ".tar.gz", ".tgz")):
-            _refuse(text)
-        from ..model.reference import Reference
+    from .layout import LayoutLocation
+    from .registry import RegistryLocation
 
-        Reference.parse(text.removeprefix("docker://"))
-        return
-    if getattr(location, "layout", None) is not None and hasattr(location, "tag"):
-        return
-    reference = getattr(location, "reference", None) or getattr(location, "ref", None)
-    if reference is not None and hasattr(reference, "repository"):
-        return
-    _refuse(str(location))
+    location = _as_location(location)
+    if not isinstance(location, LayoutLocation | RegistryLocation):
+        _refuse(str(location))
+
+
+def _as_location(location: Any) -> Any:
+    """A location string parsed by the one rule (a bare name is refused, never pushed)."""
+    if isinstance(location, str):
+        from .locations import parse_location
+
+        return parse_location(location, role="source")
+    return location
 
 
 def _refuse(text: str) -> None:
@@ -320,19 +318,10 @@ def _refuse(text: str) -> None:
 
 def open_store(location: Any, options: Any = None) -> ArtifactStore:
     """An ArtifactStore for ``oci:DIR[:TAG]``, a registry reference, or such a Location."""
+    from .layout import LayoutLocation
+
+    location = _as_location(location)
     check_attachable(location)
-    if isinstance(location, str):
-        text = location.strip()
-        if text.startswith("oci:"):
-            from .locations import parse_location
-
-            location = parse_location(text)
-        else:
-            from ..model.reference import Reference
-
-            return RegistryStore(Reference.parse(text.removeprefix("docker://")), options)
-    layout = getattr(location, "layout", None)
-    if layout is not None:
-        return LayoutStore(layout.root, location.tag, str(location))
-    reference = getattr(location, "reference", None) or getattr(location, "ref", None)
-    return RegistryStore(reference, options)
+    if isinstance(location, LayoutLocation):
+        return LayoutStore(location.layout.root, location.tag, str(location))
+    return RegistryStore(location.reference, options)

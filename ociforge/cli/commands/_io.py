@@ -21,7 +21,7 @@ log = logging.getLogger("ociforge")
 
 def destination(text: str, default_name: str | None = None) -> Location:
     """A parsed, checked destination; ``default_name`` (--tag) names unnamed archives."""
-    location = parse_location(text)
+    location = parse_location(text, role="destination")
     if isinstance(location, Scratch):
         raise InvalidInputError("'scratch' can only be a source, not a destination")
     with_default = getattr(location, "with_default_name", None)
@@ -92,7 +92,7 @@ def _file_key(shown: str, path: str) -> tuple[str, str, tuple[int, int] | None]:
 
 def source(text: str) -> Location:
     """A parsed source; a local path that does not exist is bad input (exit 2)."""
-    location = parse_location(text)
+    location = parse_location(text, role="source")
     path = getattr(location, "path", None)
     if isinstance(path, str) and not os.path.lexists(path):
         raise InvalidInputError(f"source {text!r}: {path!r} does not exist")
