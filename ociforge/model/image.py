@@ -88,7 +88,7 @@ class Image:
         data = self.config_bytes
         import io
 
-        return Layer(self.config_descriptor, None, lambda: io.BytesIO(data))
+        return Layer(self.config_descriptor, None, lambda: io.BytesIO(data), None, self.source)
 
     @classmethod
     def from_documents(

@@ -27,9 +27,6 @@ from ..model.jsonutil import parse_object
 # Tags that hold attachments, not images: cosign's sha256-<hex>.sig/.att/.sbom and
 # the referrers fallback index sha256-<hex>.  They never count as "the image".
 ATTACHMENT_TAG_RE = re.compile(r"^[a-z0-9]+-[a-f0-9]{32,128}(\.[a-z]+)?$")
-# A second lock beside the layout's own index.json lock: held across a whole
-# read-modify-write of a signature manifest or referrers index.
-ATTACH_LOCK_NAME = ".ociforge-attach.lock"
 
 
 class ArtifactStore(Protocol):
@@ -181,6 +178,7 @@ class LayoutStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         from ..fsutil import file_lock
+        from .layout import ATTACH_LOCK_NAME
 
         self.layout.init()
         with file_lock(self.layout.root / ATTACH_LOCK_NAME):
