@@ -39,16 +39,10 @@ from ..model.jsonutil import canonical, parse_object
 from ..options import Options
 from ..progress import CountingReader, Progress
 from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
-from .layout import (
-    CONTAINERD_NAME,
-    LAYOUT_VERSION,
-    REF_NAME,
-    check_ref_name,
-    fresh_blob,
-    load_artifact,
-)
-from .layout import select_descriptor as _select
+from .layout import LAYOUT_VERSION, fresh_blob, load_artifact
 from .locations import ARCHIVE_SUFFIXES, WriteResult, has_file_suffix
+from .refnames import CONTAINERD_NAME, REF_NAME, check_ref_name
+from .refnames import select_descriptor as _select
 from .tarblobs import (
     EXPANSION_SLACK,
     MAX_EXPANSION,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,7 @@ from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest, read_all_verified
 from ..model.jsonutil import parse_object
-
-# Tags that hold attachments, not images: cosign's sha256-<hex>.sig/.att/.sbom and
-# the referrers fallback index sha256-<hex>.  They never count as "the image".
-ATTACHMENT_TAG_RE = re.compile(r"^[a-z0-9]+-[a-f0-9]{32,128}(\.[a-z]+)?$")
+from .refnames import CONTAINERD_NAME, REF_NAME, is_attachment, select_descriptor
 
 
 class ArtifactStore(Protocol):
@@ -74,8 +70,6 @@ class LayoutStore:
         return self._shown
 
     def resolve(self, digest: str | None = None) -> Descriptor:
-        from .layout import select_descriptor
-
         self.layout.check_readable()
         descs = self.layout.descriptors()
         if digest is not None:
@@ -85,7 +79,7 @@ class LayoutStore:
                     self._chosen = desc
                     return subject_descriptor(desc)
             return self._describe_blob(wanted)
-        images = [d for d in descs if not _is_attachment(d)]
+        images = [d for d in descs if not is_attachment(d)]
         chosen = select_descriptor(images, self.tag, None, f"OCI layout {self.layout.root}",
                                    f"oci:{self.layout.root}:TAG")
         self._chosen = chosen
@@ -110,8 +104,6 @@ class LayoutStore:
     @property
     def identity(self) -> str:
         """The payload's docker-reference: the image's containerd name, else the folder name."""
-        from .layout import CONTAINERD_NAME
-
         chosen = self._chosen
         name = (chosen.annotations or {}).get(CONTAINERD_NAME) if chosen else None
         if name:
@@ -125,8 +117,6 @@ class LayoutStore:
 
     def get_manifest(self, tag: str) -> tuple[bytes, str] | None:
         """A manifest by ref name in index.json, or by digest among the blobs."""
-        from .layout import REF_NAME
-
         if ":" in tag:
             digest = Digest.parse(tag)
             if self._blob_size(digest) is None:
@@ -183,13 +173,6 @@ class LayoutStore:
         self.layout.init()
         with file_lock(self.layout.root / ATTACH_LOCK_NAME):
             yield
-
-
-def _is_attachment(desc: Descriptor) -> bool:
-    from .layout import REF_NAME
-
-    name = (desc.annotations or {}).get(REF_NAME)
-    return bool(name) and bool(ATTACHMENT_TAG_RE.match(str(name)))
 
 
 class RegistryStore:

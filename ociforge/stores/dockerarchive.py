@@ -22,7 +22,7 @@ from ..model.digest import Digest
 from ..model.image import Image
 from ..model.jsonutil import canonical
 from ..model.layer import Layer
-from .layout import CONTAINERD_NAME, REF_NAME
+from .refnames import CONTAINERD_NAME, REF_NAME
 from .tarblobs import GZIP_MAGIC, ZSTD_MAGIC, TarBlobs
 
 

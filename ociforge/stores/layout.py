@@ -15,7 +15,6 @@ import errno
 import fcntl
 import io
 import os
-import re
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +25,6 @@ from ..errors import (
     HostileInputError,
     InvalidInputError,
     NotFoundError,
-    SelectionError,
     SizeMismatchError,
     ValidationError,
 )
@@ -42,9 +40,12 @@ from ..model.layer import Layer
 from ..options import Options
 from ..progress import Progress
 from .locations import WriteResult
+from .refnames import (
+    REF_NAME,
+    check_tag_to_write,
+    select_descriptor,
+)
 
-REF_NAME = "org.opencontainers.image.ref.name"
-CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_VERSION = "1.0.0"
 # The layout lock: index.json read-modify-writes and the layout's creation.
 LOCK_NAME = ".ociforge.lock"
@@ -59,80 +60,12 @@ _LAYOUT_NAMES = ("oci-layout", "index.json", "blobs")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 MAX_DEPTH = 8
-_TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
-# the distribution spec's tag grammar; attachment tags (sha256-<hex>.sig) match it too
-_WRITE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_ATTACHED_RE = re.compile(r"^sha256-[a-f0-9]{64}(\.[a-z]+)?$")
-
 BlobSource = Callable[[], IO[bytes]]
 
 
 def _ours(name: str) -> bool:
     """Our lock files, or a temporary file of a writer that is creating this layout."""
     return name in _LOCK_NAMES or (name.startswith(".") and name.endswith(".tmp"))
-
-
-def check_ref_name(tag: str) -> str:
-    """A ref name read from index.json: printable, no spaces, at most 255 characters.
-
-    Lenient on purpose: layouts other tools wrote may use any ref name the spec allows.
-    """
-    if not isinstance(tag, str) or not _TAG_RE.match(tag):
-        raise InvalidInputError(f"tag {str(tag)[:80]!r} is not a valid reference name")
-    return tag
-
-
-def check_tag_to_write(tag: str) -> str:
-    """A tag we write into index.json: the distribution tag grammar.
-
-    ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``, so that every tag we write can also be
-    pushed to a registry as it is.
-    """
-    if not isinstance(tag, str) or not _WRITE_TAG_RE.match(tag):
-        raise InvalidInputError(
-            f"tag {str(tag)[:80]!r} is not a valid tag: use letters, digits, '_', '.' and '-' "
-            "(not first), at most 128 characters"
-        )
-    return tag
-
-
-def select_descriptor(
-    descs: list[Descriptor],
-    tag: str | None,
-    digest: Digest | str | None,
-    where: str,
-    hint: str,
-) -> Descriptor:
-    """Pick an index.json entry by digest, by tag (ref name, then containerd name), or alone."""
-    tags = [d.annotations[REF_NAME] for d in descs if d.annotations and REF_NAME in d.annotations]
-    if digest is not None:
-        wanted = Digest.parse(digest) if isinstance(digest, str) else digest
-        for desc in descs:
-            if desc.digest == wanted:
-                return desc
-        raise NotFoundError(f"no manifest {wanted} in {where}")
-    if tag is not None:
-        for desc in descs:
-            if (desc.annotations or {}).get(REF_NAME) == tag:
-                return desc
-        for desc in descs:
-            name = (desc.annotations or {}).get(CONTAINERD_NAME, "")
-            if name == tag or name.endswith(":" + tag):
-                return desc
-        raise SelectionError(f"no tag {tag!r} in {where}; tags: {', '.join(tags) or 'none'}")
-    if len(descs) == 1:
-        return descs[0]
-    # signatures and referrers fallbacks (sha256-<hex>.sig, sha256-<hex>) are not "the image"
-    images = [d for d in descs
-              if not _ATTACHED_RE.match((d.annotations or {}).get(REF_NAME, ""))]
-    if len(images) == 1:
-        return images[0]
-    if not descs:
-        raise NotFoundError(f"{where} holds no image")
-    raise SelectionError(
-        f"{where} holds {len(descs)} manifests; name a tag: {hint} "
-        f"(tags: {', '.join(tags) or 'none'})"
-    )
 
 
 DocumentReader = Callable[[Descriptor, str], bytes]
