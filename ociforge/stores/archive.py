@@ -36,10 +36,11 @@ from ..model.digest import CHUNK, Digest, VerifyingReader
 from ..model.image import Image
 from ..model.index import Artifact, Index
 from ..model.jsonutil import canonical, parse_object
+from ..model.loader import load_artifact
 from ..options import Options
 from ..progress import CountingReader, Progress
 from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
-from .layout import LAYOUT_VERSION, fresh_blob, load_artifact
+from .layout import LAYOUT_VERSION, fresh_blob
 from .locations import ARCHIVE_SUFFIXES, WriteResult, has_file_suffix
 from .refnames import CONTAINERD_NAME, REF_NAME, check_ref_name
 from .refnames import select_descriptor as _select
@@ -114,7 +115,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         if position is not None:
             if position >= len(descs):
                 raise NotFoundError(f"{where} has no image @{position}")
-            return load_artifact(descs[position], blobs.read_document, blobs.layer, path)
+            return load_artifact(descs[position], blobs, path)
         chosen: Descriptor | None = None
         if name is not None:
             found = [d for d in descs if matches_name(d, name)]
@@ -124,7 +125,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         elif not docker or entries is None or len(descs) == 1:
             chosen = _select(descs, selector, None, where, f"oci-archive:{path}:TAG")
         if chosen is not None:
-            return load_artifact(chosen, blobs.read_document, blobs.layer, path)
+            return load_artifact(chosen, blobs, path)
     assert entries is not None
     return select_legacy_image(blobs, entries, position, name, path)
 

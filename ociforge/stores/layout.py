@@ -34,9 +34,10 @@ from ..model import walk
 from ..model.descriptor import Descriptor
 from ..model.digest import CHUNK, Digest, VerifyingReader, read_all_verified
 from ..model.image import Image
-from ..model.index import Artifact, Index, ReferenceBudget
+from ..model.index import Artifact
 from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
 from ..model.layer import Layer
+from ..model.loader import load_artifact
 from ..options import Options
 from ..progress import Progress
 from .locations import WriteResult
@@ -59,77 +60,12 @@ _LOCK_NAMES = (LOCK_NAME, WRITERS_LOCK_NAME, ATTACH_LOCK_NAME)
 _LAYOUT_NAMES = ("oci-layout", "index.json", "blobs")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-MAX_DEPTH = 8
 BlobSource = Callable[[], IO[bytes]]
 
 
 def _ours(name: str) -> bool:
     """Our lock files, or a temporary file of a writer that is creating this layout."""
     return name in _LOCK_NAMES or (name.startswith(".") and name.endswith(".tmp"))
-
-
-DocumentReader = Callable[[Descriptor, str], bytes]
-LayerMaker = Callable[[Descriptor], Layer]
-
-
-def load_artifact(
-    desc: Descriptor,
-    read_document: DocumentReader,
-    make_layer: LayerMaker,
-    source: str | None = None,
-    depth: int = 0,
-    budget: ReferenceBudget | None = None,
-) -> Artifact:
-    """Load the Image or Index a descriptor names from any blob store.
-
-    ``read_document`` returns verified, bounded bytes; ``make_layer`` returns a
-    lazy Layer.  Shared by layouts and archives so both check the same things.
-    ``budget`` bounds the manifests a nested index may name (index bombs): a
-    child named again is read once but counted again, with all it names.
-    """
-    return _load(desc, read_document, make_layer, source, depth, budget or ReferenceBudget())[0]
-
-
-def _load(desc: Descriptor, read_document: DocumentReader, make_layer: LayerMaker,
-          source: str | None, depth: int, budget: ReferenceBudget) -> tuple[Artifact, int]:
-    """(artifact, weight): weight = manifests in its tree, itself included, repeats counted."""
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"index nesting deeper than {MAX_DEPTH} at {desc.digest}")
-    if mt.is_index(desc.media_type):
-        data = read_document(desc, "image index")
-        doc = parse_object(data, f"image index {desc.digest}")
-        entries = doc.get("manifests")
-        if not isinstance(entries, list):
-            raise ValidationError(f"image index {desc.digest} has no manifests array")
-        children = []
-        weight = 1
-        for i, entry in enumerate(entries):
-            child_desc = Descriptor.from_dict(entry, f"index {desc.digest.short} entry {i}")
-            key = (str(child_desc.digest), child_desc.media_type)
-            known = budget.loaded.get(key)
-            if known is None:  # a repeated child is read once...
-                budget.take(1, f"image index {desc.digest}")
-                known = _load(child_desc, read_document, make_layer, source, depth + 1, budget)
-                budget.loaded[key] = known
-            else:  # ...but counted again with everything it names
-                budget.take(known[1], f"image index {desc.digest}")
-            children.append((child_desc, known[0]))
-            weight += known[1]
-        return Index(data, tuple(children), source), weight
-    if mt.is_image_manifest(desc.media_type):
-        manifest_bytes = read_document(desc, "image manifest")
-        manifest = parse_object(manifest_bytes, f"image manifest {desc.digest}")
-        config_json = manifest.get("config")
-        if not isinstance(config_json, dict):
-            raise ValidationError(f"image manifest {desc.digest} has no config descriptor")
-        if not isinstance(manifest.get("layers"), list):
-            raise ValidationError(f"image manifest {desc.digest} has no layers array")
-        config_desc = Descriptor.from_dict(config_json, f"config of {desc.digest.short}")
-        config_bytes = read_document(config_desc, "image config")
-        return Image.from_documents(manifest_bytes, config_bytes, make_layer), 1
-    raise ValidationError(
-        f"manifest {desc.digest} has unsupported media type {desc.media_type!r}"
-    )
 
 
 class Layout:
@@ -548,7 +484,7 @@ class Layout:
 
     def load(self, desc: Descriptor) -> Artifact:
         """The Image or Index a descriptor names, with every document verified."""
-        return load_artifact(desc, self.read_document, self.layer, str(self.root))
+        return load_artifact(desc, self, str(self.root))
 
     def read(self, tag: str | None = None) -> Artifact:
         self.check_readable()

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import InvalidInputError, InvalidPlatformError
-from ..model.image import Image
-from ..model.index import Artifact, Index
-from ..model.platform import Platform
+from ..errors import InvalidInputError
+from ..model.index import Artifact
+from ..model.selection import resolve_platform as resolve_platform
 from ..options import Options
 
 
@@ -239,42 +238,3 @@ def _path_location(text: str, path: str) -> Location:
     from .archive import DockerArchiveLocation
 
     return DockerArchiveLocation(path, None, bare=True)
-
-
-def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
-    """Pick one image out of an index for the wanted platform (unless all are kept).
-
-    A single image is taken as it is, unless the user explicitly asked for another
-    platform (``--platform``): then it is refused naming both, never silently used.
-    """
-    if options.all_platforms:
-        return artifact
-    if isinstance(artifact, Image):
-        have = artifact.platform
-        if options.platform is not None and have is not None and not have.matches(
-                options.platform):
-            raise InvalidPlatformError(
-                f"image {artifact.digest.short} is {have}, not {options.platform} "
-                "(asked for with --platform)"
-            )
-        return artifact
-    wanted = options.wanted_platform()
-    chosen = select_image(artifact, wanted)
-    if chosen is None:
-        available = ", ".join(str(p) for p in artifact.platforms()) or "none"
-        raise InvalidPlatformError(
-            f"no image for platform {wanted} in index {artifact.digest.short}; "
-            f"available: {available}"
-        )
-    return chosen
-
-
-def select_image(index: Index, wanted: Platform) -> Image | None:
-    image = index.select(wanted)
-    if image is None:
-        for _, child in index.children:
-            if isinstance(child, Index):
-                image = select_image(child, wanted)
-                if image is not None:
-                    return image
-    return image

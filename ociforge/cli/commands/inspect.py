@@ -73,18 +73,22 @@ def _documents_only(source: Any) -> Any:
     """A layout's artifact read from its documents alone: ``--manifest``/``--raw`` must
     show a damaged image whose layer blobs are missing (``verify`` names those)."""
     from ...model.layer import Layer
-    from ...stores.layout import LayoutLocation, load_artifact
+    from ...model.loader import load_artifact
+    from ...stores.layout import LayoutLocation
 
     if not isinstance(source, LayoutLocation):
         return None
     layout = source.layout
     layout.check_readable()
 
-    def unchecked_layer(desc: Any) -> Layer:  # opened only if a layer is read: never here
-        return Layer(desc, None, lambda: cast(IO[bytes], layout.open_blob(desc)), None)
+    class Unchecked:
+        read_document = staticmethod(layout.read_document)
 
-    return load_artifact(layout.find(source.tag), layout.read_document, unchecked_layer,
-                         str(layout.root))
+        @staticmethod
+        def layer(desc: Any) -> Layer:  # opened only if a layer is read: never here
+            return Layer(desc, None, lambda: cast(IO[bytes], layout.open_blob(desc)), None)
+
+    return load_artifact(layout.find(source.tag), Unchecked(), str(layout.root))
 
 
 def run(args: argparse.Namespace) -> int:
