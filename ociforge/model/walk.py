@@ -9,6 +9,7 @@ index naming it, the root last.
 from __future__ import annotations
 
 from collections.abc import Iterator, Set
+from dataclasses import dataclass
 
 from .descriptor import Descriptor
 from .digest import Digest
@@ -71,6 +72,39 @@ def blobs(artifact: Artifact, skip: Set[Digest] = frozenset(), unique: bool = Tr
                     continue
                 seen.add(blob.digest)
             yield blob
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One step of the top-down walk: a manifest and how its parent names it.
+
+    ``descriptor``/``parent``/``position`` are None for the root; ``first`` is
+    False when a descriptor names a manifest that was already visited (its
+    subtree is not walked again).
+    """
+
+    artifact: Artifact
+    descriptor: Descriptor | None = None
+    parent: Index | None = None
+    position: int | None = None
+    first: bool = True
+
+
+def visits(artifact: Artifact) -> Iterator[Visit]:
+    """The tree top-down (parents before children, in index order), as checkers and
+    printers read it; a manifest several descriptors name is descended into once."""
+    yield Visit(artifact)
+    if isinstance(artifact, Index):
+        yield from _visits(artifact, set())
+
+
+def _visits(index: Index, seen: set[Digest]) -> Iterator[Visit]:
+    for position, (desc, child) in enumerate(index.children):
+        first = desc.digest not in seen
+        seen.add(desc.digest)
+        yield Visit(child, desc, index, position, first)
+        if first and isinstance(child, Index):
+            yield from _visits(child, seen)
 
 
 def descriptors(artifact: Artifact) -> Iterator[Descriptor]:

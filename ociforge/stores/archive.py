@@ -31,6 +31,7 @@ from typing import IO, Any
 from ..errors import InvalidInputError, NotFoundError, SizeMismatchError, ValidationError
 from ..fsutil import check_writable_destination, output_file
 from ..model import mediatypes as mt
+from ..model import walk
 from ..model.descriptor import Descriptor
 from ..model.digest import CHUNK, Digest, VerifyingReader
 from ..model.image import Image
@@ -141,8 +142,12 @@ class _Entry:
     digest: Digest | None = None  # verified while copying when known
 
 
+def _bytes_opener(data: bytes) -> Callable[[], IO[bytes]]:
+    return lambda: io.BytesIO(data)
+
+
 def _bytes_entry(name: str, data: bytes) -> _Entry:
-    return _Entry(name, len(data), lambda: io.BytesIO(data))
+    return _Entry(name, len(data), _bytes_opener(data))
 
 
 def _layout_entries(artifact: Artifact, notes: dict[str, str] | None) -> list[_Entry]:
@@ -159,22 +164,16 @@ def _layout_entries(artifact: Artifact, notes: dict[str, str] | None) -> list[_E
 
 
 def _blob_entries(artifact: Artifact) -> Iterator[_Entry]:
-    """Every blob an artifact reaches (duplicates included; the writer dedupes)."""
-    if isinstance(artifact, Index):
-        for _, child in artifact.children:
-            yield from _blob_entries(child)
-        data = artifact.index_bytes
-    else:
-        config = artifact.config_bytes
-        cdesc = artifact.config_descriptor
-        yield _Entry(_blob_name(cdesc.digest), len(config), lambda: io.BytesIO(config),
-                     cdesc.digest)
-        for layer in artifact.layers:
-            # a blob this process just built was hashed while written; others are verified
-            check = None if fresh_blob(layer) is not None else layer.digest
-            yield _Entry(_blob_name(layer.digest), layer.size, layer.opener, check)
-        data = artifact.manifest_bytes
-    yield _Entry(_blob_name(artifact.digest), len(data), lambda: io.BytesIO(data), artifact.digest)
+    """Every blob an artifact reaches, each manifest after what it names (see model.walk)."""
+    for manifest in walk.manifests(artifact):
+        if isinstance(manifest, Image):
+            for blob in walk.image_blobs(manifest):
+                # a blob this process just built was hashed while written; others are verified
+                check = None if fresh_blob(blob) is not None else blob.digest
+                yield _Entry(_blob_name(blob.digest), blob.size, blob.opener, check)
+        data = manifest.manifest_bytes
+        yield _Entry(_blob_name(manifest.digest), len(data), _bytes_opener(data),
+                     manifest.digest)
 
 
 def _blob_name(digest: Digest) -> str:
