@@ -16,7 +16,7 @@ from typing import IO, Any
 from ociforge.model.image import Image
 from ociforge.model.layer import Layer
 from ociforge.options import Options
-from ociforge.stores.layout import LayoutLocation
+from ociforge.stores.layoutlocation import LayoutLocation
 
 
 def stress_writer(number: int, source: str, roots: list[str], barrier: Any,

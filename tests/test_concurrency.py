@@ -31,7 +31,8 @@ from tools import require_tool, run
 
 from ociforge.model.mutate import append_layers, scratch
 from ociforge.options import Options
-from ociforge.stores.layout import WRITERS_LOCK_NAME, Layout, LayoutLocation
+from ociforge.stores.layout import WRITERS_LOCK_NAME, Layout
+from ociforge.stores.layoutlocation import LayoutLocation
 from ociforge.stores.validate import verify_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,8 @@ def test_threads_writing_one_layout_in_process(tmp_path: Path) -> None:
     """The library, used from threads of one process, obeys the same rules."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ociforge.stores.layout import Layout, LayoutLocation
+    from ociforge.stores.layout import Layout
+    from ociforge.stores.layoutlocation import LayoutLocation
 
     sources = _sources(tmp_path)
     dest = tmp_path / "threads"

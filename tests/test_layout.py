@@ -26,7 +26,8 @@ from ociforge.model.digest import Digest
 from ociforge.model.image import Image
 from ociforge.model.index import Index
 from ociforge.options import Options
-from ociforge.stores.layout import REF_NAME, Layout, LayoutLocation
+from ociforge.stores.layout import REF_NAME, Layout
+from ociforge.stores.layoutlocation import LayoutLocation
 
 OPTS = Options()
 

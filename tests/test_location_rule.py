@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from ociforge.errors import InvalidInputError
 from ociforge.stores.archive import DockerArchiveLocation, OciArchiveLocation
-from ociforge.stores.layout import LayoutLocation
+from ociforge.stores.layoutlocation import LayoutLocation
 from ociforge.stores.locations import FILE_SUFFIXES, Scratch, parse_location
 from ociforge.stores.registry import RegistryLocation
 

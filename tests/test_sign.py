@@ -564,7 +564,7 @@ def test_offline_signed_layout_published_to_registry_still_verifies(
 ) -> None:
     """An export signed (and given a report) in a layout, then copied tag by tag."""
     from ociforge.options import Options
-    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.layoutlocation import LayoutLocation
     from ociforge.stores.registry import RegistryLocation
     from ociforge.trust.referrers import (
         REPORT_ARTIFACT_TYPE,

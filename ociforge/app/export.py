@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from ..fsutil import check_writable_destination, check_writable_folder
+from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
 from ..model.image import Image
@@ -39,8 +39,13 @@ from ..model.mutate import (
 )
 from ..model.platform import Platform
 from ..options import Options
-from ..stores.archive import DockerArchiveLocation
-from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
+from ..stores.locations import (
+    Location,
+    WriteResult,
+    parse_destination,
+    parse_location,
+    resolve_platform,
+)
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
 from .policy import Policy
@@ -170,25 +175,8 @@ def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
     texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
     out: list[Location] = []
     for text in texts:
-        location = parse_location(text, role="destination")
-        from ..stores.layout import LayoutLocation
-
-        if isinstance(location, LayoutLocation) and location.tag is None:
-            location = LayoutLocation(location.path, name.rsplit(":", 1)[1])
-        with_default = getattr(location, "with_default_name", None)
-        if with_default is not None:
-            location = with_default(name)
-        check = getattr(location, "check_destination", None)
-        if check is not None:
-            check()
-        path = getattr(location, "path", None)
-        if isinstance(location, LayoutLocation):
-            check_writable_folder(location.path)
-        elif isinstance(path, str):
-            check_writable_destination(path)
-        if request.compression == "zstd" and isinstance(location, DockerArchiveLocation):
-            raise InvalidInputError(f"output {text!r}: docker load cannot read zstd layers; "
-                                    "use --compression gzip or write oci-archive:")
+        location = parse_destination(text, name)
+        location.check_compression(request.compression)
         out.append(location)
     return out
 
@@ -196,13 +184,10 @@ def _destinations(spec: AppSpec, request: ExportRequest) -> list[Location]:
 def destination_entry(location: Location, result: WriteResult) -> dict[str, str]:
     """Where one copy went, machine-readable: a location ociforge reads back (a docker
     archive's image name is a field of its own, not a decoration), digest, media type."""
-    entry = {"location": str(location), "digest": result.digest,
+    entry = {"location": result.location, "digest": result.digest,
              "mediaType": result.media_type}
-    if isinstance(location, DockerArchiveLocation):
-        path = location.path
-        bare = path.endswith((".tar", ".tar.gz", ".tgz"))  # what parse_location takes bare
-        entry["location"] = path if bare else f"docker-archive:{path}"
-        entry["name"] = location.image_name().repo_tag
+    if result.name:
+        entry["name"] = result.name
     return entry
 
 
@@ -268,9 +253,7 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     if not image.is_docker:
         image = annotate(image, _own_annotations(plan, request, base_digest, report.digest()))
     for location in plan.destinations:  # every destination agrees before the first write
-        accepts = getattr(location, "check_artifact", None)
-        if callable(accepts):
-            accepts(image)
+        location.check_artifact(image)
     results = []
     for location in plan.destinations:
         log.info("writing %s", location)

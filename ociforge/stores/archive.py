@@ -25,7 +25,6 @@ import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from ..errors import InvalidInputError, NotFoundError, SizeMismatchError, ValidationError
@@ -37,12 +36,11 @@ from ..model.digest import CHUNK, Digest, VerifyingReader
 from ..model.image import Image
 from ..model.index import Artifact, Index
 from ..model.jsonutil import canonical, parse_object
-from ..model.loader import load_artifact
 from ..options import Options
 from ..progress import CountingReader, Progress
 from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
 from .layout import LAYOUT_VERSION, fresh_blob
-from .locations import ARCHIVE_SUFFIXES, WriteResult, has_file_suffix
+from .locations import ARCHIVE_SUFFIXES, Location, WriteResult, has_file_suffix
 from .refnames import CONTAINERD_NAME, REF_NAME, check_ref_name
 from .refnames import select_descriptor as _select
 from .tarblobs import (
@@ -64,7 +62,6 @@ __all__ = [
     "ImageName",
     "OciArchiveLocation",
     "TarBlobs",
-    "as_path",
     "clean_member_name",
     "read_archive",
     "write_tar",
@@ -116,7 +113,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         if position is not None:
             if position >= len(descs):
                 raise NotFoundError(f"{where} has no image @{position}")
-            return load_artifact(descs[position], blobs, path)
+            return blobs.load(descs[position])
         chosen: Descriptor | None = None
         if name is not None:
             found = [d for d in descs if matches_name(d, name)]
@@ -126,7 +123,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         elif not docker or entries is None or len(descs) == 1:
             chosen = _select(descs, selector, None, where, f"oci-archive:{path}:TAG")
         if chosen is not None:
-            return load_artifact(chosen, blobs, path)
+            return blobs.load(chosen)
     assert entries is not None
     return select_legacy_image(blobs, entries, position, name, path)
 
@@ -242,11 +239,13 @@ def _check_archive_destination(path: str) -> None:
     check_writable_destination(path)
 
 
-class OciArchiveLocation:
+class OciArchiveLocation(Location):
     """``oci-archive:FILE[:TAG]``: a tar of an OCI image layout."""
 
+    kind = "oci-archive"
+
     def __init__(self, path: str | os.PathLike[str], tag: str | None = None):
-        self.path = os.path.expanduser(str(path))
+        self.path: str = os.path.expanduser(str(path))
         self.tag = tag
 
     def __str__(self) -> str:
@@ -273,12 +272,14 @@ class OciArchiveLocation:
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
 
 
-class DockerArchiveLocation:
+class DockerArchiveLocation(Location):
     """``docker-archive:FILE[:NAME[:TAG]]`` and bare ``FILE.tar``: see the module doc."""
+
+    kind = "docker-archive"
 
     def __init__(self, path: str | os.PathLike[str], name: str | None = None,
                  bare: bool = False):
-        self.path = os.path.expanduser(str(path))
+        self.path: str = os.path.expanduser(str(path))
         self.name = name
         self.bare = bare  # written as a bare path: only archive names are written that way
 
@@ -311,8 +312,16 @@ class DockerArchiveLocation:
     def read(self, options: Options) -> Artifact:
         return read_archive(self.path, self.name, docker=True)
 
-    def check_artifact(self, artifact: Artifact) -> Image:
+    def check_artifact(self, artifact: Artifact) -> None:
         """What docker load can take: one image with gzip or uncompressed layers."""
+        self._loadable(artifact)
+
+    def check_compression(self, compression: str) -> None:
+        if compression == "zstd":
+            raise InvalidInputError(f"{self}: docker load cannot read zstd layers; use "
+                                    "--compression gzip or write oci-archive:")
+
+    def _loadable(self, artifact: Artifact) -> Image:
         if isinstance(artifact, Index):
             raise InvalidInputError(
                 f"{self} holds single-platform images; pick one with --platform "
@@ -328,7 +337,7 @@ class DockerArchiveLocation:
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         self.check_destination()
-        artifact = self.check_artifact(artifact)
+        artifact = self._loadable(artifact)
         name = self.image_name()
         notes = {CONTAINERD_NAME: name.full, REF_NAME: name.tag}
         docker_manifest = [{
@@ -351,9 +360,3 @@ class DockerArchiveLocation:
         return WriteResult(str(artifact.digest),
                            self.path if bare else f"docker-archive:{self.path}",
                            artifact.media_type, name.repo_tag)
-
-
-def as_path(location: object) -> Path | None:
-    """The local file or directory a location writes to (for 'nothing written' checks)."""
-    path = getattr(location, "path", None)
-    return Path(path) if isinstance(path, str) else None

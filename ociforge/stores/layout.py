@@ -1,11 +1,13 @@
-"""OCI image layouts (``oci:DIR[:TAG]``): read and write, several tags per layout.
+"""The OCI image layout on disk (``Layout``): blobs by digest plus index.json.
 
 Reading verifies every document (digest, size, 4 MiB bound) and opens layers
-lazily through verifying readers.  Writing is idempotent and crash-safe: each
-blob goes in under a temporary name and is renamed once its digest checked
-out, children before parents, and index.json is rewritten last, atomically and
-under an advisory lock, so it never names a blob that is not there and two
-processes adding tags to one layout at once both succeed.
+lazily through verifying readers; nothing a layout holds can make us follow a
+link out of it.  Writing is idempotent and crash-safe: each blob goes in under
+a temporary name and is renamed once its digest checked out, children before
+parents, and index.json is rewritten last, atomically and under the layout
+lock, so it never names a blob that is not there.  Many writers share one
+layout safely (see ``Layout.writing``).  The ``oci:DIR[:TAG]`` location over
+it is ``layoutlocation.LayoutLocation``.
 """
 
 from __future__ import annotations
@@ -37,15 +39,13 @@ from ..model.image import Image
 from ..model.index import Artifact
 from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
 from ..model.layer import Layer
-from ..model.loader import load_artifact
-from ..options import Options
 from ..progress import Progress
-from .locations import WriteResult
 from .refnames import (
     REF_NAME,
     check_tag_to_write,
     select_descriptor,
 )
+from .store import BlobStore
 
 LAYOUT_VERSION = "1.0.0"
 # The layout lock: index.json read-modify-writes and the layout's creation.
@@ -64,17 +64,23 @@ BlobSource = Callable[[], IO[bytes]]
 
 
 def _ours(name: str) -> bool:
-    """Our lock files, or a temporary file of a writer that is creating this layout."""
-    return name in _LOCK_NAMES or (name.startswith(".") and name.endswith(".tmp"))
+    """Our lock files, a temporary file of a writer creating this layout, or the probe
+    file a destination check creates and removes at once."""
+    return name in _LOCK_NAMES or (name.startswith(".") and name.endswith(".tmp")) or \
+        name.startswith(".ociforge-probe.")
 
 
-class Layout:
+class Layout(BlobStore):
     """One OCI image layout directory: blobs by digest plus index.json."""
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
     def __str__(self) -> str:
+        return str(self.root)
+
+    @property
+    def source(self) -> str:
         return str(self.root)
 
     # -- paths and checks ---------------------------------------------------
@@ -482,10 +488,6 @@ class Layout:
             )
         return Layer(desc, None, lambda: self._open_raw(desc), path)
 
-    def load(self, desc: Descriptor) -> Artifact:
-        """The Image or Index a descriptor names, with every document verified."""
-        return load_artifact(desc, self, str(self.root))
-
     def read(self, tag: str | None = None) -> Artifact:
         self.check_readable()
         return self.load(self.find(tag))
@@ -610,41 +612,6 @@ def fresh_blob(layer: Layer) -> Path | None:
     except OSError:
         return None
     return None
-
-
-class LayoutLocation:
-    """The ``oci:DIR[:TAG]`` location."""
-
-    def __init__(self, path: str | os.PathLike[str], tag: str | None = None):
-        self.path = os.path.expanduser(str(path))
-        self.tag = tag
-        self.layout = Layout(self.path)
-
-    def __str__(self) -> str:
-        return f"oci:{self.path}:{self.tag}" if self.tag else f"oci:{self.path}"
-
-    def check_destination(self) -> None:
-        if self.tag is not None:
-            check_tag_to_write(self.tag)
-        self.layout.check_writable()
-
-    def with_default_name(self, name: str | None) -> LayoutLocation:
-        """``--tag NAME:TAG`` tags a layout given without a tag of its own."""
-        if self.tag is not None or not name:
-            return self
-        from ..model.reference import Reference
-
-        return LayoutLocation(self.path, Reference.parse(name).tag)
-
-    def read(self, options: Options) -> Artifact:
-        return self.layout.read(self.tag)
-
-    def write(self, artifact: Artifact, options: Options) -> WriteResult:
-        self.check_destination()
-        total = sum(layer.size for image in walk.images(artifact) for layer in image.layers)
-        with Progress(f"writing {self}", total, options.progress) as progress:
-            self.layout.put(artifact, self.tag, progress)
-        return WriteResult(str(artifact.digest), str(self), artifact.media_type)
 
 
 def _remove(path: Path) -> None:

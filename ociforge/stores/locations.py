@@ -12,14 +12,20 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from ..errors import InvalidInputError
+from ..model.digest import Digest
 from ..model.index import Artifact
+from ..model.reference import Reference
 from ..model.selection import resolve_platform as resolve_platform
 from ..options import Options
+
+if TYPE_CHECKING:
+    from .store import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -35,17 +41,84 @@ class WriteResult:
     name: str | None = None
 
 
-class Location(Protocol):
-    def read(self, options: Options) -> Artifact: ...
-
-    def write(self, artifact: Artifact, options: Options) -> WriteResult: ...
-
-    def __str__(self) -> str: ...
+LocationKind = Literal["scratch", "oci", "oci-archive", "docker-archive", "registry"]
 
 
-@dataclass(frozen=True)
-class Scratch:
+class Location(ABC):
+    """Where an image is read from or written to: scratch, an OCI layout, an archive,
+    a registry reference.  What every caller needs, so that nobody probes a location
+    for attributes or re-parses its string.
+
+    ``path`` is the local file or folder (None for a registry and scratch);
+    ``reference`` the registry reference (None for everything else).
+    """
+
+    kind: ClassVar[LocationKind]
+    supports_attachments: ClassVar[bool] = False  # signatures and referrers can live here
+    path: str | None = None
+    reference: Reference | None = None
+
+    @abstractmethod
+    def read(self, options: Options) -> Artifact:
+        """The artifact here (an index stays an index; see resolve_platform)."""
+
+    @abstractmethod
+    def write(self, artifact: Artifact, options: Options) -> WriteResult:
+        """Write ``artifact`` here (checks check_destination and check_artifact first)."""
+
+    @abstractmethod
+    def __str__(self) -> str:
+        """The location as a string parse_location reads back."""
+
+    def read_documents(self, options: Options) -> Artifact:
+        """The artifact from its documents alone, layer blobs not looked at (so a
+        damaged image can still be shown); the same as read() where layers are lazy."""
+        return self.read(options)
+
+    def named_digest(self) -> Digest | None:
+        """The digest this location names, found offline without reading the artifact
+        (a layout's index.json entry); None where that takes a network request."""
+        return None
+
+    def check_source(self) -> None:
+        """Refuse (InvalidInputError, exit 2) a source that cannot be there at all."""
+        if self.path is not None and not os.path.lexists(self.path):
+            raise InvalidInputError(f"source {str(self)!r}: {self.path!r} does not exist")
+
+    def check_destination(self) -> None:
+        """Refuse (InvalidInputError, exit 2) a destination that cannot be written.
+
+        Offline and without lasting effects: nothing is created or changed (at most
+        a probe file is created and removed at once where a folder's writability
+        must be tried).  A registry's push access is not checked here.
+        """
+        raise InvalidInputError(f"{str(self)!r} can only be a source, not a destination")
+
+    def check_artifact(self, artifact: Artifact) -> None:
+        """Refuse (exit 2) an artifact this destination cannot hold (before any write)."""
+        return None
+
+    def check_compression(self, compression: str) -> None:
+        """Refuse (exit 2) layers compressed so that readers of this destination fail."""
+        return None
+
+    def with_default_name(self, name: str | None) -> Location:
+        """This location, named ``name`` (``--tag NAME:TAG``) when it names no image or tag
+        of its own (archives and layouts); itself otherwise."""
+        return self
+
+    def artifact_store(self, options: Options | None = None) -> ArtifactStore:
+        """Where signatures and attached artifacts for the image here are kept."""
+        raise InvalidInputError(
+            f"{str(self)!r}: signatures and referrers live in an OCI layout (oci:DIR) or a "
+            "registry, not in a tar archive"
+        )
+
+
+class Scratch(Location):
     """The empty base: no layers, nothing to read from disk."""
+
+    kind = "scratch"
 
     def read(self, options: Options) -> Artifact:
         from ..model.mutate import scratch
@@ -55,8 +128,32 @@ class Scratch:
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         raise InvalidInputError("'scratch' can only be a source, not a destination")
 
+    def check_destination(self) -> None:
+        raise InvalidInputError("'scratch' can only be a source, not a destination")
+
     def __str__(self) -> str:
         return "scratch"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Scratch)
+
+    def __hash__(self) -> int:
+        return hash("scratch")
+
+
+def parse_source(text: str, *, base_dir: str | os.PathLike[str] | None = None) -> Location:
+    """A source location, checked (a local path must exist): bad input exits 2."""
+    location = parse_location(text, role="source", base_dir=base_dir)
+    location.check_source()
+    return location
+
+
+def parse_destination(text: str, default_name: str | None = None) -> Location:
+    """A destination location named ``default_name`` when it names nothing itself, and
+    checked with check_destination: bad input exits 2 before anything is written."""
+    location = parse_location(text, role="destination").with_default_name(default_name)
+    location.check_destination()
+    return location
 
 
 # Bare paths written as docker-archives: what `-o NAME.tar` has always meant.
@@ -169,7 +266,7 @@ def parse_location(text: str, *, role: str | None = None,
     if sep and _SCHEME_RE.match(scheme):
         if scheme in ("oci", "oci-archive"):
             from .archive import OciArchiveLocation
-            from .layout import LayoutLocation
+            from .layoutlocation import LayoutLocation
 
             path, tag = _split_path_tag(rest, scheme)
             kind = LayoutLocation if scheme == "oci" else OciArchiveLocation
@@ -229,7 +326,7 @@ def _path_location(text: str, path: str) -> Location:
     """A bare path: a layout directory if it is one, else a docker-archive file."""
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "oci-layout")):
-            from .layout import LayoutLocation
+            from .layoutlocation import LayoutLocation
 
             return LayoutLocation(path, None)
         raise InvalidInputError(

@@ -14,23 +14,14 @@ from typing import Any
 from ...errors import InvalidInputError
 from ...model.index import Artifact
 from ...options import Options
-from ...stores.locations import Location, Scratch, WriteResult, parse_location
+from ...stores.locations import Location, WriteResult, parse_destination, parse_source
 
 log = logging.getLogger("ociforge")
 
 
 def destination(text: str, default_name: str | None = None) -> Location:
     """A parsed, checked destination; ``default_name`` (--tag) names unnamed archives."""
-    location = parse_location(text, role="destination")
-    if isinstance(location, Scratch):
-        raise InvalidInputError("'scratch' can only be a source, not a destination")
-    with_default = getattr(location, "with_default_name", None)
-    if default_name and callable(with_default):
-        location = with_default(default_name)
-    check = getattr(location, "check_destination", None)
-    if callable(check):
-        check()
-    return location
+    return parse_destination(text, default_name)
 
 
 def check_distinct_outputs(locations: list[Location], report: str | None = None) -> None:
@@ -43,16 +34,14 @@ def check_distinct_outputs(locations: list[Location], report: str | None = None)
     ``oci:`` outputs into one layout (two tags) are fine, and so are two writes
     to a character device such as /dev/null.
     """
-    from ...stores.layout import LayoutLocation
-
     files: list[tuple[str, str, tuple[int, int] | None]] = []
     folders: list[tuple[str, str]] = []
     for location in locations:
         shown = str(location)
-        path = getattr(location, "path", None)
-        if not isinstance(path, str):
+        path = location.path
+        if path is None:
             continue
-        if isinstance(location, LayoutLocation):
+        if location.kind == "oci":
             folders.append((shown, os.path.realpath(path)))
         else:
             files.append(_file_key(shown, path))
@@ -92,11 +81,7 @@ def _file_key(shown: str, path: str) -> tuple[str, str, tuple[int, int] | None]:
 
 def source(text: str) -> Location:
     """A parsed source; a local path that does not exist is bad input (exit 2)."""
-    location = parse_location(text, role="source")
-    path = getattr(location, "path", None)
-    if isinstance(path, str) and not os.path.lexists(path):
-        raise InvalidInputError(f"source {text!r}: {path!r} does not exist")
-    return location
+    return parse_source(text)
 
 
 def check_tag(text: str | None) -> str | None:
@@ -112,9 +97,7 @@ def check_tag(text: str | None) -> str | None:
 def write_all(artifact: Artifact, locations: list[Location], options: Options) -> list[WriteResult]:
     """Write to every destination, after each has said it can take this artifact."""
     for location in locations:
-        accepts = getattr(location, "check_artifact", None)
-        if callable(accepts):
-            accepts(artifact)
+        location.check_artifact(artifact)
     results = []
     for location in locations:
         log.info("writing %s to %s", artifact.digest.short, location)

@@ -183,11 +183,8 @@ def base_name_of(location: Any) -> str | None:
     A path is not a name: it would differ with how the base was spelled (oci:x,
     oci:./x, oci:/abs/x), change the digest and leak the host's folders.
     """
-    from ...stores.registry import RegistryLocation
-
-    if isinstance(location, RegistryLocation):
-        return str(location.reference)
-    return None
+    reference = location.reference
+    return None if reference is None else str(reference)
 
 
 def _result_is_docker(base: Any, wanted_format: str | None) -> bool:
@@ -257,12 +254,8 @@ def run(args: argparse.Namespace) -> int:
     if docker and asked_annotations:
         raise InvalidInputError(f"{asked_annotations[0]} needs OCI format; Docker manifests "
                                 "have no annotations")
-    from ...stores.archive import DockerArchiveLocation
-
-    if args.compression == "zstd" and any(isinstance(d, DockerArchiveLocation)
-                                          for d in destinations):
-        raise InvalidInputError("docker-archive outputs need gzip or uncompressed layers "
-                                "(docker load cannot read zstd); use --compression gzip")
+    for location in destinations:
+        location.check_compression(args.compression)
     if options.all_platforms and isinstance(base_location, Scratch):
         raise InvalidPlatformError("--platform all needs a multi-platform base, not scratch")
 
@@ -273,9 +266,7 @@ def run(args: argparse.Namespace) -> int:
         # an explicit --platform that a single-image base does not have is refused here
         base = resolve_platform(base_location.read(options), options)
     for location in destinations:  # an index for a single-image output: refused before building
-        accepts = getattr(location, "check_artifact", None)
-        if callable(accepts):
-            accepts(base)
+        location.check_artifact(base)
     result_docker = _result_is_docker(base, args.format)
     if result_docker and args.format is None and asked_annotations:
         # a Docker manifest cannot carry them: say so rather than drop them silently

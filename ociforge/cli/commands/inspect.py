@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import IO, Any, cast
+from typing import Any
 
 from .common import add_command, add_platform_option, add_registry_options
 
@@ -69,28 +69,6 @@ def summary(artifact: Any) -> dict[str, Any]:
     }
 
 
-def _documents_only(source: Any) -> Any:
-    """A layout's artifact read from its documents alone: ``--manifest``/``--raw`` must
-    show a damaged image whose layer blobs are missing (``verify`` names those)."""
-    from ...model.layer import Layer
-    from ...model.loader import load_artifact
-    from ...stores.layout import LayoutLocation
-
-    if not isinstance(source, LayoutLocation):
-        return None
-    layout = source.layout
-    layout.check_readable()
-
-    class Unchecked:
-        read_document = staticmethod(layout.read_document)
-
-        @staticmethod
-        def layer(desc: Any) -> Layer:  # opened only if a layer is read: never here
-            return Layer(desc, None, lambda: cast(IO[bytes], layout.open_blob(desc)), None)
-
-    return load_artifact(layout.find(source.tag), Unchecked(), str(layout.root))
-
-
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -105,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
         # no --platform: a multi-platform tag is shown as the index it is (as skopeo does),
         # so `inspect REF --raw | sha256sum` gives the tag's digest
         options = replace(options, all_platforms=True)
-    artifact = _documents_only(source) if args.manifest or args.raw else None
-    if artifact is None:
-        artifact = source.read(options)
+    # --manifest/--raw show a damaged image whose layer blobs are missing (verify names them)
+    artifact = source.read_documents(options) if args.manifest or args.raw else source.read(options)
     if args.platform and not options.all_platforms:
         artifact = resolve_platform(artifact, options)
     elif args.config and not isinstance(artifact, Image):

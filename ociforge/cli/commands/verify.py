@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     except OperationError as exc:
         # what could not even be read (a missing child manifest) is a problem to report too
         if getattr(args, "json", False):
-            emit(args, {"digest": _known_digest(source), "ok": False, "manifests": 0,
+            known = source.named_digest()
+            emit(args, {"digest": str(known) if known else None, "ok": False, "manifests": 0,
                         "blobs": 0, "bytes": 0,
                         "problems": [{"where": str(source), "message": str(exc)}]}, "")
         raise
@@ -72,17 +73,3 @@ def run(args: argparse.Namespace) -> int:
         emit(args, result, "")
     raise_for(report)
     return 1
-
-
-def _known_digest(source: Any) -> str | None:
-    """The digest a layout's index.json names for SRC, when the artifact itself cannot be
-    read (a missing or damaged blob): the report still says which artifact failed."""
-    from ...errors import OciforgeError
-    from ...stores.layout import LayoutLocation
-
-    if not isinstance(source, LayoutLocation):
-        return None
-    try:
-        return str(source.layout.find(source.tag).digest)
-    except (OciforgeError, OSError):
-        return None
