@@ -52,7 +52,7 @@ from .tarblobs import (
     clean_member_name,
 )
 
-# The tar reader and ImageName moved out (tarblobs, dockerarchive); still importable here.
+# The archive API: the locations, the reader and writer, and the tar and name helpers.
 __all__ = [
     "EXPANSION_SLACK",
     "MAX_EXPANSION",
