@@ -344,10 +344,3 @@ def holding_lock(fd: int) -> Iterator[None]:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def is_within(root: Path, candidate: Path) -> bool:
-    """True when ``candidate`` (made absolute, not resolved) stays inside ``root``."""
-    root_abs = os.path.abspath(root)
-    cand_abs = os.path.abspath(candidate)
-    return cand_abs == root_abs or cand_abs.startswith(root_abs.rstrip(os.sep) + os.sep)

@@ -55,7 +55,7 @@ def make_image(directory: Path, sizes: Sequence[int]) -> Image:
 def write_layout(image: Image, root: Path, tag: str = "t") -> str:
     """Write ``image`` into an OCI layout; returns the oci: location text."""
     from ociforge.options import Options
-    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.layoutlocation import LayoutLocation
 
     LayoutLocation(root, tag).write(image, Options(platform=PLATFORM))
     return f"oci:{root}:{tag}"

@@ -21,12 +21,14 @@ from ociforge.errors import (
 )
 from ociforge.fsutil import atomic_write, atomic_write_bytes, file_lock
 from ociforge.model import mediatypes as mt
+from ociforge.model.annotations import REF_NAME
 from ociforge.model.descriptor import Descriptor
 from ociforge.model.digest import Digest
 from ociforge.model.image import Image
 from ociforge.model.index import Index
 from ociforge.options import Options
-from ociforge.stores.layout import REF_NAME, Layout, LayoutLocation
+from ociforge.stores.layout import Layout
+from ociforge.stores.layoutlocation import LayoutLocation
 
 OPTS = Options()
 

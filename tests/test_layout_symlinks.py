@@ -14,7 +14,8 @@ from image_factory import make_image
 
 from ociforge.errors import HostileInputError
 from ociforge.options import Options
-from ociforge.stores.layout import LOCK_NAME, Layout, LayoutLocation
+from ociforge.stores.layout import LOCK_NAME, Layout
+from ociforge.stores.layoutlocation import LayoutLocation
 
 SECRET = "TOPSECRETVALUE"
 TRICKS = ["blobs", "blobs-sha256", "blob", "index.json", "oci-layout"]

@@ -46,7 +46,8 @@ EXPECTED = [
     rf'Revealed type is "def \(manifest_bytes: {B}bytes, config_bytes: {B}bytes, '
     rf'layers: {B}tuple\[ociforge.model.layer.Layer, \.\.\.\], .*-> ociforge.model.image.Image"',
     rf'Revealed type is "{B}str"',
-    rf'Revealed type is "def \(text: {B}str\) -> ociforge.stores.locations.Location"',
+    rf'Revealed type is "def \(text: {B}str, \*, role: {B}str \| None =, base_dir: '
+    rf'{B}str \| os.PathLike\[{B}str\] \| None =\) -> ociforge.stores.locations.Location"',
     r'Revealed type is "def \(request: ociforge.pipeline.append.AppendRequest\) -> '
     r'ociforge.pipeline.append.AppendOutcome"',
     r'-> ociforge.pipeline.copy.CopyOutcome"',

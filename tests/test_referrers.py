@@ -256,7 +256,7 @@ def test_registry_acknowledging_the_subject_gets_no_fallback_tag(registry) -> No
 
 
 def test_check_attachable_refuses_archives_before_anything_is_written(tmp_path: Path) -> None:
-    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.layoutlocation import LayoutLocation
     from ociforge.stores.locations import parse_location
     from ociforge.trust.sign import check_signable
 
@@ -276,7 +276,7 @@ def test_check_attachable_refuses_archives_before_anything_is_written(tmp_path: 
 def test_library_calls_accept_location_objects(registry, tmp_path: Path) -> None:
     """What export passes: the Location it wrote to, its Options and the digest it wrote."""
     from ociforge.options import Options
-    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.layoutlocation import LayoutLocation
     from ociforge.stores.registry import RegistryLocation
     from ociforge.trust.keys import write_key_pair
     from ociforge.trust.sign import sign_location, verify_location

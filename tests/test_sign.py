@@ -275,6 +275,25 @@ def test_sign_and_verify_layout_cli(cli, tmp_path: Path, keypair: tuple[Path, Pa
     assert "image" not in verified and "verified" not in verified
 
 
+@pytest.mark.parametrize("tag", ["main-" + "0123456789abcdef0123456789abcdef01234567",
+                                 "release-" + "ab" * 32, "v1-" + "f" * 40 + ".rc"])
+def test_an_image_tag_that_looks_like_a_branch_and_sha_is_an_image(
+        cli, tmp_path: Path, keypair: tuple[Path, Path], tag: str) -> None:
+    """Only sha256-<64 hex>[.sig|.att|...] tags hold attachments; main-<git sha> is the image
+    (one attachment-tag pattern for the layout store and signing alike)."""
+    digest = make_layout(tmp_path / "lay", tag)
+    for ref in (f"oci:{tmp_path / 'lay'}:{tag}", f"oci:{tmp_path / 'lay'}"):
+        code, out, err = cli("sign", ref, "--key", keypair[0], "--json")
+        assert code == 0, err
+        assert json.loads(out)["digest"] == digest
+        code, out, err = cli("verify-signature", ref, "--key", keypair[1], "--json")
+        assert code == 0, err
+        assert json.loads(out)["digest"] == digest
+    code, out, err = cli("inspect", f"oci:{tmp_path / 'lay'}")  # signature tags do not count
+    assert code == 0, err
+    assert json.loads(out)["digest"] == digest
+
+
 def test_verify_signature_json_on_failure(cli, tmp_path: Path,
                                           keypair: tuple[Path, Path]) -> None:
     """--json prints {"ok": false, "digest", "error"} when no signature checks out; exit 1."""
@@ -545,7 +564,7 @@ def test_offline_signed_layout_published_to_registry_still_verifies(
 ) -> None:
     """An export signed (and given a report) in a layout, then copied tag by tag."""
     from ociforge.options import Options
-    from ociforge.stores.layout import LayoutLocation
+    from ociforge.stores.layoutlocation import LayoutLocation
     from ociforge.stores.registry import RegistryLocation
     from ociforge.trust.referrers import (
         REPORT_ARTIFACT_TYPE,

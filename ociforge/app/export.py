@@ -182,17 +182,7 @@ def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
 
 def _base_location(spec: AppSpec) -> Location:
     """The base; local paths in ociforge.toml are relative to the app folder."""
-    text = spec.base
-    location = parse_location(text)
-    path = getattr(location, "path", None)
-    if isinstance(path, str) and not os.path.isabs(os.path.expanduser(path)):
-        scheme, sep, rest = text.partition(":")
-        if sep and scheme in ("oci", "oci-archive", "docker-archive"):
-            text = f"{scheme}:{spec.root / rest}"
-        else:
-            text = str(spec.root / text)
-        location = parse_location(text)
-    return location
+    return parse_location(spec.base, role="source", base_dir=spec.root)
 
 
 # -- phase two: assemble and write ------------------------------------------------------

@@ -245,7 +245,7 @@ class _Loader:
         try:
             from ..stores.locations import parse_location
 
-            parse_location(base)
+            parse_location(base, role="source", base_dir=self.root)
         except InvalidInputError as exc:
             raise self.error(("app", "base"), str(exc)) from None
         files = None

@@ -1,4 +1,5 @@
-"""Manifest annotation keys ociforge writes: the image spec's pre-defined ones."""
+"""Annotation keys ociforge writes: the image spec's pre-defined ones, and the names
+an image index gives its entries (a layout's tags, containerd's image name)."""
 
 from __future__ import annotations
 
@@ -8,3 +9,5 @@ ANNOTATION_VERSION = "org.opencontainers.image.version"
 ANNOTATION_SOURCE = "org.opencontainers.image.source"
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -77,16 +77,12 @@ class Image:
             self.media_type, self.digest, self.size, annotations or None, self.platform
         )
 
-    def blobs(self) -> Iterator[Layer]:
-        """Every layer; the config is in memory (``config_bytes``)."""
-        yield from self.layers
-
     def config_layer(self) -> Layer:
         """The config blob as a Layer, for sinks that treat all blobs alike."""
         data = self.config_bytes
         import io
 
-        return Layer(self.config_descriptor, None, lambda: io.BytesIO(data))
+        return Layer(self.config_descriptor, None, lambda: io.BytesIO(data), None, self.source)
 
     @classmethod
     def from_documents(

@@ -96,15 +96,6 @@ class Index:
     def platforms(self) -> list[Platform]:
         return [d.platform for d, _ in self.children if d.platform is not None]
 
-    def select(self, platform: Platform) -> Image | None:
-        """The first image whose descriptor (or config) platform matches."""
-        for desc, child in self.children:
-            if isinstance(child, Image):
-                plat = desc.platform or child.platform
-                if plat is not None and plat.matches(platform):
-                    return child
-        return None
-
 
 def build_index(
     entries: list[tuple[Artifact, dict[str, str] | None]],

@@ -303,17 +303,6 @@ def convert(image: Image, docker: bool) -> Image:
     return _assemble(manifest, config, layers, image.source)
 
 
-def set_platform(image: Image, platform: Platform) -> Image:
-    manifest, config = _docs(image)
-    config["os"] = platform.os
-    config["architecture"] = platform.architecture
-    if platform.variant:
-        config["variant"] = platform.variant
-    else:
-        config.pop("variant", None)
-    return _assemble(manifest, config, image.layers, image.source)
-
-
 def replace_layers(image: Image, replacements: Mapping[int, Layer]) -> Image:
     """Swap layers in place (descriptor and rootfs diff_id); order and history stay aligned."""
     if not replacements:

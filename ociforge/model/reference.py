@@ -131,6 +131,13 @@ def credential_key(registry: str) -> str:
     return DOCKER_HUB_CREDENTIAL_KEY if is_docker_hub(registry) else registry
 
 
+def docker_reference(registry: str, repository: str) -> str:
+    """The repository without tag, named as ggcr names it (Docker Hub is
+    ``index.docker.io``, its ``pkg/name`` DefaultRegistry): a signature payload's identity."""
+    host = "index.docker.io" if is_docker_hub(registry) else registry
+    return f"{host}/{repository}"
+
+
 def normalize_name(text: str) -> str:
     """``app`` -> ``docker.io/library/app:latest`` (what containerd stores as the image name)."""
     return str(Reference.parse(text))

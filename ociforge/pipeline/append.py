@@ -57,7 +57,7 @@ from ..model.mutate import (
 )
 from ..options import Compression, ImageFormat, Options
 from ..progress import Activity
-from ..stores.locations import Location, Scratch, WriteResult, resolve_platform
+from ..stores.locations import Location, WriteResult, resolve_platform
 from .outputs import Outputs, check_tag
 from .sources import open_source
 
@@ -192,7 +192,7 @@ def plan_append(request: AppendRequest) -> AppendPlan:
         raise InvalidInputError(f"{asked[0]} needs OCI format; Docker manifests "
                                 "have no annotations")
     outputs.check_compression(compression)
-    if options.all_platforms and isinstance(base, Scratch):
+    if options.all_platforms and base.kind == "scratch":
         raise InvalidPlatformError("--platform all needs a multi-platform base, not scratch")
     outputs.check_push_access(options)
     return AppendPlan(request, outputs, base, specs, changes, epoch, tag, compression)
@@ -247,18 +247,8 @@ def base_annotations(base: Location, base_digest: str) -> dict[str, str]:
 
 def base_name_of(location: Location) -> str | None:
     """The base's fully qualified registry reference; None for local bases."""
-    if isinstance(location, Scratch):
-        return None
-    from ..stores.archive import DockerArchiveLocation, OciArchiveLocation
-    from ..stores.layout import LayoutLocation
-
-    if isinstance(location, LayoutLocation | OciArchiveLocation | DockerArchiveLocation):
-        return None
-    from ..stores.registry import RegistryLocation
-
-    if isinstance(location, RegistryLocation):
-        return str(location.reference)
-    return None
+    reference = location.reference
+    return None if reference is None else str(reference)
 
 
 def created_annotation(epoch: int) -> dict[str, str]:
@@ -285,7 +275,7 @@ def _run(plan: AppendPlan) -> AppendOutcome:
     request, options = plan.request, plan.request.options
     docker = request.format == "docker"
     base_text = str(request.base)
-    if isinstance(plan.base, Scratch):
+    if plan.base.kind == "scratch":
         base: Artifact = scratch(options.wanted_platform(), docker=docker, epoch=plan.epoch)
     else:
         # an explicit platform that a single-image base does not have is refused here
@@ -319,7 +309,7 @@ def _run(plan: AppendPlan) -> AppendOutcome:
         if image.is_docker:
             return image  # derived annotations only; asked-for ones were refused above
         notes = {**created_annotation(plan.epoch), **derived}
-        if not isinstance(plan.base, Scratch):
+        if plan.base.kind != "scratch":
             notes.update(base_annotations(plan.base, base_digest))
         notes.update(request.annotations)  # what the user wrote always wins
         return annotate(image, notes)

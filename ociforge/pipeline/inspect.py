@@ -10,15 +10,12 @@ work when layer blobs are missing or damaged (``verify`` names those).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import IO, Literal, TypeAlias, cast, overload
+from typing import Literal, TypeAlias, overload
 
-from ..model.descriptor import Descriptor
 from ..model.image import Image
 from ..model.index import Artifact
 from ..model.jsonutil import JSONObject
-from ..model.layer import Layer
 from ..options import Options
-from ..stores.layout import LayoutLocation, load_artifact
 from ..stores.locations import Location, resolve_platform
 from .sources import open_source
 
@@ -56,8 +53,9 @@ def read_for_view(source: str | Location, options: Options | None, view: Inspect
     picked = options.platform is not None and not options.all_platforms
     if not picked and view != "config":
         options = replace(options, all_platforms=True)
-    artifact = _documents_only(location) if view in ("manifest", "raw") else None
-    if artifact is None:
+    if view in ("manifest", "raw"):
+        artifact = location.read_documents(options)
+    else:
         artifact = location.read(options)
     if picked:
         return resolve_platform(artifact, options)
@@ -104,16 +102,3 @@ def summary(artifact: Artifact) -> JSONObject:
         "history": config.get("history") or [],
     }
 
-
-def _documents_only(source: Location) -> Artifact | None:
-    """A layout's artifact read from its documents alone (layer blobs never opened)."""
-    if not isinstance(source, LayoutLocation):
-        return None
-    layout = source.layout
-    layout.check_readable()
-
-    def unchecked_layer(desc: Descriptor) -> Layer:  # opened only if a layer is read: never
-        return Layer(desc, None, lambda: cast(IO[bytes], layout.open_blob(desc)), None)
-
-    return load_artifact(layout.find(source.tag), layout.read_document, unchecked_layer,
-                         str(layout.root))

@@ -19,13 +19,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
-from ..fsutil import check_writable_folder, resolve_output
+from ..fsutil import resolve_output
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Compression, Options
-from ..stores.archive import DockerArchiveLocation, OciArchiveLocation
-from ..stores.layout import LayoutLocation
-from ..stores.locations import Location, Scratch, WriteResult, parse_location
+from ..stores.locations import Location, WriteResult, parse_destination
 
 log = logging.getLogger("ociforge")
 
@@ -71,13 +69,8 @@ class Outputs:
 
     def check_compression(self, compression: Compression) -> None:
         """docker load cannot read zstd layers: refuse them for docker-archive outputs."""
-        if compression != "zstd":
-            return
         for location in self.locations:
-            if isinstance(location, DockerArchiveLocation):
-                raise InvalidInputError(f"output {str(location)!r}: docker load cannot read "
-                                        "zstd layers; use --compression gzip or write "
-                                        "oci-archive:")
+            location.check_compression(compression)
 
     def check_push_access(self, options: Options) -> None:
         """Ask every registry destination whether this run may push (AuthError if not).
@@ -99,22 +92,14 @@ class Outputs:
 
     def registry_references(self) -> list[Reference]:
         """The references of the registry destinations, in order."""
-        out = []
-        for location in self.locations:
-            if isinstance(location, LayoutLocation | OciArchiveLocation | DockerArchiveLocation):
-                continue
-            from ..stores.registry import RegistryLocation  # only imported with a registry
-
-            if isinstance(location, RegistryLocation):
-                out.append(location.reference)
-        return out
+        return [location.reference for location in self.locations
+                if location.reference is not None]
 
     def check_artifact(self, artifact: Artifact) -> None:
         """Every destination says it can take ``artifact`` (an index where one image fits
         is refused) before anything is built or written."""
         for location in self.locations:
-            if isinstance(location, DockerArchiveLocation):
-                location.check_artifact(artifact)
+            location.check_artifact(artifact)
 
     def write(self, artifact: Artifact, options: Options) -> list[WriteResult]:
         """Write ``artifact`` to every destination not written yet, in order."""
@@ -147,16 +132,11 @@ def check_tag(text: str | None) -> str | None:
 
 
 def _destination(item: str | Location, default_name: str | None) -> Location:
-    location = parse_location(item) if isinstance(item, str) else item
-    if isinstance(location, Scratch):
-        raise InvalidInputError("'scratch' can only be a source, not a destination")
-    if default_name and isinstance(location, LayoutLocation | OciArchiveLocation
-                                   | DockerArchiveLocation):
-        location = location.with_default_name(default_name)
-    if isinstance(location, LayoutLocation | OciArchiveLocation | DockerArchiveLocation):
-        location.check_destination()
-    if isinstance(location, LayoutLocation):
-        check_writable_folder(location.path)
+    """A parsed destination (or a given one), named and checked like parse_destination."""
+    if isinstance(item, str):
+        return parse_destination(item, default_name)
+    location = item.with_default_name(default_name)
+    location.check_destination()
     return location
 
 
@@ -173,9 +153,11 @@ def check_distinct_outputs(locations: Sequence[Location], report: str | None = N
     files: list[tuple[str, str, tuple[int, int] | None]] = []
     folders: list[tuple[str, str]] = []
     for location in locations:
-        if isinstance(location, LayoutLocation):
+        if location.path is None:
+            continue
+        if location.kind == "oci":
             folders.append((str(location), os.path.realpath(location.path)))
-        elif isinstance(location, OciArchiveLocation | DockerArchiveLocation):
+        else:
             files.append(_file_key(str(location), location.path))
     if report:
         files.append(_file_key(f"--report {report}", report))

@@ -20,7 +20,6 @@ from ..errors import (
 )
 from ..model.jsonutil import JSONObject
 from ..options import Options
-from ..stores.layout import LayoutLocation
 from ..stores.locations import Location, resolve_platform
 from ..stores.validate import Problem, Report, raise_for, verify_artifact
 from .sources import open_source
@@ -84,11 +83,8 @@ def verify_image(source: str | Location, options: Options | None = None, *,
 
 
 def known_digest(location: Location) -> str | None:
-    """The digest a layout's index.json names for the location, when the artifact itself
-    cannot be read (a missing or damaged blob): the report still says which one failed."""
-    if not isinstance(location, LayoutLocation):
-        return None
-    try:
-        return str(location.layout.find(location.tag).digest)
-    except (OciforgeError, OSError):
-        return None
+    """The digest the location names offline (a layout's index.json entry), when the
+    artifact itself cannot be read (a missing or damaged blob): the report still says
+    which one failed."""
+    digest = location.named_digest()
+    return None if digest is None else str(digest)

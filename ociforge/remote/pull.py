@@ -9,139 +9,67 @@ platform only the matching child manifest is fetched, never every child.
 
 from __future__ import annotations
 
-from ..errors import InvalidInputError, InvalidPlatformError, ValidationError
+from collections.abc import Callable
+
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
-from ..model.digest import read_all_verified
+from ..model.digest import Digest, read_all_verified
 from ..model.image import Image
-from ..model.index import Artifact, Index, ReferenceBudget
+from ..model.index import Artifact
 from ..model.jsonutil import MAX_DOCUMENT, parse_object
 from ..model.layer import Layer
-from ..model.platform import Platform
+from ..model.loader import T, load_artifact, load_for_platform
 from ..model.reference import Reference
 from ..options import Options
 from .client import RegistryClient
 from .parallel import run_parallel
 
-MAX_INDEX_DEPTH = 4
+
+class _Documents:
+    """A repository as a DocumentSource for the shared loader: manifests by digest,
+    configs as blobs (both verified and bounded), layers streamed lazily."""
+
+    def __init__(self, client: RegistryClient, ref: Reference):
+        self.client = client
+        self.repository = ref.repository
+        self.source = ref.name
+
+    def read_document(self, desc: Descriptor, what: str) -> bytes:
+        if mt.is_index(desc.media_type) or mt.is_image_manifest(desc.media_type):
+            data, _, _ = self.client.get_manifest(self.repository, str(desc.digest))
+            return data  # fetched by digest: the client checked it
+        with self.client.open_blob(self.repository, desc.digest) as raw:
+            return read_all_verified(raw, desc.digest, desc.size, MAX_DOCUMENT, what)
+
+    def layer(self, desc: Descriptor) -> Layer:
+        client, repository, digest = self.client, self.repository, desc.digest
+        return Layer(desc, None, lambda: client.open_blob(repository, digest), None,
+                     self.source)
 
 
 def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
     """The artifact a reference names, resolved to one platform unless all are wanted."""
-    data, media_type, _ = client.get_manifest(ref.repository, ref.identifier)
-    if mt.is_index(media_type):
-        if options.all_platforms:
-            return load_index(client, ref, data, 0)
-        return _pick_platform(client, ref, data, options.wanted_platform(), 0,
-                              ReferenceBudget(), set())
-    return load_image(client, ref, data)
+    data, media_type, digest = client.get_manifest(ref.repository, ref.identifier)
+    if not mt.is_index(media_type):
+        media_type = mt.DOCKER_MANIFEST if media_type == mt.DOCKER_MANIFEST else mt.OCI_MANIFEST
+    desc = Descriptor(media_type, digest, len(data))
+    documents = _Documents(client, ref)
+    if mt.is_index(media_type) and not options.all_platforms:
+        return load_for_platform(desc, documents, options.wanted_platform(), ref.name,
+                                 document=data, where=str(ref))
+
+    def parallel(load: Callable[[Descriptor], T], items: list[Descriptor]) -> list[T]:
+        # distinct children's manifests and configs are fetched side by side (order kept)
+        return run_parallel(load, items, client.options.jobs, "ociforge-pull")
+
+    return load_artifact(desc, documents, ref.name, document=data, map_children=parallel)
 
 
 def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) -> Image:
-    manifest = parse_object(manifest_bytes, "image manifest")
-    if manifest.get("schemaVersion") == 1:
-        raise ValidationError(f"{ref} is a Docker schema 1 manifest (deprecated); ociforge "
-                              "reads schema 2 and OCI images only")
-    if "manifests" in manifest and "layers" not in manifest:
-        raise InvalidInputError(f"{ref} is an index where an image manifest was expected")
-    config = Descriptor.from_dict(manifest.get("config"), "config descriptor")
-    with client.open_blob(ref.repository, config.digest) as raw:
-        config_bytes = read_all_verified(raw, config.digest, config.size, MAX_DOCUMENT, "config")
-    source = ref.name
-    repository = ref.repository
-
-    def open_blob(desc: Descriptor) -> Layer:
-        digest = desc.digest
-        return Layer(desc, None, lambda: client.open_blob(repository, digest), None, source)
-
-    return Image.from_documents(manifest_bytes, config_bytes, open_blob, source)
-
-
-def load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int,
-               budget: ReferenceBudget | None = None) -> Index:
-    """The whole index tree; a child named again is fetched once but counted again (with
-    all it names) against ``budget``, so an index bomb is refused before it is walked."""
-    return _load_index(client, ref, index_bytes, depth, budget or ReferenceBudget())[0]
-
-
-def _load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int,
-                budget: ReferenceBudget) -> tuple[Index, int]:
-    if depth > MAX_INDEX_DEPTH:
-        raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-    entries = _entries(index_bytes)
-    fresh: dict[tuple[str, str], Descriptor] = {}
-    for desc in entries:
-        key = (str(desc.digest), desc.media_type)
-        if key in budget.loaded:
-            budget.take(budget.loaded[key][1], f"{ref}: image index")
-        elif key not in fresh:
-            budget.take(1, f"{ref}: image index")
-            fresh[key] = desc
-        else:
-            budget.take(1, f"{ref}: image index")  # its full weight is added below
-
-    def load_child(desc: Descriptor) -> tuple[tuple[str, str], tuple[Artifact, int]]:
-        data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
-        if mt.is_index(media_type):
-            return (str(desc.digest), desc.media_type), _load_index(client, ref, data,
-                                                                    depth + 1, budget)
-        return (str(desc.digest), desc.media_type), (load_image(client, ref, data), 1)
-
-    # distinct children's manifests and configs are fetched side by side (order kept)
-    jobs = client.options.jobs if depth == 0 else 1
-    for key, loaded in run_parallel(load_child, list(fresh.values()), jobs, "ociforge-pull"):
-        budget.loaded[key] = loaded
-    repeats: dict[tuple[str, str], int] = {}
-    children = []
-    weight = 1
-    for desc in entries:
-        key = (str(desc.digest), desc.media_type)
-        artifact, child_weight = budget.loaded[key]
-        if key in fresh:
-            repeats[key] = repeats.get(key, 0) + 1
-            if repeats[key] > 1:  # a repeat inside this index: count what it names too
-                budget.take(child_weight - 1, f"{ref}: image index")
-        children.append((desc, artifact))
-        weight += child_weight
-    return Index(index_bytes, tuple(children), ref.name), weight
-
-
-def _entries(index_bytes: bytes) -> list[Descriptor]:
-    doc = parse_object(index_bytes, "image index")
-    entries = doc.get("manifests")
-    if not isinstance(entries, list):
-        raise InvalidInputError("image index has no manifests array")
-    return [Descriptor.from_dict(e, f"index entry {i}") for i, e in enumerate(entries)]
-
-
-def _pick_platform(client: RegistryClient, ref: Reference, index_bytes: bytes,
-                   wanted: Platform, depth: int, budget: ReferenceBudget,
-                   searched: set[str]) -> Image:
-    """Depth-first search for the wanted platform; a nested index already searched in
-    vain is not searched again, and every fetch counts against ``budget``."""
-    if depth > MAX_INDEX_DEPTH:
-        raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-    entries = _entries(index_bytes)
-    budget.take(len(entries), f"{ref}: image index")
-    available: list[str] = []
-    for desc in entries:
-        if desc.platform is not None:
-            if str(desc.platform) not in available and desc.platform.os != "unknown":
-                available.append(str(desc.platform))
-            if desc.platform.matches(wanted) and not mt.is_index(desc.media_type):
-                data, media_type, _ = client.get_manifest(ref.repository, str(desc.digest))
-                if mt.is_index(media_type):
-                    return _pick_platform(client, ref, data, wanted, depth + 1, budget,
-                                          searched)
-                return load_image(client, ref, data)
-    for desc in entries:
-        if mt.is_index(desc.media_type) and str(desc.digest) not in searched:
-            searched.add(str(desc.digest))
-            data, _, _ = client.get_manifest(ref.repository, str(desc.digest))
-            try:
-                return _pick_platform(client, ref, data, wanted, depth + 1, budget, searched)
-            except InvalidPlatformError:
-                continue
-    raise InvalidPlatformError(
-        f"no image for platform {wanted} in {ref}; available: {', '.join(available) or 'none'}"
-    )
+    """An image manifest already fetched from ``ref``, with its config."""
+    declared = parse_object(manifest_bytes, "image manifest").get("mediaType")
+    media_type = declared if isinstance(declared, str) else mt.OCI_MANIFEST
+    desc = Descriptor(media_type, Digest.of_bytes(manifest_bytes), len(manifest_bytes))
+    artifact = load_artifact(desc, _Documents(client, ref), ref.name, document=manifest_bytes)
+    assert isinstance(artifact, Image)
+    return artifact

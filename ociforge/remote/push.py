@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Set
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from ..errors import DigestMismatchError, InvalidReferenceError, RegistryError
+from ..model import walk
 from ..model.digest import Digest
-from ..model.image import Image
-from ..model.index import Artifact, Index
+from ..model.index import Artifact
 from ..model.layer import Layer
 from ..model.reference import Reference, normalize_registry
 from ..options import Options
@@ -77,7 +77,7 @@ def push(client: RegistryClient, ref: Reference, artifact: Artifact,
     total = sum(layer.size for layer, _ in blobs.values())
     with Progress(f"pushing {ref}", total, options.progress) as progress:
         _push_blobs(client, repository, blobs, result, jobs, progress)
-    for child in _children_first(artifact, set(present)):
+    for child in walk.children(artifact, present):
         put = client.put_manifest(repository, str(child.digest), child.manifest_bytes,
                                   child.media_type)
         _check(put, child)
@@ -112,7 +112,7 @@ def _present_children(client: RegistryClient, repository: str, artifact: Artifac
     A nested index counts only with everything below it, which the registry
     checked when it was PUT.
     """
-    children = list(_children_first(artifact))
+    children = list(walk.children(artifact))
     if not children:
         return set()
     found = run_parallel(lambda child: _served(client, repository, str(child.digest),
@@ -121,37 +121,13 @@ def _present_children(client: RegistryClient, repository: str, artifact: Artifac
     present = {child.digest for child, ok in zip(children, found, strict=True) if ok}
     for child in children:
         if child.digest in present:
-            present.update(c.digest for c in _children_first(child))
+            present.update(c.digest for c in walk.children(child))
     return present
 
 
 def _check(put: ManifestPut, artifact: Artifact) -> None:
     if put.digest != artifact.digest:
         raise DigestMismatchError(f"manifest pushed as {put.digest}, expected {artifact.digest}")
-
-
-def _images(artifact: Artifact, skip: Set[Digest] = frozenset()) -> Iterator[Image]:
-    """Every image in ``artifact``, leaving out subtrees whose manifest is in ``skip``."""
-    if artifact.digest in skip:
-        return
-    if isinstance(artifact, Image):
-        yield artifact
-    else:
-        for _, child in artifact.children:
-            yield from _images(child, skip)
-
-
-def _children_first(artifact: Artifact, done: set[Digest] | None = None) -> Iterator[Artifact]:
-    """Every manifest below an index, deepest first (not the artifact itself), each once
-    even when several indexes (or one, repeatedly) name it."""
-    done = set() if done is None else done
-    if isinstance(artifact, Index):
-        for _, child in artifact.children:
-            if child.digest in done:
-                continue
-            yield from _children_first(child, done)
-            done.add(child.digest)
-            yield child
 
 
 def _repo_on(registry: str, source: str | None) -> str | None:
@@ -164,14 +140,12 @@ def _repo_on(registry: str, source: str | None) -> str | None:
 
 def _unique_blobs(artifact: Artifact, skip: Set[Digest] = frozenset()
                   ) -> dict[Digest, tuple[Layer, str | None]]:
+    """Each blob once; of several mentions, one that names a repository to mount from."""
     blobs: dict[Digest, tuple[Layer, str | None]] = {}
-    for image in _images(artifact, skip):
-        config = image.config_layer()
-        candidates = [(config, image.source)] + [(layer, layer.source) for layer in image.layers]
-        for layer, source in candidates:
-            if layer.digest in blobs and blobs[layer.digest][1]:
-                continue
-            blobs[layer.digest] = (layer, source)
+    for blob in walk.blobs(artifact, skip, unique=False):
+        if blob.digest in blobs and blobs[blob.digest][1]:
+            continue
+        blobs[blob.digest] = (blob, blob.source)
     return blobs
 
 

@@ -25,12 +25,13 @@ import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from ..errors import InvalidInputError, NotFoundError, SizeMismatchError, ValidationError
 from ..fsutil import check_writable_destination, output_file
 from ..model import mediatypes as mt
+from ..model import walk
+from ..model.annotations import CONTAINERD_NAME, REF_NAME
 from ..model.descriptor import Descriptor
 from ..model.digest import CHUNK, Digest, VerifyingReader
 from ..model.image import Image
@@ -39,16 +40,10 @@ from ..model.jsonutil import canonical, parse_object
 from ..options import Options
 from ..progress import CountingReader, Progress
 from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
-from .layout import (
-    CONTAINERD_NAME,
-    LAYOUT_VERSION,
-    REF_NAME,
-    check_ref_name,
-    fresh_blob,
-    load_artifact,
-)
-from .layout import select_descriptor as _select
-from .locations import WriteResult
+from .layout import LAYOUT_VERSION, fresh_blob
+from .locations import ARCHIVE_SUFFIXES, Location, WriteResult, has_file_suffix
+from .refnames import check_ref_name
+from .refnames import select_descriptor as _select
 from .tarblobs import (
     EXPANSION_SLACK,
     MAX_EXPANSION,
@@ -58,7 +53,7 @@ from .tarblobs import (
     clean_member_name,
 )
 
-# The tar reader and ImageName moved out (tarblobs, dockerarchive); still importable here.
+# The archive API: the locations, the reader and writer, and the tar and name helpers.
 __all__ = [
     "EXPANSION_SLACK",
     "MAX_EXPANSION",
@@ -68,7 +63,6 @@ __all__ = [
     "ImageName",
     "OciArchiveLocation",
     "TarBlobs",
-    "as_path",
     "clean_member_name",
     "read_archive",
     "write_tar",
@@ -120,7 +114,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         if position is not None:
             if position >= len(descs):
                 raise NotFoundError(f"{where} has no image @{position}")
-            return load_artifact(descs[position], blobs.read_document, blobs.layer, path)
+            return blobs.load(descs[position])
         chosen: Descriptor | None = None
         if name is not None:
             found = [d for d in descs if matches_name(d, name)]
@@ -130,7 +124,7 @@ def read_archive(path: str, selector: str | None, docker: bool) -> Artifact:
         elif not docker or entries is None or len(descs) == 1:
             chosen = _select(descs, selector, None, where, f"oci-archive:{path}:TAG")
         if chosen is not None:
-            return load_artifact(chosen, blobs.read_document, blobs.layer, path)
+            return blobs.load(chosen)
     assert entries is not None
     return select_legacy_image(blobs, entries, position, name, path)
 
@@ -146,8 +140,12 @@ class _Entry:
     digest: Digest | None = None  # verified while copying when known
 
 
+def _bytes_opener(data: bytes) -> Callable[[], IO[bytes]]:
+    return lambda: io.BytesIO(data)
+
+
 def _bytes_entry(name: str, data: bytes) -> _Entry:
-    return _Entry(name, len(data), lambda: io.BytesIO(data))
+    return _Entry(name, len(data), _bytes_opener(data))
 
 
 def _layout_entries(artifact: Artifact, notes: dict[str, str] | None) -> list[_Entry]:
@@ -164,22 +162,16 @@ def _layout_entries(artifact: Artifact, notes: dict[str, str] | None) -> list[_E
 
 
 def _blob_entries(artifact: Artifact) -> Iterator[_Entry]:
-    """Every blob an artifact reaches (duplicates included; the writer dedupes)."""
-    if isinstance(artifact, Index):
-        for _, child in artifact.children:
-            yield from _blob_entries(child)
-        data = artifact.index_bytes
-    else:
-        config = artifact.config_bytes
-        cdesc = artifact.config_descriptor
-        yield _Entry(_blob_name(cdesc.digest), len(config), lambda: io.BytesIO(config),
-                     cdesc.digest)
-        for layer in artifact.layers:
-            # a blob this process just built was hashed while written; others are verified
-            check = None if fresh_blob(layer) is not None else layer.digest
-            yield _Entry(_blob_name(layer.digest), layer.size, layer.opener, check)
-        data = artifact.manifest_bytes
-    yield _Entry(_blob_name(artifact.digest), len(data), lambda: io.BytesIO(data), artifact.digest)
+    """Every blob an artifact reaches, each manifest after what it names (see model.walk)."""
+    for manifest in walk.manifests(artifact):
+        if isinstance(manifest, Image):
+            for blob in walk.image_blobs(manifest):
+                # a blob this process just built was hashed while written; others are verified
+                check = None if fresh_blob(blob) is not None else blob.digest
+                yield _Entry(_blob_name(blob.digest), blob.size, blob.opener, check)
+        data = manifest.manifest_bytes
+        yield _Entry(_blob_name(manifest.digest), len(data), _bytes_opener(data),
+                     manifest.digest)
 
 
 def _blob_name(digest: Digest) -> str:
@@ -248,11 +240,13 @@ def _check_archive_destination(path: str) -> None:
     check_writable_destination(path)
 
 
-class OciArchiveLocation:
+class OciArchiveLocation(Location):
     """``oci-archive:FILE[:TAG]``: a tar of an OCI image layout."""
 
+    kind = "oci-archive"
+
     def __init__(self, path: str | os.PathLike[str], tag: str | None = None):
-        self.path = os.path.expanduser(str(path))
+        self.path: str = os.path.expanduser(str(path))
         self.tag = tag
 
     def __str__(self) -> str:
@@ -279,12 +273,16 @@ class OciArchiveLocation:
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
 
 
-class DockerArchiveLocation:
+class DockerArchiveLocation(Location):
     """``docker-archive:FILE[:NAME[:TAG]]`` and bare ``FILE.tar``: see the module doc."""
 
-    def __init__(self, path: str | os.PathLike[str], name: str | None = None):
-        self.path = os.path.expanduser(str(path))
+    kind = "docker-archive"
+
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None,
+                 bare: bool = False):
+        self.path: str = os.path.expanduser(str(path))
         self.name = name
+        self.bare = bare  # written as a bare path: only archive names are written that way
 
     def __str__(self) -> str:
         return f"docker-archive:{self.path}:{self.name}" if self.name else \
@@ -298,19 +296,33 @@ class DockerArchiveLocation:
     def check_destination(self) -> None:
         if self.name and self.name.startswith("@"):
             raise InvalidInputError(f"{self}: @N selects an image to read; name one to write")
+        if self.bare and has_file_suffix(self.path) and not self.path.lower().endswith(
+                ARCHIVE_SUFFIXES):
+            raise InvalidInputError(
+                f"{self.path!r} is not an archive name ociforge writes (.tar, .tar.gz, .tgz): "
+                f"write oci:{self.path} for an OCI layout folder, or name the archive with one "
+                "of those endings")
         self.image_name()
         _check_archive_destination(self.path)
 
     def with_default_name(self, name: str | None) -> DockerArchiveLocation:
         if self.name or not name:
             return self
-        return DockerArchiveLocation(self.path, name)
+        return DockerArchiveLocation(self.path, name, self.bare)
 
     def read(self, options: Options) -> Artifact:
         return read_archive(self.path, self.name, docker=True)
 
-    def check_artifact(self, artifact: Artifact) -> Image:
+    def check_artifact(self, artifact: Artifact) -> None:
         """What docker load can take: one image with gzip or uncompressed layers."""
+        self._loadable(artifact)
+
+    def check_compression(self, compression: str) -> None:
+        if compression == "zstd":
+            raise InvalidInputError(f"{self}: docker load cannot read zstd layers; use "
+                                    "--compression gzip or write oci-archive:")
+
+    def _loadable(self, artifact: Artifact) -> Image:
         if isinstance(artifact, Index):
             raise InvalidInputError(
                 f"{self} holds single-platform images; pick one with --platform "
@@ -326,7 +338,7 @@ class DockerArchiveLocation:
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         self.check_destination()
-        artifact = self.check_artifact(artifact)
+        artifact = self._loadable(artifact)
         name = self.image_name()
         notes = {CONTAINERD_NAME: name.full, REF_NAME: name.tag}
         docker_manifest = [{
@@ -345,13 +357,7 @@ class DockerArchiveLocation:
             entries.append(_bytes_entry(
                 "repositories", canonical({name.familiar: {name.tag: top}})))
         write_tar(self.path, entries, options)
-        bare = self.path.endswith((".tar", ".tar.gz", ".tgz"))  # parse_location reads it bare
+        bare = self.path.endswith(ARCHIVE_SUFFIXES)  # parse_location reads it bare
         return WriteResult(str(artifact.digest),
                            self.path if bare else f"docker-archive:{self.path}",
                            artifact.media_type, name.repo_tag)
-
-
-def as_path(location: object) -> Path | None:
-    """The local file or directory a location writes to (for 'nothing written' checks)."""
-    path = getattr(location, "path", None)
-    return Path(path) if isinstance(path, str) else None

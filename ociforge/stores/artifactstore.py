@@ -1,59 +1,36 @@
-"""Where signatures and attached artifacts are stored: an OCI layout or a registry repository.
+"""Where signatures and attached artifacts are kept: an OCI layout or a registry repository.
 
-Signing and referrers need a few raw operations that the Location protocol
-(whole images in, whole images out) does not give: resolve a location to the
-manifest descriptor it names, read a manifest by tag, put small blobs, put a
-manifest byte for byte (under a tag or by digest), and ask the registry's
-referrers API.  ``open_store`` gives one of two small adapters over
-``ociforge.stores.layout.Layout`` and ``ociforge.remote.client.RegistryClient``.
+Two ArtifactStores (see store.py): ``LayoutStore`` over ``layout.Layout`` and
+``RegistryStore`` over the process's ``RegistryClient`` for the registry.
+A Location hands out the right one (``Location.artifact_store``);
+``open_store`` and ``check_attachable`` take a location or its string.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from ..errors import HostileInputError, InvalidInputError, NotFoundError
+from ..errors import HostileInputError, InvalidInputError, NotFoundError, RegistryError
 from ..model import mediatypes as mt
+from ..model.annotations import CONTAINERD_NAME, REF_NAME
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest, read_all_verified
-from ..model.jsonutil import parse_object
+from ..model.jsonutil import MAX_DOCUMENT, parse_object
+from ..model.layer import Layer
+from ..model.reference import Reference, docker_reference
+from ..options import Options
+from .layout import ATTACH_LOCK_NAME, Layout
+from .locations import Location, parse_location
+from .refnames import is_attachment, select_descriptor
+from .store import ArtifactStore
 
-# Tags that hold attachments, not images: cosign's sha256-<hex>.sig/.att/.sbom and
-# the referrers fallback index sha256-<hex>.  They never count as "the image".
-ATTACHMENT_TAG_RE = re.compile(r"^[a-z0-9]+-[a-f0-9]{32,128}(\.[a-z]+)?$")
-# A second lock beside the layout's own index.json lock: held across a whole
-# read-modify-write of a signature manifest or referrers index.
-ATTACH_LOCK_NAME = ".ociforge-attach.lock"
-
-
-class ArtifactStore(Protocol):
-    @property
-    def identity(self) -> str: ...
-
-    def resolve(self, digest: str | None = None) -> Descriptor: ...
-
-    def get_manifest(self, tag: str) -> tuple[bytes, str] | None: ...
-
-    def read_blob(self, desc: Descriptor, limit: int) -> bytes: ...
-
-    def put_blob(self, data: bytes, media_type: str) -> Descriptor: ...
-
-    def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> Digest: ...
-
-    def put_subject_manifest(self, data: bytes, media_type: str) -> tuple[Digest, bool]: ...
-
-    def referrers(self, digest: Digest, artifact_type: str | None) -> list[dict[str, Any]] | None:
-        ...
-
-    def locked(self) -> contextlib.AbstractContextManager[None]: ...
-
-    def __str__(self) -> str: ...
+if TYPE_CHECKING:
+    from ..remote.client import ManifestPut
 
 
 def subject_descriptor(desc: Descriptor) -> Descriptor:
@@ -61,12 +38,10 @@ def subject_descriptor(desc: Descriptor) -> Descriptor:
     return Descriptor(desc.media_type, desc.digest, desc.size)
 
 
-class LayoutStore:
+class LayoutStore(ArtifactStore):
     """Signatures and referrers inside an OCI image layout (``oci:DIR[:TAG]``)."""
 
     def __init__(self, path: str | os.PathLike[str], tag: str | None, shown: str | None = None):
-        from .layout import Layout
-
         self.layout = Layout(os.path.expanduser(str(path)))
         self.tag = tag
         self._shown = shown or (f"oci:{self.layout.root}:{tag}" if tag else
@@ -76,9 +51,17 @@ class LayoutStore:
     def __str__(self) -> str:
         return self._shown
 
-    def resolve(self, digest: str | None = None) -> Descriptor:
-        from .layout import select_descriptor
+    @property
+    def source(self) -> str:
+        return self.layout.source
 
+    def read_document(self, desc: Descriptor, what: str = "document") -> bytes:
+        return self.layout.read_document(desc, what)
+
+    def layer(self, desc: Descriptor) -> Layer:
+        return self.layout.layer(desc)
+
+    def resolve(self, digest: str | None = None) -> Descriptor:
         self.layout.check_readable()
         descs = self.layout.descriptors()
         if digest is not None:
@@ -88,7 +71,7 @@ class LayoutStore:
                     self._chosen = desc
                     return subject_descriptor(desc)
             return self._describe_blob(wanted)
-        images = [d for d in descs if not _is_attachment(d)]
+        images = [d for d in descs if not is_attachment(d)]
         chosen = select_descriptor(images, self.tag, None, f"OCI layout {self.layout.root}",
                                    f"oci:{self.layout.root}:TAG")
         self._chosen = chosen
@@ -113,23 +96,17 @@ class LayoutStore:
     @property
     def identity(self) -> str:
         """The payload's docker-reference: the image's containerd name, else the folder name."""
-        from .layout import CONTAINERD_NAME
-
         chosen = self._chosen
         name = (chosen.annotations or {}).get(CONTAINERD_NAME) if chosen else None
         if name:
             with contextlib.suppress(InvalidInputError):
-                from ..model.reference import Reference
-                from ..trust.sign import docker_reference
-
                 ref = Reference.parse(name)
                 return docker_reference(ref.registry, ref.repository)
         return Path(self.layout.root).resolve().name.lower() or "image"
 
-    def get_manifest(self, tag: str) -> tuple[bytes, str] | None:
+    def get_manifest(self, reference: str) -> tuple[bytes, str] | None:
         """A manifest by ref name in index.json, or by digest among the blobs."""
-        from .layout import REF_NAME
-
+        tag = reference
         if ":" in tag:
             digest = Digest.parse(tag)
             if self._blob_size(digest) is None:
@@ -142,13 +119,6 @@ class LayoutStore:
             if (desc.annotations or {}).get(REF_NAME) == tag:
                 return self.layout.read_document(desc, f"manifest {tag}"), desc.media_type
         return None
-
-    def read_blob(self, desc: Descriptor, limit: int) -> bytes:
-        if desc.size > limit:
-            raise InvalidInputError(f"blob {desc.digest} is {desc.size} bytes, over the "
-                                    f"{limit} byte limit")
-        with self.layout.open_blob(desc) as reader:  # refuses links out of the layout
-            return reader.read()
 
     def _blob_size(self, digest: Digest) -> int | None:
         """The size of a blob that is a regular file here (never through a link), or None."""
@@ -175,9 +145,6 @@ class LayoutStore:
         """Layouts have no referrers API: the caller maintains the fallback index."""
         return self.put_manifest(data, media_type, None), False
 
-    def referrers(self, digest: Digest, artifact_type: str | None) -> list[dict[str, Any]] | None:
-        return None
-
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         from ..fsutil import file_lock
@@ -187,32 +154,37 @@ class LayoutStore:
             yield
 
 
-def _is_attachment(desc: Descriptor) -> bool:
-    from .layout import REF_NAME
-
-    name = (desc.annotations or {}).get(REF_NAME)
-    return bool(name) and bool(ATTACHMENT_TAG_RE.match(str(name)))
-
-
-class RegistryStore:
+class RegistryStore(ArtifactStore):
     """Signatures and referrers in the image's own registry repository."""
 
-    def __init__(self, reference: Any, options: Any):
+    def __init__(self, reference: Reference, options: Options | None = None):
         from .registry import client_for
 
         self.reference = reference
         # the process-wide client for this registry: tokens and connections are shared
-        self.client = client_for(reference.registry, _registry_options(options))
+        self.client = client_for(reference.registry, (options or Options()).registry)
         self.repo = reference.repository
 
     def __str__(self) -> str:
         return str(self.reference)
 
     @property
-    def identity(self) -> str:
-        from ..trust.sign import docker_reference
+    def source(self) -> str:
+        return self.reference.name
 
+    @property
+    def identity(self) -> str:
         return docker_reference(self.reference.registry, self.reference.repository)
+
+    def read_document(self, desc: Descriptor, what: str = "document") -> bytes:
+        if mt.is_index(desc.media_type) or mt.is_image_manifest(desc.media_type):
+            data, _, _ = self.client.get_manifest(self.repo, str(desc.digest))
+            return data  # fetched by digest: the client checked it
+        return self.read_blob(desc, MAX_DOCUMENT)
+
+    def layer(self, desc: Descriptor) -> Layer:
+        client, repo, digest = self.client, self.repo, desc.digest
+        return Layer(desc, None, lambda: client.open_blob(repo, digest), None, self.source)
 
     def resolve(self, digest: str | None = None) -> Descriptor:
         ident = digest or self.reference.identifier
@@ -223,12 +195,10 @@ class RegistryStore:
             raise NotFoundError(f"{self} answered {got_digest} for {digest}")
         return Descriptor(media_type, got_digest, len(data))
 
-    def get_manifest(self, tag: str) -> tuple[bytes, str] | None:
+    def get_manifest(self, reference: str) -> tuple[bytes, str] | None:
         """A manifest by tag or digest; None when the registry says it is unknown."""
-        from ..errors import RegistryError
-
         try:
-            data, media_type, _ = self.client.get_manifest(self.repo, tag)
+            data, media_type, _ = self.client.get_manifest(self.repo, reference)
         except NotFoundError:
             return None
         except RegistryError as exc:
@@ -240,7 +210,6 @@ class RegistryStore:
     def read_blob(self, desc: Descriptor, limit: int) -> bytes:
         if desc.size > limit:
             raise InvalidInputError(f"blob {desc.digest} is {desc.size} bytes, over {limit}")
-
         with contextlib.closing(self.client.open_blob(self.repo, desc.digest)) as raw:
             return read_all_verified(raw, desc.digest, desc.size, limit, "blob")
 
@@ -267,72 +236,27 @@ class RegistryStore:
         entries = doc.get("manifests")
         return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        yield
+
+def _digest_of_put(result: ManifestPut, expected: Digest) -> Digest:
+    return result.digest or expected
 
 
-def _digest_of_put(result: Any, expected: Digest) -> Digest:
-    got = getattr(result, "digest", result)
-    if got is None:
-        return expected
-    return Digest.parse(str(got))
+def _as_location(location: Location | str) -> Location:
+    """A location string parsed by the one rule (a bare name is refused, never pushed)."""
+    return parse_location(location, role="source") if isinstance(location, str) else location
 
 
-def _registry_options(options: Any) -> Any:
-    from ..options import Options
-
-    opts = options if options is not None else Options()
-    return getattr(opts, "registry", opts)
-
-
-def check_attachable(location: Any) -> None:
+def check_attachable(location: Location | str) -> None:
     """Raise InvalidInputError (exit 2) unless signatures/referrers can live at ``location``.
 
     Cheap and offline: lets ``export --sign``/``--attach-report`` refuse a tar
     destination before anything is built or written.
     """
-    if isinstance(location, str):
-        text = location.strip()
-        if text.startswith("oci:"):
-            return
-        if text.startswith(("oci-archive:", "docker-archive:")) or text.endswith(
-                (".tar", ".tar.gz", ".tgz")):
-            _refuse(text)
-        from ..model.reference import Reference
-
-        Reference.parse(text.removeprefix("docker://"))
-        return
-    if getattr(location, "layout", None) is not None and hasattr(location, "tag"):
-        return
-    reference = getattr(location, "reference", None) or getattr(location, "ref", None)
-    if reference is not None and hasattr(reference, "repository"):
-        return
-    _refuse(str(location))
+    found = _as_location(location)
+    if not found.supports_attachments:
+        found.artifact_store()  # raises, naming the location
 
 
-def _refuse(text: str) -> None:
-    raise InvalidInputError(
-        f"{text!r}: signatures and referrers live in an OCI layout (oci:DIR) or a registry, "
-        "not in a tar archive"
-    )
-
-
-def open_store(location: Any, options: Any = None) -> ArtifactStore:
-    """An ArtifactStore for ``oci:DIR[:TAG]``, a registry reference, or such a Location."""
-    check_attachable(location)
-    if isinstance(location, str):
-        text = location.strip()
-        if text.startswith("oci:"):
-            from .locations import parse_location
-
-            location = parse_location(text)
-        else:
-            from ..model.reference import Reference
-
-            return RegistryStore(Reference.parse(text.removeprefix("docker://")), options)
-    layout = getattr(location, "layout", None)
-    if layout is not None:
-        return LayoutStore(layout.root, location.tag, str(location))
-    reference = getattr(location, "reference", None) or getattr(location, "ref", None)
-    return RegistryStore(reference, options)
+def open_store(location: Location | str, options: Options | None = None) -> ArtifactStore:
+    """The ArtifactStore for ``oci:DIR[:TAG]``, a registry reference, or such a Location."""
+    return _as_location(location).artifact_store(options)

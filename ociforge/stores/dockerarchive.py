@@ -17,12 +17,12 @@ from typing import Any
 
 from ..errors import InvalidInputError, InvalidReferenceError, NotFoundError, ValidationError
 from ..model import mediatypes as mt
+from ..model.annotations import CONTAINERD_NAME, REF_NAME
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.image import Image
 from ..model.jsonutil import canonical
 from ..model.layer import Layer
-from .layout import CONTAINERD_NAME, REF_NAME
 from .tarblobs import GZIP_MAGIC, ZSTD_MAGIC, TarBlobs
 
 

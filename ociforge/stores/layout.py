@@ -1,20 +1,22 @@
-"""OCI image layouts (``oci:DIR[:TAG]``): read and write, several tags per layout.
+"""The OCI image layout on disk (``Layout``): blobs by digest plus index.json.
 
 Reading verifies every document (digest, size, 4 MiB bound) and opens layers
-lazily through verifying readers.  Writing is idempotent and crash-safe: each
-blob goes in under a temporary name and is renamed once its digest checked
-out, children before parents, and index.json is rewritten last, atomically and
-under an advisory lock, so it never names a blob that is not there and two
-processes adding tags to one layout at once both succeed.
+lazily through verifying readers; nothing a layout holds can make us follow a
+link out of it.  Writing is idempotent and crash-safe: each blob goes in under
+a temporary name and is renamed once its digest checked out, children before
+parents, and index.json is rewritten last, atomically and under the layout
+lock, so it never names a blob that is not there.  Many writers share one
+layout safely (see ``Layout.writing``).  The ``oci:DIR[:TAG]`` location over
+it is ``layoutlocation.LayoutLocation``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
-import re
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -25,178 +27,57 @@ from ..errors import (
     HostileInputError,
     InvalidInputError,
     NotFoundError,
-    SelectionError,
     SizeMismatchError,
     ValidationError,
 )
-from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder, holding_lock
+from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder
 from ..model import mediatypes as mt
+from ..model import walk
+from ..model.annotations import REF_NAME
 from ..model.descriptor import Descriptor
 from ..model.digest import CHUNK, Digest, VerifyingReader, read_all_verified
 from ..model.image import Image
-from ..model.index import Artifact, Index, ReferenceBudget
+from ..model.index import Artifact
 from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
 from ..model.layer import Layer
-from ..options import Options
 from ..progress import Progress
-from .locations import WriteResult
+from .refnames import check_tag_to_write, select_descriptor
+from .store import BlobStore
 
-REF_NAME = "org.opencontainers.image.ref.name"
-CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_VERSION = "1.0.0"
+# The layout lock: index.json read-modify-writes and the layout's creation.
 LOCK_NAME = ".ociforge.lock"
-# artifactstore.ATTACH_LOCK_NAME: the lock signing/attaching takes in a layout
-_LOCK_NAMES = (LOCK_NAME, ".ociforge-attach.lock")
+# Held shared by every writer for its whole write; exclusive only by a failed creator
+# cleaning up, so that it never removes a layout another writer is using.
+WRITERS_LOCK_NAME = ".ociforge-writers.lock"
+# Held across a whole read-modify-write of a signature manifest or referrers index.
+ATTACH_LOCK_NAME = ".ociforge-attach.lock"
+_LOCK_NAMES = (LOCK_NAME, WRITERS_LOCK_NAME, ATTACH_LOCK_NAME)
+# What a layout another writer is creating may hold before its oci-layout appears.
+_LAYOUT_NAMES = ("oci-layout", "index.json", "blobs")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-MAX_DEPTH = 8
-_TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
-# the distribution spec's tag grammar; attachment tags (sha256-<hex>.sig) match it too
-_WRITE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_ATTACHED_RE = re.compile(r"^sha256-[a-f0-9]{64}(\.[a-z]+)?$")
-
 BlobSource = Callable[[], IO[bytes]]
 
 
 def _ours(name: str) -> bool:
-    """Our lock file, or a temporary file of a writer that is creating this layout."""
-    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
+    """Our lock files, a temporary file of a writer creating this layout, or the probe
+    file a destination check creates and removes at once."""
+    return name in _LOCK_NAMES or (name.startswith(".") and name.endswith(".tmp")) or \
+        name.startswith(".ociforge-probe.")
 
 
-def check_ref_name(tag: str) -> str:
-    """A ref name read from index.json: printable, no spaces, at most 255 characters.
-
-    Lenient on purpose: layouts other tools wrote may use any ref name the spec allows.
-    """
-    if not isinstance(tag, str) or not _TAG_RE.match(tag):
-        raise InvalidInputError(f"tag {str(tag)[:80]!r} is not a valid reference name")
-    return tag
-
-
-def check_tag_to_write(tag: str) -> str:
-    """A tag we write into index.json: the distribution tag grammar.
-
-    ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``, so that every tag we write can also be
-    pushed to a registry as it is.
-    """
-    if not isinstance(tag, str) or not _WRITE_TAG_RE.match(tag):
-        raise InvalidInputError(
-            f"tag {str(tag)[:80]!r} is not a valid tag: use letters, digits, '_', '.' and '-' "
-            "(not first), at most 128 characters"
-        )
-    return tag
-
-
-def select_descriptor(
-    descs: list[Descriptor],
-    tag: str | None,
-    digest: Digest | str | None,
-    where: str,
-    hint: str,
-) -> Descriptor:
-    """Pick an index.json entry by digest, by tag (ref name, then containerd name), or alone."""
-    tags = [d.annotations[REF_NAME] for d in descs if d.annotations and REF_NAME in d.annotations]
-    if digest is not None:
-        wanted = Digest.parse(digest) if isinstance(digest, str) else digest
-        for desc in descs:
-            if desc.digest == wanted:
-                return desc
-        raise NotFoundError(f"no manifest {wanted} in {where}")
-    if tag is not None:
-        for desc in descs:
-            if (desc.annotations or {}).get(REF_NAME) == tag:
-                return desc
-        for desc in descs:
-            name = (desc.annotations or {}).get(CONTAINERD_NAME, "")
-            if name == tag or name.endswith(":" + tag):
-                return desc
-        raise SelectionError(f"no tag {tag!r} in {where}; tags: {', '.join(tags) or 'none'}")
-    if len(descs) == 1:
-        return descs[0]
-    # signatures and referrers fallbacks (sha256-<hex>.sig, sha256-<hex>) are not "the image"
-    images = [d for d in descs
-              if not _ATTACHED_RE.match((d.annotations or {}).get(REF_NAME, ""))]
-    if len(images) == 1:
-        return images[0]
-    if not descs:
-        raise NotFoundError(f"{where} holds no image")
-    raise SelectionError(
-        f"{where} holds {len(descs)} manifests; name a tag: {hint} "
-        f"(tags: {', '.join(tags) or 'none'})"
-    )
-
-
-DocumentReader = Callable[[Descriptor, str], bytes]
-LayerMaker = Callable[[Descriptor], Layer]
-
-
-def load_artifact(
-    desc: Descriptor,
-    read_document: DocumentReader,
-    make_layer: LayerMaker,
-    source: str | None = None,
-    depth: int = 0,
-    budget: ReferenceBudget | None = None,
-) -> Artifact:
-    """Load the Image or Index a descriptor names from any blob store.
-
-    ``read_document`` returns verified, bounded bytes; ``make_layer`` returns a
-    lazy Layer.  Shared by layouts and archives so both check the same things.
-    ``budget`` bounds the manifests a nested index may name (index bombs): a
-    child named again is read once but counted again, with all it names.
-    """
-    return _load(desc, read_document, make_layer, source, depth, budget or ReferenceBudget())[0]
-
-
-def _load(desc: Descriptor, read_document: DocumentReader, make_layer: LayerMaker,
-          source: str | None, depth: int, budget: ReferenceBudget) -> tuple[Artifact, int]:
-    """(artifact, weight): weight = manifests in its tree, itself included, repeats counted."""
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"index nesting deeper than {MAX_DEPTH} at {desc.digest}")
-    if mt.is_index(desc.media_type):
-        data = read_document(desc, "image index")
-        doc = parse_object(data, f"image index {desc.digest}")
-        entries = doc.get("manifests")
-        if not isinstance(entries, list):
-            raise ValidationError(f"image index {desc.digest} has no manifests array")
-        children = []
-        weight = 1
-        for i, entry in enumerate(entries):
-            child_desc = Descriptor.from_dict(entry, f"index {desc.digest.short} entry {i}")
-            key = (str(child_desc.digest), child_desc.media_type)
-            known = budget.loaded.get(key)
-            if known is None:  # a repeated child is read once...
-                budget.take(1, f"image index {desc.digest}")
-                known = _load(child_desc, read_document, make_layer, source, depth + 1, budget)
-                budget.loaded[key] = known
-            else:  # ...but counted again with everything it names
-                budget.take(known[1], f"image index {desc.digest}")
-            children.append((child_desc, known[0]))
-            weight += known[1]
-        return Index(data, tuple(children), source), weight
-    if mt.is_image_manifest(desc.media_type):
-        manifest_bytes = read_document(desc, "image manifest")
-        manifest = parse_object(manifest_bytes, f"image manifest {desc.digest}")
-        config_json = manifest.get("config")
-        if not isinstance(config_json, dict):
-            raise ValidationError(f"image manifest {desc.digest} has no config descriptor")
-        if not isinstance(manifest.get("layers"), list):
-            raise ValidationError(f"image manifest {desc.digest} has no layers array")
-        config_desc = Descriptor.from_dict(config_json, f"config of {desc.digest.short}")
-        config_bytes = read_document(config_desc, "image config")
-        return Image.from_documents(manifest_bytes, config_bytes, make_layer), 1
-    raise ValidationError(
-        f"manifest {desc.digest} has unsupported media type {desc.media_type!r}"
-    )
-
-
-class Layout:
+class Layout(BlobStore):
     """One OCI image layout directory: blobs by digest plus index.json."""
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
     def __str__(self) -> str:
+        return str(self.root)
+
+    @property
+    def source(self) -> str:
         return str(self.root)
 
     # -- paths and checks ---------------------------------------------------
@@ -289,17 +170,137 @@ class Layout:
         with os.fdopen(fd, "rb") as handle:
             return handle.read(MAX_DOCUMENT + 1)
 
+    def _flock(self, name: str, mode: int) -> int | None:
+        """Open the lock file ``name`` of this layout (never a link) and flock it.
+
+        None when, once locked, the file is no longer the one at that name (a
+        failed creator removed the layout meanwhile): the caller starts again.
+        FileNotFoundError when the layout folder is gone.
+        """
+        path = self.root / name
+        fd = self._open_control(path, os.O_RDWR | os.O_CREAT, "lock")
+        try:
+            fcntl.flock(fd, mode)
+            held = os.fstat(fd)
+            try:
+                now = os.lstat(path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return None
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """The layout's advisory lock (see fsutil.file_lock), its file never a link."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / LOCK_NAME
+        """The layout lock (exclusive): index.json changes and the layout's creation."""
+        while True:
+            try:
+                fd = self._flock(LOCK_NAME, fcntl.LOCK_EX)
+            except FileNotFoundError:
+                raise NotFoundError(f"OCI layout {str(self.root)!r} does not exist") from None
+            if fd is not None:
+                break
         try:
-            fd = self._open_control(path, os.O_RDWR | os.O_CREAT, "lock")
-        except FileNotFoundError as exc:
-            raise InvalidInputError(f"cannot lock {str(path)!r}: {exc.strerror}") from None
-        with holding_lock(fd):
             yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _make_root(self) -> list[Path]:
+        """Create the layout folder and missing parents; the ones this call made, root first."""
+        missing = []
+        probe = Path(os.path.abspath(self.root))
+        while not os.path.lexists(probe) and probe.parent != probe:
+            missing.append(probe)
+            probe = probe.parent
+        created = []
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                continue  # another writer made it: not ours to remove
+            except OSError as exc:
+                raise InvalidInputError(f"cannot create {str(folder)!r}: {exc.strerror}") from None
+            created.append(folder)
+        return created[::-1]
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Write into this layout as one of its writers, creating it if need be.
+
+        Creation (and the check that a non-empty folder is a layout) runs under
+        the layout lock; the writers lock is held shared throughout.  When the
+        block fails, a layout this writer created is removed again, but only if
+        no other writer holds it and no tag was ever committed to it.
+        """
+        while True:
+            created = self._make_root()
+            try:
+                fd = self._flock(WRITERS_LOCK_NAME, fcntl.LOCK_SH)
+            except FileNotFoundError:
+                continue  # removed between mkdir and open: make it again
+            if fd is not None:
+                break
+        try:
+            try:
+                self._create()
+                yield
+            except BaseException:
+                if created:
+                    self._remove_if_unused(fd, created)
+                raise
+        finally:
+            os.close(fd)
+
+    def _create(self) -> None:
+        """The layout skeleton, under the lock; refuses a folder that is something else."""
+        if self.is_layout() and (self.root / "blobs" / "sha256").is_dir():
+            self.check_readable()
+            return
+        with self._lock():
+            if self.is_layout():
+                self.check_readable()
+            else:
+                self.check_contents()
+                strangers = sorted(p.name for p in self.root.iterdir() if not _ours(p.name))
+                if strangers:
+                    raise InvalidInputError(
+                        f"{str(self.root)!r} is a non-empty directory but not an OCI layout "
+                        f"(it holds {strangers[0]!r}); refusing to write into it"
+                    )
+                atomic_write_bytes(
+                    self.root / "oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})
+                )
+            self._check_blob_dirs()
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+
+    def _remove_if_unused(self, writers_fd: int, created: list[Path]) -> None:
+        """Undo a failed creation: only with no other writer in and no tag committed."""
+        try:
+            fcntl.flock(writers_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another writer is using the layout: it stays
+        try:
+            with self._lock():
+                if os.path.lexists(self.index_path):
+                    return  # a tag was committed: the layout is someone's now
+                keep_last = ("oci-layout", *_LOCK_NAMES)
+                for entry in self.root.iterdir():
+                    if entry.name not in keep_last:
+                        _remove(entry)
+                for name in keep_last:  # the marker and the locks go last
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / name).unlink()
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()
+        except (OSError, NotFoundError):
+            return
+        for parent in created[1:]:
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only when empty
 
     def check_readable(self) -> None:
         if not self.root.exists():
@@ -326,11 +327,15 @@ class Layout:
         if self.is_layout():
             self.check_readable()  # check_contents included
         elif self.root.is_dir():
+            # Not under the lock: what a writer creating this layout right now may have
+            # put there passes; the check that counts runs under the lock (_create).
             self.check_contents()
-            if any(not _ours(p.name) for p in self.root.iterdir()):
+            strangers = sorted(p.name for p in self.root.iterdir()
+                               if not _ours(p.name) and p.name not in _LAYOUT_NAMES)
+            if strangers:
                 raise InvalidInputError(
-                    f"{str(self.root)!r} is a non-empty directory but not an OCI layout; "
-                    "refusing to write into it"
+                    f"{str(self.root)!r} is a non-empty directory but not an OCI layout "
+                    f"(it holds {strangers[0]!r}); refusing to write into it"
                 )
         # the nearest folder that exists must let us write (a read-only folder is bad
         # input, exit 2, found before anything is written, not an I/O error halfway);
@@ -340,16 +345,13 @@ class Layout:
     def init(self) -> None:
         """Create the layout skeleton if needed (idempotent, safe against a racing writer)."""
         self.check_writable()
-        if self.is_layout() and (self.root / "blobs" / "sha256").is_dir():
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock():
-            self.check_writable()
-            if not self.is_layout():
-                atomic_write_bytes(
-                    self.root / "oci-layout", canonical({"imageLayoutVersion": LAYOUT_VERSION})
-                )
-            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        while True:
+            self._make_root()
+            try:
+                self._create()
+                return
+            except NotFoundError:
+                continue  # a failed creator removed it meanwhile
 
     # -- index.json ---------------------------------------------------------
 
@@ -382,10 +384,13 @@ class Layout:
         return select_descriptor(self.descriptors(), tag, digest, f"OCI layout {str(self.root)!r}",
                                  f"oci:{self.root}:TAG")
 
-    def set_tag(self, desc: Descriptor, tag: str | None) -> Descriptor:
+    def set_tag(self, desc: Descriptor, tag: str | None,
+                needs: Iterable[Descriptor] = ()) -> Descriptor:
         """Point ``tag`` (or the untagged entry) at ``desc`` in index.json, under the lock.
 
-        Only call this after every blob ``desc`` reaches is in the layout.
+        ``needs``: every blob ``desc`` reaches; each is checked to be here, under
+        the lock, right before index.json is rewritten, so a tag never names a
+        missing blob.
         """
         annotations = dict(desc.annotations or {})
         if tag is not None:
@@ -393,6 +398,12 @@ class Layout:
         entry = desc.with_annotations(annotations or None)
         with self._lock():
             self.check_contents()
+            for blob in [*needs, desc]:
+                if not self.has_blob(blob):
+                    raise NotFoundError(
+                        f"blob {blob.digest} is missing from OCI layout {str(self.root)!r}; "
+                        f"not tagging {tag or desc.digest.short}"
+                    )
             doc = self.read_index()
             kept = []
             for old in doc["manifests"]:
@@ -469,10 +480,6 @@ class Layout:
             )
         return Layer(desc, None, lambda: self._open_raw(desc), path)
 
-    def load(self, desc: Descriptor) -> Artifact:
-        """The Image or Index a descriptor names, with every document verified."""
-        return load_artifact(desc, self.read_document, self.layer, str(self.root))
-
     def read(self, tag: str | None = None) -> Artifact:
         self.check_readable()
         return self.load(self.find(tag))
@@ -536,30 +543,26 @@ class Layout:
         self.write_blob(desc, lambda: io.BytesIO(data))
         return desc
 
-    def write_artifact(self, artifact: Artifact, progress: Progress | None = None,
-                       done: set[Digest] | None = None) -> None:
-        """Every blob an artifact reaches, children before parents, manifest last; a child
-        several indexes name is written once."""
-        done = set() if done is None else done
-        if isinstance(artifact, Index):
-            for _, child in artifact.children:
-                if child.digest not in done:
-                    self.write_artifact(child, progress, done)
-                    done.add(child.digest)
-            self.write_bytes_blob(artifact.index_bytes, artifact.media_type)
-            return
-        config = artifact.config_bytes
-        self.write_blob(artifact.config_descriptor, lambda: io.BytesIO(config))
-        for layer in artifact.layers:
-            self.write_blob(layer.descriptor, layer.opener, progress, fresh_blob(layer))
-        self.write_bytes_blob(artifact.manifest_bytes, artifact.media_type)
+    def write_artifact(self, artifact: Artifact, progress: Progress | None = None) -> None:
+        """Every blob an artifact reaches, children before parents, each manifest after its
+        blobs; a blob or child several manifests name is written once."""
+        for manifest in walk.manifests(artifact):
+            if isinstance(manifest, Image):
+                config, *layers = walk.image_blobs(manifest)
+                self.write_blob(config.descriptor, config.opener)
+                for layer in layers:
+                    self.write_blob(layer.descriptor, layer.opener, progress, fresh_blob(layer))
+            self.write_bytes_blob(manifest.manifest_bytes, manifest.media_type)
 
     def put(self, artifact: Artifact, tag: str | None, progress: Progress | None = None
             ) -> Descriptor:
-        """Write an artifact and point ``tag`` at it."""
-        self.init()
-        self.write_artifact(artifact, progress)
-        return self.set_tag(artifact.descriptor(), tag)
+        """Write an artifact and point ``tag`` at it (see ``writing`` for many writers)."""
+        if tag is not None:
+            check_tag_to_write(tag)
+        self.check_writable()
+        with self.writing():
+            self.write_artifact(artifact, progress)
+            return self.set_tag(artifact.descriptor(), tag, walk.descriptors(artifact))
 
     def put_manifest(
         self,
@@ -574,11 +577,16 @@ class Layout:
         The manifest bytes are stored as given; ``annotations`` go on the
         index.json descriptor only.
         """
-        self.init()
-        for desc, source in blobs:
-            self.write_blob(desc, source)
-        desc = self.write_bytes_blob(manifest_bytes, media_type)
-        return self.set_tag(desc.with_annotations(annotations), tag)
+        if tag is not None:
+            check_tag_to_write(tag)
+        self.check_writable()
+        with self.writing():
+            needs = []
+            for desc, source in blobs:
+                self.write_blob(desc, source)
+                needs.append(desc)
+            desc = self.write_bytes_blob(manifest_bytes, media_type)
+            return self.set_tag(desc.with_annotations(annotations), tag, needs)
 
 
 def fresh_blob(layer: Layer) -> Path | None:
@@ -598,69 +606,9 @@ def fresh_blob(layer: Layer) -> Path | None:
     return None
 
 
-def _all_layers(artifact: Artifact) -> list[Layer]:
-    if isinstance(artifact, Index):
-        return [layer for _, image in artifact.images() for layer in image.layers]
-    return list(artifact.layers)
-
-
-class LayoutLocation:
-    """The ``oci:DIR[:TAG]`` location."""
-
-    def __init__(self, path: str | os.PathLike[str], tag: str | None = None):
-        self.path = os.path.expanduser(str(path))
-        self.tag = tag
-        self.layout = Layout(self.path)
-
-    def __str__(self) -> str:
-        return f"oci:{self.path}:{self.tag}" if self.tag else f"oci:{self.path}"
-
-    def check_destination(self) -> None:
-        if self.tag is not None:
-            check_tag_to_write(self.tag)
-        self.layout.check_writable()
-
-    def with_default_name(self, name: str | None) -> LayoutLocation:
-        """``--tag NAME:TAG`` tags a layout given without a tag of its own."""
-        if self.tag is not None or not name:
-            return self
-        from ..model.reference import Reference
-
-        return LayoutLocation(self.path, Reference.parse(name).tag)
-
-    def read(self, options: Options) -> Artifact:
-        return self.layout.read(self.tag)
-
-    def write(self, artifact: Artifact, options: Options) -> WriteResult:
-        self.check_destination()
-        total = sum(layer.size for layer in _all_layers(artifact))
-        with _removed_on_failure(self.layout.root), \
-                Progress(f"writing {self}", total, options.progress) as progress:
-            self.layout.put(artifact, self.tag, progress)
-        return WriteResult(str(artifact.digest), str(self), artifact.media_type)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(root: Path) -> Iterator[None]:
-    """A write that fails leaves no folder it created: a new layout is removed again.
-
-    Only folders this write created go (the layout and any parents it made), and
-    only while no index.json names anything in them: a layout another writer has
-    committed a tag to in the meantime is theirs too and stays.
-    """
-    created = []
-    probe = Path(os.path.abspath(root))
-    while not os.path.lexists(probe):
-        created.append(probe)
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    try:
-        yield
-    except BaseException:
-        if created and not (created[0] / "index.json").exists():
-            shutil.rmtree(created[0], ignore_errors=True)
-            for parent in created[1:]:
-                with contextlib.suppress(OSError):
-                    parent.rmdir()  # only when empty
-        raise
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Options, RegistryOptions, environ_value
 from ..remote.client import RegistryClient
-from .locations import WriteResult
+from .locations import Location, LocationKind, WriteResult
+
+if TYPE_CHECKING:
+    from .store import ArtifactStore
 
 _CLIENTS: dict[tuple[str, RegistryOptions, tuple[object, ...]], RegistryClient] = {}
 _CLIENTS_LOCK = threading.Lock()
@@ -45,13 +49,21 @@ def client_for(registry: str, options: RegistryOptions) -> RegistryClient:
 
 
 @dataclass(frozen=True)
-class RegistryLocation:
+class RegistryLocation(Location):
+    """A registry reference (``docker://REF``, ``HOST/NAME[:TAG]``, ``NAME:TAG`` ...)."""
+
+    kind: ClassVar[LocationKind] = "registry"
+    supports_attachments: ClassVar[bool] = True
     reference: Reference
 
     @classmethod
     def parse(cls, text: str) -> RegistryLocation:
         """``[docker://]REF``; raises InvalidReferenceError (exit 2) on a bad reference."""
         return cls(Reference.parse(text))
+
+    def check_destination(self) -> None:
+        """The reference parsed; push access needs the network and is not checked here."""
+        return None
 
     def read(self, options: Options) -> Artifact:
         from ..remote.pull import pull
@@ -65,6 +77,11 @@ class RegistryLocation:
         client = client_for(self.reference.registry, options.registry)
         result = push(client, self.reference, artifact, options)
         return WriteResult(str(result.digest), str(self.reference), result.media_type)
+
+    def artifact_store(self, options: Options | None = None) -> ArtifactStore:
+        from .artifactstore import RegistryStore
+
+        return RegistryStore(self.reference, options)
 
     def __str__(self) -> str:
         return str(self.reference)

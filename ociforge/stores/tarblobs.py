@@ -26,6 +26,7 @@ from ..model.descriptor import Descriptor
 from ..model.digest import Digest, HashingWriter, copy_stream, read_all_verified
 from ..model.jsonutil import MAX_DOCUMENT
 from ..model.layer import Layer
+from .store import BlobStore
 
 MAX_MEMBERS = 200_000
 MAX_NAME = 4096
@@ -86,7 +87,7 @@ class _Member:
     size: int
 
 
-class TarBlobs:
+class TarBlobs(BlobStore):
     """The regular files of a tar, by cleaned name, readable in place.
 
     The archive stays open (by descriptor) for as long as the layers read from
@@ -105,6 +106,10 @@ class TarBlobs:
             raise InvalidInputError(f"{self.where!r} is a directory, not an archive") from None
         self._file = self._decompressed(handle)
         self._scan()
+
+    @property
+    def source(self) -> str:
+        return self.where
 
     def fileno(self) -> int:
         return self._file.fileno()
@@ -220,7 +225,7 @@ class TarBlobs:
         """An opener for the named entry (NotFoundError if there is none)."""
         return self.opener(self._member(name))
 
-    def read_document(self, desc: Descriptor, what: str) -> bytes:
+    def read_document(self, desc: Descriptor, what: str = "document") -> bytes:
         with self.open(self.blob_name(desc.digest)) as raw:
             return read_all_verified(raw, desc.digest, desc.size, MAX_DOCUMENT, what)  # type: ignore[arg-type]
 

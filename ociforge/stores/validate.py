@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import DigestMismatchError, OciforgeError, ValidationError
 from ..model import mediatypes as mt
+from ..model import walk
 from ..model.digest import CHUNK, Digest, HashingWriter
 from ..model.image import Image
 from ..model.index import Artifact, Index
@@ -392,24 +393,31 @@ def _image_problems(image: Image, where: str, expected_type: str | None,
             yield from found
 
 
-def _walk(artifact: Artifact, where: str, expected_type: str | None, deep: bool,
-          report: Report, seen: set[str]) -> Iterator[Problem]:
-    if isinstance(artifact, Image):
-        yield from _image_problems(artifact, where, expected_type, deep, report)
-        return
-    report.manifests += 1
-    yield from check_index_document(artifact.index_bytes, where, expected_type)
-    for i, (desc, child) in enumerate(artifact.children):
-        child_where = f"manifest {desc.digest}"
-        actual = Digest.of_bytes(child.manifest_bytes)
-        if actual != desc.digest or len(child.manifest_bytes) != desc.size:
-            yield Problem(f"{where} manifests[{i}]",
-                          f"child manifest has digest {actual} and {len(child.manifest_bytes)} "
-                          f"bytes, descriptor says {desc.digest} and {desc.size}", corrupt=True)
-        if str(desc.digest) in seen:
-            continue
-        seen.add(str(desc.digest))
-        yield from _walk(child, child_where, desc.media_type, deep, report, seen)
+def _walk(artifact: Artifact, deep: bool, report: Report) -> Iterator[Problem]:
+    wheres: dict[int, str] = {}
+    for visit in walk.visits(artifact):
+        child = visit.artifact
+        if visit.descriptor is None or visit.parent is None:
+            where = f"{'index' if isinstance(child, Index) else 'manifest'} {child.digest}"
+            expected_type = None
+        else:
+            desc = visit.descriptor
+            where = f"manifest {desc.digest}"
+            expected_type = desc.media_type
+            actual = Digest.of_bytes(child.manifest_bytes)
+            if actual != desc.digest or len(child.manifest_bytes) != desc.size:
+                yield Problem(f"{wheres[id(visit.parent)]} manifests[{visit.position}]",
+                              f"child manifest has digest {actual} and "
+                              f"{len(child.manifest_bytes)} bytes, descriptor says "
+                              f"{desc.digest} and {desc.size}", corrupt=True)
+            if not visit.first:
+                continue
+        if isinstance(child, Image):
+            yield from _image_problems(child, where, expected_type, deep, report)
+        else:
+            wheres[id(child)] = where
+            report.manifests += 1
+            yield from check_index_document(child.index_bytes, where, expected_type)
 
 
 def verify_artifact(artifact: Artifact, deep: bool = True) -> Report:
@@ -417,7 +425,7 @@ def verify_artifact(artifact: Artifact, deep: bool = True) -> Report:
     report = Report([])
     where = f"{'index' if isinstance(artifact, Index) else 'manifest'} {artifact.digest}"
     try:
-        report.problems.extend(_walk(artifact, where, None, deep, report, set()))
+        report.problems.extend(_walk(artifact, deep, report))
     except OciforgeError as exc:
         report.problems.append(Problem(where, str(exc), corrupt=True))
     return report

@@ -26,6 +26,7 @@ from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, parse_object
+from ..model.reference import docker_reference
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import (
@@ -57,17 +58,6 @@ def signature_tag(digest: Digest | str, suffix: str = SIGNATURE_SUFFIX) -> str:
     """``sha256:<hex>`` -> ``sha256-<hex>.sig`` (cosign ``normalizeWithSeparator``)."""
     d = Digest.parse(str(digest))
     return f"{d.algorithm}-{d.hex}.{suffix}" if suffix else f"{d.algorithm}-{d.hex}"
-
-
-def docker_reference(registry: str, repository: str) -> str:
-    """The payload identity: the repository without tag, named as ggcr names it.
-
-    ggcr calls Docker Hub ``index.docker.io`` (``pkg/name`` DefaultRegistry).
-    """
-    from ..model.reference import is_docker_hub
-
-    host = "index.docker.io" if is_docker_hub(registry) else registry
-    return f"{host}/{repository}"
 
 
 def simple_signing_payload(identity: str, manifest_digest: Digest | str) -> bytes:

@@ -1,0 +1,127 @@
+"""The one platform selection: which image of an index a platform means.
+
+An entry matches when its descriptor's platform (or, when it has none, its
+image config's) matches the wanted one.  Direct image entries come first, in
+index order; then nested indexes, depth first, each searched once.  The same
+rule picks an image out of an index already in memory (layouts, archives,
+``--platform`` on an index base) and out of a registry's index without
+fetching the other children (pull).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..errors import InvalidPlatformError, ValidationError
+from ..options import Options
+from . import mediatypes as mt
+from .descriptor import Descriptor
+from .image import Image
+from .index import Artifact, Index, ReferenceBudget
+from .platform import Platform
+
+ImageOf = Callable[[Descriptor], Image]
+EntriesOf = Callable[[Descriptor], Sequence[Descriptor]]
+
+
+def select_platform(entries: Sequence[Descriptor], wanted: Platform, where: str, *,
+                    image_of: ImageOf, entries_of: EntriesOf,
+                    budget: ReferenceBudget | None = None,
+                    max_depth: int | None = None) -> Image:
+    """The image for ``wanted`` among an index's ``entries``; InvalidPlatformError naming
+    what is there when none matches.
+
+    ``image_of`` loads (or looks up) the image an entry names, ``entries_of`` the
+    entries of a nested index; ``budget`` is charged for every entry looked at
+    (an index bomb is refused, not searched); indexes nested deeper than
+    ``max_depth`` are refused.
+    """
+    found = _search(entries, wanted, where, image_of, entries_of, budget, set(), 0, max_depth)
+    if found is None:
+        available: list[str] = []
+        for desc in entries:
+            platform = desc.platform
+            if platform is not None and platform.os != "unknown" and \
+                    str(platform) not in available:
+                available.append(str(platform))
+        raise InvalidPlatformError(
+            f"no image for platform {wanted} in {where}; "
+            f"available: {', '.join(available) or 'none'}")
+    return found
+
+
+def _search(entries: Sequence[Descriptor], wanted: Platform, where: str, image_of: ImageOf,
+            entries_of: EntriesOf, budget: ReferenceBudget | None,
+            searched: set[str], depth: int, max_depth: int | None) -> Image | None:
+    if max_depth is not None and entries and depth + 1 > max_depth:
+        raise ValidationError(f"{where}: index nesting deeper than {max_depth}")
+    if budget is not None:
+        budget.take(len(entries), where)
+    for desc in entries:
+        if mt.is_index(desc.media_type):
+            continue
+        if desc.platform is not None:
+            if desc.platform.matches(wanted):
+                return image_of(desc)
+        elif mt.is_image_manifest(desc.media_type):
+            image = image_of(desc)
+            if image.platform is not None and image.platform.matches(wanted):
+                return image
+    for desc in entries:
+        if mt.is_index(desc.media_type) and str(desc.digest) not in searched:
+            searched.add(str(desc.digest))
+            found = _search(entries_of(desc), wanted, where, image_of, entries_of, budget,
+                            searched, depth + 1, max_depth)
+            if found is not None:
+                return found
+    return None
+
+
+def select_image(index: Index, wanted: Platform) -> Image:
+    """The image for ``wanted`` in an index already loaded (see select_platform)."""
+    loaded: dict[str, Artifact] = {}
+
+    def remember(found: Index) -> None:
+        for desc, child in found.children:
+            key = str(desc.digest)
+            if key not in loaded:
+                loaded[key] = child
+                if isinstance(child, Index):
+                    remember(child)
+
+    remember(index)
+
+    def image_of(desc: Descriptor) -> Image:
+        child = loaded[str(desc.digest)]
+        if not isinstance(child, Image):
+            raise InvalidPlatformError(f"{desc.digest} in index {index.digest.short} is an "
+                                       "index where an image was expected")
+        return child
+
+    def entries_of(desc: Descriptor) -> list[Descriptor]:
+        child = loaded[str(desc.digest)]
+        return [d for d, _ in child.children] if isinstance(child, Index) else []
+
+    return select_platform([d for d, _ in index.children], wanted,
+                           f"index {index.digest.short}", image_of=image_of,
+                           entries_of=entries_of)
+
+
+def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
+    """Pick one image out of an index for the wanted platform (unless all are kept).
+
+    A single image is taken as it is, unless the user explicitly asked for another
+    platform (``--platform``): then it is refused naming both, never silently used.
+    """
+    if options.all_platforms:
+        return artifact
+    if isinstance(artifact, Image):
+        have = artifact.platform
+        if options.platform is not None and have is not None and not have.matches(
+                options.platform):
+            raise InvalidPlatformError(
+                f"image {artifact.digest.short} is {have}, not {options.platform} "
+                "(asked for with --platform)"
+            )
+        return artifact
+    return select_image(artifact, options.wanted_platform())
