@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..errors import DigestMismatchError
+from ..fsutil import new_file
 from ..layers import tarformat as tf
 from ..layers.blobwriter import TeeReader
 from ..layers.decompress import open_decompressed
@@ -116,7 +117,7 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
             if copy_path is None:
                 left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits)
             else:
-                with open(copy_path, "xb") as fh:
+                with new_file(copy_path, f"layer blob {copy_path}") as fh:
                     copying: IO[bytes] = TeeReader(raw, fh)  # type: ignore[assignment]
                     left_out, diff_id, entries = filter_entries(copying, policy, what, None,
                                                                 limits)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, cast
 
 from ..errors import HostileInputError, InvalidInputError, NotFoundError, SizeMismatchError
+from ..fsutil import open_regular
 from ..layers.decompress import GZIP_MAGIC as GZIP_MAGIC  # re-exported for dockerarchive
 from ..layers.decompress import ZSTD_MAGIC as ZSTD_MAGIC
 from ..layers.decompress import open_decompressed, sniff
@@ -97,12 +98,8 @@ class TarBlobs:
     def __init__(self, path: str | os.PathLike[str]):
         self.where = str(path)
         self.members: dict[str, _Member] = {}
-        try:
-            handle: IO[bytes] = open(path, "rb")  # noqa: SIM115 - kept open for lazy layers
-        except FileNotFoundError:
-            raise InvalidInputError(f"archive {self.where!r} does not exist") from None
-        except IsADirectoryError:
-            raise InvalidInputError(f"{self.where!r} is a directory, not an archive") from None
+        # kept open (by descriptor) for lazy layers; a FIFO or folder is refused
+        handle = open_regular(path, "archive")
         self._file = self._decompressed(handle)
         self._scan()
 

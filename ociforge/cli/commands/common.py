@@ -61,8 +61,11 @@ def make_options(args: argparse.Namespace) -> Any:
     all_platforms = platform_text == "all"
     platform = Platform.parse(platform_text) if platform_text and not all_platforms else None
     ca_cert = getattr(args, "ca_cert", None)
-    if ca_cert and not os.path.isfile(ca_cert):
-        raise InvalidInputError(f"CA certificate file {ca_cert!r} does not exist")
+    if ca_cert:
+        from ...fsutil import open_regular
+
+        with open_regular(ca_cert, "CA certificate file"):
+            pass  # a missing file, a folder or a FIFO is bad input now, not a hang later
     jobs = getattr(args, "jobs", None)
     jobs = 4 if jobs is None else jobs
     if jobs < 1 or jobs > 64:
