@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..display import path_fields
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination, check_writable_folder
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
@@ -371,7 +372,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: Exp
                               if scan.rewritten and scan.original.diff_id else None)))
         for item in scan.left_out:
             used.add(item.rule)
-            report.left_out_files.append({"path": item.path, "rule": item.rule,
+            report.left_out_files.append({**path_fields(item.path), "rule": item.rule,
                                           "layer": "base", "base_layer": scan.index})
     return base
 
@@ -394,8 +395,8 @@ def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
         if rule_name is None:
             return None
         used.add(rule_name)
-        report.left_out_files.append({"path": "/" + image_path.lstrip("/"), "rule": rule_name,
-                                      "layer": role})
+        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
+                                      "rule": rule_name, "layer": role})
         return rule_name
 
     return skip

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Sequence
 
 from .. import __version__
+from ..display import human
 
 PROG = "ociforge"
 
@@ -49,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log messages carry file names and registry answers: their control characters
+    are escaped, so no message can forge another log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = human(record.message)
+        return super().formatMessage(record)
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING
     if verbosity == 1:
@@ -56,7 +66,7 @@ def _setup_logging(verbosity: int) -> None:
     elif verbosity >= 2:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter("%(name)s: %(message)s"))
     logger = logging.getLogger("ociforge")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
@@ -100,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"{PROG}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
         return 1
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
+    """A message as one line: runs of white space joined, other control characters
+    (an ANSI escape in a file name) escaped."""
+    return human(" ".join(text.split())) or "unknown error"

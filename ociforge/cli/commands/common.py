@@ -160,12 +160,13 @@ def emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
     stderr, so the image stream stays exactly the image.
     """
     from ... import fsutil
+    from ...display import human_lines, json_safe
 
     stream = sys.stderr if fsutil.stdout_is_output else sys.stdout
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, sort_keys=True), file=stream)
+        print(json.dumps(json_safe(result), indent=2, sort_keys=True), file=stream)
     else:
-        print(human, file=stream)
+        print(human_lines(human), file=stream)
 
 
 def _global_flags() -> argparse.ArgumentParser:
