@@ -9,8 +9,10 @@ cases blocked in open() until it fired.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,38 @@ def test_a_regular_file_through_a_symlink_is_read(tmp_path: Path) -> None:
     assert read_regular(tmp_path / "link.pem", "key") == b"pem"
     with pytest.raises(InvalidInputError, match="larger than 2 bytes"):
         read_regular(tmp_path / "link.pem", "key", limit=2)
+
+
+def _layout_with_a_folder_blob(cli, tmp_path: Path, name: str) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+    layout = tmp_path / name
+    code, _, err = cli("append", "scratch", "-o", f"oci:{layout}:v1")
+    assert code == 0, err
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    blob = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+    blob.unlink()
+    blob.mkdir()
+    return layout, digest
+
+
+def test_a_blob_that_is_a_folder_in_a_source_layout(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    layout, digest = _layout_with_a_folder_blob(cli, tmp_path, "src")
+    code, _, err = cli("copy", f"oci:{layout}:v1", f"oci:{tmp_path / 'dest'}")
+    assert code == 2 and digest in err and "not a regular file" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "dest").exists()
+
+
+def test_a_blob_that_is_a_folder_in_a_destination_layout(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    layout, digest = _layout_with_a_folder_blob(cli, tmp_path, "dest")
+    code, _, err = cli("append", "scratch", "-o", f"oci:{layout}:v2")
+    assert code == 2 and digest.split(":", 1)[1] in err and "not a regular file" in err, err
+
+
+def test_a_blob_that_is_a_folder_in_an_archive(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    layout, digest = _layout_with_a_folder_blob(cli, tmp_path, "lay")
+    archive = tmp_path / "image.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(layout, arcname=".")
+    code, _, err = cli("copy", f"oci-archive:{archive}:v1", f"oci:{tmp_path / 'out'}")
+    assert code == 2 and f"blobs/sha256/{digest.split(':', 1)[1]}" in err, err
+    assert "is a folder" in err and not (tmp_path / "out").exists()

@@ -87,7 +87,7 @@ def test_app_folder_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Pat
     shutil.copytree(EXAMPLE, app, symlinks=True)
     _make_files(app / "app")
     out, report_path = tmp_path / "out", tmp_path / "report.json"
-    code, stdout, stderr = cli("export", app, "-o", f"oci:{out}", "--report", report_path)
+    code, _, stderr = cli("export", app, "-o", f"oci:{out}", "--report", report_path)
     assert code == 0, stderr
     image = parse_location(f"oci:{out}:latest").read(OPTIONS)
     assert isinstance(image, Image)

@@ -98,6 +98,7 @@ class TarBlobs:
     def __init__(self, path: str | os.PathLike[str]):
         self.where = str(path)
         self.members: dict[str, _Member] = {}
+        self._folders: set[str] = set()  # a blob that is a folder is named, not "missing"
         # kept open (by descriptor) for lazy layers; a FIFO or folder is refused
         handle = open_regular(path, "archive")
         self._file = self._decompressed(handle)
@@ -149,7 +150,10 @@ class TarBlobs:
             if count > MAX_MEMBERS:
                 raise HostileInputError(f"archive {self.where!r} has over {MAX_MEMBERS} entries")
             name = clean_member_name(info.name)
-            if not name or info.isdir():
+            if not name:
+                continue
+            if info.isdir():
+                self._folders.add(name)
                 continue
             if info.issparse():
                 raise InvalidInputError(f"archive entry {name!r} is a sparse file")
@@ -180,6 +184,8 @@ class TarBlobs:
     def _member(self, name: str) -> _Member:
         cleaned = clean_member_name(name)
         member = self.members.get(cleaned)
+        if member is None and cleaned in self._folders:
+            raise InvalidInputError(f"archive {self.where!r}: {name!r} is a folder, not a file")
         if member is None:
             raise NotFoundError(f"archive {self.where!r} has no entry {name!r}")
         return member
