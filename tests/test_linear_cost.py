@@ -9,8 +9,10 @@ for the hostile texts).  The speed itself is measured in bench/.
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +21,16 @@ from ociforge.app.masking import Masker
 from ociforge.app.policy import Policy
 from ociforge.app.redact import MASK, history_scrubber
 from ociforge.app.spec import ExtraPatterns
+from ociforge.layers.build import BuildSettings, LayerSource, build_layer
+from ociforge.model.image import Image
+from ociforge.model.mutate import append_layers, scratch
+from ociforge.model.platform import Platform
+from ociforge.options import Options
+from ociforge.stores.locations import parse_location
 
 POLICY = Policy.for_app(ExtraPatterns(), ExtraPatterns())
+PLATFORM = Platform.parse("linux/amd64")
+OPTIONS = Options(platform=PLATFORM)
 HANG_GUARD = pytest.mark.timeout(600)
 # The regular expression has_credential_url replaces: the oracle for small inputs.
 CREDENTIAL_URL = re.compile(
@@ -123,3 +133,122 @@ def test_a_glob_from_ociforge_toml_names_whole_variables() -> None:
     assert policy.env_rule("HELLO_SEAT_POOL", "x") is not None
     assert policy.env_rule("MY_HELLO_SEAT_POOL", "x") is None
     assert policy.env_rule("A" * HOSTILE, "x") is None
+
+
+# -- a base naming one layer many times -----------------------------------------------
+
+REPEATS = 40
+
+
+def _repeating_base(tmp_path: Path) -> Image:
+    """A base whose manifest names one dirty layer (a license key in it) 40 times."""
+    tree = tmp_path / "tree"
+    (tree / "opt").mkdir(parents=True)
+    (tree / "opt" / "site.lic").write_bytes(b"FEATURE x SIGN=REPEATED-LICKEY")
+    (tree / "opt" / "tool").write_bytes(b"#!/bin/sh\n")
+    layer = build_layer([LayerSource(tree, "/")], BuildSettings(epoch=1)).layer
+    return append_layers(scratch(PLATFORM), [layer] * REPEATS,
+                         created_by=["same"] * REPEATS, epoch=1)
+
+
+def _app(tmp_path: Path, base: str) -> Path:
+    app = tmp_path / "app"
+    (app / "run").mkdir(parents=True)
+    (app / "run" / "start.sh").write_bytes(b"#!/bin/sh\n")
+    (app / "ociforge.toml").write_text(
+        f'[app]\nname = "rep"\nbase = "{base}"\nplatform = "linux/amd64"\n'
+        '[[layers]]\nsrc = "run"\ndest = "/app"\n')
+    return app
+
+
+def _check_export(image: Image, report: dict, base: Image) -> None:  # type: ignore[type-arg]
+    base_entries = [entry for entry in report["layers"] if entry["role"] == "base"]
+    assert len(base_entries) == REPEATS
+    rewritten = {entry["digest"] for entry in base_entries}
+    assert len(rewritten) == 1 and rewritten != {str(base.layers[0].digest)}
+    assert all(entry["original"]["digest"] == str(base.layers[0].digest)
+               for entry in base_entries)
+    assert [str(layer.digest) for layer in image.layers[:REPEATS]] == [*rewritten] * REPEATS
+    left_out = [e for e in report["left_out_files"] if e["layer"] == "base"]
+    assert left_out == [{"path": "/opt/site.lic", "rule": "license-key-file", "layer": "base",
+                         "base_layer": 0}]
+
+
+def test_a_layer_named_many_times_is_read_and_scanned_once_from_a_registry(
+        cli, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base = _repeating_base(tmp_path)
+    ref = f"{registry.host}/bases/repeating:1"
+    parse_location(ref).write(base, OPTIONS)
+    app = _app(tmp_path, ref)
+    mark = registry.log_mark()
+    out, report_path = tmp_path / "out", tmp_path / "report.json"
+    code, _, err = cli("export", app, "-o", f"oci:{out}", "--report", report_path)
+    assert code == 0, err
+    log = registry.log_since(mark)
+    digest = base.layers[0].digest
+    gets = [line for line in log.splitlines()
+            if f'"GET /v2/bases/repeating/blobs/{digest} ' in line]
+    assert len(gets) == 1, gets
+    image = parse_location(f"oci:{out}:latest").read(OPTIONS)
+    assert isinstance(image, Image)
+    _check_export(image, json.loads(report_path.read_text()), base)
+
+
+def test_a_layer_named_many_times_is_read_once_from_a_layout(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                             monkeypatch) -> None:
+    from ociforge.stores.layout import Layout
+
+    base = _repeating_base(tmp_path)
+    parse_location(f"oci:{tmp_path / 'base'}:1").write(base, OPTIONS)
+    app = _app(tmp_path, f"oci:{tmp_path / 'base'}:1")
+    digest = base.layers[0].digest
+    read = {"bytes": 0}
+    real_open = Layout._open_raw
+
+    class Counting:
+        def __init__(self, inner):  # type: ignore[no-untyped-def]
+            self._inner = inner
+
+        def read(self, n: int = -1) -> bytes:
+            data = self._inner.read(n)
+            read["bytes"] += len(data)
+            return data  # type: ignore[no-any-return]
+
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(self._inner, name)
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._inner.close()
+
+    def counting(self, desc):  # type: ignore[no-untyped-def]
+        handle = real_open(self, desc)
+        return Counting(handle) if desc.digest == digest else handle
+
+    monkeypatch.setattr(Layout, "_open_raw", counting)
+    out, report_path = tmp_path / "out", tmp_path / "report.json"
+    code, _, err = cli("export", app, "-o", f"oci:{out}", "--report", report_path)
+    assert code == 0, err
+    # one scan pass and one rewrite pass over the blob, not 2 x 40
+    assert read["bytes"] == 2 * base.layers[0].size, read
+    monkeypatch.undo()
+    image = parse_location(f"oci:{out}:latest").read(OPTIONS)
+    assert isinstance(image, Image)
+    _check_export(image, json.loads(report_path.read_text()), base)
+
+
+def test_a_repeated_layer_with_a_different_diff_id_is_refused(tmp_path: Path) -> None:
+    """The config's diff_id of every occurrence is still checked against the content."""
+    import dataclasses
+
+    from ociforge.app.baselayers import RewriteSettings, filter_base_layers
+    from ociforge.errors import DigestMismatchError
+    from ociforge.model.digest import Digest
+
+    layers = list(_repeating_base(tmp_path).layers)
+    layers[3] = dataclasses.replace(layers[3], diff_id=Digest("sha256", "0" * 64))
+    forged = append_layers(scratch(PLATFORM), layers, created_by=["same"] * REPEATS, epoch=1)
+    with pytest.raises(DigestMismatchError, match="base layer 4/40"):
+        filter_base_layers(forged, POLICY, RewriteSettings("gzip", False))
