@@ -37,10 +37,11 @@ SIZES = {
     "full": Settings(work=Path(), mixed_files=2000, mixed_bytes=1 << 30, small_files=50_000,
                      layer_bytes=2 << 20, size_name="full"),
     "quick": Settings(work=Path(), mixed_files=100, mixed_bytes=48 << 20, small_files=2_000,
-                      layer_bytes=256 << 10, size_name="quick"),
+                      layer_bytes=256 << 10, size_name="quick", scrub_values=6_000,
+                      scrub_entries=5_500),
 }
 SIZE_ALIASES = {"small": "quick", "quick": "quick", "full": "full", "": "full"}
-GROUPS = ("startup", "mixed", "small", "push", "registry", "memory")
+GROUPS = ("startup", "mixed", "small", "push", "registry", "memory", "hostile")
 
 
 def _env_int(parser: argparse.ArgumentParser, name: str, default: int) -> int:
