@@ -195,3 +195,40 @@ def test_progress_lines_escape_the_path_in_their_label() -> None:
 ])
 def test_human_escapes_exactly_what_could_forge_a_line(text: str, shown: str) -> None:
     assert human(text) == shown
+
+
+def test_a_base_config_with_lone_surrogates_and_control_characters(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """JSON may spell strings that are not Unicode ("\\ud800"); a base config holding
+    them (in history and in a dropped variable) exports, and the outputs stay valid."""
+    from ociforge.model.descriptor import Descriptor
+    from ociforge.model.digest import Digest
+
+    empty = scratch(PLATFORM)
+    config = dict(empty.config)
+    config["history"] = [{"created_by": "echo \udcff \ud800 s3cr3t-\ud800 done",
+                          "empty_layer": True}]
+    config["config"] = {"Env": ["ODD\x1b[2J_TOKEN=1", "X_TOKEN=s3cr3t-\ud800"]}
+    config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    manifest = dict(empty.manifest)
+    manifest["config"] = Descriptor(manifest["config"]["mediaType"],
+                                    Digest.of_bytes(config_bytes), len(config_bytes)).to_dict()
+    base = Image(json.dumps(manifest, sort_keys=True).encode(), config_bytes, (), None)
+    parse_location(f"oci:{tmp_path / 'base'}:1").write(base, OPTIONS)
+    app = tmp_path / "app"
+    (app / "run").mkdir(parents=True)
+    (app / "run" / "x").write_text("x")
+    (app / "ociforge.toml").write_text(
+        f'[app]\nname = "odd"\nbase = "oci:{tmp_path / "base"}:1"\nplatform = "linux/amd64"\n'
+        '[[layers]]\nsrc = "run"\ndest = "/app"\n')
+    report_path = tmp_path / "report.json"
+    code, _, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'out'}", "--report", report_path)
+    assert code == 0, stderr
+    report = json.loads(report_path.read_bytes().decode("utf-8"))
+    assert verify_report(report)
+    assert {d["name"] for d in report["dropped_env"]} == {"ODD\x1b[2J_TOKEN", "X_TOKEN"}
+    assert "ODD\\x1b[2J_TOKEN" in stderr and "\x1b" not in stderr
+    image = parse_location(f"oci:{tmp_path / 'out'}:latest").read(OPTIONS)
+    assert isinstance(image, Image)
+    assert image.config["history"][0]["created_by"] == "echo \udcff \ud800 *** done"
+    assert "Env" not in image.config["config"] or not any(
+        "TOKEN" in item for item in image.config["config"]["Env"])
