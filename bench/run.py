@@ -39,11 +39,11 @@ SIZES = {
                      size_name="full"),
     "quick": Settings(work=Path(), mixed_files=100, mixed_bytes=48 << 20, small_files=2_000,
                       layer_bytes=256 << 10, table_rows=200_000, big_table_rows=500_000,
-                      size_name="quick"),
+                      size_name="quick", scrub_values=6_000, scrub_entries=5_500),
 }
 SIZE_ALIASES = {"small": "quick", "quick": "quick", "full": "full", "": "full"}
 GROUPS = ("startup", "mixed", "small", "push", "registry", "memory", "tables", "tables-pg",
-          "tables-memory")
+          "tables-memory", "hostile")
 
 
 def _env_int(parser: argparse.ArgumentParser, name: str, default: int) -> int:

@@ -6,6 +6,11 @@ so the rename is atomic), is fsynced, and only then renamed into place.  Any
 failure, KeyboardInterrupt included, removes the temporary file, and errors
 name the user's path, never the temporary name.
 
+``open_regular``/``read_regular`` open a file the user named for reading (an
+env_file, ociforge.toml, a key, a CA certificate, a tar): a FIFO, device,
+socket or folder there is refused (bad input, exit 2) before a byte is read,
+and opening never blocks (a FIFO without a writer would hang a plain open).
+
 ``check_writable_destination`` lets a command refuse an output it could not
 write (missing or read-only folder) *before* it writes anything: bad input,
 exit 2, rather than a half-done run that fails at the end.
@@ -232,6 +237,32 @@ class _StreamFile(_NamedFile):
 
 
 @contextlib.contextmanager
+def new_file(path: str | os.PathLike[str], shown: str | None = None,
+             buffering: int = io.DEFAULT_BUFFER_SIZE) -> Iterator[IO[bytes]]:
+    """Create ``path`` (which must not exist, nor be a link) and yield it for writing.
+
+    For scratch files we own (a layer blob being built).  A failed write (a full
+    disk) is an OperationError naming ``shown`` (default: the path); on any failure
+    the file is removed, so nothing half-written stays behind.
+    """
+    label = os.fsdecode(path) if shown is None else shown
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                     | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise OperationError(f"cannot create {label}: {exc.strerror}") from None
+    raw = _NamedFile(fd, "wb")
+    raw.final_path = label
+    try:
+        with io.BufferedWriter(raw, buffering) as handle:
+            yield handle
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes ``path`` only if the block succeeds.
 
@@ -344,3 +375,69 @@ def holding_lock(fd: int) -> Iterator[None]:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike[str], what: str,
+                 shown: str | None = None) -> IO[bytes]:
+    """Open a user-named file for reading; anything but a regular file is bad input.
+
+    Symlinks are followed (a key may well be a link), but what they lead to must be
+    a regular file.  The kind is checked before the open (so a device is never
+    opened) and again on the open descriptor (so a file swapped for a FIFO or a
+    device in between is refused too); the open itself is non-blocking, so a FIFO
+    with no writer cannot hang it.  Errors name ``what`` and ``shown`` (default: the
+    path as given).  The caller closes the file (``with open_regular(...) as f``).
+    """
+    if shown is None:
+        shown = os.fsdecode(path)
+    try:
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind is not None:
+            raise InvalidInputError(f"{what} {shown!r} is {kind}; a regular file is needed")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{what} {shown!r} does not exist") from None
+    except NotADirectoryError:
+        raise InvalidInputError(f"{what} {shown!r}: a folder on its path is a file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{what} {shown!r} cannot be read: {exc.strerror}") from None
+    try:
+        kind = _not_regular(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise InvalidInputError(f"{what} {shown!r} is {kind}; a regular file is needed")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike[str], what: str, limit: int | None = None,
+                 shown: str | None = None) -> bytes:
+    """The whole of a user-named regular file (see open_regular).
+
+    With ``limit``, a file larger than that is bad input rather than read into memory.
+    """
+    with open_regular(path, what, shown) as handle:
+        data = handle.read() if limit is None else handle.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        shown = os.fsdecode(path) if shown is None else shown
+        raise InvalidInputError(f"{what} {shown!r} is larger than {limit} bytes")
+    return data
+

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import IO, TextIO
 
+from .display import human
+
 
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -33,7 +35,7 @@ class Progress:
         stream: TextIO | None = None,
         interval: float | None = None,
     ):
-        self.label = label
+        self.label = human(label)  # a path in the label must not break the line
         self.total = total
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
@@ -113,7 +115,7 @@ class Activity:
         stream: TextIO | None = None,
         interval: float | None = None,
     ):
-        self.label = label
+        self.label = human(label)
         self.enabled = enabled
         self.measure = measure
         self.stream = stream if stream is not None else sys.stderr

@@ -62,6 +62,8 @@ class Settings:
     seed: int = 20260501
     size_name: str = "full"
     rev: str | None = None          # measure this git revision instead of the working tree
+    scrub_values: int = 60_000      # hostile group: dropped values (env_file) ...
+    scrub_entries: int = 55_000     # ... and base history entries naming them
 
 
 @dataclass
@@ -148,7 +150,7 @@ class Suite:
     def groups(self) -> list[Group]:
         return [self.startup(), self.mixed_group(), self.small_group(), self.push_group(),
                 self.registry_group(), self.memory_group(), self.tables_group(),
-                self.tables_pg_group(), self.tables_memory_group()]
+                self.tables_pg_group(), self.tables_memory_group(), self.hostile_group()]
 
     def startup(self) -> Group:
         def cmd(argv: list[str]) -> Callable[[int], Sample]:
@@ -584,6 +586,79 @@ class Suite:
         ]
         return Group("tables-memory", f"Peak memory: a {rows:,}-row table export", cases, 1,
                      prepare)
+
+    def hostile_group(self) -> Group:
+        """Export over a base whose history names many dropped values, against the same
+        export where nothing in the history is dropped (the scrubbing's own cost)."""
+        apps = self.images / "hostile"
+
+        def prepare() -> None:
+            shutil.rmtree(apps, ignore_errors=True)
+            self.quiet([sys.executable, "-c", _HOSTILE_APPS, str(apps),
+                        str(self.s.scrub_values), str(self.s.scrub_entries)])
+
+        def export(name: str) -> Callable[[int], Sample]:
+            def run(i: int) -> Sample:
+                out = self.fresh(f"hostile-{name}")
+                return self.measure(self.ociforge("export", str(apps / name),
+                                                  "-o", f"oci:{out}"), cwd=self.s.work)
+            return run
+
+        def finish() -> None:
+            shutil.rmtree(apps, ignore_errors=True)
+
+        values, entries = self.s.scrub_values, self.s.scrub_entries
+        cases = [
+            Case("ociforge-export-scrub", f"ociforge export, {values:,} dropped values over "
+                 f"{entries:,} history entries", "ociforge", export("scrub")),
+            Case("ociforge-export-plain", "the same export without the env_file (nothing "
+                 "to mask)", "ociforge", export("plain")),
+        ]
+        return Group("hostile", "History scrubbing under hostile input", cases, self.s.runs,
+                     prepare, finish)
+
+
+# Writes APPS/scrub and APPS/plain over the same base (a layout whose M history entries
+# name two of N values each): "scrub" has an env_file setting the N values under secret
+# names (dropped, so every history entry is masked), "plain" has no env_file.
+_HOSTILE_APPS = """
+import random, sys
+from pathlib import Path
+from ociforge.model.descriptor import Descriptor
+from ociforge.model.digest import Digest
+from ociforge.model.image import Image
+from ociforge.model.jsonutil import canonical
+from ociforge.model.mutate import scratch
+from ociforge.model.platform import Platform
+from ociforge.options import Options
+from ociforge.stores.locations import parse_location
+apps, n, m = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(7)
+values = [f"{rng.getrandbits(40):010x}{i}" for i in range(n)]
+platform = Platform.parse("linux/amd64")
+empty = scratch(platform)
+config = dict(empty.config)
+config["history"] = [{"created_by": f"echo {values[(i * 7) % n]} {values[(i * 13 + 1) % n]}",
+                      "empty_layer": True} for i in range(m)]
+config_bytes = canonical(config)
+manifest = dict(empty.manifest)
+manifest["config"] = Descriptor(manifest["config"]["mediaType"], Digest.of_bytes(config_bytes),
+                                len(config_bytes)).to_dict()
+base = Image(canonical(manifest), config_bytes, (), None)
+for name in ("scrub", "plain"):
+    app = apps / name
+    (app / "run").mkdir(parents=True)
+    (app / "run" / "start.sh").write_text("#!/bin/sh\\n")
+    env = ""
+    if name == "scrub":
+        (app / "app.env").write_text("".join(f"API_TOKEN_{i}={v}\\n"
+                                             for i, v in enumerate(values)))
+        env = '[config]\\nenv_file = "app.env"\\n'
+    parse_location(f"oci:{app / 'base'}:1").write(base, Options(platform=platform))
+    (app / "ociforge.toml").write_text(
+        f'[app]\\nname = "{name}"\\nbase = "oci:base:1"\\nplatform = "linux/amd64"\\n'
+        + env + '[[layers]]\\nsrc = "run"\\ndest = "/app"\\n')
+"""
 
 
 def snapshot_source(dest: Path, rev: str | None = None) -> str:

@@ -17,7 +17,10 @@ whiteout is still removed from the lower blob, where it would otherwise ship.
 
 Reading: a scan pass first (decompressing only), and a second pass only for a
 layer that must be rewritten.  A registry blob is copied to the workspace during
-the scan so it is downloaded once.
+the scan so it is downloaded once.  A layer the base names more than once (same
+digest) is downloaded, scanned and rewritten once; every further occurrence uses
+that result (its left-out files are listed under the first occurrence only), so a
+manifest repeating one blob thousands of times costs one read of it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..errors import DigestMismatchError
+from ..fsutil import new_file
 from ..layers import tarformat as tf
 from ..layers.blobwriter import TeeReader
 from ..layers.decompress import open_decompressed
@@ -63,6 +67,7 @@ class BaseLayerScan:
     layer: Layer                                        # the layer the export uses
     left_out: list[LeftOut] = field(default_factory=list)
     scanned: bool = True
+    original_diff_id: Digest | None = None              # of the content, as scanned
 
     @property
     def rewritten(self) -> bool:
@@ -81,12 +86,19 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
     """The image with every base layer scanned, and rewritten where something matched."""
     scans: list[BaseLayerScan] = []
     replacements: dict[int, Layer] = {}
+    done: dict[tuple[str, str], BaseLayerScan] = {}    # (digest, media type) -> first scan
     total = len(image.layers)
     for index, layer in enumerate(image.layers):
         what = f"base layer {index + 1}/{total} ({layer.digest})"
         if layer.media_type not in LAYERS or _foreign(layer.media_type):
             log.warning("%s: media type %s is not scanned", what, layer.media_type)
             scans.append(BaseLayerScan(index, layer, layer, scanned=False))
+            continue
+        first = done.get((str(layer.digest), layer.media_type))
+        if first is not None:
+            scans.append(_again(index, layer, first, what))
+            if first.index in replacements:
+                replacements[index] = replacements[first.index]
             continue
         log.info("scanning %s", what)
         scan = _scan(index, layer, policy, what, limits)
@@ -97,7 +109,19 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
         elif scan.layer.path != layer.path:
             replacements[index] = scan.layer  # the same blob, now a local copy
         scans.append(scan)
+        done[(str(layer.digest), layer.media_type)] = scan
     return replace_layers(image, replacements), scans
+
+
+def _again(index: int, layer: Layer, first: BaseLayerScan, what: str) -> BaseLayerScan:
+    """A layer already scanned at an earlier index: its result, without a second read.
+
+    The config's diff_id for this index is still checked against the content."""
+    scanned_diff_id = first.original_diff_id
+    if layer.diff_id is not None and layer.diff_id != scanned_diff_id:
+        raise DigestMismatchError(f"{what}: its content has diff_id {scanned_diff_id}, but the "
+                                  f"base image config says {layer.diff_id}")
+    return BaseLayerScan(index, layer, first.layer, [], scanned=True)
 
 
 def _foreign(media_type: str) -> bool:
@@ -116,7 +140,7 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
             if copy_path is None:
                 left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits)
             else:
-                with open(copy_path, "xb") as fh:
+                with new_file(copy_path, f"layer blob {copy_path}") as fh:
                     copying: IO[bytes] = TeeReader(raw, fh)  # type: ignore[assignment]
                     left_out, diff_id, entries = filter_entries(copying, policy, what, None,
                                                                 limits)
@@ -131,7 +155,7 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
     if copy_path is not None:
         used = Layer.from_file(copy_path, layer.descriptor, diff_id,
                                entries).with_source(layer.source)
-    return BaseLayerScan(index, layer, used, left_out)
+    return BaseLayerScan(index, layer, used, left_out, original_diff_id=diff_id)
 
 
 def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from dataclasses import dataclass
@@ -10,9 +11,13 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigFileError
 
-# scheme://user:PASSWORD@ in free text; the password runs to the last '@' before
-# whitespace, so one holding '/', ':' or '@' is masked whole.
-_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^\s@]+@")
+# scheme://user:PASSWORD@ in free text.  Linear whatever the text: a scheme starts at
+# the first letter of a run of scheme characters (never again inside the run), and it is
+# looked for only in a word's part up to its last '@' (_WORD_TO_AT), where the password
+# scan always ends at an '@' instead of running on to the end of the word.
+_USERINFO_RE = re.compile(r"(?<![A-Za-z0-9+.-])([0-9+.-]*+[A-Za-z][A-Za-z0-9+.-]*+://"
+                          r"[^/\s:@]*+:)[^\s@]++@")
+_WORD_TO_AT = re.compile(r"(?<!\S)\S*@")
 
 # Query parameters that carry a password (libpq: password, sslpassword; drivers and
 # services: the others).  Matched case-insensitively; the value runs to '&', '#' or the end.
@@ -23,9 +28,66 @@ _QUERY_SECRET_RE = re.compile(
     r"(?i)([?&](?:" + "|".join(SECRET_QUERY_PARAMS) + r")=)([^&#\s]*)")
 
 
+# For has_credential_url: where a scheme's "://" ends; the user info up to its ':'; the
+# characters each part of a URL stops at; a password-like parameter (zero width, so that
+# overlapping ones are all found).
+_SCHEME_RE = re.compile(r"(?<![A-Za-z0-9+.-])[0-9+.-]*+[A-Za-z][A-Za-z0-9+.-]*+://")
+_USER_RE = re.compile(r"[^/\s:@]*+:")
+_PASSWORD_END_RE = re.compile(r"[@\r\n]")
+_HOST_END_RE = re.compile(r"[\s?#]")
+_QUERY_END_RE = re.compile(r"[#\s]")
+_SECRET_PARAM_RE = re.compile(r"(?<=[?&])(?=(?i:" + "|".join(SECRET_QUERY_PARAMS) + r")=[^&#\s])")
+
+
+def has_credential_url(text: str) -> bool:
+    r"""True when ``text`` holds a URL with a password: ``scheme://[user]:PASSWORD@`` (the
+    password may hold spaces, not a line break) or a password-like query parameter with
+    a value (``scheme://host/path?x=1&token=...``).
+
+    The same as searching for ``[A-Za-z][A-Za-z0-9+.-]*://(?:[^/\s:@]*:[^@\r\n]+@|
+    [^\s?#]*\?(?:[^#\s]*&)?(?i:PARAMS)=[^&#\s])``, but linear in the text: that search
+    restarts at every letter and rescans to the end of the line from each, so a value
+    of a few hundred KiB (from a hostile base image) would take hours.  Here each part
+    is found once and the "where does it end" questions are answered by bisection.
+    """
+    if "://" not in text:
+        return False
+    at_or_eol = [m.start() for m in _PASSWORD_END_RE.finditer(text)]
+    host_end = [m.start() for m in _HOST_END_RE.finditer(text)]
+    query_end = [m.start() for m in _QUERY_END_RE.finditer(text)]
+    params = [m.start() for m in _SECRET_PARAM_RE.finditer(text)]
+    after_amp = [p for p in params if text[p - 1] == "&"]
+    first_param = set(params)
+    end = len(text)
+
+    def first(positions: list[int], start: int) -> int:
+        index = bisect.bisect_left(positions, start)
+        return positions[index] if index < len(positions) else end
+
+    for scheme in _SCHEME_RE.finditer(text):
+        rest = scheme.end()
+        user = _USER_RE.match(text, rest)
+        if user is not None:
+            colon = user.end() - 1
+            stop = first(at_or_eol, colon + 1)
+            if stop > colon + 1 and stop < end and text[stop] == "@":
+                return True
+        mark = first(host_end, rest)
+        if mark < end and text[mark] == "?":
+            if mark + 1 in first_param:
+                return True
+            query_stop = first(query_end, mark + 1)
+            # a parameter after an '&' that lies inside this query (t+1 <= '&' < query end)
+            index = bisect.bisect_left(after_amp, mark + 2)
+            if index < len(after_amp) and after_amp[index] <= query_stop:
+                return True
+    return False
+
+
 def mask_secrets(text: str) -> str:
     """Mask URL passwords (user info and password query parameters) wherever they occur in text."""
-    return mask_query(_USERINFO_RE.sub(r"\1***@", text))
+    return mask_query(_WORD_TO_AT.sub(lambda word: _USERINFO_RE.sub(r"\1***@", word.group(0)),
+                                      text))
 
 
 def mask_query(text: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ConfigFileError
+from ..errors import ConfigFileError, InvalidInputError
+from ..fsutil import read_regular
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
@@ -69,12 +70,17 @@ def _only_comment(rest: str, where: str) -> None:
 
 
 def read_env_file(path: Path, shown_as: str) -> dict[str, str]:
-    """Read a dotenv file (UTF-8); ``shown_as`` is the name used in errors."""
+    """Read a dotenv file (UTF-8); ``shown_as`` is the name used in errors.
+
+    Only a regular file is read: a FIFO or device there is bad input, never opened
+    for reading (a FIFO would block the export for ever).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigFileError(f"env_file {shown_as!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigFileError(f"env_file {shown_as!r} cannot be read: "
-                              f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+        data = read_regular(path, "env_file", shown=shown_as)
+    except InvalidInputError as exc:
+        raise ConfigFileError(str(exc)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"env_file {shown_as!r} is not UTF-8 text") from None
     return parse_env_text(text, shown_as)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..display import path_fields
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
@@ -316,7 +317,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
                               if scan.rewritten and scan.original.diff_id else None)))
         for item in scan.left_out:
             used.add(item.rule)
-            report.left_out_files.append({"path": item.path, "rule": item.rule,
+            report.left_out_files.append({**path_fields(item.path), "rule": item.rule,
                                           "layer": "base", "base_layer": scan.index})
     return base
 
@@ -339,8 +340,8 @@ def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
         if rule_name is None:
             return None
         used.add(rule_name)
-        report.left_out_files.append({"path": "/" + image_path.lstrip("/"), "rule": rule_name,
-                                      "layer": role})
+        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
+                                      "rule": rule_name, "layer": role})
         return rule_name
 
     return skip

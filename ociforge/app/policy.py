@@ -13,11 +13,11 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .dburl import SECRET_QUERY_PARAMS
+from .dburl import has_credential_url
 from .spec import ExtraPatterns
 
 
@@ -30,9 +30,12 @@ class EnvRule:
     description: str
     name_regex: str | None = None
     value_regex: str | None = None
+    value_test: Callable[[str], bool] | None = None   # a value check too costly as a regex
 
     def matches(self, var: str, value: str) -> bool:
         if self.name_regex and re.search(self.name_regex, var.upper()):
+            return True
+        if self.value_test is not None and self.value_test(value):
             return True
         return bool(self.value_regex and re.search(self.value_regex, value))
 
@@ -78,13 +81,6 @@ def _path_match(path: str, glob: str) -> bool:
     return any(fnmatch.fnmatchcase(c.lower(), glob.lower()) for c in candidates)
 
 
-# A URL with a password: in the user info (the user may be empty, as in redis://:pw@h;
-# the password may hold '/', ':' or spaces, so it runs to the *last* '@' of the value, as
-# mask_url reads it) or in a password-like query parameter (?password=..., &token=...).
-CREDENTIAL_URL_REGEX = (
-    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/\s:@]*:[^@\r\n]+@"
-    r"|[^\s?#]*\?(?:[^#\s]*&)?(?i:" + "|".join(SECRET_QUERY_PARAMS) + r")=[^&#\s])")
-
 # Names are matched upper-cased.  Order matters: the first matching rule is reported.
 LICENSE_ENV_RULES: tuple[EnvRule, ...] = (
     EnvRule("license-manager-variable", "license",
@@ -105,8 +101,10 @@ SECRET_ENV_RULES: tuple[EnvRule, ...] = (
             name_regex=r"(^|_)(TOKENS?|PASS|PASSPHRASE|SESSION_KEY|CLIENT_KEY|SIGNING_KEY|"
                        r"ENCRYPTION_KEY)(_|$)|TOKEN$|_PWD$|_KEYS?$|_AUTH$|AUTH_CONFIG|SECRET|"
                        r"PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY"),
+    # in the user info (the user may be empty, as in redis://:pw@h; the password may
+    # hold '/', ':' or spaces) or in a password-like query parameter (?password=...)
     EnvRule("credential-in-url", "secret", "the value is a URL carrying a password",
-            value_regex=CREDENTIAL_URL_REGEX),
+            value_test=has_credential_url),
 )
 
 LICENSE_FILE_RULES: tuple[FileRule, ...] = (
@@ -286,4 +284,6 @@ class Policy:
 
 
 def _globs_regex(globs: Sequence[str]) -> str:
-    return "|".join(f"(?:{fnmatch.translate(g.upper())})" for g in globs)
+    # anchored: a glob names the whole variable (and re.search stops at once elsewhere
+    # instead of trying the glob from every position of a long hostile name)
+    return "^(?:" + "|".join(f"(?:{fnmatch.translate(g.upper())})" for g in globs) + ")"

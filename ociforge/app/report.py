@@ -7,12 +7,19 @@ whole report: it is the sha256 of the canonical JSON (sorted keys, no spaces,
 UTF-8) of the report WITHOUT its ``image`` and ``report_digest`` members.  To
 check a report: drop those two keys, serialise canonically, hash, and compare
 with the label.
+
+Names are not always text: a file name that is not UTF-8 is written in
+``path`` with each such byte as ``\\xNN`` and its exact bytes in
+``path_bytes_b64`` (see ociforge.display); every other string of the report is
+valid Unicode the same way.  The stderr summary escapes control characters too,
+so a file name cannot forge a line of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..display import bytes_of, human, json_safe, json_text
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, pretty
 
@@ -85,7 +92,7 @@ class Report:
         }
         if self.licensed:  # only then, so reports of ordinary apps keep their digests
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
-        return out
+        return json_safe(out)
 
     def digest(self) -> str:
         return str(Digest.of_bytes(canonical(self.content())))
@@ -93,8 +100,8 @@ class Report:
     def to_dict(self) -> JSONObject:
         out = self.content()
         out["report_digest"] = self.digest()
-        out["image"] = {"digest": self.image_digest, "mediaType": self.media_type,
-                        "destinations": self.destinations}
+        out["image"] = json_safe({"digest": self.image_digest, "mediaType": self.media_type,
+                                  "destinations": self.destinations})
         return out
 
     def to_json(self) -> str:
@@ -136,13 +143,25 @@ class Report:
             named = f" ({dest['name']})" if dest.get("name") else ""
             lines.append(f"  wrote    {dest['location']}{named}")
         lines.append(f"  report   {self.digest()}")
-        return "\n".join(lines)
+        return "\n".join(human(line) for line in lines)  # a name cannot start a line
 
 
 def verify_report(report: JSONObject) -> bool:
-    """True when a report's ``report_digest`` matches its content."""
+    """True when a report's ``report_digest`` matches its content and every file name
+    given as exact bytes (``path_bytes_b64``) agrees with its ``path``."""
     content = {k: v for k, v in report.items() if k not in _UNHASHED}
-    return str(Digest.of_bytes(canonical(content))) == report.get("report_digest")
+    if str(Digest.of_bytes(canonical(content))) != report.get("report_digest"):
+        return False
+    entries = report.get("left_out_files") or []
+    if not isinstance(entries, list):
+        return False
+    for entry in entries:
+        try:
+            if not isinstance(entry, dict) or json_text(bytes_of(entry)) != entry["path"]:
+                return False
+        except (KeyError, ValueError):
+            return False
+    return True
 
 
 def _size(n: int) -> str:

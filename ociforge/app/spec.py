@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ConfigFileError, InvalidInputError
+from ..fsutil import read_regular
 from .tomlpos import KeyLines
 
 SPEC_NAME = "ociforge.toml"
@@ -102,12 +103,12 @@ def load_spec(app_dir: str | os.PathLike[str]) -> AppSpec:
     if not root.is_dir():
         raise ConfigFileError(f"application folder {str(app_dir)!r} does not exist")
     toml_path = root / SPEC_NAME
-    if not toml_path.is_file():
+    if not os.path.lexists(toml_path):
         raise ConfigFileError(f"{str(app_dir)!r} has no {SPEC_NAME}")
     try:
-        source = toml_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigFileError(f"{toml_path} cannot be read: {exc}") from None
+        source = read_regular(toml_path, SPEC_NAME, shown=str(toml_path)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{toml_path} is not UTF-8 text") from None
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:

@@ -17,6 +17,7 @@ import typing
 from collections.abc import Iterator, Sequence
 
 from .. import __version__
+from ..display import human, json_safe
 
 PROG = "ociforge"
 
@@ -58,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log messages carry file names and registry answers: their control characters
+    are escaped, so no message can forge another log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = human(record.message)
+        return super().formatMessage(record)
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING
     if verbosity == 1:
@@ -65,7 +75,7 @@ def _setup_logging(verbosity: int) -> None:
     elif verbosity >= 2:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter("%(name)s: %(message)s"))
     logger = logging.getLogger("ociforge")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
@@ -141,9 +151,9 @@ def _failed(args: argparse.Namespace, message: str, code: int, prefix: str = "er
         completed = [str(location) for location in outputs.completed]
         missing = [str(location) for location in outputs.not_completed]
         result.update({"completed": completed, "not_completed": missing})
-        if len(outputs) > 1:
-            line += (f" (completed: {', '.join(completed) or 'none'}; "
-                     f"not completed: {', '.join(missing) or 'none'})")
+        if len(outputs) > 1:  # a location names a file: one name cannot break the line
+            line += (f" (completed: {', '.join(map(human, completed)) or 'none'}; "
+                     f"not completed: {', '.join(map(human, missing)) or 'none'})")
     print(line, file=sys.stderr)
     if args.json:
         _print_json(result)
@@ -155,7 +165,7 @@ def _print_json(result: dict[str, object]) -> None:
 
     from .commands.common import result_stream
 
-    print(json.dumps(result, indent=2, sort_keys=True), file=result_stream())
+    print(json.dumps(json_safe(result), indent=2, sort_keys=True), file=result_stream())
 
 
 @contextlib.contextmanager
@@ -183,4 +193,6 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
+    """A message as one line: runs of white space joined, other control characters
+    (an ANSI escape in a file name) escaped."""
+    return human(" ".join(text.split())) or "unknown error"

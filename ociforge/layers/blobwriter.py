@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from typing import IO
 
+from ..fsutil import new_file
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest, HashingWriter
 from ..model.layer import Layer
@@ -58,7 +59,7 @@ def write_layer_blob(
     blob_path = new_blob_path()
     diff = hashlib.sha256()
     try:
-        with open(blob_path, "xb", buffering=FLUSH_AT) as fh:
+        with new_file(blob_path, f"layer blob {blob_path}", buffering=FLUSH_AT) as fh:
             blob = HashingWriter(fh)
             out = BackgroundWriter(blob.write)
             diff_feed = BackgroundWriter(diff.update)

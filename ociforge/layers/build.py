@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InvalidInputError, OperationError
+from ..fsutil import new_file, open_regular
 from ..model.descriptor import Descriptor
 from ..model.digest import HashingWriter
 from ..model.layer import Layer
@@ -305,15 +306,12 @@ def layer_from_tar(
     lim = limits or tarsafe.Limits()
     path = Path(path)
     shown = str(path)
-    if not path.exists():
-        raise InvalidInputError(f"layer tar {shown} does not exist")
-    if not path.is_file():
-        raise InvalidInputError(f"layer tar {shown} is not a regular file")
-    if path.stat().st_size == 0:
-        raise InvalidInputError(f"layer tar {shown} is empty, not a tar archive")
     blob_path = new_blob_path()
     try:
-        with open(path, "rb") as raw, open(blob_path, "xb", buffering=_FLUSH_AT) as fh:
+        with open_regular(path, "layer tar") as raw, \
+                new_file(blob_path, f"layer blob {blob_path}", buffering=_FLUSH_AT) as fh:
+            if os.fstat(raw.fileno()).st_size == 0:
+                raise InvalidInputError(f"layer tar {shown} is empty, not a tar archive")
             kind = sniff(raw.read(4))
             raw.seek(0)
             blob = HashingWriter(fh)

@@ -19,8 +19,16 @@ MAX_DOCUMENT = 4 << 20
 
 
 def canonical(obj: Any) -> bytes:
-    """Sorted keys, no insignificant space, UTF-8: the same object gives the same bytes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no insignificant space, UTF-8: the same object gives the same bytes.
+
+    A string holding a lone surrogate (a document we read had ``"\\udcff"``) has no
+    UTF-8 form; such a document is written with ``\\uXXXX`` escapes throughout
+    (ASCII, still the same bytes for the same object) instead of failing."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def pretty(obj: Any) -> str:

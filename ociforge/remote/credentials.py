@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, InvalidInputError, OperationError
+from ..fsutil import read_regular
 from ..model.reference import credential_key, normalize_registry
 from .auth import Credentials
 
@@ -80,12 +81,9 @@ def lookup(registry: str, repository: str | None = None) -> Credentials | None:
 
 
 def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except OSError as exc:
-        raise ConfigFileError(f"cannot read credentials file {path}: {exc.strerror}") from None
+    data = read_regular(path, "credentials file")  # a FIFO there must not hang every pull
     if not data.strip():
         return None
     return _parse(data, str(path))

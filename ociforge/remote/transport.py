@@ -38,6 +38,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from .. import __version__
 from ..errors import AuthError, RegistryError, TransportError
+from ..fsutil import read_regular
 from ..options import RegistryOptions
 from .auth import Authenticator, Credentials
 
@@ -175,15 +176,15 @@ def _combined_bundle(extra_ca: str) -> str:
             return _BUNDLES[extra_ca]
         base = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
                 or certifi_where())
+        extra = read_regular(extra_ca, "CA certificate file")
         fd, path = tempfile.mkstemp(prefix="ociforge-ca-", suffix=".pem")
         with os.fdopen(fd, "wb") as out:
-            for source in (base, extra_ca):
-                try:
-                    with open(source, "rb") as fh:
-                        out.write(fh.read() + b"\n")
-                except OSError:
-                    if source == extra_ca:
-                        raise
+            try:
+                with open(base, "rb") as fh:
+                    out.write(fh.read() + b"\n")
+            except OSError:
+                pass
+            out.write(extra + b"\n")
         atexit.register(_remove, path)
         _BUNDLES[extra_ca] = path
         return path

@@ -443,12 +443,16 @@ class Layout(BlobStore):
                     "links out of a layout are not followed"
                 ) from None
             raise
-        handle = os.fdopen(fd, "rb")
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses folders
                 raise HostileInputError(
                     f"blob {desc.digest} in OCI layout {str(self.root)!r} is not a regular file"
                 )
+        except BaseException:
+            os.close(fd)
+            raise
+        handle = os.fdopen(fd, "rb")
+        try:
             real_root = os.path.realpath(self.root)
             if not os.path.realpath(path.parent).startswith(real_root.rstrip(os.sep) + os.sep):
                 raise HostileInputError(

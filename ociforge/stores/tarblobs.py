@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, cast
 
 from ..errors import HostileInputError, InvalidInputError, NotFoundError, SizeMismatchError
+from ..fsutil import open_regular
 from ..layers.decompress import GZIP_MAGIC as GZIP_MAGIC  # re-exported for dockerarchive
 from ..layers.decompress import ZSTD_MAGIC as ZSTD_MAGIC
 from ..layers.decompress import open_decompressed, sniff
@@ -98,12 +99,9 @@ class TarBlobs(BlobStore):
     def __init__(self, path: str | os.PathLike[str]):
         self.where = str(path)
         self.members: dict[str, _Member] = {}
-        try:
-            handle: IO[bytes] = open(path, "rb")  # noqa: SIM115 - kept open for lazy layers
-        except FileNotFoundError:
-            raise InvalidInputError(f"archive {self.where!r} does not exist") from None
-        except IsADirectoryError:
-            raise InvalidInputError(f"{self.where!r} is a directory, not an archive") from None
+        self._folders: set[str] = set()  # a blob that is a folder is named, not "missing"
+        # kept open (by descriptor) for lazy layers; a FIFO or folder is refused
+        handle = open_regular(path, "archive")
         self._file = self._decompressed(handle)
         self._scan()
 
@@ -157,7 +155,10 @@ class TarBlobs(BlobStore):
             if count > MAX_MEMBERS:
                 raise HostileInputError(f"archive {self.where!r} has over {MAX_MEMBERS} entries")
             name = clean_member_name(info.name)
-            if not name or info.isdir():
+            if not name:
+                continue
+            if info.isdir():
+                self._folders.add(name)
                 continue
             if info.issparse():
                 raise InvalidInputError(f"archive entry {name!r} is a sparse file")
@@ -188,6 +189,8 @@ class TarBlobs(BlobStore):
     def _member(self, name: str) -> _Member:
         cleaned = clean_member_name(name)
         member = self.members.get(cleaned)
+        if member is None and cleaned in self._folders:
+            raise InvalidInputError(f"archive {self.where!r}: {name!r} is a folder, not a file")
         if member is None:
             raise NotFoundError(f"archive {self.where!r} has no entry {name!r}")
         return member

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
-from ..fsutil import check_writable_destination
+from ..fsutil import check_writable_destination, read_regular
 from ..options import environ_value
 
 if TYPE_CHECKING:
@@ -123,12 +123,7 @@ def password_from(stdin: bool, env: str = PASSWORD_ENV) -> bytes | None:
 
 
 def _read_key_file(path: str | Path, what: str) -> bytes:
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"{what} {str(path)!r} does not exist or is not a file")
-    if p.stat().st_size > MAX_KEY_FILE:
-        raise InvalidInputError(f"{what} {str(path)!r} is too large to be a PEM key")
-    return p.read_bytes()
+    return read_regular(path, what, limit=MAX_KEY_FILE)
 
 
 def load_private_key(path: str | Path, password: bytes | None = None) -> EllipticCurvePrivateKey:

@@ -17,10 +17,10 @@ from .common import (
     add_platform_option,
     add_registry_options,
     emit,
-    human_lines,
     make_options,
     parse_key_value,
     result_json,
+    result_lines,
     track,
 )
 
@@ -126,5 +126,5 @@ def run(args: argparse.Namespace) -> int:
         for layer in outcome.layers
     ]
     emit(args, result_json(outcome.artifact, outcome.results, layers=layers),
-         human_lines(outcome.artifact, outcome.results))
+         result_lines(outcome.artifact, outcome.results))
     return 0

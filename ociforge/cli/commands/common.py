@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -56,8 +55,11 @@ def make_options(args: argparse.Namespace) -> Options:
     all_platforms = platform_text == "all"
     platform = Platform.parse(platform_text) if platform_text and not all_platforms else None
     ca_cert = getattr(args, "ca_cert", None)
-    if ca_cert and not os.path.isfile(ca_cert):
-        raise InvalidInputError(f"CA certificate file {ca_cert!r} does not exist")
+    if ca_cert:
+        from ...fsutil import open_regular
+
+        with open_regular(ca_cert, "CA certificate file"):
+            pass  # a missing file, a folder or a FIFO is bad input now, not a hang later
     jobs = getattr(args, "jobs", None)
     jobs = 4 if jobs is None else jobs
     if jobs < 1 or jobs > 64:
@@ -103,12 +105,19 @@ def parse_key_value(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def emit(args: argparse.Namespace, result: JSONObject | dict[str, Any], human: str) -> None:
-    """Print the result: JSON with --json, else the human line."""
+    """Print the result: JSON with --json, else the human line.
+
+    Names in a result come from users, files and registries: the JSON gets valid
+    Unicode, and each human line its control characters escaped, so that no name
+    can forge a line of output.
+    """
+    from ...display import human_lines, json_safe
+
     stream = result_stream()
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, sort_keys=True), file=stream)
+        print(json.dumps(json_safe(result), indent=2, sort_keys=True), file=stream)
     else:
-        print(human, file=stream)
+        print(human_lines(human), file=stream)
 
 
 def result_stream() -> TextIO:
@@ -143,7 +152,8 @@ def result_json(artifact: Artifact, results: Sequence[WriteResult],
     return out
 
 
-def human_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
+def result_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
+    """The human result: one line per destination written (emit escapes them)."""
     return "\n".join(f"{r.digest} {r.location}" + (f" ({r.name})" if r.name else "")
                      for r in results) or str(artifact.digest)
 

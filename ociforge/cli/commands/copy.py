@@ -10,9 +10,9 @@ from .common import (
     add_platform_option,
     add_registry_options,
     emit,
-    human_lines,
     make_options,
     result_json,
+    result_lines,
     track,
 )
 
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     track(args, plan.outputs)
     outcome = plan.run()
     emit(args, result_json(outcome.artifact, outcome.results, source=str(outcome.source)),
-         human_lines(outcome.artifact, outcome.results))
+         result_lines(outcome.artifact, outcome.results))
     return 0

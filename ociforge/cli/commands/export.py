@@ -66,6 +66,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...app.export import ExportRequest, plan_export
+    from ...display import human
     from ...errors import InvalidInputError
     from ...trust.keys import password_from
 
@@ -93,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
     outcome = plan.run()
     summary = outcome.report.summary()
     for attached in outcome.attached:
-        summary += f"\n  attached report {attached['digest'][:19]} to {attached['location']}"
+        summary += "\n" + human(f"  attached report {attached['digest'][:19]} to "
+                                f"{attached['location']}")
     for signature in outcome.signatures:
-        summary += f"\n  signed   {signature['location']} ({signature['signature_tag']})"
+        summary += "\n" + human(f"  signed   {signature['location']} "
+                                f"({signature['signature_tag']})")
     print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
                 "mediaType": outcome.image.media_type,

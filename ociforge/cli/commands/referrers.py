@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ...display import human as one_line
     from ...trust.referrers import list_referrers, read_artifact_blob
 
     options = make_options(args)
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     subject, found = list_referrers(args.ref, options, artifact_type=args.artifact_type,
                                     digest=args.digest)
-    lines = [f"{m.get('digest')} {m.get('artifactType', '-')} {m.get('size')}" for m in found]
+    # fields come from the registry: one referrer must stay one line
+    lines = [one_line(f"{m.get('digest')} {m.get('artifactType', '-')} {m.get('size')}")
+             for m in found]
     human = "\n".join(lines) if lines else f"no referrers for {subject.digest}"
     emit(args, {"subject": str(subject.digest), "referrers": found}, human)
     return 0
