@@ -143,21 +143,30 @@ def test_same_digest_under_a_new_tag_is_tagged(registry: RegistryServer, tmp_pat
 
 
 def test_parallel_heads_share_pooled_connections(registry: RegistryServer, tmp_path: Path) -> None:
-    """Eleven blob HEADs with --jobs 4 go over at most 4 connections (plus the API check's)."""
+    """Eleven blob HEADs with --jobs 4 go over at most jobs + 1 connections, and a second
+    push through the same client reuses them.
+
+    How many connections one push opens depends on how many workers happened to be
+    in a request at the same moment, so the second push may need one the first did
+    not; what the pool guarantees is the bound (idle connections are taken before a
+    new one is opened) and reuse, not the exact set.
+    """
+    jobs = 4
     image = make_image(tmp_path / "blobs", tuple(1500 + i for i in range(10)))
     push(_client(registry), Reference.parse(f"{registry.host}/repush/pool:a"), image, AMD64)
     mark = registry.log_mark()
-    client = _client(registry, jobs=4)
+    client = _client(registry, jobs=jobs)
     push(client, Reference.parse(f"{registry.host}/repush/pool:b"), image, AMD64)
     hits = _hits(registry, mark, "repush/pool")
     heads = [h for h in hits if h.method == "HEAD" and "/blobs/" in h.uri]
     assert len(heads) == 11
-    peers = {h.peer for h in hits}
-    assert len(peers) <= 5, peers
-    # a second push through the same client opens no new connection
+    first = {h.peer for h in hits}
+    assert len(first) <= jobs + 1, first   # the workers, and the main thread's requests
     mark = registry.log_mark()
     push(client, Reference.parse(f"{registry.host}/repush/pool:c"), image, AMD64)
-    assert {h.peer for h in _hits(registry, mark, "repush/pool")} <= peers
+    second = {h.peer for h in _hits(registry, mark, "repush/pool")}
+    assert second & first, (first, second)             # pooled connections are reused
+    assert len(first | second) <= jobs + 1, (first, second)
 
 
 def test_index_repush_and_changed_child(registry: RegistryServer, tmp_path: Path) -> None:
