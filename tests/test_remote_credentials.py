@@ -136,6 +136,29 @@ def test_broken_files_are_clear_errors() -> None:
         lookup("x.example")
 
 
+@pytest.mark.parametrize("auth", ["\u0080", "user:pässword", "\u00e9\u00e9\u00e9\u00e9"])
+def test_auth_that_is_not_ascii_is_a_clear_error(auth: str) -> None:
+    """base64.b64decode raises ValueError, not binascii.Error, for a non-ASCII str."""
+    _docker_config({"auths": {"x.example": {"auth": auth}}})
+    with pytest.raises(ConfigFileError, match=r"auth entry for x\.example .* not valid base64"
+                       ) as info:
+        lookup("x.example")
+    assert info.value.exit_code == 2
+
+
+def test_cli_names_the_registry_whose_auth_is_not_base64(tls_registry, cli,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    host = tls_registry.host
+    _docker_config({"auths": {host: {"auth": "\u0080"}}})
+    out = tmp_path / "out"
+    code, _, err = cli("copy", f"{host}/a/b:1", f"oci:{out}", "--ca-cert",
+                       str(tls_registry.ca_path))
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"auth entry for {host}" in err and "not valid base64" in err, err
+    assert not out.exists()
+
+
 def test_secrets_never_in_repr() -> None:
     creds = Credentials("user", "hunter2-secret", "idtok-secret", "regtok-secret")
     for text in (repr(creds), str(creds), f"{creds}", repr([creds])):

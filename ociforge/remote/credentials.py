@@ -13,7 +13,6 @@ No secret read here ever reaches a message, log or repr.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import fcntl
 import json
@@ -150,7 +149,7 @@ def _entry_credentials(entry: dict[str, Any], registry: str, where: str) -> Cred
     if isinstance(encoded, str) and encoded:
         try:
             decoded = base64.b64decode(encoded, validate=False).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and a non-ASCII str
             raise ConfigFileError(f"the auth entry for {registry} in {where} is not valid "
                                   "base64") from None
         user, sep, secret = decoded.partition(":")
