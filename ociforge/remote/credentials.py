@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, InvalidInputError, OperationError
+from ..model.jsonutil import loads
 from ..model.reference import credential_key, normalize_registry
 from .auth import Credentials
 
@@ -93,9 +94,9 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 def _parse(data: bytes, where: str) -> dict[str, Any]:
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise ConfigFileError(f"credentials file {where} is not valid JSON") from None
+        doc = loads(data, f"credentials file {where}")
+    except InvalidInputError as exc:
+        raise ConfigFileError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ConfigFileError(f"credentials file {where} is not a JSON object")
     return doc
@@ -206,10 +207,10 @@ def helper_get(suffix: str, server_url: str, where: str = "config") -> Credentia
         raise OperationError(f"credential helper docker-credential-{suffix} get failed: "
                              f"{message}")
     try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
+        doc = loads(proc.stdout, f"the answer of docker-credential-{suffix} get")
+    except InvalidInputError as exc:
         raise OperationError(f"credential helper docker-credential-{suffix} sent no "
-                             "JSON") from None
+                             f"JSON ({exc})") from None
     if not isinstance(doc, dict):
         return None
     user = doc.get("Username") if isinstance(doc.get("Username"), str) else ""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from ..errors import InvalidInputError, OperationError
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
-from ..model.jsonutil import canonical, parse_object
+from ..model.jsonutil import canonical, loads, parse_object
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIMPLESIGNING_TYPE = mt.COSIGN_SIMPLESIGNING
@@ -197,8 +196,8 @@ class PayloadClaims:
     @classmethod
     def parse(cls, payload: bytes) -> PayloadClaims:
         try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            doc = loads(payload, "signature payload")
+        except InvalidInputError:
             return cls(None, None, None)
         critical = doc.get("critical") if isinstance(doc, dict) else None
         if not isinstance(critical, dict):
