@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from typing import Any
 
@@ -84,10 +83,6 @@ def make_options(args: argparse.Namespace) -> Any:
                    progress=progress or getattr(args, "verbose", 0) > 0)
 
 
-_REGISTRY_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
-                            r"(:[0-9]{1,5})?")
-
-
 def chunk_sizes_from(flags: list[str] | None
                      ) -> tuple[int | None, tuple[tuple[str, int], ...]]:
     """(size for every registry, per-registry sizes) from $OCIFORGE_CHUNK_SIZE and --chunk-size.
@@ -97,6 +92,8 @@ def chunk_sizes_from(flags: list[str] | None
     wins over an earlier one for the same registry, and a registry's own size
     wins over the size for every registry.
     """
+    from ...model.reference import is_registry_host
+
     items = [(item, "$OCIFORGE_CHUNK_SIZE")
              for item in os.environ.get("OCIFORGE_CHUNK_SIZE", "").split(",") if item.strip()]
     items += [(item, "--chunk-size") for item in flags or []]
@@ -105,7 +102,7 @@ def chunk_sizes_from(flags: list[str] | None
     for item, origin in items:
         name, sep, size_text = item.strip().rpartition("=")
         name = name.strip()
-        if sep and not _REGISTRY_NAME.fullmatch(name):
+        if sep and not is_registry_host(name):
             raise InvalidInputError(f"{origin} {item.strip()!r}: {name!r} is not a registry "
                                     "host[:port] (e.g. ghcr.io=4M)")
         try:
