@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,22 +289,20 @@ def erase(registry: str) -> bool:
     return removed
 
 
-_THREAD_LOCK = threading.Lock()
-
-
 @contextlib.contextmanager
 def _config_lock(path: Path) -> Iterator[None]:
     """Serialise read-modify-write of config.json across threads and processes, so two
     logins at once both keep their entry.  The lock is the folder's own (flock on its
-    descriptor): config.json is replaced by rename, and no lock file is left behind."""
+    descriptor): config.json is replaced by rename, and no lock file is left behind.
+    Each call opens its own descriptor, and flock locks belong to open descriptors,
+    so threads of one process exclude each other as processes do."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _THREAD_LOCK:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _config_to_write(path: Path) -> Path:
