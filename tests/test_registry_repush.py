@@ -150,10 +150,12 @@ def test_parallel_heads_share_pooled_connections(registry: RegistryServer, tmp_p
     assert len(heads) == 11
     peers = {h.peer for h in hits}
     assert len(peers) <= 5, peers
-    # a second push through the same client opens no new connection
+    # a second push through the same client reuses the pool: both pushes together
+    # stay within --jobs connections plus the API check's (when the first push ran its
+    # HEADs one after another on a loaded machine, the second may add the rest)
     mark = registry.log_mark()
     push(client, Reference.parse(f"{registry.host}/repush/pool:c"), image, AMD64)
-    assert {h.peer for h in _hits(registry, mark, "repush/pool")} <= peers
+    assert len(peers | {h.peer for h in _hits(registry, mark, "repush/pool")}) <= 5
 
 
 def test_index_repush_and_changed_child(registry: RegistryServer, tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 CLIENT_ID = "ociforge"
 _MIN_TOKEN_LIFETIME = 60
 _EXPIRY_MARGIN = 10
-TOKEN_ANSWER_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -245,7 +244,7 @@ class Authenticator:
                 f"{self.registry}: token service answered HTTP {resp.status_code}",
                 status=resp.status_code, code="UNAUTHORIZED")
         try:
-            body = loads(resp.content, "answer", TOKEN_ANSWER_LIMIT)
+            body = loads(resp.content, "answer")
         except InvalidInputError as exc:
             raise RegistryError(f"{self.registry}: token service sent no usable JSON: "
                                 f"{exc}") from None
