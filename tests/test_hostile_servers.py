@@ -215,3 +215,21 @@ def test_slow_but_real_upload_completes(tmp_path: Path, cli) -> None:  # type: i
                            "--timeout", "1", "--jobs", "1")
     assert code == 0, err
     assert "1" in registry.manifests
+
+
+def test_a_slow_consumer_is_not_a_stalled_server(tmp_path: Path) -> None:
+    """Only time spent waiting on the network counts: pausing between reads for longer
+    than --timeout (a slow disk, a decompressor) does not end the download."""
+    import time
+
+    layout_with_image(tmp_path / "big", (4 << 20,))
+    with HostileRegistry(tmp_path / "big") as registry:
+        layer = max(_blob_digests(tmp_path / "big"), key=lambda d: len(registry.blobs[d]))
+        client = RegistryClient(registry.host, RegistryOptions(retries=0, timeout=0.5),
+                                Credentials("mallory-victim", PASSWORD))
+        with client.get_blob("app", layer, len(registry.blobs[layer])) as blob:
+            first = blob.read(1 << 16)
+            time.sleep(1.5)
+            rest = blob.read()
+        assert first + rest == registry.blobs[layer]
+    assert len(registry.requests_of("blob")) == 1

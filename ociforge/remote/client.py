@@ -396,15 +396,16 @@ class _BlobStream:
         connection is _Broken (a stall never looks like the end of the blob)."""
         assert self._resp is not None and self._guard is not None
         guard = self._guard
+        guard.arm()
         try:
-            with guard.waiting():
-                data = bytes(self._resp.raw.read1(n, decode_content=False))
+            data = bytes(self._resp.raw.read1(n, decode_content=False))
         except Exception as exc:  # urllib3 raises several unrelated types here
+            guard.moved(0)
             raise _Broken("stalled" if guard.fired else type(exc).__name__,
                           guard.fired) from None
+        guard.moved(len(data))
         if guard.fired:
             raise _Broken("stalled", True)
-        guard.moved(len(data))
         return data
 
     def _discard(self, count: int) -> None:

@@ -108,8 +108,8 @@ class FileBody:
                 view = memoryview(data)
                 for start in range(0, len(view), UPLOAD_STEP):
                     piece = view[start:start + UPLOAD_STEP]
-                    with guard.waiting():   # urllib3 sends it before asking for more
-                        yield piece
+                    guard.arm()
+                    yield piece             # urllib3 sends it before asking for more
                     guard.moved(len(piece))
 
 

@@ -100,18 +100,15 @@ class Guard:
             self._armed_since = time.monotonic()
             self._watchdog.wake()
 
-    @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Around one blocking network read or write of a transfer."""
+    def arm(self) -> None:
+        """A blocking network read or write of the transfer starts."""
         self._armed_since = time.monotonic()
-        try:
-            yield
-        finally:
-            armed, self._armed_since = self._armed_since, None
-            if armed is not None:
-                self._waited += time.monotonic() - armed
 
     def moved(self, count: int) -> None:
+        """It ended, having moved ``count`` bytes."""
+        armed, self._armed_since = self._armed_since, None
+        if armed is not None:
+            self._waited += time.monotonic() - armed
         self.moved_bytes += count
 
     def close(self) -> None:
