@@ -83,9 +83,9 @@ class Guard:
                         return
                 except OSError:
                     pass
-            old, self._socket = self._socket, socket.socket(fileno=os.dup(fd))
-        if old is not None:
-            old.close()
+            if self._socket is not None:
+                self._socket.close()
+            self._socket = socket.socket(fileno=os.dup(fd))
 
     def on_fire(self, stop: Callable[[], None]) -> None:
         """Also call ``stop`` when the guard fires (e.g. a response's shutdown)."""
@@ -113,11 +113,11 @@ class Guard:
 
     def close(self) -> None:
         self._watchdog.forget(self)
-        with self._lock:
-            sock, self._socket = self._socket, None
+        with self._lock:   # never while fire() is shutting the socket down
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
             self._stops.clear()
-        if sock is not None:
-            sock.close()
 
     def __enter__(self) -> Guard:
         return self
@@ -158,14 +158,16 @@ class Guard:
 
     def _queued(self) -> int:
         """Bytes handed to the socket that the peer has not acknowledged yet (0: unknown)."""
-        sock = self._socket
-        if sock is None or not hasattr(termios, "TIOCOUTQ"):
+        if not hasattr(termios, "TIOCOUTQ"):
             return 0
         buf = array.array("i", [0])
-        try:
-            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
-        except (OSError, ValueError):
-            return 0
+        with self._lock:
+            if self._socket is None:
+                return 0
+            try:
+                fcntl.ioctl(self._socket.fileno(), termios.TIOCOUTQ, buf)
+            except (OSError, ValueError):
+                return 0
         return max(0, buf[0])
 
     def next_check(self, now: float) -> float:
@@ -181,11 +183,10 @@ class Guard:
                 return
             self.fired = True
             self.reason = reason
-            sock = self._socket
+            if self._socket is not None:
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
             stops = list(self._stops)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
         for stop in stops:
             with contextlib.suppress(Exception):
                 stop()
