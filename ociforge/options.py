@@ -11,7 +11,6 @@ its flags are then laid over it.  Every other read of a variable goes through
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -141,10 +140,6 @@ def parse_size(text: str) -> int:
     return int(raw) * mult
 
 
-_REGISTRY_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
-                            r"(:[0-9]{1,5})?")
-
-
 def parse_chunk_sizes(
     items: Iterable[tuple[str, str]],
     start: tuple[int | None, tuple[tuple[str, int], ...]] = (None, ()),
@@ -156,12 +151,14 @@ def parse_chunk_sizes(
     later item wins over an earlier one for the same registry, and a registry's
     own size wins over the size for every registry.
     """
+    from .model.reference import is_registry_host
+
     default, initial = start
     per_registry: dict[str, int] = dict(initial)
     for item, origin in items:
         name, sep, size_text = item.strip().rpartition("=")
         name = name.strip()
-        if sep and not _REGISTRY_NAME.fullmatch(name):
+        if sep and not is_registry_host(name):
             raise InvalidInputError(f"{origin} {item.strip()!r}: {name!r} is not a registry "
                                     "host[:port] (e.g. ghcr.io=4M)")
         try:

@@ -230,3 +230,16 @@ def test_cli_login_through_helper(registry, helper: Path, cli, monkeypatch) -> N
     assert code == 0 and "Removing" in out
     code, _, err = cli("login", "not a host", "-u", "x", "--password-stdin")
     assert code == 2
+
+
+def test_logins_from_threads_of_one_process_keep_every_entry() -> None:
+    """The config lock is an flock per open descriptor: threads exclude each other too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hosts = [f"reg{i}.example:5000" for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda host: store(host, "u", f"secret-{host}"), hosts))
+    auths = json.loads(Path(os.environ["DOCKER_CONFIG"], "config.json").read_text())["auths"]
+    assert sorted(auths) == sorted(hosts)
+    for host in hosts:
+        assert lookup(host) == Credentials("u", f"secret-{host}")

@@ -20,7 +20,7 @@ import requests
 from ..errors import DigestMismatchError, RegistryError, TransportError
 from ..model.digest import Digest
 from ..model.layer import Layer
-from .transport import FileBody, Transport
+from .transport import FileBody, Refused, TimedOut, Transport
 
 log = logging.getLogger("ociforge.remote")
 
@@ -48,11 +48,13 @@ def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: lis
                 _monolithic(transport, url, layer, scopes)
             return "uploaded"
         except (TransportError, RegistryError) as exc:
-            code = getattr(exc, "code", None)
-            status = getattr(exc, "status", None)
-            restartable = isinstance(exc, TransportError) or (
-                code in _RESTARTABLE_CODES and status not in (401, 403) and
-                not isinstance(exc, DigestMismatchError))
+            if isinstance(exc, TransportError):
+                # a cut connection gets a fresh session; a refused URL, an answer that
+                # overran --timeout or a stalled transfer would only repeat
+                restartable = not isinstance(exc, Refused | TimedOut)
+            else:
+                restartable = (exc.code in _RESTARTABLE_CODES and exc.status not in (401, 403)
+                               and not isinstance(exc, DigestMismatchError))
             if attempt + 1 >= UPLOAD_RESTARTS or not restartable:
                 raise
             log.info("restarting upload of %s after: %s", layer.digest.short, exc)
@@ -78,7 +80,7 @@ def _try_mount(transport: Transport, repository: str, digest: Digest, source: st
     location = resp.headers.get("Location")
     if not location:
         return None
-    return transport.absolute(location, resp.url), _min_chunk(resp)
+    return transport.resolve(location, resp.url, "upload Location"), _min_chunk(resp)
 
 
 def _start(transport: Transport, repository: str, scopes: list[str],
@@ -90,7 +92,7 @@ def _start(transport: Transport, repository: str, scopes: list[str],
     if not location:
         raise RegistryError(f"{transport.registry}: upload of {digest.short}: no Location in "
                             "the 202 answer")
-    return transport.absolute(location, resp.url), _min_chunk(resp)
+    return transport.resolve(location, resp.url, "upload Location"), _min_chunk(resp)
 
 
 def _min_chunk(resp: requests.Response) -> int:
@@ -136,7 +138,7 @@ def _chunked(transport: Transport, url: str, layer: Layer, scopes: list[str],
                                     "lost its place", code="RANGE_INVALID")
             location = resp.headers.get("Location")
             if location:
-                url = transport.absolute(location, resp.url)
+                url = transport.resolve(location, resp.url, "upload Location")
             offset = end + 1
     resp = transport.request(
         "PUT", _with_digest(url, layer.digest), scopes=scopes, body=b"",
@@ -154,7 +156,7 @@ def _upload_status(transport: Transport, url: str, scopes: list[str],
     resp.close()
     location = resp.headers.get("Location")
     if location:
-        url = transport.absolute(location, resp.url)
+        url = transport.resolve(location, resp.url, "upload Location")
     rng = resp.headers.get("Range", "").removeprefix("bytes=")
     start, _, end = rng.partition("-")
     stored = int(end) + 1 if end.isdigit() and start == "0" else 0

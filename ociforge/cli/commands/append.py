@@ -8,7 +8,6 @@ library's.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from typing import Any
 
@@ -75,10 +74,9 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         return None
     stripped = text.strip()
     if stripped.startswith("["):
-        try:
-            value = json.loads(stripped)
-        except ValueError as exc:
-            raise InvalidInputError(f"{what} is not a valid JSON array: {exc}") from None
+        from ...model.jsonutil import loads
+
+        value = loads(stripped, what)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidInputError(f"{what} must be a JSON array of strings")
         return value
@@ -86,7 +84,6 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         return shlex.split(text)
     except ValueError as exc:
         raise InvalidInputError(f"{what} cannot be split into words: {exc}") from None
-
 
 
 def run(args: argparse.Namespace) -> int:

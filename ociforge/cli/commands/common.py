@@ -38,9 +38,11 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
                        "needs it; REGISTRY=SIZE for one registry only (repeatable; "
                        "default $OCIFORGE_CHUNK_SIZE)")
     group.add_argument("--timeout", type=float, metavar="SECONDS",
-                       help="network timeout per request (default 60, or $OCIFORGE_TIMEOUT)")
+                       help="time limit for each registry answer, and for a blob transfer "
+                       "that stops making progress (default 60, or $OCIFORGE_TIMEOUT)")
     group.add_argument("--retries", type=int, metavar="N",
-                       help="retries of a failed request (default 5, or $OCIFORGE_RETRIES)")
+                       help="retries of a failed or timed-out request (default 5, or "
+                       "$OCIFORGE_RETRIES)")
 
 
 def make_options(args: argparse.Namespace) -> Options:
