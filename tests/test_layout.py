@@ -323,7 +323,7 @@ def test_tags_of_the_distribution_grammar_are_written(tmp_path: Path, tag: str) 
     assert Layout(tmp_path / "lay").tags() == [tag]
 
 
-@pytest.mark.parametrize("tag", ["-bad", ".bad", "a b", "A" * 129, "a+b", "é"])
+@pytest.mark.parametrize("tag", ["-bad", ".bad", "a b", "A" * 129, "a+b", "é", "v1\n"])
 def test_tags_outside_the_grammar_are_refused_before_writing(tmp_path: Path, tag: str) -> None:
     image = make_image(tmp_path / "src", "one")
     with pytest.raises(InvalidInputError, match="not a valid tag"):
@@ -331,6 +331,15 @@ def test_tags_outside_the_grammar_are_refused_before_writing(tmp_path: Path, tag
     with pytest.raises(InvalidInputError, match="not a valid tag"):
         LayoutLocation(tmp_path / "lay", tag).write(image, OPTS)
     assert not (tmp_path / "lay").exists()
+
+
+def test_a_ref_name_with_a_trailing_newline_is_not_an_attachment_or_a_ref_name() -> None:
+    from ociforge.stores.refnames import check_ref_name, is_attachment_tag
+
+    assert is_attachment_tag("sha256-" + "a" * 64 + ".sig")
+    assert not is_attachment_tag("sha256-" + "a" * 64 + ".sig\n")
+    with pytest.raises(InvalidInputError, match="not a valid reference name"):
+        check_ref_name("v1\n")
 
 
 def _corrupt_same_size(image: Image, tmp: Path) -> Image:
