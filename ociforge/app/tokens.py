@@ -1,0 +1,261 @@
+"""Secrets recognised by what they are, whatever the file or variable is called.
+
+Each TokenFormat is named data, so the report names the rule that left a file out
+or dropped a variable.  A format matches a whole token only: its fixed prefix, its
+alphabet and length, and no token character right before or after it.  So the text
+"ghp_ prefix" in documentation, an identifier such as ``hf_hub_download`` or a run
+of base64 in a notebook's image output is no token.  The secret part must also not
+look like a placeholder (``EXAMPLE``, ``xxxx``, ``<your-token>``, ``${TOKEN}``): real
+tokens are random, documentation examples are not.
+
+Reading is bounded: the caller hands over the first bytes of a file (see
+``TEXT_HEAD`` and ``NOTEBOOK_HEAD``); a file with a NUL byte in its first 8 KiB is
+binary and not read for tokens.  Literal markers are looked for first (a fast
+substring search); a format's regex runs only on text that holds one of its markers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+TEXT_HEAD = 1 << 20           # bytes of a text file read for tokens
+NOTEBOOK_HEAD = 16 << 20      # bytes of a Jupyter notebook (outputs hold big images)
+BINARY_PROBE = 8 << 10        # a NUL byte in these first bytes: a binary file
+
+_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+# Placeholders: what documentation and templates put where a secret goes.
+_PLACEHOLDER_WORDS = ("example", "xxxx", "your", "sample", "dummy", "placeholder", "redacted",
+                      "changeme", "replace", "insert", "token_here", "secret_here",
+                      "0000000000", "1234567890")
+_PLACEHOLDER_CHARS = frozenset("<>{}$*…")
+_PLACEHOLDER_FORMATS = ("%s", "%(", "...")   # printf-style templates, ellipses
+# Tokens printed in vendors' documentation (jwt.io's example signature, AWS's example keys).
+_DOCUMENTED_EXAMPLES = ("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", "AKIAIOSFODNN7",
+                        "wJalrXUtnFEMI/K7MDENG")
+# A password in a URL that is a word documentation uses (scott:tiger is SQLAlchemy's).
+_PLACEHOLDER_PASSWORDS = ("pass", "pwd", "secret", "tiger", "user", "example", "changeme",
+                          "xxx", "your", "demo", "test")
+
+
+@dataclass(frozen=True)
+class TokenFormat:
+    """One way a secret is written.  ``regex`` is ASCII; its group ``s`` (and ``s2``
+    when present) is the secret part that must not be a placeholder."""
+
+    rule: str                       # the rule the report names (formats may share one)
+    regex: str
+    markers: tuple[str, ...]        # literal text, one of which must be present
+    files: bool = True              # looked for in files
+    env: bool = True                # looked for in environment values
+    ignore_case: bool = False       # markers and regex match case-insensitively
+    password: bool = False          # the secret is a password someone typed (stricter check)
+    word_start: bool = True         # no token character may come right before the match
+    compiled: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
+    compiled_text: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    marker_bytes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flags = re.IGNORECASE if self.ignore_case else 0
+        object.__setattr__(self, "compiled", re.compile(self.regex.encode(), flags))
+        object.__setattr__(self, "compiled_text", re.compile(self.regex, flags))
+        markers = [m.lower() if self.ignore_case else m for m in self.markers]
+        object.__setattr__(self, "marker_bytes", tuple(m.encode() for m in markers))
+
+    def has_marker(self, head: bytes, lowered: bytes) -> bool:
+        """One of the markers is in the text (``lowered`` is the text lower-cased)."""
+        where = lowered if self.ignore_case else head
+        return any(m in where for m in self.marker_bytes)
+
+
+def _fmt(rule: str, regex: str, *markers: str, **kw: bool) -> TokenFormat:
+    return TokenFormat(rule, regex, markers, **kw)
+
+
+_PEM_BODY = r"(?:\s+[A-Za-z0-9-]+:[^\n]*)*\s+[A-Za-z0-9+/=]{40,}"
+
+# Order matters: the first format that matches names the rule.
+TOKEN_FORMATS: tuple[TokenFormat, ...] = (
+    _fmt("service-account-key",
+         r'"type"\s*:\s*"service_account"[\s\S]{0,16384}?"private_key"\s*:\s*"-----BEGIN'
+         r'|"private_key"\s*:\s*"-----BEGIN[\s\S]{0,16384}?"type"\s*:\s*"service_account"',
+         "service_account", env=False),
+    _fmt("private-key-in-text", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----" + _PEM_BODY,
+         "PRIVATE KEY-----"),
+    _fmt("private-key-in-text", r"-----BEGIN PGP PRIVATE KEY BLOCK-----" + _PEM_BODY,
+         "PGP PRIVATE KEY BLOCK"),
+    _fmt("private-key-in-text", r"PuTTY-User-Key-File-[23]: [^\n]*\n[\s\S]{0,8192}?"
+                        r"Private-Lines: \d+\s+[A-Za-z0-9+/=]{20,}", "PuTTY-User-Key-File-"),
+    _fmt("github-token", r"(?P<s>gh[pousr]_[A-Za-z0-9]{36,251})(?![A-Za-z0-9_])",
+         "ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    _fmt("github-token", r"(?P<s>github_pat_[A-Za-z0-9_]{60,251})(?![A-Za-z0-9_])",
+         "github_pat_"),
+    _fmt("gitlab-token", r"(?P<s>gl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])",
+         "glpat-", "gldt-", "glrt-", "glptt-"),
+    # aws_secret_access_key = ... (an aws-credentials or boto config, code, a notebook)
+    _fmt("aws-credentials",
+         r"(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
+         r"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+         "secret_access_key", "secretaccesskey", "aws_secret_key", "awssecretkey",
+         ignore_case=True),
+    # An access key id with its secret key near it (a key id alone is an identifier).
+    _fmt("aws-access-key",
+         r"(?P<s2>(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Za-z0-9])[\s\S]{1,300}?"
+         r"(?<![A-Za-z0-9/+])(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+         "AKIA", "ASIA", "ABIA", "ACCA", env=False),
+    _fmt("aws-access-key", r"^\s*(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\s*$",
+         "AKIA", "ASIA", "ABIA", "ACCA", files=False),
+    _fmt("slack-token", r"(?P<s>xox[abposrce]-[A-Za-z0-9-]{10,})(?![A-Za-z0-9_-])",
+         "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxc-", "xoxe-"),
+    _fmt("slack-token", r"(?P<s>xapp-\d-[A-Z0-9]{8,}-\d{6,}-[a-z0-9]{32,})(?![A-Za-z0-9])",
+         "xapp-"),
+    _fmt("slack-webhook",
+         r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9_/-]{20,})",
+         "hooks.slack.com/"),
+    _fmt("huggingface-token", r"(?P<s>hf_[A-Za-z0-9]{34,40})(?![A-Za-z0-9_])", "hf_"),
+    _fmt("google-api-key", r"(?P<s>AIza[0-9A-Za-z_-]{35})(?![A-Za-z0-9_-])", "AIza"),
+    _fmt("oauth-client-secret", r"(?P<s>GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])", "GOCSPX-"),
+    _fmt("oauth-client-secret", r'"client_secret"\s*:\s*"(?P<s>[^"\\\s]{8,})"',
+         '"client_secret"', env=False),
+    _fmt("stripe-key", r"(?P<s>[rs]k_live_[0-9A-Za-z]{20,})(?![A-Za-z0-9_])", "k_live_"),
+    _fmt("openai-api-key",
+         r"(?P<s>sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,})"
+         r"(?![A-Za-z0-9_-])", "T3BlbkFJ"),
+    _fmt("anthropic-api-key", r"(?P<s>sk-ant-[a-z]{3,8}\d{2}-[A-Za-z0-9_-]{80,})(?![A-Za-z0-9_-])",
+         "sk-ant-"),
+    _fmt("npm-token", r"(?P<s>npm_[A-Za-z0-9]{36})(?![A-Za-z0-9_])", "npm_"),
+    _fmt("pypi-token", r"(?P<s>pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})(?![A-Za-z0-9_-])",
+         "pypi-AgEIcHlwaS5vcmc"),
+    _fmt("jwt", r"(?P<s>eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,})"
+                r"(?![A-Za-z0-9_.-])", "eyJ"),
+    # A URL with a password (files; the env rule credential-in-url covers values).
+    _fmt("credential-url",
+         r"://[^\s/:@\"'<>()\[\]{}\\]*:(?P<s>[^\s/@\"'<>()\[\]{}\\]{3,})@[A-Za-z0-9_.-]+",
+         "://", env=False, password=True, word_start=False),
+    # An anaconda token in a channel URL: https://conda.anaconda.org/t/<token>/channel
+    _fmt("credential-url", r"anaconda\.(?:org|cloud|com)/t/(?P<s>[A-Za-z0-9-]{20,})/",
+         "anaconda.org/t/", "anaconda.cloud/t/", "anaconda.com/t/"),
+)
+
+# Package-manager settings: credentials in these keys as well as in URLs and tokens.
+PACKAGE_MANAGER_FORMATS: tuple[TokenFormat, ...] = (
+    _fmt("package-manager-credentials",
+         r"(?:^|[\s:])(?:_authToken|npmAuthToken|npmAuthIdent|_auth|_password|"
+         r"//[^\s=]+:_authToken)\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,})",
+         "_auth", "npmAuth", "_password", ignore_case=True, word_start=False),
+)
+
+
+def is_binary(head: bytes) -> bool:
+    return b"\0" in head[:BINARY_PROBE]
+
+
+def prepare(head: bytes) -> bytes:
+    """Text as a token regex reads it: JSON and string-literal escapes (``\\n``) become
+    spaces, so a token right after one (a notebook output line) still starts a word."""
+    if b"\\" not in head:
+        return head
+    return head.replace(b"\\n", b"  ").replace(b"\\r", b"  ").replace(b"\\t", b"  ")
+
+
+def looks_like_placeholder(secret: str, password: bool = False) -> bool:
+    lowered = secret.lower()
+    if any(word in lowered for word in _PLACEHOLDER_WORDS):
+        return True
+    if any(example in secret for example in _DOCUMENTED_EXAMPLES):
+        return True
+    if any(c in _PLACEHOLDER_CHARS for c in secret) or any(f in secret
+                                                            for f in _PLACEHOLDER_FORMATS):
+        return True
+    if password:
+        return len(secret) < 4 or any(word in lowered for word in _PLACEHOLDER_PASSWORDS)
+    core = secret.split("_", 1)[-1] if "_" in secret[:12] else secret
+    return len(set(core)) < 6  # a real token is random: many distinct characters
+
+
+def _real(fmt: TokenFormat, match: re.Match[bytes] | re.Match[str]) -> bool:
+    for name in ("s", "s2"):
+        if name in fmt.compiled.groupindex:
+            value = match.group(name)
+            if value is None:
+                continue
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            if looks_like_placeholder(text, fmt.password):
+                return False
+    return True
+
+
+def _starts_word(text: bytes, start: int) -> bool:
+    return start == 0 or text[start - 1] not in _WORD
+
+
+def find_in_bytes(head: bytes, formats: Sequence[TokenFormat] = TOKEN_FORMATS
+                  ) -> TokenFormat | None:
+    """The first format (in order) with a real token in these first bytes of a file."""
+    if is_binary(head):
+        return None
+    lowered = b""
+    text: bytes | None = None
+    for fmt in formats:
+        if not fmt.files:
+            continue
+        if fmt.ignore_case and not lowered:
+            lowered = head.lower()
+        if not fmt.has_marker(head, lowered):
+            continue
+        text = prepare(head) if text is None else text
+        for match in fmt.compiled.finditer(text):
+            if (not fmt.word_start or _starts_word(text, match.start())) and _real(fmt, match):
+                return fmt
+    return None
+
+
+def find_in_text(value: str, formats: Sequence[TokenFormat] = TOKEN_FORMATS
+                 ) -> TokenFormat | None:
+    """The first format with a real token in an environment variable's value."""
+    if "\\" in value:
+        value = value.replace("\\n", "  ").replace("\\r", "  ").replace("\\t", "  ")
+    data = value.encode("utf-8", "surrogateescape")
+    lowered = data.lower()
+    for fmt in formats:
+        if not fmt.env or not fmt.has_marker(data, lowered):
+            continue
+        for match in fmt.compiled_text.finditer(value):
+            start = match.start()
+            starts = not fmt.word_start or start == 0 or value[start - 1] not in _WORD_TEXT
+            if starts and _real(fmt, match):
+                return fmt
+    return None
+
+
+_WORD_TEXT = frozenset(chr(c) for c in _WORD)
+
+
+RULE_DESCRIPTIONS: tuple[tuple[str, str], ...] = (
+    ("service-account-key", "a Google service-account key file (\"type\": \"service_account\" "
+                            "with a private key)"),
+    ("private-key-in-text", "a PEM, PGP or PuTTY private key anywhere in a text file "
+                            "(after a BOM or a line of prose too)"),
+    ("github-token", "a GitHub token (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_)"),
+    ("gitlab-token", "a GitLab token (glpat-, gldt-, glrt-, glptt-)"),
+    ("aws-credentials", "an AWS secret access key assigned in a file "
+                        "(aws_secret_access_key = ...)"),
+    ("aws-access-key", "an AWS access key id (AKIA..., ASIA...) with its secret key"),
+    ("slack-token", "a Slack token (xoxb-, xoxp-, xapp-, ...)"),
+    ("slack-webhook", "a Slack webhook URL (hooks.slack.com/services/...)"),
+    ("huggingface-token", "a Hugging Face token (hf_...)"),
+    ("google-api-key", "a Google API key (AIza...)"),
+    ("oauth-client-secret", "an OAuth client secret (\"client_secret\": ..., GOCSPX-...)"),
+    ("stripe-key", "a Stripe live secret or restricted key (sk_live_, rk_live_)"),
+    ("openai-api-key", "an OpenAI API key (sk-...T3BlbkFJ...)"),
+    ("anthropic-api-key", "an Anthropic API key (sk-ant-...)"),
+    ("npm-token", "an npm access token (npm_...)"),
+    ("pypi-token", "a PyPI API token (pypi-AgEIcHlwaS5vcmc...)"),
+    ("jwt", "a signed JSON Web Token (eyJ....eyJ....sig)"),
+    ("credential-url", "a URL with a password (scheme://user:password@host) or an "
+                       "anaconda.org token URL (/t/<token>/)"),
+    ("package-manager-credentials", "a package-manager setting holding credentials "
+                                    "(a URL with a password, a token, _authToken, ...)"),
+)
