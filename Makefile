@@ -14,7 +14,7 @@ install: venv
 	$(PIP) -e .
 
 install-dev: venv
-	$(PIP) -e '.[dev,tables]'
+	$(PIP) -e '.[dev,tables,sbom]'
 
 # Debian tools the interop tests read our outputs with (needs root and apt; skipped otherwise).
 test-deps:

@@ -43,6 +43,7 @@ from ..stores.archive import DockerArchiveLocation
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
+from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
 from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
@@ -76,6 +77,8 @@ class ExportRequest:
     attach_report: bool = False             # store the report as a referrer of the image
     keep_base_layers: bool = False          # use base layers as they are (not scanned)
     options: Options = field(default_factory=Options)
+    sbom_path: str | None = None            # write an SPDX 2.3 JSON SBOM here
+    attach_sbom: bool = False               # store the SBOM as a referrer of the image
 
 
 @dataclass
@@ -85,6 +88,9 @@ class ExportOutcome:
     results: list[WriteResult]
     attached: list[dict[str, str]] = field(default_factory=list)
     signatures: list[dict[str, Any]] = field(default_factory=list)
+    inventory: Inventory | None = None
+    sbom: bytes | None = None
+    attached_sboms: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -126,7 +132,8 @@ def _check(request: ExportRequest) -> _Plan:
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
     destinations = _destinations(spec, request)
-    if request.sign_key or request.attach_report:
+    _check_sbom(request)
+    if request.sign_key or request.attach_report or request.attach_sbom:
         from ..trust.sign import check_signable
 
         for location in destinations:
@@ -139,7 +146,8 @@ def _check(request: ExportRequest) -> _Plan:
         check_writable_destination(request.report_path, "--report")
     from ..cli.commands._io import check_distinct_outputs
 
-    check_distinct_outputs(destinations, request.report_path)
+    check_distinct_outputs(destinations, request.report_path,
+                           [("--sbom", request.sbom_path)] if request.sbom_path else [])
     env_layers: list[tuple[str, str, str]] = []
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
@@ -260,6 +268,8 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     image = append_layers(base, [r.layer for _, _, r in built],
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
+    inventory = inventory_and_licenses(image, report, plan.spec.licenses.allow,
+                                       request.include_licensed)
     changes, dropped_values = _config_changes(image, plan, report, used_rules)
     report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
     if "env-file" in used_rules:
@@ -289,11 +299,12 @@ def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     report.media_type = image.media_type
     report.destinations = [destination_entry(location, result)
                            for location, result in zip(plan.destinations, results, strict=True)]
-    outcome = ExportOutcome(image, report, results)
+    outcome = ExportOutcome(image, report, results, inventory=inventory)
     if request.report_path:
         from ..fsutil import write_output_bytes
 
         write_output_bytes(request.report_path, report.to_json().encode(), what="--report")
+    _write_sbom(outcome, plan, request)
     _attach_and_sign(outcome, plan, request)
     return outcome
 
@@ -329,6 +340,12 @@ def _attach_and_sign(outcome: ExportOutcome, plan: _Plan, request: ExportRequest
     """Report as a referrer, then a signature, next to every written image."""
     digest = str(outcome.image.digest)
     for location in plan.destinations:
+        if request.attach_sbom and outcome.sbom is not None:
+            from ..trust.referrers import attach_sbom
+
+            desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
+            outcome.attached_sboms.append({"location": str(location),
+                                           "digest": str(desc.digest)})
         if request.attach_report:
             from ..trust.referrers import attach_report
 
@@ -469,3 +486,71 @@ def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]
         volumes=config.volumes,
         stop_signal=config.stop_signal,
     ), dropped_values
+
+
+# -- what ships: inventory, licensed software, SBOM --------------------------------------
+
+LICENSED_COMPONENTS_REFUSAL = (
+    "licensed software in the image: {found}. It needs a license to run, and licensed "
+    "software stays out unless asked for (bring your own license): rerun with "
+    "--include-licensed if the recipient may receive it, or accept named packages with "
+    "[licenses] allow = [{names}] in ociforge.toml"
+)
+
+
+def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
+                           include_licensed: bool) -> Inventory:
+    """Take the inventory of the image's final layers (after the rules left files out),
+    put the counts and licensed components in the report, and refuse (exit 2, before
+    anything is written) licensed software that is neither allowed nor included.
+
+    ``report.layers`` must describe ``image.layers`` one for one (they label the layers).
+    """
+    refs = []
+    for index, layer in enumerate(image.layers):
+        entry = report.layers[index] if index < len(report.layers) else None
+        label = "" if entry is None else (
+            "base" if entry.role == "base" else f"{entry.role} {entry.source}")
+        refs.append((LayerRef(index, str(layer.digest), label), layer))
+    inventory = take_inventory(refs)
+    components = sorted(find_licensed(inventory, allow),
+                        key=lambda c: (c.package.name.lower(), c.package.path))
+    report.inventory = {"packages": len(inventory.packages),
+                        "ecosystems": inventory.ecosystem_counts(),
+                        "licenses": inventory.license_overview()}
+    report.licensed_components = [c.to_dict() for c in components]
+    report.warnings += list(inventory.warnings)
+    report.warnings += [f"[licenses] allow {entry!r}: no licensed package of that name in the "
+                        "image (a typo?)" for entry in unused_allowances(components, allow)]
+    refused = [c for c in components if not c.allowed]
+    if refused and not include_licensed:
+        shown = "; ".join(c.describe() for c in refused[:5])
+        if len(refused) > 5:
+            shown += f"; and {len(refused) - 5} more: " + ", ".join(
+                c.package.name for c in refused[5:20]) + (" ..." if len(refused) > 20 else "")
+        names = ", ".join(f'"{n}"' for n in dict.fromkeys(c.package.name for c in refused))
+        raise InvalidInputError(LICENSED_COMPONENTS_REFUSAL.format(found=shown, names=names))
+    return inventory
+
+
+def _check_sbom(request: ExportRequest) -> None:
+    if not (request.sbom_path or request.attach_sbom):
+        return
+    from .sbom import require_spdx_tools
+
+    require_spdx_tools("--sbom" if request.sbom_path else "--attach-sbom")
+    if request.sbom_path:
+        check_writable_destination(request.sbom_path, "--sbom")
+
+
+def _write_sbom(outcome: ExportOutcome, plan: _Plan, request: ExportRequest) -> None:
+    if outcome.inventory is None or not (request.sbom_path or request.attach_sbom):
+        return
+    from .sbom import spdx_json
+
+    outcome.sbom = spdx_json(outcome.inventory, name=plan.spec.name,
+                             image_digest=str(outcome.image.digest), epoch=plan.epoch)
+    if request.sbom_path:
+        from ..fsutil import write_output_bytes
+
+        write_output_bytes(request.sbom_path, outcome.sbom, what="--sbom")

@@ -22,6 +22,8 @@ from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
 
 REPORT_ARTIFACT_TYPE = "application/vnd.ociforge.export-report.v1+json"
 REPORT_TITLE = "export-report.json"
+SBOM_ARTIFACT_TYPE = "application/spdx+json"
+SBOM_TITLE = "sbom.spdx.json"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
 EMPTY_JSON = b"{}"
 EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), 2, data="e30=")
@@ -159,6 +161,20 @@ def attach_report(
     attached = attach_artifact(
         location, bytes(report_bytes), REPORT_ARTIFACT_TYPE, options,
         blob_media_type=REPORT_ARTIFACT_TYPE, title=REPORT_TITLE, digest=digest,
+    )
+    return attached.descriptor
+
+
+def attach_sbom(
+    location: Any, sbom_bytes: bytes, options: Any = None, *, digest: str | None = None
+) -> Descriptor:
+    """Store an SPDX JSON SBOM as an artifact whose subject is the image."""
+    if not isinstance(sbom_bytes, bytes | bytearray):
+        raise InvalidInputError("the SBOM must be bytes")
+    parse_object(bytes(sbom_bytes), "SBOM")
+    attached = attach_artifact(
+        location, bytes(sbom_bytes), SBOM_ARTIFACT_TYPE, options,
+        blob_media_type=SBOM_ARTIFACT_TYPE, title=SBOM_TITLE, digest=digest,
     )
     return attached.descriptor
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ...errors import InvalidInputError
@@ -33,7 +34,8 @@ def destination(text: str, default_name: str | None = None) -> Location:
     return location
 
 
-def check_distinct_outputs(locations: list[Location], report: str | None = None) -> None:
+def check_distinct_outputs(locations: list[Location], report: str | None = None,
+                           others: Sequence[tuple[str, str]] = ()) -> None:
     """Refuse (exit 2) two outputs of one run that land on the same file.
 
     The later write would silently destroy the earlier one: ``-o x.tar -o
@@ -41,7 +43,8 @@ def check_distinct_outputs(locations: list[Location], report: str | None = None)
     ``oci:`` layout folder (``--report lay/index.json``).  Paths are compared
     after symlinks are resolved (and by inode for existing files); several
     ``oci:`` outputs into one layout (two tags) are fine, and so are two writes
-    to a character device such as /dev/null.
+    to a character device such as /dev/null.  ``others`` are further files
+    as (option, path), e.g. ``("--sbom", "out.spdx.json")``.
     """
     from ...stores.layout import LayoutLocation
 
@@ -58,6 +61,7 @@ def check_distinct_outputs(locations: list[Location], report: str | None = None)
             files.append(_file_key(shown, path))
     if report:
         files.append(_file_key(f"--report {report}", report))
+    files += [_file_key(f"{option} {path}", path) for option, path in others]
     seen: dict[object, str] = {}
     for shown, real, inode in files:
         if real == "":

@@ -1,0 +1,37 @@
+"""conda packages: ``conda-meta/<name>-<version>-<build>.json`` of every environment."""
+
+from __future__ import annotations
+
+import json
+
+from .licenses import Licensing
+from .model import Found, Record
+from .reader import MetadataError, Reader
+
+
+def _wants(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 2 and parts[-2] == "conda-meta" and parts[-1].endswith(".json")
+
+
+def _parse(path: str, data: bytes, licensing: Licensing) -> Record | None:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise MetadataError(f"not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(doc, dict):
+        raise MetadataError("not a JSON object")
+    name, version = doc.get("name"), doc.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        raise MetadataError("no name or version")
+    license_text = doc.get("license")
+    license_ = licensing.statement(license_text if isinstance(license_text, str) else None,
+                                   "license")
+    qualifiers = tuple((key, str(doc[key])) for key in ("build", "channel", "subdir")
+                       if isinstance(doc.get(key), str) and doc[key])
+    return Found("conda", name, version, license_, qualifiers)
+
+
+READERS = (
+    Reader("conda", _wants, _parse, suffixes=(".json",), limit=64 << 20),
+)
