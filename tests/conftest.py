@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 pytest_plugins = [
-    name for name in ("registry_fixtures", "postgres_fixtures")
+    name for name in ("registry_fixtures", "postgres_fixtures", "debian_fixtures")
     if (Path(__file__).parent / f"{name}.py").exists()
 ]
 

@@ -104,13 +104,15 @@ class LicensedComponent:
     package: Package
     evidence: tuple[str, ...]
     allowed: bool               # accepted by [licenses] allow
+    hidden: bool = False        # deleted by an upper layer, its files still in a lower blob
 
     def to_dict(self) -> dict[str, object]:
         p = self.package
         return {"name": p.name, "version": p.version, "ecosystem": p.ecosystem,
                 "license": p.license.expression, "path": p.path,
                 "layer": p.layer.index, "layer_digest": p.layer.digest,
-                "evidence": list(self.evidence), "allowed": self.allowed}
+                "evidence": list(self.evidence), "allowed": self.allowed,
+                "hidden": self.hidden}
 
     def describe(self) -> str:
         """One clause for an error line: name, version, layer, evidence."""
@@ -124,7 +126,8 @@ class LicensedComponent:
 def find_licensed(inventory: Inventory, allow: Sequence[str] = ()) -> list[LicensedComponent]:
     """Every package that makes the application licensed, allowed ones marked."""
     out: list[LicensedComponent] = []
-    for package in inventory.packages:
+    hidden = {id(p) for p in inventory.hidden}
+    for package in (*inventory.packages, *inventory.hidden):
         evidence: list[str] = list(package.license.proprietary)
         product = product_of(package)
         if product is not None:
@@ -132,9 +135,12 @@ def find_licensed(inventory: Inventory, allow: Sequence[str] = ()) -> list[Licen
             if package.ecosystem == "binary":
                 text += f": {'; '.join(package.evidence)}" if package.evidence else ""
             evidence.insert(0, text)
+        if evidence and id(package) in hidden:
+            evidence.append(f"an upper layer deletes it, but its files are still in layer "
+                            f"{package.layer.index + 1}'s blob, which ships")
         if evidence:
             out.append(LicensedComponent(package, tuple(dict.fromkeys(evidence)),
-                                         is_allowed(package, allow)))
+                                         is_allowed(package, allow), id(package) in hidden))
     return out
 
 

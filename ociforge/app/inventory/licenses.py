@@ -59,10 +59,10 @@ NAME_ALIASES: Mapping[str, str] = {
     "apache-license-(==2.0)": "Apache-2.0", "apache-license-(>=2.0)": "Apache-2.0",
     "new-bsd": "BSD-3-Clause", "new-bsd-license": "BSD-3-Clause", "bsd-new": "BSD-3-Clause",
     "modified-bsd": "BSD-3-Clause", "3-clause-bsd": "BSD-3-Clause",
-    "bsd-3-clause-license": "BSD-3-Clause", "bsd_3_clause": "BSD-3-Clause",
+    "bsd-3-clause-license": "BSD-3-Clause",
     "3-clause-bsd-license": "BSD-3-Clause", "bsd-license-(3-clause)": "BSD-3-Clause",
     "simplified-bsd": "BSD-2-Clause", "2-clause-bsd": "BSD-2-Clause",
-    "bsd-2-clause-license": "BSD-2-Clause", "bsd_2_clause": "BSD-2-Clause",
+    "bsd-2-clause-license": "BSD-2-Clause",
     "freebsd": "BSD-2-Clause",
     "mozilla-public-license-2.0": "MPL-2.0", "mozilla-public-license-2.0-(mpl-2.0)": "MPL-2.0",
     "isc-license": "ISC", "isc-license-(iscl)": "ISC", "iscl": "ISC",
@@ -207,7 +207,7 @@ class Licensing:
         """The SPDX id of a name, or None."""
         lowered = name.strip().lower()
         return (self._known.get(lowered) or NAME_ALIASES.get(_norm(name))
-                or self._known.get(lowered.replace(" ", "-")))
+                or self._known.get(_norm(name)))
 
     def combine(self, licenses: list[License], operator: str = "AND") -> License:
         """Several licenses that all apply (AND) or of which one may be chosen (OR)."""

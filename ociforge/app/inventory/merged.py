@@ -38,6 +38,8 @@ class MergedView:
     def __init__(self) -> None:
         self.held: dict[str, Held] = {}
         self._dirs: set[str] = set()
+        # every package any layer described, by (identity, path): the first layer it was in
+        self.seen: dict[tuple[tuple[str, str, str], str], tuple[LayerRef, Found]] = {}
 
     def is_held(self, path: str) -> bool:
         return path in self.held
@@ -52,6 +54,8 @@ class MergedView:
         for path, record in changes.records.items():
             before = previous.get(path)
             self.held[path] = Held(layer, record, _introduced(layer, record, before))
+            for package in _packages(record):
+                self.seen.setdefault((package.identity, path), (layer, package))
         self._dirs = {path.rsplit("/", i)[0] for path in self.held
                       for i in range(1, path.count("/") + 1)}
 
@@ -75,10 +79,14 @@ def _introduced(layer: LayerRef, record: Record, before: Held | None
                 ) -> dict[tuple[str, str, str], LayerRef]:
     """A package unchanged since a lower layer (a status file rewritten by a later
     apt-get install) keeps that lower layer as the one it came from."""
-    packages = (record,) if isinstance(record, Found) else \
-        record.packages if isinstance(record, FoundList) else ()
     out: dict[tuple[str, str, str], LayerRef] = {}
-    for package in packages:
+    for package in _packages(record):
         earlier = before.introduced.get(package.identity) if before is not None else None
         out[package.identity] = earlier or layer
     return out
+
+
+def _packages(record: Record) -> tuple[Found, ...]:
+    if isinstance(record, Found):
+        return (record,)
+    return record.packages if isinstance(record, FoundList) else ()

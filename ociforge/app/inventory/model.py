@@ -115,10 +115,15 @@ class Package:
 
 @dataclass(frozen=True)
 class Inventory:
+    """The packages of the merged filesystem, and ``hidden``: packages a lower layer
+    holds that an upper layer deleted or replaced (not in the container's view, but
+    their bytes are still in the image's blobs)."""
+
     packages: tuple[Package, ...]
     distro: OsRelease | None = None
     layers: tuple[LayerRef, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    hidden: tuple[Package, ...] = ()
 
     def license_overview(self) -> dict[str, int]:
         """How many packages carry each license (every license of an expression counted

@@ -141,7 +141,13 @@ def assemble(view: MergedView, layers: Sequence[LayerRef], warnings: list[str]) 
             packages.append(Package(item.ecosystem, item.name, item.version, license_, layer,
                                     "/" + path, purl(item, distro), item.evidence))
     packages.sort(key=Package.sort_key)
-    return Inventory(tuple(packages), distro, tuple(layers), tuple(warnings))
+    final = {((p.ecosystem, p.name, p.version), p.path.lstrip("/")) for p in packages}
+    hidden = sorted((Package(item.ecosystem, item.name, item.version,
+                             item.license or NOASSERTION, layer, "/" + path,
+                             purl(item, distro), item.evidence)
+                     for (identity, path), (layer, item) in view.seen.items()
+                     if (identity, path) not in final), key=Package.sort_key)
+    return Inventory(tuple(packages), distro, tuple(layers), tuple(warnings), tuple(hidden))
 
 
 def _distro(records: dict[str, Record]) -> OsRelease | None:
