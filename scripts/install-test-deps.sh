@@ -1,9 +1,10 @@
 #!/bin/sh
 # Install the Debian tools the interop tests use: a real registry, readers nobody
-# here wrote, a runtime, a base-image source and a database.  Needs root and apt;
+# here wrote, a runtime, base-image sources (busybox, mmdebstrap: a real Debian root
+# filesystem for the inventory tests) and a database.  Needs root and apt;
 # elsewhere it says so and the tests that need these tools skip (never in CI).
 set -e
-PKGS="docker-registry skopeo umoci oci-image-tool runc podman busybox-static postgresql apache2-utils zstd pigz curl time"
+PKGS="docker-registry skopeo umoci oci-image-tool runc podman busybox-static postgresql apache2-utils zstd pigz curl time mmdebstrap"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
