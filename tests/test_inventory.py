@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pkgmeta
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ociforge.app.inventory import LayerRef, find_licensed, take_inventory
 from ociforge.app.inventory.licenses import Licensing
@@ -402,3 +404,53 @@ def test_files_no_longer_in_the_layers_are_not_listed(tmp_path: Path) -> None:
                         skip=lambda path, host: "jupyter-checkpoints"
                         if path.endswith(".ipynb_checkpoints") else None).layer
     assert [p.name for p in take(built).packages] == ["kept"]
+
+
+# -- hostile metadata --------------------------------------------------------------------
+
+_PATHS = {"deb": ["var/lib/dpkg/status", "usr/share/doc/x/copyright"],
+          "apk": ["lib/apk/db/installed"], "python": ["x/p-1.dist-info/METADATA"],
+          "conda": ["opt/conda/conda-meta/p-1-0.json"], "r": ["lib/R/library/p/DESCRIPTION"],
+          "npm": ["node_modules/p/package.json"], "os": ["etc/os-release"],
+          "binary": ["opt/stata18/stata-mp"]}
+_PREFIXES = [b"", b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n",
+             b"Package: p\nVersion: 1\nBuilt: R\nLicense: ", b"Metadata-Version: 2.1\nName: p\n"
+             b"Version: 1\nLicense-Expression: ", b"P:p\nV:1\nL:", b'{"name": "p", "version": "1", '
+             b'"license": ']
+
+
+@settings(max_examples=150, deadline=None)
+@given(prefix=st.sampled_from(_PREFIXES), body=st.binary(max_size=400) | st.text(max_size=400)
+       .map(lambda s: s.encode("utf-8", "surrogatepass")))
+def test_any_metadata_content_is_a_record_or_a_warning(prefix: bytes, body: bytes) -> None:
+    from ociforge.app.inventory.scan import READERS, parse_metadata
+
+    licensing = _LICENSING
+    for reader in READERS:
+        for path in _PATHS[reader.ecosystem]:
+            warnings: list[str] = []
+            parse_metadata(reader, path, prefix + body, licensing, warnings)
+            assert all(len(w) < 400 for w in warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_license_statement_gives_an_expression_or_noassertion(text: str) -> None:
+    license_ = _LICENSING.statement(text, "License")
+    declared = {ref.license_id for ref in license_.refs}
+    for name in re.findall(r"LicenseRef-[A-Za-z0-9.-]+", license_.expression):
+        assert name in declared
+    assert license_.expression
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000) | st.text(max_size=2000).map(str.encode))
+def test_any_bytes_give_a_token_format_or_none(data: bytes) -> None:
+    from ociforge.app import tokens
+
+    found = tokens.find_in_bytes(data, tokens.TOKEN_FORMATS + tokens.PACKAGE_MANAGER_FORMATS)
+    assert found is None or found.rule
+    tokens.find_in_text(data.decode("utf-8", "replace"))
+
+
+_LICENSING = Licensing()

@@ -52,17 +52,24 @@ class TokenFormat:
     env: bool = True                # looked for in environment values
     ignore_case: bool = False       # markers and regex match case-insensitively
     password: bool = False          # the secret is a password someone typed (stricter check)
-    word_start: bool = True         # no token character may come right before the match
+    # The token starts with one of ``starts`` (default: the markers) at the start of a
+    # word, and only there is the regex tried; False: the regex scans the text itself.
+    word_start: bool = True
+    starts: tuple[str, ...] = ()
+    whole: bool = False             # the value must be this token and nothing else
+    once: bool = False              # the regex is tried once, at the start of the text
+    inside: str = ""                # characters that, right before a start, mean "inside"
     compiled: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
-    compiled_text: re.Pattern[str] = field(init=False, repr=False, compare=False)
     marker_bytes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    start_bytes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         flags = re.IGNORECASE if self.ignore_case else 0
         object.__setattr__(self, "compiled", re.compile(self.regex.encode(), flags))
-        object.__setattr__(self, "compiled_text", re.compile(self.regex, flags))
         markers = [m.lower() if self.ignore_case else m for m in self.markers]
         object.__setattr__(self, "marker_bytes", tuple(m.encode() for m in markers))
+        object.__setattr__(self, "start_bytes",
+                           tuple(s.encode() for s in self.starts or self.markers))
 
     def has_marker(self, head: bytes, lowered: bytes) -> bool:
         """One of the markers is in the text (``lowered`` is the text lower-cased)."""
@@ -70,72 +77,80 @@ class TokenFormat:
         return any(m in where for m in self.marker_bytes)
 
 
-def _fmt(rule: str, regex: str, *markers: str, **kw: bool) -> TokenFormat:
-    return TokenFormat(rule, regex, markers, **kw)
+def _fmt(rule: str, regex: str, *markers: str, starts: tuple[str, ...] = (),
+         inside: str = "", **kw: bool) -> TokenFormat:
+    return TokenFormat(rule, regex, markers, starts=starts, inside=inside, **kw)
 
 
-_PEM_BODY = r"(?:\s+[A-Za-z0-9-]+:[^\n]*)*\s+[A-Za-z0-9+/=]{40,}"
+_PEM_BODY = r"(?:\s{1,8}[A-Za-z0-9-]{1,40}:[^\n]{0,200}){0,8}\s{1,8}[A-Za-z0-9+/=]{40}"
 
 # Order matters: the first format that matches names the rule.
 TOKEN_FORMATS: tuple[TokenFormat, ...] = (
     _fmt("service-account-key",
-         r'"type"\s*:\s*"service_account"[\s\S]{0,16384}?"private_key"\s*:\s*"-----BEGIN'
-         r'|"private_key"\s*:\s*"-----BEGIN[\s\S]{0,16384}?"type"\s*:\s*"service_account"',
-         "service_account", env=False),
-    _fmt("private-key-in-text", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----" + _PEM_BODY,
-         "PRIVATE KEY-----"),
+         r'(?=[\s\S]*?"type"\s*:\s*"service_account")'
+         r'(?=[\s\S]*?"private_key"\s*:\s*"-----BEGIN)',
+         "service_account", env=False, once=True),
+    _fmt("private-key-in-text", r"-----BEGIN (?:[A-Z0-9]+ ){0,4}PRIVATE KEY-----" + _PEM_BODY,
+         "PRIVATE KEY-----", word_start=False),
     _fmt("private-key-in-text", r"-----BEGIN PGP PRIVATE KEY BLOCK-----" + _PEM_BODY,
-         "PGP PRIVATE KEY BLOCK"),
+         "PGP PRIVATE KEY BLOCK", word_start=False),
     _fmt("private-key-in-text", r"PuTTY-User-Key-File-[23]: [^\n]*\n[\s\S]{0,8192}?"
                         r"Private-Lines: \d+\s+[A-Za-z0-9+/=]{20,}", "PuTTY-User-Key-File-"),
-    _fmt("github-token", r"(?P<s>gh[pousr]_[A-Za-z0-9]{36,251})(?![A-Za-z0-9_])",
+    _fmt("github-token", r"(?P<s>gh[pousr]_[A-Za-z0-9]{36,251}+)(?![A-Za-z0-9_])",
          "ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
-    _fmt("github-token", r"(?P<s>github_pat_[A-Za-z0-9_]{60,251})(?![A-Za-z0-9_])",
+    _fmt("github-token", r"(?P<s>github_pat_[A-Za-z0-9_]{60,251}+)(?![A-Za-z0-9_])",
          "github_pat_"),
-    _fmt("gitlab-token", r"(?P<s>gl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])",
-         "glpat-", "gldt-", "glrt-", "glptt-"),
+    _fmt("gitlab-token", r"(?P<s>gl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,255}+)(?![A-Za-z0-9_-])",
+         "glpat-", "gldt-", "glrt-", "glptt-", inside="-"),
     # aws_secret_access_key = ... (an aws-credentials or boto config, code, a notebook)
     _fmt("aws-credentials",
          r"(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
          r"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
          "secret_access_key", "secretaccesskey", "aws_secret_key", "awssecretkey",
-         ignore_case=True),
+         ignore_case=True, word_start=False),
     # An access key id with its secret key near it (a key id alone is an identifier).
     _fmt("aws-access-key",
          r"(?P<s2>(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Za-z0-9])[\s\S]{1,300}?"
          r"(?<![A-Za-z0-9/+])(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
          "AKIA", "ASIA", "ABIA", "ACCA", env=False),
-    _fmt("aws-access-key", r"^\s*(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\s*$",
-         "AKIA", "ASIA", "ABIA", "ACCA", files=False),
-    _fmt("slack-token", r"(?P<s>xox[abposrce]-[A-Za-z0-9-]{10,})(?![A-Za-z0-9_-])",
-         "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxc-", "xoxe-"),
-    _fmt("slack-token", r"(?P<s>xapp-\d-[A-Z0-9]{8,}-\d{6,}-[a-z0-9]{32,})(?![A-Za-z0-9])",
-         "xapp-"),
+    _fmt("aws-access-key", r"(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})",
+         "AKIA", "ASIA", "ABIA", "ACCA", files=False, whole=True),
+    _fmt("slack-token", r"(?P<s>xox[abposrce]-[A-Za-z0-9-]{10,255}+)(?![A-Za-z0-9_-])",
+         "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxc-", "xoxe-", inside="-"),
+    _fmt("slack-token",
+         r"(?P<s>xapp-\d-[A-Z0-9]{8,32}-\d{6,20}-[a-z0-9]{32,128}+)(?![A-Za-z0-9])",
+         "xapp-", inside="-"),
     _fmt("slack-webhook",
-         r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9_/-]{20,})",
+         r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9_/-]{20,255})",
          "hooks.slack.com/"),
-    _fmt("huggingface-token", r"(?P<s>hf_[A-Za-z0-9]{34,40})(?![A-Za-z0-9_])", "hf_"),
-    _fmt("google-api-key", r"(?P<s>AIza[0-9A-Za-z_-]{35})(?![A-Za-z0-9_-])", "AIza"),
-    _fmt("oauth-client-secret", r"(?P<s>GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])", "GOCSPX-"),
-    _fmt("oauth-client-secret", r'"client_secret"\s*:\s*"(?P<s>[^"\\\s]{8,})"',
+    _fmt("huggingface-token", r"(?P<s>hf_[A-Za-z0-9]{34,40}+)(?![A-Za-z0-9_])", "hf_"),
+    _fmt("google-api-key", r"(?P<s>AIza[0-9A-Za-z_-]{35})(?![A-Za-z0-9_-])", "AIza",
+         inside="-"),
+    _fmt("oauth-client-secret", r"(?P<s>GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])", "GOCSPX-",
+         inside="-"),
+    _fmt("oauth-client-secret", r'"client_secret"\s*:\s*"(?P<s>[^"\\\s]{8,255})"',
          '"client_secret"', env=False),
-    _fmt("stripe-key", r"(?P<s>[rs]k_live_[0-9A-Za-z]{20,})(?![A-Za-z0-9_])", "k_live_"),
+    _fmt("stripe-key", r"(?P<s>[rs]k_live_[0-9A-Za-z]{20,255}+)(?![A-Za-z0-9_])", "k_live_",
+         starts=("sk_live_", "rk_live_")),
     _fmt("openai-api-key",
-         r"(?P<s>sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,})"
-         r"(?![A-Za-z0-9_-])", "T3BlbkFJ"),
-    _fmt("anthropic-api-key", r"(?P<s>sk-ant-[a-z]{3,8}\d{2}-[A-Za-z0-9_-]{80,})(?![A-Za-z0-9_-])",
-         "sk-ant-"),
+         r"(?P<s>sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,255}?T3BlbkFJ"
+         r"[A-Za-z0-9_-]{16,255}+)(?![A-Za-z0-9_-])", "T3BlbkFJ", starts=("sk-",),
+         inside="-"),
+    _fmt("anthropic-api-key",
+         r"(?P<s>sk-ant-[a-z]{3,8}\d{2}-[A-Za-z0-9_-]{80,255}+)(?![A-Za-z0-9_-])",
+         "sk-ant-", inside="-"),
     _fmt("npm-token", r"(?P<s>npm_[A-Za-z0-9]{36})(?![A-Za-z0-9_])", "npm_"),
-    _fmt("pypi-token", r"(?P<s>pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})(?![A-Za-z0-9_-])",
-         "pypi-AgEIcHlwaS5vcmc"),
-    _fmt("jwt", r"(?P<s>eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,})"
-                r"(?![A-Za-z0-9_.-])", "eyJ"),
+    _fmt("pypi-token", r"(?P<s>pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,512}+)(?![A-Za-z0-9_-])",
+         "pypi-AgEIcHlwaS5vcmc", inside="-"),
+    _fmt("jwt", r"(?P<s>eyJ[A-Za-z0-9_-]{10,4096}\.eyJ[A-Za-z0-9_-]{10,8192}\."
+                r"[A-Za-z0-9_-]{16,1024})"
+                r"(?![A-Za-z0-9_.-])", "eyJ", inside="-."),
     # A URL with a password (files; the env rule credential-in-url covers values).
     _fmt("credential-url",
          r"://[^\s/:@\"'<>()\[\]{}\\]*:(?P<s>[^\s/@\"'<>()\[\]{}\\]{3,})@[A-Za-z0-9_.-]+",
          "://", env=False, password=True, word_start=False),
     # An anaconda token in a channel URL: https://conda.anaconda.org/t/<token>/channel
-    _fmt("credential-url", r"anaconda\.(?:org|cloud|com)/t/(?P<s>[A-Za-z0-9-]{20,})/",
+    _fmt("credential-url", r"anaconda\.(?:org|cloud|com)/t/(?P<s>[A-Za-z0-9-]{20,255})/",
          "anaconda.org/t/", "anaconda.cloud/t/", "anaconda.com/t/"),
 )
 
@@ -143,7 +158,7 @@ TOKEN_FORMATS: tuple[TokenFormat, ...] = (
 PACKAGE_MANAGER_FORMATS: tuple[TokenFormat, ...] = (
     _fmt("package-manager-credentials",
          r"(?:^|[\s:])(?:_authToken|npmAuthToken|npmAuthIdent|_auth|_password|"
-         r"//[^\s=]+:_authToken)\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,})",
+         r"//[^\s=]{1,255}:_authToken)\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,255})",
          "_auth", "npmAuth", "_password", ignore_case=True, word_start=False),
 )
 
@@ -175,20 +190,54 @@ def looks_like_placeholder(secret: str, password: bool = False) -> bool:
     return len(set(core)) < 6  # a real token is random: many distinct characters
 
 
-def _real(fmt: TokenFormat, match: re.Match[bytes] | re.Match[str]) -> bool:
+def _real(fmt: TokenFormat, match: re.Match[bytes]) -> bool:
     for name in ("s", "s2"):
         if name in fmt.compiled.groupindex:
             value = match.group(name)
-            if value is None:
-                continue
-            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-            if looks_like_placeholder(text, fmt.password):
+            if value is not None and looks_like_placeholder(
+                    value.decode("ascii", "replace"), fmt.password):
                 return False
     return True
 
 
-def _starts_word(text: bytes, start: int) -> bool:
-    return start == 0 or text[start - 1] not in _WORD
+def _matches(fmt: TokenFormat, text: bytes) -> bool:
+    """A real token of this format in the text.
+
+    Word-start formats are tried only where one of their start literals begins a
+    word, so a crafted file ("eyJeyJeyJ...") costs one bounded attempt per word,
+    not one per position: scanning stays linear in the bytes read.
+    """
+    if fmt.whole or fmt.once:
+        match = fmt.compiled.fullmatch(text.strip()) if fmt.whole else fmt.compiled.match(text)
+        return match is not None and _real(fmt, match)
+    if not fmt.word_start:
+        return any(_real(fmt, match) for match in fmt.compiled.finditer(text))
+    inside = _WORD | frozenset(fmt.inside.encode())
+    for start in fmt.start_bytes:
+        pos = text.find(start)
+        while pos != -1:
+            if pos == 0 or text[pos - 1] not in inside:
+                match = fmt.compiled.match(text, pos)
+                if match is not None and _real(fmt, match):
+                    return True
+            pos = text.find(start, pos + 1)
+    return False
+
+
+def _find(data: bytes, formats: Sequence[TokenFormat], env: bool) -> TokenFormat | None:
+    lowered = b""
+    text: bytes | None = None
+    for fmt in formats:
+        if not (fmt.env if env else fmt.files):
+            continue
+        if fmt.ignore_case and not lowered:
+            lowered = data.lower()
+        if not fmt.has_marker(data, lowered):
+            continue
+        text = prepare(data) if text is None else text
+        if _matches(fmt, text):
+            return fmt
+    return None
 
 
 def find_in_bytes(head: bytes, formats: Sequence[TokenFormat] = TOKEN_FORMATS
@@ -196,41 +245,14 @@ def find_in_bytes(head: bytes, formats: Sequence[TokenFormat] = TOKEN_FORMATS
     """The first format (in order) with a real token in these first bytes of a file."""
     if is_binary(head):
         return None
-    lowered = b""
-    text: bytes | None = None
-    for fmt in formats:
-        if not fmt.files:
-            continue
-        if fmt.ignore_case and not lowered:
-            lowered = head.lower()
-        if not fmt.has_marker(head, lowered):
-            continue
-        text = prepare(head) if text is None else text
-        for match in fmt.compiled.finditer(text):
-            if (not fmt.word_start or _starts_word(text, match.start())) and _real(fmt, match):
-                return fmt
-    return None
+    return _find(head, formats, env=False)
 
 
 def find_in_text(value: str, formats: Sequence[TokenFormat] = TOKEN_FORMATS
                  ) -> TokenFormat | None:
-    """The first format with a real token in an environment variable's value."""
-    if "\\" in value:
-        value = value.replace("\\n", "  ").replace("\\r", "  ").replace("\\t", "  ")
-    data = value.encode("utf-8", "surrogateescape")
-    lowered = data.lower()
-    for fmt in formats:
-        if not fmt.env or not fmt.has_marker(data, lowered):
-            continue
-        for match in fmt.compiled_text.finditer(value):
-            start = match.start()
-            starts = not fmt.word_start or start == 0 or value[start - 1] not in _WORD_TEXT
-            if starts and _real(fmt, match):
-                return fmt
-    return None
-
-
-_WORD_TEXT = frozenset(chr(c) for c in _WORD)
+    """The first format with a real token in an environment variable's value (its first
+    MiB: a value longer than that is read no further)."""
+    return _find(value.encode("utf-8", "surrogateescape")[:TEXT_HEAD], formats, env=True)
 
 
 RULE_DESCRIPTIONS: tuple[tuple[str, str], ...] = (

@@ -116,10 +116,19 @@ def _read(item: Reader, entry: TarEntry, reader: TarReader, licensing: Licensing
                         f"{item.ecosystem} metadata; not read")
         return None
     data = reader.read(min(entry.size, item.limit)) if item.limit else b""
+    return parse_metadata(item, entry.name, data, licensing, warnings)
+
+
+def parse_metadata(item: Reader, path: str, data: bytes, licensing: Licensing,
+                   warnings: list[str]) -> Record | None:
+    """A reader's record for a file, or None and a warning when the file is not what its
+    name says (any content: layers come from anywhere)."""
     try:
-        return item.parse(entry.name, data, licensing)
-    except (MetadataError, ValueError, UnicodeError, LookupError, TypeError) as exc:
-        warnings.append(f"{shown}: not read as {item.ecosystem} metadata: {exc}")
+        return item.parse(path, data, licensing)
+    except (MetadataError, ValueError, UnicodeError, LookupError, TypeError,
+            RecursionError) as exc:
+        warnings.append(f"/{path}: not read as {item.ecosystem} metadata: "
+                        f"{str(exc)[:200] or type(exc).__name__}")
         return None
 
 
