@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import secretgen as sg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ociforge.app import tokens
 from ociforge.app.policy import Policy
@@ -259,3 +261,42 @@ def test_every_new_rule_is_described(policy: Policy) -> None:
     for name in ("github-token", "private-key-in-text", "shell-history", "credential-in-dsn",
                  "secret-token-value", "package-manager-credentials", "jupyter-checkpoints"):
         assert described.get(name), name
+
+
+def _reference_match(rule_globs: tuple[str, ...], keep: tuple[str, ...], rel: str) -> bool:
+    """FileRule's documented semantics, written the slow obvious way."""
+    import fnmatch
+
+    path = rel.strip("/")
+    base = path.rpartition("/")[2].lower()
+    if any(fnmatch.fnmatchcase(base, k.lower()) for k in keep):
+        return False
+    for glob in rule_globs:
+        if "/" not in glob:
+            if fnmatch.fnmatchcase(base, glob.lower()):
+                return True
+            continue
+        candidates = [path, "/" + path]
+        if glob.startswith("**/"):
+            parts = path.split("/")
+            candidates = ["/".join(parts[i:]) for i in range(len(parts))]
+            glob = glob[3:]
+        if any(fnmatch.fnmatchcase(c.lower(), glob.lower()) for c in candidates):
+            return True
+    return False
+
+
+_SEGMENTS = ["a", "B", ".ssh", ".aws", "credentials", "id_rsa", "x.pub", ".git", "vault",
+             ".streamlit", "secrets.toml", "profile_1", ".ipython", "history.sqlite", "\n", ""]
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=6),
+       leading=st.booleans())
+def test_file_rules_match_as_documented(parts: list[str], leading: bool) -> None:
+    rel = ("/" if leading else "") + "/".join(parts)
+    policy = Policy.for_app(ExtraPatterns(), ExtraPatterns())
+    extra = Policy.for_app(ExtraPatterns(files=("/opt/*.key", "vault/**")),
+                           ExtraPatterns(files=("**/secrets/*", "*.token")))
+    for rule in (*policy.file_rules, *extra.file_rules):
+        assert rule.matches(rel) == _reference_match(rule.globs, rule.keep, rel), (rule.name, rel)

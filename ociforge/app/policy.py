@@ -58,29 +58,30 @@ class FileRule:
     globs: tuple[str, ...]
     scope: str = "all"
     keep: tuple[str, ...] = ()  # file names that are never matched (e.g. public keys)
+    # the globs as one regex per kind (name, path), built once: matched for every entry
+    _names: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _paths: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _keep: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [fnmatch.translate(g.lower()) for g in self.globs if "/" not in g]
+        # "**/x" matches x at the top or after any '/'; other path globs the whole path
+        # (with or without a leading '/')
+        paths = [("(?s:.*/)?" + fnmatch.translate(g[3:].lower())) if g.startswith("**/")
+                 else "/?" + fnmatch.translate(g.lower().lstrip("/")) if g.startswith("/")
+                 else fnmatch.translate(g.lower()) for g in self.globs if "/" in g]
+        keep = [fnmatch.translate(k.lower()) for k in self.keep]
+        for attr, parts in (("_names", names), ("_paths", paths), ("_keep", keep)):
+            object.__setattr__(self, attr, re.compile("|".join(parts)) if parts else None)
 
     def matches(self, rel_path: str) -> bool:
         path = rel_path.strip("/")
-        base = PurePosixPath(path).name.lower()
-        if any(fnmatch.fnmatchcase(base, k.lower()) for k in self.keep):
+        base = path.rpartition("/")[2].lower()
+        if self._keep is not None and self._keep.match(base):
             return False
-        for glob in self.globs:
-            if "/" not in glob:
-                if fnmatch.fnmatchcase(base, glob.lower()):
-                    return True
-            elif _path_match(path, glob):
-                return True
-        return False
-
-
-def _path_match(path: str, glob: str) -> bool:
-    candidates = [path, "/" + path]
-    if glob.startswith("**/"):
-        tail = glob[3:]
-        parts = path.split("/")
-        candidates = ["/".join(parts[i:]) for i in range(len(parts))]
-        glob = tail
-    return any(fnmatch.fnmatchcase(c.lower(), glob.lower()) for c in candidates)
+        if self._names is not None and self._names.match(base):
+            return True
+        return self._paths is not None and self._paths.match(path.lower()) is not None
 
 
 # A URL with a password: in the user info (the user may be empty, as in redis://:pw@h;
@@ -174,11 +175,13 @@ SECRET_FILE_RULES: tuple[FileRule, ...] = (
 # Where installed software lives.  Token rules do not read files there: packages' tests
 # and docs are full of example tokens, and leaving one of their files out breaks them.
 # Credential files by name and private keys at the start of a file are caught there too.
-PACKAGE_TREES = ("site-packages", "dist-packages", "node_modules", "site-library",
-                 "bower_components", "__pycache__")
-PACKAGE_TREE_PATHS = ("**/R/library/*", "**/renv/library/*", "**/.julia/packages/*",
-                      "**/conda/pkgs/*", "**/.conda/pkgs/*", "**/miniconda3/pkgs/*",
-                      "**/anaconda3/pkgs/*", "**/miniforge3/pkgs/*", "**/mambaforge/pkgs/*")
+PACKAGE_TREES = frozenset({"site-packages", "dist-packages", "node_modules", "site-library",
+                           "bower_components", "__pycache__"})
+# (folder, its parent) pairs: R/library, renv/library, .julia/packages, <conda root>/pkgs
+PACKAGE_TREE_PAIRS = frozenset({
+    ("library", "R"), ("library", "renv"), ("packages", ".julia"), ("pkgs", "conda"),
+    ("pkgs", ".conda"), ("pkgs", "miniconda3"), ("pkgs", "anaconda3"), ("pkgs", "miniforge3"),
+    ("pkgs", "mambaforge")})
 # The operating system's own trees in a base image (not /usr/local): read for tokens only
 # in layers ociforge builds from the application's folders.
 OS_TREES = ("usr/", "lib/", "lib32/", "lib64/", "libx32/", "bin/", "sbin/", "boot/",
@@ -188,12 +191,11 @@ OS_TREES = ("usr/", "lib/", "lib32/", "lib64/", "libx32/", "bin/", "sbin/", "boo
 
 def in_package_tree(rel_path: str) -> bool:
     """The path is inside installed third-party software (site-packages, node_modules, ...)."""
-    path = rel_path.strip("/")
-    parts = path.split("/")[:-1]
-    if any(part in PACKAGE_TREES for part in parts):
-        return True
-    return any(_path_match(path, glob + "/*") or _path_match(path, glob)
-               for glob in PACKAGE_TREE_PATHS if "/" in path)
+    parts = rel_path.strip("/").split("/")[:-1]
+    for i, part in enumerate(parts):
+        if part in PACKAGE_TREES or (i and (part, parts[i - 1]) in PACKAGE_TREE_PAIRS):
+            return True
+    return False
 
 
 def in_os_tree(rel_path: str) -> bool:
@@ -223,7 +225,7 @@ class ContentRule:
     def wants(self, rel_path: str) -> bool:
         """True when the name is one whose content must be looked at."""
         base = PurePosixPath(rel_path).name.lower()
-        if not any(fnmatch.fnmatchcase(base, g) for g in self.globs):
+        if not any(g == "*" or fnmatch.fnmatchcase(base, g) for g in self.globs):
             return False
         return self.in_packages or not in_package_tree(rel_path)
 
@@ -370,10 +372,14 @@ class Policy:
         first MiB; in a base image they skip the operating system's own trees
         (``read_os_trees`` False), which belong to its packages.
         """
+        # where installed software lives, the rules that do not read there are skipped
+        # (decided once per path, not once per rule)
+        skip_packages = in_package_tree(rel_path)
+        skip_tokens = not read_os_trees and in_os_tree(rel_path)
         wanting = [rule for rule in self.content_rules
-                   if rule.wants(rel_path) and not self._allowed(rule, rel_path)]
-        if not read_os_trees and in_os_tree(rel_path):
-            wanting = [rule for rule in wanting if not rule.formats or rule.in_packages]
+                   if (rule.in_packages or not skip_packages)
+                   and (not skip_tokens or not rule.formats or rule.in_packages)
+                   and _name_wanted(rule, rel_path) and not self._allowed(rule, rel_path)]
         if rel_path.lower().endswith(".ipynb"):
             wanting = [dataclasses.replace(rule, head=tokens.NOTEBOOK_HEAD) if rule.formats
                        else rule for rule in wanting]
@@ -384,6 +390,11 @@ class Policy:
         out.update({r.name: r.description for r in self.file_rules})
         out.update({r.name: r.description for r in self.content_rules})
         return out
+
+
+def _name_wanted(rule: ContentRule, rel_path: str) -> bool:
+    base = rel_path.rpartition("/")[2].lower()
+    return any(g == "*" or fnmatch.fnmatchcase(base, g) for g in rule.globs)
 
 
 def _read_head(host_path: Path, size: int, enough_if_binary: int) -> bytes | None:
