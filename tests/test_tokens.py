@@ -86,6 +86,12 @@ def test_every_token_format_drops_a_variable_by_value(policy: Policy, kind: str)
     "jwt = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6Ikpva"
     "G4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c'\n",
     "client_secret = os.environ['CLIENT_SECRET']\n",
+    # from real documentation: pip's authentication page, binutils' copyright, PyJWT's README
+    "https://user:he%2F%2Fo@pypi.company.com/simple\n",
+    "  cvs://:pserver:anoncvs@sources.redhat.com:/cvs/src\n",
+    ">>> encoded = jwt.encode({'some': 'payload'}, 'secret', algorithm='HS256')\n"
+    "'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzb21lIjoicGF5bG9hZCJ9."
+    "4twFt5NiznN84AWoo1d7KO1T_yoc0Z6XOpOVswacPZg'\n",
 ])
 def test_mentions_placeholders_and_identifiers_ship(policy: Policy, tmp_path: Path,
                                                    text: str) -> None:

@@ -17,7 +17,7 @@ substring search); a format's regex runs only on text that holds one of its mark
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 TEXT_HEAD = 1 << 20           # bytes of a text file read for tokens
@@ -37,7 +37,13 @@ _DOCUMENTED_EXAMPLES = ("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", "AKIAIOSF
                         "wJalrXUtnFEMI/K7MDENG")
 # A password in a URL that is a word documentation uses (scott:tiger is SQLAlchemy's).
 _PLACEHOLDER_PASSWORDS = ("pass", "pwd", "secret", "tiger", "user", "example", "changeme",
-                          "xxx", "your", "demo", "test")
+                          "xxx", "your", "demo", "test", "anon")
+# ... and a user name that documentation uses (https://user:he%2F%2Fo@pypi.company.com)
+_PLACEHOLDER_USERS = frozenset({"user", "username", "name", "login", "foo", "me", "anon",
+                                "anonymous", "someone", "somebody"})
+# Claims every real access token carries one of (a documentation example often has none:
+# PyJWT's {"some": "payload"}).
+_JWT_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "jti")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class TokenFormat:
     word_start: bool = True
     starts: tuple[str, ...] = ()
     whole: bool = False             # the value must be this token and nothing else
+    check: Callable[[bytes], bool] | None = None   # a further test of the whole match
     once: bool = False              # the regex is tried once, at the start of the text
     inside: str = ""                # characters that, right before a start, mean "inside"
     compiled: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
@@ -78,8 +85,23 @@ class TokenFormat:
 
 
 def _fmt(rule: str, regex: str, *markers: str, starts: tuple[str, ...] = (),
-         inside: str = "", **kw: bool) -> TokenFormat:
-    return TokenFormat(rule, regex, markers, starts=starts, inside=inside, **kw)
+         inside: str = "", check: Callable[[bytes], bool] | None = None,
+         **kw: bool) -> TokenFormat:
+    return TokenFormat(rule, regex, markers, starts=starts, inside=inside, check=check, **kw)
+
+
+def _jwt_claims(token: bytes) -> bool:
+    """A JWT whose payload is a JSON object with a registered claim a real token has."""
+    import base64
+    import binascii
+    import json
+
+    parts = token.split(b".")
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error, IndexError, RecursionError):
+        return False
+    return isinstance(payload, dict) and any(claim in payload for claim in _JWT_CLAIMS)
 
 
 _PEM_BODY = r"(?:\s{1,8}[A-Za-z0-9-]{1,40}:[^\n]{0,200}){0,8}\s{1,8}[A-Za-z0-9+/=]{40}"
@@ -144,10 +166,11 @@ TOKEN_FORMATS: tuple[TokenFormat, ...] = (
          "pypi-AgEIcHlwaS5vcmc", inside="-"),
     _fmt("jwt", r"(?P<s>eyJ[A-Za-z0-9_-]{10,4096}\.eyJ[A-Za-z0-9_-]{10,8192}\."
                 r"[A-Za-z0-9_-]{16,1024})"
-                r"(?![A-Za-z0-9_.-])", "eyJ", inside="-."),
+                r"(?![A-Za-z0-9_.-])", "eyJ", inside="-.", check=_jwt_claims),
     # A URL with a password (files; the env rule credential-in-url covers values).
     _fmt("credential-url",
-         r"://[^\s/:@\"'<>()\[\]{}\\]*:(?P<s>[^\s/@\"'<>()\[\]{}\\]{3,})@[A-Za-z0-9_.-]+",
+         r"://(?P<u>[^\s/:@\"'<>()\[\]{}\\]*):(?P<s>[^\s/@\"'<>()\[\]{}\\]{3,255})@"
+         r"[A-Za-z0-9_.-]+",
          "://", env=False, password=True, word_start=False),
     # An anaconda token in a channel URL: https://conda.anaconda.org/t/<token>/channel
     _fmt("credential-url", r"anaconda\.(?:org|cloud|com)/t/(?P<s>[A-Za-z0-9-]{20,255})/",
@@ -191,13 +214,18 @@ def looks_like_placeholder(secret: str, password: bool = False) -> bool:
 
 
 def _real(fmt: TokenFormat, match: re.Match[bytes]) -> bool:
+    groups = fmt.compiled.groupindex
     for name in ("s", "s2"):
-        if name in fmt.compiled.groupindex:
+        if name in groups:
             value = match.group(name)
             if value is not None and looks_like_placeholder(
                     value.decode("ascii", "replace"), fmt.password):
                 return False
-    return True
+    if "u" in groups:
+        user = (match.group("u") or b"").decode("ascii", "replace")
+        if user.lower() in _PLACEHOLDER_USERS or any(c in _PLACEHOLDER_CHARS for c in user):
+            return False
+    return fmt.check is None or fmt.check(match.group(0))
 
 
 def _matches(fmt: TokenFormat, text: bytes) -> bool:
