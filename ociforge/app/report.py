@@ -67,7 +67,7 @@ class Report:
     media_type: str | None = None
     destinations: list[dict[str, str]] = field(default_factory=list)
     licensed: bool = False                      # licensed = true, exported with --include-licensed
-    inventory: dict[str, Any] | None = None     # package and license counts (inventory_summary)
+    inventory: dict[str, Any] | None = None     # packages, per ecosystem, per license (counts)
     licensed_components: list[dict[str, Any]] = field(default_factory=list)
 
     def content(self) -> dict[str, Any]:
@@ -156,7 +156,6 @@ class Report:
             lines.append(f"  wrote    {dest['location']}{named}")
         lines.append(f"  report   {self.digest()}")
         return "\n".join(lines)
-
 
     def _inventory_lines(self) -> list[str]:
         """The license overview (count per license) and the licensed components."""
