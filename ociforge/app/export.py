@@ -45,6 +45,7 @@ from ..pipeline.outputs import Outputs, result_entry
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .envfile import read_env_file
+from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
 from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
@@ -78,6 +79,8 @@ class ExportRequest:
     attach_report: bool = False             # store the report as a referrer of the image
     keep_base_layers: bool = False          # use base layers as they are (not scanned)
     options: Options = field(default_factory=Options)
+    sbom_path: str | None = None            # write an SPDX 2.3 JSON SBOM here
+    attach_sbom: bool = False               # store the SBOM as a referrer of the image
 
 
 @dataclass
@@ -87,6 +90,9 @@ class ExportOutcome:
     results: list[WriteResult]
     attached: list[dict[str, str]] = field(default_factory=list)
     signatures: list[JSONObject] = field(default_factory=list)
+    inventory: Inventory | None = None
+    sbom: bytes | None = None
+    attached_sboms: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -135,7 +141,8 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
     outputs = _outputs(spec, request)
-    if request.sign_key or request.attach_report:
+    _check_sbom(request)
+    if request.sign_key or request.attach_report or request.attach_sbom:
         from ..trust.sign import check_signable
 
         for location in outputs:
@@ -176,7 +183,8 @@ def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
     """The destinations (default ./<name>.tar), named after the app unless --tag."""
     texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
     outputs = Outputs.parse(texts, default_name=_image_name(spec, request.tag),
-                            report=request.report_path)
+                            report=request.report_path,
+                            others=[("--sbom", request.sbom_path)] if request.sbom_path else [])
     outputs.check_compression(request.compression)
     return outputs
 
@@ -225,6 +233,8 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     image = append_layers(base, [r.layer for _, _, r in built],
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
+    inventory = inventory_and_licenses(image, report, plan.spec.licenses.allow,
+                                       request.include_licensed)
     changes, dropped_values = _config_changes(image, plan, report, used_rules)
     report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
     if "env-file" in used_rules:
@@ -246,11 +256,12 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     report.image_digest = str(image.digest)
     report.media_type = image.media_type
     report.destinations = [result_entry(result) for result in results]
-    outcome = ExportOutcome(image, report, results)
+    outcome = ExportOutcome(image, report, results, inventory=inventory)
     if request.report_path:
         from ..fsutil import write_output_bytes
 
         write_output_bytes(request.report_path, report.to_json().encode(), what="--report")
+    _write_sbom(outcome, plan, request)
     _attach_and_sign(outcome, plan, request)
     return outcome
 
@@ -272,9 +283,15 @@ def _own_annotations(plan: ExportPlan, request: ExportRequest, base_digest: str 
 
 def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest
                      ) -> None:
-    """Report as a referrer, then a signature, next to every written image."""
+    """SBOM and report as referrers, then a signature, next to every written image."""
     digest = str(outcome.image.digest)
     for location in plan.outputs:
+        if request.attach_sbom and outcome.sbom is not None:
+            from ..trust.referrers import attach_sbom
+
+            desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
+            outcome.attached_sboms.append({"location": str(location),
+                                           "digest": str(desc.digest)})
         if request.attach_report:
             from ..trust.referrers import attach_report
 
@@ -421,3 +438,71 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
         volumes=config.volumes,
         stop_signal=config.stop_signal,
     ), dropped_values
+
+
+# -- what ships: inventory, licensed software, SBOM --------------------------------------
+
+LICENSED_COMPONENTS_REFUSAL = (
+    "licensed software in the image: {found}. It needs a license to run, and licensed "
+    "software stays out unless asked for (bring your own license): rerun with "
+    "--include-licensed if the recipient may receive it, or accept named packages with "
+    "[licenses] allow = [{names}] in ociforge.toml"
+)
+
+
+def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
+                           include_licensed: bool) -> Inventory:
+    """Take the inventory of the image's final layers (after the rules left files out),
+    put the counts and licensed components in the report, and refuse (exit 2, before
+    anything is written) licensed software that is neither allowed nor included.
+
+    ``report.layers`` must describe ``image.layers`` one for one (they label the layers).
+    """
+    refs = []
+    for index, layer in enumerate(image.layers):
+        entry = report.layers[index] if index < len(report.layers) else None
+        label = "" if entry is None else (
+            "base" if entry.role == "base" else f"{entry.role} {entry.source}")
+        refs.append((LayerRef(index, str(layer.digest), label), layer))
+    inventory = take_inventory(refs)
+    components = sorted(find_licensed(inventory, allow),
+                        key=lambda c: (c.package.name.lower(), c.package.path))
+    report.inventory = {"packages": len(inventory.packages),
+                        "ecosystems": inventory.ecosystem_counts(),
+                        "licenses": inventory.license_overview()}
+    report.licensed_components = [c.to_dict() for c in components]
+    report.warnings += list(inventory.warnings)
+    report.warnings += [f"[licenses] allow {entry!r}: no licensed package of that name in the "
+                        "image (a typo?)" for entry in unused_allowances(components, allow)]
+    refused = [c for c in components if not c.allowed]
+    if refused and not include_licensed:
+        shown = "; ".join(c.describe() for c in refused[:5])
+        if len(refused) > 5:
+            shown += f"; and {len(refused) - 5} more: " + ", ".join(
+                c.package.name for c in refused[5:20]) + (" ..." if len(refused) > 20 else "")
+        names = ", ".join(f'"{n}"' for n in dict.fromkeys(c.package.name for c in refused))
+        raise InvalidInputError(LICENSED_COMPONENTS_REFUSAL.format(found=shown, names=names))
+    return inventory
+
+
+def _check_sbom(request: ExportRequest) -> None:
+    if not (request.sbom_path or request.attach_sbom):
+        return
+    from .sbom import require_spdx_tools
+
+    require_spdx_tools("--sbom" if request.sbom_path else "--attach-sbom")
+    if request.sbom_path:
+        check_writable_destination(request.sbom_path, "--sbom")
+
+
+def _write_sbom(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest) -> None:
+    if outcome.inventory is None or not (request.sbom_path or request.attach_sbom):
+        return
+    from .sbom import spdx_json
+
+    outcome.sbom = spdx_json(outcome.inventory, name=plan.spec.name,
+                             image_digest=str(outcome.image.digest), epoch=plan.epoch)
+    if request.sbom_path:
+        from ..fsutil import write_output_bytes
+
+        write_output_bytes(request.sbom_path, outcome.sbom, what="--sbom")

@@ -43,12 +43,13 @@ class Outputs:
 
     @classmethod
     def parse(cls, destinations: Sequence[str | Location], *, default_name: str | None = None,
-              report: str | None = None) -> Outputs:
+              report: str | None = None, others: Sequence[tuple[str, str]] = ()) -> Outputs:
         """Parse and check every destination; ``default_name`` (``NAME:TAG``) names
         archives and tags layouts given without a name of their own, and ``report``
-        is another file this run writes (it must not be one of the outputs)."""
+        and ``others`` ((option, path), e.g. ``("--sbom", FILE)``) are further files
+        this run writes (none may be one of the outputs)."""
         locations = tuple(_destination(item, default_name) for item in destinations)
-        check_distinct_outputs(locations, report)
+        check_distinct_outputs(locations, report, others)
         return cls(locations)
 
     def __iter__(self) -> Iterator[Location]:
@@ -140,7 +141,8 @@ def _destination(item: str | Location, default_name: str | None) -> Location:
     return location
 
 
-def check_distinct_outputs(locations: Sequence[Location], report: str | None = None) -> None:
+def check_distinct_outputs(locations: Sequence[Location], report: str | None = None,
+                           others: Sequence[tuple[str, str]] = ()) -> None:
     """Refuse (exit 2) two outputs of one run that land on the same file.
 
     The later write would silently destroy the earlier one: ``-o x.tar -o
@@ -148,7 +150,8 @@ def check_distinct_outputs(locations: Sequence[Location], report: str | None = N
     ``oci:`` layout folder (``--report lay/index.json``).  Paths are compared
     after symlinks are resolved (and by inode for existing files); several
     ``oci:`` outputs into one layout (two tags) are fine, and so are two writes
-    to a character device such as /dev/null.
+    to a character device such as /dev/null.  ``others`` are further files
+    as (option, path), e.g. ``("--sbom", "out.spdx.json")``.
     """
     files: list[tuple[str, str, tuple[int, int] | None]] = []
     folders: list[tuple[str, str]] = []
@@ -161,6 +164,7 @@ def check_distinct_outputs(locations: Sequence[Location], report: str | None = N
             files.append(_file_key(str(location), location.path))
     if report:
         files.append(_file_key(f"--report {report}", report))
+    files += [_file_key(f"{option} {path}", path) for option, path in others]
     seen: dict[object, str] = {}
     for shown, real, inode in files:
         if real == "":

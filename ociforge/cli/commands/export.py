@@ -32,8 +32,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--with-files", action="store_true",
                         help="also export the project files ([files]) and tables ([[tables]])")
     parser.add_argument("--include-licensed", action="store_true",
-                        help="allow exporting an application marked licensed = true (its "
-                        "license keys and settings are still left out)")
+                        help="allow exporting a licensed application: one marked licensed = "
+                        "true, or holding licensed software (a proprietary package, a "
+                        "license-managed product); its license keys and settings are still "
+                        "left out")
     parser.add_argument("--allow-env", action="append", default=[], metavar="NAME",
                         help="keep this environment variable even if a rule would drop it "
                         "(repeatable)")
@@ -56,6 +58,12 @@ def register(sub: Any) -> None:
                         "(else OCIFORGE_KEY_PASSWORD)")
     parser.add_argument("--attach-report", action="store_true",
                         help="store the export report as an OCI artifact referring to the image")
+    parser.add_argument("--sbom", metavar="FILE",
+                        help="write an SPDX 2.3 JSON SBOM of the image (its packages and "
+                        "licenses) here (needs ociforge[sbom])")
+    parser.add_argument("--attach-sbom", action="store_true",
+                        help="store the SBOM as an OCI artifact (application/spdx+json) "
+                        "referring to the image")
     parser.add_argument("--keep-base-layers", action="store_true",
                         help="use the base image's layers as they are, without leaving out "
                         "license and credential files found in them (the report says so)")
@@ -88,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         attach_report=args.attach_report,
         keep_base_layers=args.keep_base_layers,
         options=make_options(args),
+        sbom_path=args.sbom,
+        attach_sbom=args.attach_sbom,
     )
     plan = plan_export(request)
     track(args, plan.outputs)
@@ -96,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     for attached in outcome.attached:
         summary += "\n" + human(f"  attached report {attached['digest'][:19]} to "
                                 f"{attached['location']}")
+    for attached in outcome.attached_sboms:
+        summary += "\n" + human(f"  attached sbom {attached['digest'][:19]} to "
+                                f"{attached['location']}")
+    if args.sbom:
+        summary += "\n" + human(f"  sbom     {args.sbom}")
     for signature in outcome.signatures:
         summary += "\n" + human(f"  signed   {signature['location']} "
                                 f"({signature['signature_tag']})")
@@ -106,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 "report_digest": outcome.report.digest(),
                 "mode": outcome.report.mode,
                 "attached_reports": outcome.attached,
+                "attached_sboms": outcome.attached_sboms,
                 "signatures": outcome.signatures},
          str(outcome.image.digest))
     return 0
