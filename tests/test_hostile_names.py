@@ -223,7 +223,8 @@ def test_a_base_config_with_lone_surrogates_and_control_characters(cli, tmp_path
     config = dict(empty.config)
     config["history"] = [{"created_by": "echo \udcff \ud800 s3cr3t-\ud800 done",
                           "empty_layer": True}]
-    config["config"] = {"Env": ["ODD\x1b[2J_TOKEN=1", "X_TOKEN=s3cr3t-\ud800"]}
+    config["config"] = {"Env": ["ODD\x1b[2J_TOKEN=1", "X_TOKEN=s3cr3t-\ud800",
+                                "PLAIN=caf\ud800"]}
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     manifest = dict(empty.manifest)
     manifest["config"] = Descriptor(manifest["config"]["mediaType"],
@@ -248,3 +249,4 @@ def test_a_base_config_with_lone_surrogates_and_control_characters(cli, tmp_path
     assert image.config["history"][0]["created_by"] == "echo \udcff \ud800 *** done"
     assert "Env" not in image.config["config"] or not any(
         "TOKEN" in item for item in image.config["config"]["Env"])
+    assert "PLAIN=caf\ud800" in image.config["config"]["Env"]  # judged by value, and kept
