@@ -1,4 +1,4 @@
-"""Options shared by sources and sinks (platform choice, registry transport)."""
+"""Options shared by sources and sinks (platform choice, registry transport, cache)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,24 @@ class RegistryOptions:
         return self.chunk_size
 
 
+DEFAULT_CACHE_MAX = 10 << 30   # bytes; the cache is pruned (least recently used first) above
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """The local cache (ociforge.cache): where it lives and how a command may use it.
+
+    ``dir`` None means no cache: the library default.  The CLI resolves a folder
+    (``--cache-dir``, $OCIFORGE_CACHE_DIR, $XDG_CACHE_HOME/ociforge,
+    ~/.cache/ociforge) and checks it is usable before it sets one here.
+    """
+
+    dir: str | None = None
+    offline: bool = False                   # registry images from the cache only
+    max_size: int = DEFAULT_CACHE_MAX
+    keep_pulled_blobs: bool = True          # store registry blobs read (bases); copy does not
+
+
 @dataclass(frozen=True)
 class Options:
     """What a read or write needs beyond the location itself."""
@@ -39,6 +57,7 @@ class Options:
     all_platforms: bool = False             # keep a whole index instead of one platform
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     progress: bool = False
+    cache: CacheOptions = field(default_factory=CacheOptions)
 
     def wanted_platform(self) -> Platform:
         return self.platform or Platform.host()

@@ -13,6 +13,7 @@ written and the report last.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -21,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cache import tables as table_cache
+from ..cache.layers import build_layer_cached
+from ..cache.store import Cache
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination, check_writable_folder
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
 from ..model.image import Image
+from ..model.layer import Layer
 from ..model.mutate import (
     ConfigChanges,
     annotate,
@@ -42,11 +47,12 @@ from ..options import Options
 from ..stores.archive import DockerArchiveLocation
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
+from .dburl import parse_db_url
 from .envfile import read_env_file
 from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
-from .spec import SPEC_NAME, AppSpec, PathSpec, load_spec
+from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
 from .tables import open_database, require_pyarrow, snapshot_table
 
 log = logging.getLogger("ociforge.export")
@@ -100,6 +106,7 @@ class _Plan:
     policy: Policy
     base: Location
     allow_env: tuple[str, ...] = ()
+    cache: Cache | None = None
 
 
 def export_app(request: ExportRequest) -> ExportOutcome:
@@ -137,9 +144,10 @@ def _check(request: ExportRequest) -> _Plan:
         load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
-    from ..cli.commands._io import check_distinct_outputs
+    from ..cli.commands._io import check_distinct_outputs, check_offline
 
     check_distinct_outputs(destinations, request.report_path)
+    check_offline(destinations, options)
     env_layers: list[tuple[str, str, str]] = []
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
@@ -225,6 +233,7 @@ def _base_location(spec: AppSpec) -> Location:
 
 def _assemble(plan: _Plan, request: ExportRequest) -> ExportOutcome:
     spec = plan.spec
+    plan.cache = Cache.open(plan.options.cache)
     base = resolve_platform(plan.base.read(plan.options), plan.options)
     assert isinstance(base, Image)
     base_digest = None if str(plan.base) == "scratch" else str(base.digest)
@@ -356,7 +365,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: Exp
     else:
         base, scans = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
-                                               settings.threads))
+                                               settings.threads), cache=plan.cache)
     for scan in scans:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
@@ -377,9 +386,16 @@ def _filter_base(base: Image, settings: BuildSettings, plan: _Plan, request: Exp
 
 
 def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
-             ) -> Callable[[str, Path], str | None]:
+             ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
+    """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
+    one a reused layer left out; ``rules`` names everything ``skip`` decides by."""
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
+
+    def note(image_path: str, rule_name: str) -> None:
+        used.add(rule_name)
+        report.left_out_files.append({"path": "/" + image_path.lstrip("/"), "rule": rule_name,
+                                      "layer": role})
 
     def skip(image_path: str, host_path: Path) -> str | None:
         rule_name: str | None = None
@@ -393,19 +409,22 @@ def _skipper(plan: _Plan, role: str, report: Report, used: set[str]
             rule_name = rule.name if rule else None
         if rule_name is None:
             return None
-        used.add(rule_name)
-        report.left_out_files.append({"path": "/" + image_path.lstrip("/"), "rule": rule_name,
-                                      "layer": role})
+        note(image_path, rule_name)
         return rule_name
 
-    return skip
+    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file,
+                  str(plan.platform)))
+    return skip, note, rules
 
 
 def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: _Plan,
            report: Report, used: set[str]) -> BuildResult:
     log.info("building %s layer from %s", role, layer_spec.src)
-    return build_layer([LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-                       settings, skip=_skipper(plan, role, report, used))
+    skip, replay, rules = _skipper(plan, role, report, used)
+    return build_layer_cached(
+        plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
+        settings, skip=skip, replay=replay, rules=rules,
+        what=f"{role} layer {layer_spec.src}")
 
 
 def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Report
@@ -415,16 +434,50 @@ def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Repor
         where = f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"
         folder = tmp / str(i)
         folder.mkdir()
-        log.info("reading table %s", table.name)
-        snap = snapshot_table(table, plan.spec.root, folder, where)
-        os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
-        result = build_layer([LayerSource(snap.path, table.dest)], settings)
-        report.tables.append({"name": table.name, "source": snap.source_shown,
-                              "format": table.format, "dest": table.dest, "rows": snap.rows,
-                              "columns": list(snap.columns), "digest": str(snap.digest),
-                              "size": snap.size})
+        entry = _table_entry(plan, table, settings, where)
+        again = functools.partial(_table_again, plan, table, settings, where)
+        reused = table_cache.reuse(entry, again) if entry is not None else None
+        if reused is not None:
+            result, meta = reused
+        else:
+            result, meta = _snapshot_layer(plan, table, settings, folder, where)
+            if entry is not None:
+                table_cache.store(entry, result, meta)
+        report.tables.append(meta)
         out.append(("table", table.name, result))
     return out
+
+
+def _snapshot_layer(plan: _Plan, table: TableSpec, settings: BuildSettings, folder: Path,
+                    where: str) -> tuple[BuildResult, dict[str, Any]]:
+    """Read one table into a file in ``folder`` and build its layer; and its report entry."""
+    log.info("reading table %s", table.name)
+    snap = snapshot_table(table, plan.spec.root, folder, where)
+    os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
+    result = build_layer([LayerSource(snap.path, table.dest)], settings)
+    return result, {"name": table.name, "source": snap.source_shown, "format": table.format,
+                    "dest": table.dest, "rows": snap.rows, "columns": list(snap.columns),
+                    "digest": str(snap.digest), "size": snap.size}
+
+
+def _table_again(plan: _Plan, table: TableSpec, settings: BuildSettings, where: str) -> Layer:
+    """A reused table layer whose cached blob turned out damaged: read the table again."""
+    with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as folder:
+        return _snapshot_layer(plan, table, settings, Path(folder), where)[0].layer
+
+
+def _table_entry(plan: _Plan, table: TableSpec, settings: BuildSettings,
+                 where: str) -> table_cache.TableEntry | None:
+    """A SQLite table's cache entry; None for a database server (always read again)."""
+    if plan.cache is None:
+        return None
+    db = parse_db_url(table.source, plan.spec.root, where)
+    if db.kind != "sqlite" or db.path is None:
+        return None
+    parts = [table.name, table.source, table.table or "", table.query or "", table.format,
+             table.dest, str(db.path.resolve())]
+    return table_cache.table_entry(plan.cache, db.path, parts, settings,
+                                   f"table {table.name}", table.format == "parquet")
 
 
 def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]

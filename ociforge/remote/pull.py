@@ -9,24 +9,36 @@ platform only the matching child manifest is fetched, never every child.
 
 from __future__ import annotations
 
+from typing import IO, Protocol
+
 from ..errors import InvalidInputError, InvalidPlatformError, ValidationError
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
-from ..model.digest import read_all_verified
+from ..model.digest import Digest, read_all_verified
 from ..model.image import Image
 from ..model.index import Artifact, Index, ReferenceBudget
 from ..model.jsonutil import MAX_DOCUMENT, parse_object
 from ..model.layer import Layer
 from ..model.platform import Platform
 from ..model.reference import Reference
-from ..options import Options
-from .client import RegistryClient
+from ..options import Options, RegistryOptions
 from .parallel import run_parallel
 
 MAX_INDEX_DEPTH = 4
 
 
-def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
+class PullSource(Protocol):
+    """What a pull reads: a RegistryClient, or one answering from a cache first."""
+
+    registry: str
+    options: RegistryOptions
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, Digest]: ...
+
+    def open_blob(self, repository: str, digest: Digest | str) -> IO[bytes]: ...
+
+
+def pull(client: PullSource, ref: Reference, options: Options) -> Artifact:
     """The artifact a reference names, resolved to one platform unless all are wanted."""
     data, media_type, _ = client.get_manifest(ref.repository, ref.identifier)
     if mt.is_index(media_type):
@@ -37,7 +49,7 @@ def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
     return load_image(client, ref, data)
 
 
-def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) -> Image:
+def load_image(client: PullSource, ref: Reference, manifest_bytes: bytes) -> Image:
     manifest = parse_object(manifest_bytes, "image manifest")
     if manifest.get("schemaVersion") == 1:
         raise ValidationError(f"{ref} is a Docker schema 1 manifest (deprecated); ociforge "
@@ -57,14 +69,14 @@ def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) ->
     return Image.from_documents(manifest_bytes, config_bytes, open_blob, source)
 
 
-def load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int,
+def load_index(client: PullSource, ref: Reference, index_bytes: bytes, depth: int,
                budget: ReferenceBudget | None = None) -> Index:
     """The whole index tree; a child named again is fetched once but counted again (with
     all it names) against ``budget``, so an index bomb is refused before it is walked."""
     return _load_index(client, ref, index_bytes, depth, budget or ReferenceBudget())[0]
 
 
-def _load_index(client: RegistryClient, ref: Reference, index_bytes: bytes, depth: int,
+def _load_index(client: PullSource, ref: Reference, index_bytes: bytes, depth: int,
                 budget: ReferenceBudget) -> tuple[Index, int]:
     if depth > MAX_INDEX_DEPTH:
         raise InvalidInputError(f"{ref}: indexes nested deeper than {MAX_INDEX_DEPTH}")
@@ -114,7 +126,7 @@ def _entries(index_bytes: bytes) -> list[Descriptor]:
     return [Descriptor.from_dict(e, f"index entry {i}") for i, e in enumerate(entries)]
 
 
-def _pick_platform(client: RegistryClient, ref: Reference, index_bytes: bytes,
+def _pick_platform(client: PullSource, ref: Reference, index_bytes: bytes,
                    wanted: Platform, depth: int, budget: ReferenceBudget,
                    searched: set[str]) -> Image:
     """Depth-first search for the wanted platform; a nested index already searched in

@@ -99,6 +99,18 @@ def source(text: str) -> Location:
     return location
 
 
+def check_offline(locations: list[Location], options: Options) -> None:
+    """--offline reads from the cache only: a registry destination cannot be written."""
+    if not options.cache.offline:
+        return
+    from ...stores.registry import RegistryLocation
+
+    for location in locations:
+        if isinstance(location, RegistryLocation):
+            raise InvalidInputError(f"--offline: cannot push to {location} (the registry "
+                                    "would be contacted)")
+
+
 def check_tag(text: str | None) -> str | None:
     """--tag NAME[:TAG] must be a valid image name (it names archives and layouts)."""
     if not text:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import add_command, add_platform_option, add_registry_options, emit, parse_key_value
+from .common import (
+    add_cache_options,
+    add_command,
+    add_platform_option,
+    add_registry_options,
+    emit,
+    parse_key_value,
+)
 
 log = logging.getLogger("ociforge")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.zstd")
@@ -68,6 +75,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--source-date-epoch", type=int, metavar="N",
                         help="timestamp for files and config (default $SOURCE_DATE_EPOCH or 0)")
     add_registry_options(parser)
+    add_cache_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -238,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
     tag = _io.check_tag(args.tag)
     destinations = [_io.destination(text, tag) for text in args.output]
     _io.check_distinct_outputs(destinations)
+    _io.check_offline(destinations, options)
     base_location = _io.source(args.base)
     specs = [parse_layer_spec(text) for text in args.layer]
     changes = _changes(args)

@@ -37,11 +37,26 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
                        help="retries of a failed request (default 5, or $OCIFORGE_RETRIES)")
 
 
+def add_cache_options(parser: argparse.ArgumentParser, keep_pulled_blobs: bool = True) -> None:
+    """--cache-dir, --no-cache, --offline; ``keep_pulled_blobs`` False: registry blobs read
+    are not stored (a copy's destination already is the copy)."""
+    group = parser.add_argument_group("cache (see `ociforge cache --help`)")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="the cache folder (default $OCIFORGE_CACHE_DIR, else "
+                       "$XDG_CACHE_HOME/ociforge, else ~/.cache/ociforge)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="neither read nor write the cache (the result is the same)")
+    group.add_argument("--offline", action="store_true",
+                       help="read registry images from the cache only; a tag means the digest "
+                       "it last resolved to")
+    parser.set_defaults(keep_pulled_blobs=keep_pulled_blobs)
+
+
 MAX_CHUNK = 1 << 30     # a chunk is held in memory while it is sent
 
 
 def parse_size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     raw = text.strip().lower().removesuffix("b").removesuffix("i")
     mult = 1
     if raw and raw[-1] in units:
@@ -81,7 +96,32 @@ def make_options(args: argparse.Namespace) -> Any:
     )
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     return Options(platform=platform, all_platforms=all_platforms, registry=registry,
-                   progress=progress or getattr(args, "verbose", 0) > 0)
+                   progress=progress or getattr(args, "verbose", 0) > 0,
+                   cache=_cache_options(args))
+
+
+def _cache_options(args: argparse.Namespace) -> Any:
+    """The cache of a command that takes --cache-dir/--no-cache/--offline (else none)."""
+    from ...options import CacheOptions
+
+    if not hasattr(args, "no_cache"):
+        return CacheOptions()
+    from ...cache.location import cache_options
+
+    return cache_options(args.cache_dir, args.no_cache, args.offline,
+                         max_size=cache_max_size(),
+                         keep_pulled_blobs=getattr(args, "keep_pulled_blobs", True))
+
+
+def cache_max_size() -> int:
+    """$OCIFORGE_CACHE_MAX_SIZE (e.g. 20G), else the default cap."""
+    from ...options import DEFAULT_CACHE_MAX
+
+    text = os.environ.get("OCIFORGE_CACHE_MAX_SIZE", "").strip()
+    try:
+        return parse_size(text) if text else DEFAULT_CACHE_MAX
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"$OCIFORGE_CACHE_MAX_SIZE: {exc}") from None
 
 
 _REGISTRY_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"

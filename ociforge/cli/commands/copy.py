@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_command, add_platform_option, add_registry_options, emit
+from .common import add_cache_options, add_command, add_platform_option, add_registry_options, emit
 
 
 def register(sub: Any) -> None:
@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
                         help="name recorded in archives (and tag of layouts) without one")
     add_platform_option(parser)
     add_registry_options(parser)
+    add_cache_options(parser, keep_pulled_blobs=False)
     parser.set_defaults(func=run)
 
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     tag = _io.check_tag(args.tag)
     destinations = [_io.destination(text, tag) for text in args.dest]
     _io.check_distinct_outputs(destinations)
+    _io.check_offline(destinations, options)
     source = _io.source(args.src)
     artifact = resolve_platform(source.read(options), options)
     results = _io.write_all(artifact, destinations, options)

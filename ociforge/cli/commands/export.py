@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from .common import add_command, add_platform_option, add_registry_options, emit, make_options
+from .common import (
+    add_cache_options,
+    add_command,
+    add_platform_option,
+    add_registry_options,
+    emit,
+    make_options,
+)
 
 
 def register(sub: Any) -> None:
@@ -54,6 +61,7 @@ def register(sub: Any) -> None:
                         "license and credential files found in them (the report says so)")
     add_platform_option(parser, allow_all=False)
     add_registry_options(parser)
+    add_cache_options(parser)
     parser.set_defaults(func=run)
 
 
