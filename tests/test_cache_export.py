@@ -274,3 +274,23 @@ def test_processes_sharing_one_cache(app: Path, tmp_path: Path) -> None:
     assert "damaged" not in last.stderr and "does not hash" not in last.stderr
     leftovers = [p for p in (tmp_path / "shared-cache").rglob("*.tmp")]
     assert leftovers == []
+
+
+def test_a_database_server_is_always_read_again(cli: Any, app: Path, tmp_path: Path,
+                                                postgres: Any) -> None:
+    from tools import require_module
+
+    require_module("psycopg")
+    postgres.psql("DROP TABLE IF EXISTS cached_scores; CREATE TABLE cached_scores (player text "
+                  "PRIMARY KEY, points int); INSERT INTO cached_scores VALUES ('zoe', 3); "
+                  "ALTER TABLE cached_scores OWNER TO exporter;")
+    toml = app / "ociforge.toml"
+    toml.write_text(toml.read_text().replace(
+        'source = "sqlite:///data/greetings.db"\ntable = "greetings"',
+        f'source = "{postgres.url}"\ntable = "cached_scores"'))
+    first, _, _ = export(cli, app, tmp_path / "one")
+    postgres.psql("UPDATE cached_scores SET points = 4")       # nothing on disk says so
+    digest, err, _ = export(cli, app, tmp_path / "two")
+    assert "reading table cached_scores" in err
+    assert digest != first
+    assert digest == export(cli, app, tmp_path / "three", "--no-cache")[0]

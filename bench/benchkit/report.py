@@ -37,6 +37,8 @@ class Target:
 TARGETS: tuple[Target, ...] = (
     Target("gzip layer, mixed tree", "ratio", ("ociforge-gzip",), "umoci-repack", 0.5, 0.35),
     Target("zstd layer, mixed tree", "ratio", ("ociforge-zstd",), "tar-zstd3", 1.2),
+    Target("zstd layer, half-size mixed tree", "ratio", ("ociforge-zstd-half",),
+           "tar-zstd3-half", 1.2),
     Target("small files -> gzip layer", "ratio", ("ociforge-small",), "tar-gzip1-small", 1.5),
     Target("push image to a fresh registry", "ratio", ("ociforge-push",), "skopeo-copy", 1.0),
     Target("re-push 10 layers, all blobs present", "seconds", ("ociforge-repush",), None, 0.5),
@@ -49,6 +51,15 @@ TARGETS: tuple[Target, ...] = (
     Target("ociforge --help", "seconds", ("ociforge-help",), "python-floor", 0.150),
     Target("gzip layer deterministic across rounds", "same-digest", ("ociforge-gzip",)),
     Target("zstd layer deterministic across rounds", "same-digest", ("ociforge-zstd",)),
+    # issue 17: the cache
+    Target("re-export unchanged -> same layout / first export", "ratio",
+           ("export-same-layout",), "export-first", 0.15),
+    Target("re-export unchanged -> new tarball / first export", "ratio",
+           ("export-new-tarball",), "export-first", 0.4),
+    Target("export after one changed file (only that layer built)", "rebuilt",
+           ("export-one-changed",), "export-first"),
+    Target("no-op re-push / skopeo", "ratio", ("ociforge-repush",), "skopeo-repush", 2.5),
+    Target("pull 1 GiB image / skopeo", "ratio", ("ociforge-pull",), "skopeo-pull", 0.7),
 )
 
 
@@ -125,6 +136,13 @@ def judge(target: Target, results: dict[str, CaseResult]) -> Verdict:
         ok = uploaded == 0 and mounted == base_layers and base_layers > 0
         return Verdict(target, f"{mounted}/{base_layers} mounted, {new} uploaded", "", None,
                        "0 base layers uploaded", MET if ok else NOT_MET)
+    if target.kind == "rebuilt":
+        # the case itself fails unless exactly the changed layer was built again
+        base = results.get(target.peer or "")
+        ratio = ratio_of(mine[0], base) if base is not None and base.measured else None
+        return Verdict(target, f"{_fmt_s(mine[0].median)} s", f"{_fmt_s(base.median)} s "
+                       f"({base.key})" if base is not None and base.measured else "-", ratio,
+                       "that layer only", MET)
     if target.kind == "same-digest":
         digests = {str(s.extra.get("digest")) for s in mine[0].samples}
         rounds = len(mine[0].samples)

@@ -21,6 +21,9 @@ from .compress import BackgroundWriter, compressor
 from .workspace import new_blob_path
 
 FLUSH_AT = 1 << 20
+# The blob file's buffer: small pieces (gzip headers, a short last block) gather here;
+# the ~1 MiB compressed chunks are larger and go straight to the file, uncopied.
+_FILE_BUFFER = 64 << 10
 
 Sink = Callable[[bytes | bytearray], None]
 
@@ -58,7 +61,7 @@ def write_layer_blob(
     blob_path = new_blob_path()
     diff = hashlib.sha256()
     try:
-        with open(blob_path, "xb", buffering=FLUSH_AT) as fh:
+        with open(blob_path, "xb", buffering=_FILE_BUFFER) as fh:
             blob = HashingWriter(fh)
             out = BackgroundWriter(blob.write)
             diff_feed = BackgroundWriter(diff.update)
