@@ -151,7 +151,8 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
 def _scan_key(layer: Layer, policy: Policy, settings: RewriteSettings) -> str:
     return scan_cache.scan_key(layer, scan_cache.rules_text(policy.file_rules,
                                                             policy.content_rules),
-                               settings.compression, scan_cache.rules_text(settings.docker))
+                               settings.compression, scan_cache.rules_text(settings.docker),
+                               (__name__, "ociforge.app.tarblob", "ociforge.app.policy"))
 
 
 def _reused_scan(cache: Cache | None, key: str | None, index: int, layer: Layer,

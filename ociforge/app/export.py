@@ -424,7 +424,7 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: _Plan
     return build_layer_cached(
         plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
         settings, skip=skip, replay=replay, rules=rules,
-        what=f"{role} layer {layer_spec.src}")
+        deciders=(__name__, "ociforge.app.policy"), what=f"{role} layer {layer_spec.src}")
 
 
 def _table_layers(plan: _Plan, settings: BuildSettings, tmp: Path, report: Report
@@ -477,7 +477,8 @@ def _table_entry(plan: _Plan, table: TableSpec, settings: BuildSettings,
     parts = [table.name, table.source, table.table or "", table.query or "", table.format,
              table.dest, str(db.path.resolve())]
     return table_cache.table_entry(plan.cache, db.path, parts, settings,
-                                   f"table {table.name}", table.format == "parquet")
+                                   f"table {table.name}", table.format == "parquet",
+                                   ("ociforge.app.tables",))
 
 
 def _config_changes(image: Image, plan: _Plan, report: Report, used: set[str]

@@ -25,8 +25,7 @@ from .store import Cache, record_name
 log = logging.getLogger("ociforge.cache")
 
 FORMAT = "base-1"
-SCANNERS = ("ociforge.app.baselayers", "ociforge.app.tarblob", "ociforge.layers.tarsafe",
-            "ociforge.layers.decompress")
+READERS = ("ociforge.layers.tarsafe", "ociforge.layers.decompress")
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,10 @@ class ScanRecord:
     rewritten: Layer | None
 
 
-def scan_key(layer: Layer, rules: str, compression: str, settings: str) -> str:
-    return record_name(FORMAT, code_fingerprint(SCANNERS + LAYER_WRITERS),
+def scan_key(layer: Layer, rules: str, compression: str, settings: str,
+             scanners: tuple[str, ...]) -> str:
+    """``scanners``: the modules (by name) of the caller's scanning and rewriting code."""
+    return record_name(FORMAT, code_fingerprint(scanners + READERS + LAYER_WRITERS),
                        compressor_versions(compression), settings, rules,
                        str(layer.digest), layer.media_type)
 

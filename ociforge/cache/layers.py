@@ -148,13 +148,15 @@ class _CheckedOpener:
 def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
                        settings: BuildSettings, *, skip: SkipCallback | None = None,
                        replay: Replay | None = None, rules: str = "",
-                       removes: Sequence[str] = (), what: str = "layer") -> BuildResult:
+                       deciders: tuple[str, ...] = (), removes: Sequence[str] = (),
+                       what: str = "layer") -> BuildResult:
     """``build_layer``, answered from the cache when the sources are unchanged.
 
     ``skip`` decides (and may record) what the walk leaves out; on reuse
     ``replay(image_path, reason)`` is called instead, once for each entry the
     build's ``skip`` left out, so the caller's report comes out the same.
-    ``rules`` must name everything ``skip`` decides by.
+    ``rules`` must name everything ``skip`` decides by, and ``deciders`` the
+    modules (by name) whose code decides.
     """
     if cache is None:
         return build_layer(sources, settings, removes=removes, skip=skip)
@@ -163,7 +165,7 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
     except Unreadable as exc:
         log.info("%s not looked up (%s)", what, exc)
         return build_layer(sources, settings, removes=removes, skip=skip)
-    head = _head(settings, sources, removes, rules)
+    head = _head(settings, sources, removes, rules, deciders)
     key = record_name(FORMAT, head, before.digest)
     reused = _reuse(cache, key, sources, settings, removes, replay, what)
     if reused is not None:
@@ -193,9 +195,9 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
 
 
 def _head(settings: BuildSettings, sources: Sequence[LayerSource], removes: Sequence[str],
-          rules: str) -> str:
+          rules: str, deciders: tuple[str, ...]) -> str:
     return json.dumps([
-        code_fingerprint(LAYER_WRITERS), compressor_versions(settings.compression),
+        code_fingerprint(LAYER_WRITERS + deciders), compressor_versions(settings.compression),
         settings_text(settings), rules,
         [[os.path.abspath(s.src), s.dest, list(s.exclude)] for s in sources], list(removes),
     ])

@@ -170,25 +170,33 @@ class _Keeping:
     """A blob stream that also goes into the cache (kept only if it hashes right at EOF).
 
     With a ``limit``, only blobs up to that size are kept (configs and such, when the
-    command's destination already holds the layers).
+    command's destination already holds the layers); they are gathered in memory.
     """
 
     def __init__(self, raw: IO[bytes], cache: Cache, digest: Digest, limit: int | None):
         self._raw = raw
-        self._writer = cache.blob_writer(digest)
-        self._sink = self._writer.__enter__()
-        self._left = limit
+        self._cache = cache
+        self._digest = digest
+        self._small: bytearray | None = bytearray() if limit is not None else None
+        self._limit = limit or 0
+        self._writer = cache.blob_writer(digest) if limit is None else None
+        self._sink = self._writer.__enter__() if self._writer is not None else None
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
         if data:
-            if self._left is not None:
-                self._left -= len(data)
-                if self._left < 0:
-                    self._sink.discard()
-            self._sink.write(data)
+            if self._sink is not None:
+                self._sink.write(data)
+            elif self._small is not None:
+                self._small += data
+                if len(self._small) > self._limit:
+                    self._small = None
         elif n != 0:
-            self._sink.commit()
+            if self._sink is not None:
+                self._sink.commit()
+            elif self._small is not None:
+                self._cache.add_blob_bytes(bytes(self._small), self._digest)
+                self._small = None
         return data
 
     def readable(self) -> bool:
@@ -198,7 +206,8 @@ class _Keeping:
         try:
             self._raw.close()
         finally:
-            self._writer.__exit__(None, None, None)
+            if self._writer is not None:
+                self._writer.__exit__(None, None, None)
 
     def __enter__(self) -> _Keeping:
         return self

@@ -261,8 +261,9 @@ class Cache:
                     info = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if stat.S_ISREG(info.st_mode):
-                    items.append(_Item(Path(entry.path), info.st_size, info.st_mtime, kind))
+                if stat.S_ISREG(info.st_mode):  # what it takes on disk (a record: a block)
+                    size = max(info.st_size, info.st_blocks * 512)
+                    items.append(_Item(Path(entry.path), size, info.st_mtime, kind))
         return items
 
     def usage(self) -> Usage:
@@ -289,8 +290,6 @@ class Cache:
         for item in items:
             if size <= limit:
                 break
-            if item.kind != "blob" and not everything:
-                continue        # records are tiny; they go with their blobs below
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(item.path)
                 result.removed_files += 1
@@ -414,7 +413,7 @@ class _BlobSink:
 
 def _temp_name(target: Path) -> Path:
     """A fresh name next to ``target`` (same file system: the rename is atomic)."""
-    return target.parent / f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    return target.parent / f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
 
 
 def _clone_or_copy(source: Path, target: Path) -> None:

@@ -49,8 +49,10 @@ class TableEntry:
 
 
 def table_entry(cache: Cache | None, database: str | os.PathLike[str], parts: Sequence[str],
-                settings: BuildSettings, what: str, parquet: bool) -> TableEntry | None:
-    """The cache entry of a table read from the SQLite file ``database`` (None: no cache)."""
+                settings: BuildSettings, what: str, parquet: bool,
+                readers: tuple[str, ...]) -> TableEntry | None:
+    """The cache entry of a table read from the SQLite file ``database`` (None: no cache);
+    ``readers`` names the modules of the caller's snapshot code."""
     if cache is None:
         return None
     watched = tuple(os.fspath(database) + suffix for suffix in JOURNALS)
@@ -61,7 +63,7 @@ def table_entry(cache: Cache | None, database: str | os.PathLike[str], parts: Se
     versions = [sys.version.split()[0], sqlite3.sqlite_version]
     if parquet:
         versions.append(_pyarrow_version())
-    key = record_name(FORMAT, code_fingerprint((*LAYER_WRITERS, "ociforge.app.tables")),
+    key = record_name(FORMAT, code_fingerprint(readers + LAYER_WRITERS),
                       compressor_versions(settings.compression), settings_text(settings),
                       *versions, *parts, *states)
     return TableEntry(cache, key, watched, tuple(states), what)
