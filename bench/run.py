@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``make bench``: ociforge against its peers on the same seeded trees (issue 5).
+"""``make bench``: ociforge against its peers on the same seeded trees (issues 5 and 17).
 
 Builds the trees under a temporary folder, runs each group of measurements
 round by round (medians of N), judges the issue-5 targets as ratios
@@ -175,7 +175,7 @@ def render(s: Settings, results: list[CaseResult], verdicts: list[report.Verdict
     if s.size_name != "full":
         lines.append("- This is not the full-size run: the issue's targets are defined on the "
                      "full sizes, so treat the verdicts below as indicative only.")
-    lines += ["", "## Targets (issue 5)", "", "Ratio = ociforge median / peer median, "
+    lines += ["", "## Targets (issues 5 and 17)", "", "Ratio = ociforge median / peer median, "
               "measured side by side in this run; the status judges that ratio.  "
               "best/best (fastest round / fastest round) is shown for reading a run on a "
               "busy machine: it is less sensitive to other load.", ""]

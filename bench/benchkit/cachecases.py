@@ -1,4 +1,4 @@
-"""The cache's measurements (issue 17): re-exports, the no-op re-push, pulls.
+"""The cache's measurements: re-exports, the no-op re-push, pulls.
 
 * **export**: the benchmark application (a small base layout, a Python-like
   environment layer of many files, an application layer) exported first
