@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..model.index import Artifact
-from ..model.reference import Reference, normalize_registry
+from ..model.reference import Reference
 from ..options import Options, RegistryOptions
 from .locations import WriteResult
 
@@ -60,50 +60,18 @@ class RegistryLocation:
         return cls(Reference.parse(text))
 
     def read(self, options: Options) -> Artifact:
-        from ..cache.store import Cache
-        from ..remote.pull import pull
+        from ..cache.transfer import pull_cached
 
         ref = self.reference
-        cache = Cache.open(options.cache)
-        if cache is None:
-            return pull(client_for(ref.registry, options.registry), ref, options)
-        from ..cache.mounts import after_transfer
-        from ..cache.registry import CachedRegistry
-
-        source = CachedRegistry(normalize_registry(ref.registry), options.registry, cache,
-                                options.cache, lambda: client_for(ref.registry, options.registry))
-        artifact = pull(source, ref, options)
-        if source.connected is not None:
-            after_transfer(cache, source.connected, source.registry, ref.repository, artifact,
-                           None, "resolved")
-        return artifact
+        return pull_cached(ref, options, lambda: client_for(ref.registry, options.registry))
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
-        from ..cache.store import Cache
+        from ..cache.transfer import push_cached
 
         ref = self.reference
-        cache = Cache.open(options.cache)
-        registry = normalize_registry(ref.registry)
-        target = ref.tag if ref.tag is not None else str(artifact.digest)
-        if cache is not None and ref.digest in (None, artifact.digest):
-            from ..cache.repush import already_served
-
-            if already_served(cache, registry, ref.repository, target, artifact.digest,
-                              options.registry):
-                return WriteResult(str(artifact.digest), str(ref), artifact.media_type)
-        from ..remote.push import push
-
-        client = client_for(ref.registry, options.registry)
-        if cache is not None:
-            from ..cache.mounts import with_mount_sources
-
-            artifact = with_mount_sources(cache, registry, ref.repository, artifact)
-        result = push(client, ref, artifact, options)
-        if cache is not None:
-            from ..cache.mounts import after_transfer
-
-            after_transfer(cache, client, registry, ref.repository, artifact, target, "pushed")
-        return WriteResult(str(result.digest), str(self.reference), result.media_type)
+        digest, media_type = push_cached(ref, artifact, options,
+                                         lambda: client_for(ref.registry, options.registry))
+        return WriteResult(str(digest), str(ref), media_type)
 
     def __str__(self) -> str:
         return str(self.reference)
