@@ -294,3 +294,43 @@ def test_a_database_server_is_always_read_again(cli: Any, app: Path, tmp_path: P
     assert "reading table cached_scores" in err
     assert digest != first
     assert digest == export(cli, app, tmp_path / "three", "--no-cache")[0]
+
+
+def test_a_tree_that_changes_while_its_layer_is_built_is_not_stored(tmp_path: Path) -> None:
+    from ociforge.cache.layers import build_layer_cached
+    from ociforge.cache.store import Cache
+    from ociforge.layers.build import BuildSettings
+    from ociforge.layers.layerfiles import LayerSource
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (src / name).write_text(name)
+    cache = Cache(tmp_path / "cache")
+
+    def meddle(image_path: str, _host: Path) -> str | None:
+        if image_path.endswith("b.txt"):
+            (src / "a.txt").write_text("changed while the layer was built")
+        return None
+
+    build_layer_cached(cache, [LayerSource(src, "/x")], BuildSettings(), skip=meddle,
+                       replay=lambda _p, _r: None)
+    assert cache.usage().records["layers"] == 0
+    build_layer_cached(cache, [LayerSource(src, "/x")], BuildSettings(),
+                       skip=lambda _p, _h: None, replay=lambda _p, _r: None)
+    assert cache.usage().records["layers"] == 1
+
+
+def test_a_change_time_in_the_future_is_not_trusted(cli: Any, app: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that jumped back: every file seems changed 'later'; nothing is stored."""
+    import time
+
+    from ociforge.cache import layers
+
+    real = time.time_ns
+    monkeypatch.setattr(layers.time, "time_ns", lambda: real() - 3_600_000_000_000)
+    export(cli, app, tmp_path / "one")
+    monkeypatch.setattr(layers.time, "time_ns", real)
+    _, err, _ = export(cli, app, tmp_path / "two")
+    assert not any("runtime layer" in line or "files layer" in line for line in reused(err))
