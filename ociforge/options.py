@@ -3,9 +3,10 @@
 The library never looks at the process environment behind a caller's back:
 ``Options()`` is the same on every machine.  ``Options.from_env()`` is what the
 command line starts from (``OCIFORGE_TIMEOUT``, ``OCIFORGE_RETRIES``,
-``OCIFORGE_RETRY_BASE``, ``OCIFORGE_CHUNK_SIZE``, ``SOURCE_DATE_EPOCH``, ``CI``);
-its flags are then laid over it.  Every other read of a variable goes through
-:func:`environ_value`, so ``grep environ_value`` lists them all.
+``OCIFORGE_RETRY_BASE``, ``OCIFORGE_CHUNK_SIZE``, ``OCIFORGE_CACHE_MAX_SIZE``,
+``SOURCE_DATE_EPOCH``, ``CI``); its flags are then laid over it.  Every other read
+of a variable goes through :func:`environ_value`, so ``grep environ_value`` lists
+them all.
 """
 
 from __future__ import annotations
@@ -85,6 +86,36 @@ class RegistryOptions:
         )
 
 
+DEFAULT_CACHE_MAX = 10 << 30   # bytes; the cache is pruned (least recently used first) above
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """The local cache (ociforge.cache): where it lives and how a command may use it.
+
+    ``dir`` None means no cache: the library default.  The CLI resolves a folder
+    (``--cache-dir``, $OCIFORGE_CACHE_DIR, $XDG_CACHE_HOME/ociforge,
+    ~/.cache/ociforge) and checks it is usable before it sets one here.
+    """
+
+    dir: str | None = None
+    offline: bool = False                   # registry images from the cache only
+    max_size: int = DEFAULT_CACHE_MAX
+    keep_pulled_blobs: bool = True          # store registry blobs read (bases); copy does not
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CacheOptions:
+        """No cache folder yet (a command that uses one resolves it, see
+        ociforge.cache.location), and $OCIFORGE_CACHE_MAX_SIZE (e.g. 20G) as the cap."""
+        text = (environ_value("OCIFORGE_CACHE_MAX_SIZE", environ) or "").strip()
+        if not text:
+            return cls()
+        try:
+            return cls(max_size=parse_size(text))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"$OCIFORGE_CACHE_MAX_SIZE: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Options:
     """What a read, write or pipeline needs beyond the locations themselves."""
@@ -94,6 +125,7 @@ class Options:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     progress: bool = False
     source_date_epoch: int | None = None    # file mtimes and `created`; None: 0
+    cache: CacheOptions = field(default_factory=CacheOptions)
 
     def wanted_platform(self) -> Platform:
         return self.platform or Platform.host()
@@ -103,7 +135,8 @@ class Options:
         """Options as the environment sets them (what the command line starts from).
 
         ``SOURCE_DATE_EPOCH`` gives the timestamp, the ``OCIFORGE_*`` variables the
-        registry transport (:meth:`RegistryOptions.from_env`), and progress lines
+        registry transport (:meth:`RegistryOptions.from_env`) and the cache's size cap
+        (:meth:`CacheOptions.from_env`; no cache folder: commands pick one), and progress lines
         are on when stderr is a terminal outside CI (``CI`` set).
         """
         text = (environ_value("SOURCE_DATE_EPOCH", environ) or "").strip()
@@ -115,7 +148,7 @@ class Options:
             epoch = check_epoch(int(text), "SOURCE_DATE_EPOCH")
         progress = sys.stderr.isatty() and not environ_value("CI", environ)
         return cls(registry=RegistryOptions.from_env(environ), progress=progress,
-                   source_date_epoch=epoch)
+                   source_date_epoch=epoch, cache=CacheOptions.from_env(environ))
 
 
 def check_epoch(value: int, what: str = "source date epoch") -> int:
@@ -129,7 +162,7 @@ def check_epoch(value: int, what: str = "source date epoch") -> int:
 
 def parse_size(text: str) -> int:
     """``4M``, ``512k``, ``1GiB`` or a plain number of bytes (positive)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     raw = text.strip().lower().removesuffix("b").removesuffix("i")
     mult = 1
     if raw and raw[-1] in units:

@@ -16,7 +16,7 @@ from typing import IO, TextIO
 from .display import human
 
 
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -56,10 +56,10 @@ class Progress:
             self._draw()
 
     def _draw(self) -> None:
-        text = f"{self.label}  {_human(self.done)}"
+        text = f"{self.label}  {human_size(self.done)}"
         if self.total:
             pct = min(100, int(self.done * 100 / self.total))
-            text += f" / {_human(self.total)}  {pct}%"
+            text += f" / {human_size(self.total)}  {pct}%"
         end = "\r" if self.stream.isatty() else "\n"
         self.stream.write(text + end)
         self.stream.flush()
@@ -136,7 +136,7 @@ class Activity:
                 amount = self.measure()
             except OSError:
                 amount = None
-        size = f"  {_human(amount)}" if amount else ""
+        size = f"  {human_size(amount)}" if amount else ""
         return f"{self.label}{size}  {seconds:.1f}s" + (" done" if final else "")
 
     def _draw(self, final: bool = False) -> None:

@@ -85,6 +85,14 @@ BAD_INPUT: list[tuple[str, ...]] = [
     ("verify-signature", "--key", "{tmp}/missing.pub", "oci:{tmp}/src:t"),
     ("referrers", "Bad//x"),
     ("referrers", "oci:{tmp}/missing"),
+    # the cache
+    ("cache",),
+    ("cache", "prune", "--max-size", "lots"),
+    ("cache", "prune", "--all", "--max-size", "1G"),
+    ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--no-cache", "--cache-dir", "{tmp}/c"),
+    ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--no-cache", "--offline"),
+    ("copy", "oci:{tmp}/src:t", "127.0.0.1:9/a/b:t", "--offline"),
+    ("export", "{tmp}/badapp", "--offline", "--no-cache"),
 ]
 
 

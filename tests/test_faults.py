@@ -416,12 +416,19 @@ def test_pull_by_digest_refuses_a_corrupt_manifest(cli, tmp_path: Path, proxy: F
     assert not (out / "index.json").exists()
 
 
-def test_pull_by_tag_checks_docker_content_digest(cli, tmp_path: Path, proxy: FaultProxy,
+@pytest.mark.parametrize("cache", ["--no-cache", "--cache-dir"])
+def test_pull_by_tag_checks_docker_content_digest(cache: str, cli, tmp_path: Path,
+                                                  proxy: FaultProxy,
                                                   pushed: tuple[str, str]) -> None:
-    proxy.add(Rule("corrupt", method="GET", path=r"/manifests/t$", times=10_000))
+    """Without the cache the manifest is fetched by tag (checked against the registry's
+    Docker-Content-Digest); with it, the tag is resolved by HEAD and the manifest fetched
+    by that digest (checked against it): a corrupt body fails cleanly either way."""
+    proxy.add(Rule("corrupt", method="GET", path=r"/manifests/(t|sha256:[0-9a-f]{64})$",
+                   times=10_000))
     out = tmp_path / "out"
+    flags = ["--no-cache"] if cache == "--no-cache" else ["--cache-dir", str(tmp_path / "c")]
     code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
-                            "--retries", "1")
+                            "--retries", "1", *flags)
     failed_cleanly(code, stdout, err)
     assert not (out / "index.json").exists()
 

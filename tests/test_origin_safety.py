@@ -134,8 +134,9 @@ def test_redirect_chain_through_another_origin_carries_no_credentials(
             registry.tricks["manifest"] = lambda path: None if "back=1" in path else Answer(
                 307, {"Location": f"http://{middle.host}/hop"})
             docker_config(Path(_docker_config_dir()), registry.host)
+            # --no-cache: one GET of the tag (the cache would HEAD it first, a second hop)
             code, _, err = cli("copy", f"{registry.host}/app:t", f"oci:{tmp_path / 'o'}:t",
-                               "--timeout", "5")
+                               "--timeout", "5", "--no-cache")
         assert code == 0, err
         assert middle.connections == 1 and b"GET /hop " in middle.received
         assert leaked(middle.received) == []

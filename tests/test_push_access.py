@@ -139,6 +139,40 @@ def test_anonymous_push_to_a_token_registry_is_refused_and_says_login(
     assert not (tmp_path / "lay").exists()
 
 
+def test_a_push_access_check_left_for_the_cache_still_comes_before_any_write(
+        readonly_registry: RegistryServer, cli: Any, tmp_path: Path) -> None:
+    """The cache remembers this tag holding this very image on a registry that asked for
+    no credentials (a memory that no longer holds): the check waits for the image, the
+    re-push check's HEAD is refused, and push access is asked before the layout is made."""
+    from ociforge.cache.location import cache_options
+    from ociforge.cache.registry import remember_tag
+    from ociforge.cache.repush import remember_registry
+    from ociforge.cache.store import Cache
+    from ociforge.model.digest import Digest
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("deferred")
+    code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",
+                         f"oci:{tmp_path / 'first'}", "--no-cache")
+    assert code == 0, err
+    digest = Digest.parse(out.split()[0])
+    host = readonly_registry.host
+    cache = Cache.open(cache_options(None, False, False))
+    assert cache is not None
+    remember_registry(cache, host, f"http://{host}", needs_auth=False)
+    remember_tag(cache, host, "anon/deferred", "1", digest, "pushed")
+    mark = readonly_registry.log_mark()
+    code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",
+                         f"oci:{tmp_path / 'lay'}", "-o", f"{host}/anon/deferred:1")
+    assert code == 1 and out == ""
+    assert "no push access to anon/deferred for anonymous" in err, err
+    assert not (tmp_path / "lay").exists()
+    seen = readonly_registry.requests_since(mark)
+    assert seen[0] == ("HEAD", "/v2/anon/deferred/manifests/1", 401), seen
+    assert not any(method in ("PUT", "PATCH") for method, _, _ in seen), seen
+
+
 def test_wrong_basic_password_is_refused_before_the_layout_is_made(
         tls_registry: RegistryServer, cli: Any, tmp_path: Path) -> None:
     _login(tls_registry.host, tls_registry.username or "", "not-the-password")

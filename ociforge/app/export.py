@@ -13,13 +13,18 @@ written and the report last.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from ..cache import tables as table_cache
+from ..cache.layers import build_layer_cached
+from ..cache.store import Cache
 from ..display import path_fields
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
@@ -28,6 +33,7 @@ from ..layers.compress import check_compression
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
 from ..model.jsonutil import JSONObject
+from ..model.layer import Layer
 from ..model.mutate import (
     ConfigChanges,
     annotate,
@@ -44,15 +50,20 @@ from ..pipeline.append import base_annotations, created_annotation, derived_anno
 from ..pipeline.outputs import Outputs, result_entry
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
+from .dburl import parse_db_url
 from .envfile import read_env_file
 from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
 from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
-from .spec import SPEC_NAME, AppSpec, PathSpec, load_spec
-from .tables import TableExport, open_database, require_pyarrow
+from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
+from .tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
 
 log = logging.getLogger("ociforge.export")
+
+# The modules whose code decides a table snapshot's bytes (the cache key holds their source).
+TABLE_READERS = ("ociforge.app.tables", "ociforge.app.tablesource", "ociforge.app.tablefiles",
+                 "ociforge.app.tabletypes", "ociforge.app.dburl")
 
 LICENSED_REFUSAL = (
     "application {name!r} is marked licensed = true: it needs a license to run, and its "
@@ -109,6 +120,7 @@ class ExportPlan:
     base: Location
     request: ExportRequest
     allow_env: tuple[str, ...] = ()
+    cache: Cache | None = None
 
     def run(self) -> ExportOutcome:
         """Assemble the image, write every destination, then the report, attach, sign."""
@@ -141,6 +153,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
     outputs = _outputs(spec, request)
+    outputs.check_offline(options)
     _check_sbom(request)
     if request.sign_key or request.attach_report or request.attach_sbom:
         from ..trust.sign import check_signable
@@ -198,6 +211,7 @@ def _base_location(spec: AppSpec) -> Location:
 
 def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     spec = plan.spec
+    plan.cache = Cache.open(plan.options.cache)
     base = resolve_platform(plan.base.read(plan.options), plan.options)
     assert isinstance(base, Image)
     base_digest = None if str(plan.base) == "scratch" else str(base.digest)
@@ -319,7 +333,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
     else:
         base, scans = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
-                                               settings.threads))
+                                               settings.threads), cache=plan.cache)
     for scan in scans:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
@@ -340,9 +354,16 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
 
 
 def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
-             ) -> Callable[[str, Path], str | None]:
+             ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
+    """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
+    one a reused layer left out; ``rules`` names everything ``skip`` decides by."""
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
+
+    def note(image_path: str, rule_name: str) -> None:
+        used.add(rule_name)
+        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
+                                      "rule": rule_name, "layer": role})
 
     def skip(image_path: str, host_path: Path) -> str | None:
         rule_name: str | None = None
@@ -356,42 +377,106 @@ def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
             rule_name = rule.name if rule else None
         if rule_name is None:
             return None
-        used.add(rule_name)
-        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
-                                      "rule": rule_name, "layer": role})
+        note(image_path, rule_name)
         return rule_name
 
-    return skip
+    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file,
+                  str(plan.platform)))
+    return skip, note, rules
 
 
 def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan,
            report: Report, used: set[str]) -> BuildResult:
     log.info("building %s layer from %s", role, layer_spec.src)
-    return build_layer([LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-                       settings, skip=_skipper(plan, role, report, used))
+    skip, replay, rules = _skipper(plan, role, report, used)
+    return build_layer_cached(
+        plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
+        settings, skip=skip, replay=replay, rules=rules,
+        deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
+        what=f"{role} layer {layer_spec.src}")
 
 
 def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: Report
                   ) -> list[tuple[str, str, BuildResult]]:
-    jobs = []
-    for i, table in enumerate(plan.spec.tables):
-        folder = tmp / str(i)
-        folder.mkdir()
-        jobs.append((table, folder, f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"))
-    log.info("reading %d table(s)", len(jobs))
-    with TableExport(plan.spec.root) as tables:  # one snapshot per database for all its tables
-        snaps = tables.snapshot_all(jobs)
+    """One layer per table.  The tables of one database come from one snapshot: a SQLite
+    database's tables are reused from the cache only when every one of them can be
+    (the file proves unchanged), else all of them are read again together."""
+    tables = plan.spec.tables
+    where = [f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]" for i in range(len(tables))]
+    entries = [_table_entry(plan, table, settings, w) for table, w in zip(tables, where,
+                                                                         strict=True)]
+    hits: dict[int, tuple[BuildResult, JSONObject]] = {}
+    for i, entry in enumerate(entries):
+        if entry is not None:
+            again = functools.partial(_table_again, plan, tables[i], settings, where[i])
+            reused = table_cache.reuse(entry, again)
+            if reused is not None and isinstance(reused[1].get("table"), dict):
+                hits[i] = (reused[0], reused[1])
+    by_source: dict[str, list[int]] = {}
+    for i, table in enumerate(tables):
+        by_source.setdefault(table.source, []).append(i)
+    done: dict[int, tuple[BuildResult, JSONObject]] = {}
+    jobs: list[int] = []
+    for members in by_source.values():
+        if all(i in hits for i in members):
+            done.update((i, hits[i]) for i in members)
+        else:
+            jobs += members
+    if jobs:
+        for i in jobs:
+            log.info("reading table %s", tables[i].name)
+            (tmp / str(i)).mkdir()
+        with TableExport(plan.spec.root) as export:  # one snapshot per database
+            snaps = export.snapshot_all([(tables[i], tmp / str(i), where[i]) for i in jobs])
+        for i, snap in zip(jobs, snaps, strict=True):
+            done[i] = _snapshot_layer(snap, settings)
+            entry = entries[i]
+            if entry is not None:
+                table_cache.store(entry, *done[i])
     out = []
-    for table, snap in zip(plan.spec.tables, snaps, strict=True):
-        os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
-        result = build_layer([LayerSource(snap.path, table.dest)], settings)
-        report.tables.append({"name": table.name, "source": snap.source_shown,
-                              "format": table.format, "dest": table.dest, "rows": snap.rows,
-                              "columns": list(snap.columns), "digest": str(snap.digest),
-                              "size": snap.size})
-        report.warnings += [w for w in snap.warnings if w not in report.warnings]
+    for i, table in enumerate(tables):
+        result, meta = done[i]
+        report.tables.append(cast(JSONObject, meta["table"]))
+        report.warnings += [w for w in cast(list[str], meta["warnings"])
+                            if w not in report.warnings]
         out.append(("table", table.name, result))
     return out
+
+
+def _snapshot_layer(snap: TableSnapshot, settings: BuildSettings
+                    ) -> tuple[BuildResult, JSONObject]:
+    """A table file's layer, and what the report says of it (its entry and warnings)."""
+    os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
+    result = build_layer([LayerSource(snap.path, snap.spec.dest)], settings)
+    table = snap.spec
+    entry: JSONObject = {"name": table.name, "source": snap.source_shown,
+                         "format": table.format, "dest": table.dest, "rows": snap.rows,
+                         "columns": list(snap.columns), "digest": str(snap.digest),
+                         "size": snap.size}
+    return result, {"table": entry, "warnings": list(snap.warnings)}
+
+
+def _table_again(plan: ExportPlan, table: TableSpec, settings: BuildSettings,
+                 where: str) -> Layer:
+    """A reused table layer whose cached blob turned out damaged: read the table again."""
+    with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as folder:
+        snap = snapshot_table(table, plan.spec.root, Path(folder), where)
+        return _snapshot_layer(snap, settings)[0].layer
+
+
+def _table_entry(plan: ExportPlan, table: TableSpec, settings: BuildSettings,
+                 where: str) -> table_cache.TableEntry | None:
+    """A SQLite table's cache entry; None for a database server (always read again)."""
+    if plan.cache is None:
+        return None
+    db = parse_db_url(table.source, plan.spec.root, where)
+    if db.kind != "sqlite" or db.path is None:
+        return None
+    parts = [table.name, table.source, table.table or "", table.query or "", table.format,
+             table.dest, str(db.path.resolve())]
+    return table_cache.table_entry(plan.cache, db.path, parts, settings,
+                                   f"table {table.name}", table.format == "parquet",
+                                   TABLE_READERS)
 
 
 def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[str]

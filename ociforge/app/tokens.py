@@ -63,7 +63,9 @@ class TokenFormat:
     word_start: bool = True
     starts: tuple[str, ...] = ()
     whole: bool = False             # the value must be this token and nothing else
-    check: Callable[[bytes], bool] | None = None   # a further test of the whole match
+    # A further test of the whole match.  Not in the repr: a function's repr holds its
+    # address, and the repr of the rules keys the cache (the code of this module does).
+    check: Callable[[bytes], bool] | None = field(default=None, repr=False)
     once: bool = False              # the regex is tried once, at the start of the text
     inside: str = ""                # characters that, right before a start, mean "inside"
     compiled: re.Pattern[bytes] = field(init=False, repr=False, compare=False)

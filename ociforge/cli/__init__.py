@@ -37,7 +37,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; for ``ociforge COMMAND ...`` only that command's module is loaded.
+
+    Building every command's parser costs more than many commands take to run
+    (a no-op push, say); ``--help`` and unknown commands still see them all.
+    """
     parser = _Parser(
         prog=PROG,
         description="Daemonless OCI image assembler: build, copy, push and export images "
@@ -51,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import commands
 
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__)
+                   if not info.name.startswith("_") and info.name != "common")
+    wanted = _command_module(argv, names)
+    for name in [wanted] if wanted else names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         module.register(sub)
     return parser
 
@@ -66,6 +72,17 @@ class _OneLineFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = human(record.message)
         return super().formatMessage(record)
+
+
+def _command_module(argv: Sequence[str], names: list[str]) -> str | None:
+    """The module of the command ``argv`` names, if it names one before any --help."""
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            return None
+        if not arg.startswith("-"):
+            name = arg.replace("-", "_")
+            return name if name in names and "_" not in arg else None
+    return None
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -92,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list == ["--version"]:
         print(f"{PROG} {__version__}")
         return 0
-    parser = build_parser()
+    parser = build_parser(args_list)
     try:
         args = parser.parse_args(args_list)
     except UsageError as exc:

@@ -57,6 +57,35 @@ def names_registry(component: str) -> bool:
             or component.lower() != component)
 
 
+def host_and_port(text: str) -> tuple[str, int | None]:
+    """A registry's ``host[:port]`` as (host, port); an IPv6 host loses its brackets."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    return host, int(port) if port.isascii() and port.isdigit() else None
+
+
+def is_loopback_name(name: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (a host name without a port)."""
+    import ipaddress
+
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1, written as host[:port] (a registry name)."""
+    return is_loopback_name(host_and_port(host)[0])
+
+
 def parse_registry(text: str) -> str:
     """A registry named on its own (``login``, ``logout``), normalised.
 

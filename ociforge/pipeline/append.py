@@ -175,6 +175,7 @@ def plan_append(request: AppendRequest) -> AppendPlan:
     if not request.destinations:
         raise InvalidInputError("append needs at least one destination")
     outputs = Outputs.parse(request.destinations, default_name=tag)
+    outputs.check_offline(options)
     base = open_source(request.base)
     specs = tuple(item if isinstance(item, LayerSpec) else parse_layer_spec(item)
                   for item in request.layers)

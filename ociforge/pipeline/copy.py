@@ -53,6 +53,7 @@ def plan_copy(source: str | Location, destinations: Sequence[str | Location],
     if not destinations:
         raise InvalidInputError("copy needs at least one destination")
     outputs = Outputs.parse(destinations, default_name=name)
+    outputs.check_offline(options)
     location = open_source(source)
     outputs.check_push_access(options)
     return CopyPlan(location, outputs, options)

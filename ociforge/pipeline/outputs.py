@@ -40,6 +40,9 @@ class Outputs:
     locations: tuple[Location, ...]
     results: list[WriteResult] = field(default_factory=list)
     started: bool = False
+    # registry destinations whose push-access check waits for the artifact (see
+    # check_push_access); settled before the first write
+    deferred: list[Reference] = field(default_factory=list)
 
     @classmethod
     def parse(cls, destinations: Sequence[str | Location], *, default_name: str | None = None,
@@ -73,23 +76,49 @@ class Outputs:
         for location in self.locations:
             location.check_compression(compression)
 
+    def check_offline(self, options: Options) -> None:
+        """--offline reads from the cache only: a registry destination cannot be written."""
+        if not options.cache.offline:
+            return
+        for location in self.locations:
+            if location.reference is not None:
+                raise InvalidInputError(f"--offline: cannot push to {location} (the registry "
+                                        "would be contacted)")
+
     def check_push_access(self, options: Options) -> None:
         """Ask every registry destination whether this run may push (AuthError if not).
 
         Nothing is written: a token's granted actions, or an upload session that
-        is opened and deleted again.  Each repository is asked once.
+        is opened and deleted again.  Each repository is asked once.  A destination
+        the cache may show to serve the image already (a tag it remembers on a
+        registry that asks for no credentials) is asked once the image is known,
+        still before the first write, and only when a push is needed after all.
         """
+        from ..cache.transfer import may_be_served
+
         asked: set[tuple[str, str]] = set()
         for reference in self.registry_references():
-            key = (reference.registry, reference.repository)
-            if key in asked:
+            if may_be_served(reference, options):
+                self.deferred.append(reference)
                 continue
-            asked.add(key)
-            from ..stores.registry import client_for
+            key = (reference.registry, reference.repository)
+            if key not in asked:
+                asked.add(key)
+                _ask_push_access(reference, options)
 
-            log.info("checking push access to %s/%s", *key)
-            client_for(reference.registry, options.registry).check_push_access(
-                reference.repository)
+    def _settle_deferred(self, artifact: Artifact, options: Options) -> set[Reference]:
+        """The deferred destinations that already serve ``artifact`` (nothing to push);
+        every other one is asked for push access now, before anything is written."""
+        from ..cache.transfer import served_already
+
+        served: set[Reference] = set()
+        for reference in self.deferred:
+            if served_already(reference, artifact, options):
+                served.add(reference)
+            else:
+                _ask_push_access(reference, options)
+        self.deferred = []
+        return served
 
     def registry_references(self) -> list[Reference]:
         """The references of the registry destinations, in order."""
@@ -105,11 +134,24 @@ class Outputs:
     def write(self, artifact: Artifact, options: Options) -> list[WriteResult]:
         """Write ``artifact`` to every destination not written yet, in order."""
         self.check_artifact(artifact)
+        served = self._settle_deferred(artifact, options)
         self.started = True
         for location in self.not_completed:
             log.info("writing %s to %s", artifact.digest.short, location)
+            if location.reference is not None and location.reference in served:
+                log.info("%s already serves %s", location, artifact.digest.short)
+                self.results.append(WriteResult(str(artifact.digest), str(location),
+                                                artifact.media_type))
+                continue
             self.results.append(location.write(artifact, options))
         return list(self.results)
+
+
+def _ask_push_access(reference: Reference, options: Options) -> None:
+    from ..stores.registry import client_for
+
+    log.info("checking push access to %s/%s", reference.registry, reference.repository)
+    client_for(reference.registry, options.registry).check_push_access(reference.repository)
 
 
 def result_entry(result: WriteResult) -> dict[str, str]:

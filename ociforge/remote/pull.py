@@ -10,6 +10,7 @@ platform only the matching child manifest is fetched, never every child.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import IO, Protocol
 
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
@@ -20,16 +21,26 @@ from ..model.jsonutil import MAX_DOCUMENT, parse_object
 from ..model.layer import Layer
 from ..model.loader import T, load_artifact, load_for_platform
 from ..model.reference import Reference
-from ..options import Options
-from .client import RegistryClient
+from ..options import Options, RegistryOptions
 from .parallel import run_parallel
+
+
+class PullSource(Protocol):
+    """What a pull reads: a RegistryClient, or one answering from a cache first."""
+
+    registry: str
+    options: RegistryOptions
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, Digest]: ...
+
+    def open_blob(self, repository: str, digest: Digest | str) -> IO[bytes]: ...
 
 
 class _Documents:
     """A repository as a DocumentSource for the shared loader: manifests by digest,
     configs as blobs (both verified and bounded), layers streamed lazily."""
 
-    def __init__(self, client: RegistryClient, ref: Reference):
+    def __init__(self, client: PullSource, ref: Reference):
         self.client = client
         self.repository = ref.repository
         self.source = ref.name
@@ -47,7 +58,7 @@ class _Documents:
                      self.source)
 
 
-def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
+def pull(client: PullSource, ref: Reference, options: Options) -> Artifact:
     """The artifact a reference names, resolved to one platform unless all are wanted."""
     data, media_type, digest = client.get_manifest(ref.repository, ref.identifier)
     if not mt.is_index(media_type):
@@ -65,7 +76,7 @@ def pull(client: RegistryClient, ref: Reference, options: Options) -> Artifact:
     return load_artifact(desc, documents, ref.name, document=data, map_children=parallel)
 
 
-def load_image(client: RegistryClient, ref: Reference, manifest_bytes: bytes) -> Image:
+def load_image(client: PullSource, ref: Reference, manifest_bytes: bytes) -> Image:
     """An image manifest already fetched from ``ref``, with its config."""
     declared = parse_object(manifest_bytes, "image manifest").get("mediaType")
     media_type = declared if isinstance(declared, str) else mt.OCI_MANIFEST

@@ -3,6 +3,8 @@
 requests takes one CA path per request, so an extra CA is combined with the
 default bundle in a temporary file.  Each Transport owns its ``CABundle``; the
 file is removed when the transport is closed (or collected, or at exit).
+Nothing here loads requests: the cache's re-push check (cache/repush.py)
+verifies TLS the same way without it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import os
 import tempfile
 import threading
 import weakref
-
-from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from ..fsutil import read_regular
 from ..options import environ_value
@@ -25,8 +25,13 @@ def default_verify() -> bool | str:
 
 
 def default_bundle_path() -> str:
-    return (environ_value("REQUESTS_CA_BUNDLE") or environ_value("SSL_CERT_FILE")
-            or str(DEFAULT_CA_BUNDLE_PATH))
+    """The file ``default_verify`` stands for (requests' own bundle is certifi's)."""
+    explicit = environ_value("REQUESTS_CA_BUNDLE") or environ_value("SSL_CERT_FILE")
+    if explicit:
+        return explicit
+    import certifi
+
+    return str(certifi.where())
 
 
 class CABundle:

@@ -12,7 +12,6 @@ needs any of these.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,9 +19,13 @@ from urllib.parse import urlsplit
 
 from urllib3.util import parse_url
 
+from ..model.reference import is_loopback, is_loopback_name
+
 if TYPE_CHECKING:
     from requests import PreparedRequest
     from requests.adapters import HTTPAdapter
+
+__all__ = ["Origin", "is_loopback", "mask_text", "mask_url", "origin_of", "unsafe"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -46,7 +49,7 @@ class Origin:
 
     @property
     def loopback(self) -> bool:
-        return _loopback_name(self.host)
+        return is_loopback_name(self.host)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -82,25 +85,6 @@ def origin_of(prepared: PreparedRequest, adapter: HTTPAdapter) -> Origin:
     host = str(params["host"] or "").lower().strip("[]")
     port = params["port"] or DEFAULT_PORTS.get(scheme, 0)
     return Origin(scheme, host, int(port))
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, 127.0.0.0/8 or ::1, written as host[:port] (a registry name)."""
-    name = host
-    if name.startswith("["):
-        name = name[1:].partition("]")[0]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    return _loopback_name(name)
-
-
-def _loopback_name(name: str) -> bool:
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def mask_url(url: str) -> str:

@@ -12,6 +12,7 @@ import shlex
 from typing import Any
 
 from .common import (
+    add_cache_options,
     add_command,
     add_platform_option,
     add_registry_options,
@@ -63,6 +64,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--source-date-epoch", type=int, metavar="N",
                         help="timestamp for files and config (default $SOURCE_DATE_EPOCH or 0)")
     add_registry_options(parser)
+    add_cache_options(parser)
     parser.set_defaults(func=run)
 
 

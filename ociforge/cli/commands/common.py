@@ -13,7 +13,7 @@ from ...errors import InvalidInputError
 if TYPE_CHECKING:
     from ...model.index import Artifact
     from ...model.jsonutil import JSONObject
-    from ...options import Options
+    from ...options import CacheOptions, Options
     from ...pipeline.outputs import Outputs
     from ...stores.locations import WriteResult
 
@@ -43,6 +43,21 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--retries", type=int, metavar="N",
                        help="retries of a failed or timed-out request (default 5, or "
                        "$OCIFORGE_RETRIES)")
+
+
+def add_cache_options(parser: argparse.ArgumentParser, keep_pulled_blobs: bool = True) -> None:
+    """--cache-dir, --no-cache, --offline; ``keep_pulled_blobs`` False: registry blobs read
+    are not stored (a copy's destination already is the copy)."""
+    group = parser.add_argument_group("cache (see `ociforge cache --help`)")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="the cache folder (default $OCIFORGE_CACHE_DIR, else "
+                       "$XDG_CACHE_HOME/ociforge, else ~/.cache/ociforge)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="neither read nor write the cache (the result is the same)")
+    group.add_argument("--offline", action="store_true",
+                       help="read registry images from the cache only; a tag means the digest "
+                       "it last resolved to")
+    parser.set_defaults(keep_pulled_blobs=keep_pulled_blobs)
 
 
 def make_options(args: argparse.Namespace) -> Options:
@@ -82,7 +97,19 @@ def make_options(args: argparse.Namespace) -> Options:
             check_number(timeout, "--timeout", *TIMEOUT_RANGE)),
     )
     return replace(base, platform=platform, all_platforms=all_platforms, registry=registry,
-                   progress=base.progress or getattr(args, "verbose", 0) > 0)
+                   progress=base.progress or getattr(args, "verbose", 0) > 0,
+                   cache=_cache_options(args, base.cache))
+
+
+def _cache_options(args: argparse.Namespace, base: CacheOptions) -> CacheOptions:
+    """The cache of a command that takes --cache-dir/--no-cache/--offline (else none)."""
+    if not hasattr(args, "no_cache"):
+        return base
+    from ...cache.location import cache_options
+
+    return cache_options(args.cache_dir, args.no_cache, args.offline,
+                         max_size=base.max_size,
+                         keep_pulled_blobs=getattr(args, "keep_pulled_blobs", True))
 
 
 def chunk_sizes_from(flags: list[str] | None, base: Options | None = None

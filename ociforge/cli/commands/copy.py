@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .common import (
+    add_cache_options,
     add_command,
     add_platform_option,
     add_registry_options,
@@ -25,6 +26,7 @@ def register(sub: Any) -> None:
                         help="name recorded in archives (and tag of layouts) without one")
     add_platform_option(parser)
     add_registry_options(parser)
+    add_cache_options(parser, keep_pulled_blobs=False)
     parser.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .common import (
+    add_cache_options,
     add_command,
     add_platform_option,
     add_registry_options,
@@ -69,6 +70,7 @@ def register(sub: Any) -> None:
                         "license and credential files found in them (the report says so)")
     add_platform_option(parser, allow_all=False)
     add_registry_options(parser)
+    add_cache_options(parser)
     parser.set_defaults(func=run)
 
 
