@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 
 from ..errors import InvalidInputError
@@ -58,8 +57,9 @@ def check_usable(path: str) -> str:
         raise Unusable(f"{path} belongs to another user")
     if info.st_mode & 0o022:
         raise Unusable(f"{path} is writable by other users (chmod go-w it to use it)")
+    probe = os.path.join(path, f".probe.{os.getpid()}.{os.urandom(4).hex()}")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=path)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise Unusable(f"cannot write in {path}: {exc.strerror}") from None
     os.close(fd)

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -306,6 +305,8 @@ class Cache:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         if everything:
+            import shutil
+
             for kind in ("blobs", *KINDS):
                 shutil.rmtree(self.base / kind, ignore_errors=True)
             size = 0
@@ -440,6 +441,8 @@ def _clone_or_copy(source: Path, target: Path) -> None:
                 dst.seek(0)
                 dst.truncate()
                 src.seek(0)
+        import shutil
+
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
