@@ -77,7 +77,7 @@ def verify_image(source: str | Location, options: Options | None = None, *,
     except OperationError as exc:
         problem = Problem(str(location), str(exc))
         return Verification(known_digest(location), Report([problem]), exc)
-    if options.platform is not None and not options.all_platforms:
+    if options.picks_platforms:
         artifact = resolve_platform(artifact, options)
     return Verification(str(artifact.digest), verify_artifact(artifact, deep=deep))
 
