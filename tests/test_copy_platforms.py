@@ -92,6 +92,12 @@ def test_copy_of_an_index_from_a_registry_with_a_list(cli: Any, registry: Any,
     assert [str(d.digest) for d, _ in back.children][:2] == [
         str(index.children[1][0].digest), str(index.children[2][0].digest)]
     assert cli("verify", f"oci:{tmp_path}/back:m")[0] == 0
+    # verify of a registry index checks the whole index, as of a layout
+    code, stdout, stderr = cli("verify", remote, "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["digest"] == str(index.digest)
+    # the index, three images, and the attestation manifest (the three are one blob here)
+    assert json.loads(stdout)["manifests"] == 5
 
 
 def test_copy_of_an_index_into_a_docker_archive_names_the_alternatives(

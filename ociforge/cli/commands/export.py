@@ -54,12 +54,14 @@ def register(sub: Any) -> None:
                         "(default $SOURCE_DATE_EPOCH, else 0)")
     parser.add_argument("--sign", metavar="KEY",
                         help="sign what was written with this private key (cosign-compatible; "
-                        "destinations must be oci:DIR or a registry)")
+                        "destinations must be oci:DIR or a registry); for several platforms "
+                        "the index and each platform's image")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the signing key's password from standard input "
                         "(else OCIFORGE_KEY_PASSWORD)")
     parser.add_argument("--attach-report", action="store_true",
-                        help="store the export report as an OCI artifact referring to the image")
+                        help="store the export report as an OCI artifact referring to the image "
+                        "(for several platforms: the index)")
     parser.add_argument("--sbom", metavar="FILE",
                         help="write an SPDX 2.3 JSON SBOM of the image (its packages and "
                         "licenses) here (needs ociforge[sbom])")
