@@ -380,3 +380,23 @@ def test_sign_attach_and_sbom_go_to_the_index(cli: Any, tmp_path: Path) -> None:
     assert names["SPDXRef-Image"]["versionInfo"] == index_digest
     assert [names[f"SPDXRef-Image-linux-{arch}"]["versionInfo"] for arch in ("amd64", "arm64")
             ] == children
+
+
+def test_all_names_the_bases_platforms_as_a_list_would(cli: Any, tmp_path: Path) -> None:
+    """A base that spells arm64 as arm64/v8 (as Docker Hub's images do): 'all' gives the
+    platform linux/arm64, so {variant} is empty as for --platform linux/arm64."""
+    layer = make_layer(tmp_path / "blobs", {"etc/os-release": b"ID=test\n"})
+    base = build_index([(append_layers(scratch(Platform("linux", arch, variant)), [layer]), None)
+                        for arch, variant in (("amd64", None), ("arm64", "v8"))])
+    Layout(tmp_path / "base").put(base, "1")
+    app = make_app(tmp_path, platform='"all"', base=f"oci:{tmp_path / 'base'}:1")
+    toml = app / "ociforge.toml"
+    toml.write_text(toml.read_text().replace('"runtime/{arch}"', '"runtime/{arch}{variant}"'))
+    code, stdout, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'out'}", "--json")
+    assert code == 0, stderr
+    assert [p["platform"] for p in json.loads(stdout)["platforms"]] == [AMD, ARM]
+    index = Layout(tmp_path / "out").read("latest")
+    assert isinstance(index, Index)
+    arm = index.children[1][1]
+    assert isinstance(arm, Image) and arm.config["variant"] == "v8"   # the base's own config
+    assert arm.config["history"][1]["created_by"] == "ociforge export: runtime runtime/arm64"

@@ -119,11 +119,12 @@ class ExportOutcome:
     attached_sboms: list[dict[str, str]] = field(default_factory=list)
     images: list[Image] = field(default_factory=list)
     inventories: list[Inventory] = field(default_factory=list)   # one per platform
+    platforms: list[Platform] = field(default_factory=list)      # of ``images``, as asked
 
     def platform_digests(self) -> list[dict[str, str]]:
         """``[{"platform", "digest"}]``: each platform's image."""
-        return [{"platform": str(image.platform), "digest": str(image.digest)}
-                for image in self.images]
+        return [{"platform": str(platform), "digest": str(image.digest)}
+                for platform, image in zip(self.platforms, self.images, strict=True)]
 
 
 @dataclass
@@ -240,8 +241,9 @@ def _platforms(spec: AppSpec, request: ExportRequest, base: Location
     artifact = base.read(dataclasses.replace(options, platform=None, platforms=(),
                                              all_platforms=True))
     if isinstance(artifact, Image):
-        return (artifact.platform or Platform.host(),), artifact
-    found = platforms_of(artifact)
+        return ((artifact.platform or Platform.host()).normalized(),), artifact
+    # normalised as a --platform list is, so that {variant} means the same either way
+    found = [platform.normalized() for platform in platforms_of(artifact)]
     if not found:
         raise InvalidPlatformError(f"base {spec.base!r} is an index with no platform images")
     return tuple(found), artifact
@@ -373,14 +375,14 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     report.image_digest = str(artifact.digest)
     report.media_type = artifact.media_type
     report.destinations = [result_entry(result) for result in results]
-    if len(images) > 1:
-        report.manifests = [{"platform": str(child.platform), "digest": str(image.digest)}
-                            for child, image in zip(children, images, strict=True)]
     outcome = ExportOutcome(artifact, report, results,
                             inventory=children[0].inventory if len(children) == 1 else None,
                             images=images,
                             inventories=[child.inventory for child in children
-                                         if child.inventory is not None])
+                                         if child.inventory is not None],
+                            platforms=[child.platform for child in children])
+    if len(images) > 1:
+        report.manifests = outcome.platform_digests()
     if request.report_path:
         from ..fsutil import write_output_bytes
 
@@ -776,9 +778,10 @@ def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
 
 def _inventories(children: Sequence[_Child], plan: ExportPlan, request: ExportRequest
                  ) -> None:
-    """Every platform's inventory (a layer several platforms share at the same place in
-    the same stack is read once), in its report; licensed software in any platform
-    that is neither allowed nor included is refused, naming the platform."""
+    """Every platform's inventory in its report (taken together: a layer several
+    platforms' images hold is read once for those that reach it together); licensed
+    software in any platform that is neither allowed nor included is refused, naming
+    the platform."""
     allow = plan.spec.licenses.allow
     if len(children) == 1:
         child = children[0]
@@ -859,8 +862,8 @@ def _write_sbom(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest
                                  image_digest=str(outcome.image.digest), epoch=plan.epoch)
     else:
         outcome.sbom = spdx_json_platforms(
-            [(str(image.platform), str(image.digest), inventory)
-             for image, inventory in zip(outcome.images, outcome.inventories, strict=True)],
+            [(entry["platform"], entry["digest"], inventory) for entry, inventory
+             in zip(outcome.platform_digests(), outcome.inventories, strict=True)],
             name=plan.spec.name, index_digest=str(outcome.image.digest), epoch=plan.epoch)
     if request.sbom_path:
         from ..fsutil import write_output_bytes
