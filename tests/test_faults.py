@@ -30,6 +30,7 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from imagegen import layout_with_image
+from progresslines import messages
 
 OCI_ACCEPT = ("application/vnd.oci.image.manifest.v1+json, "
               "application/vnd.oci.image.index.v1+json, "
@@ -153,7 +154,7 @@ def survived(code: int, err: str) -> None:
 def failed_cleanly(code: int, out: str, err: str, *, mentions: tuple[str, ...] = ()) -> None:
     assert code == 1, (code, out, err)
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge: error:"), err
     for word in mentions:  # "a|b": either

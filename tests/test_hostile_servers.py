@@ -27,6 +27,7 @@ from hostileregistry import (
     trickled,
 )
 from imagegen import layout_with_image
+from progresslines import messages
 
 from ociforge.errors import InvalidInputError
 from ociforge.model import mediatypes as mt
@@ -52,7 +53,7 @@ def src(tmp_path: Path) -> Path:
 
 def _one_line(code: int, err: str, codes: tuple[int, ...] = (1, 2)) -> None:
     assert code in codes, err
-    assert len(err.strip().splitlines()) == 1, err
+    assert len(messages(err)) == 1, err
     assert "Traceback" not in err and "RecursionError" not in err
     assert PASSWORD not in err
 
