@@ -50,6 +50,7 @@ from ..model.selection import platforms_of
 from ..options import Compression, ImageFormat, Options
 from ..pipeline.append import base_annotations, created_annotation, derived_annotations
 from ..pipeline.outputs import Outputs, result_entry
+from ..progress.events import NULL_TASK, Progress, Task
 from ..stores.locations import Location, Scratch, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .dburl import parse_db_url
@@ -151,7 +152,8 @@ class ExportPlan:
 
     def run(self) -> ExportOutcome:
         """Assemble the image, write every destination, then the report, attach, sign."""
-        return _assemble(self, self.request)
+        with self.outputs.running(self.options):
+            return _assemble(self, self.request)
 
 
 def export_app(request: ExportRequest) -> ExportOutcome:
@@ -525,25 +527,29 @@ def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRe
     signed = [digest]
     if isinstance(outcome.image, Index):
         signed += [str(image.digest) for image in outcome.images]
+    progress = Progress.of(plan.options)
     for location in plan.outputs:
         if request.attach_sbom and outcome.sbom is not None:
             from ..trust.referrers import attach_sbom
 
-            desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
+            with progress.task("attach", str(location), label=f"SBOM to {location}"):
+                desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
             outcome.attached_sboms.append({"location": str(location),
                                            "digest": str(desc.digest)})
         if request.attach_report:
             from ..trust.referrers import attach_report
 
-            desc = attach_report(location, outcome.report.to_json().encode(), plan.options,
-                                 digest=digest)
+            with progress.task("attach", str(location), label=f"report to {location}"):
+                desc = attach_report(location, outcome.report.to_json().encode(),
+                                     plan.options, digest=digest)
             outcome.attached.append({"location": str(location), "digest": str(desc.digest)})
         if request.sign_key:
             from ..trust.sign import sign_location
 
             for subject in signed:
-                info = sign_location(location, request.sign_key, request.key_password,
-                                     plan.options, digest=subject)
+                with progress.task("sign", str(location)):
+                    info = sign_location(location, request.sign_key, request.key_password,
+                                         plan.options, digest=subject)
                 outcome.signatures.append(info.to_dict())
 
 
@@ -563,7 +569,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
         base, found = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
                                                settings.threads), cache=plan.cache,
-            shared=scans)
+            shared=scans, progress=Progress.of(plan.options))
     for scan in found:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
@@ -618,11 +624,13 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: Expor
     log.info("building %s layer from %s", role, layer_spec.src)
     left_out: list[tuple[str, str]] = []
     skip, replay, rules = _skipper(plan, role, left_out)
-    result = build_layer_cached(
-        plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-        settings, skip=skip, replay=replay, rules=rules,
-        deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
-        what=f"{role} layer {layer_spec.src}")
+    what = f"{role} layer {layer_spec.src}"
+    with Progress.of(plan.options).task("build", what) as task:
+        result = build_layer_cached(
+            plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
+            settings, skip=skip, replay=replay, rules=rules,
+            deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
+            what=what, progress=task)
     return _Built(role, layer_spec.src, result, left_out)
 
 
@@ -655,10 +663,12 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[
         for i in jobs:
             log.info("reading table %s", tables[i].name)
             (tmp / str(i)).mkdir()
-        with TableExport(plan.spec.root) as export:  # one snapshot per database
+        progress = Progress.of(plan.options)
+        with TableExport(plan.spec.root, progress) as export:  # one snapshot per database
             snaps = export.snapshot_all([(tables[i], tmp / str(i), where[i]) for i in jobs])
         for i, snap in zip(jobs, snaps, strict=True):
-            done[i] = _snapshot_layer(snap, settings)
+            with progress.task("build", f"table layer {snap.spec.name}") as task:
+                done[i] = _snapshot_layer(snap, settings, task)
             entry = entries[i]
             if entry is not None:
                 table_cache.store(entry, *done[i])
@@ -669,11 +679,11 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[
     return out
 
 
-def _snapshot_layer(snap: TableSnapshot, settings: BuildSettings
+def _snapshot_layer(snap: TableSnapshot, settings: BuildSettings, progress: Task = NULL_TASK
                     ) -> tuple[BuildResult, JSONObject]:
     """A table file's layer, and what the report says of it (its entry and warnings)."""
     os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
-    result = build_layer([LayerSource(snap.path, snap.spec.dest)], settings)
+    result = build_layer([LayerSource(snap.path, snap.spec.dest)], settings, progress=progress)
     table = snap.spec
     entry: JSONObject = {"name": table.name, "source": snap.source_shown,
                          "format": table.format, "dest": table.dest, "rows": snap.rows,

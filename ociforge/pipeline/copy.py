@@ -41,8 +41,9 @@ class CopyPlan:
         options = self.options
         if not options.picks_platforms:
             options = replace(options, all_platforms=True)  # what is given is what is kept
-        artifact = resolve_platform(self.source.read(options), options)
-        results = self.outputs.write(artifact, self.options)
+        with self.outputs.running(self.options):
+            artifact = resolve_platform(self.source.read(options), options)
+            results = self.outputs.write(artifact, self.options)
         return CopyOutcome(artifact, self.source, tuple(results))
 
 

@@ -10,6 +10,7 @@ from .common import (
     add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -76,6 +77,7 @@ def register(sub: Any) -> None:
                         "base); default [app] platform, else the host's")
     add_registry_options(parser)
     add_cache_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -118,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     for signature in outcome.signatures:
         summary += "\n" + human(f"  signed   {signature['location']} "
                                 f"({signature['signature_tag']})")
-    print(summary, file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
                 "mediaType": outcome.image.media_type,
                 "platforms": outcome.platform_digests(),
