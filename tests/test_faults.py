@@ -315,6 +315,10 @@ def test_pull_survives_reset_mid_download(cli, tmp_path: Path, proxy: FaultProxy
 # -- stalls and timeouts --------------------------------------------------------------------
 
 STALL_FOREVER = 120.0   # far beyond any --timeout used here: waiting for it would show
+# --timeout bounds every answer of the run, the honest ones too: short enough that a stall
+# is given up soon, long enough that a loaded 2-core machine answers everything else in time
+TIMEOUT = "2"
+STALL = 5.0             # a stall that does end, after TIMEOUT
 
 
 def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultProxy,
@@ -322,7 +326,8 @@ def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultPro
     rule = proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", times=1,
                           delay=STALL_FOREVER))
     out = tmp_path / "out"
-    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t", "--timeout", "1")
+    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
+                       "--timeout", TIMEOUT)
     survived(code, err)
     assert rule.fired == 1 and rule.released == 0, "the stalled answer was not waited for"
     gets = proxy.arrived("GET", r"/blobs/sha256:")
@@ -332,9 +337,9 @@ def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultPro
 
 def test_push_survives_stalled_manifest_put(cli, registry: Any, proxy: FaultProxy,
                                             source: tuple[str, str]) -> None:
-    proxy.add(Rule("stall", method="PUT", path=r"/manifests/", times=1, delay=2))
+    proxy.add(Rule("stall", method="PUT", path=r"/manifests/", times=1, delay=STALL))
     repo = repo_name("stall-manifest")
-    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", TIMEOUT)
     survived(code, err)
     registry_has_image(registry, repo, "t", source[1])
 
@@ -357,9 +362,9 @@ def test_push_survives_a_stalled_blob_upload(cli, registry: Any, proxy: FaultPro
     see test_hostile_servers), and with parallel uploads which PUT comes first is chance."""
     small = _smallest_layer(source[0])
     rule = proxy.add(Rule("stall", method="PUT", path=rf"/blobs/uploads/.*digest={small}",
-                          times=1, delay=2))
+                          times=1, delay=STALL))
     repo = repo_name("stall-upload")
-    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", TIMEOUT)
     survived(code, err)
     assert rule.fired == 1
     registry_has_image(registry, repo, "t", source[1])
@@ -371,7 +376,7 @@ def test_pull_gives_up_on_a_registry_that_always_stalls(cli, tmp_path: Path, pro
                           delay=STALL_FOREVER))
     out = tmp_path / "out"
     code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
-                            "--timeout", "0.5", "--retries", "1")
+                            "--timeout", TIMEOUT, "--retries", "1")
     failed_cleanly(code, stdout, err)
     assert rule.fired == 2, "one attempt and one retry (--retries 1), each given up on"
     assert rule.released == 0, "no stalled answer was waited for"
