@@ -30,8 +30,9 @@ class Rule:
     """Fire ``action`` on requests whose method and path match, ``times`` times.
 
     Actions: ``status`` (answer ``status`` with optional ``headers`` and a JSON
-    error body ``code``), ``reset`` (close the connection after forwarding part
-    of the exchange), ``stall`` (sleep ``delay`` seconds before answering),
+    error body ``code``; to a HEAD, a Content-Length in ``headers`` is the one sent),
+    ``reset`` (close the connection after forwarding part of the exchange),
+    ``stall`` (sleep ``delay`` seconds before answering),
     ``corrupt`` (flip a byte of the response body), ``truncate`` (send half the
     body, then close), ``reject_large_chunks`` (416 for PATCH/PUT bodies over
     ``limit``), ``chunked_only`` (reject a PUT that carries the whole blob).
@@ -190,11 +191,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, code: str, headers: dict[str, str]) -> None:
         body = (b'{"errors":[{"code":"%s","message":"injected by faultproxy"}]}'
                 % code.encode())
+        length = str(len(body))
         self.send_response(status)
         for k, v in headers.items():
-            self.send_header(k, v)
+            if k.lower() == "content-length" and self.command == "HEAD":
+                length = v      # a HEAD sends no body: it may claim any length
+            else:
+                self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

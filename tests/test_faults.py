@@ -735,6 +735,77 @@ def test_push_survives_a_lost_answer(kind: str, cli, registry: Any, proxy: Fault
     assert rule.fired == 1
     survived(code, err)
     registry_has_image(registry, repo, "t", source[1])
+    if kind.startswith("PUT") and path == r"/blobs/uploads/":
+        # the resent PUT finds the session closed; a HEAD shows the commit happened, so
+        # the blob is not uploaded again
+        assert proxy.count("PUT", r"/blobs/uploads/.*digest=") == len(SIZES) + 2
+
+
+# -- refused blob commits ----------------------------------------------------------------------
+# A refused commit is checked with a HEAD: the blob the registry has (committed by another
+# writer, or by our own PUT whose answer was lost) is done; one it lacks, or answers for with
+# another size or digest, is uploaded again (bounded) and the registry's code is the error.
+
+def _layout_root(location: str) -> Path:
+    return Path(location.removeprefix("oci:").rsplit(":", 1)[0])
+
+
+@pytest.mark.parametrize("code", ["DIGEST_INVALID", "BLOB_UPLOAD_INVALID",
+                                  "BLOB_UPLOAD_UNKNOWN"])
+def test_refused_blob_commit_of_a_blob_the_registry_has_counts_as_done(
+        code: str, cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """The registry committed the blob (another writer's commit or our own) and answered
+    with a refusal: one HEAD shows the blob is there, nothing is uploaded again."""
+    rule = proxy.add(Rule("lost_answer", method="PUT", path=r"/blobs/uploads/", status=400,
+                          code=code, skip=1))
+    repo = repo_name(f"refused-commit-{code}")
+    code_, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1")
+    assert rule.fired == 1
+    survived(code_, err)
+    assert proxy.count("PUT", r"/blobs/uploads/") == len(SIZES) + 1   # layers and config
+    registry_has_image(registry, repo, "t", source[1])
+
+
+@pytest.mark.parametrize("times", [1, 100])
+def test_digest_invalid_for_a_blob_the_registry_lacks_restarts_once(
+        times: int, cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """DIGEST_INVALID for a blob the registry lacks (the HEAD answers 404): one new upload
+    session; a second DIGEST_INVALID is the error (our bytes hash the same every time)."""
+    rule = proxy.add(Rule("status", method="PUT", path=r"/blobs/uploads/", status=400,
+                          code="DIGEST_INVALID", times=times))
+    repo = repo_name("digest-invalid")
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1")
+    if times == 1:
+        survived(code, err)
+        assert proxy.count("PUT", r"/blobs/uploads/") == len(SIZES) + 2
+        registry_has_image(registry, repo, "t", source[1])
+    else:
+        failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
+        assert rule.fired == 2, "one restart, then the registry's code"
+
+
+@pytest.mark.parametrize("other", ["size", "digest"])
+def test_refused_blob_commit_stands_when_the_head_names_another_blob(
+        other: str, cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """After DIGEST_INVALID, a HEAD answering 200 for the digest but with another length
+    or naming another digest does not count as the blob: the upload restarts once, then
+    fails with the registry's own code."""
+    small = _smallest_layer(source[0])
+    size = next(layer["size"] for layer in _manifest_of(_layout_root(source[0]))["layers"]
+                if layer["digest"] == small)
+    headers = ({"Docker-Content-Digest": small, "Content-Length": str(size + 1)}
+               if other == "size" else
+               {"Docker-Content-Digest": "sha256:" + "0" * 64, "Content-Length": str(size)})
+    refusal = proxy.add(Rule("status", method="PUT", path=rf"/blobs/uploads/.*digest={small}",
+                             status=400, code="DIGEST_INVALID", times=100))
+    # the first HEAD is the push's own "is it there yet?" and reaches the registry (404)
+    head = proxy.add(Rule("status", method="HEAD", path=rf"/blobs/{small}$", status=200,
+                          headers=headers, skip=1, times=100))
+    repo = repo_name(f"refused-other-{other}")
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1")
+    failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
+    assert refusal.fired == 2, "one restart, then the registry's code"
+    assert head.fired == 2, "a HEAD after each refusal"
 
 
 def test_corrupt_base_layer_stops_append_and_export(cli, tmp_path: Path) -> None:
