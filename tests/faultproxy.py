@@ -44,6 +44,9 @@ class Rule:
     maps old text to new, e.g. to point a token realm at another proxy).
     ``lost_answer`` (forward, let the registry act, then answer ``status``
     instead of the registry's answer: the response was lost on the way back).
+    ``around`` (forward inside ``around()``, a context manager the test gives, left
+    once the registry has answered: it can put the real registry's storage, for this
+    one exchange, in the state a racing writer leaves it in for an instant).
     ``skip`` lets the first N matches through untouched.  ``released`` counts stalled
     exchanges whose delay ran out (so a test can tell a client that gave up on a stalled
     answer from one that waited for it, without timing anything).
@@ -56,6 +59,7 @@ class Rule:
     status: int = 503
     code: str = "UNAVAILABLE"
     headers: dict[str, str] = field(default_factory=dict)
+    around: Callable[[], contextlib.AbstractContextManager[object]] | None = None
     delay: float = 0.0
     limit: int = 0
     skip: int = 0
@@ -278,9 +282,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif self._body_length():
             body = _Reader(self._body_chunks())
             headers["Content-Length"] = str(self._body_length())
-        conn.request(self.command, self.path, body=body, headers=headers,  # type: ignore[arg-type]
-                     encode_chunked=chunked and self.command != "HEAD")
-        resp = conn.getresponse()
+        hook: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if rule is not None and rule.action == "around" and rule.around is not None:
+            hook = rule.around()
+        with hook:
+            conn.request(self.command, self.path, body=body,  # type: ignore[arg-type]
+                         headers=headers, encode_chunked=chunked and self.command != "HEAD")
+            resp = conn.getresponse()
         if rule is not None and rule.action == "lost_answer":
             resp.read()
             conn.close()

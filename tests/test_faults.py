@@ -11,6 +11,7 @@ proxy).  The terminal summary reports faults injected and survived.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -806,6 +807,126 @@ def test_refused_blob_commit_stands_when_the_head_names_another_blob(
     failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
     assert refusal.fired == 2, "one restart, then the registry's code"
     assert head.fired == 2, "a HEAD after each refusal"
+
+
+# -- writers racing in the registry ---------------------------------------------------------------
+# Registry 2.8 (filesystem storage) writes a blob's link file in place, truncate then write,
+# on every commit of that blob -- also when the blob is already there.  A manifest PUT that
+# reads the link in that instant is refused with DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN
+# although the blob is present: several pushes sharing blobs into one repository hit it (an
+# index naming a child manifest whose revision link is rewritten, likewise).  The rules below
+# empty the real link file around one exchange, as the racing commit does, and let the real
+# registry answer.
+
+def _link(registry: Any, repo: str, digest: str, kind: str = "_layers") -> Path:
+    """The registry's link file for a blob (``_layers``) or a manifest
+    (``_manifests/revisions``) of ``repo``."""
+    return (Path(registry.data_dir) / "docker" / "registry" / "v2" / "repositories" / repo /
+            kind / "sha256" / digest.split(":")[1] / "link")
+
+
+@contextlib.contextmanager
+def _link_rewritten(registry: Any, repo: str, digest: str,
+                    kind: str = "_layers") -> Iterator[None]:
+    link = _link(registry, repo, digest, kind)
+    text = link.read_bytes()
+    link.write_bytes(b"")
+    try:
+        yield
+    finally:
+        link.write_bytes(text)
+
+
+def _manifest_puts(registry: Any, mark: int) -> list[int]:
+    return [status for method, path, status in registry.requests_since(mark)
+            if method == "PUT" and "/manifests/" in path]
+
+
+def _after_refusal(proxy: FaultProxy, manifest: str) -> list[tuple[str, str, int]]:
+    """(method, path from /manifests/ or /blobs/, status) of the requests answered after
+    the first refusal (400) of the manifest PUT to a path ending in ``manifest``."""
+    answered = [(m, p[p.rfind("/", 0, p.rfind("/")):], status)
+                for m, p, status in proxy.requests]
+    first = answered.index(("PUT", manifest, 400))
+    return answered[first + 1:]
+
+
+def test_push_survives_a_commit_racing_its_manifest(cli, registry: Any, proxy: FaultProxy,
+                                                    source: tuple[str, str]) -> None:
+    repo = repo_name("racing-commit")
+    layer = _manifest_of(_layout_root(source[0]))["layers"][1]["digest"]
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/",
+                          around=lambda: _link_rewritten(registry, repo, layer)))
+    mark = registry.log_mark()
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    assert rule.fired == 1
+    survived(code, err)
+    assert _manifest_puts(registry, mark) == [400, 201]
+    log = registry.log_since(mark)
+    assert 'err.code="digest invalid"' in log and 'err.code="manifest blob unknown"' in log
+    registry_has_image(registry, repo, "t", source[1])
+
+
+def test_manifest_refused_for_a_present_blob_is_put_again_a_bounded_number_of_times(
+        cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    repo = repo_name("racing-forever")
+    layer = _manifest_of(_layout_root(source[0]))["layers"][0]["digest"]
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/", times=100,
+                          around=lambda: _link_rewritten(registry, repo, layer)))
+    mark = registry.log_mark()
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
+    assert rule.fired == 3
+    assert _manifest_puts(registry, mark) == [400, 400, 400]
+
+
+def test_index_refused_for_a_present_child_is_put_again(cli, registry: Any, proxy: FaultProxy,
+                                                        tmp_path: Path) -> None:
+    """The children of an index are checked with a HEAD each (not as blobs)."""
+    from image_factory import make_index
+
+    from ociforge.stores.layout import Layout
+
+    index = make_index(tmp_path / "src")
+    Layout(tmp_path / "layout").put(index, "m")
+    child = str(index.children[0][1].digest)
+    repo = repo_name("racing-child")
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/m$",
+                          around=lambda: _link_rewritten(registry, repo, child,
+                                                         "_manifests/revisions")))
+    mark = registry.log_mark()
+    code, _, err = cli("copy", f"oci:{tmp_path / 'layout'}:m", f"{proxy.host}/{repo}:m",
+                       "--platform", "all")
+    assert rule.fired == 1
+    survived(code, err)
+    assert _manifest_puts(registry, mark) == [201, 201, 400, 201]
+    assert ("HEAD", f"/manifests/{child}", 200) in _after_refusal(proxy, "/manifests/m")
+    resp = requests.get(f"http://{registry.host}/v2/{repo}/manifests/m",
+                        headers={"Accept": OCI_ACCEPT}, timeout=30)
+    assert resp.status_code == 200
+    assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == str(index.digest)
+
+
+def test_manifest_refused_for_a_missing_blob_fails_with_the_registrys_code(
+        cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """MANIFEST_BLOB_UNKNOWN for a blob that is really gone: the check finds it missing,
+    the manifest is not sent again, and the registry's code is what the user reads."""
+    repo = repo_name("blob-gone")
+    layer = _manifest_of(_layout_root(source[0]))["layers"][0]["digest"]
+
+    @contextlib.contextmanager
+    def link_removed() -> Iterator[None]:
+        _link(registry, repo, layer).unlink()
+        yield
+
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/", times=100,
+                          around=link_removed))
+    mark = registry.log_mark()
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    failed_cleanly(code, out, err, mentions=("MANIFEST_BLOB_UNKNOWN",))
+    assert rule.fired == 1
+    assert _manifest_puts(registry, mark) == [400]
+    assert ("HEAD", f"/blobs/{layer}", 404) in _after_refusal(proxy, "/manifests/t")
 
 
 def test_corrupt_base_layer_stops_append_and_export(cli, tmp_path: Path) -> None:
