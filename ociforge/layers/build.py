@@ -220,12 +220,14 @@ def _copy_file(
 
 
 def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out: _TarOut) -> int:
-    uid, gid, mtime = settings.uid, settings.gid, settings.epoch
+    mtime = settings.epoch
     first_of_inode: dict[tuple[int, int], bytes] = {}
     header = tf.header
     if settings.normalize_modes:
         ordered = [(path, replace(e, mode=normal_mode(e.kind, e.mode))) for path, e in ordered]
     for path, e in ordered:
+        uid = settings.uid if e.uid < 0 else e.uid
+        gid = settings.gid if e.gid < 0 else e.gid
         if e.kind == FILE:
             if e.inode is not None:
                 first = first_of_inode.get(e.inode)
@@ -237,11 +239,11 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
                     continue
                 first_of_inode[e.inode] = path
             out.write(header(path, mode=e.mode, uid=uid, gid=gid, size=e.size, mtime=mtime,
-                             typeflag=tf.REGTYPE))
+                             typeflag=tf.REGTYPE, xattrs=e.xattrs))
             _copy_file(e.host, e.size, out, e.ident)
         elif e.kind == DIR:
             out.write(header(path + b"/", mode=e.mode, uid=uid, gid=gid, size=0, mtime=mtime,
-                             typeflag=tf.DIRTYPE))
+                             typeflag=tf.DIRTYPE, xattrs=e.xattrs))
         elif e.kind == LINK:
             out.write(header(path, mode=e.mode, uid=uid, gid=gid, size=0, mtime=mtime,
                              typeflag=tf.SYMTYPE, linkname=e.target))
@@ -282,13 +284,18 @@ def build_layer(
         collector.add_source(source)
     for removed in removes:
         collector.add_whiteout(removed)
-    ordered = collector.ordered()
+    return BuildResult(write_entries(collector.ordered(), settings), collector.skipped,
+                       collector.warnings)
 
-    layer = write_layer_blob(
+
+def write_entries(ordered: list[tuple[bytes, Entry]], settings: BuildSettings) -> Layer:
+    """The layer blob of entries already collected and sorted (``Collector.ordered``)."""
+    _check_settings(settings)
+    tune_allocator()
+    return write_layer_blob(
         lambda sink: _write_tar(ordered, settings, _TarOut(sink)),
         settings.compression, settings.docker, settings.threads,
     )
-    return BuildResult(layer, collector.skipped, collector.warnings)
 
 
 # --------------------------------------------------------------------------- tar files
@@ -342,4 +349,5 @@ __all__ = [
     "layer_from_tar",
     "normal_mode",
     "settings_epoch",
+    "write_entries",
 ]

@@ -44,6 +44,7 @@ _TYPES = {
 _META_TYPES = {tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK}
 _MAX_META_CHAIN = 16
 _WHITEOUT = b".wh."
+_XATTR_LEN = len(tf.XATTR_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class TarEntry:
     uname: str = ""
     gname: str = ""
     raw_name: bytes = field(default=b"", repr=False)
+    # extended attributes (PAX SCHILY.xattr.<name> records), sorted by name
+    xattrs: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
 
     @property
     def is_whiteout(self) -> bool:
@@ -364,6 +367,8 @@ class TarReader:
             uname=_text(pax.get(b"uname", block[265:297].split(b"\0", 1)[0])),
             gname=_text(pax.get(b"gname", block[297:329].split(b"\0", 1)[0])),
             raw_name=clean,
+            xattrs=tuple(sorted((key[_XATTR_LEN:], value) for key, value in pax.items()
+                                if key.startswith(tf.XATTR_PREFIX))) if pax else (),
         )
 
     def _pax_int(self, text: bytes, name: str, entry: str) -> int:
