@@ -4,7 +4,8 @@ Two phases.  First everything that can be wrong with the input is checked
 (ociforge.toml, the licensed flag, names, destinations, the report path,
 database connections) so that bad input exits 2 with nothing written.  Then
 the image is assembled: base (its layers through the same file rules, see
-baselayers.py), one layer per ``[[layers]]`` entry, and with
+baselayers.py), with a rootfs the layer of its changes against the base
+(rootfs.py, layers/delta.py), one layer per ``[[layers]]`` entry, and with
 ``--with-files`` the files layer and one layer per table; the config gets the
 kept environment and the report digest label; then every destination is
 written and the report last.
@@ -30,6 +31,8 @@ from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
+from ..layers.delta import DeltaOptions, DeltaResult, build_delta, check_compare
+from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
 from ..model.jsonutil import JSONObject
@@ -53,9 +56,10 @@ from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .dburl import parse_db_url
 from .envfile import read_env_file
 from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
-from .policy import Policy
+from .policy import EnvDecision, Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
+from .rootfs import ENV_RULES, LIVE_RULES, is_live_root, live_prune, process_env, start_time_ns
 from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
 from .tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
 
@@ -92,6 +96,9 @@ class ExportRequest:
     options: Options = field(default_factory=Options)
     sbom_path: str | None = None            # write an SPDX 2.3 JSON SBOM here
     attach_sbom: bool = False               # store the SBOM as a referrer of the image
+    rootfs: str | None = None               # export this root filesystem's changes (--rootfs)
+    compare: str = "metadata"               # rootfs: "content" hashes every candidate file
+    env_from_pid: int | None = None         # capture this process's environment too
 
 
 @dataclass
@@ -121,6 +128,7 @@ class ExportPlan:
     request: ExportRequest
     allow_env: tuple[str, ...] = ()
     cache: Cache | None = None
+    env_dropped: list[EnvDecision] = field(default_factory=list)   # before the policy
 
     def run(self) -> ExportOutcome:
         """Assemble the image, write every destination, then the report, attach, sign."""
@@ -137,7 +145,8 @@ def export_app(request: ExportRequest) -> ExportOutcome:
 def plan_export(request: ExportRequest) -> ExportPlan:
     """Check every input (exit 2, nothing written), then push access to every registry
     destination (exit 1, nothing written anywhere)."""
-    spec = load_spec(request.app_dir)
+    spec = load_spec(request.app_dir, rootfs=request.rootfs)
+    check_compare(request.compare)
     if spec.licensed and not request.include_licensed:
         raise InvalidInputError(LICENSED_REFUSAL.format(name=spec.name))
     check_compression(request.compression)
@@ -149,6 +158,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     for name in request.allow_env:
         if not name or "=" in name:
             raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
+    if spec.rootfs is not None and request.options.all_platforms:
+        raise InvalidInputError("a rootfs is one platform's files: export it for one platform "
+                                "(--platform OS/ARCH), not all")
     platform = request.options.platform or (
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
@@ -167,6 +179,11 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
     env_layers: list[tuple[str, str, str]] = []
+    env_dropped: list[EnvDecision] = []
+    if request.env_from_pid is not None:
+        captured = process_env(request.env_from_pid)
+        env_layers += captured.env
+        env_dropped = captured.dropped
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
         env_layers += [(k, v, "env_file") for k, v in env_file.items()]
@@ -180,7 +197,8 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platform, options, epoch, env_layers, policy,
-                      _base_location(spec), request, tuple(dict.fromkeys(request.allow_env)))
+                      _base_location(spec), request, tuple(dict.fromkeys(request.allow_env)),
+                      env_dropped=env_dropped)
 
 
 def _image_name(spec: AppSpec, tag: str | None) -> str:
@@ -226,14 +244,19 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
                     base_reference=str(spec.base), base_digest=base_digest,
                     platform=str(plan.platform), licensed=spec.licensed)
     used_rules: set[str] = set()
+    original = base
     base = _filter_base(base, settings, plan, request, report, used_rules)
     built: list[tuple[str, str, BuildResult]] = []
+    workspace = _workspace(spec)
+    if spec.rootfs is not None:
+        built.append(("rootfs", "/", _rootfs_layer(plan, request, original, base, workspace,
+                                                   settings, report, used_rules).build))
     for layer_spec in spec.layers:
         built.append(("runtime", layer_spec.src,
                       _build(layer_spec, "runtime", settings, plan, report, used_rules)))
-    if request.with_files and spec.files is not None:
-        built.append(("files", spec.files.src,
-                      _build(spec.files, "files", settings, plan, report, used_rules)))
+    if request.with_files and workspace is not None:
+        built.append(("files", workspace.src,
+                      _build(workspace, "files", settings, plan, report, used_rules)))
     with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as tmp:
         if request.with_files:
             built += _table_layers(plan, settings, Path(tmp), report)
@@ -250,7 +273,8 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     inventory = inventory_and_licenses(image, report, plan.spec.licenses.allow,
                                        request.include_licensed)
     changes, dropped_values = _config_changes(image, plan, report, used_rules)
-    report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
+    described = {**plan.policy.describe(), **LIVE_RULES, **ENV_RULES}
+    report.rules = {k: v for k, v in described.items() if k in used_rules}
     if "env-file" in used_rules:
         report.rules["env-file"] = "the env_file itself (its variables go into the config)"
     if "spec-file" in used_rules:
@@ -353,10 +377,14 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
     return base
 
 
-def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
+def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str],
+             read_os_trees: bool = True
              ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
     """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
-    one a reused layer left out; ``rules`` names everything ``skip`` decides by."""
+    one a reused layer left out; ``rules`` names everything ``skip`` decides by.
+
+    ``read_os_trees`` False: token rules do not read the operating system's own trees
+    (a rootfs's /usr holds packages' docs full of example tokens)."""
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
 
@@ -373,7 +401,8 @@ def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
         elif host == spec_file:
             rule_name = "spec-file"
         else:
-            rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files")
+            rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files",
+                                              read_os_trees=read_os_trees)
             rule_name = rule.name if rule else None
         if rule_name is None:
             return None
@@ -383,6 +412,55 @@ def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
     rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file,
                   str(plan.platform)))
     return skip, note, rules
+
+
+def _workspace(spec: AppSpec) -> PathSpec | None:
+    """``[files]``; with a rootfs and no ``[files]``, the rootfs's /files when there is one."""
+    if spec.files is not None or spec.rootfs is None:
+        return spec.files
+    default = spec.rootfs / "files"
+    if not default.is_dir() or default.is_symlink():
+        return None
+    return PathSpec("/files", default, "/files")
+
+
+def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, base: Image,
+                  workspace: PathSpec | None, settings: BuildSettings, report: Report,
+                  used: set[str]) -> DeltaResult:
+    """The layer of the rootfs's changes against the base as it was (the layers the rootfs
+    was made from), with the live rules, and the license and secret rules as any layer."""
+    spec = plan.spec
+    rootfs = spec.rootfs
+    assert rootfs is not None
+    own: list[tuple[str | os.PathLike[str] | None, str]] = [
+        (workspace.path if workspace else None, "workspace"),
+        *((layer.path, "own-layer") for layer in spec.layers),
+        (plan.options.cache.dir, "ociforge-files"), (str(blob_dir()), "ociforge-files"),
+        (plan.base.path, "ociforge-files"), (request.report_path, "ociforge-files"),
+        (request.sbom_path, "ociforge-files"),
+        *((location.path, "ociforge-files") for location in plan.outputs)]
+    prune = live_prune(rootfs, [(path, rule) for path, rule in own if path])
+    skip, note, _ = _skipper(plan, "rootfs", report, used, read_os_trees=False)
+    options = DeltaOptions(compare=request.compare, prune=prune, protected=prune.protected,
+                           skip=skip,
+                           changed_after_ns=start_time_ns() if is_live_root(rootfs) else None)
+    layers = [kept if kept.digest == was.digest else was
+              for was, kept in zip(original.layers, base.layers, strict=True)]
+    log.info("comparing the rootfs %s with the base", rootfs)
+    delta = build_delta(rootfs, layers, dataclasses.replace(settings, normalize_modes=False),
+                        options)
+    stats = delta.stats
+    for path, rule in stats.pruned:
+        if rule == "own-layer" or (rule == "workspace" and request.with_files):
+            continue                # exported, by a layer of its own
+        used.add(rule)
+        report.left_out_files.append({**path_fields("/" + path), "rule": rule,
+                                      "layer": "rootfs"})
+    for path, rule in stats.left_out:
+        note(path, rule)
+    report.rootfs = {"compare": request.compare, "added": stats.added,
+                     "changed": stats.changed, "deleted": stats.deleted}
+    return delta
 
 
 def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan,
@@ -501,7 +579,7 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
         report.warnings.insert(0, f"--allow-env {name}: no such variable in the base, "
                                   "env_file or [config] env (a typo?)")
     kept, dropped = plan.policy.filter_env(base_env + plan.env_layers)
-    for decision in dropped:
+    for decision in sorted(plan.env_dropped + dropped, key=lambda d: d.name):
         used.add(decision.rule)
         report.dropped_env.append({"name": decision.name, "rule": decision.rule,
                                    "kind": decision.kind, "origin": decision.origin})

@@ -76,6 +76,7 @@ class Report:
     licensed: bool = False                      # licensed = true, exported with --include-licensed
     inventory: dict[str, Any] | None = None     # packages, per ecosystem, per license (counts)
     licensed_components: list[dict[str, Any]] = field(default_factory=list)
+    rootfs: dict[str, Any] | None = None        # a rootfs's delta: compare mode and counts
 
     def content(self) -> JSONObject:
         """Everything the report digest covers (no image digest, no destinations)."""
@@ -95,6 +96,8 @@ class Report:
         }
         if self.licensed:  # only then, so reports of ordinary apps keep their digests
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
+        if self.rootfs is not None:
+            out["rootfs"] = self.rootfs
         out.update(self._inventory_content())
         return json_safe(out)
 
@@ -136,6 +139,10 @@ class Report:
                          f"{files}{_size(layer.size)}  {layer.digest[:19]}"
                          + (f"  rewritten (was {layer.original_digest[:19]})"
                             if layer.original_digest else ""))
+        if self.rootfs is not None:
+            lines.append(f"  rootfs   {self.rootfs['added']} added, {self.rootfs['changed']} "
+                         f"changed, {self.rootfs['deleted']} deleted (compared by "
+                         f"{self.rootfs['compare']})")
         if self.licensed:
             lines.append("  licensed app exported with --include-licensed (its license keys "
                          "and server settings are left out)")
