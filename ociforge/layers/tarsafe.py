@@ -151,15 +151,17 @@ class TarReader:
         text = field_bytes.split(b"\0", 1)[0].strip(b" \0")
         if not text:
             return 0
-        if not all(48 <= c <= 55 for c in text):
+        if text.translate(None, b"01234567"):     # anything left is not an octal digit
             raise InvalidInputError(f"{self._what}: entry {entry!r} has a malformed {name} field")
         return int(text, 8)
 
     def _check_checksum(self, block: bytes) -> None:
         stored = self._number(block[148:156], "checksum", "?")
         unsigned = sum(block[:148]) + 256 + sum(block[156:])
+        if stored == unsigned:
+            return  # the usual case: the signed sum (old writers) is only worked out if not
         signed = unsigned - 2 * sum(c for c in block[:148] + block[156:] if c > 127)
-        if stored not in (unsigned, signed):
+        if stored != signed:
             raise InvalidInputError(
                 f"{self._what}: corrupt tar header at byte {self._consumed - tf.BLOCK}"
             )
