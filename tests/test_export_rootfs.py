@@ -19,6 +19,7 @@ import secretgen
 from pkgmeta import copy_dist_infos, write_python
 from tools import require_module, require_root, require_tool, run
 
+from ociforge.app.inventory import LayerRef, take_inventory
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.model.image import Image
 from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
@@ -272,9 +273,17 @@ def test_inventory_and_licensed_software_cover_the_delta(cli: Any, live: tuple[s
     versions = copy_dist_infos(["idna"], rootfs / SITE)
     app = write_app(tmp_path / "app", base, f'rootfs = "{rootfs}"\n')
     sbom = tmp_path / "sbom.json"
-    export(cli, app, tmp_path / "out", "--sbom", sbom)
+    image, report = export(cli, app, tmp_path / "out", "--sbom", sbom)
     packages = {p["name"]: p for p in json.loads(sbom.read_text())["packages"]}
     assert packages["idna"]["versionInfo"] == versions["idna"]
+    # taken while the rootfs index read the base: the same as reading every layer again
+    again = take_inventory([(LayerRef(i, str(layer.digest), "x"), layer)
+                            for i, layer in enumerate(image.layers)])
+    assert report["inventory"] == {"packages": len(again.packages),
+                                   "ecosystems": again.ecosystem_counts(),
+                                   "licenses": again.license_overview()}
+    assert [(p.name, p.version, p.layer.index) for p in again.packages] == \
+        [("idna", versions["idna"], 1)]
     write_python(rootfs / SITE, "vendorsolver", "2.0",
                  "Classifier: License :: Other/Proprietary License\n")
     code, _, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'refused'}:1")

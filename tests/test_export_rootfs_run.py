@@ -27,6 +27,7 @@ from base_fixtures import ociforge
 from docker_fixtures import DockerEngine
 from tools import require_module, require_root, require_tool, run
 
+from ociforge.app.inventory import LayerRef, take_inventory
 from ociforge.model.image import Image
 from ociforge.model.platform import Platform
 from ociforge.options import Options
@@ -153,6 +154,12 @@ entrypoint = ["python3", "-c", {json.dumps(CHECK)}]
         assert left["/opt/vendor/site.lic"] == "license-key-file"
         assert left["/root"] == "personal-folder"
         assert ("/files" in left) is not with_files
+        # the base's inventory was taken while the rootfs index read it: the same as a
+        # separate read of every layer
+        again = take_inventory([(LayerRef(i, str(layer.digest), "x"), layer)
+                                for i, layer in enumerate(image.layers)])
+        assert report["inventory"]["packages"] == len(again.packages) > 100
+        assert report["inventory"]["licenses"] == again.license_overview()
         packages = {p["name"]: p for p in json.loads(sbom.read_text())["packages"]}
         probe = packages[PROBE.replace("_", "-")]
         assert probe["versionInfo"] == PROBE_VERSION

@@ -31,7 +31,7 @@ from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
-from ..layers.delta import DeltaOptions, DeltaResult, build_delta, check_compare
+from ..layers.delta import DeltaOptions, DeltaResult, build_delta, check_compare, index_base
 from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
@@ -55,7 +55,16 @@ from ..stores.locations import Location, WriteResult, parse_location, resolve_pl
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .dburl import parse_db_url
 from .envfile import read_env_file
-from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
+from .inventory import (
+    Inventory,
+    InventoryTaker,
+    LayerFeed,
+    LayerRef,
+    find_licensed,
+    inventoried,
+    take_inventory,
+    unused_allowances,
+)
 from .policy import EnvDecision, Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
@@ -248,9 +257,11 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     base = _filter_base(base, settings, plan, request, report, used_rules)
     built: list[tuple[str, str, BuildResult]] = []
     workspace = _workspace(spec)
+    taker = None
     if spec.rootfs is not None:
+        taker = _base_inventory(original, base)
         built.append(("rootfs", "/", _rootfs_layer(plan, request, original, base, workspace,
-                                                   settings, report, used_rules).build))
+                                                   settings, report, used_rules, taker).build))
     for layer_spec in spec.layers:
         built.append(("runtime", layer_spec.src,
                       _build(layer_spec, "runtime", settings, plan, report, used_rules)))
@@ -271,7 +282,7 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
     inventory = inventory_and_licenses(image, report, plan.spec.licenses.allow,
-                                       request.include_licensed)
+                                       request.include_licensed, taker)
     changes, dropped_values = _config_changes(image, plan, report, used_rules)
     described = {**plan.policy.describe(), **LIVE_RULES, **ENV_RULES}
     report.rules = {k: v for k, v in described.items() if k in used_rules}
@@ -424,11 +435,22 @@ def _workspace(spec: AppSpec) -> PathSpec | None:
     return PathSpec("/files", default, "/files")
 
 
+def _base_inventory(original: Image, base: Image) -> InventoryTaker | None:
+    """An inventory the rootfs index can take of the base layers as it reads them: only
+    where those are the layers the image ships (none rewritten) and of a readable type."""
+    if any(was.digest != kept.digest or not inventoried(kept)
+           for was, kept in zip(original.layers, base.layers, strict=True)):
+        return None
+    return InventoryTaker()
+
+
 def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, base: Image,
                   workspace: PathSpec | None, settings: BuildSettings, report: Report,
-                  used: set[str]) -> DeltaResult:
+                  used: set[str], taker: InventoryTaker | None) -> DeltaResult:
     """The layer of the rootfs's changes against the base as it was (the layers the rootfs
-    was made from), with the live rules, and the license and secret rules as any layer."""
+    was made from), with the live rules, and the license and secret rules as any layer.
+
+    With ``taker``, the base layers' inventory is taken in the same read."""
     spec = plan.spec
     rootfs = spec.rootfs
     assert rootfs is not None
@@ -447,7 +469,13 @@ def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, bas
     layers = [kept if kept.digest == was.digest else was
               for was, kept in zip(original.layers, base.layers, strict=True)]
     log.info("comparing the rootfs %s with the base", rootfs)
-    delta = build_delta(rootfs, layers, dataclasses.replace(settings, normalize_modes=False),
+    observe = None
+    if taker is not None:
+        def observe(i: int, layer: Layer) -> LayerFeed:
+            return taker.feed(LayerRef(i, str(base.layers[i].digest), "base"))
+
+    index = index_base(layers, rootfs, options, observe)
+    delta = build_delta(rootfs, index, dataclasses.replace(settings, normalize_modes=False),
                         options)
     stats = delta.stats
     for path, rule in stats.pruned:
@@ -614,12 +642,14 @@ LICENSED_COMPONENTS_REFUSAL = (
 
 
 def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
-                           include_licensed: bool) -> Inventory:
+                           include_licensed: bool, taker: InventoryTaker | None = None
+                           ) -> Inventory:
     """Take the inventory of the image's final layers (after the rules left files out),
     put the counts and licensed components in the report, and refuse (exit 2, before
     anything is written) licensed software that is neither allowed nor included.
 
     ``report.layers`` must describe ``image.layers`` one for one (they label the layers).
+    ``taker`` may hold the inventory of the lowest layers already (as many as its refs).
     """
     refs = []
     for index, layer in enumerate(image.layers):
@@ -627,7 +657,13 @@ def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
         label = "" if entry is None else (
             "base" if entry.role == "base" else f"{entry.role} {entry.source}")
         refs.append((LayerRef(index, str(layer.digest), label), layer))
-    inventory = take_inventory(refs)
+    if taker is None:
+        inventory = take_inventory(refs)
+    else:
+        assert taker.refs == [ref for ref, _ in refs[:len(taker.refs)]]
+        for ref, layer in refs[len(taker.refs):]:
+            taker.add(ref, layer)
+        inventory = taker.result()
     components = sorted(find_licensed(inventory, allow),
                         key=lambda c: (c.package.name.lower(), c.package.path))
     report.inventory = {"packages": len(inventory.packages),

@@ -61,7 +61,7 @@ import stat
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any, Protocol
 
 from ..errors import InvalidInputError, OperationError
 from ..model.layer import Layer
@@ -81,7 +81,7 @@ from .layerfiles import (
     join,
     lstat_entry,
 )
-from .tarsafe import Limits, TarEntry, TarReader
+from .tarsafe import DataReader, Limits, TarEntry, TarReader
 
 log = logging.getLogger("ociforge.delta")
 
@@ -109,6 +109,18 @@ _KEPT_XATTRS = frozenset({b"security.capability", b"system.posix_acl_access",
                           b"system.posix_acl_default"})
 
 Prune = Callable[[bytes, bytes], "str | None"]
+
+
+class LayerObserver(Protocol):
+    """Sees a base layer's entries while the index reads it (so that, for example, the
+    inventory does not read the layer a second time); may read each entry's data."""
+
+    def entry(self, entry: TarEntry, data: DataReader) -> None: ...
+
+    def done(self) -> None: ...
+
+
+Observe = Callable[[int, Layer], "LayerObserver | None"]
 
 
 @dataclass(frozen=True)
@@ -239,7 +251,9 @@ class BaseIndex:
         self._options = options
         self._mine: dict[bytes, bytes] = {}     # the layer being read (for its hardlinks)
 
-    def add_layers(self, layers: Sequence[Layer]) -> None:
+    def add_layers(self, layers: Sequence[Layer], observe: Observe | None = None) -> None:
+        """Index ``layers`` (lowest first); ``observe(i, layer)`` may give an observer of
+        layer ``i``'s entries."""
         total = len(layers)
         for i, layer in enumerate(layers):
             what = f"base layer {i + 1}/{total} ({layer.digest})"
@@ -249,10 +263,12 @@ class BaseIndex:
                                      "or unknown layer type (its files count as absent)")
                 continue
             log.info("indexing %s", what)
+            observer = observe(i, layer) if observe is not None else None
             with layer.open() as raw:
-                self.add_stream(raw, what)  # type: ignore[arg-type]
+                self.add_stream(raw, what, observer)  # type: ignore[arg-type]
 
-    def add_stream(self, raw: IO[bytes], what: str) -> None:
+    def add_stream(self, raw: IO[bytes], what: str, observer: LayerObserver | None = None
+                   ) -> None:
         """Apply one layer's tar stream (any compression) on top of what is indexed."""
         limits = self._options.limits or Limits()
         plain = open_decompressed(raw, limit=limits.max_total_bytes, what=what)
@@ -264,6 +280,8 @@ class BaseIndex:
         for entry in reader:
             name = entry.raw_name
             parent, _, base = name.rpartition(b"/")
+            if observer is not None and (base.startswith(_WH) or not name):
+                observer.entry(entry, reader)
             if base.startswith(_WH):
                 if base == OPAQUE:
                     opaque.add(parent)
@@ -272,7 +290,7 @@ class BaseIndex:
                 continue
             if not name:
                 continue  # the layer's root folder
-            record = self._record(entry, reader)
+            record = self._record(entry, reader, observer)
             if record is not None:
                 mine[name] = record
         while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
@@ -280,15 +298,21 @@ class BaseIndex:
         while raw.read(_CHUNK):
             pass
         self._apply(mine, whiteouts, opaque)
+        if observer is not None:
+            observer.done()
 
-    def _record(self, entry: TarEntry, reader: TarReader) -> bytes | None:
+    def _record(self, entry: TarEntry, reader: TarReader, observer: LayerObserver | None
+                ) -> bytes | None:
+        kind = _KINDS.get(entry.type, _OTHER)
+        hashing = kind == FILE and self._wants_digest(entry)
+        sha = hashlib.sha256() if hashing else None
+        if observer is not None:   # it sees the data first; what it reads is hashed too
+            observer.entry(entry, _Tee(reader, sha) if sha is not None else reader)
         if entry.type == "hardlink":
             return self._hardlink_target(entry)
-        kind = _KINDS.get(entry.type, _OTHER)
         tag = xattr_tag(entry.xattrs) if entry.xattrs else 0
         digest = None
-        if kind == FILE and self._wants_digest(entry):
-            sha = hashlib.sha256()
+        if sha is not None:
             while True:
                 chunk = reader.read(_CHUNK)
                 if not chunk:
@@ -337,6 +361,19 @@ class BaseIndex:
         records.update(mine)
 
 
+class _Tee:
+    """An entry's data for an observer, hashed as it reads it (the rest is hashed after)."""
+
+    def __init__(self, reader: TarReader, sha: Any):
+        self._reader = reader
+        self._sha = sha
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._reader.read(n)
+        self._sha.update(data)
+        return data
+
+
 def _under(path: bytes, folders: set[bytes]) -> bool:
     """``path`` lies strictly below one of ``folders`` (b"" is the root)."""
     parent = path
@@ -348,10 +385,10 @@ def _under(path: bytes, folders: set[bytes]) -> bool:
 
 
 def index_base(layers: Sequence[Layer], rootfs: str | bytes | os.PathLike[str],
-               options: DeltaOptions) -> BaseIndex:
+               options: DeltaOptions, observe: Observe | None = None) -> BaseIndex:
     """Stream the base layers into their merged index (see the module docstring)."""
     index = BaseIndex(os.fsencode(rootfs), options)
-    index.add_layers(layers)
+    index.add_layers(layers, observe)
     return index
 
 

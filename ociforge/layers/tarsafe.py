@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from ..errors import HostileInputError, InvalidInputError
 from ..model.digest import Digest
@@ -45,6 +45,12 @@ _META_TYPES = {tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK}
 _MAX_META_CHAIN = 16
 _WHITEOUT = b".wh."
 _XATTR_LEN = len(tf.XATTR_PREFIX)
+
+
+class DataReader(Protocol):
+    """Where the current entry's data is read from (a TarReader, or a stand-in for it)."""
+
+    def read(self, n: int = -1) -> bytes: ...
 
 
 @dataclass(frozen=True)

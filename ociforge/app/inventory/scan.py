@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from ...layers.decompress import open_decompressed
-from ...layers.tarsafe import Limits, TarEntry, TarReader
+from ...layers.tarsafe import DataReader, Limits, TarEntry, TarReader
 from ...model.layer import Layer
 from ...model.mediatypes import LAYERS
 from . import apk, conda, dpkg, npm, osrelease, products, python, rlang
@@ -46,18 +46,67 @@ _OPAQUE = ".wh..wh..opq"
 def take_inventory(layers: Sequence[tuple[LayerRef, Layer]],
                    limits: Limits | None = None) -> Inventory:
     """The packages in an image, from its layers (lowest first)."""
-    licensing = Licensing()
-    view = MergedView()
-    warnings: list[str] = []
+    taker = InventoryTaker(limits)
     for ref, layer in layers:
-        if layer.media_type not in LAYERS or "foreign" in layer.media_type \
-                or "nondistributable" in layer.media_type:
-            warnings.append(f"layer {ref.index + 1} ({ref.digest[:19]}) was not inventoried: "
-                            f"{layer.media_type} is a foreign or unknown layer type")
-            continue
+        taker.add(ref, layer)
+    return taker.result()
+
+
+class InventoryTaker:
+    """An inventory taken one layer at a time, lowest first.
+
+    ``add`` streams a layer itself; ``feed`` serves a caller that streams the layer
+    for its own reasons anyway (the rootfs index), so the layer is read once.
+    """
+
+    def __init__(self, limits: Limits | None = None):
+        self.licensing = Licensing()
+        self.view = MergedView()
+        self.warnings: list[str] = []
+        self.refs: list[LayerRef] = []
+        self._limits = limits
+
+    def add(self, ref: LayerRef, layer: Layer) -> None:
+        self.refs.append(ref)
+        if not inventoried(layer):
+            self.warnings.append(f"layer {ref.index + 1} ({ref.digest[:19]}) was not "
+                                 f"inventoried: {layer.media_type} is a foreign or unknown "
+                                 "layer type")
+            return
         log.info("taking the inventory of layer %d (%s)", ref.index + 1, ref.digest[:19])
-        view.apply(ref, scan_layer(ref, layer, view, licensing, warnings, limits))
-    return assemble(view, [ref for ref, _ in layers], warnings)
+        self.view.apply(ref, scan_layer(ref, layer, self.view, self.licensing, self.warnings,
+                                        self._limits))
+
+    def feed(self, ref: LayerRef) -> LayerFeed:
+        """Entries of the next layer, in order; ``done()`` when it has been read to its end
+        (the caller reads the layer: a layer ``inventoried`` refuses must not be fed)."""
+        return LayerFeed(self, ref)
+
+    def result(self) -> Inventory:
+        return assemble(self.view, self.refs, self.warnings)
+
+
+class LayerFeed:
+    """One layer's entries handed over by whoever streams it."""
+
+    def __init__(self, taker: InventoryTaker, ref: LayerRef):
+        self._taker = taker
+        self._ref = ref
+        self._changes = LayerChanges()
+
+    def entry(self, entry: TarEntry, data: DataReader) -> None:
+        taker = self._taker
+        _entry(entry, data, taker.view, self._changes, taker.licensing, taker.warnings)
+
+    def done(self) -> None:
+        self._taker.refs.append(self._ref)
+        self._taker.view.apply(self._ref, self._changes)
+
+
+def inventoried(layer: Layer) -> bool:
+    """A layer type the inventory reads (not a foreign or unknown one)."""
+    return layer.media_type in LAYERS and "foreign" not in layer.media_type \
+        and "nondistributable" not in layer.media_type
 
 
 def scan_layer(ref: LayerRef, layer: Layer, view: MergedView, licensing: Licensing,
@@ -78,7 +127,7 @@ def scan_layer(ref: LayerRef, layer: Layer, view: MergedView, licensing: Licensi
     return changes
 
 
-def _entry(entry: TarEntry, reader: TarReader, view: MergedView, changes: LayerChanges,
+def _entry(entry: TarEntry, reader: DataReader, view: MergedView, changes: LayerChanges,
            licensing: Licensing, warnings: list[str]) -> None:
     name = entry.name
     parent, _, base = name.rpartition("/")
@@ -108,7 +157,7 @@ def _entry(entry: TarEntry, reader: TarReader, view: MergedView, changes: LayerC
             changes.records[name] = target
 
 
-def _read(item: Reader, entry: TarEntry, reader: TarReader, licensing: Licensing,
+def _read(item: Reader, entry: TarEntry, reader: DataReader, licensing: Licensing,
           warnings: list[str]) -> Record | None:
     shown = "/" + entry.name
     if entry.size > item.limit and item.whole:
