@@ -469,3 +469,37 @@ def test_special_files_are_reported_not_read(std: tuple[list[Layer], Path]) -> N
     assert any("etc/pipe" in warning and "fifo" in warning for warning in result.build.warnings)
     assert stat.S_ISFIFO(os.lstat(rootfs / "etc" / "pipe").st_mode)
 
+
+
+def test_a_kept_index_reads_the_base_again_only_for_content_it_must_compare(
+        std: tuple[list[Layer], Path]) -> None:
+    """An index kept without digests (the cache's) decides by metadata alone; a file whose
+    content must decide is hashed from the layers after the walk, in one more read."""
+    from ociforge.layers.delta import BaseIndex
+
+    layers, rootfs = std
+    made = time.time_ns()
+    time.sleep(0.05)
+    kept = index_base(layers, rootfs, DeltaOptions(changed_after_ns=made)).to_bytes()
+    assert len(kept) < 60 * len(standard_base())       # compact: bytes, no digests
+    with pytest.raises(ValueError):
+        BaseIndex.from_bytes(kept[:-3], os.fsencode(rootfs), DeltaOptions(), layers)
+
+    def again(**options: object) -> DeltaResult:
+        opts = DeltaOptions(**options)  # type: ignore[arg-type]
+        index = BaseIndex.from_bytes(kept, os.fsencode(rootfs), opts, layers)
+        return build_delta(rootfs, index, SETTINGS, opts)
+
+    (rootfs / "srv" / "www" / "new.html").write_text("new\n")
+    plain = again(changed_after_ns=made)
+    assert files_of(plain) == {"srv/www/new.html"} and plain.stats.hashed == 0
+    conf = rootfs / "etc" / "app.conf"
+    before = conf.stat()
+    conf.write_text("mode=TWO\n")
+    os.utime(conf, ns=(before.st_atime_ns, before.st_mtime_ns))
+    index_file = rootfs / "srv" / "www" / "index.html"
+    os.utime(index_file, ns=(time.time_ns(), index_file.stat().st_mtime_ns))  # only touched
+    result = again(changed_after_ns=made)
+    assert files_of(result) == {"srv/www/new.html", "etc/app.conf"}
+    assert result.stats.hashed == 2
+    assert result.layer.digest == delta(rootfs, layers, changed_after_ns=made).layer.digest

@@ -9,6 +9,7 @@ from its OCI layout; the runtimes run it in test_export_rootfs_run.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -342,3 +343,37 @@ dest = "/x"
     assert not out.exists()
     code, _, stderr = cli("export", app, "--rootfs", rootfs, "--compare", "bytes")
     assert code == 2 and "--compare" in stderr
+
+
+def test_the_next_export_of_the_same_base_reads_no_base_layer(
+        cli: Any, live: tuple[str, Path], tmp_path: Path) -> None:
+    base, rootfs = live
+    copy_dist_infos(["idna"], rootfs / SITE)
+    (rootfs / "etc" / "app.conf").write_text("mode=two\n")
+    app = write_app(tmp_path / "app", base, f'rootfs = "{rootfs}"\n')
+    runs = []
+    for i, extra in enumerate([(), (), ("--no-cache",)]):
+        report = tmp_path / f"r{i}.json"
+        code, stdout, stderr = cli("-v", "export", app, "-o", f"oci:{tmp_path / f'o{i}'}:1",
+                                   "--json", "--report", report, *extra)
+        assert code == 0, stderr
+        content = json.loads(report.read_text())
+        content.pop("image")                         # where it was written differs
+        runs.append((json.loads(stdout)["digest"], content, stderr))
+    first, second, uncached = runs
+    assert "indexing base layer" in first[2] and "indexing base layer" in uncached[2]
+    assert "indexing base layer" not in second[2]
+    assert "rootfs index reused from the cache" in second[2]
+    assert first[0] == second[0] == uncached[0]
+    assert first[1] == second[1] == uncached[1]
+    assert second[1]["inventory"]["packages"] == 1
+    # a damaged kept index is dropped, and the base read again, to the same image
+    cache = Path(os.environ["OCIFORGE_CACHE_DIR"]) / "v1"
+    (record,) = (cache / "rootfs").iterdir()
+    blob = json.loads(record.read_text())["index"]["digest"].split(":")[1]
+    path = cache / "blobs" / "sha256" / blob
+    os.chmod(path, 0o644)
+    path.write_bytes(b"\0" * path.stat().st_size)
+    code, stdout, stderr = cli("-v", "export", app, "-o", f"oci:{tmp_path / 'o3'}:1", "--json")
+    assert code == 0, stderr
+    assert "indexing base layer" in stderr and json.loads(stdout)["digest"] == first[0]

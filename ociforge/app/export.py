@@ -31,7 +31,12 @@ from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
-from ..layers.delta import DeltaOptions, DeltaResult, build_delta, check_compare, index_base
+from ..layers.delta import (
+    DeltaOptions,
+    DeltaResult,
+    build_delta,
+    check_compare,
+)
 from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
@@ -58,17 +63,24 @@ from .envfile import read_env_file
 from .inventory import (
     Inventory,
     InventoryTaker,
-    LayerFeed,
     LayerRef,
     find_licensed,
-    inventoried,
     take_inventory,
     unused_allowances,
 )
 from .policy import EnvDecision, Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
-from .rootfs import ENV_RULES, LIVE_RULES, is_live_root, live_prune, process_env, start_time_ns
+from .rootfs import (
+    ENV_RULES,
+    LIVE_RULES,
+    base_index,
+    base_inventory,
+    is_live_root,
+    live_prune,
+    process_env,
+    start_time_ns,
+)
 from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
 from .tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
 
@@ -259,7 +271,7 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     workspace = _workspace(spec)
     taker = None
     if spec.rootfs is not None:
-        taker = _base_inventory(original, base)
+        taker = base_inventory(original, base)
         built.append(("rootfs", "/", _rootfs_layer(plan, request, original, base, workspace,
                                                    settings, report, used_rules, taker).build))
     for layer_spec in spec.layers:
@@ -435,15 +447,6 @@ def _workspace(spec: AppSpec) -> PathSpec | None:
     return PathSpec("/files", default, "/files")
 
 
-def _base_inventory(original: Image, base: Image) -> InventoryTaker | None:
-    """An inventory the rootfs index can take of the base layers as it reads them: only
-    where those are the layers the image ships (none rewritten) and of a readable type."""
-    if any(was.digest != kept.digest or not inventoried(kept)
-           for was, kept in zip(original.layers, base.layers, strict=True)):
-        return None
-    return InventoryTaker()
-
-
 def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, base: Image,
                   workspace: PathSpec | None, settings: BuildSettings, report: Report,
                   used: set[str], taker: InventoryTaker | None) -> DeltaResult:
@@ -469,12 +472,8 @@ def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, bas
     layers = [kept if kept.digest == was.digest else was
               for was, kept in zip(original.layers, base.layers, strict=True)]
     log.info("comparing the rootfs %s with the base", rootfs)
-    observe = None
-    if taker is not None:
-        def observe(i: int, layer: Layer) -> LayerFeed:
-            return taker.feed(LayerRef(i, str(base.layers[i].digest), "base"))
-
-    index = index_base(layers, rootfs, options, observe)
+    refs = [LayerRef(i, str(layer.digest), "base") for i, layer in enumerate(base.layers)]
+    index = base_index(plan.cache, layers, refs, rootfs, options, taker)
     delta = build_delta(rootfs, index, dataclasses.replace(settings, normalize_modes=False),
                         options)
     stats = delta.stats

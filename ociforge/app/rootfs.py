@@ -11,20 +11,33 @@ part of them, and reads what a running system knows:
 * the mount points below the root filesystem (``/proc/self/mountinfo``);
 * when the application started (``start_time_ns``), after which a file whose
   metadata agrees with the base has its content compared;
-* a running process's environment (``process_env``).
+* a running process's environment (``process_env``);
+* the base's index and inventory: read from its layers in one pass, or as an
+  earlier export kept them in the cache (``base_index``).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import rootfs as rootfs_cache
+from ..cache.store import Cache
 from ..errors import InvalidInputError
-from ..layers.delta import OTHER_FILESYSTEM, SOCKET
+from ..layers.delta import OTHER_FILESYSTEM, SOCKET, BaseIndex, DeltaOptions, index_base
+from ..model.image import Image
+from ..model.layer import Layer
+from .inventory import InventoryTaker, LayerFeed, LayerRef, inventoried
+from .inventory.merged import LayerChanges
+from .inventory.persist import changes_from_json, changes_to_json
 from .policy import EnvDecision
+
+log = logging.getLogger("ociforge.export")
 
 # rule -> description, for the report (the delta's own reasons included)
 LIVE_RULES: dict[str, str] = {
@@ -232,3 +245,74 @@ def _drop(env: dict[str, str], dropped: dict[str, EnvDecision], name: str, rule:
     env.pop(name, None)
     dropped[name] = EnvDecision(name, rule, kind, "pid")
 
+
+# -- the base's index and inventory, read once or kept ------------------------------------
+
+def base_inventory(original: Image, base: Image) -> InventoryTaker | None:
+    """An inventory the rootfs index can take of the base layers as it reads them: only
+    where those are the layers the image ships (none rewritten) and of a readable type."""
+    if any(was.digest != kept.digest or not inventoried(kept)
+           for was, kept in zip(original.layers, base.layers, strict=True)):
+        return None
+    return InventoryTaker()
+
+
+INVENTORY_READERS = tuple(f"ociforge.app.inventory.{name}" for name in (
+    "scan", "merged", "model", "persist", "reader", "licenses", "dpkg", "apk", "python",
+    "conda", "rlang", "npm", "osrelease", "products", "purl"))
+
+
+def base_index(cache: Cache | None, layers: list[Layer], refs: list[LayerRef], rootfs: Path,
+                options: DeltaOptions, taker: InventoryTaker | None) -> BaseIndex:
+    """The base's index (and with ``taker`` its inventory) from the cache, else from one
+    read of its layers, which is then kept."""
+    key = rootfs_cache.index_key(layers, INVENTORY_READERS) if cache is not None else None
+    kept = rootfs_cache.load(cache, key) if cache is not None and key is not None else None
+    if kept is not None and (taker is None or kept.inventory is not None):
+        try:
+            index = BaseIndex.from_bytes(kept.index, os.fsencode(rootfs), options, layers)
+            found = None if taker is None else kept_inventory(kept.inventory, len(layers))
+        except ValueError as exc:
+            log.warning("dropped a damaged rootfs index from the cache (%s)", exc)
+            assert cache is not None and key is not None
+            cache.drop_record("rootfs", key)
+        else:
+            index.warnings = list(kept.warnings)
+            if taker is not None and found is not None:
+                for ref, (changes, warnings) in zip(refs, found, strict=True):
+                    taker.replay(ref, changes, warnings)
+            return index
+    feeds: list[LayerFeed] = []
+
+    def observe(i: int, layer: Layer) -> LayerFeed:
+        assert taker is not None
+        feeds.append(taker.feed(refs[i]))
+        return feeds[-1]
+
+    index = index_base(layers, rootfs, options, observe if taker is not None else None)
+    if cache is not None and key is not None:
+        inventory = None
+        if taker is not None:
+            inventory = json.dumps([{"changes": changes_to_json(feed.changes),
+                                     "warnings": feed.warnings} for feed in feeds],
+                                   sort_keys=True, separators=(",", ":")).encode()
+        rootfs_cache.store(cache, key, index.to_bytes(), index.warnings, inventory)
+    return index
+
+
+def kept_inventory(data: bytes | None, layers: int
+                    ) -> list[tuple[LayerChanges, list[str]]]:
+    """The base layers' inventory findings as an earlier export kept them (ValueError if
+    they are not that)."""
+    try:
+        doc = json.loads(data or b"")
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"kept base inventory: {exc}") from None
+    if not isinstance(doc, list) or len(doc) != layers:
+        raise ValueError("kept base inventory: not one entry per layer")
+    out = []
+    for item in doc:
+        if not isinstance(item, dict) or not isinstance(item.get("warnings"), list):
+            raise ValueError("kept base inventory: malformed")
+        out.append((changes_from_json(item.get("changes")), [str(w) for w in item["warnings"]]))
+    return out

@@ -97,6 +97,7 @@ _OTHER = 3                          # a base entry that is no file, folder or sy
 _HASHED = 0x80                      # the record carries a sha256 of the content
 _KIND = 0x0F
 _RECORD = struct.Struct("<BHIIQqQ")  # kind|flags, mode, uid, gid, size, mtime, xattr tag
+_ITEM = struct.Struct("<IH")        # a kept index: path length, record length, then both
 _DIGEST = 32
 _MAX_ID = 0xFFFFFFFF
 _WH = WHITEOUT_PREFIX.encode()
@@ -243,13 +244,51 @@ def _same_cheap(st: os.stat_result, mode: int, uid: int, gid: int, size: int) ->
 class BaseIndex:
     """The base image's merged filesystem: image path (bytes) -> packed record."""
 
-    def __init__(self, rootfs: bytes, options: DeltaOptions):
+    def __init__(self, rootfs: bytes, options: DeltaOptions,
+                 layers: Sequence[Layer] | None = None):
         self.records: dict[bytes, bytes] = {}
         self.hashed = 0
         self.warnings: list[str] = []
+        self.layers = layers        # to read again for content an index read from bytes lacks
         self._root = rootfs.rstrip(b"/")
         self._options = options
         self._mine: dict[bytes, bytes] = {}     # the layer being read (for its hardlinks)
+
+    def to_bytes(self) -> bytes:
+        """The index without content digests (they depend on the rootfs it was made for),
+        to be kept by the base layers' digests and read back with ``from_bytes``."""
+        out = bytearray()
+        pack = _ITEM.pack
+        for path, record in self.records.items():
+            plain = bytes([record[0] & ~_HASHED]) + record[1:_RECORD.size] + _target(record)
+            out += pack(len(path), len(plain))
+            out += path
+            out += plain
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, rootfs: bytes, options: DeltaOptions,
+                   layers: Sequence[Layer]) -> BaseIndex:
+        """An index kept by ``to_bytes``; ValueError when the bytes are not one."""
+        index = cls(rootfs, options, layers)
+        records = index.records
+        view = memoryview(data)
+        pos, end, head = 0, len(data), _ITEM.size
+        unpack = _ITEM.unpack_from
+        while pos < end:
+            if pos + head > end:
+                raise ValueError("a kept rootfs index is cut short")
+            path_len, record_len = unpack(view, pos)
+            pos += head
+            stop = pos + path_len + record_len
+            if record_len < _RECORD.size or stop > end:
+                raise ValueError("a kept rootfs index is damaged")
+            record = bytes(view[pos + path_len:stop])
+            if record[0] & _HASHED or record[0] & _KIND > _OTHER:
+                raise ValueError("a kept rootfs index is damaged")
+            records[bytes(view[pos:pos + path_len])] = record
+            pos = stop
+        return index
 
     def add_layers(self, layers: Sequence[Layer], observe: Observe | None = None) -> None:
         """Index ``layers`` (lowest first); ``observe(i, layer)`` may give an observer of
@@ -387,9 +426,46 @@ def _under(path: bytes, folders: set[bytes]) -> bool:
 def index_base(layers: Sequence[Layer], rootfs: str | bytes | os.PathLike[str],
                options: DeltaOptions, observe: Observe | None = None) -> BaseIndex:
     """Stream the base layers into their merged index (see the module docstring)."""
-    index = BaseIndex(os.fsencode(rootfs), options)
+    index = BaseIndex(os.fsencode(rootfs), options, layers)
     index.add_layers(layers, observe)
     return index
+
+
+def base_digests(layers: Sequence[Layer], wanted: set[bytes], limits: Limits | None = None
+                 ) -> dict[bytes, bytes]:
+    """sha256 of the content the base gives each ``wanted`` path (the topmost layer's),
+    streaming the layers once more; a path it cannot tell (a hardlink to a file not
+    hashed) is missing from the answer."""
+    lim = limits or Limits()
+    found: dict[bytes, bytes] = {}
+    for i, layer in enumerate(layers):
+        if layer.media_type not in LAYERS or "foreign" in layer.media_type \
+                or "nondistributable" in layer.media_type:
+            continue
+        what = f"base layer {i + 1}/{len(layers)} ({layer.digest})"
+        log.info("reading %s again for the content of %d files", what, len(wanted))
+        mine: dict[bytes, bytes] = {}
+        with layer.open() as raw:
+            plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)  # type: ignore[arg-type]
+            reader = TarReader(plain, lim, what)
+            for entry in reader:
+                name = entry.raw_name
+                if name not in wanted:
+                    continue
+                if entry.type == "file":
+                    sha = hashlib.sha256()
+                    while chunk := reader.read(_CHUNK):
+                        sha.update(chunk)
+                    mine[name] = found[name] = sha.digest()
+                elif entry.type == "hardlink" and os.fsencode(entry.linkname) in mine:
+                    found[name] = mine[os.fsencode(entry.linkname)]
+                else:
+                    found.pop(name, None)
+            while plain.read(_CHUNK):
+                pass
+            while raw.read(_CHUNK):
+                pass
+    return found
 
 
 # -- pass 2: the walk ------------------------------------------------------------------------
@@ -411,6 +487,8 @@ class _DeltaWalk(Collector):
         self._left_inodes: dict[tuple[int, int], str] = {}
         self._children = _child_counts(index)
         self._protected = _ancestors(options.protected)
+        self.layers: Sequence[Layer] | None = None   # read again for content not indexed
+        self._pending: list[tuple[bytes, Entry]] = []
 
     # -- the walk's hooks
     def _enter(self, path: bytes, host: bytes, children: list[os.DirEntry[bytes]]) -> None:
@@ -456,23 +534,35 @@ class _DeltaWalk(Collector):
             self._dirs[path] = entry
         elif kind == FILE and entry.inode is not None:
             self._links.setdefault(entry.inode, []).append((path, entry))
-        if record is not None and not self._differs(record, entry, st, host):
-            return kind == DIR
+        if record is not None:
+            differs = self._differs(record, entry, st, host)
+            if differs is None:
+                self._pending.append((path, entry))
+                return False
+            if not differs:
+                return kind == DIR
+        self._keep(path, host, entry, record is None)
+        return kind == DIR
+
+    def _keep(self, path: bytes, host: bytes, entry: Entry, added: bool) -> None:
+        """An added or changed entry: into the layer, unless a rule leaves it out."""
         if self._skipped(path, host):
             self._gone.add(path)
             if entry.inode is not None:
                 rule = self.skipped[-1][1] if self.skipped else "left out"
                 self._left_inodes.setdefault(entry.inode, rule)
-            return False
-        if record is None:
+            return
+        if added:
             self.result.added += 1
         else:
             self.result.changed += 1
         self._put_parents(path, entry)
-        return kind == DIR
 
     # -- deciding
-    def _differs(self, record: bytes, entry: Entry, st: os.stat_result, host: bytes) -> bool:
+    def _differs(self, record: bytes, entry: Entry, st: os.stat_result, host: bytes
+                 ) -> bool | None:
+        """Whether the entry differs from the base's; None when the base's content must
+        decide and the index does not hold its digest (read from the layers later)."""
         kind, mode, uid, gid, size, mtime, tag = _RECORD.unpack_from(record)
         if kind & _KIND != entry.kind or uid != min(st.st_uid, _MAX_ID) \
                 or gid != min(st.st_gid, _MAX_ID):
@@ -491,9 +581,24 @@ class _DeltaWalk(Collector):
             return False
         known = _digest(record)
         if known is None:
-            return True     # not hashed while the base streamed (it changed since): keep it
+            # not hashed while the base streamed (the index was kept, or the file changed
+            # since): the layers are read again after the walk, else the file is kept
+            return None if self.layers is not None else True
         self.result.hashed += 1
         return _file_digest(host, entry.ident) != known
+
+    def _decide_pending(self) -> None:
+        """Files whose base content must decide, read from the base layers in one go."""
+        if not self._pending:
+            return
+        assert self.layers is not None
+        known = base_digests(self.layers, {path for path, _ in self._pending},
+                             self.options.limits)
+        for path, entry in self._pending:
+            base = known.get(path)
+            self.result.hashed += 1
+            if base is None or _file_digest(entry.host, entry.ident) != base:
+                self._keep(path, entry.host, entry, added=False)
 
     def _pruned(self, path: bytes, reason: str) -> None:
         self._gone.add(path)
@@ -511,6 +616,7 @@ class _DeltaWalk(Collector):
     def run(self, root: bytes) -> list[tuple[bytes, Entry]]:
         """Walk ``root``, then add hardlink partners and whiteouts; the sorted entries."""
         self._walk(root, b"", Excluder(()))
+        self._decide_pending()
         self._hardlinks()
         self._whiteouts()
         return self.ordered()
@@ -622,6 +728,7 @@ def build_delta(rootfs: str | os.PathLike[str], base: Sequence[Layer] | BaseInde
         raise InvalidInputError(f"rootfs {os.fsdecode(root)} is not a folder")
     index = base if isinstance(base, BaseIndex) else index_base(base, root, opts)
     walk = _DeltaWalk(index.records, root_st.st_dev, opts)
+    walk.layers = index.layers
     log.info("comparing %s with the base (%d paths)", os.fsdecode(root), len(index.records))
     ordered = walk.run(root)
     stats = walk.result

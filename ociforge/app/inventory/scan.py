@@ -82,6 +82,13 @@ class InventoryTaker:
         (the caller reads the layer: a layer ``inventoried`` refuses must not be fed)."""
         return LayerFeed(self, ref)
 
+    def replay(self, ref: LayerRef, changes: LayerChanges, warnings: Sequence[str]) -> None:
+        """The next layer as an earlier feed of the same layers found it (``LayerFeed.changes``
+        and ``warnings``), without reading it."""
+        self.refs.append(ref)
+        self.warnings.extend(warnings)
+        self.view.apply(ref, changes)
+
     def result(self) -> Inventory:
         return assemble(self.view, self.refs, self.warnings)
 
@@ -92,15 +99,19 @@ class LayerFeed:
     def __init__(self, taker: InventoryTaker, ref: LayerRef):
         self._taker = taker
         self._ref = ref
-        self._changes = LayerChanges()
+        self._first_warning = len(taker.warnings)
+        self.changes = LayerChanges()
+        self.warnings: list[str] = []       # what this layer added, once done
 
     def entry(self, entry: TarEntry, data: DataReader) -> None:
         taker = self._taker
-        _entry(entry, data, taker.view, self._changes, taker.licensing, taker.warnings)
+        _entry(entry, data, taker.view, self.changes, taker.licensing, taker.warnings)
 
     def done(self) -> None:
-        self._taker.refs.append(self._ref)
-        self._taker.view.apply(self._ref, self._changes)
+        taker = self._taker
+        self.warnings = taker.warnings[self._first_warning:]
+        taker.refs.append(self._ref)
+        taker.view.apply(self._ref, self.changes)
 
 
 def inventoried(layer: Layer) -> bool:
