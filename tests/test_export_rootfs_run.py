@@ -5,8 +5,9 @@ by mmdebstrap).  ``umoci unpack`` makes its root filesystem as a runtime would
 (owners, modes, mtimes, device nodes), and the test changes it as a user would:
 a Python package installed from a wheel built here into
 /usr/local/lib/python3.11/dist-packages, an edited /etc/issue, a package's
-documentation folder deleted, a shell history in /root, a license file in /opt,
-data in /files.  ``ociforge export --rootfs`` of that folder on that base runs
+documentation folder deleted and another's replaced (an opaque whiteout), a
+file capability set, a shell history in /root, a license file in /opt, data in
+/files.  ``ociforge export --rootfs`` of that folder on that base runs
 in the real Docker Engine and under runc.
 """
 
@@ -38,6 +39,9 @@ SITE = "usr/local/lib/python3.11/dist-packages"
 PROBE = "ociforge_rootfs_probe"
 PROBE_VERSION = "0.3.1"
 DELETED_DOC = "usr/share/doc/gzip"
+REPLACED_DOC = "usr/share/doc/sed"      # every file in it replaced by one new one
+# security.capability, revision 2, effective: cap_net_raw permitted
+CAP_NET_RAW = bytes.fromhex("01000002" "00200000" "00000000" "00000000" "00000000")
 
 CHECK = f"""\
 import os, {PROBE}
@@ -46,6 +50,8 @@ print(open("/etc/issue").read().strip().splitlines()[-1])
 for path in ("/{DELETED_DOC}", "/usr/share/doc/bash", "/root/.bash_history",
              "/opt/vendor/site.lic", "/opt/vendor/tool.sh", "/files/data.csv"):
     print(path, os.path.exists(path))
+print(sorted(os.listdir("/{REPLACED_DOC}")))
+print(os.getxattr("/opt/vendor/tool.sh", "security.capability").hex())
 """
 
 
@@ -87,12 +93,19 @@ def live_debian(base: str, tmp: Path) -> tuple[Path, str, str]:
         fh.write(f"{marker}\n")
     assert (rootfs / DELETED_DOC).is_dir()
     shutil.rmtree(rootfs / DELETED_DOC)
+    replaced = rootfs / REPLACED_DOC
+    assert len(list(replaced.iterdir())) >= 2
+    for child in replaced.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    (replaced / "NOTE").write_text("replaced\n")
     (rootfs / "root" / ".bash_history").write_text(
         f"export GITHUB_TOKEN={secretgen.TOKENS['github-token']()}\npip install {PROBE}\n")
     (rootfs / "opt" / "vendor").mkdir(parents=True)
     (rootfs / "opt" / "vendor" / "site.lic").write_text("SERVER licsrv 0 27000\n")
     (rootfs / "opt" / "vendor" / "tool.sh").write_text("#!/bin/sh\necho vendor\n")
     os.chmod(rootfs / "opt" / "vendor" / "tool.sh", 0o755)
+    # a file capability (setcap cap_net_raw+ep): Docker's vfs driver keeps this attribute
+    os.setxattr(rootfs / "opt" / "vendor" / "tool.sh", "security.capability", CAP_NET_RAW)
     (rootfs / "files").mkdir()
     (rootfs / "files" / "data.csv").write_text("x,y\n1,2\n")
     return rootfs, greeting, marker
@@ -101,7 +114,8 @@ def live_debian(base: str, tmp: Path) -> tuple[Path, str, str]:
 def expected(greeting: str, marker: str, with_files: bool) -> list[str]:
     return [greeting, marker, f"/{DELETED_DOC} False", "/usr/share/doc/bash True",
             "/root/.bash_history False", "/opt/vendor/site.lic False",
-            "/opt/vendor/tool.sh True", f"/files/data.csv {with_files}"]
+            "/opt/vendor/tool.sh True", f"/files/data.csv {with_files}", "['NOTE']",
+            CAP_NET_RAW.hex()]
 
 
 def read_image(location: str) -> Image:

@@ -263,7 +263,7 @@ class _Loader:
             if self.rootfs_option is not None:
                 raise InvalidInputError(f"--rootfs {message}")
             raise self.error(where, message)
-        return folder
+        return Path(os.path.realpath(folder))   # host paths below it compare as written
 
     def dest(self, data: dict, path: tuple[str | int, ...], default: str | None) -> str:
         value = self.string(data, path, required=default is None)
