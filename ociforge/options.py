@@ -4,7 +4,7 @@ The library never looks at the process environment behind a caller's back:
 ``Options()`` is the same on every machine.  ``Options.from_env()`` is what the
 command line starts from (``OCIFORGE_TIMEOUT``, ``OCIFORGE_RETRIES``,
 ``OCIFORGE_RETRY_BASE``, ``OCIFORGE_CHUNK_SIZE``, ``OCIFORGE_CACHE_MAX_SIZE``,
-``SOURCE_DATE_EPOCH``, ``CI``); its flags are then laid over it.  Every other read
+``SOURCE_DATE_EPOCH``); its flags are then laid over it.  Every other read
 of a variable goes through :func:`environ_value`, so ``grep environ_value`` lists
 them all.
 """
@@ -12,13 +12,17 @@ them all.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from .errors import InvalidInputError
 from .model.platform import Platform
+
+if TYPE_CHECKING:
+    import threading
+
+    from .progress.events import ProgressCallback
 
 Compression: TypeAlias = Literal["gzip", "zstd", "none"]
 """Layer compression: gzip (what every tool reads), zstd (OCI only) or none."""
@@ -118,14 +122,27 @@ class CacheOptions:
 
 @dataclass(frozen=True)
 class Options:
-    """What a read, write or pipeline needs beyond the locations themselves."""
+    """What a read, write or pipeline needs beyond the locations themselves.
+
+    ``on_progress`` is called with every progress event of the run (see
+    ociforge.progress; one call at a time, though transfers run on several
+    threads: it is wrapped so), and setting ``cancel`` stops the run with
+    ``errors.Cancelled``, leaving nothing half-written.
+    """
 
     platform: Platform | None = None        # None: the host's platform
     all_platforms: bool = False             # keep a whole index instead of one platform
     registry: RegistryOptions = field(default_factory=RegistryOptions)
-    progress: bool = False
     source_date_epoch: int | None = None    # file mtimes and `created`; None: 0
     cache: CacheOptions = field(default_factory=CacheOptions)
+    on_progress: ProgressCallback | None = field(default=None, compare=False)
+    cancel: threading.Event | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.on_progress is not None:
+            from .progress.events import serialised
+
+            object.__setattr__(self, "on_progress", serialised(self.on_progress))
 
     def wanted_platform(self) -> Platform:
         return self.platform or Platform.host()
@@ -136,8 +153,7 @@ class Options:
 
         ``SOURCE_DATE_EPOCH`` gives the timestamp, the ``OCIFORGE_*`` variables the
         registry transport (:meth:`RegistryOptions.from_env`) and the cache's size cap
-        (:meth:`CacheOptions.from_env`; no cache folder: commands pick one), and progress lines
-        are on when stderr is a terminal outside CI (``CI`` set).
+        (:meth:`CacheOptions.from_env`; no cache folder: commands pick one).
         """
         text = (environ_value("SOURCE_DATE_EPOCH", environ) or "").strip()
         epoch = None
@@ -146,9 +162,8 @@ class Options:
                 raise InvalidInputError("SOURCE_DATE_EPOCH must be a whole number of seconds "
                                         f"since 1970, not {text[:40]!r}")
             epoch = check_epoch(int(text), "SOURCE_DATE_EPOCH")
-        progress = sys.stderr.isatty() and not environ_value("CI", environ)
-        return cls(registry=RegistryOptions.from_env(environ), progress=progress,
-                   source_date_epoch=epoch, cache=CacheOptions.from_env(environ))
+        return cls(registry=RegistryOptions.from_env(environ), source_date_epoch=epoch,
+                   cache=CacheOptions.from_env(environ))
 
 
 def check_epoch(value: int, what: str = "source date epoch") -> int:

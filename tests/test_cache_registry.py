@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from progresslines import messages
 from registry_fixtures import RegistryServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +135,7 @@ def test_offline_names_what_is_missing(cli: Any, registry: RegistryServer,
     code, _, err = cli("export", app, "-o", tmp_path / "x.tar", "--offline")
     assert code == 1
     assert f"{registry.host}/offline/never:1" in err and "not in the cache" in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(messages(err)) == 1
     assert not (tmp_path / "x.tar").exists()
     assert hits(registry, mark) == []
     code, _out, err = cli("copy", f"{registry.host}/offline/never:1", f"oci:{tmp_path / 'o'}",

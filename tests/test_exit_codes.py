@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from imagegen import layout_with_image
+from progresslines import messages
 
 from ociforge.cli import build_parser
 
@@ -143,7 +144,7 @@ def test_bad_input_exits_2_with_one_line(argv: tuple[str, ...], workdir: Path, c
         pytest.fail(f"SystemExit({exc.code}) escaped main()")
     assert code == 2, (code, out, err)
     assert "Traceback" not in err + out
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge") and "error:" in lines[0], lines[0]
     assert _snapshot(workdir) == before, "bad input leaves nothing behind"
@@ -184,7 +185,7 @@ def test_operation_failure_exits_1_with_one_line(argv: tuple[str, ...], workdir:
     code, out, err = cli(*args)
     assert code == 1, (code, out, err)
     assert "Traceback" not in err + out
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge: error:"), lines[0]
     assert not (workdir / "o" / "index.json").exists()
@@ -247,6 +248,6 @@ def test_broken_credential_files_give_one_line(case: str, tmp_path: Path, cli,
     finally:
         fake.stop()
     assert code == expected, (code, err)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "o" / "index.json").exists()

@@ -270,20 +270,18 @@ def test_without_a_tag_signatures_do_not_count(tmp_path: Path) -> None:
         layout.find(None)
 
 
-def test_progress_line(tmp_path: Path) -> None:
-    from ociforge.progress import CountingReader, Progress
+def test_writing_a_layout_counts_its_bytes(tmp_path: Path) -> None:
+    from ociforge.options import Options
+    from ociforge.progress import ProgressEvent
+    from ociforge.stores.layoutlocation import LayoutLocation
 
-    quiet = io.StringIO()
-    with Progress("writing x", 100, enabled=False, stream=quiet) as progress:
-        CountingReader(io.BytesIO(b"a" * 100), progress).read()
-    assert quiet.getvalue() == "" and progress.done == 100
-    loud = io.StringIO()
-    with Progress("writing x", 2048, enabled=True, stream=loud, interval=0) as progress:
-        reader = CountingReader(io.BytesIO(b"a" * 2048), progress)
-        while reader.read(1024):
-            pass
-    lines = loud.getvalue().splitlines()
-    assert lines[-1] == "writing x  2.0 KiB / 2.0 KiB  100%"
+    image = make_image(tmp_path / "src", "counted")
+    seen: list[ProgressEvent] = []
+    LayoutLocation(tmp_path / "lay", "t").write(image, Options(on_progress=seen.append))
+    total = sum(layer.size for layer in image.layers)
+    assert seen[0]["event"] == "start" and seen[-1]["event"] == "end"
+    assert seen[-1]["phase"] == "write" and seen[-1]["item"] == f"oci:{tmp_path / 'lay'}:t"
+    assert seen[-1]["done"] == seen[-1]["total"] == total and seen[-1]["status"] == "ok"
 
 
 def test_freshly_built_layers_are_linked_not_copied(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from hostileregistry import (
     leaked,
 )
 from imagegen import layout_with_image
+from progresslines import messages
 
 from ociforge.errors import TransportError
 from ociforge.options import RegistryOptions
@@ -57,7 +58,7 @@ def listener() -> Iterator[Listener]:
 
 def _refused(code: int, err: str, registry: HostileRegistry, *secrets: str) -> None:
     assert code == 1, err
-    assert len(err.strip().splitlines()) == 1, err
+    assert len(messages(err)) == 1, err
     assert "Traceback" not in err
     assert registry.host in err and "refusing" in err, err
     for secret in (PASSWORD, BASIC.split()[1], "STATE-SECRET", *secrets):

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import requests
 from faultproxy import FaultProxy, Rule
+from progresslines import messages
 from registry_fixtures import RegistryServer, start_registry
 from tokenserver import TokenServer
 
@@ -117,9 +118,9 @@ def test_pull_only_user_is_refused_before_anything_is_written(
     code, out, err = cli("export", HELLO, "-o", f"oci:{layout}", "-o", archive,
                          "-o", f"{host}/{repo}:1", "--report", report, "--json")
     assert code == 1, err
-    assert len(err.strip().splitlines()) == 1
+    assert len(messages(err)) == 1
     assert f"no push access to {repo} for user 'reader'" in err and "granted pull" in err
-    assert json.loads(out) == {"error": err.strip().removeprefix("ociforge: error: "),
+    assert json.loads(out) == {"error": messages(err)[0].removeprefix("ociforge: error: "),
                                "exit_code": 1}
     assert not layout.exists() and not archive.exists() and not report.exists()
     assert list(tmp_path.iterdir()) == []
@@ -232,7 +233,7 @@ def test_failure_after_the_first_destination_names_what_was_completed(
         code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",
                              f"oci:{layout}:1", "-o", dest, "--retries", "1", "--json")
     assert code == 1
-    lines = err.strip().splitlines()
+    lines = messages(err)
     assert len(lines) == 1
     assert f"(completed: oci:{layout}:1; not completed: {dest})" in lines[0]
     result = json.loads(out)
@@ -275,7 +276,7 @@ def test_signal_mid_push_cleans_up_and_names_what_was_completed(
                 proc.kill()
                 proc.wait()
     assert proc.returncode == code, err
-    lines = err.strip().splitlines()
+    lines = messages(err)
     assert lines[-1] == (f"ociforge: {word} (completed: oci:{layout}:1; "
                          f"not completed: {dest})"), err
     result = json.loads(out)

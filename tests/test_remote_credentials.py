@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from progresslines import messages
 
 from ociforge.errors import ConfigFileError, InvalidInputError
 from ociforge.remote.auth import Credentials
@@ -154,7 +155,7 @@ def test_cli_names_the_registry_whose_auth_is_not_base64(tls_registry, cli,  # t
     code, _, err = cli("copy", f"{host}/a/b:1", f"oci:{out}", "--ca-cert",
                        str(tls_registry.ca_path))
     assert code == 2, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert len(messages(err)) == 1 and "Traceback" not in err, err
     assert f"auth entry for {host}" in err and "not valid base64" in err, err
     assert not out.exists()
 

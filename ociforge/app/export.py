@@ -56,6 +56,7 @@ from ..model.platform import Platform
 from ..options import Compression, ImageFormat, Options
 from ..pipeline.append import base_annotations, created_annotation, derived_annotations
 from ..pipeline.outputs import Outputs, result_entry
+from ..progress.events import NULL_TASK, Progress, Task
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .dburl import parse_db_url
@@ -153,7 +154,8 @@ class ExportPlan:
 
     def run(self) -> ExportOutcome:
         """Assemble the image, write every destination, then the report, attach, sign."""
-        return _assemble(self, self.request)
+        with self.outputs.running(self.options):
+            return _assemble(self, self.request)
 
 
 def export_app(request: ExportRequest) -> ExportOutcome:
@@ -346,24 +348,28 @@ def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRe
                      ) -> None:
     """SBOM and report as referrers, then a signature, next to every written image."""
     digest = str(outcome.image.digest)
+    progress = Progress.of(plan.options)
     for location in plan.outputs:
         if request.attach_sbom and outcome.sbom is not None:
             from ..trust.referrers import attach_sbom
 
-            desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
+            with progress.task("attach", str(location), label=f"SBOM to {location}"):
+                desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
             outcome.attached_sboms.append({"location": str(location),
                                            "digest": str(desc.digest)})
         if request.attach_report:
             from ..trust.referrers import attach_report
 
-            desc = attach_report(location, outcome.report.to_json().encode(), plan.options,
-                                 digest=digest)
+            with progress.task("attach", str(location), label=f"report to {location}"):
+                desc = attach_report(location, outcome.report.to_json().encode(),
+                                     plan.options, digest=digest)
             outcome.attached.append({"location": str(location), "digest": str(desc.digest)})
         if request.sign_key:
             from ..trust.sign import sign_location
 
-            info = sign_location(location, request.sign_key, request.key_password,
-                                 plan.options, digest=digest)
+            with progress.task("sign", str(location)):
+                info = sign_location(location, request.sign_key, request.key_password,
+                                     plan.options, digest=digest)
             outcome.signatures.append(info.to_dict())
 
 
@@ -380,7 +386,8 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
     else:
         base, scans = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
-                                               settings.threads), cache=plan.cache)
+                                               settings.threads), cache=plan.cache,
+            progress=Progress.of(plan.options))
     for scan in scans:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
@@ -473,9 +480,12 @@ def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, bas
               for was, kept in zip(original.layers, base.layers, strict=True)]
     log.info("comparing the rootfs %s with the base", rootfs)
     refs = [LayerRef(i, str(layer.digest), "base") for i, layer in enumerate(base.layers)]
-    index = base_index(plan.cache, layers, refs, rootfs, options, taker)
-    delta = build_delta(rootfs, index, dataclasses.replace(settings, normalize_modes=False),
-                        options)
+    progress = Progress.of(plan.options)
+    index = base_index(plan.cache, layers, refs, rootfs, options, taker, progress)
+    with progress.task("build", "rootfs layer", label="rootfs layer (changes against the base)"
+                       ) as task:
+        delta = build_delta(rootfs, index,
+                            dataclasses.replace(settings, normalize_modes=False), options, task)
     stats = delta.stats
     for path, rule in stats.pruned:
         if rule == "own-layer" or (rule == "workspace" and request.with_files):
@@ -494,11 +504,13 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: Expor
            report: Report, used: set[str]) -> BuildResult:
     log.info("building %s layer from %s", role, layer_spec.src)
     skip, replay, rules = _skipper(plan, role, report, used)
-    return build_layer_cached(
-        plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-        settings, skip=skip, replay=replay, rules=rules,
-        deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
-        what=f"{role} layer {layer_spec.src}")
+    what = f"{role} layer {layer_spec.src}"
+    with Progress.of(plan.options).task("build", what) as task:
+        return build_layer_cached(
+            plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
+            settings, skip=skip, replay=replay, rules=rules,
+            deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
+            what=what, progress=task)
 
 
 def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: Report
@@ -531,10 +543,12 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: 
         for i in jobs:
             log.info("reading table %s", tables[i].name)
             (tmp / str(i)).mkdir()
-        with TableExport(plan.spec.root) as export:  # one snapshot per database
+        progress = Progress.of(plan.options)
+        with TableExport(plan.spec.root, progress) as export:  # one snapshot per database
             snaps = export.snapshot_all([(tables[i], tmp / str(i), where[i]) for i in jobs])
         for i, snap in zip(jobs, snaps, strict=True):
-            done[i] = _snapshot_layer(snap, settings)
+            with progress.task("build", f"table layer {snap.spec.name}") as task:
+                done[i] = _snapshot_layer(snap, settings, task)
             entry = entries[i]
             if entry is not None:
                 table_cache.store(entry, *done[i])
@@ -548,11 +562,11 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: 
     return out
 
 
-def _snapshot_layer(snap: TableSnapshot, settings: BuildSettings
+def _snapshot_layer(snap: TableSnapshot, settings: BuildSettings, progress: Task = NULL_TASK
                     ) -> tuple[BuildResult, JSONObject]:
     """A table file's layer, and what the report says of it (its entry and warnings)."""
     os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
-    result = build_layer([LayerSource(snap.path, snap.spec.dest)], settings)
+    result = build_layer([LayerSource(snap.path, snap.spec.dest)], settings, progress=progress)
     table = snap.spec
     entry: JSONObject = {"name": table.name, "source": snap.source_shown,
                          "format": table.format, "dest": table.dest, "rows": snap.rows,

@@ -32,6 +32,7 @@ from ..errors import InvalidInputError
 from ..layers.delta import OTHER_FILESYSTEM, SOCKET, BaseIndex, DeltaOptions, index_base
 from ..model.image import Image
 from ..model.layer import Layer
+from ..progress.events import Progress
 from .inventory import InventoryTaker, LayerFeed, LayerRef, inventoried
 from .inventory.merged import LayerChanges
 from .inventory.persist import changes_from_json, changes_to_json
@@ -263,7 +264,8 @@ INVENTORY_READERS = tuple(f"ociforge.app.inventory.{name}" for name in (
 
 
 def base_index(cache: Cache | None, layers: list[Layer], refs: list[LayerRef], rootfs: Path,
-                options: DeltaOptions, taker: InventoryTaker | None) -> BaseIndex:
+                options: DeltaOptions, taker: InventoryTaker | None,
+                progress: Progress | None = None) -> BaseIndex:
     """The base's index (and with ``taker`` its inventory) from the cache, else from one
     read of its layers, which is then kept."""
     key = rootfs_cache.index_key(layers, INVENTORY_READERS) if cache is not None else None
@@ -289,7 +291,8 @@ def base_index(cache: Cache | None, layers: list[Layer], refs: list[LayerRef], r
         feeds.append(taker.feed(refs[i]))
         return feeds[-1]
 
-    index = index_base(layers, rootfs, options, observe if taker is not None else None)
+    index = index_base(layers, rootfs, options, observe if taker is not None else None,
+                       progress)
     if cache is not None and key is not None:
         inventory = None
         if taker is not None:

@@ -36,6 +36,7 @@ from ..layers.layerfiles import LayerSource, SkipCallback
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.layer import Layer
+from ..progress.events import NULL_TASK, Task
 from .fingerprint import TreeState, Unreadable, code_fingerprint, tree_state
 from .store import Cache, record_name
 
@@ -149,26 +150,29 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
                        settings: BuildSettings, *, skip: SkipCallback | None = None,
                        replay: Replay | None = None, rules: str = "",
                        deciders: tuple[str, ...] = (), removes: Sequence[str] = (),
-                       what: str = "layer") -> BuildResult:
+                       what: str = "layer", progress: Task = NULL_TASK) -> BuildResult:
     """``build_layer``, answered from the cache when the sources are unchanged.
 
     ``skip`` decides (and may record) what the walk leaves out; on reuse
     ``replay(image_path, reason)`` is called instead, once for each entry the
     build's ``skip`` left out, so the caller's report comes out the same.
     ``rules`` must name everything ``skip`` decides by, and ``deciders`` the
-    modules (by name) whose code decides.
+    modules (by name) whose code decides.  ``progress`` follows the build, or hears
+    that the layer was ``reused``.
     """
     if cache is None:
-        return build_layer(sources, settings, removes=removes, skip=skip)
+        return build_layer(sources, settings, removes=removes, skip=skip, progress=progress)
     try:
         before = tree_state(sources)
     except Unreadable as exc:
         log.info("%s not looked up (%s)", what, exc)
-        return build_layer(sources, settings, removes=removes, skip=skip)
+        return build_layer(sources, settings, removes=removes, skip=skip, progress=progress)
     head = _head(settings, sources, removes, rules, deciders)
     key = record_name(FORMAT, head, before.digest)
     reused = _reuse(cache, key, sources, settings, removes, replay, what)
     if reused is not None:
+        progress.set(status="reused", digest=str(reused.layer.digest),
+                     files=reused.layer.file_count or 0)
         return reused
     storable = wait_out_racy(before.newest_ctime_ns)
     decisions: list[tuple[str, str]] = []
@@ -180,7 +184,7 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
         return reason
 
     result = build_layer(sources, settings, removes=removes,
-                         skip=recording if skip is not None else None)
+                         skip=recording if skip is not None else None, progress=progress)
     if storable and _unchanged(sources, before, what):
         entry = stored_layer(cache, result.layer)
         if entry is not None:

@@ -50,7 +50,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more output (-v progress and steps, -vv HTTP exchanges)")
+                        help="more output (-v steps and retries, -vv HTTP exchanges)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the result (and errors)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -85,13 +87,26 @@ def _command_module(argv: Sequence[str], names: list[str]) -> str | None:
     return None
 
 
-def _setup_logging(verbosity: int) -> None:
+class _CurrentStderr:
+    """Whatever sys.stderr is when a log line is written: the terminal's live progress
+    view puts its own there while it draws, so log lines go above the view."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _setup_logging(verbosity: int, quiet: bool = False) -> None:
     level = logging.WARNING
-    if verbosity == 1:
+    if quiet:
+        level = logging.ERROR
+    elif verbosity == 1:
         level = logging.INFO
     elif verbosity >= 2:
         level = logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(_OneLineFormatter("%(name)s: %(message)s"))
     logger = logging.getLogger("ociforge")
     logger.handlers[:] = [handler]
@@ -122,15 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.quiet)
     args.outputs = None             # a writing command's Outputs (commands/common.track)
     args.failure_details = None     # extra fields of the --json error object
+    args.progress_sink = None       # the --progress sink (commands/common.progress_sink)
     with _sigterm_raises():
-        return _run(args)
+        try:
+            return _run(args)
+        finally:
+            if args.progress_sink is not None:
+                args.progress_sink.close()
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import OciforgeError, Terminated
+    from ..errors import Cancelled, OciforgeError, Terminated
 
     try:
         return int(args.func(args) or 0)
@@ -148,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated):
             return _failed(args, "terminated", 143, prefix="")
+        if isinstance(exc, Cancelled):
+            return _failed(args, "cancelled", exc.exit_code, prefix="")
         return _failed(args, "interrupted", 130, prefix="")
     except OSError as exc:
         if args.debug:
@@ -171,10 +193,30 @@ def _failed(args: argparse.Namespace, message: str, code: int, prefix: str = "er
         if len(outputs) > 1:  # a location names a file: one name cannot break the line
             line += (f" (completed: {', '.join(map(human, completed)) or 'none'}; "
                      f"not completed: {', '.join(map(human, missing)) or 'none'})")
+    _finish_progress(args, result)
     print(line, file=sys.stderr)
     if args.json:
         _print_json(result)
     return code
+
+
+def _finish_progress(args: argparse.Namespace, result: dict[str, object]) -> None:
+    """A run that failed before its pipeline ran (bad input) still ends its progress
+    stream with a ``finish`` event (a pipeline's own comes first when there is one)."""
+    sink = args.progress_sink
+    if sink is None:
+        return
+    from ..progress.events import ProgressEvent
+    from ..progress.render import JsonLines
+
+    if isinstance(sink, JsonLines) and not sink.finished:
+        code = result["exit_code"]
+        event: ProgressEvent = {"event": "finish", "phase": None, "item": None, "done": None,
+                                "total": None, "status": "cancelled" if code in (130, 143)
+                                else "failed", "error": str(result["error"]),
+                                "exit_code": int(code) if isinstance(code, int) else 1}
+        sink(event)
+    sink.close()
 
 
 def _print_json(result: dict[str, object]) -> None:

@@ -66,6 +66,7 @@ from typing import IO, Any, Protocol
 from ..errors import InvalidInputError, OperationError
 from ..model.layer import Layer
 from ..model.mediatypes import LAYERS
+from ..progress.events import NULL_TASK, Progress, Task
 from .build import BuildResult, BuildSettings, write_entries
 from .decompress import open_decompressed
 from .layerfiles import (
@@ -290,9 +291,11 @@ class BaseIndex:
             pos = stop
         return index
 
-    def add_layers(self, layers: Sequence[Layer], observe: Observe | None = None) -> None:
+    def add_layers(self, layers: Sequence[Layer], observe: Observe | None = None,
+                   progress: Progress | None = None) -> None:
         """Index ``layers`` (lowest first); ``observe(i, layer)`` may give an observer of
-        layer ``i``'s entries."""
+        layer ``i``'s entries.  Each read is a ``scan`` progress task (the blob's bytes)."""
+        progress = progress or Progress()
         total = len(layers)
         for i, layer in enumerate(layers):
             what = f"base layer {i + 1}/{total} ({layer.digest})"
@@ -303,8 +306,10 @@ class BaseIndex:
                 continue
             log.info("indexing %s", what)
             observer = observe(i, layer) if observe is not None else None
-            with layer.open() as raw:
-                self.add_stream(raw, what, observer)  # type: ignore[arg-type]
+            with progress.task("scan", str(layer.digest), layer.size,
+                               f"base layer {i + 1}/{total} (rootfs index)") as task, \
+                    layer.open() as raw:
+                self.add_stream(task.reading(raw), what, observer)  # type: ignore[arg-type]
 
     def add_stream(self, raw: IO[bytes], what: str, observer: LayerObserver | None = None
                    ) -> None:
@@ -424,10 +429,11 @@ def _under(path: bytes, folders: set[bytes]) -> bool:
 
 
 def index_base(layers: Sequence[Layer], rootfs: str | bytes | os.PathLike[str],
-               options: DeltaOptions, observe: Observe | None = None) -> BaseIndex:
+               options: DeltaOptions, observe: Observe | None = None,
+               progress: Progress | None = None) -> BaseIndex:
     """Stream the base layers into their merged index (see the module docstring)."""
     index = BaseIndex(os.fsencode(rootfs), options, layers)
-    index.add_layers(layers, observe)
+    index.add_layers(layers, observe, progress)
     return index
 
 
@@ -713,10 +719,12 @@ def _file_digest(host: bytes, ident: tuple[int, int]) -> bytes:
 
 
 def build_delta(rootfs: str | os.PathLike[str], base: Sequence[Layer] | BaseIndex,
-                settings: BuildSettings, options: DeltaOptions | None = None) -> DeltaResult:
+                settings: BuildSettings, options: DeltaOptions | None = None,
+                progress: Task = NULL_TASK) -> DeltaResult:
     """The layer of what ``rootfs`` adds to, changes in and deletes from ``base`` (its
     layers, lowest first, or their index).  ``settings.uid``/``gid`` are not used: every
-    entry keeps its own owner; modes are kept as they are (not normalised)."""
+    entry keeps its own owner; modes are kept as they are (not normalised).  ``progress``
+    follows the writing of the layer (after the walk)."""
     opts = options or DeltaOptions()
     check_compare(opts.compare)
     root = os.fsencode(rootfs)
@@ -732,5 +740,5 @@ def build_delta(rootfs: str | os.PathLike[str], base: Sequence[Layer] | BaseInde
     log.info("comparing %s with the base (%d paths)", os.fsdecode(root), len(index.records))
     ordered = walk.run(root)
     stats = walk.result
-    layer = write_entries(ordered, settings)
+    layer = write_entries(ordered, settings, progress)
     return DeltaResult(BuildResult(layer, walk.skipped, index.warnings + walk.warnings), stats)

@@ -37,8 +37,9 @@ class CopyPlan:
     options: Options
 
     def run(self) -> CopyOutcome:
-        artifact = resolve_platform(self.source.read(self.options), self.options)
-        results = self.outputs.write(artifact, self.options)
+        with self.outputs.running(self.options):
+            artifact = resolve_platform(self.source.read(self.options), self.options)
+            results = self.outputs.write(artifact, self.options)
         return CopyOutcome(artifact, self.source, tuple(results))
 
 

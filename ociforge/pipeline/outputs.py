@@ -7,22 +7,26 @@ written.  ``check_push_access`` then asks every registry destination whether
 this run may push, before the first byte goes anywhere.  ``write`` writes the
 artifact to each destination in turn and remembers which are done, so a run
 that stops part-way (a network failure, Ctrl-C, SIGTERM) can say which
-destinations were completed and which not.
+destinations were completed and which not.  ``running`` wraps the run: its
+last progress event says how it ended, and a cancelled run's ``Cancelled``
+names the destinations completed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InvalidInputError
+from ..errors import Cancelled, InvalidInputError, OciforgeError, Terminated
 from ..fsutil import resolve_output
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Compression, Options
+from ..progress.events import Progress
 from ..stores.locations import Location, WriteResult, parse_destination
 
 log = logging.getLogger("ociforge")
@@ -104,7 +108,9 @@ class Outputs:
             key = (reference.registry, reference.repository)
             if key not in asked:
                 asked.add(key)
-                _ask_push_access(reference, options)
+                with Progress.of(options).task("check", f"{key[0]}/{key[1]}",
+                                               label=f"push access to {key[0]}/{key[1]}"):
+                    _ask_push_access(reference, options)
 
     def _settle_deferred(self, artifact: Artifact, options: Options) -> set[Reference]:
         """The deferred destinations that already serve ``artifact`` (nothing to push);
@@ -140,11 +146,42 @@ class Outputs:
             log.info("writing %s to %s", artifact.digest.short, location)
             if location.reference is not None and location.reference in served:
                 log.info("%s already serves %s", location, artifact.digest.short)
+                with Progress.of(options).task("write", str(location)) as task:
+                    task.set(status="exists")
                 self.results.append(WriteResult(str(artifact.digest), str(location),
                                                 artifact.media_type))
                 continue
             self.results.append(location.write(artifact, options))
         return list(self.results)
+
+    @contextlib.contextmanager
+    def running(self, options: Options) -> Iterator[None]:
+        """The writing run of a pipeline: its last progress event (``finish``) says how
+        it ended and which destinations were completed; a cancelled run's
+        ``Cancelled`` names them too."""
+        progress = Progress.of(options)
+        try:
+            yield
+        except Cancelled as exc:
+            exc.completed = [str(location) for location in self.completed]
+            exc.not_completed = [str(location) for location in self.not_completed]
+            progress.finish("cancelled", exit_code=exc.exit_code, error="cancelled",
+                            **self._how_far())
+            raise
+        except BaseException as exc:
+            code = exc.exit_code if isinstance(exc, OciforgeError) else (
+                143 if isinstance(exc, Terminated) else
+                130 if isinstance(exc, KeyboardInterrupt) else 1)
+            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            progress.finish(status, exit_code=code,
+                            error=" ".join(str(exc).split()) or type(exc).__name__,
+                            **self._how_far())
+            raise
+        progress.finish("ok", exit_code=0, **self._how_far())
+
+    def _how_far(self) -> dict[str, list[str]]:
+        return {"completed": [str(location) for location in self.completed],
+                "not_completed": [str(location) for location in self.not_completed]}
 
 
 def _ask_push_access(reference: Reference, options: Options) -> None:

@@ -32,6 +32,7 @@ from ..model.jsonutil import MAX_DOCUMENT, loads, parse_object
 from ..model.layer import Layer
 from ..model.reference import DOCKER_HUB_API, normalize_registry
 from ..options import RegistryOptions
+from ..progress.events import NULL_TASK, Task, retry_pause
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
 from .transport import FileBody, TimedOut, Transport
 from .upload import upload_blob
@@ -282,12 +283,14 @@ class RegistryClient:
         parsed = digest if isinstance(digest, Digest) else Digest.parse(digest)
         return VerifyingReader(self.open_blob(repository, parsed), parsed, size, "blob")
 
-    def push_blob(self, repository: str, layer: Layer, mount_from: str | None = None) -> str:
+    def push_blob(self, repository: str, layer: Layer, mount_from: str | None = None,
+                  progress: Task = NULL_TASK) -> str:
         """Make sure a blob is in ``repository``: 'exists', 'mounted' or 'uploaded'.
 
         HEAD first; then a cross-repository mount from ``mount_from`` (a
         repository on this registry); else POST + one PUT streamed from the
         layer's opener, or chunked PATCHes when a chunk size is set for this registry.
+        ``progress`` counts the bytes uploaded.
         """
         if self.blob_exists(repository, layer.digest):
             return "exists"
@@ -295,7 +298,7 @@ class RegistryClient:
         if mount_from and mount_from != repository:
             scopes = merge_scopes([*scopes, pull_scope(mount_from)])
         return upload_blob(self.transport, repository, layer, scopes, mount_from,
-                           self.options.chunk_size_for(self.registry))
+                           self.options.chunk_size_for(self.registry), progress)
 
     def put_blob_bytes(self, repository: str, data: bytes, media_type: str = "application/"
                        "octet-stream") -> Digest:
@@ -435,6 +438,8 @@ class _BlobStream:
                 self._resumes += 1
                 log.info("resuming blob %s at byte %d (%s)", self._digest[:19], self._offset,
                          exc)
+                retry_pause(self._resumes + 1, self.RESUMES + 1, 0.0,
+                            f"resuming at byte {self._offset}: {exc}")
                 continue
             self._offset += len(data)
             return data

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import functools
+import http
 import http.cookiejar
 import io
 import logging
@@ -43,6 +44,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from .. import __version__
 from ..errors import InvalidInputError, TransportError
 from ..options import RegistryOptions
+from ..progress.events import retry_pause
 from .auth import Authenticator, Credentials
 from .status import ERROR_BODY_LIMIT, raise_for_status
 from .tls import CABundle, default_verify
@@ -73,26 +75,32 @@ class FileBody:
 
     requests sends it with Content-Length (from ``__len__``) and urllib3 iterates
     it: 1 MiB reads, no whole-blob buffer.  Bound to a transfer guard
-    (``watched``), it is handed out in UPLOAD_STEP pieces and reports progress.
+    (``watched``), it is handed out in UPLOAD_STEP pieces and reports progress;
+    ``on_sent(position)`` hears how far into the source the socket took it.
     """
 
     def __init__(self, opener: Callable[[], IO[bytes]], length: int,
-                 offset: int = 0, chunk: int = BODY_CHUNK, guard: Guard | None = None):
+                 offset: int = 0, chunk: int = BODY_CHUNK, guard: Guard | None = None,
+                 on_sent: Callable[[int], None] | None = None):
         self._opener = opener
         self._length = length
         self._offset = offset
         self._chunk = chunk
         self._guard = guard
+        self._on_sent = on_sent
 
     def __len__(self) -> int:
         return self._length
 
     def watched(self, guard: Guard) -> FileBody:
-        return FileBody(self._opener, self._length, self._offset, self._chunk, guard)
+        return FileBody(self._opener, self._length, self._offset, self._chunk, guard,
+                        self._on_sent)
 
     def __iter__(self) -> Iterator[bytes | memoryview]:
         left = self._length
         guard = self._guard
+        sent = self._on_sent
+        position = self._offset
         with self._opener() as fh:
             if self._offset:
                 _skip(fh, self._offset)
@@ -103,6 +111,9 @@ class FileBody:
                 left -= len(data)
                 if guard is None:
                     yield data
+                    position += len(data)
+                    if sent is not None:
+                        sent(position)
                     continue
                 view = memoryview(data)
                 for start in range(0, len(view), UPLOAD_STEP):
@@ -110,6 +121,9 @@ class FileBody:
                     guard.arm()
                     yield piece             # urllib3 sends it before asking for more
                     guard.moved(len(piece))
+                    position += len(piece)
+                    if sent is not None:
+                        sent(position)
 
 
 def _skip(fh: IO[bytes], offset: int) -> None:
@@ -451,7 +465,7 @@ class Transport:
             except TransportError:
                 if attempt + 1 >= attempts:
                     raise
-                self._sleep(attempt, None)
+                self._sleep(attempt, None, attempts, "the token service's answer broke off")
                 continue
             finally:
                 resp.close()
@@ -624,18 +638,22 @@ class Transport:
                     kind = TimedOut if guard.fired else TransportError
                     raise kind(f"{self.registry}: {method} {mask_url(url)} failed after "
                                f"{attempt + 1} attempt(s): {failure}")
-                self._sleep(attempt, None)
+                self._sleep(attempt, None, attempts, failure)
                 continue
             self._log(method, url, str(resp.status_code), started)
             if resp.status_code in RETRY_STATUSES and attempt + 1 < attempts and reusable:
                 retry_after = resp.headers.get("Retry-After")
                 resp.close()
-                self._sleep(attempt, retry_after)
+                self._sleep(attempt, retry_after, attempts, _status_text(resp))
                 continue
             return resp
         raise AssertionError("unreachable")
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _sleep(self, attempt: int, retry_after: str | None, attempts: int,
+               reason: str) -> None:
+        """Wait before attempt ``attempt + 2`` of ``attempts``; the wait is a progress event
+        (``retrying in 2.0 s (attempt 2/6): 503 Service Unavailable``) and ends early,
+        with Cancelled, when the run is cancelled."""
         base = self.options.retry_base
         delay = min(MAX_BACKOFF, base * (2 ** attempt)) * (0.5 + random.random() / 2)
         if retry_after:
@@ -645,8 +663,8 @@ class Transport:
                 delay = max(delay, min(MAX_RETRY_AFTER, _http_date_delay(retry_after)))
             if base == 0:
                 delay = min(delay, 0.05)
-        log.debug("retrying in %.2fs", delay)
-        time.sleep(delay)
+        log.debug("retrying in %.2fs (attempt %d/%d): %s", delay, attempt + 2, attempts, reason)
+        retry_pause(attempt + 2, attempts, delay, reason, time.sleep)
 
     def _log(self, method: str, url: str, status: str, started: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -658,6 +676,15 @@ class Transport:
         self.watchdog.close()
         if self._ca is not None:
             self._ca.close()
+
+
+def _status_text(resp: requests.Response) -> str:
+    """``503 Service Unavailable``: the status and its standard phrase."""
+    try:
+        phrase = http.HTTPStatus(resp.status_code).phrase
+    except ValueError:
+        phrase = " ".join(str(resp.reason or "").split())[:80]
+    return f"{resp.status_code} {phrase}".strip()
 
 
 def _path(url: str) -> str:

@@ -20,6 +20,7 @@ import requests
 from ..errors import DigestMismatchError, RegistryError, TransportError
 from ..model.digest import Digest
 from ..model.layer import Layer
+from ..progress.events import NULL_TASK, Task, retry_pause
 from .transport import FileBody, Refused, TimedOut, Transport
 
 log = logging.getLogger("ociforge.remote")
@@ -30,8 +31,10 @@ _RESTARTABLE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "R
 
 
 def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: list[str],
-                mount_from: str | None, chunk_size: int | None) -> str:
-    """Mount or upload one blob; returns 'mounted' or 'uploaded'."""
+                mount_from: str | None, chunk_size: int | None,
+                progress: Task = NULL_TASK) -> str:
+    """Mount or upload one blob; returns 'mounted' or 'uploaded'.  ``progress`` hears the
+    bytes the registry took (a restarted upload counts on from where it got before)."""
     location = None
     if mount_from and mount_from != repository:
         location = _try_mount(transport, repository, layer.digest, mount_from, scopes)
@@ -43,9 +46,9 @@ def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: lis
                 location = _start(transport, repository, scopes, layer.digest)
             url, min_chunk = location if isinstance(location, tuple) else (location, 0)
             if chunk_size:
-                _chunked(transport, url, layer, scopes, max(chunk_size, min_chunk))
+                _chunked(transport, url, layer, scopes, max(chunk_size, min_chunk), progress)
             else:
-                _monolithic(transport, url, layer, scopes)
+                _monolithic(transport, url, layer, scopes, progress)
             return "uploaded"
         except (TransportError, RegistryError) as exc:
             if isinstance(exc, TransportError):
@@ -58,6 +61,7 @@ def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: lis
             if attempt + 1 >= UPLOAD_RESTARTS or not restartable:
                 raise
             log.info("restarting upload of %s after: %s", layer.digest.short, exc)
+            retry_pause(attempt + 2, UPLOAD_RESTARTS, 0.0, f"upload restarted: {exc}")
             location = None
     raise AssertionError("unreachable")
 
@@ -104,8 +108,10 @@ def _with_digest(url: str, digest: Digest) -> str:
     return url + ("&" if urlsplit(url).query else "?") + f"digest={digest}"
 
 
-def _monolithic(transport: Transport, url: str, layer: Layer, scopes: list[str]) -> None:
-    body: bytes | FileBody = FileBody(layer.opener, layer.size) if layer.size else b""
+def _monolithic(transport: Transport, url: str, layer: Layer, scopes: list[str],
+                progress: Task) -> None:
+    body: bytes | FileBody = (FileBody(layer.opener, layer.size, on_sent=progress.reach)
+                              if layer.size else b"")
     resp = transport.request(
         "PUT", _with_digest(url, layer.digest), scopes=scopes, body=body,
         headers={"Content-Type": "application/octet-stream"}, ok=(201, 204),
@@ -115,7 +121,7 @@ def _monolithic(transport: Transport, url: str, layer: Layer, scopes: list[str])
 
 
 def _chunked(transport: Transport, url: str, layer: Layer, scopes: list[str],
-             chunk: int) -> None:
+             chunk: int, progress: Task) -> None:
     offset = 0
     with layer.opener() as source:
         pending = b""
@@ -140,6 +146,7 @@ def _chunked(transport: Transport, url: str, layer: Layer, scopes: list[str],
             if location:
                 url = transport.resolve(location, resp.url, "upload Location")
             offset = end + 1
+            progress.reach(offset)
     resp = transport.request(
         "PUT", _with_digest(url, layer.digest), scopes=scopes, body=b"",
         headers={"Content-Type": "application/octet-stream"}, ok=(201, 204),

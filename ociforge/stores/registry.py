@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Options, RegistryOptions, environ_value
+from ..progress.events import Progress
 from .locations import Location, LocationKind, WriteResult
 
 if TYPE_CHECKING:  # the HTTP stack loads only when a registry is contacted
@@ -71,14 +72,16 @@ class RegistryLocation(Location):
         from ..cache.transfer import pull_cached
 
         ref = self.reference
-        return pull_cached(ref, options, lambda: client_for(ref.registry, options.registry))
+        with Progress.of(options).task("pull", str(ref)):
+            return pull_cached(ref, options, lambda: client_for(ref.registry, options.registry))
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         from ..cache.transfer import push_cached
 
         ref = self.reference
-        digest, media_type = push_cached(ref, artifact, options,
-                                         lambda: client_for(ref.registry, options.registry))
+        with Progress.of(options).task("write", str(ref)):
+            digest, media_type = push_cached(
+                ref, artifact, options, lambda: client_for(ref.registry, options.registry))
         return WriteResult(str(digest), str(ref), media_type)
 
     def artifact_store(self, options: Options | None = None) -> ArtifactStore:

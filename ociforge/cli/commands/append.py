@@ -15,6 +15,7 @@ from .common import (
     add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -65,6 +66,7 @@ def register(sub: Any) -> None:
                         help="timestamp for files and config (default $SOURCE_DATE_EPOCH or 0)")
     add_registry_options(parser)
     add_cache_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

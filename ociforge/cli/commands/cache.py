@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ...cache.store import Cache
     from ...errors import InvalidInputError, OperationError
     from ...options import CacheOptions, parse_size
-    from ...progress import human_size
+    from ...progress.render import human_size
 
     if args.cache_action == "prune" and args.all and args.max_size:
         raise InvalidInputError("--all and --max-size contradict each other")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ...model.jsonutil import JSONObject
     from ...options import CacheOptions, Options
     from ...pipeline.outputs import Outputs
+    from ...progress import Sink
     from ...stores.locations import WriteResult
 
 
@@ -97,8 +98,32 @@ def make_options(args: argparse.Namespace) -> Options:
             check_number(timeout, "--timeout", *TIMEOUT_RANGE)),
     )
     return replace(base, platform=platform, all_platforms=all_platforms, registry=registry,
-                   progress=base.progress or getattr(args, "verbose", 0) > 0,
-                   cache=_cache_options(args, base.cache))
+                   cache=_cache_options(args, base.cache), on_progress=progress_sink(args))
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """--progress auto|tty|plain|json (docker buildx's names), for commands that report it."""
+    from ...progress import PROGRESS_MODES
+
+    parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                        help="how to show progress on stderr: auto (a live view on a "
+                        "terminal, else plain lines), tty, plain, or json (one event per "
+                        "line, see docs/cli.md); -q shows none but json")
+
+
+def progress_sink(args: argparse.Namespace) -> Sink | None:
+    """The command's progress sink on stderr, made once (main() closes it); None for a
+    command without --progress, and with -q unless --progress json was asked for."""
+    mode = getattr(args, "progress", None)
+    if mode is None or (getattr(args, "quiet", False) and mode != "json"):
+        return None
+    made = getattr(args, "progress_sink", None)
+    if made is None:
+        from ...progress import sink
+
+        made = sink(mode, sys.stderr, verbose=getattr(args, "verbose", 0) > 0)
+        args.progress_sink = made
+    return made
 
 
 def _cache_options(args: argparse.Namespace, base: CacheOptions) -> CacheOptions:
@@ -188,9 +213,11 @@ def result_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
 
 
 def _global_flags() -> argparse.ArgumentParser:
-    """-v/--json/--debug accepted after the command too (``ociforge copy A B --json``)."""
+    """-v/-q/--json/--debug accepted after the command too (``ociforge copy A B --json``)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+    parent.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only the result (and errors)")
     parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print a machine-readable result")
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

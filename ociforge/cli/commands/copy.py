@@ -9,6 +9,7 @@ from .common import (
     add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -27,6 +28,7 @@ def register(sub: Any) -> None:
     add_platform_option(parser)
     add_registry_options(parser)
     add_cache_options(parser, keep_pulled_blobs=False)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ from .common import (
     add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -85,6 +86,7 @@ def register(sub: Any) -> None:
     add_platform_option(parser, allow_all=False)
     add_registry_options(parser)
     add_cache_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -133,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     for signature in outcome.signatures:
         summary += "\n" + human(f"  signed   {signature['location']} "
                                 f"({signature['signature_tag']})")
-    print(summary, file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
                 "mediaType": outcome.image.media_type,
                 "destinations": outcome.report.destinations,
