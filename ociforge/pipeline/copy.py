@@ -1,15 +1,16 @@
 """Copy: an image from one location to others, digests unchanged.
 
 Raw manifest and config bytes are written as read, so the digest at every
-destination is the digest at the source.  An index is resolved to one platform
-(``Options.platform``, default the host's) unless ``Options.all_platforms``
-keeps it whole.
+destination is the digest at the source.  An index is copied whole (every
+platform, its digest unchanged) unless the options pick platforms:
+``Options.platform`` narrows it to that one image, ``Options.platforms`` to a
+new index holding exactly those children (their digests unchanged).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import InvalidInputError
 from ..model.index import Artifact
@@ -37,8 +38,11 @@ class CopyPlan:
     options: Options
 
     def run(self) -> CopyOutcome:
+        options = self.options
+        if not options.picks_platforms:
+            options = replace(options, all_platforms=True)  # what is given is what is kept
         with self.outputs.running(self.options):
-            artifact = resolve_platform(self.source.read(self.options), self.options)
+            artifact = resolve_platform(self.source.read(options), options)
             results = self.outputs.write(artifact, self.options)
         return CopyOutcome(artifact, self.source, tuple(results))
 

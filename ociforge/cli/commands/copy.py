@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
     parser.add_argument("dest", metavar="DEST", nargs="+", help="destination location(s)")
     parser.add_argument("--tag", metavar="NAME:TAG",
                         help="name recorded in archives (and tag of layouts) without one")
-    add_platform_option(parser)
+    add_platform_option(parser, "keep one platform of an index (OS/ARCH[/VARIANT]), or a "
+                        "comma list of them as a new index (digests unchanged); default: "
+                        "the whole index")
     add_registry_options(parser)
     add_cache_options(parser, keep_pulled_blobs=False)
     add_progress_option(parser)
