@@ -320,9 +320,16 @@ def test_bad_rootfs_input_is_refused_before_anything_is_written(
     app2 = write_app(tmp_path / "app2", base, 'rootfs = "ociforge.toml"\n')
     code, _, stderr = cli("export", app2, "-o", f"oci:{out}")
     assert code == 2 and "ociforge.toml:5: app.rootfs" in stderr
-    code, _, stderr = cli("export", app, "--rootfs", rootfs, "--platform", "all",
-                          "-o", f"oci:{out}")
-    assert code == 2 and "one platform" in stderr
+    for platforms in ("all", "linux/amd64,linux/arm64"):
+        code, _, stderr = cli("export", app, "--rootfs", rootfs, "--platform", platforms,
+                              "-o", f"oci:{out}")
+        assert code == 2 and "one platform" in stderr, stderr
+    several = write_app(tmp_path / "several", base, f'rootfs = "{rootfs}"\n').joinpath(
+        "ociforge.toml")
+    several.write_text(several.read_text().replace(f'platform = "{PLATFORM}"',
+                                                    'platform = ["linux/amd64", "linux/arm64"]'))
+    code, _, stderr = cli("export", several.parent, "-o", f"oci:{out}")
+    assert code == 2 and "one platform" in stderr, stderr
     code, _, stderr = cli("export", app, "--rootfs", rootfs, "--env-from-pid", 2**22 + 12345,
                           "-o", f"oci:{out}")
     assert code == 2 and "no such process" in stderr
