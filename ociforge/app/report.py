@@ -79,6 +79,7 @@ class Report:
     licensed: bool = False                      # licensed = true, exported with --include-licensed
     inventory: dict[str, Any] | None = None     # packages, per ecosystem, per license (counts)
     licensed_components: list[dict[str, Any]] = field(default_factory=list)
+    rootfs: dict[str, Any] | None = None        # a rootfs's delta: compare mode and counts
     # several platforms: one report per platform (its base, layers, inventory); the
     # lists above then hold what every platform shares, the rest naming its platforms
     platforms: list[Report] = field(default_factory=list)
@@ -139,6 +140,8 @@ class Report:
         }
         if self.licensed:  # only then, so reports of ordinary apps keep their digests
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
+        if self.rootfs is not None:
+            out["rootfs"] = self.rootfs
         out.update(self._inventory_content())
         return json_safe(out)
 
@@ -219,6 +222,10 @@ class Report:
                              + (f" (base @ {report.base_digest})" if report.base_digest
                                 else ""))
             lines += report._layer_lines()
+        if self.rootfs is not None:
+            lines.append(f"  rootfs   {self.rootfs['added']} added, {self.rootfs['changed']} "
+                         f"changed, {self.rootfs['deleted']} deleted (compared by "
+                         f"{self.rootfs['compare']})")
         if self.licensed:
             lines.append("  licensed app exported with --include-licensed (its license keys "
                          "and server settings are left out)")

@@ -29,7 +29,7 @@ _REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "app": ("name", "base", "platform", "licensed"),
+    "app": ("name", "base", "platform", "licensed", "rootfs"),
     "config": ("entrypoint", "cmd", "env", "env_file", "workdir", "user", "ports", "labels",
                "volumes", "stop_signal"),
     "layers": ("src", "dest", "exclude"),
@@ -65,7 +65,7 @@ class PathSpec:
     A ``src`` with placeholders names one folder per platform: ``for_platform``
     fills them in and checks that folder (``path`` is then unchecked)."""
 
-    src: str            # as written, relative to the app folder
+    src: str            # as written: relative to the app folder, or absolute in the rootfs
     path: Path          # resolved on disk, inside the app folder
     dest: str
     exclude: tuple[str, ...] = ()
@@ -141,10 +141,16 @@ class AppSpec:
     tables: tuple[TableSpec, ...] = ()
     licenses: ExtraPatterns = field(default_factory=ExtraPatterns)
     secrets: ExtraPatterns = field(default_factory=ExtraPatterns)
+    rootfs: Path | None = None      # export what is installed: this root filesystem's changes
 
 
-def load_spec(app_dir: str | os.PathLike[str]) -> AppSpec:
-    """Load ``APP_DIR/ociforge.toml``; raises ConfigFileError (exit 2) on any problem."""
+def load_spec(app_dir: str | os.PathLike[str],
+              rootfs: str | os.PathLike[str] | None = None) -> AppSpec:
+    """Load ``APP_DIR/ociforge.toml``; raises ConfigFileError (exit 2) on any problem.
+
+    ``rootfs`` (``--rootfs``) overrides ``[app] rootfs``.  With a rootfs, an absolute
+    ``src`` in ``[files]`` or ``[[layers]]`` names a path inside it.
+    """
     root = Path(app_dir)
     if not root.is_dir():
         raise ConfigFileError(f"application folder {str(app_dir)!r} does not exist")
@@ -159,7 +165,7 @@ def load_spec(app_dir: str | os.PathLike[str]) -> AppSpec:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(f"{toml_path}: invalid TOML: {exc}") from None
-    return _Loader(root.resolve(), toml_path, source).load(data)
+    return _Loader(root.resolve(), toml_path, source, rootfs).load(data)
 
 
 def _display(path: tuple[str | int, ...]) -> str:
@@ -170,10 +176,13 @@ def _display(path: tuple[str | int, ...]) -> str:
 
 
 class _Loader:
-    def __init__(self, root: Path, toml_path: Path, source: str):
+    def __init__(self, root: Path, toml_path: Path, source: str,
+                 rootfs: str | os.PathLike[str] | None = None):
         self.root = root
         self.toml_path = toml_path
         self.lines = KeyLines(source)
+        self.rootfs_option = rootfs
+        self.rootfs: Path | None = None
 
     # -- errors ---------------------------------------------------------------
     def error(self, path: tuple[str | int, ...], message: str) -> ConfigFileError:
@@ -240,8 +249,14 @@ class _Loader:
         return out
 
     # -- paths ----------------------------------------------------------------
-    def inside(self, rel: str, path: tuple[str | int, ...], must_exist: bool = True) -> Path:
-        """Resolve ``rel`` against the app folder; refuse anything that leaves it."""
+    def inside(self, rel: str, path: tuple[str | int, ...], must_exist: bool = True,
+               in_rootfs: bool = False) -> Path:
+        """Resolve ``rel`` against the app folder; refuse anything that leaves it.
+
+        With ``in_rootfs`` and a rootfs, an absolute ``rel`` is a path inside the rootfs.
+        """
+        if in_rootfs and self.rootfs is not None and rel.startswith("/"):
+            return self.in_rootfs(rel, path)
         full, problem = resolve_inside(self.root, rel, must_exist)
         if problem is not None:
             if "does not exist" in problem and _BRACES_RE.search(rel):
@@ -249,6 +264,42 @@ class _Loader:
                 problem += f" (the placeholders are {known})"
             raise self.error(path, f"{rel!r} {problem}")
         return full
+
+    def in_rootfs(self, rel: str, path: tuple[str | int, ...]) -> Path:
+        assert self.rootfs is not None
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise self.error(path, f"{rel!r} must not contain '..'")
+        full = self.rootfs.joinpath(*parts)
+        if not os.path.lexists(full):
+            raise self.error(path, f"{rel!r} does not exist in the rootfs {str(self.rootfs)!r}")
+        real = Path(os.path.realpath(full))
+        root = Path(os.path.realpath(self.rootfs))
+        if real != root and root not in real.parents:
+            raise self.error(path, f"{rel!r} leads out of the rootfs (symlink)")
+        return full
+
+    def load_rootfs(self, app: dict) -> Path | None:
+        """``--rootfs`` or ``[app] rootfs`` (relative to the app folder): an existing folder."""
+        given = self.rootfs_option
+        where: tuple[str | int, ...] = ("app", "rootfs")
+        if given is None:
+            given = self.string(app, where)
+            if given is None:
+                return None
+            if not given.strip():
+                raise self.error(where, "must not be empty")
+            folder = self.root / os.path.expanduser(given)
+        else:
+            folder = Path(given)
+        if not folder.is_dir():
+            shown = str(given)
+            message = f"{shown!r} is not a folder" if folder.exists() else \
+                f"{shown!r} does not exist"
+            if self.rootfs_option is not None:
+                raise InvalidInputError(f"--rootfs {message}")
+            raise self.error(where, message)
+        return Path(os.path.realpath(folder))   # host paths below it compare as written
 
     def where(self, path: tuple[str | int, ...]) -> str:
         line = self.lines.line_of(path)
@@ -279,6 +330,7 @@ class _Loader:
             raise self.error(("app", "name"), f"{name!r} is not a valid image name (lowercase "
                              "letters, digits and . _ - separators, '/' between components)")
         platform = self.platform(app)
+        self.rootfs = self.load_rootfs(app)
         base = self.string(app, ("app", "base")) or "scratch"
         try:
             from ..stores.locations import parse_location
@@ -304,6 +356,7 @@ class _Loader:
             tables=self.tables(data),
             licenses=self.extra(data, "licenses"),
             secrets=self.extra(data, "secrets"),
+            rootfs=self.rootfs,
         )
 
     def platform(self, app: dict) -> str | None:
@@ -344,7 +397,8 @@ class _Loader:
         src = self.string(section, (*path, "src"), required=True)
         assert src is not None
         # a src with placeholders is checked per platform (PathSpec.for_platform)
-        full = self.inside(src, (*path, "src"), must_exist=not has_placeholders(src))
+        full = self.inside(src, (*path, "src"), must_exist=not has_placeholders(src),
+                           in_rootfs=True)
         return PathSpec(src, full, self.dest(section, (*path, "dest"), default_dest),
                         self.strings(section, (*path, "exclude")),
                         where=self.where((*path, "src")), root=self.root)

@@ -69,6 +69,20 @@ def register(sub: Any) -> None:
     parser.add_argument("--attach-sbom", action="store_true",
                         help="store the SBOM as an OCI artifact (application/spdx+json) "
                         "referring to the image")
+    parser.add_argument("--rootfs", metavar="DIR",
+                        help="export what is installed: the changes of this root filesystem "
+                        "(/ from inside the running application, or a folder holding one) "
+                        "against the base, as one layer on the base's own layers (overrides "
+                        "[app] rootfs)")
+    parser.add_argument("--compare", choices=("metadata", "content"), default="metadata",
+                        help="rootfs: how unchanged files are recognised: by size, mode, owner "
+                        "and mtime, hashing only where those cannot decide (default), or by "
+                        "hashing every file whose size agrees (content)")
+    parser.add_argument("--env-from-pid", type=int, metavar="PID",
+                        help="also take the environment of this running process "
+                        "(/proc/PID/environ); the license and secret rules drop what they "
+                        "always drop, and per-session variables (HOSTNAME, PWD, ...) are left "
+                        "out")
     parser.add_argument("--keep-base-layers", action="store_true",
                         help="use the base image's layers as they are, without leaving out "
                         "license and credential files found in them (the report says so)")
@@ -104,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         options=make_options(args),
         sbom_path=args.sbom,
         attach_sbom=args.attach_sbom,
+        rootfs=args.rootfs,
+        compare=args.compare,
+        env_from_pid=args.env_from_pid,
     )
     plan = plan_export(request)
     track(args, plan.outputs)
