@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..display import path_fields
+from ..display import path_fields, plural
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
@@ -361,7 +361,7 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: 
         folder = tmp / str(i)
         folder.mkdir()
         jobs.append((table, folder, f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"))
-    log.info("reading %d table(s)", len(jobs))
+    log.info("reading %s", plural(len(jobs), "table"))
     with TableExport(plan.spec.root) as tables:  # one snapshot per database for all its tables
         snaps = tables.snapshot_all(jobs)
     out = []

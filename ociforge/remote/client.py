@@ -33,10 +33,12 @@ from ..model.layer import Layer
 from ..model.reference import DOCKER_HUB_API, normalize_registry
 from ..options import RegistryOptions
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
-from .transport import FileBody, Transport
+from .transport import FileBody, Transport, mask_url
 from .upload import upload_blob
 
 log = logging.getLogger("ociforge.remote")
+
+MAX_TAG_PAGES = 10_000   # pages of a tag list; a registry that never ends one is refused
 
 
 @dataclass(frozen=True)
@@ -307,10 +309,17 @@ class RegistryClient:
     # -- tags and referrers ------------------------------------------------------
 
     def list_tags(self, repository: str) -> list[str]:
-        """Every tag of a repository (following Link pagination); [] when the repo is unknown."""
+        """Every tag of a repository, following ``Link: <...>; rel="next"`` pages; [] when
+        the repository is unknown.
+
+        A next page must be on the registry's own origin: a Link to another host is
+        refused (it would make us ask a stranger, and with a same-origin rule only
+        there, never send it our token).  A page naming itself again is refused too.
+        """
         tags: list[str] = []
         url = f"/v2/{repository}/tags/list"
-        for _ in range(1000):
+        visited: set[str] = set()
+        for _ in range(MAX_TAG_PAGES):
             resp = self.transport.request(
                 "GET", url, scopes=self._scopes(pull_scope(repository), repository),
                 ok=(200, 404), what=f"tags of {repository}")
@@ -324,8 +333,18 @@ class RegistryClient:
                 link = resp.links.get("next", {}).get("url")
                 if not link:
                     return tags
-                url = requests.compat.urljoin(resp.url, link)
-        return tags
+                visited.add(resp.url)
+                target = requests.compat.urljoin(resp.url, link)
+            if not self.transport.same_origin(target):
+                raise RegistryError(
+                    f"{self.registry}: tags of {repository}: refusing the next page at "
+                    f"{mask_url(target)}: it is not on the registry's own origin")
+            if target in visited:
+                raise RegistryError(f"{self.registry}: tags of {repository}: the next page "
+                                    f"{mask_url(target)} was already read (a pagination loop)")
+            url = target
+        raise RegistryError(f"{self.registry}: tags of {repository}: more than "
+                            f"{MAX_TAG_PAGES} pages")
 
     def get_referrers(self, repository: str, digest: Digest | str,
                       artifact_type: str | None = None) -> dict[str, Any] | None:

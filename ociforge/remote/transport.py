@@ -75,7 +75,7 @@ def _hostname(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -374,7 +374,7 @@ class Transport:
 
     def same_origin(self, url: str) -> bool:
         """True when ``url`` is the registry API itself: only then may credentials go."""
-        return _origin(url) == _origin(self.base_url)
+        return origin(url) == origin(self.base_url)
 
     def check_target(self, url: str) -> None:
         """Refuse a URL we were sent to (Location, Link, redirect) that is unsafe to use.
@@ -470,7 +470,7 @@ class Transport:
                 if attempt + 1 >= attempts or not reusable or _unresolvable(exc):
                     raise TransportError(
                         f"{self.registry}: {method} {mask_url(url)} failed after {attempt + 1} "
-                        f"attempt(s): {_short(exc)}") from None
+                        f"{'attempt' if attempt == 0 else 'attempts'}: {_short(exc)}") from None
                 self._sleep(attempt, None)
                 continue
             except TransportError:
@@ -510,6 +510,18 @@ class Transport:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %s (%.0f ms)", method, mask_url(url), status,
                       (time.monotonic() - started) * 1000)
+
+    def send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+             body: bytes | None = None) -> requests.Response:
+        """One request to a URL of the API host itself (not a registry path): retried like
+        every other, TLS per host, never redirected, the answer preloaded when small.
+
+        For services beside a registry's /v2/ API (Docker Hub's own API); the caller
+        sets any Authorization itself.
+        """
+        return self._send_retrying(method, url, dict(headers or {}), body, stream=False,
+                                   timeout=self._timeout(), allow_redirects=False,
+                                   verify=self._verify_for(url))
 
     def close(self) -> None:
         self.session.close()
@@ -636,7 +648,7 @@ def _error_body(resp: requests.Response) -> tuple[str | None, str]:
             text = message if isinstance(message, str) else ""
             return code, " ".join(text.split())[:300]
     if isinstance(doc, dict):
-        for key in ("details", "message", "error"):
+        for key in ("details", "detail", "message", "error"):
             if isinstance(doc.get(key), str):
                 return None, doc[key][:300]
     text = raw.decode("utf-8", "replace").strip()

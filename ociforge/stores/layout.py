@@ -209,6 +209,30 @@ class Layout(BlobStore):
         finally:
             os.close(fd)  # releases the lock
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Every lock of this layout, exclusively, in the order writers take them
+        (attachments, writers, index.json): no writer, signer or attacher is inside
+        while the block runs, so blobs it removes cannot be ones a writer just put
+        there and has not tagged yet."""
+        fds: list[int] = []
+        try:
+            for name in (ATTACH_LOCK_NAME, WRITERS_LOCK_NAME):
+                while True:
+                    try:
+                        fd = self._flock(name, fcntl.LOCK_EX)
+                    except FileNotFoundError:
+                        raise NotFoundError(
+                            f"OCI layout {str(self.root)!r} does not exist") from None
+                    if fd is not None:
+                        fds.append(fd)
+                        break
+            with self._lock():
+                yield
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)
+
     def _make_root(self) -> list[Path]:
         """Create the layout folder and missing parents; the ones this call made, root first."""
         missing = []

@@ -10,7 +10,7 @@ from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Options, RegistryOptions, environ_value
 from ..remote.client import RegistryClient
-from .locations import Location, LocationKind, WriteResult
+from .locations import Location, LocationKind, TagRemoval, WriteResult
 
 if TYPE_CHECKING:
     from .store import ArtifactStore
@@ -77,6 +77,16 @@ class RegistryLocation(Location):
         client = client_for(self.reference.registry, options.registry)
         result = push(client, self.reference, artifact, options)
         return WriteResult(str(result.digest), str(self.reference), result.media_type)
+
+    def list_tags(self, options: Options) -> list[str]:
+        client = client_for(self.reference.registry, options.registry)
+        return client.list_tags(self.reference.repository)
+
+    def remove_tag(self, options: Options, *, all_tags: bool = False) -> TagRemoval:
+        from .registryremove import remove_registry_tag
+
+        client = client_for(self.reference.registry, options.registry)
+        return remove_registry_tag(client, self.reference, options, all_tags=all_tags)
 
     def artifact_store(self, options: Options | None = None) -> ArtifactStore:
         from .artifactstore import RegistryStore
