@@ -85,6 +85,18 @@ BAD_INPUT: list[tuple[str, ...]] = [
     ("verify-signature", "--key", "{tmp}/missing.pub", "oci:{tmp}/src:t"),
     ("referrers", "Bad//x"),
     ("referrers", "oci:{tmp}/missing"),
+    # managing exports
+    ("tags", "oci:{tmp}/missing"),
+    ("tags", "{tmp}/file"),
+    ("tags", "out/hello"),
+    ("rm", "oci:{tmp}/src"),
+    ("rm", "oci:{tmp}/src:nosuchtag"),
+    ("rm", "docker://127.0.0.1:9/a/b"),
+    ("rm", "oci:{tmp}/src:t", "--jobs", "2"),
+    ("diff", "oci:{tmp}/src:t"),
+    ("diff", "oci:{tmp}/src:t", "oci:{tmp}/missing"),
+    ("diff", "oci:{tmp}/src:t", "oci:{tmp}/src:t", "--platform", "all"),
+    ("verify", "oci:{tmp}/src:t", "--report", "{tmp}/file"),
 ]
 
 

@@ -46,14 +46,12 @@ def remove_layout_tag(layout: Layout, tag: str, *, all_tags: bool = False,
     layout and delete what nothing needs any more; see the module docstring."""
     where = shown or f"oci:{layout.root}"
     layout.check_readable()
+    _named(layout, tag, where)  # an unknown tag is bad input before any lock file is made
     with layout.exclusive():
         layout.check_contents()
         doc = layout.read_index()
         entries: list[dict[str, Any]] = [e for e in doc["manifests"] if isinstance(e, dict)]
-        named = [e for e in entries if _name(e) == tag]
-        if not named or is_attachment_tag(tag):
-            images = sorted(n for e in entries if (n := _name(e)) and not is_attachment_tag(n))
-            raise SelectionError(f"no tag {tag!r} in {where}; tags: {', '.join(images) or 'none'}")
+        named = _named(layout, tag, where, entries)
         target = Descriptor.from_dict(named[0], f"index.json entry {tag}")
         digest = target.digest
         siblings = sorted({n for e in entries if (n := _name(e)) and n != tag
@@ -80,6 +78,18 @@ def remove_layout_tag(layout: Layout, tag: str, *, all_tags: bool = False,
     return TagRemoval(location=where, digest=str(digest), tags=tuple(sorted(removed)),
                       attachments=attachments, manifest_deleted=digest not in live,
                       blobs_removed=count, bytes_freed=freed, via="layout")
+
+
+def _named(layout: Layout, tag: str, where: str,
+           entries: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The index.json entries tagged ``tag`` (an image tag); SelectionError when none."""
+    if entries is None:
+        entries = [e for e in layout.read_index()["manifests"] if isinstance(e, dict)]
+    named = [e for e in entries if _name(e) == tag]
+    if not named or is_attachment_tag(tag):
+        images = sorted(n for e in entries if (n := _name(e)) and not is_attachment_tag(n))
+        raise SelectionError(f"no tag {tag!r} in {where}; tags: {', '.join(images) or 'none'}")
+    return named
 
 
 def _is_attachment_entry(entry: dict[str, Any], graph: _Graph) -> bool:
