@@ -40,7 +40,7 @@ def test_a_report_matches_its_image(cli, tmp_path: Path, registry) -> None:
 
 def test_a_changed_report_or_another_image_is_refused(cli, tmp_path: Path) -> None:
     image, report = _export(cli, tmp_path, "app")
-    other, other_report = _export(cli, tmp_path, "files", "--with-files")
+    other, _other_report = _export(cli, tmp_path, "files", "--with-files")
 
     doc = json.loads(report.read_text())
     doc["dropped_env"] = []                         # someone hides what was dropped
