@@ -153,10 +153,10 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     env_layers += [(k, v, "config") for k, v in spec.config.env.items()]
     if request.with_files:
         for i, table in enumerate(spec.tables):
-            where = f"{spec.root / 'ociforge.toml'}: tables[{i}]"
             if table.format == "parquet":
                 require_pyarrow()
-            open_database(table, spec.root, where)
+            open_database(table, spec.root, spec.locate(("tables", i)),
+                          spec.locate(("tables", i, "table")))
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platform, options, epoch, env_layers, policy,
@@ -360,7 +360,8 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: 
     for i, table in enumerate(plan.spec.tables):
         folder = tmp / str(i)
         folder.mkdir()
-        jobs.append((table, folder, f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]"))
+        jobs.append((table, folder, plan.spec.locate(("tables", i, "query" if table.query
+                                                                  else "table"))))
     log.info("reading %s", plural(len(jobs), "table"))
     with TableExport(plan.spec.root) as tables:  # one snapshot per database for all its tables
         snaps = tables.snapshot_all(jobs)
@@ -399,6 +400,15 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
         report.warnings.insert(0, f"--allow-env {name}: no such variable in the base, "
                                   "env_file or [config] env (a typo?)")
     kept, dropped = plan.policy.filter_env(base_env + plan.env_layers)
+    origins = {name: origin for name, _, origin in base_env + plan.env_layers}
+    for name in plan.allow_env:
+        if name in kept:
+            rule = plan.policy.rule_for(name, kept[name])
+            if rule is not None:
+                used.add(rule.name)
+                report.overridden.append({"name": name, "rule": rule.name, "kind": rule.kind,
+                                          "origin": origins.get(name, "config"),
+                                          "allowed_by": "--allow-env"})
     for decision in dropped:
         used.add(decision.rule)
         report.dropped_env.append({"name": decision.name, "rule": decision.rule,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..display import bytes_of, human, json_safe, json_text
+from ..display import bytes_of, human, json_safe, json_text, plural
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, pretty
 
@@ -73,6 +73,7 @@ class Report:
     media_type: str | None = None
     destinations: list[dict[str, str]] = field(default_factory=list)
     licensed: bool = False                      # licensed = true, exported with --include-licensed
+    overridden: list[dict[str, str]] = field(default_factory=list)  # kept by --allow-env
 
     def content(self) -> JSONObject:
         """Everything the report digest covers (no image digest, no destinations)."""
@@ -92,6 +93,8 @@ class Report:
         }
         if self.licensed:  # only then, so reports of ordinary apps keep their digests
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
+        if self.overridden:  # likewise: only exports with --allow-env that kept something
+            out["overridden"] = self.overridden
         return json_safe(out)
 
     def digest(self) -> str:
@@ -113,7 +116,7 @@ class Report:
                  f"  base     {self.base_reference}"
                  + (f" @ {self.base_digest}" if self.base_digest else "")]
         for layer in self.layers:
-            files = f"{layer.files} files, " if layer.files is not None else ""
+            files = f"{plural(layer.files, 'file')}, " if layer.files is not None else ""
             lines.append(f"  layer    {layer.role:<8} {layer.source:<24} "
                          f"{files}{_size(layer.size)}  {layer.digest[:19]}"
                          + (f"  rewritten (was {layer.original_digest[:19]})"
@@ -125,15 +128,19 @@ class Report:
             lines.append("  base     layers NOT scanned (--keep-base-layers): "
                          "license or credential files in them ship as they are")
         for table in self.tables:
-            lines.append(f"  table    {table['name']:<17} {table['rows']} rows -> {table['dest']}")
+            rows = plural(int(str(table["rows"])), "row")
+            lines.append(f"  table    {table['name']:<17} {rows} -> {table['dest']}")
         if self.dropped_env:
             lines.append("  dropped  variables: " + ", ".join(
                 f"{d['name']} ({d['rule']})" for d in self.dropped_env[:12])
                 + (f" and {len(self.dropped_env) - 12} more" if len(self.dropped_env) > 12
                    else ""))
+        if self.overridden:
+            lines.append("  kept     variables: " + ", ".join(
+                f"{d['name']} (--allow-env, overrides {d['rule']})" for d in self.overridden))
         if self.left_out_files:
             shown = self.left_out_files[:8]
-            lines.append(f"  left out {len(self.left_out_files)} files: " + ", ".join(
+            lines.append(f"  left out {plural(len(self.left_out_files), 'file')}: " + ", ".join(
                 f"{f['path']} ({f['rule']})" for f in shown)
                 + (" ..." if len(self.left_out_files) > len(shown) else ""))
         for warning in self.warnings[:5]:
