@@ -78,7 +78,9 @@ BAD_INPUT: list[tuple[str, ...]] = [
     ("login", "127.0.0.1:9", "-u", "x", "--password-stdin"),
     ("logout", "a b"),
     # keys and signatures
-    ("keygen", "{tmp}/missing/dir/k"),
+    ("keygen", "{tmp}/file/k", "--no-password"),
+    ("keygen", "{tmp}/k"),
+    ("keygen", "{tmp}/k", "--no-password", "--password-stdin"),
     ("sign", "--key", "{tmp}/missing.key", "oci:{tmp}/src:t"),
     ("sign", "--key", "{tmp}/file", "oci:{tmp}/src:t"),
     ("sign", "oci:{tmp}/src:t"),

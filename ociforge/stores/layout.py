@@ -30,7 +30,7 @@ from ..errors import (
     SizeMismatchError,
     ValidationError,
 )
-from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder
+from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder, make_parents
 from ..model import mediatypes as mt
 from ..model import walk
 from ..model.annotations import REF_NAME
@@ -235,21 +235,7 @@ class Layout(BlobStore):
 
     def _make_root(self) -> list[Path]:
         """Create the layout folder and missing parents; the ones this call made, root first."""
-        missing = []
-        probe = Path(os.path.abspath(self.root))
-        while not os.path.lexists(probe) and probe.parent != probe:
-            missing.append(probe)
-            probe = probe.parent
-        created = []
-        for folder in reversed(missing):
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                continue  # another writer made it: not ours to remove
-            except OSError as exc:
-                raise InvalidInputError(f"cannot create {str(folder)!r}: {exc.strerror}") from None
-            created.append(folder)
-        return created[::-1]
+        return make_parents(self.root)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
