@@ -77,8 +77,8 @@ def plan_copy(source: str | Location, destinations: Sequence[str | Location],
     name = check_tag(tag)
     if not destinations:
         raise InvalidInputError("copy needs at least one destination")
-    outputs = Outputs.parse(destinations, default_name=name)
     location = open_source(source)
+    outputs = Outputs.parse(destinations, default_name=name or _name_of(location))
     if with_referrers:
         for place in (location, *outputs):
             if not place.supports_attachments:
@@ -87,6 +87,16 @@ def plan_copy(source: str | Location, destinations: Sequence[str | Location],
                     "copy between oci:DIR layouts and registries")
     outputs.check_push_access(options)
     return CopyPlan(location, outputs, options, with_referrers)
+
+
+def _name_of(source: Location) -> str | None:
+    """The source's own image name (``ghcr.io/me/app:1``), checked like --tag: what
+    archives written without a name are called."""
+    found = source.carried_name()
+    try:
+        return check_tag(found) if found else None
+    except InvalidInputError:
+        return None  # a name an archive cannot carry: the file's own name then
 
 
 def copy_image(source: str | Location, destinations: Sequence[str | Location],

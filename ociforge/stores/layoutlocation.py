@@ -55,6 +55,15 @@ class LayoutLocation(Location):
         return load_artifact(self.layout.find(self.tag), _DocumentsOnly(self.layout),
                              self.layout.source)
 
+    def carried_name(self) -> str | None:
+        from ..model.annotations import CONTAINERD_NAME
+
+        try:
+            found = self.layout.find(self.tag)
+        except (OciforgeError, OSError):
+            return None
+        return (found.annotations or {}).get(CONTAINERD_NAME)
+
     def named_digest(self) -> Digest | None:
         try:
             return self.layout.find(self.tag).digest

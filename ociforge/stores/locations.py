@@ -95,6 +95,12 @@ class Location(ABC):
         damaged image can still be shown); the same as read() where layers are lazy."""
         return self.read(options)
 
+    def carried_name(self) -> str | None:
+        """``NAME:TAG`` of the image here, found offline (a registry reference's
+        repository and tag, a layout entry's ``io.containerd.image.name``): what a
+        copy names an archive it writes.  None when it carries no name."""
+        return None
+
     def named_digest(self) -> Digest | None:
         """The digest this location names, found offline without reading the artifact
         (a layout's index.json entry); None where that takes a network request."""

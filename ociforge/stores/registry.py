@@ -61,6 +61,10 @@ class RegistryLocation(Location):
         """``[docker://]REF``; raises InvalidReferenceError (exit 2) on a bad reference."""
         return cls(Reference.parse(text))
 
+    def carried_name(self) -> str | None:
+        ref = self.reference
+        return f"{ref.name}:{ref.tag}" if ref.tag else None
+
     def check_destination(self) -> None:
         """The reference parsed; push access needs the network and is not checked here."""
         return None

@@ -167,7 +167,8 @@ def result_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
 def _global_flags() -> argparse.ArgumentParser:
     """-v/--json/--debug accepted after the command too (``ociforge copy A B --json``)."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+    parent.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more output (-v progress and steps, -vv HTTP exchanges)")
     parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print a machine-readable result")
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
