@@ -77,6 +77,7 @@ class ExportRequest:
     key_password: bytes | None = field(default=None, repr=False)
     attach_report: bool = False             # store the report as a referrer of the image
     keep_base_layers: bool = False          # use base layers as they are (not scanned)
+    base: str | None = None                 # instead of [app] base (a path: relative to cwd)
     options: Options = field(default_factory=Options)
 
 
@@ -120,6 +121,13 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     """Check every input (exit 2, nothing written), then push access to every registry
     destination (exit 1, nothing written anywhere)."""
     spec = load_spec(request.app_dir)
+    if request.base is not None:
+        # a location from the command line: a relative path is relative to where we run
+        base = parse_location(request.base, role="source")
+        base.check_source()
+        spec = dataclasses.replace(spec, base=request.base)
+    else:
+        base = parse_location(spec.base, role="source", base_dir=spec.root)
     if spec.licensed and not request.include_licensed:
         raise InvalidInputError(LICENSED_REFUSAL.format(name=spec.name))
     check_compression(request.compression)
@@ -160,7 +168,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platform, options, epoch, env_layers, policy,
-                      _base_location(spec), request, tuple(dict.fromkeys(request.allow_env)))
+                      base, request, tuple(dict.fromkeys(request.allow_env)))
 
 
 def _image_name(spec: AppSpec, tag: str | None) -> str:
@@ -179,11 +187,6 @@ def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
                             report=request.report_path)
     outputs.check_compression(request.compression)
     return outputs
-
-
-def _base_location(spec: AppSpec) -> Location:
-    """The base; local paths in ociforge.toml are relative to the app folder."""
-    return parse_location(spec.base, role="source", base_dir=spec.root)
 
 
 # -- phase two: assemble and write ------------------------------------------------------

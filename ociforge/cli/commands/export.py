@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
                         "(else OCIFORGE_KEY_PASSWORD)")
     parser.add_argument("--attach-report", action="store_true",
                         help="store the export report as an OCI artifact referring to the image")
+    parser.add_argument("--base", metavar="LOCATION",
+                        help="use this base instead of [app] base (e.g. busybox:1.36 to get "
+                        "a shell; a path is relative to the working directory)")
     parser.add_argument("--keep-base-layers", action="store_true",
                         help="use the base image's layers as they are, without leaving out "
                         "license and credential files found in them (the report says so)")
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         key_password=password_from(args.password_stdin) if args.sign else None,
         attach_report=args.attach_report,
         keep_base_layers=args.keep_base_layers,
+        base=args.base,
         options=make_options(args),
     )
     plan = plan_export(request)
