@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from registry_fixtures import make_image
-from tools import require_tool, run
+from tools import require_module, require_tool, run
 
 from ociforge.stores.layout import Layout
 from ociforge.trust.referrers import attach_artifact
@@ -87,6 +87,18 @@ def test_registry_to_registry(cli, registry, signed) -> None:
         here = run([skopeo, "inspect", "--raw", "--tls-verify=false",
                     f"docker://{signed['repo']}:{tag}"]).stdout
         assert there == here
+
+    # the oras SDK finds the referrers index and the report in it, and the report's bytes
+    provider = require_module("oras.provider")
+    oras = provider.Registry(hostname=registry.host, insecure=True)
+    container = dest.split("/", 1)[1].rsplit(":", 1)[0]
+    assert f"sha256-{hex_part}" in oras.get_tags(container)
+    index = oras.get_manifest(f"{container}:sha256-{hex_part}",
+                              allowed_media_type=["application/vnd.oci.image.index.v1+json"])
+    assert {m["digest"] for m in index["manifests"]} == {signed["report"], signed["sbom"]}
+    report = oras.get_manifest(f"{container}@{signed['report']}")
+    blob = oras.get_blob(container, report["layers"][0]["digest"])
+    assert json.loads(blob.content)["image"]["digest"] == signed["digest"]
 
     # without --with-referrers nothing is attached at the destination
     bare = f"{registry.host}/handover/bare-{secrets.token_hex(3)}:1.0"

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fakeregistry import loopback_alias
 from registry_fixtures import make_image
+from tools import require_module
 
 from ociforge.model.annotations import REF_NAME
 from ociforge.stores.layout import Layout
@@ -58,6 +59,8 @@ def test_tags_of_a_registry_repository(cli, registry, tmp_path: Path) -> None:
     listed = json.loads(out)
     sig = "sha256-" + str(second.digest).split(":")[1] + ".sig"
     assert listed == sorted(["1.0", "2.0", "latest", sig])
+    oras = require_module("oras.provider").Registry(hostname=registry.host, insecure=True)
+    assert sorted(oras.get_tags(repo.split("/", 1)[1])) == listed   # another reader agrees
 
     code, out, err = cli("tags", f"{registry.host}/manage/never-pushed")
     assert (code, out) == (0, "\n"), err   # an unknown repository has no tags
