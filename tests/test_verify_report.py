@@ -56,7 +56,7 @@ def test_a_changed_report_or_another_image_is_refused(cli, tmp_path: Path) -> No
     assert code == 1
     problems = json.loads(out)["report"]["problems"]
     assert any("label" in p for p in problems)
-    assert any("lists 2 layers, the image has 4" in p for p in problems)
+    assert any("lists 2 layers, the image has 4 layers" in p for p in problems)
 
     # an image derived from the export keeps the label but is another image
     derived = f"oci:{tmp_path / 'lay'}:derived"

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..display import plural
 from ..errors import InvalidInputError
 from ..fsutil import read_regular
 from ..model.image import Image
@@ -87,7 +88,8 @@ def _layer_problems(image: Image, listed: Any) -> list[str]:
         return ["the report has no layers list"]
     out = []
     if len(listed) != len(image.layers):
-        out.append(f"the report lists {len(listed)} layers, the image has {len(image.layers)}")
+        out.append(f"the report lists {plural(len(listed), 'layer')}, the image has "
+                   f"{plural(len(image.layers), 'layer')}")
     diff_ids = image.diff_ids
     for i, (entry, layer) in enumerate(zip(listed, image.layers, strict=False)):
         if not isinstance(entry, dict):
