@@ -355,3 +355,25 @@ def test_tags_refuse_a_pagination_loop(cli, paging) -> None:
     code, _, err = cli("tags", f"{server.host}/paged/app:x")
     assert code == 1 and "loop" in err
     assert len([p for p in server.requests if "tags/list" in p]) == 3
+
+
+def test_rm_on_a_token_registry_asks_for_delete(cli, token_registry, tmp_path: Path) -> None:
+    """Deleting needs the ``delete`` action in the token; listing and HEADs need pull."""
+    import io
+    import sys
+
+    sys.stdin = io.StringIO(token_registry.password + "\n")
+    try:
+        code, _, err = cli("login", token_registry.host, "-u", token_registry.username,
+                           "--password-stdin")
+    finally:
+        sys.stdin = sys.__stdin__
+    assert code == 0, err
+    repo = f"{token_registry.host}/manage/tok-{secrets.token_hex(3)}"
+    _push(cli, tmp_path, make_image(tmp_path), f"{repo}:1")
+    code, _out, err = cli("rm", f"{repo}:1", "--json")
+    assert code == 0, err
+    asked = {scope for request in token_registry.token_server.requests
+             for scope in request.scopes}
+    assert f"repository:{repo.split('/', 1)[1]}:delete" in asked
+    assert cli("tags", f"{repo}:x")[1].split() == []
