@@ -63,7 +63,7 @@ def test_tags_of_a_registry_repository(cli, registry, tmp_path: Path) -> None:
     assert sorted(oras.get_tags(repo.split("/", 1)[1])) == listed   # another reader agrees
 
     code, out, err = cli("tags", f"{registry.host}/manage/never-pushed")
-    assert (code, out) == (0, "\n"), err   # an unknown repository has no tags
+    assert (code, out) == (0, ""), err   # an unknown repository has no tags
 
 
 def test_rm_refuses_when_other_tags_name_the_manifest(cli, registry, tmp_path: Path) -> None:

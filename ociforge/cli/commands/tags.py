@@ -29,5 +29,6 @@ def run(args: argparse.Namespace) -> int:
     from ...pipeline.manage import list_tags
 
     listing = list_tags(args.location, make_options(args), attachments=args.attachments)
-    emit(args, list(listing.tags), "\n".join(listing.tags))
+    if listing.tags or args.json:  # no tags: no output at all, not an empty line
+        emit(args, list(listing.tags), "\n".join(listing.tags))
     return 0
