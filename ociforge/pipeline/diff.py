@@ -64,7 +64,9 @@ def diff_images(a: str | Location, b: str | Location, options: Options | None = 
     old, new = images
     result = ImageDiff((str(locations[0]), str(old.digest)), (str(locations[1]), str(new.digest)))
     result.kept, result.added, result.removed = _layers(old, new)
-    if files:
+    if files and result.same:
+        result.files = {"added": [], "removed": [], "changed": []}  # one image: nothing to read
+    elif files:
         cache: dict[Digest, LayerChanges] = {}
         result.files = _files(_tree(old, cache), _tree(new, cache))
     result.config = config_changes(old.config, new.config)
