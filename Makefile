@@ -14,7 +14,7 @@ install: venv
 	$(PIP) -e .
 
 install-dev: venv
-	$(PIP) -e '.[dev,tables]'
+	$(PIP) -e '.[dev,tables,sbom]'
 
 # Debian tools the tests use (needs root and apt; without them those tests skip, except in CI).
 test-deps:

@@ -7,8 +7,8 @@ The public API (docs/api.md): values (:class:`Digest`, :class:`Descriptor`,
 the registry client (:class:`RegistryClient`), the pipelines the command line
 runs (:func:`append_image`, :func:`copy_image`, :func:`inspect_image`,
 :func:`verify_image`, :func:`export_app`), signatures and referrers
-(:func:`sign_location`, :func:`verify_location`, :func:`list_referrers`) and
-the errors.
+(:func:`sign_location`, :func:`verify_location`, :func:`list_referrers`),
+progress events (:class:`ProgressEvent`) and the errors.
 
 Names are imported on first use, so that ``ociforge --version`` and ``--help``
 start fast; type checkers see them through the imports below.
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .app.export import export_app as export_app
     from .app.export import plan_export as plan_export
     from .errors import AuthError as AuthError
+    from .errors import Cancelled as Cancelled
     from .errors import DigestMismatchError as DigestMismatchError
     from .errors import InvalidInputError as InvalidInputError
     from .errors import NotFoundError as NotFoundError
@@ -83,6 +84,8 @@ if TYPE_CHECKING:
     from .pipeline.outputs import Outputs as Outputs
     from .pipeline.verify import Verification as Verification
     from .pipeline.verify import verify_image as verify_image
+    from .progress.events import ProgressCallback as ProgressCallback
+    from .progress.events import ProgressEvent as ProgressEvent
     from .remote.auth import Credentials as Credentials
     from .remote.client import RegistryClient as RegistryClient
     from .stores.locations import Location as Location
@@ -105,9 +108,9 @@ if TYPE_CHECKING:
 _EXPORTS = {
     **dict.fromkeys(("ExportOutcome", "ExportPlan", "ExportRequest", "export_app",
                      "plan_export"), "app.export"),
-    **dict.fromkeys(("AuthError", "DigestMismatchError", "InvalidInputError", "NotFoundError",
-                     "OciforgeError", "OperationError", "RegistryError", "Terminated",
-                     "TransportError", "ValidationError"), "errors"),
+    **dict.fromkeys(("AuthError", "Cancelled", "DigestMismatchError", "InvalidInputError",
+                     "NotFoundError", "OciforgeError", "OperationError", "RegistryError",
+                     "Terminated", "TransportError", "ValidationError"), "errors"),
     **dict.fromkeys(("BuildResult", "BuildSettings", "build_layer", "layer_from_tar"),
                     "layers.build"),
     "LayerSource": "layers.layerfiles",
@@ -130,6 +133,7 @@ _EXPORTS = {
     **dict.fromkeys(("TagListing", "list_tags", "remove_tag"), "pipeline.manage"),
     "Outputs": "pipeline.outputs",
     **dict.fromkeys(("Verification", "verify_image"), "pipeline.verify"),
+    **dict.fromkeys(("ProgressCallback", "ProgressEvent"), "progress.events"),
     "Credentials": "remote.auth",
     "RegistryClient": "remote.client",
     **dict.fromkeys(("Location", "TagRemoval", "WriteResult", "parse_location",

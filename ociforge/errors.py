@@ -90,3 +90,22 @@ class Terminated(KeyboardInterrupt):
     exits 130); every ``except KeyboardInterrupt`` and ``finally`` in the
     library treats both alike.
     """
+
+
+class Cancelled(KeyboardInterrupt):
+    """The run's cancel event (``Options.cancel``) was set: it stopped where it was.
+
+    A KeyboardInterrupt, as asyncio's CancelledError is no Exception: the clean-up
+    after Ctrl-C runs (no half-written blob, layout or archive is left), and an
+    ``except Exception`` cannot swallow it.  ``completed`` and ``not_completed``
+    name the destinations written in full and those not (fully) written; the
+    command line exits 130, as after Ctrl-C.
+    """
+
+    exit_code = 130
+
+    def __init__(self, completed: list[str] | None = None,
+                 not_completed: list[str] | None = None):
+        super().__init__("cancelled")
+        self.completed = list(completed or [])
+        self.not_completed = list(not_completed or [])

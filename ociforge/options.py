@@ -3,22 +3,26 @@
 The library never looks at the process environment behind a caller's back:
 ``Options()`` is the same on every machine.  ``Options.from_env()`` is what the
 command line starts from (``OCIFORGE_TIMEOUT``, ``OCIFORGE_RETRIES``,
-``OCIFORGE_RETRY_BASE``, ``OCIFORGE_CHUNK_SIZE``, ``SOURCE_DATE_EPOCH``, ``CI``);
-its flags are then laid over it.  Every other read of a variable goes through
-:func:`environ_value`, so ``grep environ_value`` lists them all.
+``OCIFORGE_RETRY_BASE``, ``OCIFORGE_CHUNK_SIZE``, ``OCIFORGE_CACHE_MAX_SIZE``,
+``SOURCE_DATE_EPOCH``); its flags are then laid over it.  Every other read
+of a variable goes through :func:`environ_value`, so ``grep environ_value`` lists
+them all.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from .errors import InvalidInputError
 from .model.platform import Platform
+
+if TYPE_CHECKING:
+    import threading
+
+    from .progress.events import ProgressCallback
 
 Compression: TypeAlias = Literal["gzip", "zstd", "none"]
 """Layer compression: gzip (what every tool reads), zstd (OCI only) or none."""
@@ -86,15 +90,59 @@ class RegistryOptions:
         )
 
 
+DEFAULT_CACHE_MAX = 10 << 30   # bytes; the cache is pruned (least recently used first) above
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """The local cache (ociforge.cache): where it lives and how a command may use it.
+
+    ``dir`` None means no cache: the library default.  The CLI resolves a folder
+    (``--cache-dir``, $OCIFORGE_CACHE_DIR, $XDG_CACHE_HOME/ociforge,
+    ~/.cache/ociforge) and checks it is usable before it sets one here.
+    """
+
+    dir: str | None = None
+    offline: bool = False                   # registry images from the cache only
+    max_size: int = DEFAULT_CACHE_MAX
+    keep_pulled_blobs: bool = True          # store registry blobs read (bases); copy does not
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CacheOptions:
+        """No cache folder yet (a command that uses one resolves it, see
+        ociforge.cache.location), and $OCIFORGE_CACHE_MAX_SIZE (e.g. 20G) as the cap."""
+        text = (environ_value("OCIFORGE_CACHE_MAX_SIZE", environ) or "").strip()
+        if not text:
+            return cls()
+        try:
+            return cls(max_size=parse_size(text))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"$OCIFORGE_CACHE_MAX_SIZE: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Options:
-    """What a read, write or pipeline needs beyond the locations themselves."""
+    """What a read, write or pipeline needs beyond the locations themselves.
+
+    ``on_progress`` is called with every progress event of the run (see
+    ociforge.progress; one call at a time, though transfers run on several
+    threads: it is wrapped so), and setting ``cancel`` stops the run with
+    ``errors.Cancelled``, leaving nothing half-written.
+    """
 
     platform: Platform | None = None        # None: the host's platform
     all_platforms: bool = False             # keep a whole index instead of one platform
     registry: RegistryOptions = field(default_factory=RegistryOptions)
-    progress: bool = False
     source_date_epoch: int | None = None    # file mtimes and `created`; None: 0
+    cache: CacheOptions = field(default_factory=CacheOptions)
+    on_progress: ProgressCallback | None = field(default=None, compare=False)
+    cancel: threading.Event | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.on_progress is not None:
+            from .progress.events import serialised
+
+            object.__setattr__(self, "on_progress", serialised(self.on_progress))
 
     def wanted_platform(self) -> Platform:
         return self.platform or Platform.host()
@@ -104,8 +152,8 @@ class Options:
         """Options as the environment sets them (what the command line starts from).
 
         ``SOURCE_DATE_EPOCH`` gives the timestamp, the ``OCIFORGE_*`` variables the
-        registry transport (:meth:`RegistryOptions.from_env`), and progress lines
-        are on when stderr is a terminal outside CI (``CI`` set).
+        registry transport (:meth:`RegistryOptions.from_env`) and the cache's size cap
+        (:meth:`CacheOptions.from_env`; no cache folder: commands pick one).
         """
         text = (environ_value("SOURCE_DATE_EPOCH", environ) or "").strip()
         epoch = None
@@ -114,9 +162,8 @@ class Options:
                 raise InvalidInputError("SOURCE_DATE_EPOCH must be a whole number of seconds "
                                         f"since 1970, not {text[:40]!r}")
             epoch = check_epoch(int(text), "SOURCE_DATE_EPOCH")
-        progress = sys.stderr.isatty() and not environ_value("CI", environ)
-        return cls(registry=RegistryOptions.from_env(environ), progress=progress,
-                   source_date_epoch=epoch)
+        return cls(registry=RegistryOptions.from_env(environ), source_date_epoch=epoch,
+                   cache=CacheOptions.from_env(environ))
 
 
 def check_epoch(value: int, what: str = "source date epoch") -> int:
@@ -130,7 +177,7 @@ def check_epoch(value: int, what: str = "source date epoch") -> int:
 
 def parse_size(text: str) -> int:
     """``4M``, ``512k``, ``1GiB`` or a plain number of bytes (positive)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     raw = text.strip().lower().removesuffix("b").removesuffix("i")
     mult = 1
     if raw and raw[-1] in units:
@@ -139,10 +186,6 @@ def parse_size(text: str) -> int:
     if not raw.isdigit() or int(raw) <= 0:
         raise InvalidInputError(f"size {text!r} is not a positive number of bytes (e.g. 4M)")
     return int(raw) * mult
-
-
-_REGISTRY_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
-                            r"(:[0-9]{1,5})?")
 
 
 def parse_chunk_sizes(
@@ -156,12 +199,14 @@ def parse_chunk_sizes(
     later item wins over an earlier one for the same registry, and a registry's
     own size wins over the size for every registry.
     """
+    from .model.reference import is_registry_host
+
     default, initial = start
     per_registry: dict[str, int] = dict(initial)
     for item, origin in items:
         name, sep, size_text = item.strip().rpartition("=")
         name = name.strip()
-        if sep and not _REGISTRY_NAME.fullmatch(name):
+        if sep and not is_registry_host(name):
             raise InvalidInputError(f"{origin} {item.strip()!r}: {name!r} is not a registry "
                                     "host[:port] (e.g. ghcr.io=4M)")
         try:

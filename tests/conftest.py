@@ -27,11 +27,14 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 def _isolated_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """No test reads the developer's docker/podman credentials or SOURCE_DATE_EPOCH."""
+    """No test reads the developer's docker/podman credentials, cache or SOURCE_DATE_EPOCH."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(home / "auth.json"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
+    monkeypatch.setenv("OCIFORGE_CACHE_DIR", str(home / "cache"))  # each test its own cache
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("OCIFORGE_CACHE_MAX_SIZE", raising=False)
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
 

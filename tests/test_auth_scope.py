@@ -258,10 +258,10 @@ def test_insecure_and_ca_cert_apply_only_to_the_registry_host(
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     insecure = _transport("https://registry.example.test:5000",
                           insecure=("registry.example.test:5000",))
-    assert insecure._verify_for("https://registry.example.test:5000/v2/") is False
-    assert insecure._verify_for("https://storage.example.test/blob") is True
+    assert insecure.verify_for(insecure.target("https://registry.example.test:5000/v2/")) is False
+    assert insecure.verify_for(insecure.target("https://storage.example.test/blob")) is True
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
     custom = _transport("https://registry.example.test", ca_cert=str(ca))
-    assert isinstance(custom._verify_for("https://registry.example.test/v2/"), str)
-    assert custom._verify_for("https://storage.example.test/blob") is True
+    assert isinstance(custom.verify_for(custom.target("https://registry.example.test/v2/")), str)
+    assert custom.verify_for(custom.target("https://storage.example.test/blob")) is True

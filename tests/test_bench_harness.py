@@ -27,7 +27,8 @@ from benchkit.engine import CaseResult, run_group  # noqa: E402
 from benchkit.measure import Sample, rss_is_exact, run_measured  # noqa: E402
 from benchkit.trees import TreeSpec, make_tree  # noqa: E402
 
-TINY = ["--mixed-mib", "2", "--mixed-files", "12", "--small-files", "60", "--layer-kib", "16"]
+TINY = ["--mixed-mib", "2", "--mixed-files", "12", "--small-files", "60", "--layer-kib", "16",
+        "--app-files", "80", "--app-mib", "1"]
 
 
 def _result(key: str, seconds: list[float], tool: str = "x", **extra: object) -> CaseResult:
@@ -168,7 +169,7 @@ def _run_bench(tmp_path: Path, *args: str) -> tuple[str, dict]:
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(temp.iterdir()) == [], "the harness left files in its temporary folder"
-    assert "## Targets (issues 5 and 13)" in proc.stdout
+    assert "## Targets (issues 5, 13 and 17)" in proc.stdout
     return out.read_text(), json.loads(raw.read_text())
 
 
@@ -223,6 +224,33 @@ def test_harness_registry_checks_count_uploads_and_mounts(tmp_path: Path) -> Non
     for sample in results["ociforge-mount"]["samples"]:
         extra = sample["extra"]
         assert extra["base_uploaded"] == 0 and extra["base_mounted"] == extra["base_layers"] == 10
-        assert extra["uploaded"] == 2  # the new layer and the new config
+    # the new layer and config, then only the config: the cache remembers where the layer went
+    uploads = [s["extra"]["uploaded"] for s in results["ociforge-mount"]["samples"]]
+    assert uploads[0] == 2 and all(n == 1 for n in uploads[1:]), uploads
     targets = {t["name"]: t for t in raw["targets"]}
     assert targets["base layers mounted from another repo"]["status"] == report.MET
+
+
+def test_harness_export_and_pull_cases_check_what_they_measure(tmp_path: Path) -> None:
+    """Re-exports give the first export's digest, the one-changed-file export builds only
+    that layer (the case fails otherwise), pulls land the registry's digest."""
+    require_tool("docker-registry")
+    require_tool("skopeo")
+    _text, raw = _run_bench(tmp_path, "--only", "export,pull")
+    results = {r["key"]: r for r in raw["results"]}
+    for key in ("export-first", "export-same-layout", "export-new-tarball",
+                "export-one-changed", "export-no-cache", "ociforge-pull", "skopeo-pull"):
+        assert results[key]["error"] == "" and len(results[key]["samples"]) == 2, results[key]
+    first = {s["extra"]["digest"] for s in results["export-first"]["samples"]}
+    assert len(first) == 1
+    for key in ("export-same-layout", "export-new-tarball", "export-no-cache"):
+        assert {s["extra"]["digest"] for s in results[key]["samples"]} == first
+    assert all(s["extra"]["reused"] == 3 for s in results["export-same-layout"]["samples"])
+    assert all(s["extra"]["reused"] == 0 for s in results["export-first"]["samples"])
+    changed = {s["extra"]["digest"] for s in results["export-one-changed"]["samples"]}
+    assert len(changed) == 1 and changed != first
+    assert all(s["extra"]["digest_match"] for s in results["ociforge-pull"]["samples"])
+    targets = {t["name"]: t for t in raw["targets"]}
+    same = targets["re-export unchanged -> same layout / first export"]
+    assert same["ratio"] == pytest.approx(results["export-same-layout"]["median_s"]
+                                          / results["export-first"]["median_s"])

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from progresslines import messages
 from tools import require_root, require_tool
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
@@ -57,7 +58,7 @@ def _fill(mount: Path) -> None:
 
 
 def _one_error_line(stderr: str, *needles: str) -> None:
-    lines = stderr.strip().splitlines()
+    lines = messages(stderr)
     assert len(lines) == 1 and lines[0].startswith("ociforge: error: "), stderr
     for needle in needles:
         assert needle in lines[0], stderr

@@ -156,7 +156,8 @@ def test_rm_on_docker_hub_removes_just_that_tag(cli, hub) -> None:
     # every call after the login carries the JWT; the password went only to the login
     logins = [r for r in server.requests if r[0] == "POST"]
     assert [r[1] for r in logins] == ["/v2/auth/token"]
-    assert all(r[2] == f"Bearer {server.token}" for r in server.requests if r[0] != "POST")
+    assert all(r[2] == f"Bearer {server.token}" for r in server.requests if r[0] != "POST"), \
+        server.requests
     # the tag list was read page by page (4 tags, 2 per page)
     assert len([r for r in server.requests if r[0] == "GET"]) == 2
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from imagegen import layout_with_image
+from progresslines import messages
 
 from ociforge.cli import build_parser
 
@@ -99,6 +100,14 @@ BAD_INPUT: list[tuple[str, ...]] = [
     ("diff", "oci:{tmp}/src:t", "oci:{tmp}/missing"),
     ("diff", "oci:{tmp}/src:t", "oci:{tmp}/src:t", "--platform", "all"),
     ("verify", "oci:{tmp}/src:t", "--report", "{tmp}/file"),
+    # the cache
+    ("cache",),
+    ("cache", "prune", "--max-size", "lots"),
+    ("cache", "prune", "--all", "--max-size", "1G"),
+    ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--no-cache", "--cache-dir", "{tmp}/c"),
+    ("copy", "oci:{tmp}/src:t", "oci:{tmp}/o", "--no-cache", "--offline"),
+    ("copy", "oci:{tmp}/src:t", "127.0.0.1:9/a/b:t", "--offline"),
+    ("export", "{tmp}/badapp", "--offline", "--no-cache"),
 ]
 
 
@@ -149,7 +158,7 @@ def test_bad_input_exits_2_with_one_line(argv: tuple[str, ...], workdir: Path, c
         pytest.fail(f"SystemExit({exc.code}) escaped main()")
     assert code == 2, (code, out, err)
     assert "Traceback" not in err + out
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge") and "error:" in lines[0], lines[0]
     assert _snapshot(workdir) == before, "bad input leaves nothing behind"
@@ -190,7 +199,7 @@ def test_operation_failure_exits_1_with_one_line(argv: tuple[str, ...], workdir:
     code, out, err = cli(*args)
     assert code == 1, (code, out, err)
     assert "Traceback" not in err + out
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge: error:"), lines[0]
     assert not (workdir / "o" / "index.json").exists()
@@ -253,6 +262,6 @@ def test_broken_credential_files_give_one_line(case: str, tmp_path: Path, cli,
     finally:
         fake.stop()
     assert code == expected, (code, err)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "o" / "index.json").exists()

@@ -30,6 +30,7 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from imagegen import layout_with_image
+from progresslines import messages
 
 OCI_ACCEPT = ("application/vnd.oci.image.manifest.v1+json, "
               "application/vnd.oci.image.index.v1+json, "
@@ -153,7 +154,7 @@ def survived(code: int, err: str) -> None:
 def failed_cleanly(code: int, out: str, err: str, *, mentions: tuple[str, ...] = ()) -> None:
     assert code == 1, (code, out, err)
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge: error:"), err
     for word in mentions:  # "a|b": either
@@ -338,11 +339,25 @@ def test_push_survives_stalled_manifest_put(cli, registry: Any, proxy: FaultProx
     registry_has_image(registry, repo, "t", source[1])
 
 
+def _smallest_layer(location: str) -> str:
+    """The digest of the smallest layer blob of the image an ``oci:DIR:TAG`` names."""
+    root = Path(location.split(":")[1])
+    index = json.loads((root / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"]
+    manifest = json.loads((root / "blobs" / "sha256" / manifest_digest[7:]).read_text())
+    return str(min(manifest["layers"], key=lambda layer: layer["size"])["digest"])
+
+
 def test_push_survives_a_stalled_blob_upload(cli, registry: Any, proxy: FaultProxy,
                                              source: tuple[str, str]) -> None:
     """The stalled PUT reaches the registry only after the retried one: the push completes
-    and the registry holds every blob intact."""
-    rule = proxy.add(Rule("stall", method="PUT", path=r"/blobs/uploads/", times=1, delay=2))
+    and the registry holds every blob intact.  The stalled PUT is the smallest blob's,
+    whose body the sockets hold while the proxy sleeps, so the client waits for an answer
+    (an overrun, retried); a body too large for them would stall on the way (not retried,
+    see test_hostile_servers), and with parallel uploads which PUT comes first is chance."""
+    small = _smallest_layer(source[0])
+    rule = proxy.add(Rule("stall", method="PUT", path=rf"/blobs/uploads/.*digest={small}",
+                          times=1, delay=2))
     repo = repo_name("stall-upload")
     code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
     survived(code, err)
@@ -416,12 +431,19 @@ def test_pull_by_digest_refuses_a_corrupt_manifest(cli, tmp_path: Path, proxy: F
     assert not (out / "index.json").exists()
 
 
-def test_pull_by_tag_checks_docker_content_digest(cli, tmp_path: Path, proxy: FaultProxy,
+@pytest.mark.parametrize("cache", ["--no-cache", "--cache-dir"])
+def test_pull_by_tag_checks_docker_content_digest(cache: str, cli, tmp_path: Path,
+                                                  proxy: FaultProxy,
                                                   pushed: tuple[str, str]) -> None:
-    proxy.add(Rule("corrupt", method="GET", path=r"/manifests/t$", times=10_000))
+    """Without the cache the manifest is fetched by tag (checked against the registry's
+    Docker-Content-Digest); with it, the tag is resolved by HEAD and the manifest fetched
+    by that digest (checked against it): a corrupt body fails cleanly either way."""
+    proxy.add(Rule("corrupt", method="GET", path=r"/manifests/(t|sha256:[0-9a-f]{64})$",
+                   times=10_000))
     out = tmp_path / "out"
+    flags = ["--no-cache"] if cache == "--no-cache" else ["--cache-dir", str(tmp_path / "c")]
     code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
-                            "--retries", "1")
+                            "--retries", "1", *flags)
     failed_cleanly(code, stdout, err)
     assert not (out / "index.json").exists()
 

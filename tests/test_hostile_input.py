@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from progresslines import messages
 
 from ociforge.errors import HostileInputError, InvalidInputError
 
@@ -151,7 +152,7 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
 def _one_line_exit_2(code: int, out: str, err: str, allowed: tuple[int, ...] = (2,)) -> None:
     assert code in allowed, (code, out, err)
     assert "Traceback" not in err and "Traceback" not in out
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = messages(err)
     assert len(lines) == 1, err
     assert lines[0].startswith("ociforge: error:"), err
 
@@ -360,7 +361,7 @@ def test_malformed_manifest_in_layout(name: str, tmp_path: Path, cli) -> None:  
     code, _, err = cli("copy", f"oci:{src}:t", f"oci:{out}:t")
     assert code in (1, 2), (code, err)
     assert "Traceback" not in err
-    assert len([x for x in err.splitlines() if x.strip()]) == 1, err
+    assert len(messages(err)) == 1, err
     assert not (out / "index.json").exists()
 
 

@@ -270,20 +270,18 @@ def test_without_a_tag_signatures_do_not_count(tmp_path: Path) -> None:
         layout.find(None)
 
 
-def test_progress_line(tmp_path: Path) -> None:
-    from ociforge.progress import CountingReader, Progress
+def test_writing_a_layout_counts_its_bytes(tmp_path: Path) -> None:
+    from ociforge.options import Options
+    from ociforge.progress import ProgressEvent
+    from ociforge.stores.layoutlocation import LayoutLocation
 
-    quiet = io.StringIO()
-    with Progress("writing x", 100, enabled=False, stream=quiet) as progress:
-        CountingReader(io.BytesIO(b"a" * 100), progress).read()
-    assert quiet.getvalue() == "" and progress.done == 100
-    loud = io.StringIO()
-    with Progress("writing x", 2048, enabled=True, stream=loud, interval=0) as progress:
-        reader = CountingReader(io.BytesIO(b"a" * 2048), progress)
-        while reader.read(1024):
-            pass
-    lines = loud.getvalue().splitlines()
-    assert lines[-1] == "writing x  2.0 KiB / 2.0 KiB  100%"
+    image = make_image(tmp_path / "src", "counted")
+    seen: list[ProgressEvent] = []
+    LayoutLocation(tmp_path / "lay", "t").write(image, Options(on_progress=seen.append))
+    total = sum(layer.size for layer in image.layers)
+    assert seen[0]["event"] == "start" and seen[-1]["event"] == "end"
+    assert seen[-1]["phase"] == "write" and seen[-1]["item"] == f"oci:{tmp_path / 'lay'}:t"
+    assert seen[-1]["done"] == seen[-1]["total"] == total and seen[-1]["status"] == "ok"
 
 
 def test_freshly_built_layers_are_linked_not_copied(tmp_path: Path) -> None:
@@ -323,7 +321,7 @@ def test_tags_of_the_distribution_grammar_are_written(tmp_path: Path, tag: str) 
     assert Layout(tmp_path / "lay").tags() == [tag]
 
 
-@pytest.mark.parametrize("tag", ["-bad", ".bad", "a b", "A" * 129, "a+b", "é"])
+@pytest.mark.parametrize("tag", ["-bad", ".bad", "a b", "A" * 129, "a+b", "é", "v1\n"])
 def test_tags_outside_the_grammar_are_refused_before_writing(tmp_path: Path, tag: str) -> None:
     image = make_image(tmp_path / "src", "one")
     with pytest.raises(InvalidInputError, match="not a valid tag"):
@@ -331,6 +329,15 @@ def test_tags_outside_the_grammar_are_refused_before_writing(tmp_path: Path, tag
     with pytest.raises(InvalidInputError, match="not a valid tag"):
         LayoutLocation(tmp_path / "lay", tag).write(image, OPTS)
     assert not (tmp_path / "lay").exists()
+
+
+def test_a_ref_name_with_a_trailing_newline_is_not_an_attachment_or_a_ref_name() -> None:
+    from ociforge.stores.refnames import check_ref_name, is_attachment_tag
+
+    assert is_attachment_tag("sha256-" + "a" * 64 + ".sig")
+    assert not is_attachment_tag("sha256-" + "a" * 64 + ".sig\n")
+    with pytest.raises(InvalidInputError, match="not a valid reference name"):
+        check_ref_name("v1\n")
 
 
 def _corrupt_same_size(image: Image, tmp: Path) -> Image:

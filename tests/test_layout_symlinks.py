@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from image_factory import make_image
+from progresslines import messages
 
 from ociforge.errors import HostileInputError
 from ociforge.options import Options
@@ -64,7 +65,7 @@ def _plant(trick: str, layout: Path, outside: Path) -> None:
 def _one_line_exit_2(code: int, stdout: str, err: str) -> None:
     assert code == 2, (code, err)
     assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert len(messages(err)) == 1, err
     assert SECRET not in err and SECRET not in stdout
 
 

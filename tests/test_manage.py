@@ -339,7 +339,7 @@ def test_tags_refuse_a_link_to_another_origin(cli, paging) -> None:
     server.next_of[1] = f"http://{stranger.host}/v2/paged/app/tags/list"
     code, out, err = cli("tags", f"{server.host}/paged/app:x", "--json")
     assert code == 1
-    assert "refusing the next page" in err and "origin" in err
+    assert "refusing the Link" in err and "leads away" in err
     assert json.loads(out)["exit_code"] == 1
     assert stranger.requests == []       # never asked
 

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import requests
 from faultproxy import FaultProxy, Rule
+from progresslines import messages
 from registry_fixtures import RegistryServer, start_registry
 from tokenserver import TokenServer
 
@@ -117,9 +118,9 @@ def test_pull_only_user_is_refused_before_anything_is_written(
     code, out, err = cli("export", HELLO, "-o", f"oci:{layout}", "-o", archive,
                          "-o", f"{host}/{repo}:1", "--report", report, "--json")
     assert code == 1, err
-    assert len(err.strip().splitlines()) == 1
+    assert len(messages(err)) == 1
     assert f"no push access to {repo} for user 'reader'" in err and "granted pull" in err
-    assert json.loads(out) == {"error": err.strip().removeprefix("ociforge: error: "),
+    assert json.loads(out) == {"error": messages(err)[0].removeprefix("ociforge: error: "),
                                "exit_code": 1}
     assert not layout.exists() and not archive.exists() and not report.exists()
     assert list(tmp_path.iterdir()) == []
@@ -137,6 +138,40 @@ def test_anonymous_push_to_a_token_registry_is_refused_and_says_login(
     assert code == 1 and out == ""
     assert "no push access to anon/x for anonymous" in err and "ociforge login" in err
     assert not (tmp_path / "lay").exists()
+
+
+def test_a_push_access_check_left_for_the_cache_still_comes_before_any_write(
+        readonly_registry: RegistryServer, cli: Any, tmp_path: Path) -> None:
+    """The cache remembers this tag holding this very image on a registry that asked for
+    no credentials (a memory that no longer holds): the check waits for the image, the
+    re-push check's HEAD is refused, and push access is asked before the layout is made."""
+    from ociforge.cache.location import cache_options
+    from ociforge.cache.registry import remember_tag
+    from ociforge.cache.repush import remember_registry
+    from ociforge.cache.store import Cache
+    from ociforge.model.digest import Digest
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("deferred")
+    code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",
+                         f"oci:{tmp_path / 'first'}", "--no-cache")
+    assert code == 0, err
+    digest = Digest.parse(out.split()[0])
+    host = readonly_registry.host
+    cache = Cache.open(cache_options(None, False, False))
+    assert cache is not None
+    remember_registry(cache, host, f"http://{host}", needs_auth=False)
+    remember_tag(cache, host, "anon/deferred", "1", digest, "pushed")
+    mark = readonly_registry.log_mark()
+    code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",
+                         f"oci:{tmp_path / 'lay'}", "-o", f"{host}/anon/deferred:1")
+    assert code == 1 and out == ""
+    assert "no push access to anon/deferred for anonymous" in err, err
+    assert not (tmp_path / "lay").exists()
+    seen = readonly_registry.requests_since(mark)
+    assert seen[0] == ("HEAD", "/v2/anon/deferred/manifests/1", 401), seen
+    assert not any(method in ("PUT", "PATCH") for method, _, _ in seen), seen
 
 
 def test_wrong_basic_password_is_refused_before_the_layout_is_made(
@@ -198,7 +233,7 @@ def test_failure_after_the_first_destination_names_what_was_completed(
         code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",
                              f"oci:{layout}:1", "-o", dest, "--retries", "1", "--json")
     assert code == 1
-    lines = err.strip().splitlines()
+    lines = messages(err)
     assert len(lines) == 1
     assert f"(completed: oci:{layout}:1; not completed: {dest})" in lines[0]
     result = json.loads(out)
@@ -241,7 +276,7 @@ def test_signal_mid_push_cleans_up_and_names_what_was_completed(
                 proc.kill()
                 proc.wait()
     assert proc.returncode == code, err
-    lines = err.strip().splitlines()
+    lines = messages(err)
     assert lines[-1] == (f"ociforge: {word} (completed: oci:{layout}:1; "
                          f"not completed: {dest})"), err
     result = json.loads(out)

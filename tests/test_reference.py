@@ -142,3 +142,46 @@ def test_generated_valid_names_round_trip(parts: list[str], tag: str, host: str)
     assert ref.tag == tag
     assert Reference.parse(str(ref)) == ref
     assert normalize_name(str(ref)) == str(ref)
+
+
+# -- the one host grammar (references, --chunk-size REGISTRY=, login/logout) ----------
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("ghcr.io", True), ("localhost:5000", True), ("[::1]:5000", True), ("127.0.0.1", True),
+    ("my-registry.example:443", True), ("a..b", False), ("-a.io", False), ("a.io:", False),
+    ("ghcr.io\n", False), ("[::ffff:1.2.3.4]", False), ("user@ghcr.io", False), ("", False),
+    ("https://ghcr.io", False), ("ghcr.io/x", False),
+])
+def test_is_registry_host(text: str, ok: bool) -> None:
+    from ociforge.model.reference import is_registry_host
+
+    assert is_registry_host(text) is ok
+
+
+@pytest.mark.parametrize("text", ["ghcr.io\n/app", "ghcr.io/app\n/x", "ghcr.io/app:v1\n:x"])
+def test_embedded_newlines_are_refused(text: str) -> None:
+    with pytest.raises(InvalidReferenceError):
+        Reference.parse(text)
+    with pytest.raises(InvalidReferenceError):
+        Reference.parse("ghcr.io/app").with_tag("v1\n")
+
+
+@pytest.mark.parametrize(("text", "registry"), [
+    ("https://index.docker.io/v1/", "docker.io"), ("ghcr.io", "ghcr.io"),
+    ("localhost:5000", "localhost:5000"), ("http://127.0.0.1:5000/", "127.0.0.1:5000"),
+    ("registry-1.docker.io", "docker.io"),
+])
+def test_parse_registry(text: str, registry: str) -> None:
+    from ociforge.model.reference import parse_registry
+
+    assert parse_registry(text) == registry
+
+
+@pytest.mark.parametrize("text", ["myhost", "", "https://", "bad_host.io", "ghcr\n.io",
+                                  "https://me:hunter2@ghcr.io/"])
+def test_parse_registry_refuses(text: str) -> None:
+    from ociforge.model.reference import parse_registry
+
+    with pytest.raises(InvalidReferenceError) as info:
+        parse_registry(text)
+    assert "hunter2" not in str(info.value)

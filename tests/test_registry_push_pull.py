@@ -208,7 +208,8 @@ def test_cli_copy_roundtrip_through_registry(registry, tmp_path: Path, cli) -> N
     dest = f"docker://{registry.host}/cli/copy:2"
     code, _out, err = cli("copy", f"oci:{tmp_path / 'layout'}:t", dest, "-v")
     assert code == 0, err
-    assert f"pushing {dest.removeprefix('docker://')}" in err      # the progress line
+    assert f"writing {dest.removeprefix('docker://')}" in err      # the progress lines
+    assert f"pushed {image.layers[0].digest.short} (" in err
     assert skopeo_digest(Reference.parse(f"{registry.host}/cli/copy:2")) == str(image.digest)
 
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, Rule
@@ -26,9 +27,9 @@ from ociforge.remote.transport import is_loopback, mask_url
 AMD64 = Options(platform=Platform.parse("linux/amd64"))
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0.01")
+def _fast(**kwargs: Any) -> RegistryOptions:
+    """Registry options with short backoff delays (the faults here are retried)."""
+    return RegistryOptions(retry_base=0.01, **kwargs)
 
 
 @pytest.mark.parametrize(("header", "expected"), [
@@ -84,7 +85,7 @@ def test_is_loopback(host: str, loop: bool) -> None:
 
 
 def test_non_loopback_never_uses_plain_http() -> None:
-    client = RegistryClient("example.invalid", RegistryOptions(retries=0))
+    client = RegistryClient("example.invalid", _fast(retries=0))
     assert client.transport.loopback is False and client.transport.insecure is False
     with pytest.raises(TransportError, match=r"https://example\.invalid/v2/"):
         client.ping()
@@ -107,7 +108,7 @@ def test_retries_on_5xx_and_retry_after(proxy: FaultProxy, tmp_path: Path) -> No
     proxy.add(Rule("status", method="GET", path="/manifests/", status=500, times=1))
     image = make_image(tmp_path / "blobs", (2000,))
     ref = Reference.parse(f"{proxy.host}/retry/app:1")
-    client = RegistryClient(proxy.host, RegistryOptions(retries=3))
+    client = RegistryClient(proxy.host, _fast(retries=3))
     assert push(client, ref, image, AMD64).digest == image.digest
     assert pull(client, ref, AMD64).digest == image.digest
     assert sum(proxy.injected.values()) == 5
@@ -117,7 +118,7 @@ def test_connection_reset_mid_upload_restarts(proxy: FaultProxy, tmp_path: Path)
     proxy.add(Rule("reset", method="PUT", path="/blobs/uploads/", times=2))
     image = make_image(tmp_path / "blobs", (3 << 20,))
     ref = Reference.parse(f"{proxy.host}/reset/app:1")
-    client = RegistryClient(proxy.host, RegistryOptions(retries=3, jobs=1))
+    client = RegistryClient(proxy.host, _fast(retries=3, jobs=1))
     assert push(client, ref, image, AMD64).digest == image.digest
     back = pull(client, ref, AMD64)
     with back.layers[0].open() as fh:
@@ -126,7 +127,7 @@ def test_connection_reset_mid_upload_restarts(proxy: FaultProxy, tmp_path: Path)
 
 def test_retries_are_bounded(proxy: FaultProxy) -> None:
     proxy.add(Rule("status", method="GET", path="/manifests/", status=503, times=100))
-    client = RegistryClient(proxy.host, RegistryOptions(retries=2))
+    client = RegistryClient(proxy.host, _fast(retries=2))
     with pytest.raises(RegistryError) as info:
         client.get_manifest("bounded/app", "1")
     assert info.value.status == 503
@@ -137,7 +138,7 @@ def test_rate_limit_is_reported(proxy: FaultProxy) -> None:
     proxy.add(Rule("status", method="GET", path="/manifests/", status=429, times=100,
                    code="TOOMANYREQUESTS", headers={"ratelimit-limit": "100;w=21600",
                                                     "ratelimit-remaining": "0;w=21600"}))
-    client = RegistryClient(proxy.host, RegistryOptions(retries=1))
+    client = RegistryClient(proxy.host, _fast(retries=1))
     with pytest.raises(RegistryError) as info:
         client.get_manifest("limited/app", "1")
     assert info.value.code == "TOOMANYREQUESTS"
@@ -147,7 +148,7 @@ def test_rate_limit_is_reported(proxy: FaultProxy) -> None:
 def test_corrupt_blob_is_refused(proxy: FaultProxy, tmp_path: Path) -> None:
     image = make_image(tmp_path / "blobs", (5000,))
     ref = Reference.parse(f"{proxy.host}/corrupt/app:1")
-    client = RegistryClient(proxy.host, RegistryOptions())
+    client = RegistryClient(proxy.host, _fast())
     push(client, ref, image, AMD64)
     back = pull(client, ref, AMD64)
     proxy.add(Rule("corrupt", method="GET", path=f"/blobs/{image.layers[0].digest}"))
@@ -157,7 +158,7 @@ def test_corrupt_blob_is_refused(proxy: FaultProxy, tmp_path: Path) -> None:
 
 def test_mount_refused_falls_back_to_upload(proxy: FaultProxy, tmp_path: Path) -> None:
     image = make_image(tmp_path / "blobs", (1000,))
-    client = RegistryClient(proxy.host, RegistryOptions())
+    client = RegistryClient(proxy.host, _fast())
     push(client, Reference.parse(f"{proxy.host}/fb/base:1"), image, AMD64)
     pulled = pull(client, Reference.parse(f"{proxy.host}/fb/base:1"), AMD64)
     proxy.add(Rule("status", method="POST", path="mount=", status=401, code="UNAUTHORIZED",
@@ -219,7 +220,7 @@ def test_cross_host_redirect_drops_authorization() -> None:
     api = _serve(api_handler, "127.0.0.1")
     try:
         host = f"127.0.0.1:{api.server_address[1]}"
-        client = RegistryClient(host, RegistryOptions(), Credentials("u", "redirect-secret"))
+        client = RegistryClient(host, _fast(), Credentials("u", "redirect-secret"))
         digest = "sha256:" + hashlib.sha256(_Recorder.body).hexdigest()
         with client.get_blob("a/b", digest, len(_Recorder.body)) as fh:
             assert fh.read() == _Recorder.body
@@ -235,7 +236,7 @@ def test_cross_host_redirect_drops_authorization() -> None:
 def test_truncated_download_is_resumed_with_range(proxy: FaultProxy, tmp_path: Path) -> None:
     image = make_image(tmp_path / "blobs", (400_000,))
     ref = Reference.parse(f"{proxy.host}/resume/app:1")
-    client = RegistryClient(proxy.host, RegistryOptions())
+    client = RegistryClient(proxy.host, _fast())
     push(client, ref, image, AMD64)
     back = pull(client, ref, AMD64)
     proxy.add(Rule("truncate", method="GET", path=f"/blobs/{image.layers[0].digest}"))
@@ -249,7 +250,7 @@ def test_chunked_upload_honours_min_chunk_length(proxy: FaultProxy, tmp_path: Pa
     proxy.add(Rule("add_headers", method="POST", path="/blobs/uploads/", times=10,
                    headers={"OCI-Chunk-Min-Length": "100000"}))
     image = make_image(tmp_path / "blobs", (350_000,))
-    client = RegistryClient(proxy.host, RegistryOptions(chunk_size=16 * 1024, jobs=1))
+    client = RegistryClient(proxy.host, _fast(chunk_size=16 * 1024, jobs=1))
     push(client, Reference.parse(f"{proxy.host}/minchunk/app:1"), image, AMD64)
     patches = [length for method, _, length in proxy.bodies if method == "PATCH"]
     assert len(patches) >= 4                      # 350 kB in >= 100 kB chunks, + the config

@@ -24,6 +24,7 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from imagegen import layout_with_image
+from progresslines import messages
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (300 << 10, 200 << 10, 700 << 10, 100 << 10, 400 << 10)
@@ -201,7 +202,7 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
     if sig == signal.SIGINT:
         assert proc.returncode == 130, err
         assert "Traceback" not in err
-        assert [line for line in err.splitlines() if line.strip()] == ["ociforge: interrupted"]
+        assert messages(err) == ["ociforge: interrupted"]
         assert stall.released == 0, "Ctrl-C took effect while the stalled answer was pending"
     else:
         assert proc.returncode == -signal.SIGKILL
@@ -261,7 +262,7 @@ def test_ctrl_c_stops_parallel_transfers_promptly(direction: str, tmp_path: Path
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 130, err
-    assert [line for line in err.splitlines() if line.strip()] == ["ociforge: interrupted"]
+    assert messages(err) == ["ociforge: interrupted"]
     assert stall.released == 0, "Ctrl-C did not wait for the stalled worker"
     if direction == "pull":
         _layout_consistent(tmp_path / "out")
@@ -288,7 +289,7 @@ def test_disk_full_while_writing_leaves_nothing_and_names_the_output(dest: str,
     proc = subprocess.run([sys.executable, "-m", "ociforge", "copy", src, target], env=_env(),
                           capture_output=True, text=True, timeout=60, preexec_fn=small_files)
     assert proc.returncode == 1, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = messages(proc.stderr)
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert str(out_dir) in lines[0], lines[0]
     assert not [p for p in out_dir.rglob("*") if p.is_file() and p.name.endswith(".tmp")]

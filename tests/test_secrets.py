@@ -32,6 +32,7 @@ from fakeregistry import BlobHost, FakeRegistry, loopback_alias
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from imagegen import layout_with_image
+from progresslines import messages
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -222,7 +223,7 @@ def test_tls_is_verified_unless_the_registry_is_named_insecure(
 
     refused = copy()
     assert refused.returncode == 1, refused.stderr
-    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    lines = messages(refused.stderr)
     assert len(lines) == 1 and "Traceback" not in refused.stderr
     assert "certificate" in lines[0].lower() or "tls" in lines[0].lower(), lines[0]
     other = copy("--insecure", "example.com")

@@ -330,16 +330,22 @@ def test_password_query_parameters_are_masked() -> None:
 # -- one snapshot -----------------------------------------------------------------------
 
 WRITER = """
-import pathlib, sqlite3, sys
+import pathlib, select, sqlite3, sys
 path, stop = sys.argv[1], pathlib.Path(sys.argv[2])
 conn = sqlite3.connect(path, timeout=60, isolation_level=None)
 n = 1_000_000
+asked = False
 while not stop.exists():
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("INSERT INTO orders VALUES (?, ?)", (n, f"order {n}"))
     conn.execute("INSERT INTO lines VALUES (?, ?, ?)", (n, n, 3))
     conn.execute("COMMIT")
     n += 1
+    if asked:  # a commit made after the question: say how many so far
+        print(n - 1_000_000, flush=True)
+        asked = False
+    if select.select([sys.stdin], [], [], 0)[0]:
+        asked = bool(sys.stdin.readline())
 print(n - 1_000_000)
 """
 
@@ -348,7 +354,9 @@ print(n - 1_000_000)
 def test_sqlite_tables_of_one_export_come_from_one_snapshot(tmp_path: Path,
                                                             journal: str) -> None:
     """A writer process inserts an order and its line in one transaction, over and over,
-    while both tables are exported: the two files always hold the same orders."""
+    while both tables are exported: the two files always hold the same orders.  Each
+    export waits for a commit made after the one before it (the writer answers on a
+    pipe), so the exports never see the same table and the check is never vacuous."""
     import subprocess
 
     path = tmp_path / "data.db"
@@ -363,10 +371,22 @@ def test_sqlite_tables_of_one_export_come_from_one_snapshot(tmp_path: Path,
     conn.close()
     stop = tmp_path / "stop"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def committed_since_asked() -> int:
+        """Wait until the writer has committed once more after now (it keeps writing)."""
+        assert writer.stdin is not None and writer.stdout is not None
+        writer.stdin.write("?\n")
+        writer.stdin.flush()
+        answer = writer.stdout.readline()
+        assert answer, "the writer process stopped"
+        return int(answer)
+
     counts = []
     try:
         while len(counts) < 6:
+            # every export starts after a commit that the one before it could not see
+            committed_since_asked()
             out = tmp_path / f"out{len(counts)}"
             out.mkdir()
             with TableExport(tmp_path) as tables:
@@ -379,5 +399,6 @@ def test_sqlite_tables_of_one_export_come_from_one_snapshot(tmp_path: Path,
     finally:
         stop.touch()
         written = writer.communicate(timeout=60)[0]
-    assert int(written) > 0
+    assert int(written.split()[-1]) > 0
+    assert counts[0] > 150_000, counts      # the writer's first commits came before
     assert counts == sorted(set(counts)), f"the writer was not writing between exports: {counts}"

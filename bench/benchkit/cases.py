@@ -58,6 +58,8 @@ class Settings:
     layer_bytes: int = 2 << 20      # each of the 10 layers of the re-push image
     table_rows: int = 4_000_000     # the table exported side by side with sqlite3/psql
     big_table_rows: int = 10_000_000  # the table whose export's peak RSS is judged
+    app_files: int = 34_000         # the benchmark application's environment layer
+    app_bytes: int = 790 << 20
     runs: int = 3
     seed: int = 20260501
     size_name: str = "full"
@@ -71,6 +73,7 @@ class State:
     """What groups hand each other: trees and images built once."""
 
     mixed: Tree | None = None
+    half: Tree | None = None
     small: Tree | None = None
     push_image: Path | None = None
     push_image_note: str = ""
@@ -107,6 +110,8 @@ class Suite:
         # bytecode goes to a cache inside the work folder, never into the checkout.
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.env["PYTHONPYCACHEPREFIX"] = str(settings.work / "pycache")
+        self.env["OCIFORGE_CACHE_DIR"] = str(settings.work / "cache")  # never ~/.cache
+        self.env.pop("XDG_CACHE_HOME", None)
         run_quiet([sys.executable, "-m", "compileall", "-q", str(settings.work / "src")],
                   env=self.env)
 
@@ -115,8 +120,9 @@ class Suite:
     def ociforge(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "ociforge", *args]
 
-    def measure(self, argv: list[str] | str, **kw: object) -> Sample:
-        return run_measured(argv, env=self.env, **kw)  # type: ignore[arg-type]
+    def measure(self, argv: list[str] | str, env: dict[str, str] | None = None,
+                **kw: object) -> Sample:
+        return run_measured(argv, env=env or self.env, **kw)  # type: ignore[arg-type]
 
     def quiet(self, argv: list[str] | str, **kw: object) -> str:
         return run_quiet(argv, env=self.env, **kw)  # type: ignore[arg-type]
@@ -126,6 +132,14 @@ class Suite:
             spec = TreeSpec("mixed", self.s.mixed_files, self.s.mixed_bytes, self.s.seed)
             self.state.mixed = make_tree(self.s.work / "trees" / "mixed", spec)
         return self.state.mixed
+
+    def half(self) -> Tree:
+        """The mixed tree's shape at half its size: fixed costs weigh twice as much."""
+        if self.state.half is None:
+            spec = TreeSpec("mixed", max(1, self.s.mixed_files // 2), self.s.mixed_bytes // 2,
+                            self.s.seed + 7)
+            self.state.half = make_tree(self.s.work / "trees" / "half", spec)
+        return self.state.half
 
     def small(self) -> Tree:
         if self.state.small is None:
@@ -148,9 +162,12 @@ class Suite:
     # -- groups ----------------------------------------------------------------
 
     def groups(self) -> list[Group]:
+        from .cachecases import export_group, pull_group
+
         return [self.startup(), self.mixed_group(), self.small_group(), self.push_group(),
                 self.registry_group(), self.memory_group(), self.tables_group(),
-                self.tables_pg_group(), self.tables_memory_group(), self.hostile_group()]
+                self.tables_pg_group(), self.tables_memory_group(), self.hostile_group(),
+                export_group(self), pull_group(self)]
 
     def startup(self) -> Group:
         def cmd(argv: list[str]) -> Callable[[int], Sample]:
@@ -232,8 +249,9 @@ class Suite:
         def prepare() -> None:
             shutil.rmtree(push_image, ignore_errors=True)
             self.warm(tree())
+            self.warm(self.half())
             for case in cases:
-                case.input_bytes = tree().bytes
+                case.input_bytes = (self.half() if case.key.endswith("-half") else tree()).bytes
 
         cases = [
             self._pipeline("tar-sha256", "tar | openssl dgst -sha256 (hashing limit)", "openssl",
@@ -253,6 +271,10 @@ class Suite:
                  self._ociforge_build("ociforge-gzip", tree, "gzip", keep_as=push_image)),
             Case("ociforge-zstd", "ociforge append --compression zstd", "ociforge",
                  self._ociforge_build("ociforge-zstd", tree, "zstd")),
+            self._pipeline("tar-zstd3-half", "tar | zstd -3 -T0, half-size tree", "zstd",
+                           "tar -cf - . | zstd -q -3 -T0 -c", self.half, ("zstd",)),
+            Case("ociforge-zstd-half", "ociforge append --compression zstd, half-size tree",
+                 "ociforge", self._ociforge_build("ociforge-zstd-half", self.half, "zstd")),
         ]
         return Group("mixed", "Layer from the mixed tree", cases, self.s.runs, prepare)
 
@@ -463,14 +485,15 @@ class Suite:
     # -- table export ------------------------------------------------------------
 
     def _export_tables(self, key: str, app: Callable[[], Path]) -> Callable[[int], Sample]:
-        """``ociforge export APP --with-files``: both table files, built into an image."""
+        """``ociforge export APP --with-files``: both table files, built into an image
+        (``--no-cache``: every round reads the table, as the peers do)."""
         def run(i: int) -> Sample:
             dest = self.fresh(f"{key}-{i}")
             report = self.out / f"{key}-{i}.json"
             try:
                 sample = self.measure(self.ociforge(
-                    "export", str(app()), "--with-files", "-o", f"oci:{dest}:{TAG}",
-                    "--report", str(report)), cwd=self.s.work)
+                    "export", str(app()), "--with-files", "--no-cache", "-o",
+                    f"oci:{dest}:{TAG}", "--report", str(report)), cwd=self.s.work)
                 tables = json.loads(report.read_text())["tables"]
                 sample.extra.update(
                     digest=" ".join(t["digest"] for t in tables),
@@ -600,7 +623,7 @@ class Suite:
         def export(name: str) -> Callable[[int], Sample]:
             def run(i: int) -> Sample:
                 out = self.fresh(f"hostile-{name}")
-                return self.measure(self.ociforge("export", str(apps / name),
+                return self.measure(self.ociforge("export", str(apps / name), "--no-cache",
                                                   "-o", f"oci:{out}"), cwd=self.s.work)
             return run
 

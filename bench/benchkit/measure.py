@@ -31,6 +31,7 @@ class Sample:
     ok: bool = True
     error: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    stderr: str = field(default="", repr=False)   # what the command said (for checks)
 
 
 GNU_TIME = "/usr/bin/time"
@@ -75,7 +76,8 @@ def run_measured(argv: Sequence[str] | str, *, cwd: Path | None = None,
         if stdout_path:
             out.close()  # type: ignore[union-attr]
         os.unlink(time_out)
-    sample = Sample(seconds=elapsed, cpu_seconds=cpu, maxrss_mib=rss_kib / 1024.0)
+    sample = Sample(seconds=elapsed, cpu_seconds=cpu, maxrss_mib=rss_kib / 1024.0,
+                    stderr=err.decode(errors="replace"))
     if proc.returncode != 0:
         lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
         sample.ok = False

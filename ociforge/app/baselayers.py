@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from ..cache import bases as scan_cache
+from ..cache.store import Cache
 from ..errors import DigestMismatchError
 from ..fsutil import new_file
 from ..layers import tarformat as tf
@@ -43,6 +45,7 @@ from ..model.image import Image
 from ..model.layer import Layer
 from ..model.mediatypes import LAYERS
 from ..model.mutate import replace_layers
+from ..progress.events import NULL_TASK, Progress, Task
 from .policy import Policy
 from .tarblob import TarWrite, write_tar_blob
 
@@ -82,8 +85,15 @@ class RewriteSettings:
 
 
 def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
-                       limits: Limits | None = None) -> tuple[Image, list[BaseLayerScan]]:
-    """The image with every base layer scanned, and rewritten where something matched."""
+                       limits: Limits | None = None, cache: Cache | None = None,
+                       progress: Progress | None = None
+                       ) -> tuple[Image, list[BaseLayerScan]]:
+    """The image with every base layer scanned, and rewritten where something matched.
+
+    With a cache, a layer's scan (and rewrite) is done once per digest and rule set.
+    Each scan is a ``scan`` progress task (the blob's bytes), each rewrite a ``build``.
+    """
+    progress = progress or Progress()
     scans: list[BaseLayerScan] = []
     replacements: dict[int, Layer] = {}
     done: dict[tuple[str, str], BaseLayerScan] = {}    # (digest, media type) -> first scan
@@ -100,14 +110,29 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
             if first.index in replacements:
                 replacements[index] = replacements[first.index]
             continue
-        log.info("scanning %s", what)
-        scan = _scan(index, layer, policy, what, limits)
-        if scan.left_out:
-            log.info("rewriting %s without %d entries", what, len(scan.left_out))
-            scan.layer = _rewrite(scan.layer, policy, settings, what, limits)
-            replacements[index] = scan.layer
-        elif scan.layer.path != layer.path:
-            replacements[index] = scan.layer  # the same blob, now a local copy
+        key = _scan_key(layer, policy, settings) if cache is not None else None
+        label = f"base layer {index + 1}/{total}"
+        with progress.task("scan", str(layer.digest), layer.size, label) as task:
+            scan = _reused_scan(cache, key, index, layer, policy, settings, what, limits)
+            fresh = scan is None
+            if scan is None:
+                log.info("scanning %s", what)
+                scan = _scan(index, layer, policy, what, limits, task)
+            else:
+                task.set(status="reused", done=layer.size)
+        if fresh:
+            if scan.left_out:
+                log.info("rewriting %s without %d entries", what, len(scan.left_out))
+                with progress.task("build", f"{label} without {len(scan.left_out)} entries",
+                                   scan.layer.size) as task:
+                    scan.layer = _rewrite(scan.layer, policy, settings, what, limits, task)
+            if cache is not None and key is not None and scan.original_diff_id is not None:
+                scan_cache.store_scan(cache, key, scan.original_diff_id,
+                                      scan.layer.file_count or 0,
+                                      [(item.path, item.rule) for item in scan.left_out],
+                                      scan.layer if scan.rewritten else None)
+        if scan.rewritten or scan.layer.path != layer.path:
+            replacements[index] = scan.layer  # rewritten, or the same blob now a local copy
         scans.append(scan)
         done[(str(layer.digest), layer.media_type)] = scan
     return replace_layers(image, replacements), scans
@@ -132,11 +157,11 @@ def _foreign(media_type: str) -> bool:
 # -- the two passes ------------------------------------------------------------------------
 
 def _scan(index: int, layer: Layer, policy: Policy, what: str,
-          limits: Limits | None) -> BaseLayerScan:
+          limits: Limits | None, progress: Task = NULL_TASK) -> BaseLayerScan:
     copy_path = new_blob_path() if layer.path is None and layer.source is not None else None
     try:
         with layer.open() as verified:
-            raw: IO[bytes] = verified  # type: ignore[assignment]
+            raw: IO[bytes] = progress.reading(verified)  # type: ignore[arg-type]
             if copy_path is None:
                 left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits)
             else:
@@ -158,16 +183,45 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
     return BaseLayerScan(index, layer, used, left_out, original_diff_id=diff_id)
 
 
+def _scan_key(layer: Layer, policy: Policy, settings: RewriteSettings) -> str:
+    return scan_cache.scan_key(layer, scan_cache.rules_text(policy.file_rules,
+                                                            policy.content_rules),
+                               settings.compression, scan_cache.rules_text(settings.docker),
+                               (__name__, "ociforge.app.tarblob", "ociforge.app.policy",
+                                "ociforge.app.tokens"))
+
+
+def _reused_scan(cache: Cache | None, key: str | None, index: int, layer: Layer,
+                 policy: Policy, settings: RewriteSettings, what: str,
+                 limits: Limits | None) -> BaseLayerScan | None:
+    """The scan of an earlier export with the same rules, from the cache."""
+    if cache is None or key is None:
+        return None
+    found = scan_cache.reused_scan(
+        cache, key, lambda: _rewrite(layer, policy, settings, what, limits), what)
+    if found is None:
+        return None
+    if layer.diff_id is not None and found.diff_id != layer.diff_id:
+        raise DigestMismatchError(f"{what}: its content has diff_id {found.diff_id}, but the "
+                                  f"base image config says {layer.diff_id}")
+    used = found.rewritten or dataclasses.replace(layer, diff_id=layer.diff_id or found.diff_id,
+                                                  file_count=found.entries)
+    return BaseLayerScan(index, layer, used, [LeftOut(p, r) for p, r in found.left_out],
+                         original_diff_id=found.diff_id)
+
+
 def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,
-             limits: Limits | None) -> Layer:
+             limits: Limits | None, progress: Task = NULL_TASK) -> Layer:
     def fill(write: TarWrite) -> int:
         with layer.open() as verified:
-            _, _, kept = filter_entries(verified, policy, what,  # type: ignore[arg-type]
-                                        write, limits)
+            _, _, kept = filter_entries(progress.reading(verified),  # type: ignore[arg-type]
+                                        policy, what, write, limits)
         write(tf.END_OF_ARCHIVE)
         return kept
 
-    return write_tar_blob(fill, settings.compression, settings.docker, settings.threads)
+    rewritten = write_tar_blob(fill, settings.compression, settings.docker, settings.threads)
+    progress.set(digest=str(rewritten.digest))
+    return rewritten
 
 
 def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | None,

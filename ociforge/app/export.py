@@ -13,13 +13,18 @@ written and the report last.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from ..cache import tables as table_cache
+from ..cache.layers import build_layer_cached
+from ..cache.store import Cache
 from ..display import path_fields, plural
 from ..errors import InvalidInputError
 from ..fsutil import check_writable_destination
@@ -28,6 +33,7 @@ from ..layers.compress import check_compression
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
 from ..model.jsonutil import JSONObject
+from ..model.layer import Layer
 from ..model.mutate import (
     ConfigChanges,
     annotate,
@@ -42,16 +48,23 @@ from ..model.platform import Platform
 from ..options import Compression, ImageFormat, Options
 from ..pipeline.append import base_annotations, created_annotation, derived_annotations
 from ..pipeline.outputs import Outputs, result_entry
+from ..progress.events import NULL_TASK, Progress, Task
 from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
+from .dburl import parse_db_url
 from .envfile import read_env_file
+from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
 from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
-from .spec import SPEC_NAME, AppSpec, PathSpec, load_spec
-from .tables import TableExport, open_database, require_pyarrow
+from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
+from .tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
 
 log = logging.getLogger("ociforge.export")
+
+# The modules whose code decides a table snapshot's bytes (the cache key holds their source).
+TABLE_READERS = ("ociforge.app.tables", "ociforge.app.tablesource", "ociforge.app.tablefiles",
+                 "ociforge.app.tabletypes", "ociforge.app.dburl")
 
 LICENSED_REFUSAL = (
     "application {name!r} is marked licensed = true: it needs a license to run, and its "
@@ -79,6 +92,8 @@ class ExportRequest:
     keep_base_layers: bool = False          # use base layers as they are (not scanned)
     base: str | None = None                 # instead of [app] base (a path: relative to cwd)
     options: Options = field(default_factory=Options)
+    sbom_path: str | None = None            # write an SPDX 2.3 JSON SBOM here
+    attach_sbom: bool = False               # store the SBOM as a referrer of the image
 
 
 @dataclass
@@ -88,6 +103,9 @@ class ExportOutcome:
     results: list[WriteResult]
     attached: list[dict[str, str]] = field(default_factory=list)
     signatures: list[JSONObject] = field(default_factory=list)
+    inventory: Inventory | None = None
+    sbom: bytes | None = None
+    attached_sboms: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -104,10 +122,12 @@ class ExportPlan:
     base: Location
     request: ExportRequest
     allow_env: tuple[str, ...] = ()
+    cache: Cache | None = None
 
     def run(self) -> ExportOutcome:
         """Assemble the image, write every destination, then the report, attach, sign."""
-        return _assemble(self, self.request)
+        with self.outputs.running(self.options):
+            return _assemble(self, self.request)
 
 
 def export_app(request: ExportRequest) -> ExportOutcome:
@@ -143,7 +163,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         Platform.parse(spec.platform) if spec.platform else Platform.host())
     options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
     outputs = _outputs(spec, request)
-    if request.sign_key or request.attach_report:
+    outputs.check_offline(options)
+    _check_sbom(request)
+    if request.sign_key or request.attach_report or request.attach_sbom:
         from ..trust.sign import check_signable
 
         for location in outputs:
@@ -184,7 +206,8 @@ def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
     """The destinations (default ./<name>.tar), named after the app unless --tag."""
     texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
     outputs = Outputs.parse(texts, default_name=_image_name(spec, request.tag),
-                            report=request.report_path)
+                            report=request.report_path,
+                            others=[("--sbom", request.sbom_path)] if request.sbom_path else [])
     outputs.check_compression(request.compression)
     return outputs
 
@@ -193,6 +216,7 @@ def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
 
 def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     spec = plan.spec
+    plan.cache = Cache.open(plan.options.cache)
     base = resolve_platform(plan.base.read(plan.options), plan.options)
     assert isinstance(base, Image)
     base_digest = None if str(plan.base) == "scratch" else str(base.digest)
@@ -228,6 +252,8 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     image = append_layers(base, [r.layer for _, _, r in built],
                           created_by=[f"ociforge export: {role} {source}"
                                       for role, source, _ in built], epoch=plan.epoch)
+    inventory = inventory_and_licenses(image, report, plan.spec.licenses.allow,
+                                       request.include_licensed)
     changes, dropped_values = _config_changes(image, plan, report, used_rules)
     report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
     if "env-file" in used_rules:
@@ -249,11 +275,12 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     report.image_digest = str(image.digest)
     report.media_type = image.media_type
     report.destinations = [result_entry(result) for result in results]
-    outcome = ExportOutcome(image, report, results)
+    outcome = ExportOutcome(image, report, results, inventory=inventory)
     if request.report_path:
         from ..fsutil import write_output_bytes
 
         write_output_bytes(request.report_path, report.to_json().encode(), what="--report")
+    _write_sbom(outcome, plan, request)
     _attach_and_sign(outcome, plan, request)
     return outcome
 
@@ -275,20 +302,30 @@ def _own_annotations(plan: ExportPlan, request: ExportRequest, base_digest: str 
 
 def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest
                      ) -> None:
-    """Report as a referrer, then a signature, next to every written image."""
+    """SBOM and report as referrers, then a signature, next to every written image."""
     digest = str(outcome.image.digest)
+    progress = Progress.of(plan.options)
     for location in plan.outputs:
+        if request.attach_sbom and outcome.sbom is not None:
+            from ..trust.referrers import attach_sbom
+
+            with progress.task("attach", str(location), label=f"SBOM to {location}"):
+                desc = attach_sbom(location, outcome.sbom, plan.options, digest=digest)
+            outcome.attached_sboms.append({"location": str(location),
+                                           "digest": str(desc.digest)})
         if request.attach_report:
             from ..trust.referrers import attach_report
 
-            desc = attach_report(location, outcome.report.to_json().encode(), plan.options,
-                                 digest=digest)
+            with progress.task("attach", str(location), label=f"report to {location}"):
+                desc = attach_report(location, outcome.report.to_json().encode(),
+                                     plan.options, digest=digest)
             outcome.attached.append({"location": str(location), "digest": str(desc.digest)})
         if request.sign_key:
             from ..trust.sign import sign_location
 
-            info = sign_location(location, request.sign_key, request.key_password,
-                                 plan.options, digest=digest)
+            with progress.task("sign", str(location)):
+                info = sign_location(location, request.sign_key, request.key_password,
+                                     plan.options, digest=digest)
             outcome.signatures.append(info.to_dict())
 
 
@@ -305,7 +342,8 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
     else:
         base, scans = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
-                                               settings.threads))
+                                               settings.threads), cache=plan.cache,
+            progress=Progress.of(plan.options))
     for scan in scans:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
@@ -326,9 +364,16 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
 
 
 def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
-             ) -> Callable[[str, Path], str | None]:
+             ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
+    """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
+    one a reused layer left out; ``rules`` names everything ``skip`` decides by."""
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
+
+    def note(image_path: str, rule_name: str) -> None:
+        used.add(rule_name)
+        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
+                                      "rule": rule_name, "layer": role})
 
     def skip(image_path: str, host_path: Path) -> str | None:
         rule_name: str | None = None
@@ -342,43 +387,111 @@ def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
             rule_name = rule.name if rule else None
         if rule_name is None:
             return None
-        used.add(rule_name)
-        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
-                                      "rule": rule_name, "layer": role})
+        note(image_path, rule_name)
         return rule_name
 
-    return skip
+    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file,
+                  str(plan.platform)))
+    return skip, note, rules
 
 
 def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan,
            report: Report, used: set[str]) -> BuildResult:
     log.info("building %s layer from %s", role, layer_spec.src)
-    return build_layer([LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-                       settings, skip=_skipper(plan, role, report, used))
+    skip, replay, rules = _skipper(plan, role, report, used)
+    what = f"{role} layer {layer_spec.src}"
+    with Progress.of(plan.options).task("build", what) as task:
+        return build_layer_cached(
+            plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
+            settings, skip=skip, replay=replay, rules=rules,
+            deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
+            what=what, progress=task)
 
 
 def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: Report
                   ) -> list[tuple[str, str, BuildResult]]:
-    jobs = []
-    for i, table in enumerate(plan.spec.tables):
-        folder = tmp / str(i)
-        folder.mkdir()
-        jobs.append((table, folder, plan.spec.locate(("tables", i, "query" if table.query
-                                                                  else "table"))))
-    log.info("reading %s", plural(len(jobs), "table"))
-    with TableExport(plan.spec.root) as tables:  # one snapshot per database for all its tables
-        snaps = tables.snapshot_all(jobs)
+    """One layer per table.  The tables of one database come from one snapshot: a SQLite
+    database's tables are reused from the cache only when every one of them can be
+    (the file proves unchanged), else all of them are read again together."""
+    tables = plan.spec.tables
+    where = [plan.spec.locate(("tables", i, "query" if table.query else "table"))
+             for i, table in enumerate(tables)]
+    entries = [_table_entry(plan, table, settings, w) for table, w in zip(tables, where,
+                                                                         strict=True)]
+    hits: dict[int, tuple[BuildResult, JSONObject]] = {}
+    for i, entry in enumerate(entries):
+        if entry is not None:
+            again = functools.partial(_table_again, plan, tables[i], settings, where[i])
+            reused = table_cache.reuse(entry, again)
+            if reused is not None and isinstance(reused[1].get("table"), dict):
+                hits[i] = (reused[0], reused[1])
+    by_source: dict[str, list[int]] = {}
+    for i, table in enumerate(tables):
+        by_source.setdefault(table.source, []).append(i)
+    done: dict[int, tuple[BuildResult, JSONObject]] = {}
+    jobs: list[int] = []
+    for members in by_source.values():
+        if all(i in hits for i in members):
+            done.update((i, hits[i]) for i in members)
+        else:
+            jobs += members
+    if jobs:
+        log.info("reading %s", plural(len(jobs), "table"))
+        for i in jobs:
+            (tmp / str(i)).mkdir()
+        progress = Progress.of(plan.options)
+        with TableExport(plan.spec.root, progress) as export:  # one snapshot per database
+            snaps = export.snapshot_all([(tables[i], tmp / str(i), where[i]) for i in jobs])
+        for i, snap in zip(jobs, snaps, strict=True):
+            with progress.task("build", f"table layer {snap.spec.name}") as task:
+                done[i] = _snapshot_layer(snap, settings, task)
+            entry = entries[i]
+            if entry is not None:
+                table_cache.store(entry, *done[i])
     out = []
-    for table, snap in zip(plan.spec.tables, snaps, strict=True):
-        os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
-        result = build_layer([LayerSource(snap.path, table.dest)], settings)
-        report.tables.append({"name": table.name, "source": snap.source_shown,
-                              "format": table.format, "dest": table.dest, "rows": snap.rows,
-                              "columns": list(snap.columns), "digest": str(snap.digest),
-                              "size": snap.size})
-        report.warnings += [w for w in snap.warnings if w not in report.warnings]
+    for i, table in enumerate(tables):
+        result, meta = done[i]
+        report.tables.append(cast(JSONObject, meta["table"]))
+        report.warnings += [w for w in cast(list[str], meta["warnings"])
+                            if w not in report.warnings]
         out.append(("table", table.name, result))
     return out
+
+
+def _snapshot_layer(snap: TableSnapshot, settings: BuildSettings, progress: Task = NULL_TASK
+                    ) -> tuple[BuildResult, JSONObject]:
+    """A table file's layer, and what the report says of it (its entry and warnings)."""
+    os.chmod(snap.path, 0o644)  # the umask must not change the layer's bytes
+    result = build_layer([LayerSource(snap.path, snap.spec.dest)], settings, progress=progress)
+    table = snap.spec
+    entry: JSONObject = {"name": table.name, "source": snap.source_shown,
+                         "format": table.format, "dest": table.dest, "rows": snap.rows,
+                         "columns": list(snap.columns), "digest": str(snap.digest),
+                         "size": snap.size}
+    return result, {"table": entry, "warnings": list(snap.warnings)}
+
+
+def _table_again(plan: ExportPlan, table: TableSpec, settings: BuildSettings,
+                 where: str) -> Layer:
+    """A reused table layer whose cached blob turned out damaged: read the table again."""
+    with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as folder:
+        snap = snapshot_table(table, plan.spec.root, Path(folder), where)
+        return _snapshot_layer(snap, settings)[0].layer
+
+
+def _table_entry(plan: ExportPlan, table: TableSpec, settings: BuildSettings,
+                 where: str) -> table_cache.TableEntry | None:
+    """A SQLite table's cache entry; None for a database server (always read again)."""
+    if plan.cache is None:
+        return None
+    db = parse_db_url(table.source, plan.spec.root, where)
+    if db.kind != "sqlite" or db.path is None:
+        return None
+    parts = [table.name, table.source, table.table or "", table.query or "", table.format,
+             table.dest, str(db.path.resolve())]
+    return table_cache.table_entry(plan.cache, db.path, parts, settings,
+                                   f"table {table.name}", table.format == "parquet",
+                                   TABLE_READERS)
 
 
 def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[str]
@@ -434,3 +547,71 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
         volumes=config.volumes,
         stop_signal=config.stop_signal,
     ), dropped_values
+
+
+# -- what ships: inventory, licensed software, SBOM --------------------------------------
+
+LICENSED_COMPONENTS_REFUSAL = (
+    "licensed software in the image: {found}. It needs a license to run, and licensed "
+    "software stays out unless asked for (bring your own license): rerun with "
+    "--include-licensed if the recipient may receive it, or accept named packages with "
+    "[licenses] allow = [{names}] in ociforge.toml"
+)
+
+
+def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
+                           include_licensed: bool) -> Inventory:
+    """Take the inventory of the image's final layers (after the rules left files out),
+    put the counts and licensed components in the report, and refuse (exit 2, before
+    anything is written) licensed software that is neither allowed nor included.
+
+    ``report.layers`` must describe ``image.layers`` one for one (they label the layers).
+    """
+    refs = []
+    for index, layer in enumerate(image.layers):
+        entry = report.layers[index] if index < len(report.layers) else None
+        label = "" if entry is None else (
+            "base" if entry.role == "base" else f"{entry.role} {entry.source}")
+        refs.append((LayerRef(index, str(layer.digest), label), layer))
+    inventory = take_inventory(refs)
+    components = sorted(find_licensed(inventory, allow),
+                        key=lambda c: (c.package.name.lower(), c.package.path))
+    report.inventory = {"packages": len(inventory.packages),
+                        "ecosystems": inventory.ecosystem_counts(),
+                        "licenses": inventory.license_overview()}
+    report.licensed_components = [c.to_dict() for c in components]
+    report.warnings += list(inventory.warnings)
+    report.warnings += [f"[licenses] allow {entry!r}: no licensed package of that name in the "
+                        "image (a typo?)" for entry in unused_allowances(components, allow)]
+    refused = [c for c in components if not c.allowed]
+    if refused and not include_licensed:
+        shown = "; ".join(c.describe() for c in refused[:5])
+        if len(refused) > 5:
+            shown += f"; and {len(refused) - 5} more: " + ", ".join(
+                c.package.name for c in refused[5:20]) + (" ..." if len(refused) > 20 else "")
+        names = ", ".join(f'"{n}"' for n in dict.fromkeys(c.package.name for c in refused))
+        raise InvalidInputError(LICENSED_COMPONENTS_REFUSAL.format(found=shown, names=names))
+    return inventory
+
+
+def _check_sbom(request: ExportRequest) -> None:
+    if not (request.sbom_path or request.attach_sbom):
+        return
+    from .sbom import require_spdx_tools
+
+    require_spdx_tools("--sbom" if request.sbom_path else "--attach-sbom")
+    if request.sbom_path:
+        check_writable_destination(request.sbom_path, "--sbom")
+
+
+def _write_sbom(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest) -> None:
+    if outcome.inventory is None or not (request.sbom_path or request.attach_sbom):
+        return
+    from .sbom import spdx_json
+
+    outcome.sbom = spdx_json(outcome.inventory, name=plan.spec.name,
+                             image_digest=str(outcome.image.digest), epoch=plan.epoch)
+    if request.sbom_path:
+        from ..fsutil import write_output_bytes
+
+        write_output_bytes(request.sbom_path, outcome.sbom, what="--sbom")

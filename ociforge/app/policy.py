@@ -9,6 +9,7 @@ supplies their own.  Open-source license *texts* (LICENSE, COPYING, NOTICE,
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from . import tokens
 from .dburl import has_credential_url
 from .spec import ExtraPatterns
 
@@ -56,30 +58,42 @@ class FileRule:
     globs: tuple[str, ...]
     scope: str = "all"
     keep: tuple[str, ...] = ()  # file names that are never matched (e.g. public keys)
+    # the globs as one regex per kind (name, path), built once: matched for every entry
+    _names: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _paths: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _keep: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [fnmatch.translate(g.lower()) for g in self.globs if "/" not in g]
+        # "**/x" matches x at the top or after any '/'; other path globs the whole path
+        # (with or without a leading '/')
+        paths = [("(?s:.*/)?" + fnmatch.translate(g[3:].lower())) if g.startswith("**/")
+                 else "/?" + fnmatch.translate(g.lower().lstrip("/")) if g.startswith("/")
+                 else fnmatch.translate(g.lower()) for g in self.globs if "/" in g]
+        keep = [fnmatch.translate(k.lower()) for k in self.keep]
+        for attr, parts in (("_names", names), ("_paths", paths), ("_keep", keep)):
+            object.__setattr__(self, attr, re.compile("|".join(parts)) if parts else None)
 
     def matches(self, rel_path: str) -> bool:
         path = rel_path.strip("/")
-        base = PurePosixPath(path).name.lower()
-        if any(fnmatch.fnmatchcase(base, k.lower()) for k in self.keep):
+        base = path.rpartition("/")[2].lower()
+        if self._keep is not None and self._keep.match(base):
             return False
-        for glob in self.globs:
-            if "/" not in glob:
-                if fnmatch.fnmatchcase(base, glob.lower()):
-                    return True
-            elif _path_match(path, glob):
-                return True
-        return False
+        if self._names is not None and self._names.match(base):
+            return True
+        return self._paths is not None and self._paths.match(path.lower()) is not None
 
 
-def _path_match(path: str, glob: str) -> bool:
-    candidates = [path, "/" + path]
-    if glob.startswith("**/"):
-        tail = glob[3:]
-        parts = path.split("/")
-        candidates = ["/".join(parts[i:]) for i in range(len(parts))]
-        glob = tail
-    return any(fnmatch.fnmatchcase(c.lower(), glob.lower()) for c in candidates)
+# A connection string with a password: libpq's keyword form (a password= next to another
+# libpq keyword), ADO.NET/ODBC/JDBC's ;-separated form, Azure storage and service-bus keys.
+CREDENTIAL_DSN_REGEX = (
+    r"(?is)^(?=.*\b(?:host|hostaddr|dbname|user|port|service|sslmode)\s*=)"
+    r"(?=(?:.*\s)?password\s*=\s*(?:'[^']|[^\s']))"
+    r"|(?:^|;)\s*(?:password|pwd|accountkey|sharedaccesskey|sharedaccesssignature)"
+    r"\s*=\s*[^;\s]")
 
+# A Sentry DSN: the project's key as the URL's user (an older form adds a secret key).
+SENTRY_DSN_REGEX = r"^https?://[0-9a-f]{32}(?::[0-9a-f]{32})?@[^/\s]+/(?:[^/\s]+/)*[0-9]+/?$"
 
 # Names are matched upper-cased.  Order matters: the first matching rule is reported.
 LICENSE_ENV_RULES: tuple[EnvRule, ...] = (
@@ -105,6 +119,14 @@ SECRET_ENV_RULES: tuple[EnvRule, ...] = (
     # hold '/', ':' or spaces) or in a password-like query parameter (?password=...)
     EnvRule("credential-in-url", "secret", "the value is a URL carrying a password",
             value_test=has_credential_url),
+    EnvRule("credential-in-dsn", "secret",
+            "the value is a connection string with a password (host=... password=..., "
+            "...;Password=...;, AccountKey=, SharedAccessKey=)", value_regex=CREDENTIAL_DSN_REGEX),
+    EnvRule("sentry-dsn", "secret", "the value is a Sentry DSN (https://<key>@host/<project>)",
+            value_regex=SENTRY_DSN_REGEX),
+    EnvRule("secret-token-value", "secret",
+            "the value holds a well-known token (GitHub, GitLab, AWS, Slack, Hugging Face, "
+            "Google, Stripe, a JWT, a private key, ...)", value_test=tokens.holds_token),
 )
 
 LICENSE_FILE_RULES: tuple[FileRule, ...] = (
@@ -128,12 +150,58 @@ SECRET_FILE_RULES: tuple[FileRule, ...] = (
     # history (secrets removed from the work tree included); the application needs neither.
     FileRule("git-folder", "secret", "a .git folder (remote URLs with tokens, history)",
              (".git",), scope="files"),
+    # What people type at a prompt: passwords, tokens, connection strings.
+    FileRule("shell-history", "secret", "a shell or REPL history file",
+             (".bash_history", ".zsh_history", ".zhistory", ".sh_history", ".ash_history",
+              ".histfile", ".python_history", ".Rhistory", ".psql_history", ".sqlite_history",
+              ".mysql_history", ".node_repl_history", ".rediscli_history", ".dbshell",
+              ".irb_history", ".duckdb_history", "mongosh_repl_history", ".lesshst",
+              "**/.ipython/profile_*/history.sqlite", "**/.julia/logs/repl_history.jl",
+              "**/.local/share/fish/fish_history")),
+    FileRule("r-environ", "secret", "R's per-user environment file (.Renviron: tokens, keys)",
+             (".Renviron",)),
+    FileRule("streamlit-secrets", "secret", "Streamlit's secrets file (.streamlit/secrets.toml)",
+             ("**/.streamlit/secrets.toml",)),
+    FileRule("jupyter-checkpoints", "secret",
+             "Jupyter's .ipynb_checkpoints folder (stale copies of notebooks, outputs included)",
+             (".ipynb_checkpoints",)),
 )
+
+# Where installed software lives.  Token rules do not read files there: packages' tests
+# and docs are full of example tokens, and leaving one of their files out breaks them.
+# Credential files by name and private keys at the start of a file are caught there too.
+PACKAGE_TREES = frozenset({"site-packages", "dist-packages", "node_modules", "site-library",
+                           "bower_components", "__pycache__"})
+# (folder, its parent) pairs: R/library, renv/library, .julia/packages, <conda root>/pkgs
+PACKAGE_TREE_PAIRS = frozenset({
+    ("library", "R"), ("library", "renv"), ("packages", ".julia"), ("pkgs", "conda"),
+    ("pkgs", ".conda"), ("pkgs", "miniconda3"), ("pkgs", "anaconda3"), ("pkgs", "miniforge3"),
+    ("pkgs", "mambaforge")})
+# The operating system's own trees in a base image (not /usr/local): read for tokens only
+# in layers ociforge builds from the application's folders.
+OS_TREES = ("usr/", "lib/", "lib32/", "lib64/", "libx32/", "bin/", "sbin/", "boot/",
+            "var/lib/dpkg/", "var/lib/apt/", "var/lib/rpm/", "var/cache/", "etc/ssl/",
+            "etc/ca-certificates/", "etc/pki/")
+
+
+def in_package_tree(rel_path: str) -> bool:
+    """The path is inside installed third-party software (site-packages, node_modules, ...)."""
+    parts = rel_path.strip("/").split("/")[:-1]
+    for i, part in enumerate(parts):
+        if part in PACKAGE_TREES or (i and (part, parts[i - 1]) in PACKAGE_TREE_PAIRS):
+            return True
+    return False
+
+
+def in_os_tree(rel_path: str) -> bool:
+    path = rel_path.strip("/")
+    return path.startswith(OS_TREES) and not path.startswith("usr/local/")
 
 
 @dataclass(frozen=True)
 class ContentRule:
-    """Leaves out a file named like ``globs`` whose first bytes contain ``marker``.
+    """Leaves out a file named like ``globs`` whose first bytes contain ``marker``, or
+    (with ``formats``) a real token of one of those formats.
 
     For names that are ambiguous (a ``.pem`` may be a certificate or a private
     key), only the content decides; symlinks are never opened.
@@ -143,36 +211,27 @@ class ContentRule:
     kind: str
     description: str
     globs: tuple[str, ...]
-    marker: bytes
+    marker: bytes = b""
     head: int = 64 << 10
     at_start: bool = False      # the first line (after blanks) is a PEM "-----BEGIN ...marker"
+    formats: tuple[tokens.TokenFormat, ...] = ()
+    in_packages: bool = True    # False: files inside installed software are not read
 
     def wants(self, rel_path: str) -> bool:
         """True when the name is one whose content must be looked at."""
         base = PurePosixPath(rel_path).name.lower()
-        return any(fnmatch.fnmatchcase(base, g) for g in self.globs)
+        if not any(g == "*" or fnmatch.fnmatchcase(base, g) for g in self.globs):
+            return False
+        return self.in_packages or not in_package_tree(rel_path)
 
     def matches_head(self, head: bytes) -> bool:
         """Decide on the file's first bytes (at least ``head`` of them, or all)."""
+        if self.formats:
+            return tokens.find_in_bytes(head[:self.head], self.formats) is not None
         if self.at_start:
             first_line = head[:self.head].lstrip().split(b"\n", 1)[0]
             return first_line.startswith(b"-----BEGIN ") and self.marker in first_line
         return self.marker in head[:self.head]
-
-    def matches(self, rel_path: str, host_path: Path) -> bool:
-        if not self.wants(rel_path):
-            return False
-        try:
-            fd = os.open(host_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                         | getattr(os, "O_NONBLOCK", 0))
-        except OSError:
-            return False
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return False
-            return self.matches_head(os.read(fd, self.head))
-        finally:
-            os.close(fd)
 
 
 CONTENT_RULES: tuple[ContentRule, ...] = (
@@ -184,6 +243,17 @@ CONTENT_RULES: tuple[ContentRule, ...] = (
     ContentRule("private-key-content", "secret",
                 "a file that starts with a PEM or OpenSSH private key, whatever its name",
                 ("*",), b"PRIVATE KEY-----", head=256, at_start=True),
+    # pip.conf, .condarc, ... are judged by content: a clean one ships.
+    ContentRule("package-manager-credentials", "secret",
+                dict(tokens.RULE_DESCRIPTIONS)["package-manager-credentials"],
+                ("pip.conf", "pip.ini", ".condarc", "condarc", ".yarnrc", ".yarnrc.yml",
+                 ".rprofile", "rprofile.site", ".gemrc", "bunfig.toml", ".bunfig.toml"),
+                head=tokens.TEXT_HEAD,
+                formats=tokens.PACKAGE_MANAGER_FORMATS + tokens.TOKEN_FORMATS),
+    *(ContentRule(rule, "secret", text, ("*",), head=tokens.TEXT_HEAD, in_packages=False,
+                  formats=tuple(f for f in tokens.TOKEN_FORMATS if f.rule == rule))
+      for rule, text in tokens.RULE_DESCRIPTIONS
+      if any(f.rule == rule and f.files for f in tokens.TOKEN_FORMATS)),
 )
 
 
@@ -203,6 +273,7 @@ class Policy:
     file_rules: tuple[FileRule, ...]
     allow_env: frozenset[str] = field(default_factory=frozenset)
     content_rules: tuple[ContentRule, ...] = CONTENT_RULES
+    allow_files: FileRule | None = None     # [secrets] allow_files: kept whatever secret rule
 
     @classmethod
     def for_app(cls, licenses: ExtraPatterns, secrets: ExtraPatterns,
@@ -226,7 +297,16 @@ class Policy:
         if secrets.files:
             file_rules.append(FileRule("secret-file-config", "secret",
                                        "matches [secrets] files in ociforge.toml", secrets.files))
-        return cls(tuple(env_rules), tuple(file_rules), frozenset(allow_env))
+        allow_files = (FileRule("secret-allow-files", "secret",
+                                "matches [secrets] allow_files in ociforge.toml",
+                                secrets.allow_files) if secrets.allow_files else None)
+        return cls(tuple(env_rules), tuple(file_rules), frozenset(allow_env),
+                   allow_files=allow_files)
+
+    def _allowed(self, rule: FileRule | ContentRule, rel_path: str) -> bool:
+        """[secrets] allow_files keeps this file from this (secret) rule."""
+        return (self.allow_files is not None and rule.kind == "secret"
+                and self.allow_files.matches(rel_path))
 
     def env_rule(self, name: str, value: str) -> EnvRule | None:
         """The rule that drops this variable, or None to keep it."""
@@ -261,24 +341,48 @@ class Policy:
         for rule in self.file_rules:
             if rule.scope == "files" and not files_layer:
                 continue
-            if rule.matches(rel_path):
+            if rule.matches(rel_path) and not self._allowed(rule, rel_path):
                 return rule
         return None
 
-    def host_file_rule(self, rel_path: str, host_path: Path, files_layer: bool
-                       ) -> FileRule | ContentRule | None:
-        """Like file_rule, then the content rules (which read the file's first bytes)."""
+    def host_file_rule(self, rel_path: str, host_path: Path, files_layer: bool,
+                       read_os_trees: bool = True) -> FileRule | ContentRule | None:
+        """Like file_rule, then the content rules, which read the file's first bytes once
+        (never through a symlink, never more than the largest rule's ``head``)."""
         rule = self.file_rule(rel_path, files_layer)
         if rule is not None:
             return rule
-        for content_rule in self.content_rules:
-            if content_rule.matches(rel_path, host_path):
-                return content_rule
-        return None
+        wanting = self.content_rules_for(rel_path, read_os_trees=read_os_trees)
+        if not wanting:
+            return None
+        # Token rules skip binary files: when only they want more, a binary file's first
+        # bytes are enough (a folder of Parquet files is not read a MiB at a time).
+        plain = max((r.head for r in wanting if not r.formats), default=0)
+        head = _read_head(host_path, max(r.head for r in wanting), max(plain, tokens.BINARY_PROBE))
+        if head is None:
+            return None
+        return next((r for r in wanting if r.matches_head(head)), None)
 
-    def content_rules_for(self, rel_path: str) -> tuple[ContentRule, ...]:
-        """The content rules that must read this file's first bytes to decide."""
-        return tuple(rule for rule in self.content_rules if rule.wants(rel_path))
+    def content_rules_for(self, rel_path: str, read_os_trees: bool = False
+                          ) -> tuple[ContentRule, ...]:
+        """The content rules that must read this file's first bytes to decide.
+
+        Token rules read a notebook's first 16 MiB (its outputs), other text files'
+        first MiB; in a base image they skip the operating system's own trees
+        (``read_os_trees`` False), which belong to its packages.
+        """
+        # where installed software lives, the rules that do not read there are skipped
+        # (decided once per path, not once per rule)
+        skip_packages = in_package_tree(rel_path)
+        skip_tokens = not read_os_trees and in_os_tree(rel_path)
+        wanting = [rule for rule in self.content_rules
+                   if (rule.in_packages or not skip_packages)
+                   and (not skip_tokens or not rule.formats or rule.in_packages)
+                   and _name_wanted(rule, rel_path) and not self._allowed(rule, rel_path)]
+        if rel_path.lower().endswith(".ipynb"):
+            wanting = [dataclasses.replace(rule, head=tokens.NOTEBOOK_HEAD) if rule.formats
+                       else rule for rule in wanting]
+        return tuple(wanting)
 
     def describe(self) -> Mapping[str, str]:
         out = {r.name: r.description for r in self.env_rules}
@@ -287,7 +391,44 @@ class Policy:
         return out
 
 
+def _name_wanted(rule: ContentRule, rel_path: str) -> bool:
+    base = rel_path.rpartition("/")[2].lower()
+    return any(g == "*" or fnmatch.fnmatchcase(base, g) for g in rule.globs)
+
+
+def _read_head(host_path: Path, size: int, enough_if_binary: int) -> bytes | None:
+    """The first ``size`` bytes of a regular file, or None (a symlink, not a file, gone);
+    only the first ``enough_if_binary`` bytes when those show a binary file."""
+    try:
+        fd = os.open(host_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        first = _read_up_to(fd, min(size, enough_if_binary))
+        if len(first) < min(size, enough_if_binary) or tokens.is_binary(first):
+            return first
+        return first + _read_up_to(fd, size - len(first))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _globs_regex(globs: Sequence[str]) -> str:
     # anchored: a glob names the whole variable (and re.search stops at once elsewhere
     # instead of trying the glob from every position of a long hostile name)
     return "^(?:" + "|".join(f"(?:{fnmatch.translate(g.upper())})" for g in globs) + ")"
+
+
+def _read_up_to(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    while size > 0:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)

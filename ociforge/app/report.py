@@ -18,6 +18,7 @@ so a file name cannot forge a line of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..display import bytes_of, human, json_safe, json_text, plural
 from ..model.digest import Digest
@@ -74,6 +75,8 @@ class Report:
     destinations: list[dict[str, str]] = field(default_factory=list)
     licensed: bool = False                      # licensed = true, exported with --include-licensed
     overridden: list[dict[str, str]] = field(default_factory=list)  # kept by --allow-env
+    inventory: dict[str, Any] | None = None     # packages, per ecosystem, per license (counts)
+    licensed_components: list[dict[str, Any]] = field(default_factory=list)
 
     def content(self) -> JSONObject:
         """Everything the report digest covers (no image digest, no destinations)."""
@@ -95,7 +98,22 @@ class Report:
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
         if self.overridden:  # likewise: only exports with --allow-env that kept something
             out["overridden"] = self.overridden
+        out.update(self._inventory_content())
         return json_safe(out)
+
+    def _inventory_content(self) -> dict[str, Any]:
+        """What ships: package and license counts, and every licensed component."""
+        out: dict[str, Any] = {}
+        if self.inventory is not None:
+            out["inventory"] = self.inventory
+        if self.licensed_components:
+            out["licensed_components"] = self.licensed_components
+            refused = [c for c in self.licensed_components if not c.get("allowed")]
+            if refused:
+                licensed = out.setdefault("licensed", {"app": self.licensed,
+                                                       "exported_with": "--include-licensed"})
+                licensed["components"] = len(refused)
+        return out
 
     def digest(self) -> str:
         return str(Digest.of_bytes(canonical(self.content())))
@@ -124,6 +142,7 @@ class Report:
         if self.licensed:
             lines.append("  licensed app exported with --include-licensed (its license keys "
                          "and server settings are left out)")
+        lines += self._inventory_lines()
         if not self.base_scanned:
             lines.append("  base     layers NOT scanned (--keep-base-layers): "
                          "license or credential files in them ship as they are")
@@ -151,6 +170,28 @@ class Report:
             lines.append(f"  wrote    {dest['location']}{named}")
         lines.append(f"  report   {self.digest()}")
         return "\n".join(human(line) for line in lines)  # a name cannot start a line
+
+    def _inventory_lines(self) -> list[str]:
+        """The license overview (count per license) and the licensed components."""
+        lines: list[str] = []
+        if self.inventory is not None and not self.inventory.get("packages"):
+            lines.append("  packages none found (no dpkg, apk, Python, conda, R or npm metadata)")
+        elif self.inventory is not None:
+            ecosystems = ", ".join(f"{k} {v}" for k, v in self.inventory["ecosystems"].items())
+            overview = list(self.inventory["licenses"].items())
+            shown = ", ".join(f"{name} {count}" for name, count in overview[:10])
+            more = f" and {len(overview) - 10} more" if len(overview) > 10 else ""
+            lines.append(f"  packages {self.inventory['packages']} ({ecosystems})")
+            lines.append(f"  licenses {shown}{more}")
+        for component in self.licensed_components[:8]:
+            how = "allowed by [licenses] allow" if component.get("allowed") \
+                else "exported with --include-licensed"
+            lines.append(f"  licensed {component['name']} {component['version']} "
+                         f"({component['ecosystem']}, layer {component['layer'] + 1}): {how}")
+        if len(self.licensed_components) > 8:
+            lines.append(f"  licensed ... and {len(self.licensed_components) - 8} more "
+                         "(see the report's licensed_components)")
+        return lines
 
 
 def verify_report(report: JSONObject) -> bool:

@@ -35,8 +35,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "layers": ("src", "dest", "exclude"),
     "files": ("src", "dest", "exclude"),
     "tables": ("name", "source", "table", "query", "format", "dest"),
-    "licenses": ("env", "files"),
-    "secrets": ("env", "files"),
+    "licenses": ("env", "files", "allow"),
+    "secrets": ("env", "files", "allow_files"),
 }
 
 
@@ -85,10 +85,14 @@ class ConfigSpec:
 
 @dataclass(frozen=True)
 class ExtraPatterns:
-    """User additions to the license or secret rules: env-name and file globs."""
+    """User additions to the license or secret rules: env-name and file globs; and what
+    the user accepts: licensed packages by name ([licenses] allow) and files the secret
+    rules would leave out ([secrets] allow_files)."""
 
     env: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    allow_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -418,7 +422,17 @@ class _Loader:
             return ExtraPatterns()
         section = self.table(data[key], (key,), _SECTIONS[key])
         return ExtraPatterns(self.strings(section, (key, "env")),
-                             self.strings(section, (key, "files")))
+                             self.strings(section, (key, "files")),
+                             allow=self.names(section, (key, "allow")),
+                             allow_files=self.names(section, (key, "allow_files")))
+
+    def names(self, data: dict, path: tuple[str | int, ...]) -> tuple[str, ...]:
+        """An array of package names or file globs: no empty entry, no spaces."""
+        values = self.strings(data, path)
+        for value in values:
+            if not value.strip() or value != value.strip() or any(c.isspace() for c in value):
+                raise self.error(path, f"{value!r} is not a name or glob (empty or with spaces)")
+        return values
 
 
 def _type_name(value: Any) -> str:

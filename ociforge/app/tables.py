@@ -12,13 +12,15 @@ URL never appear in errors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ..errors import OperationError
 from ..model.digest import Digest, HashingWriter, copy_stream
+from ..progress.events import Progress, Task
 from .dburl import DatabaseURL, parse_db_url
 from .spec import TableSpec
 from .tablefiles import TableFile, open_file, write_all
@@ -56,10 +58,15 @@ def open_database(spec: TableSpec, app_root: Path, where: str,
 
 
 class TableExport:
-    """The tables of one export: one open Source (one snapshot) per database URL."""
+    """The tables of one export: one open Source (one snapshot) per database URL.
 
-    def __init__(self, app_root: Path):
+    Each read of a table is a ``table`` progress task: rows, and the bytes of row
+    data read (the total is not known beforehand).
+    """
+
+    def __init__(self, app_root: Path, progress: Progress | None = None):
         self.app_root = app_root
+        self.progress = progress or Progress()
         self._sources: dict[str, Source] = {}
 
     def __enter__(self) -> TableExport:
@@ -100,6 +107,13 @@ class TableExport:
         return [done[i] for i in range(len(jobs))]
 
     def _write(self, jobs: Sequence[tuple[TableSpec, Path, str]]) -> list[TableSnapshot]:
+        first = jobs[0][0]
+        names = ", ".join(dict.fromkeys(spec.name for spec, _, _ in jobs))
+        with self.progress.task("table", first.name, label=names) as task:
+            return self._write_counted(jobs, task)
+
+    def _write_counted(self, jobs: Sequence[tuple[TableSpec, Path, str]], task: Task
+                       ) -> list[TableSnapshot]:
         first, _, where = jobs[0]
         source = self._source(first, where)
         result = source.read(first, where)
@@ -108,7 +122,7 @@ class TableExport:
         try:
             for (spec, _, _), path in zip(jobs, paths, strict=True):
                 files.append(open_file(spec.format, result.conformer.schema, path))
-            write_all(result.batches, files)
+            write_all(_counted(result.batches, task), files)
         except BaseException as exc:
             result.close()
             for path in paths:
@@ -123,6 +137,12 @@ class TableExport:
             out.append(TableSnapshot(spec, source.db.shown, path, file.rows,
                                      result.conformer.names, digest, size, result.warnings))
         return out
+
+
+def _counted(batches: Iterable[Any], task: Task) -> Iterator[Any]:
+    for batch in batches:
+        task.advance(batch.nbytes, rows=batch.num_rows)
+        yield batch
 
 
 def snapshot_table(spec: TableSpec, app_root: Path, out_dir: Path, where: str) -> TableSnapshot:

@@ -37,7 +37,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; for ``ociforge COMMAND ...`` only that command's module is loaded.
+
+    Building every command's parser costs more than many commands take to run
+    (a no-op push, say); ``--help`` and unknown commands still see them all.
+    """
     parser = _Parser(
         prog=PROG,
         description="Daemonless OCI image assembler: build, copy, push and export images "
@@ -45,16 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more output (-v progress and steps, -vv HTTP exchanges)")
+                        help="more output (-v steps and retries, -vv HTTP exchanges)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the result (and errors)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import commands
 
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__)
+                   if not info.name.startswith("_") and info.name != "common")
+    wanted = _command_module(argv, names)
+    for name in [wanted] if wanted else names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         module.register(sub)
     return parser
 
@@ -68,13 +76,37 @@ class _OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def _setup_logging(verbosity: int) -> None:
+def _command_module(argv: Sequence[str], names: list[str]) -> str | None:
+    """The module of the command ``argv`` names, if it names one before any --help."""
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            return None
+        if not arg.startswith("-"):
+            name = arg.replace("-", "_")
+            return name if name in names and "_" not in arg else None
+    return None
+
+
+class _CurrentStderr:
+    """Whatever sys.stderr is when a log line is written: the terminal's live progress
+    view puts its own there while it draws, so log lines go above the view."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _setup_logging(verbosity: int, quiet: bool = False) -> None:
     level = logging.WARNING
-    if verbosity == 1:
+    if quiet:
+        level = logging.ERROR
+    elif verbosity == 1:
         level = logging.INFO
     elif verbosity >= 2:
         level = logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(_OneLineFormatter("%(name)s: %(message)s"))
     logger = logging.getLogger("ociforge")
     logger.handlers[:] = [handler]
@@ -92,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list == ["--version"]:
         print(f"{PROG} {__version__}")
         return 0
-    parser = build_parser()
+    parser = build_parser(args_list)
     try:
         args, extra = parser.parse_known_args(args_list)
         if extra:
@@ -107,15 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.quiet)
     args.outputs = None             # a writing command's Outputs (commands/common.track)
     args.failure_details = None     # extra fields of the --json error object
+    args.progress_sink = None       # the --progress sink (commands/common.progress_sink)
     with _sigterm_raises():
-        return _run(args)
+        try:
+            return _run(args)
+        finally:
+            if args.progress_sink is not None:
+                args.progress_sink.close()
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import OciforgeError, Terminated
+    from ..errors import Cancelled, OciforgeError, Terminated
 
     try:
         return int(args.func(args) or 0)
@@ -133,6 +170,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated):
             return _failed(args, "terminated", 143, prefix="")
+        if isinstance(exc, Cancelled):
+            return _failed(args, "cancelled", exc.exit_code, prefix="")
         return _failed(args, "interrupted", 130, prefix="")
     except OSError as exc:
         if args.debug:
@@ -156,10 +195,30 @@ def _failed(args: argparse.Namespace, message: str, code: int, prefix: str = "er
         if len(outputs) > 1:  # a location names a file: one name cannot break the line
             line += (f" (completed: {', '.join(map(human, completed)) or 'none'}; "
                      f"not completed: {', '.join(map(human, missing)) or 'none'})")
+    _finish_progress(args, result)
     print(line, file=sys.stderr)
     if args.json:
         _print_json(result)
     return code
+
+
+def _finish_progress(args: argparse.Namespace, result: dict[str, object]) -> None:
+    """A run that failed before its pipeline ran (bad input) still ends its progress
+    stream with a ``finish`` event (a pipeline's own comes first when there is one)."""
+    sink = args.progress_sink
+    if sink is None:
+        return
+    from ..progress.events import ProgressEvent
+    from ..progress.render import JsonLines
+
+    if isinstance(sink, JsonLines) and not sink.finished:
+        code = result["exit_code"]
+        event: ProgressEvent = {"event": "finish", "phase": None, "item": None, "done": None,
+                                "total": None, "status": "cancelled" if code in (130, 143)
+                                else "failed", "error": str(result["error"]),
+                                "exit_code": int(code) if isinstance(code, int) else 1}
+        sink(event)
+    sink.close()
 
 
 def _print_json(result: dict[str, object]) -> None:

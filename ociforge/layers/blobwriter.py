@@ -18,10 +18,14 @@ from ..model.descriptor import Descriptor
 from ..model.digest import Digest, HashingWriter
 from ..model.layer import Layer
 from ..model.mediatypes import layer_type
-from .compress import BackgroundWriter, compressor
+from ..threads import BackgroundWriter
+from .compress import compressor
 from .workspace import new_blob_path
 
 FLUSH_AT = 1 << 20
+# The blob file's buffer: small pieces (gzip headers, a short last block) gather here;
+# the ~1 MiB compressed chunks are larger and go straight to the file, uncopied.
+_FILE_BUFFER = 64 << 10
 
 Sink = Callable[[bytes | bytearray], None]
 
@@ -59,7 +63,7 @@ def write_layer_blob(
     blob_path = new_blob_path()
     diff = hashlib.sha256()
     try:
-        with new_file(blob_path, f"layer blob {blob_path}", buffering=FLUSH_AT) as fh:
+        with new_file(blob_path, f"layer blob {blob_path}", buffering=_FILE_BUFFER) as fh:
             blob = HashingWriter(fh)
             out = BackgroundWriter(blob.write)
             diff_feed = BackgroundWriter(diff.update)

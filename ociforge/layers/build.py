@@ -28,6 +28,7 @@ from ..model.digest import HashingWriter
 from ..model.layer import Layer
 from ..model.mediatypes import layer_type
 from ..options import MAX_EPOCH, Compression, check_epoch
+from ..progress.events import NULL_TASK, Task
 from . import tarformat as tf
 from . import tarsafe
 from .blobwriter import TeeReader, write_layer_blob
@@ -111,8 +112,10 @@ class _TarOut:
     bounded by the queues downstream.
     """
 
-    def __init__(self, sink: Callable[[bytes | bytearray], None], block_size: int = _BLOCK):
+    def __init__(self, sink: Callable[[bytes | bytearray], None], block_size: int = _BLOCK,
+                 on_data: Callable[[int], None] | None = None):
         self._sink = sink
+        self._on_data = on_data  # hears the file bytes read, as they are read
         self._size = block_size
         self._buf = bytearray(block_size)
         self._view = memoryview(self._buf)
@@ -166,6 +169,8 @@ class _TarOut:
                 return done
             self._pos += got
             done += got
+            if self._on_data is not None:
+                self._on_data(got)
             if self._pos == self._size:
                 self._emit()
             if done == size and last:
@@ -219,13 +224,15 @@ def _copy_file(
         out.write(_ZEROS[:pad])
 
 
-def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out: _TarOut) -> int:
+def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out: _TarOut,
+               progress: Task = NULL_TASK) -> int:
     uid, gid, mtime = settings.uid, settings.gid, settings.epoch
     first_of_inode: dict[tuple[int, int], bytes] = {}
     header = tf.header
     if settings.normalize_modes:
         ordered = [(path, replace(e, mode=normal_mode(e.kind, e.mode))) for path, e in ordered]
     for path, e in ordered:
+        progress.advance(files=1)
         if e.kind == FILE:
             if e.inode is not None:
                 first = first_of_inode.get(e.inode)
@@ -269,11 +276,14 @@ def build_layer(
     *,
     removes: Sequence[str] = (),
     skip: SkipCallback | None = None,
+    progress: Task = NULL_TASK,
 ) -> BuildResult:
     """Build one reproducible layer blob from files/folders (+ whiteouts for ``removes``).
 
     ``skip(image_path, host_path)`` may return a reason to leave an entry out
     (a skipped folder is left out whole); reasons are reported in ``skipped``.
+    ``progress`` counts the file bytes read (of the total listed) and the entries
+    written, and is told the layer's digest.
     """
     _check_settings(settings)
     tune_allocator()
@@ -283,19 +293,37 @@ def build_layer(
     for removed in removes:
         collector.add_whiteout(removed)
     ordered = collector.ordered()
-
+    progress.expect(_data_size(ordered), files_total=len(ordered))
+    on_data = None if progress is NULL_TASK else progress.advance
     layer = write_layer_blob(
-        lambda sink: _write_tar(ordered, settings, _TarOut(sink)),
+        lambda sink: _write_tar(ordered, settings, _TarOut(sink, on_data=on_data), progress),
         settings.compression, settings.docker, settings.threads,
     )
+    progress.set(digest=str(layer.digest))
     return BuildResult(layer, collector.skipped, collector.warnings)
+
+
+def _data_size(ordered: list[tuple[bytes, Entry]]) -> int:
+    """The file bytes a layer's tar will carry (a hardlink's bytes once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for _, e in ordered:
+        if e.kind != FILE:
+            continue
+        if e.inode is not None:
+            if e.inode in seen:
+                continue
+            seen.add(e.inode)
+        total += e.size
+    return total
 
 
 # --------------------------------------------------------------------------- tar files
 
 
 def layer_from_tar(
-    path: Path, settings: BuildSettings, limits: tarsafe.Limits | None = None
+    path: Path, settings: BuildSettings, limits: tarsafe.Limits | None = None,
+    progress: Task = NULL_TASK,
 ) -> BuildResult:
     """Add a .tar/.tar.gz/.tar.zst file as a layer AS IT IS (its bytes become the blob).
 
@@ -310,12 +338,14 @@ def layer_from_tar(
     try:
         with open_regular(path, "layer tar") as raw, \
                 new_file(blob_path, f"layer blob {blob_path}", buffering=_FLUSH_AT) as fh:
-            if os.fstat(raw.fileno()).st_size == 0:
+            size = os.fstat(raw.fileno()).st_size
+            if size == 0:
                 raise InvalidInputError(f"layer tar {shown} is empty, not a tar archive")
             kind = sniff(raw.read(4))
             raw.seek(0)
+            progress.expect(size)
             blob = HashingWriter(fh)
-            tee = TeeReader(raw, blob)
+            tee = TeeReader(progress.reading(raw), blob)
             diff_id, count = tarsafe.check_layer(
                 tee, lim, what=f"layer tar {shown}", kind=kind  # type: ignore[arg-type]
             )
@@ -331,6 +361,7 @@ def layer_from_tar(
     # the tar's own compression decides (Docker has no zstd type: OCI's is used)
     descriptor = Descriptor(layer_type(kind, settings.docker), blob.digest, blob.size)
     layer = Layer.from_file(blob_path, descriptor, diff_id, count)
+    progress.set(digest=str(layer.digest), files=count)
     return BuildResult(layer, [], [])
 
 

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from ..errors import InvalidInputError, OperationError
+from ..errors import InvalidInputError
 from ..options import COMPRESSIONS, Compression, environ_value
+from ..threads import BackgroundWriter
 from .decompress import BoundedReader, open_decompressed, sniff
 
 _deflate_lib: Any
@@ -285,56 +284,6 @@ class PlainWriter:
 
     def abort(self) -> None:
         pass
-
-
-class BackgroundWriter:
-    """Feeds chunks to ``consume`` on its own thread, in order, through a bounded queue.
-
-    Hashing and writing release the GIL, so moving them off the thread that
-    reads files and builds headers lets them overlap on another core.  Chunks
-    must not be mutated after ``write``.  An error in ``consume`` is raised by
-    the next ``write`` or by ``close``.
-    """
-
-    def __init__(self, consume: Callable[[Any], Any], depth: int = 8):
-        self._consume = consume
-        self._queue: queue.Queue[Any] = queue.Queue(depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="ociforge-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:
-                try:
-                    self._consume(item)
-                except BaseException as exc:  # handed to the producer thread
-                    self._error = exc
-
-    def write(self, data: Any) -> None:
-        if self._error is not None:
-            raise self._error
-        if len(data):
-            self._queue.put(data)
-
-    def close(self) -> None:
-        """Wait until every chunk is consumed; raise what consuming raised."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def abandon(self) -> None:
-        """Stop after an error elsewhere: drop what is queued, raise nothing."""
-        if self._error is None:
-            self._error = OperationError("stream abandoned")
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
 
 
 _allocator_tuned = False

@@ -61,7 +61,7 @@ class Entry:
     synthetic: bool = False
 
 
-class _Excluder:
+class Excluder:
     """Glob patterns (fnmatch; '*' crosses '/', so '**' works) against relative paths.
 
     A pattern without '/' also matches the base name at any depth, the way
@@ -184,7 +184,7 @@ class Collector:
             if dest:
                 self._parents(dest)
                 self._put(dest, Entry(DIR, 0o755, synthetic=True))
-            self._walk(src, dest, _Excluder(source.exclude))
+            self._walk(src, dest, Excluder(source.exclude))
             return
         if not dest or source.dest.endswith("/"):
             dest = _join(dest, os.path.basename(src.rstrip(b"/")))
@@ -195,7 +195,7 @@ class Collector:
             self._parents(dest)
             self._put(dest, entry)
 
-    def _walk(self, root: bytes, dest: bytes, excluder: _Excluder) -> None:
+    def _walk(self, root: bytes, dest: bytes, excluder: Excluder) -> None:
         stack: list[tuple[bytes, bytes]] = [(root, b"")]
         while stack:
             host_dir, rel_dir = stack.pop()

@@ -38,7 +38,6 @@ _lock = threading.Lock()
 _dir: Path | None = None
 _owner_pid = -1
 _lock_fd = -1
-_latest: Path | None = None
 
 
 def blob_dir() -> Path:
@@ -77,15 +76,7 @@ def hold_folder_lock(folder: Path) -> int:
 
 def new_blob_path() -> Path:
     """A fresh, unique, not yet existing file path inside blob_dir()."""
-    global _latest
-    path = blob_dir() / f"{uuid.uuid4().hex}.blob"
-    _latest = path
-    return path
-
-
-def latest_blob_path() -> Path | None:
-    """The blob path handed out last (a progress line watches the layer being built grow)."""
-    return _latest
+    return blob_dir() / f"{uuid.uuid4().hex}.blob"
 
 
 def _pid_alive(pid: int) -> bool:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from ..errors import DigestMismatchError, InvalidInputError, SizeMismatchError
+
+if TYPE_CHECKING:
+    from ..threads import BackgroundWriter
 
 _ALGORITHM_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*$")
 _ENCODED_RE = {
@@ -20,6 +23,7 @@ _ENCODED_RE = {
     "sha512": re.compile(r"^[a-f0-9]{128}$"),
 }
 CHUNK = 1 << 20
+_HASH_ON_A_THREAD_FROM = 256 << 10  # reads this large hash on a thread, beside the caller's work
 
 
 class Hasher(Protocol):
@@ -102,7 +106,9 @@ class VerifyingReader:
     """Wraps a binary stream; raises at EOF if its bytes do not match digest/size.
 
     It also refuses to read past ``size`` so that a registry sending more than the
-    descriptor says cannot make us buffer unbounded data.
+    descriptor says cannot make us buffer unbounded data.  Large reads are hashed
+    on a thread of their own, so a copy's next read and its write overlap the hashing
+    (a pull reads, hashes and writes every byte once); the check at EOF waits for it.
     """
 
     def __init__(self, raw: IO[bytes], expected: Digest, size: int | None, what: str = "blob"):
@@ -113,6 +119,7 @@ class VerifyingReader:
         self._seen = 0
         self._done = False
         self._what = what
+        self._feed: BackgroundWriter | None = None      # once reads are large
 
     def readable(self) -> bool:
         return True
@@ -132,7 +139,7 @@ class VerifyingReader:
                 raise SizeMismatchError(
                     f"{self._what} {self._expected} is longer than its declared size {self._size}"
                 )
-            self._hasher.update(data)
+            self._hash(data)
             if n is None or n < 0:
                 parts = [data]
                 while True:
@@ -145,6 +152,16 @@ class VerifyingReader:
         self._finish()
         return b""
 
+    def _hash(self, data: bytes) -> None:
+        if self._feed is None and len(data) >= _HASH_ON_A_THREAD_FROM:
+            from ..threads import BackgroundWriter
+
+            self._feed = BackgroundWriter(self._hasher.update, depth=4)
+        if self._feed is not None:
+            self._feed.write(data)
+        else:
+            self._hasher.update(data)
+
     def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
@@ -152,6 +169,9 @@ class VerifyingReader:
 
     def _finish(self) -> None:
         self._done = True
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
         if self._size is not None and self._seen != self._size:
             raise SizeMismatchError(
                 f"{self._what} {self._expected} has {self._seen} bytes, expected {self._size}"
@@ -161,6 +181,9 @@ class VerifyingReader:
             raise DigestMismatchError(f"{self._what} {self._expected} has digest {got}")
 
     def close(self) -> None:
+        if self._feed is not None:
+            self._feed.abandon()
+            self._feed = None
         self._raw.close()
 
     def __enter__(self) -> VerifyingReader:

@@ -22,14 +22,15 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 DEFAULT_TAG = "latest"
 MAX_NAME_LENGTH = 255
 
+# The one host grammar (distribution/reference's domainAndPort): a domain or a
+# bracketed IPv6 address, with an optional port.  Patterns are used with
+# fullmatch: ``$`` would also accept a trailing newline.
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
-_DOMAIN_RE = re.compile(
-    rf"^(?:{_IPV6}|{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*)(?::[0-9]+)?$"
-)
+_HOST_RE = re.compile(rf"(?:{_IPV6}|{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*)(?::[0-9]+)?")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def is_docker_hub(registry: str) -> bool:
@@ -39,6 +40,72 @@ def is_docker_hub(registry: str) -> bool:
 def normalize_registry(registry: str) -> str:
     """The canonical name of a registry host (all Docker Hub aliases are docker.io)."""
     return DOCKER_HUB if is_docker_hub(registry) else registry
+
+
+def is_registry_host(text: str) -> bool:
+    """``host[:port]`` as the registry part of a reference is written."""
+    return isinstance(text, str) and _HOST_RE.fullmatch(text) is not None
+
+
+def names_registry(component: str) -> bool:
+    """Is a reference's first path component a registry rather than a namespace?
+
+    Docker's rule: it contains ``.`` or ``:``, is ``localhost``, or has an
+    uppercase letter (repository names are lowercase).
+    """
+    return ("." in component or ":" in component or component == "localhost"
+            or component.lower() != component)
+
+
+def host_and_port(text: str) -> tuple[str, int | None]:
+    """A registry's ``host[:port]`` as (host, port); an IPv6 host loses its brackets."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    return host, int(port) if port.isascii() and port.isdigit() else None
+
+
+def is_loopback_name(name: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (a host name without a port)."""
+    import ipaddress
+
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1, written as host[:port] (a registry name)."""
+    return is_loopback_name(host_and_port(host)[0])
+
+
+def parse_registry(text: str) -> str:
+    """A registry named on its own (``login``, ``logout``), normalised.
+
+    ``ghcr.io``, ``localhost:5000``, or a URL as Docker keys credentials
+    (``https://index.docker.io/v1/``: scheme and path are dropped).
+    """
+    host = text.strip()
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    host = host.split("/", 1)[0]
+    if "@" in host:
+        raise InvalidReferenceError("invalid registry: a registry name holds no user name or "
+                                    "password")
+    if not host:
+        raise InvalidReferenceError(f"invalid registry {_show(text)}")
+    if not names_registry(host):
+        raise InvalidReferenceError(f"invalid registry {_show(text)}: expected host[:port]")
+    if not is_registry_host(host):
+        raise InvalidReferenceError(f"invalid registry {_show(text)}: bad host name")
+    return normalize_registry(host)
 
 
 @dataclass(frozen=True)
@@ -64,8 +131,8 @@ class Reference:
         name, digest = _split_digest(text, shown)
         name, tag = _split_tag(name, shown)
         registry, repository = _split_domain(name, shown)
-        if not _PATH_RE.match(repository):
-            if repository.lower() != repository and _PATH_RE.match(repository.lower()):
+        if not _PATH_RE.fullmatch(repository):
+            if repository.lower() != repository and _PATH_RE.fullmatch(repository.lower()):
                 raise InvalidReferenceError(
                     f"invalid image reference {shown}: repository name must be lowercase"
                 )
@@ -105,7 +172,7 @@ class Reference:
         return self.tag or DEFAULT_TAG
 
     def with_tag(self, tag: str) -> Reference:
-        if not isinstance(tag, str) or not _TAG_RE.match(tag):
+        if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
             raise InvalidReferenceError(f"invalid tag {_show(tag)}")
         return replace(self, tag=tag, digest=None)
 
@@ -165,17 +232,15 @@ def _split_tag(name: str, shown: str) -> tuple[str, str | None]:
     if colon <= slash:
         return name, None
     tag = name[colon + 1:]
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(f"invalid image reference {shown}: bad tag {tag[:130]!r}")
     return name[:colon], tag
 
 
 def _split_domain(name: str, shown: str) -> tuple[str, str]:
     first, slash, rest = name.partition("/")
-    if slash and (
-        "." in first or ":" in first or first == "localhost" or first.lower() != first
-    ):
-        if not _DOMAIN_RE.match(first):
+    if slash and names_registry(first):
+        if not is_registry_host(first):
             raise InvalidReferenceError(f"invalid image reference {shown}: bad registry {first!r}")
         registry, repository = normalize_registry(first), rest
     else:

@@ -56,7 +56,7 @@ from ..model.mutate import (
     set_created,
 )
 from ..options import Compression, ImageFormat, Options
-from ..progress import Activity
+from ..progress.events import Progress, Task
 from ..stores.locations import Location, WriteResult, resolve_platform
 from .outputs import Outputs, check_tag
 from .sources import open_source
@@ -156,7 +156,8 @@ class AppendPlan:
     compression: Compression
 
     def run(self) -> AppendOutcome:
-        return _run(self)
+        with self.outputs.running(self.request.options):
+            return _run(self)
 
 
 def append_image(request: AppendRequest) -> AppendOutcome:
@@ -175,6 +176,7 @@ def plan_append(request: AppendRequest) -> AppendPlan:
     if not request.destinations:
         raise InvalidInputError("append needs at least one destination")
     outputs = Outputs.parse(request.destinations, default_name=tag)
+    outputs.check_offline(options)
     base = open_source(request.base)
     specs = tuple(item if isinstance(item, LayerSpec) else parse_layer_spec(item)
                   for item in request.layers)
@@ -337,9 +339,8 @@ def _run(plan: AppendPlan) -> AppendOutcome:
 
 
 def _build_layers(plan: AppendPlan, result_docker: bool) -> tuple[list[Layer], list[str]]:
-    """The new layers (built once, shared by every platform) and their history lines."""
-    from ..layers.workspace import latest_blob_path
-
+    """The new layers (built once, shared by every platform) and their history lines;
+    each a ``build`` progress task."""
     request = plan.request
     docker = request.format == "docker"
     settings = BuildSettings(compression=plan.compression, epoch=plan.epoch, docker=docker)
@@ -347,32 +348,25 @@ def _build_layers(plan: AppendPlan, result_docker: bool) -> tuple[list[Layer], l
     created_by: list[str] = []
     removes = list(request.remove)
     steps = len(plan.specs) + (1 if removes else 0)
+    progress = Progress.of(request.options)
 
-    def building(what: str) -> Activity:
-        number = len(layers) + 1
-        before = latest_blob_path()  # the blob of the layer built before is not this one
-
-        def measure() -> int | None:
-            path = latest_blob_path()
-            return None if path == before else _size_of(path)
-
-        return Activity(f"building layer {number}/{steps} from {what}",
-                        request.options.progress, measure=measure)
+    def building(what: str) -> Task:
+        return progress.task("build", f"layer {len(layers) + 1}/{steps} from {what}")
 
     if removes:
-        with building("--remove"):
-            removed = build_layer([], settings, removes=removes)
+        with building("--remove") as task:
+            removed = build_layer([], settings, removes=removes, progress=task)
         layers.append(removed.layer)
         created_by.append("ociforge remove " + " ".join(removes))
     for spec in plan.specs:
         result: BuildResult
-        with building(str(spec.src)) as activity:
+        with building(str(spec.src)) as task:
             if spec.as_tar:
-                result = layer_from_tar(spec.src, settings)
+                result = layer_from_tar(spec.src, settings, progress=task)
             else:
-                result = build_layer([LayerSource(spec.src, spec.dest)], settings)
-        log.debug("layer from %s: %s in %.1fs", spec.src, result.layer.digest.short,
-                  activity.elapsed)
+                result = build_layer([LayerSource(spec.src, spec.dest)], settings,
+                                     progress=task)
+        log.debug("layer from %s: %s", spec.src, result.layer.digest.short)
         if spec.as_tar:
             created_by.append(f"ociforge add tar {spec.src.name}")
             if result_docker and compression_of(result.layer.media_type) == "zstd":
@@ -386,13 +380,3 @@ def _build_layers(plan: AppendPlan, result_docker: bool) -> tuple[list[Layer], l
             log.warning("%s", warning)
         layers.append(result.layer)
     return layers, created_by
-
-
-def _size_of(path: Path | None) -> int | None:
-    """Bytes written so far to the blob being built (None before it exists)."""
-    if path is None:
-        return None
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None

@@ -48,19 +48,20 @@ class CopyPlan:
     with_referrers: bool = False
 
     def run(self) -> CopyOutcome:
-        artifact = resolve_platform(self.source.read(self.options), self.options)
-        results = self.outputs.write(artifact, self.options)
         attachments: list[CopiedAttachment] = []
-        if self.with_referrers:
-            from ..model import walk
-            from ..trust.transfer import copy_attachments
+        with self.outputs.running(self.options):
+            artifact = resolve_platform(self.source.read(self.options), self.options)
+            results = self.outputs.write(artifact, self.options)
+            if self.with_referrers:
+                from ..model import walk
+                from ..trust.transfer import copy_attachments
 
-            subjects = [found.digest for found in walk.manifests(artifact)][::-1]
-            source_store = self.source.artifact_store(self.options)
-            for location in self.outputs:
-                log.info("copying signatures and referrers to %s", location)
-                attachments += copy_attachments(
-                    source_store, location.artifact_store(self.options), subjects)
+                subjects = [found.digest for found in walk.manifests(artifact)][::-1]
+                source_store = self.source.artifact_store(self.options)
+                for location in self.outputs:
+                    log.info("copying signatures and referrers to %s", location)
+                    attachments += copy_attachments(
+                        source_store, location.artifact_store(self.options), subjects)
         return CopyOutcome(artifact, self.source, tuple(results), tuple(attachments))
 
 
@@ -79,6 +80,7 @@ def plan_copy(source: str | Location, destinations: Sequence[str | Location],
         raise InvalidInputError("copy needs at least one destination")
     location = open_source(source)
     outputs = Outputs.parse(destinations, default_name=name or _name_of(location))
+    outputs.check_offline(options)
     if with_referrers:
         for place in (location, *outputs):
             if not place.supports_attachments:

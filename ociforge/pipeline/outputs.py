@@ -7,22 +7,26 @@ written.  ``check_push_access`` then asks every registry destination whether
 this run may push, before the first byte goes anywhere.  ``write`` writes the
 artifact to each destination in turn and remembers which are done, so a run
 that stops part-way (a network failure, Ctrl-C, SIGTERM) can say which
-destinations were completed and which not.
+destinations were completed and which not.  ``running`` wraps the run: its
+last progress event says how it ended, and a cancelled run's ``Cancelled``
+names the destinations completed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InvalidInputError
+from ..errors import Cancelled, InvalidInputError, OciforgeError, Terminated
 from ..fsutil import resolve_output
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Compression, Options
+from ..progress.events import Progress
 from ..stores.locations import Location, WriteResult, parse_destination
 
 log = logging.getLogger("ociforge")
@@ -40,15 +44,19 @@ class Outputs:
     locations: tuple[Location, ...]
     results: list[WriteResult] = field(default_factory=list)
     started: bool = False
+    # registry destinations whose push-access check waits for the artifact (see
+    # check_push_access); settled before the first write
+    deferred: list[Reference] = field(default_factory=list)
 
     @classmethod
     def parse(cls, destinations: Sequence[str | Location], *, default_name: str | None = None,
-              report: str | None = None) -> Outputs:
+              report: str | None = None, others: Sequence[tuple[str, str]] = ()) -> Outputs:
         """Parse and check every destination; ``default_name`` (``NAME:TAG``) names
         archives and tags layouts given without a name of their own, and ``report``
-        is another file this run writes (it must not be one of the outputs)."""
+        and ``others`` ((option, path), e.g. ``("--sbom", FILE)``) are further files
+        this run writes (none may be one of the outputs)."""
         locations = tuple(_destination(item, default_name) for item in destinations)
-        check_distinct_outputs(locations, report)
+        check_distinct_outputs(locations, report, others)
         return cls(locations)
 
     def __iter__(self) -> Iterator[Location]:
@@ -72,23 +80,51 @@ class Outputs:
         for location in self.locations:
             location.check_compression(compression)
 
+    def check_offline(self, options: Options) -> None:
+        """--offline reads from the cache only: a registry destination cannot be written."""
+        if not options.cache.offline:
+            return
+        for location in self.locations:
+            if location.reference is not None:
+                raise InvalidInputError(f"--offline: cannot push to {location} (the registry "
+                                        "would be contacted)")
+
     def check_push_access(self, options: Options) -> None:
         """Ask every registry destination whether this run may push (AuthError if not).
 
         Nothing is written: a token's granted actions, or an upload session that
-        is opened and deleted again.  Each repository is asked once.
+        is opened and deleted again.  Each repository is asked once.  A destination
+        the cache may show to serve the image already (a tag it remembers on a
+        registry that asks for no credentials) is asked once the image is known,
+        still before the first write, and only when a push is needed after all.
         """
+        from ..cache.transfer import may_be_served
+
         asked: set[tuple[str, str]] = set()
         for reference in self.registry_references():
-            key = (reference.registry, reference.repository)
-            if key in asked:
+            if may_be_served(reference, options):
+                self.deferred.append(reference)
                 continue
-            asked.add(key)
-            from ..stores.registry import client_for
+            key = (reference.registry, reference.repository)
+            if key not in asked:
+                asked.add(key)
+                with Progress.of(options).task("check", f"{key[0]}/{key[1]}",
+                                               label=f"push access to {key[0]}/{key[1]}"):
+                    _ask_push_access(reference, options)
 
-            log.info("checking push access to %s/%s", *key)
-            client_for(reference.registry, options.registry).check_push_access(
-                reference.repository)
+    def _settle_deferred(self, artifact: Artifact, options: Options) -> set[Reference]:
+        """The deferred destinations that already serve ``artifact`` (nothing to push);
+        every other one is asked for push access now, before anything is written."""
+        from ..cache.transfer import served_already
+
+        served: set[Reference] = set()
+        for reference in self.deferred:
+            if served_already(reference, artifact, options):
+                served.add(reference)
+            else:
+                _ask_push_access(reference, options)
+        self.deferred = []
+        return served
 
     def registry_references(self) -> list[Reference]:
         """The references of the registry destinations, in order."""
@@ -104,11 +140,55 @@ class Outputs:
     def write(self, artifact: Artifact, options: Options) -> list[WriteResult]:
         """Write ``artifact`` to every destination not written yet, in order."""
         self.check_artifact(artifact)
+        served = self._settle_deferred(artifact, options)
         self.started = True
         for location in self.not_completed:
             log.info("writing %s to %s", artifact.digest.short, location)
+            if location.reference is not None and location.reference in served:
+                log.info("%s already serves %s", location, artifact.digest.short)
+                with Progress.of(options).task("write", str(location)) as task:
+                    task.set(status="exists")
+                self.results.append(WriteResult(str(artifact.digest), str(location),
+                                                artifact.media_type))
+                continue
             self.results.append(location.write(artifact, options))
         return list(self.results)
+
+    @contextlib.contextmanager
+    def running(self, options: Options) -> Iterator[None]:
+        """The writing run of a pipeline: its last progress event (``finish``) says how
+        it ended and which destinations were completed; a cancelled run's
+        ``Cancelled`` names them too."""
+        progress = Progress.of(options)
+        try:
+            yield
+        except Cancelled as exc:
+            exc.completed = [str(location) for location in self.completed]
+            exc.not_completed = [str(location) for location in self.not_completed]
+            progress.finish("cancelled", exit_code=exc.exit_code, error="cancelled",
+                            **self._how_far())
+            raise
+        except BaseException as exc:
+            code = exc.exit_code if isinstance(exc, OciforgeError) else (
+                143 if isinstance(exc, Terminated) else
+                130 if isinstance(exc, KeyboardInterrupt) else 1)
+            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            progress.finish(status, exit_code=code,
+                            error=" ".join(str(exc).split()) or type(exc).__name__,
+                            **self._how_far())
+            raise
+        progress.finish("ok", exit_code=0, **self._how_far())
+
+    def _how_far(self) -> dict[str, list[str]]:
+        return {"completed": [str(location) for location in self.completed],
+                "not_completed": [str(location) for location in self.not_completed]}
+
+
+def _ask_push_access(reference: Reference, options: Options) -> None:
+    from ..stores.registry import client_for
+
+    log.info("checking push access to %s/%s", reference.registry, reference.repository)
+    client_for(reference.registry, options.registry).check_push_access(reference.repository)
 
 
 def result_entry(result: WriteResult) -> dict[str, str]:
@@ -140,7 +220,8 @@ def _destination(item: str | Location, default_name: str | None) -> Location:
     return location
 
 
-def check_distinct_outputs(locations: Sequence[Location], report: str | None = None) -> None:
+def check_distinct_outputs(locations: Sequence[Location], report: str | None = None,
+                           others: Sequence[tuple[str, str]] = ()) -> None:
     """Refuse (exit 2) two outputs of one run that land on the same file.
 
     The later write would silently destroy the earlier one: ``-o x.tar -o
@@ -148,7 +229,8 @@ def check_distinct_outputs(locations: Sequence[Location], report: str | None = N
     ``oci:`` layout folder (``--report lay/index.json``).  Paths are compared
     after symlinks are resolved (and by inode for existing files); several
     ``oci:`` outputs into one layout (two tags) are fine, and so are two writes
-    to a character device such as /dev/null.
+    to a character device such as /dev/null.  ``others`` are further files
+    as (option, path), e.g. ``("--sbom", "out.spdx.json")``.
     """
     files: list[tuple[str, str, tuple[int, int] | None]] = []
     folders: list[tuple[str, str]] = []
@@ -161,6 +243,7 @@ def check_distinct_outputs(locations: Sequence[Location], report: str | None = N
             files.append(_file_key(str(location), location.path))
     if report:
         files.append(_file_key(f"--report {report}", report))
+    files += [_file_key(f"{option} {path}", path) for option, path in others]
     seen: dict[object, str] = {}
     for shown, real, inode in files:
         if real == "":

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import AuthError, RegistryError
+from ..errors import AuthError, InvalidInputError, RegistryError
+from ..model.jsonutil import loads
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -244,9 +244,10 @@ class Authenticator:
                 f"{self.registry}: token service answered HTTP {resp.status_code}",
                 status=resp.status_code, code="UNAUTHORIZED")
         try:
-            body = json.loads(resp.content)
-        except ValueError:
-            raise RegistryError(f"{self.registry}: token service sent no JSON") from None
+            body = loads(resp.content, "answer")
+        except InvalidInputError as exc:
+            raise RegistryError(f"{self.registry}: token service sent no usable JSON: "
+                                f"{exc}") from None
         value = (body.get("access_token") or body.get("token")) if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise RegistryError(f"{self.registry}: token service sent no token")

@@ -28,16 +28,19 @@ from ..errors import (
 )
 from ..model import mediatypes as mt
 from ..model.digest import Digest, VerifyingReader
-from ..model.jsonutil import MAX_DOCUMENT
+from ..model.jsonutil import MAX_DOCUMENT, loads, parse_object
 from ..model.layer import Layer
 from ..model.reference import DOCKER_HUB_API, normalize_registry
 from ..options import RegistryOptions
+from ..progress.events import NULL_TASK, Task, retry_pause
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
-from .transport import FileBody, Transport, mask_url
+from .transport import FileBody, TimedOut, Transport, mask_url
 from .upload import upload_blob
+from .watchdog import Guard
 
 log = logging.getLogger("ociforge.remote")
 
+MAX_TAG_LIST = 16 << 20
 MAX_TAG_PAGES = 10_000   # pages of a tag list; a registry that never ends one is refused
 
 
@@ -156,9 +159,10 @@ class RegistryClient:
         if not location:
             return
         try:
+            session = self.transport.resolve(location, resp.url, "upload Location")
             self.transport.request(
-                "DELETE", self.transport.absolute(location, resp.url), scopes=scopes,
-                ok=(200, 202, 204, 404), what=f"push access check for {repository}").close()
+                "DELETE", session, scopes=scopes, ok=(200, 202, 204, 404),
+                what=f"push access check for {repository}").close()
         except (RegistryError, TransportError) as exc:  # an abandoned session expires by itself
             log.debug("could not delete the probe upload in %s: %s", repository, exc)
 
@@ -176,7 +180,8 @@ class RegistryClient:
                 pull_scope(repository), repository), headers={"Accept": accept},
             stream=True, what=f"manifest {_ref_text(repository, reference)}")
         with resp:
-            data = _read_bounded(resp, MAX_DOCUMENT, f"manifest {_ref_text(repository, reference)}")
+            data = self.transport.read_body(resp, MAX_DOCUMENT,
+                                            f"manifest {_ref_text(repository, reference)}")
         expected = _digest_or_none(reference) or _digest_or_none(
             resp.headers.get("Docker-Content-Digest"))
         if expected is None:
@@ -191,8 +196,8 @@ class RegistryClient:
                     f"has digest {got}, "
                     f"expected {expected}")
             digest = expected
-        media_type = _media_type(resp.headers.get("Content-Type"), data)
-        return data, media_type, digest
+        doc = loads(data, f"{self.registry}: manifest {_ref_text(repository, reference)}")
+        return data, _media_type(resp.headers.get("Content-Type"), doc), digest
 
     def head_manifest(self, repository: str, reference: str) -> ManifestHead | None:
         """HEAD a manifest: its media type, digest and size, or None when absent."""
@@ -279,12 +284,14 @@ class RegistryClient:
         parsed = digest if isinstance(digest, Digest) else Digest.parse(digest)
         return VerifyingReader(self.open_blob(repository, parsed), parsed, size, "blob")
 
-    def push_blob(self, repository: str, layer: Layer, mount_from: str | None = None) -> str:
+    def push_blob(self, repository: str, layer: Layer, mount_from: str | None = None,
+                  progress: Task = NULL_TASK) -> str:
         """Make sure a blob is in ``repository``: 'exists', 'mounted' or 'uploaded'.
 
         HEAD first; then a cross-repository mount from ``mount_from`` (a
         repository on this registry); else POST + one PUT streamed from the
         layer's opener, or chunked PATCHes when a chunk size is set for this registry.
+        ``progress`` counts the bytes uploaded.
         """
         if self.blob_exists(repository, layer.digest):
             return "exists"
@@ -292,7 +299,7 @@ class RegistryClient:
         if mount_from and mount_from != repository:
             scopes = merge_scopes([*scopes, pull_scope(mount_from)])
         return upload_blob(self.transport, repository, layer, scopes, mount_from,
-                           self.options.chunk_size_for(self.registry))
+                           self.options.chunk_size_for(self.registry), progress)
 
     def put_blob_bytes(self, repository: str, data: bytes, media_type: str = "application/"
                        "octet-stream") -> Digest:
@@ -322,23 +329,20 @@ class RegistryClient:
         for _ in range(MAX_TAG_PAGES):
             resp = self.transport.request(
                 "GET", url, scopes=self._scopes(pull_scope(repository), repository),
-                ok=(200, 404), what=f"tags of {repository}")
+                ok=(200, 404), stream=True, what=f"tags of {repository}")
             with resp:
                 if resp.status_code == 404:
                     return tags
-                body = _json(_read_bounded(resp, 16 << 20, "tag list"), "tag list")
+                what = f"tag list of {repository}"
+                body = parse_object(self.transport.read_body(resp, MAX_TAG_LIST, what),
+                                    f"{self.registry}: {what}", MAX_TAG_LIST)
                 page = body.get("tags")
                 if isinstance(page, list):
                     tags.extend(t for t in page if isinstance(t, str))
-                link = resp.links.get("next", {}).get("url")
-                if not link:
-                    return tags
                 visited.add(resp.url)
-                target = requests.compat.urljoin(resp.url, link)
-            if not self.transport.same_origin(target):
-                raise RegistryError(
-                    f"{self.registry}: tags of {repository}: refusing the next page at "
-                    f"{mask_url(target)}: it is not on the registry's own origin")
+                target = self.transport.next_link(resp)  # refuses another origin
+            if target is None:
+                return tags
             if target in visited:
                 raise RegistryError(f"{self.registry}: tags of {repository}: the next page "
                                     f"{mask_url(target)} was already read (a pagination loop)")
@@ -364,17 +368,25 @@ class RegistryClient:
             if resp.status_code != 200:
                 return None
             ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
-            data = _read_bounded(resp, MAX_DOCUMENT, "referrers index")
+            data = self.transport.read_body(resp, MAX_DOCUMENT, f"referrers of {digest}")
         if ctype and ctype != mt.OCI_INDEX:
             return None
         try:
-            doc = _json(data, "referrers index")
+            doc = parse_object(data, "referrers index")
         except InvalidInputError:
             return None
         return doc if isinstance(doc.get("manifests"), list) else None
 
     def close(self) -> None:
         self.transport.close()
+
+
+class _Broken(Exception):
+    """A blob body that broke off or stalled: resumed with Range (bounded)."""
+
+    def __init__(self, cause: str, stalled: bool):
+        super().__init__(cause)
+        self.stalled = stalled
 
 
 class _BlobStream:
@@ -387,17 +399,18 @@ class _BlobStream:
         self._repository = repository
         self._digest = digest_text
         self._resp: requests.Response | None = None
+        self._guard: Guard | None = None
         self._offset = 0
         self._resumes = 0
 
     def reopen(self) -> None:
-        if self._resp is not None:
-            self._resp.close()
+        self.close()
         resp = self._client._blob_response(self._repository, self._digest, self._offset)
+        self._resp = resp
+        self._guard = self._client.transport.watch_transfer(resp)
         if self._offset and resp.status_code == 200:
             # the server ignored Range: skip what we already have
-            _discard(resp, self._offset)
-        self._resp = resp
+            self._discard(self._offset)
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -407,28 +420,79 @@ class _BlobStream:
                 if not data:
                     return b"".join(parts)
                 parts.append(data)
+        first = self._read_some(n)
+        if len(first) >= n or not first:
+            return first
+        # a file's read(n): n bytes unless the blob ends (tarfile relies on it)
+        parts = [first]
+        got = len(first)
+        while got < n:
+            data = self._read_some(n - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def _read_some(self, n: int) -> bytes:
+        """What one network read gives (resumed after a break or a stall, bounded)."""
         while True:
-            assert self._resp is not None
             try:
-                data = bytes(self._resp.raw.read(n, decode_content=False))
-            except Exception as exc:  # urllib3 raises several unrelated types here
-                if isinstance(exc, RegistryError) or self._resumes >= self.RESUMES:
-                    raise TransportError(f"{self._client.registry}: download of blob "
-                                         f"{self._digest[:19]} interrupted: "
-                                         f"{type(exc).__name__}") from None
+                if self._resp is None:
+                    self.reopen()
+                data = self._read1(n)
+            except _Broken as exc:
+                self.close()
+                what = f"download of blob {self._digest[:19]}"
+                if self._resumes >= self.RESUMES:
+                    if exc.stalled:
+                        raise TimedOut(self._client.transport.stall_message(what)) from None
+                    raise TransportError(f"{self._client.registry}: {what} interrupted: "
+                                         f"{exc}") from None
                 self._resumes += 1
-                log.info("resuming blob %s at byte %d", self._digest[:19], self._offset)
-                self.reopen()
+                log.info("resuming blob %s at byte %d (%s)", self._digest[:19], self._offset,
+                         exc)
+                retry_pause(self._resumes + 1, self.RESUMES + 1, 0.0,
+                            f"resuming at byte {self._offset}: {exc}")
                 continue
             self._offset += len(data)
             return data
+
+    def _read1(self, n: int) -> bytes:
+        """One network read (what arrived, up to ``n`` bytes); a stall or a broken
+        connection is _Broken (a stall never looks like the end of the blob)."""
+        assert self._resp is not None and self._guard is not None
+        guard = self._guard
+        guard.arm()
+        try:
+            data = bytes(self._resp.raw.read1(n, decode_content=False))
+        except Exception as exc:  # urllib3 raises several unrelated types here
+            guard.moved(0)
+            raise _Broken("stalled" if guard.fired else type(exc).__name__,
+                          guard.fired) from None
+        guard.moved(len(data))
+        if guard.fired:
+            raise _Broken("stalled", True)
+        return data
+
+    def _discard(self, count: int) -> None:
+        left = count
+        while left > 0:
+            data = self._read1(min(left, 1 << 20))
+            if not data:
+                raise _Broken("the body ended before the resume offset", False)
+            left -= len(data)
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
         if self._resp is not None:
             self._resp.close()
+            self._resp = None
 
     def __enter__(self) -> _BlobStream:
         return self
@@ -437,44 +501,19 @@ class _BlobStream:
         self.close()
 
 
-def _discard(resp: requests.Response, count: int) -> None:
-    left = count
-    while left > 0:
-        data = resp.raw.read(min(left, 1 << 20), decode_content=False)
-        if not data:
-            raise TransportError("blob body ended before the resume offset")
-        left -= len(data)
-
-
-def _read_bounded(resp: requests.Response, limit: int, what: str) -> bytes:
-    length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > limit:
-        raise InvalidInputError(f"{what} is {length} bytes, over the {limit} byte limit")
-    parts: list[bytes] = []
-    total = 0
-    try:
-        for chunk in resp.iter_content(1 << 16):
-            total += len(chunk)
-            if total > limit:
-                raise InvalidInputError(f"{what} is over the {limit} byte limit")
-            parts.append(chunk)
-    except requests.RequestException as exc:
-        raise TransportError(f"{what}: download interrupted: {type(exc).__name__}") from None
-    return b"".join(parts)
-
-
 def _granted_actions(token: str, repository: str) -> set[str] | None:
     """The actions a JWT bearer token grants on ``repository``; None when the token is
     not a JWT with an ``access`` claim (then only the registry can tell)."""
     import base64
-    import json
+    import binascii
 
     parts = token.split(".")
     if len(parts) != 3 or len(parts[1]) > 65536:
         return None
     try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, RecursionError):
+        claims = loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)),
+                       "bearer token claims")
+    except (binascii.Error, ValueError, InvalidInputError):
         return None
     access = claims.get("access") if isinstance(claims, dict) else None
     if not isinstance(access, list):
@@ -487,12 +526,6 @@ def _granted_actions(token: str, repository: str) -> set[str] | None:
     return granted
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    from ..model.jsonutil import parse_object
-
-    return parse_object(data, what)
-
-
 def _digest_or_none(text: str | None) -> Digest | None:
     if not text or ":" not in text:
         return None
@@ -502,20 +535,13 @@ def _digest_or_none(text: str | None) -> Digest | None:
         return None
 
 
-def _media_type(content_type: str | None, data: bytes) -> str:
+def _media_type(content_type: str | None, doc: object) -> str:
     """The manifest's own mediaType wins; else the Content-Type without parameters."""
-    try:
-        import json
-
-        doc = json.loads(data)
-        if isinstance(doc, dict) and isinstance(doc.get("mediaType"), str):
-            return str(doc["mediaType"])
-        if isinstance(doc, dict) and "manifests" in doc:
-            declared = (content_type or "").split(";")[0].strip()
-            return declared if declared in mt.INDEXES else mt.OCI_INDEX
-    except ValueError:
-        pass
     declared = (content_type or "").split(";")[0].strip()
+    if isinstance(doc, dict) and isinstance(doc.get("mediaType"), str):
+        return str(doc["mediaType"])
+    if isinstance(doc, dict) and "manifests" in doc:
+        return declared if declared in mt.INDEXES else mt.OCI_INDEX
     return declared or mt.OCI_MANIFEST
 
 

@@ -19,14 +19,15 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, InvalidInputError, OperationError
 from ..fsutil import read_regular
+from ..model.jsonutil import loads
 from ..model.reference import credential_key, normalize_registry
+from ..options import environ_value
 from .auth import Credentials
 
 if TYPE_CHECKING:
@@ -38,18 +39,19 @@ _HELPER_TIMEOUT = 60
 
 
 def docker_config_path() -> Path:
-    base = os.environ.get("DOCKER_CONFIG")
+    base = environ_value("DOCKER_CONFIG")
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
 def podman_auth_paths() -> list[Path]:
     paths = []
-    if os.environ.get("REGISTRY_AUTH_FILE"):
-        paths.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    auth_file = environ_value("REGISTRY_AUTH_FILE")
+    if auth_file:
+        paths.append(Path(auth_file))
+    runtime = environ_value("XDG_RUNTIME_DIR")
     paths.append(Path(runtime) / "containers" / "auth.json" if runtime
                  else Path(f"/run/containers/{os.getuid()}/auth.json"))
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    config_home = environ_value("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     paths.append(Path(config_home) / "containers" / "auth.json")
     return paths
 
@@ -57,7 +59,7 @@ def podman_auth_paths() -> list[Path]:
 def lookup(registry: str, repository: str | None = None) -> Credentials | None:
     """Credentials for ``registry`` (a normalised host such as docker.io), or None."""
     registry = normalize_registry(registry)
-    inline = os.environ.get("DOCKER_AUTH_CONFIG")
+    inline = environ_value("DOCKER_AUTH_CONFIG")
     if inline:
         inline_doc = _parse(inline.encode(), "$DOCKER_AUTH_CONFIG")
         found = _from_auths(inline_doc, registry, repository, "$DOCKER_AUTH_CONFIG")
@@ -90,9 +92,9 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 def _parse(data: bytes, where: str) -> dict[str, Any]:
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise ConfigFileError(f"credentials file {where} is not valid JSON") from None
+        doc = loads(data, f"credentials file {where}")
+    except InvalidInputError as exc:
+        raise ConfigFileError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ConfigFileError(f"credentials file {where} is not a JSON object")
     return doc
@@ -203,10 +205,10 @@ def helper_get(suffix: str, server_url: str, where: str = "config") -> Credentia
         raise OperationError(f"credential helper docker-credential-{suffix} get failed: "
                              f"{message}")
     try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
+        doc = loads(proc.stdout, f"the answer of docker-credential-{suffix} get")
+    except InvalidInputError as exc:
         raise OperationError(f"credential helper docker-credential-{suffix} sent no "
-                             "JSON") from None
+                             f"JSON ({exc})") from None
     if not isinstance(doc, dict):
         return None
     user = doc.get("Username") if isinstance(doc.get("Username"), str) else ""
@@ -286,22 +288,20 @@ def erase(registry: str) -> bool:
     return removed
 
 
-_THREAD_LOCK = threading.Lock()
-
-
 @contextlib.contextmanager
 def _config_lock(path: Path) -> Iterator[None]:
     """Serialise read-modify-write of config.json across threads and processes, so two
     logins at once both keep their entry.  The lock is the folder's own (flock on its
-    descriptor): config.json is replaced by rename, and no lock file is left behind."""
+    descriptor): config.json is replaced by rename, and no lock file is left behind.
+    Each call opens its own descriptor, and flock locks belong to open descriptors,
+    so threads of one process exclude each other as processes do."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _THREAD_LOCK:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _config_to_write(path: Path) -> Path:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
@@ -31,7 +31,9 @@ import requests
 from ..errors import AuthError, InvalidInputError, NotFoundError, RegistryError
 from ..options import RegistryOptions, environ_value
 from .auth import Credentials
-from .transport import Transport, is_loopback, mask_url, origin, raise_for_status, read_limited
+from .status import ERROR_BODY_LIMIT, raise_for_status
+from .transport import Transport
+from .urls import is_loopback, mask_url, unsafe
 
 HUB_API = "https://hub.docker.com"
 HUB_API_ENV = "OCIFORGE_DOCKERHUB_API"
@@ -93,8 +95,8 @@ class DockerHubAPI:
             key = "token"
         with resp:
             if resp.status_code != 200:
-                raise_for_status(resp, HUB, f"login as {creds.username!r}", authenticated=True)
-            doc = _json(resp, "login answer")
+                self._fail(resp, f"login as {creds.username!r}")
+            doc = self._json(resp, "login answer")
         token = doc.get(key)
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{HUB}: the login answer has no {key}")
@@ -117,8 +119,16 @@ class DockerHubAPI:
         with resp:
             if resp.status_code == 404:
                 raise NotFoundError(f"{HUB}: {what}: not found")
-            raise_for_status(resp, HUB, what, authenticated=True)
-        raise AssertionError("unreachable")
+            self._fail(resp, what)
+
+    def _fail(self, resp: requests.Response, what: str) -> NoReturn:
+        body = self.transport.read_body(resp, ERROR_BODY_LIMIT, "error answer", cut=True)
+        raise_for_status(resp, body, HUB, what, authenticated=True)
+
+    def _json(self, resp: requests.Response, what: str) -> dict[str, Any]:
+        from ..model.jsonutil import parse_object
+
+        return parse_object(self.transport.read_body(resp, MAX_ANSWER, what), f"{HUB} {what}")
 
     # -- tags ----------------------------------------------------------------
 
@@ -132,7 +142,7 @@ class DockerHubAPI:
         for _ in range(MAX_PAGES):
             visited.add(url)
             with self._authorized("GET", url, f"tags of {repository}", (200,)) as resp:
-                doc = _json(resp, "tag list")
+                doc = self._json(resp, "tag list")
             for item in doc.get("results") or []:
                 if isinstance(item, dict) and isinstance(item.get("name"), str):
                     digest = item.get("digest")
@@ -142,7 +152,11 @@ class DockerHubAPI:
             if not isinstance(following, str) or not following:
                 return found
             target = urljoin(url, following)
-            if origin(target) != origin(self.base):
+            reason = (unsafe(following) if "://" in following else None) or unsafe(target)
+            if reason:
+                raise RegistryError(f"{HUB}: tags of {repository}: refusing the next page "
+                                    f"{mask_url(target)}: {reason}")
+            if self.transport.target(target) != self.transport.target(self.base + "/"):
                 raise RegistryError(f"{HUB}: tags of {repository}: refusing the next page at "
                                     f"{mask_url(target)}: it is not on the API's own origin")
             if target in visited:
@@ -165,8 +179,3 @@ def _split(repository: str) -> tuple[str, str]:
                                 "NAMESPACE/NAME")
     return namespace, name
 
-
-def _json(resp: requests.Response, what: str) -> dict[str, Any]:
-    from ..model.jsonutil import parse_object
-
-    return parse_object(read_limited(resp, MAX_ANSWER), f"{HUB} {what}")

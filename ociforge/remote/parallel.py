@@ -4,11 +4,14 @@ Not a ThreadPoolExecutor: its workers are joined when the interpreter exits,
 so one transfer stalled in a socket read would hold Ctrl-C hostage until its
 timeout.  Daemon workers let the main thread stop at once: it waits on a queue
 with a short timeout (so KeyboardInterrupt is delivered), and the first error
-or interrupt tells the other workers to take no new work.
+or interrupt tells the other workers to take no new work.  Each worker runs in a
+copy of the caller's context, so what it reports (a retry) goes to the caller's
+progress task.
 """
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -41,7 +44,8 @@ def run_parallel(fn: Callable[[T], R], items: Sequence[T], jobs: int,
                 done.put((index, False, exc))
                 return
 
-    threads = [threading.Thread(target=worker, name=f"{name}-{n}", daemon=True)
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(worker,),
+                                name=f"{name}-{n}", daemon=True)
                for n in range(min(jobs, len(items)))]
     for thread in threads:
         thread.start()

@@ -18,7 +18,6 @@ reports must equal the local one.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Set
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ from ..model.index import Artifact
 from ..model.layer import Layer
 from ..model.reference import Reference, normalize_registry
 from ..options import Options
-from ..progress import Progress
+from ..progress.events import Progress
 from .auth import pull_scope, push_scope
 from .client import ManifestPut, RegistryClient
 from .parallel import run_parallel
@@ -74,9 +73,7 @@ def push(client: RegistryClient, ref: Reference, artifact: Artifact,
     present = _present_children(client, repository, artifact, jobs)
     blobs = _unique_blobs(artifact, skip=present)
     result.blobs = {str(d): "exists" for d in every_blob if d not in blobs}
-    total = sum(layer.size for layer, _ in blobs.values())
-    with Progress(f"pushing {ref}", total, options.progress) as progress:
-        _push_blobs(client, repository, blobs, result, jobs, progress)
+    _push_blobs(client, repository, blobs, result, jobs, Progress.of(options))
     for child in walk.children(artifact, present):
         put = client.put_manifest(repository, str(child.digest), child.manifest_bytes,
                                   child.media_type)
@@ -152,15 +149,17 @@ def _unique_blobs(artifact: Artifact, skip: Set[Digest] = frozenset()
 def _push_blobs(client: RegistryClient, repository: str,
                 blobs: dict[Digest, tuple[Layer, str | None]], result: PushResult,
                 jobs: int, progress: Progress) -> None:
+    """Each blob on a worker, as a ``push`` task of its own (bytes as the registry takes
+    them; ``exists`` and ``mounted`` blobs are done at once)."""
     if not blobs:
         return
-    lock = threading.Lock()
 
     def one(layer: Layer, source: str | None) -> tuple[Digest, str]:
         mount_from = _repo_on(client.registry, source)
-        outcome = client.push_blob(repository, layer, mount_from=mount_from)
-        with lock:
-            progress.advance(layer.size)
+        with progress.task("push", str(layer.digest), layer.size) as task:
+            outcome = client.push_blob(repository, layer, mount_from=mount_from,
+                                       progress=task)
+            task.set(status=outcome, done=layer.size)
         return layer.digest, outcome
 
     pairs = list(blobs.values())

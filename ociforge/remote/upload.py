@@ -20,7 +20,8 @@ import requests
 from ..errors import DigestMismatchError, RegistryError, TransportError
 from ..model.digest import Digest
 from ..model.layer import Layer
-from .transport import FileBody, Transport
+from ..progress.events import NULL_TASK, Task, retry_pause
+from .transport import FileBody, Refused, TimedOut, Transport
 
 log = logging.getLogger("ociforge.remote")
 
@@ -30,8 +31,10 @@ _RESTARTABLE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "R
 
 
 def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: list[str],
-                mount_from: str | None, chunk_size: int | None) -> str:
-    """Mount or upload one blob; returns 'mounted' or 'uploaded'."""
+                mount_from: str | None, chunk_size: int | None,
+                progress: Task = NULL_TASK) -> str:
+    """Mount or upload one blob; returns 'mounted' or 'uploaded'.  ``progress`` hears the
+    bytes the registry took (a restarted upload counts on from where it got before)."""
     location = None
     if mount_from and mount_from != repository:
         location = _try_mount(transport, repository, layer.digest, mount_from, scopes)
@@ -43,19 +46,22 @@ def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: lis
                 location = _start(transport, repository, scopes, layer.digest)
             url, min_chunk = location if isinstance(location, tuple) else (location, 0)
             if chunk_size:
-                _chunked(transport, url, layer, scopes, max(chunk_size, min_chunk))
+                _chunked(transport, url, layer, scopes, max(chunk_size, min_chunk), progress)
             else:
-                _monolithic(transport, url, layer, scopes)
+                _monolithic(transport, url, layer, scopes, progress)
             return "uploaded"
         except (TransportError, RegistryError) as exc:
-            code = getattr(exc, "code", None)
-            status = getattr(exc, "status", None)
-            restartable = isinstance(exc, TransportError) or (
-                code in _RESTARTABLE_CODES and status not in (401, 403) and
-                not isinstance(exc, DigestMismatchError))
+            if isinstance(exc, TransportError):
+                # a cut connection gets a fresh session; a refused URL, an answer that
+                # overran --timeout or a stalled transfer would only repeat
+                restartable = not isinstance(exc, Refused | TimedOut)
+            else:
+                restartable = (exc.code in _RESTARTABLE_CODES and exc.status not in (401, 403)
+                               and not isinstance(exc, DigestMismatchError))
             if attempt + 1 >= UPLOAD_RESTARTS or not restartable:
                 raise
             log.info("restarting upload of %s after: %s", layer.digest.short, exc)
+            retry_pause(attempt + 2, UPLOAD_RESTARTS, 0.0, f"upload restarted: {exc}")
             location = None
     raise AssertionError("unreachable")
 
@@ -78,7 +84,7 @@ def _try_mount(transport: Transport, repository: str, digest: Digest, source: st
     location = resp.headers.get("Location")
     if not location:
         return None
-    return transport.absolute(location, resp.url), _min_chunk(resp)
+    return transport.resolve(location, resp.url, "upload Location"), _min_chunk(resp)
 
 
 def _start(transport: Transport, repository: str, scopes: list[str],
@@ -90,7 +96,7 @@ def _start(transport: Transport, repository: str, scopes: list[str],
     if not location:
         raise RegistryError(f"{transport.registry}: upload of {digest.short}: no Location in "
                             "the 202 answer")
-    return transport.absolute(location, resp.url), _min_chunk(resp)
+    return transport.resolve(location, resp.url, "upload Location"), _min_chunk(resp)
 
 
 def _min_chunk(resp: requests.Response) -> int:
@@ -102,8 +108,10 @@ def _with_digest(url: str, digest: Digest) -> str:
     return url + ("&" if urlsplit(url).query else "?") + f"digest={digest}"
 
 
-def _monolithic(transport: Transport, url: str, layer: Layer, scopes: list[str]) -> None:
-    body: bytes | FileBody = FileBody(layer.opener, layer.size) if layer.size else b""
+def _monolithic(transport: Transport, url: str, layer: Layer, scopes: list[str],
+                progress: Task) -> None:
+    body: bytes | FileBody = (FileBody(layer.opener, layer.size, on_sent=progress.reach)
+                              if layer.size else b"")
     resp = transport.request(
         "PUT", _with_digest(url, layer.digest), scopes=scopes, body=body,
         headers={"Content-Type": "application/octet-stream"}, ok=(201, 204),
@@ -113,7 +121,7 @@ def _monolithic(transport: Transport, url: str, layer: Layer, scopes: list[str])
 
 
 def _chunked(transport: Transport, url: str, layer: Layer, scopes: list[str],
-             chunk: int) -> None:
+             chunk: int, progress: Task) -> None:
     offset = 0
     with layer.opener() as source:
         pending = b""
@@ -136,8 +144,9 @@ def _chunked(transport: Transport, url: str, layer: Layer, scopes: list[str],
                                     "lost its place", code="RANGE_INVALID")
             location = resp.headers.get("Location")
             if location:
-                url = transport.absolute(location, resp.url)
+                url = transport.resolve(location, resp.url, "upload Location")
             offset = end + 1
+            progress.reach(offset)
     resp = transport.request(
         "PUT", _with_digest(url, layer.digest), scopes=scopes, body=b"",
         headers={"Content-Type": "application/octet-stream"}, ok=(201, 204),
@@ -154,7 +163,7 @@ def _upload_status(transport: Transport, url: str, scopes: list[str],
     resp.close()
     location = resp.headers.get("Location")
     if location:
-        url = transport.absolute(location, resp.url)
+        url = transport.resolve(location, resp.url, "upload Location")
     rng = resp.headers.get("Range", "").removeprefix("bytes=")
     start, _, end = rng.partition("-")
     stored = int(end) + 1 if end.isdigit() and start == "0" else 0

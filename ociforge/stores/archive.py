@@ -44,7 +44,7 @@ from ..model.image import Image
 from ..model.index import Artifact, Index
 from ..model.jsonutil import canonical, parse_object
 from ..options import Options
-from ..progress import CountingReader, Progress
+from ..progress.events import Progress
 from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
 from .layout import LAYOUT_VERSION, fresh_blob
 from .locations import ARCHIVE_SUFFIXES, Location, WriteResult, has_file_suffix
@@ -195,8 +195,10 @@ def _tarinfo(name: str, size: int, directory: bool = False) -> tarfile.TarInfo:
     return info
 
 
-def write_tar(path: str, entries: list[_Entry], options: Options) -> None:
-    """Write entries as one deterministic tar (gzip-compressed for .gz/.tgz), atomically."""
+def write_tar(path: str, entries: list[_Entry], options: Options, item: str | None = None
+              ) -> None:
+    """Write entries as one deterministic tar (gzip-compressed for .gz/.tgz), atomically;
+    a ``write`` progress task named ``item`` (default: the path) counts the bytes."""
     unique: dict[str, _Entry] = {}
     for entry in entries:
         unique.setdefault(entry.name, entry)
@@ -208,7 +210,8 @@ def write_tar(path: str, entries: list[_Entry], options: Options) -> None:
     names = sorted(set(unique) | dirs)
     total = sum(e.size for e in unique.values())
     compress = path.endswith((".gz", ".tgz"))
-    with output_file(path) as raw, Progress(f"writing {path}", total, options.progress) as prog:
+    with output_file(path) as raw, \
+            Progress.of(options).task("write", item or path, total) as task:
         out: Any = (
             gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0)
             if compress else raw
@@ -228,7 +231,7 @@ def write_tar(path: str, entries: list[_Entry], options: Options) -> None:
                         VerifyingReader(source, entry.digest, entry.size, "blob")
                         if entry.digest is not None else source
                     )
-                    tar.addfile(_tarinfo(name, entry.size), CountingReader(stream, prog))
+                    tar.addfile(_tarinfo(name, entry.size), task.reading(stream))
                     if entry.digest is not None and stream.read(1):
                         raise SizeMismatchError(f"blob {entry.digest} is longer than {entry.size}")
                 except OSError as exc:
@@ -275,7 +278,7 @@ class OciArchiveLocation(Location):
         self.check_destination()
         notes = {REF_NAME: self.tag} if self.tag else None
         entries = [*_layout_entries(artifact, notes), *_blob_entries(artifact)]
-        write_tar(self.path, entries, options)
+        write_tar(self.path, entries, options, str(self))
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
 
 
@@ -377,8 +380,8 @@ class DockerArchiveLocation(Location):
             top = Digest.parse(diff_ids[-1]).hex
             entries.append(_bytes_entry(
                 "repositories", canonical({name.familiar: {name.tag: top}})))
-        write_tar(self.path, entries, options)
         bare = self.path.endswith(ARCHIVE_SUFFIXES)  # parse_location reads it bare
+        write_tar(self.path, entries, options, str(self))
         return WriteResult(str(artifact.digest),
                            self.path if bare else f"docker-archive:{self.path}",
                            artifact.media_type, name.repo_tag)

@@ -21,7 +21,7 @@ from ..model.annotations import CONTAINERD_NAME, REF_NAME
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.image import Image
-from ..model.jsonutil import canonical
+from ..model.jsonutil import canonical, loads
 from ..model.layer import Layer
 from .tarblobs import GZIP_MAGIC, ZSTD_MAGIC, TarBlobs
 
@@ -73,13 +73,8 @@ def docker_manifest(blobs: TarBlobs) -> list[dict[str, Any]] | None:
     """The entries of manifest.json, or None when the archive has none."""
     if not blobs.has("manifest.json"):
         return None
-    import json
-
     data = blobs.read_small("manifest.json", "manifest.json")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidInputError(f"manifest.json in {blobs.where!r} is not JSON: {exc}") from None
+    doc = loads(data, f"manifest.json in {blobs.where!r}")
     if not isinstance(doc, list) or not all(isinstance(e, dict) for e in doc):
         raise ValidationError(f"manifest.json in {blobs.where!r} is not a list of objects")
     return doc

@@ -40,7 +40,7 @@ from ..model.image import Image
 from ..model.index import Artifact
 from ..model.jsonutil import MAX_DOCUMENT, canonical, parse_object
 from ..model.layer import Layer
-from ..progress import Progress
+from ..progress.events import Task
 from .refnames import check_tag_to_write, select_descriptor
 from .store import BlobStore
 
@@ -513,7 +513,7 @@ class Layout(BlobStore):
         return info.st_size == desc.size
 
     def write_blob(self, desc: Descriptor, source: BlobSource,
-                   progress: Progress | None = None, fresh: Path | None = None) -> bool:
+                   progress: Task | None = None, fresh: Path | None = None) -> bool:
         """Copy a blob in, verifying it on the way; False when it was already there.
 
         ``fresh`` is a file this process just built and hashed (see fresh_blob):
@@ -557,7 +557,7 @@ class Layout(BlobStore):
         self.write_blob(desc, lambda: io.BytesIO(data))
         return desc
 
-    def write_artifact(self, artifact: Artifact, progress: Progress | None = None) -> None:
+    def write_artifact(self, artifact: Artifact, progress: Task | None = None) -> None:
         """Every blob an artifact reaches, children before parents, each manifest after its
         blobs; a blob or child several manifests name is written once."""
         for manifest in walk.manifests(artifact):
@@ -568,7 +568,7 @@ class Layout(BlobStore):
                     self.write_blob(layer.descriptor, layer.opener, progress, fresh_blob(layer))
             self.write_bytes_blob(manifest.manifest_bytes, manifest.media_type)
 
-    def put(self, artifact: Artifact, tag: str | None, progress: Progress | None = None
+    def put(self, artifact: Artifact, tag: str | None, progress: Task | None = None
             ) -> Descriptor:
         """Write an artifact and point ``tag`` at it (see ``writing`` for many writers)."""
         if tag is not None:

@@ -13,7 +13,7 @@ from ..model.index import Artifact
 from ..model.layer import Layer
 from ..model.loader import load_artifact
 from ..options import Options
-from ..progress import Progress
+from ..progress.events import Progress
 from .layout import Layout
 from .locations import Location, TagRemoval, WriteResult
 from .refnames import check_tag_to_write
@@ -73,8 +73,8 @@ class LayoutLocation(Location):
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         self.check_destination()
         total = sum(layer.size for image in walk.images(artifact) for layer in image.layers)
-        with Progress(f"writing {self}", total, options.progress) as progress:
-            self.layout.put(artifact, self.tag, progress)
+        with Progress.of(options).task("write", str(self), total) as task:
+            self.layout.put(artifact, self.tag, task)
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
 
     def list_tags(self, options: Options) -> list[str]:

@@ -208,7 +208,7 @@ _UNSUPPORTED_SCHEMES = ("dir", "containers-storage", "docker-daemon", "ostree", 
 _KNOWN = "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], docker://REF"
 _PORT_THEN_PATH = re.compile(r"^[0-9]+/")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+._-]*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def has_file_suffix(text: str) -> bool:
@@ -327,7 +327,7 @@ def parse_location(text: str, *, role: str | None = None,
             raise InvalidInputError(
                 f"location scheme {scheme + ':'!r} is not supported by ociforge; known: {_KNOWN}")
         if not _PORT_THEN_PATH.match(rest) and not os.path.lexists(_resolve(text, root)) and (
-                _looks_like_transport(scheme) or "/" in rest or not _TAG_RE.match(rest)
+                _looks_like_transport(scheme) or "/" in rest or not _TAG_RE.fullmatch(rest)
                 or has_file_suffix(text)):
             raise _unknown_scheme(scheme, text)
     if is_explicit_path(text) or has_file_suffix(text) or os.path.lexists(_resolve(text, root)):

@@ -16,15 +16,16 @@ from ..model.annotations import CONTAINERD_NAME, REF_NAME
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 
-_TAG_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+# Used with fullmatch: ``$`` would also accept a trailing newline ("v1\n").
+_TAG_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
 # the distribution spec's tag grammar; attachment tags (sha256-<hex>.sig) match it too
-_WRITE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-ATTACHMENT_TAG_RE = re.compile(r"^(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})(\.[a-z]+)?$")
+_WRITE_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+ATTACHMENT_TAG_RE = re.compile(r"(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})(\.[a-z]+)?")
 
 
 def is_attachment_tag(name: str | None) -> bool:
     """Whether a tag names a signature, attestation, SBOM or referrers fallback index."""
-    return bool(name) and bool(ATTACHMENT_TAG_RE.match(str(name)))
+    return bool(name) and bool(ATTACHMENT_TAG_RE.fullmatch(str(name)))
 
 
 def is_attachment(desc: Descriptor) -> bool:
@@ -37,7 +38,7 @@ def check_ref_name(tag: str) -> str:
 
     Lenient on purpose: layouts other tools wrote may use any ref name the spec allows.
     """
-    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
         raise InvalidInputError(f"tag {str(tag)[:80]!r} is not a valid reference name")
     return tag
 
@@ -48,7 +49,7 @@ def check_tag_to_write(tag: str) -> str:
     ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``, so that every tag we write can also be
     pushed to a registry as it is.
     """
-    if not isinstance(tag, str) or not _WRITE_TAG_RE.match(tag):
+    if not isinstance(tag, str) or not _WRITE_TAG_RE.fullmatch(tag):
         raise InvalidInputError(
             f"tag {str(tag)[:80]!r} is not a valid tag: use letters, digits, '_', '.' and '-' "
             "(not first), at most 128 characters"

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, ClassVar
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Options, RegistryOptions, environ_value
-from ..remote.client import RegistryClient
+from ..progress.events import Progress
 from .locations import Location, LocationKind, TagRemoval, WriteResult
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the HTTP stack loads only when a registry is contacted
+    from ..remote.client import RegistryClient
     from .store import ArtifactStore
 
 _CLIENTS: dict[tuple[str, RegistryOptions, tuple[object, ...]], RegistryClient] = {}
@@ -39,6 +40,8 @@ def client_for(registry: str, options: RegistryOptions) -> RegistryClient:
     Reads and writes to one registry in a command share its connections and
     tokens; a login or logout in between (or another config) gets a fresh client.
     """
+    from ..remote.client import RegistryClient
+
     key = (registry, options, _credential_sources())
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
@@ -70,17 +73,20 @@ class RegistryLocation(Location):
         return None
 
     def read(self, options: Options) -> Artifact:
-        from ..remote.pull import pull
+        from ..cache.transfer import pull_cached
 
-        client = client_for(self.reference.registry, options.registry)
-        return pull(client, self.reference, options)
+        ref = self.reference
+        with Progress.of(options).task("pull", str(ref)):
+            return pull_cached(ref, options, lambda: client_for(ref.registry, options.registry))
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
-        from ..remote.push import push
+        from ..cache.transfer import push_cached
 
-        client = client_for(self.reference.registry, options.registry)
-        result = push(client, self.reference, artifact, options)
-        return WriteResult(str(result.digest), str(self.reference), result.media_type)
+        ref = self.reference
+        with Progress.of(options).task("write", str(ref)):
+            digest, media_type = push_cached(
+                ref, artifact, options, lambda: client_for(ref.registry, options.registry))
+        return WriteResult(str(digest), str(ref), media_type)
 
     def list_tags(self, options: Options) -> list[str]:
         client = client_for(self.reference.registry, options.registry)

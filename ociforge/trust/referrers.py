@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 REPORT_ARTIFACT_TYPE = "application/vnd.ociforge.export-report.v1+json"
 REPORT_TITLE = "export-report.json"
+SBOM_ARTIFACT_TYPE = "application/spdx+json"
+SBOM_TITLE = "sbom.spdx.json"
 EMPTY_JSON = b"{}"
 EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), 2, data="e30=")
 
@@ -169,13 +171,27 @@ def attach_report(
     digest: str | None = None
 ) -> Descriptor:
     """Store an export report as an artifact whose subject is the image; returns its descriptor."""
-    if not isinstance(report_bytes, bytes | bytearray):
-        raise InvalidInputError("the export report must be bytes")
-    parse_object(bytes(report_bytes), "export report")
-    attached = attach_artifact(
-        location, bytes(report_bytes), REPORT_ARTIFACT_TYPE, options,
-        blob_media_type=REPORT_ARTIFACT_TYPE, title=REPORT_TITLE, digest=digest,
-    )
+    return _attach_document(location, report_bytes, "export report", REPORT_ARTIFACT_TYPE,
+                            REPORT_TITLE, options, digest)
+
+
+def attach_sbom(
+    location: str | Location, sbom_bytes: bytes, options: Options | None = None, *,
+    digest: str | None = None
+) -> Descriptor:
+    """Store an SPDX JSON SBOM as an artifact whose subject is the image."""
+    return _attach_document(location, sbom_bytes, "SBOM", SBOM_ARTIFACT_TYPE, SBOM_TITLE,
+                            options, digest)
+
+
+def _attach_document(location: str | Location, data: bytes, what: str, artifact_type: str,
+                     title: str, options: Options | None, digest: str | None) -> Descriptor:
+    """A JSON document (checked to be one) attached with its own type as the blob's."""
+    if not isinstance(data, bytes | bytearray):
+        raise InvalidInputError(f"the {what} must be bytes")
+    parse_object(bytes(data), what)
+    attached = attach_artifact(location, bytes(data), artifact_type, options,
+                               blob_media_type=artifact_type, title=title, digest=digest)
     return attached.descriptor
 
 

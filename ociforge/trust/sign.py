@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from ..errors import InvalidInputError, OperationError
 from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
-from ..model.jsonutil import JSONObject, canonical, parse_object
+from ..model.jsonutil import JSONObject, canonical, loads, parse_object
 from ..model.reference import docker_reference
 
 if TYPE_CHECKING:
@@ -201,8 +200,8 @@ class PayloadClaims:
     @classmethod
     def parse(cls, payload: bytes) -> PayloadClaims:
         try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            doc = loads(payload, "signature payload")
+        except InvalidInputError:
             return cls(None, None, None)
         critical = doc.get("critical") if isinstance(doc, dict) else None
         if not isinstance(critical, dict):

@@ -8,13 +8,14 @@ library's.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from typing import Any
 
 from .common import (
+    add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -70,6 +71,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--source-date-epoch", type=int, metavar="N",
                         help="timestamp for files and config (default $SOURCE_DATE_EPOCH or 0)")
     add_registry_options(parser)
+    add_cache_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -81,10 +84,9 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         return None
     stripped = text.strip()
     if stripped.startswith("["):
-        try:
-            value = json.loads(stripped)
-        except ValueError as exc:
-            raise InvalidInputError(f"{what} is not a valid JSON array: {exc}") from None
+        from ...model.jsonutil import loads
+
+        value = loads(stripped, what)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidInputError(f"{what} must be a JSON array of strings")
         return value
@@ -92,7 +94,6 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         return shlex.split(text)
     except ValueError as exc:
         raise InvalidInputError(f"{what} cannot be split into words: {exc}") from None
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ from ...errors import InvalidInputError
 if TYPE_CHECKING:
     from ...model.index import Artifact
     from ...model.jsonutil import JSONObject
-    from ...options import Options
+    from ...options import CacheOptions, Options
     from ...pipeline.outputs import Outputs
+    from ...progress import Sink
     from ...stores.locations import WriteResult
 
 
@@ -43,9 +44,26 @@ def add_registry_options(parser: argparse.ArgumentParser, *, jobs: bool = True,
                            "registry needs it; REGISTRY=SIZE for one registry only "
                            "(repeatable; default $OCIFORGE_CHUNK_SIZE)")
     group.add_argument("--timeout", type=float, metavar="SECONDS",
-                       help="network timeout per request (default 60, or $OCIFORGE_TIMEOUT)")
+                       help="time limit for each registry answer, and for a blob transfer "
+                       "that stops making progress (default 60, or $OCIFORGE_TIMEOUT)")
     group.add_argument("--retries", type=int, metavar="N",
-                       help="retries of a failed request (default 5, or $OCIFORGE_RETRIES)")
+                       help="retries of a failed or timed-out request (default 5, or "
+                       "$OCIFORGE_RETRIES)")
+
+
+def add_cache_options(parser: argparse.ArgumentParser, keep_pulled_blobs: bool = True) -> None:
+    """--cache-dir, --no-cache, --offline; ``keep_pulled_blobs`` False: registry blobs read
+    are not stored (a copy's destination already is the copy)."""
+    group = parser.add_argument_group("cache (see `ociforge cache --help`)")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="the cache folder (default $OCIFORGE_CACHE_DIR, else "
+                       "$XDG_CACHE_HOME/ociforge, else ~/.cache/ociforge)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="neither read nor write the cache (the result is the same)")
+    group.add_argument("--offline", action="store_true",
+                       help="read registry images from the cache only; a tag means the digest "
+                       "it last resolved to")
+    parser.set_defaults(keep_pulled_blobs=keep_pulled_blobs)
 
 
 def make_options(args: argparse.Namespace) -> Options:
@@ -85,7 +103,43 @@ def make_options(args: argparse.Namespace) -> Options:
             check_number(timeout, "--timeout", *TIMEOUT_RANGE)),
     )
     return replace(base, platform=platform, all_platforms=all_platforms, registry=registry,
-                   progress=base.progress or getattr(args, "verbose", 0) > 0)
+                   cache=_cache_options(args, base.cache), on_progress=progress_sink(args))
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """--progress auto|tty|plain|json (docker buildx's names), for commands that report it."""
+    from ...progress import PROGRESS_MODES
+
+    parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                        help="how to show progress on stderr: auto (a live view on a "
+                        "terminal, else plain lines), tty, plain, or json (one event per "
+                        "line, see docs/cli.md); -q shows none but json")
+
+
+def progress_sink(args: argparse.Namespace) -> Sink | None:
+    """The command's progress sink on stderr, made once (main() closes it); None for a
+    command without --progress, and with -q unless --progress json was asked for."""
+    mode = getattr(args, "progress", None)
+    if mode is None or (getattr(args, "quiet", False) and mode != "json"):
+        return None
+    made = getattr(args, "progress_sink", None)
+    if made is None:
+        from ...progress import sink
+
+        made = sink(mode, sys.stderr, verbose=getattr(args, "verbose", 0) > 0)
+        args.progress_sink = made
+    return made
+
+
+def _cache_options(args: argparse.Namespace, base: CacheOptions) -> CacheOptions:
+    """The cache of a command that takes --cache-dir/--no-cache/--offline (else none)."""
+    if not hasattr(args, "no_cache"):
+        return base
+    from ...cache.location import cache_options
+
+    return cache_options(args.cache_dir, args.no_cache, args.offline,
+                         max_size=base.max_size,
+                         keep_pulled_blobs=getattr(args, "keep_pulled_blobs", True))
 
 
 def chunk_sizes_from(flags: list[str] | None, base: Options | None = None
@@ -165,10 +219,12 @@ def result_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
 
 
 def _global_flags() -> argparse.ArgumentParser:
-    """-v/--json/--debug accepted after the command too (``ociforge copy A B --json``)."""
+    """-v/-q/--json/--debug accepted after the command too (``ociforge copy A B --json``)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                        help="more output (-v progress and steps, -vv HTTP exchanges)")
+                        help="more output (-v steps and retries, -vv HTTP exchanges)")
+    parent.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only the result (and errors)")
     parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print a machine-readable result")
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -6,8 +6,10 @@ import argparse
 from typing import Any
 
 from .common import (
+    add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -28,6 +30,8 @@ def register(sub: Any) -> None:
                         "attached artifacts (reports, SBOMs); oci:DIR and registries only")
     add_platform_option(parser)
     add_registry_options(parser)
+    add_cache_options(parser, keep_pulled_blobs=False)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

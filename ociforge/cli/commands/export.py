@@ -7,8 +7,10 @@ import sys
 from typing import Any
 
 from .common import (
+    add_cache_options,
     add_command,
     add_platform_option,
+    add_progress_option,
     add_registry_options,
     emit,
     make_options,
@@ -32,8 +34,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--with-files", action="store_true",
                         help="also export the project files ([files]) and tables ([[tables]])")
     parser.add_argument("--include-licensed", action="store_true",
-                        help="allow exporting an application marked licensed = true (its "
-                        "license keys and settings are still left out)")
+                        help="allow exporting a licensed application: one marked licensed = "
+                        "true, or holding licensed software (a proprietary package, a "
+                        "license-managed product); its license keys and settings are still "
+                        "left out")
     parser.add_argument("--allow-env", action="append", default=[], metavar="NAME",
                         help="keep this environment variable even if a rule would drop it "
                         "(repeatable)")
@@ -59,11 +63,19 @@ def register(sub: Any) -> None:
     parser.add_argument("--base", metavar="LOCATION",
                         help="use this base instead of [app] base (e.g. busybox:1.36 to get "
                         "a shell; a path is relative to the working directory)")
+    parser.add_argument("--sbom", metavar="FILE",
+                        help="write an SPDX 2.3 JSON SBOM of the image (its packages and "
+                        "licenses) here (needs ociforge[sbom])")
+    parser.add_argument("--attach-sbom", action="store_true",
+                        help="store the SBOM as an OCI artifact (application/spdx+json) "
+                        "referring to the image")
     parser.add_argument("--keep-base-layers", action="store_true",
                         help="use the base image's layers as they are, without leaving out "
                         "license and credential files found in them (the report says so)")
     add_platform_option(parser, allow_all=False)
     add_registry_options(parser)
+    add_cache_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -92,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         keep_base_layers=args.keep_base_layers,
         base=args.base,
         options=make_options(args),
+        sbom_path=args.sbom,
+        attach_sbom=args.attach_sbom,
     )
     plan = plan_export(request)
     track(args, plan.outputs)
@@ -100,16 +114,23 @@ def run(args: argparse.Namespace) -> int:
     for attached in outcome.attached:
         summary += "\n" + human(f"  attached report {attached['digest'][:19]} to "
                                 f"{attached['location']}")
+    for attached in outcome.attached_sboms:
+        summary += "\n" + human(f"  attached sbom {attached['digest'][:19]} to "
+                                f"{attached['location']}")
+    if args.sbom:
+        summary += "\n" + human(f"  sbom     {args.sbom}")
     for signature in outcome.signatures:
         summary += "\n" + human(f"  signed   {signature['location']} "
                                 f"({signature['signature_tag']})")
-    print(summary, file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
                 "mediaType": outcome.image.media_type,
                 "destinations": outcome.report.destinations,
                 "report_digest": outcome.report.digest(),
                 "mode": outcome.report.mode,
                 "attached_reports": outcome.attached,
+                "attached_sboms": outcome.attached_sboms,
                 "signatures": outcome.signatures},
          str(outcome.image.digest))
     return 0

@@ -27,33 +27,15 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def registry_host(text: str) -> str:
-    """``https://index.docker.io/v1/`` or ``ghcr.io`` -> a normalised registry host."""
-    from ...errors import InvalidReferenceError
-    from ...model.reference import Reference, normalize_registry
-
-    host = text.strip()
-    if "://" in host:
-        host = host.split("://", 1)[1]
-    host = host.split("/", 1)[0]
-    if not host:
-        raise InvalidReferenceError(f"invalid registry {text!r}")
-    # Validate the host with the reference grammar (a registry needs '.' or ':' or localhost).
-    probe = host if ("." in host or ":" in host or host == "localhost") else None
-    if probe is None:
-        raise InvalidReferenceError(f"invalid registry {text!r}: expected host[:port]")
-    Reference.parse(f"{probe}/x")
-    return normalize_registry(host)
-
-
 def run(args: argparse.Namespace) -> int:
     from ...errors import InvalidInputError
+    from ...model.reference import parse_registry
     from ...remote.auth import Credentials
     from ...remote.client import RegistryClient
     from ...remote.credentials import store
     from .common import make_options
 
-    registry = registry_host(args.server)
+    registry = parse_registry(args.server)
     if args.password_stdin:
         secret = sys.stdin.read().rstrip("\r\n")
     elif sys.stdin.isatty():

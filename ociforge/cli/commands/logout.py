@@ -16,10 +16,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ...model.reference import parse_registry
     from ...remote.credentials import erase
-    from .login import registry_host
 
-    registry = registry_host(args.server)
+    registry = parse_registry(args.server)
     removed = erase(registry)
     human = (f"Removing login credentials for {registry}" if removed
              else f"Not logged in to {registry}")

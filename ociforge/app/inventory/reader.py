@@ -1,0 +1,44 @@
+"""What an ecosystem module tells the layer scan: which files it reads, and how."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .licenses import Licensing
+from .model import Record
+
+Parse = Callable[[str, bytes, Licensing], "Record | None"]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Reads one kind of metadata file.
+
+    ``basenames``, ``suffixes`` and ``name_prefixes`` (of the file name) and
+    ``prefixes`` (of the path) are a cheap first test; ``wants`` the exact one on the
+    path (relative, no leading slash).  A file larger than ``limit`` is not read when
+    ``whole`` (a cut JSON document is no document); otherwise its first ``limit``
+    bytes are.  ``links`` names the symlinks whose target the inventory must know.
+    """
+
+    ecosystem: str
+    wants: Callable[[str], bool]
+    parse: Parse
+    basenames: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    name_prefixes: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    limit: int = 4 << 20
+    whole: bool = True
+    links: Callable[[str], bool] | None = None
+
+    def may_want(self, path: str, basename: str) -> bool:
+        return (basename in self.basenames
+                or (bool(self.suffixes) and basename.endswith(self.suffixes))
+                or (bool(self.name_prefixes) and basename.startswith(self.name_prefixes))
+                or (bool(self.prefixes) and path.startswith(self.prefixes)))
+
+
+class MetadataError(ValueError):
+    """A metadata file that cannot be read as what its name says (a warning, not a failure)."""

@@ -1,0 +1,185 @@
+"""Taking the inventory of an image from its layer tar streams.
+
+Each layer is streamed once (decompressed, never held in memory); only the
+metadata files an ecosystem reader wants are read, each up to its reader's
+limit.  The layers are then merged as a container sees them (merged.py), so a
+package deleted by a whiteout or left out by the export's rules is not listed,
+and each package is attributed to the lowest layer it is unchanged from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ...layers.decompress import open_decompressed
+from ...layers.tarsafe import Limits, TarEntry, TarReader
+from ...model.layer import Layer
+from ...model.mediatypes import LAYERS
+from . import apk, conda, dpkg, npm, osrelease, products, python, rlang
+from .licenses import Licensing
+from .merged import LayerChanges, MergedView
+from .model import (
+    NOASSERTION,
+    Found,
+    FoundList,
+    Inventory,
+    LayerRef,
+    Link,
+    OsRelease,
+    Package,
+    Record,
+)
+from .purl import purl
+from .reader import MetadataError, Reader
+
+log = logging.getLogger("ociforge.inventory")
+
+READERS: tuple[Reader, ...] = (*dpkg.READERS, *apk.READERS, *python.READERS, *conda.READERS,
+                               *rlang.READERS, *npm.READERS, *osrelease.READERS,
+                               *products.READERS)
+_CHUNK = 1 << 20
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+def take_inventory(layers: Sequence[tuple[LayerRef, Layer]],
+                   limits: Limits | None = None) -> Inventory:
+    """The packages in an image, from its layers (lowest first)."""
+    licensing = Licensing()
+    view = MergedView()
+    warnings: list[str] = []
+    for ref, layer in layers:
+        if layer.media_type not in LAYERS or "foreign" in layer.media_type \
+                or "nondistributable" in layer.media_type:
+            warnings.append(f"layer {ref.index + 1} ({ref.digest[:19]}) was not inventoried: "
+                            f"{layer.media_type} is a foreign or unknown layer type")
+            continue
+        log.info("taking the inventory of layer %d (%s)", ref.index + 1, ref.digest[:19])
+        view.apply(ref, scan_layer(ref, layer, view, licensing, warnings, limits))
+    return assemble(view, [ref for ref, _ in layers], warnings)
+
+
+def scan_layer(ref: LayerRef, layer: Layer, view: MergedView, licensing: Licensing,
+               warnings: list[str], limits: Limits | None = None) -> LayerChanges:
+    """One pass over a layer: its metadata files, whiteouts and replacements."""
+    lim = limits or Limits()
+    what = f"layer {ref.index + 1} ({ref.digest[:19]})"
+    with layer.open() as raw:
+        plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)  # type: ignore[arg-type]
+        reader = TarReader(plain, lim, what)
+        changes = LayerChanges()
+        for entry in reader:
+            _entry(entry, reader, view, changes, licensing, warnings)
+        while plain.read(_CHUNK):  # to the end: the verifying reader checks the digest there
+            pass
+        while raw.read(_CHUNK):
+            pass
+    return changes
+
+
+def _entry(entry: TarEntry, reader: TarReader, view: MergedView, changes: LayerChanges,
+           licensing: Licensing, warnings: list[str]) -> None:
+    name = entry.name
+    parent, _, base = name.rpartition("/")
+    if base.startswith(_WHITEOUT):
+        if base == _OPAQUE:
+            changes.opaque.add(parent)
+        else:
+            changes.whiteouts.add(f"{parent}/{base[4:]}" if parent else base[4:])
+        return
+    if view.is_held(name) or (entry.type != "dir" and view.holds_under(name)):
+        changes.replaced.add(name)
+    if entry.type == "file":
+        for item in READERS:
+            if item.may_want(name, base) and item.wants(name):
+                record = _read(item, entry, reader, licensing, warnings)
+                if record is not None:
+                    changes.records[name] = record
+                return
+    elif entry.type == "symlink":
+        if any(item.links is not None and item.links(name) for item in READERS):
+            changes.records[name] = Link(entry.linkname)
+    elif entry.type == "hardlink":
+        # another name for a file earlier in this layer: the same record, if it was one
+        target = changes.records.get(entry.linkname)
+        if target is not None and any(item.may_want(name, base) and item.wants(name)
+                                      for item in READERS):
+            changes.records[name] = target
+
+
+def _read(item: Reader, entry: TarEntry, reader: TarReader, licensing: Licensing,
+          warnings: list[str]) -> Record | None:
+    shown = "/" + entry.name
+    if entry.size > item.limit and item.whole:
+        warnings.append(f"{shown}: {entry.size} bytes is over the {item.limit}-byte limit for "
+                        f"{item.ecosystem} metadata; not read")
+        return None
+    data = reader.read(min(entry.size, item.limit)) if item.limit else b""
+    return parse_metadata(item, entry.name, data, licensing, warnings)
+
+
+def parse_metadata(item: Reader, path: str, data: bytes, licensing: Licensing,
+                   warnings: list[str]) -> Record | None:
+    """A reader's record for a file, or None and a warning when the file is not what its
+    name says (any content: layers come from anywhere)."""
+    try:
+        return item.parse(path, data, licensing)
+    except (MetadataError, ValueError, UnicodeError, LookupError, TypeError,
+            RecursionError) as exc:
+        warnings.append(f"/{path}: not read as {item.ecosystem} metadata: "
+                        f"{str(exc)[:200] or type(exc).__name__}")
+        return None
+
+
+def assemble(view: MergedView, layers: Sequence[LayerRef], warnings: list[str]) -> Inventory:
+    """Packages from the merged view's records, each with its layer and purl."""
+    records = view.records()
+    distro = _distro(records)
+    packages: list[Package] = []
+    for path, held in view.held.items():
+        record = held.record
+        found: tuple[Found, ...] = (record,) if isinstance(record, Found) else \
+            record.packages if isinstance(record, FoundList) else ()
+        for item in found:
+            license_ = item.license
+            if license_ is None:
+                license_ = dpkg.license_of(item.name, records) if item.ecosystem == "deb" \
+                    else NOASSERTION
+            layer = held.introduced.get(item.identity, held.layer)
+            packages.append(Package(item.ecosystem, item.name, item.version, license_, layer,
+                                    "/" + path, purl(item, distro), item.evidence))
+    packages.sort(key=Package.sort_key)
+    final = {((p.ecosystem, p.name, p.version), p.path.lstrip("/")) for p in packages}
+    hidden = sorted((Package(item.ecosystem, item.name, item.version,
+                             item.license or NOASSERTION, layer, "/" + path,
+                             purl(item, distro), item.evidence)
+                     for (identity, path), (layer, item) in view.seen.items()
+                     if (identity, path) not in final), key=Package.sort_key)
+    return Inventory(tuple(packages), distro, tuple(layers), tuple(warnings), tuple(hidden))
+
+
+def _distro(records: dict[str, Record]) -> OsRelease | None:
+    for path in osrelease.PATHS:
+        record = records.get(path)
+        for _ in range(3):
+            if not isinstance(record, Link):
+                break
+            target = record.target
+            resolved = target.lstrip("/") if target.startswith("/") else \
+                _join(path.rpartition("/")[0], target)
+            record = records.get(resolved)
+        if isinstance(record, OsRelease):
+            return record
+    return None
+
+
+def _join(folder: str, target: str) -> str:
+    parts = [p for p in folder.split("/") if p]
+    for part in target.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)

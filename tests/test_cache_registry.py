@@ -1,0 +1,278 @@
+"""The cache against the real registry: bases by HEAD, --offline, pushes that remember.
+
+Requests are counted from the registry's own log ("response completed" lines
+carry method, URI and status), so the tests see exactly what reached it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from progresslines import messages
+from registry_fixtures import RegistryServer
+
+ROOT = Path(__file__).resolve().parent.parent
+_LINE = re.compile(r'msg="response completed(?: with error)?".*?http\.request\.method=(\w+) '
+                   r'.*?http\.request\.uri=("[^"]+"|\S+).*?http\.response\.status=(\d+)')
+
+
+def hits(registry: RegistryServer, mark: int) -> list[tuple[str, str, int]]:
+    """(method, URI, status) of every request the registry answered since ``mark``."""
+    size = -1
+    for _ in range(50):      # the registry logs just after answering: wait until it is quiet
+        time.sleep(0.05)
+        if registry.log_mark() == size:
+            break
+        size = registry.log_mark()
+    return [(m, uri.strip('"'), int(status))
+            for m, uri, status in _LINE.findall(registry.log_since(mark))]
+
+
+def run(*argv: Any, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """ociforge in a new process (a new process has nothing but the cache to remember)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "ociforge", *map(str, argv)], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def tree(folder: Path, seed: int, files: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(files):
+        (folder / f"f{i}.bin").write_bytes(os.urandom(2000 + seed * 10 + i))
+    return folder
+
+
+def layout_image(cli: Any, tmp_path: Path, name: str, base: str = "scratch",
+                 layers: int = 2) -> tuple[str, list[str]]:
+    """A new image in oci:<tmp>/<name>:1; (its location, its layer digests)."""
+    args: list[Any] = []
+    for k in range(layers):
+        args += ["--layer", f"{tree(tmp_path / f'{name}-t{k}', k)}:/{name}{k}"]
+    location = f"oci:{tmp_path / name}:1"
+    code, _, err = cli("append", base, *args, "-o", location, "--platform", "linux/amd64",
+                       "--no-cache")
+    assert code == 0, err
+    from ociforge.options import Options
+    from ociforge.stores.locations import parse_location
+
+    image: Any = parse_location(location).read(Options())
+    return location, [str(layer.digest) for layer in image.layers]
+
+
+def app_on(base: str, folder: Path) -> Path:
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "main.py").write_text("print('hi')\n")
+    (folder / "ociforge.toml").write_text(
+        f'[app]\nname = "cached/app"\nbase = "{base}"\nplatform = "linux/amd64"\n'
+        '[config]\ncmd = ["python3", "/app/main.py"]\n'
+        '[[layers]]\nsrc = "code"\ndest = "/app"\n')
+    return folder
+
+
+def test_registry_base_is_resolved_by_head_and_read_from_the_cache(
+        cli: Any, registry: RegistryServer, tmp_path: Path) -> None:
+    base, layers = layout_image(cli, tmp_path, "base")
+    ref = f"{registry.host}/cachebase/img:1"
+    assert cli("copy", base, ref, "--no-cache")[0] == 0
+    app = app_on(ref, tmp_path / "app")
+    mark = registry.log_mark()
+    code, out, err = cli("-v", "export", app, "-o", tmp_path / "one.tar")
+    assert code == 0, err
+    first = [(m, u) for m, u, _ in hits(registry, mark) if u != "/v2/"]
+    assert ("HEAD", "/v2/cachebase/img/manifests/1") in first
+    assert any(m == "GET" and "/manifests/sha256:" in u for m, u in first)   # GET by digest
+    assert sum(1 for m, u in first if m == "GET" and "/blobs/" in u) == len(layers) + 1
+    mark = registry.log_mark()
+    code, out2, err = cli("-v", "export", app, "-o", tmp_path / "two.tar")
+    assert code == 0, err
+    second = [(m, u) for m, u, _ in hits(registry, mark) if u != "/v2/"]
+    assert second == [("HEAD", "/v2/cachebase/img/manifests/1")]          # no GET at all
+    assert "manifest of" in err and "from the cache" in err               # -v says so
+    assert out.split()[0] == out2.split()[0]
+    code, out3, err = cli("export", app, "-o", tmp_path / "three.tar", "--no-cache")
+    assert code == 0, err
+    assert out3.split()[0] == out.split()[0]
+
+
+def test_offline_uses_the_digest_a_tag_last_resolved_to(cli: Any, registry: RegistryServer,
+                                                        tmp_path: Path) -> None:
+    base, _ = layout_image(cli, tmp_path, "base")
+    other, _ = layout_image(cli, tmp_path, "other", layers=1)
+    ref = f"{registry.host}/offline/img:1"
+    assert cli("copy", base, ref, "--no-cache")[0] == 0
+    app = app_on(ref, tmp_path / "app")
+    code, out, err = cli("export", app, "-o", tmp_path / "one.tar")
+    assert code == 0, err
+    online = out.split()[0]
+    assert cli("copy", other, ref, "--no-cache")[0] == 0       # the tag moves on
+    mark = registry.log_mark()
+    code, out, err = cli("-v", "export", app, "-o", tmp_path / "two.tar", "--offline")
+    assert code == 0, err
+    assert out.split()[0] == online
+    assert "as resolved" in err
+    assert hits(registry, mark) == []                           # not one request
+    code, out, err = cli("export", app, "-o", tmp_path / "three.tar")
+    assert code == 0, err
+    assert out.split()[0] != online                             # online: the new base
+
+
+def test_offline_names_what_is_missing(cli: Any, registry: RegistryServer,
+                                       tmp_path: Path) -> None:
+    app = app_on(f"{registry.host}/offline/never:1", tmp_path / "app")
+    mark = registry.log_mark()
+    code, _, err = cli("export", app, "-o", tmp_path / "x.tar", "--offline")
+    assert code == 1
+    assert f"{registry.host}/offline/never:1" in err and "not in the cache" in err
+    assert len(messages(err)) == 1
+    assert not (tmp_path / "x.tar").exists()
+    assert hits(registry, mark) == []
+    code, _out, err = cli("copy", f"{registry.host}/offline/never:1", f"oci:{tmp_path / 'o'}",
+                         "--offline", "--no-cache")
+    assert code == 2
+
+
+def test_a_push_remembers_and_a_new_process_mounts(cli: Any, token_registry: RegistryServer,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Push a base to repo A; in a new process push an image on it, from a local layout,
+    to repo B: the base layers are mounted from A, never uploaded."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(token_registry.password or ""))
+    assert cli("login", token_registry.host, "-u", token_registry.username,
+               "--password-stdin")[0] == 0
+    reg = token_registry.host
+    base, base_layers = layout_image(cli, tmp_path, "base")
+    app, app_layers = layout_image(cli, tmp_path, "app", base=base, layers=1)
+    assert app_layers[:2] == base_layers
+    run("copy", base, f"{reg}/team-a/base:1")
+    scopes_before = len(token_registry.token_server.requests)
+    mark = token_registry.log_mark()
+    run("copy", app, f"{reg}/team-b/app:1")
+    seen = hits(token_registry, mark)
+    mounted = {re.search(r"mount=([^&]+)", u).group(1)  # type: ignore[union-attr]
+               for m, u, s in seen if m == "POST" and "mount=" in u and s == 201}
+    uploaded = {re.search(r"digest=([^&]+)", u).group(1)  # type: ignore[union-attr]
+                for m, u, s in seen if m == "PUT" and "/blobs/uploads/" in u and s == 201}
+    assert set(base_layers) <= mounted, seen
+    assert not set(base_layers) & uploaded, seen
+    assert all("from=team-a/base" in u for m, u, _ in seen if "mount=" in u)
+    asked = [s for r in token_registry.token_server.requests[scopes_before:] for s in r.scopes]
+    assert "repository:team-a/base:pull" in asked
+    # without the memory (--no-cache) the same push uploads the base layers
+    mark = token_registry.log_mark()
+    run("copy", app, f"{reg}/team-c/app:1", "--no-cache")
+    seen = hits(token_registry, mark)
+    uploaded = {re.search(r"digest=([^&]+)", u).group(1)  # type: ignore[union-attr]
+                for m, u, s in seen if m == "PUT" and "/blobs/uploads/" in u and s == 201}
+    assert set(base_layers) <= uploaded
+
+
+def test_a_remembered_repository_that_lost_the_blob_falls_back_to_upload(
+        cli: Any, registry: RegistryServer, tmp_path: Path) -> None:
+    from ociforge.cache.mounts import remember_blobs
+    from ociforge.cache.store import Cache
+    from ociforge.model.digest import Digest
+
+    image, layers = layout_image(cli, tmp_path, "img")
+    remember_blobs(Cache(os.environ["OCIFORGE_CACHE_DIR"]), registry.host, "ghost/repo",
+                   [Digest.parse(d) for d in layers])
+    mark = registry.log_mark()
+    code, _out, err = cli("copy", image, f"{registry.host}/real/repo:1")
+    assert code == 0, err
+    seen = hits(registry, mark)
+    assert any(m == "POST" and "from=ghost/repo" in u and s == 202 for m, u, s in seen), seen
+    uploads = [u for m, u, s in seen if m == "PUT" and "/blobs/uploads/" in u and s == 201]
+    assert all(any(d in u for u in uploads) for d in layers)
+
+
+def test_noop_repush_is_one_head_without_the_http_stack(cli: Any, registry: RegistryServer,
+                                                        tmp_path: Path) -> None:
+    image, _ = layout_image(cli, tmp_path, "img")
+    other, _ = layout_image(cli, tmp_path, "other", layers=1)
+    dest = f"{registry.host}/fast/img:1"
+    code, out, err = cli("copy", image, dest)
+    assert code == 0, err
+    digest = out.split()[0]
+    probe = ("import sys\nfrom ociforge.cli import main\n"
+             f"code = main(['copy', {image!r}, {dest!r}])\n"
+             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    mark = registry.log_mark()
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
+    assert proc.stdout.split()[0] == digest
+    assert hits(registry, mark) == [("HEAD", "/v2/fast/img/manifests/1", 200)]
+    # the tag moved (another pusher): the HEAD shows another digest, the full push follows
+    assert run("copy", other, dest, "--no-cache").returncode == 0
+    mark = registry.log_mark()
+    proc = run("copy", image, dest)
+    assert proc.stdout.split()[0] == digest
+    seen = hits(registry, mark)
+    assert ("PUT", "/v2/fast/img/manifests/1", 201) in seen
+    head = subprocess.run(["curl", "-sI", "-H", "Accept: application/vnd.oci.image.manifest."
+                           "v1+json", f"{registry.url}/v2/fast/img/manifests/1"],
+                          capture_output=True, text=True, check=False).stdout
+    assert digest in head
+
+
+def test_cache_info_and_prune(cli: Any, tmp_path: Path) -> None:
+    """info: location, size and entries; prune: least recently used first, --all empties."""
+    from ociforge.cache.store import Cache
+
+    cache_dir = Path(os.environ["OCIFORGE_CACHE_DIR"])
+    for i in range(3):
+        folder = tree(tmp_path / f"app{i}" / "code", i + 10, files=2)
+        (folder.parent / "ociforge.toml").write_text(
+            f'[app]\nname = "a{i}"\nplatform = "linux/amd64"\n'
+            '[[layers]]\nsrc = "code"\ndest = "/code"\n')
+        code, _, err = cli("export", folder.parent, "-o", tmp_path / f"a{i}.tar")
+        assert code == 0, err
+    blobs = sorted((cache_dir / "v1" / "blobs" / "sha256").iterdir())
+    assert len(blobs) == 3
+    for age, blob in enumerate(blobs):          # oldest first: blobs[0]
+        os.utime(blob, (1_000_000 + age, 1_000_000 + age))
+    code, out, err = cli("cache", "info", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["location"] == str(cache_dir) and info["blobs"] == 3
+    assert info["records"]["layers"] == 3 and info["size"] > 0
+    keep = Cache(cache_dir).usage().size - blobs[0].stat().st_size    # all but the oldest
+    code, out, err = cli("cache", "prune", "--max-size", str(keep))
+    assert code == 0, err
+    left = sorted((cache_dir / "v1" / "blobs" / "sha256").iterdir())
+    assert left == blobs[1:]                                   # the oldest went
+    assert Cache(cache_dir).usage().records["layers"] == 2     # and its record with it
+    code, out, err = cli("cache", "prune", "--all")
+    assert code == 0, err
+    assert Cache(cache_dir).usage().size == 0
+
+
+def test_automatic_prune_keeps_the_cap(cli: Any, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from ociforge.cache.store import Cache
+
+    monkeypatch.setenv("OCIFORGE_CACHE_MAX_SIZE", "40K")
+    for i in range(6):
+        folder = tmp_path / f"app{i}" / "code"
+        folder.mkdir(parents=True)
+        (folder / "data.bin").write_bytes(os.urandom(12_000))
+        (folder.parent / "ociforge.toml").write_text(
+            f'[app]\nname = "a{i}"\nplatform = "linux/amd64"\n'
+            '[[layers]]\nsrc = "code"\ndest = "/code"\n')
+        code, _, err = cli("export", folder.parent, "-o", tmp_path / f"a{i}.tar")
+        assert code == 0, err
+        assert Cache(os.environ["OCIFORGE_CACHE_DIR"]).usage().size <= 40 << 10
+    assert Cache(os.environ["OCIFORGE_CACHE_DIR"]).usage().blobs >= 1
