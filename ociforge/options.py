@@ -132,6 +132,8 @@ class Options:
 
     platform: Platform | None = None        # None: the host's platform
     all_platforms: bool = False             # keep a whole index instead of one platform
+    # two or more platforms: an index holding exactly those (``platform`` is then None)
+    platforms: tuple[Platform, ...] = ()
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     source_date_epoch: int | None = None    # file mtimes and `created`; None: 0
     cache: CacheOptions = field(default_factory=CacheOptions)
@@ -146,6 +148,11 @@ class Options:
 
     def wanted_platform(self) -> Platform:
         return self.platform or Platform.host()
+
+    @property
+    def picks_platforms(self) -> bool:
+        """An explicit choice of one platform or several (not ``all``, not the default)."""
+        return not self.all_platforms and (self.platform is not None or bool(self.platforms))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Options:

@@ -169,7 +169,7 @@ def _run_bench(tmp_path: Path, *args: str) -> tuple[str, dict]:
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(temp.iterdir()) == [], "the harness left files in its temporary folder"
-    assert "## Targets (issues 5, 13 and 17)" in proc.stdout
+    assert "## Targets (issues 5, 12, 13 and 17)" in proc.stdout
     return out.read_text(), json.loads(raw.read_text())
 
 
@@ -254,3 +254,19 @@ def test_harness_export_and_pull_cases_check_what_they_measure(tmp_path: Path) -
     same = targets["re-export unchanged -> same layout / first export"]
     assert same["ratio"] == pytest.approx(results["export-same-layout"]["median_s"]
                                           / results["export-first"]["median_s"])
+
+
+def test_harness_platforms_group_exports_one_and_two_platforms(tmp_path: Path) -> None:
+    """The two-platform export gives one index of two images that differ only in the
+    per-platform layer, the same every round; the target is their ratio."""
+    _text, raw = _run_bench(tmp_path, "--only", "platforms")
+    results = {r["key"]: r for r in raw["results"]}
+    for key in ("export-one-platform", "export-two-platforms"):
+        assert results[key]["error"] == "" and len(results[key]["samples"]) == 2, results[key]
+        assert len({s["extra"]["digest"] for s in results[key]["samples"]}) == 1
+    assert {s["extra"]["digest"] for s in results["export-one-platform"]["samples"]} != \
+        {s["extra"]["digest"] for s in results["export-two-platforms"]["samples"]}
+    target = {t["name"]: t for t in raw["targets"]}["two-platform export / one-platform export"]
+    assert target["ratio"] == pytest.approx(results["export-two-platforms"]["median_s"]
+                                            / results["export-one-platform"]["median_s"])
+    assert target["status"] in (report.MET, report.NOT_MET)

@@ -163,11 +163,12 @@ class Suite:
 
     def groups(self) -> list[Group]:
         from .cachecases import export_group, pull_group
+        from .platformcases import platforms_group
 
         return [self.startup(), self.mixed_group(), self.small_group(), self.push_group(),
                 self.registry_group(), self.memory_group(), self.tables_group(),
                 self.tables_pg_group(), self.tables_memory_group(), self.hostile_group(),
-                export_group(self), pull_group(self)]
+                export_group(self), pull_group(self), platforms_group(self)]
 
     def startup(self) -> Group:
         def cmd(argv: list[str]) -> Callable[[int], Sample]:

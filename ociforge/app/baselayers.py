@@ -86,12 +86,16 @@ class RewriteSettings:
 
 def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
                        limits: Limits | None = None, cache: Cache | None = None,
+                       shared: dict[tuple[str, str], BaseLayerScan] | None = None,
                        progress: Progress | None = None
                        ) -> tuple[Image, list[BaseLayerScan]]:
     """The image with every base layer scanned, and rewritten where something matched.
 
     With a cache, a layer's scan (and rewrite) is done once per digest and rule set.
-    Each scan is a ``scan`` progress task (the blob's bytes), each rewrite a ``build``.
+    ``shared`` carries scans from one image to the next (the platforms of one export,
+    same rules): a layer another image had is not read again, and its left-out files
+    are listed for this image too.  Each scan is a ``scan`` progress task (the blob's
+    bytes), each rewrite a ``build``.
     """
     progress = progress or Progress()
     scans: list[BaseLayerScan] = []
@@ -110,16 +114,23 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
             if first.index in replacements:
                 replacements[index] = replacements[first.index]
             continue
+        earlier = None if shared is None else shared.get((str(layer.digest), layer.media_type))
         key = _scan_key(layer, policy, settings) if cache is not None else None
         label = f"base layer {index + 1}/{total}"
-        with progress.task("scan", str(layer.digest), layer.size, label) as task:
-            scan = _reused_scan(cache, key, index, layer, policy, settings, what, limits)
-            fresh = scan is None
-            if scan is None:
-                log.info("scanning %s", what)
-                scan = _scan(index, layer, policy, what, limits, task)
-            else:
-                task.set(status="reused", done=layer.size)
+        fresh = False
+        if earlier is not None:
+            scan = _again(index, layer, earlier, what, keep=True)
+        else:
+            with progress.task("scan", str(layer.digest), layer.size, label) as task:
+                reused = _reused_scan(cache, key, index, layer, policy, settings, what,
+                                      limits)
+                fresh = reused is None
+                if reused is None:
+                    log.info("scanning %s", what)
+                    scan = _scan(index, layer, policy, what, limits, task)
+                else:
+                    scan = reused
+                    task.set(status="reused", done=layer.size)
         if fresh:
             if scan.left_out:
                 log.info("rewriting %s without %d entries", what, len(scan.left_out))
@@ -135,18 +146,23 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
             replacements[index] = scan.layer  # rewritten, or the same blob now a local copy
         scans.append(scan)
         done[(str(layer.digest), layer.media_type)] = scan
+        if shared is not None:
+            shared.setdefault((str(layer.digest), layer.media_type), scan)
     return replace_layers(image, replacements), scans
 
 
-def _again(index: int, layer: Layer, first: BaseLayerScan, what: str) -> BaseLayerScan:
-    """A layer already scanned at an earlier index: its result, without a second read.
+def _again(index: int, layer: Layer, first: BaseLayerScan, what: str,
+           keep: bool = False) -> BaseLayerScan:
+    """A layer already scanned (at an earlier index, or ``keep``: in another image): its
+    result without a second read, its left-out files listed again only with ``keep``.
 
     The config's diff_id for this index is still checked against the content."""
     scanned_diff_id = first.original_diff_id
     if layer.diff_id is not None and layer.diff_id != scanned_diff_id:
         raise DigestMismatchError(f"{what}: its content has diff_id {scanned_diff_id}, but the "
                                   f"base image config says {layer.diff_id}")
-    return BaseLayerScan(index, layer, first.layer, [], scanned=True)
+    return BaseLayerScan(index, layer, first.layer, list(first.left_out) if keep else [],
+                         scanned=True, original_diff_id=scanned_diff_id)
 
 
 def _foreign(media_type: str) -> bool:

@@ -26,12 +26,13 @@ from ..cache import tables as table_cache
 from ..cache.layers import build_layer_cached
 from ..cache.store import Cache
 from ..display import path_fields, plural
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidPlatformError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
+from ..model.index import Artifact, Index, build_index
 from ..model.jsonutil import JSONObject
 from ..model.layer import Layer
 from ..model.mutate import (
@@ -44,16 +45,25 @@ from ..model.mutate import (
     redact_config,
     set_created,
 )
-from ..model.platform import Platform
+from ..model.platform import ALL_PLATFORMS, Platform, parse_platforms
+from ..model.selection import platforms_of
 from ..options import Compression, ImageFormat, Options
 from ..pipeline.append import base_annotations, created_annotation, derived_annotations
 from ..pipeline.outputs import Outputs, result_entry
 from ..progress.events import NULL_TASK, Progress, Task
-from ..stores.locations import Location, WriteResult, parse_location, resolve_platform
+from ..stores.locations import Location, Scratch, WriteResult, parse_location, resolve_platform
 from .baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
 from .dburl import parse_db_url
 from .envfile import read_env_file
-from .inventory import Inventory, LayerRef, find_licensed, take_inventory, unused_allowances
+from .inventory import (
+    Inventory,
+    LayerRef,
+    LicensedComponent,
+    find_licensed,
+    take_inventories,
+    take_inventory,
+    unused_allowances,
+)
 from .policy import Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
@@ -98,14 +108,25 @@ class ExportRequest:
 
 @dataclass
 class ExportOutcome:
-    image: Image
+    """What an export wrote: ``image`` is the image, or for several platforms the index
+    (``images`` holds one image per platform, in the platforms' order)."""
+
+    image: Artifact
     report: Report
     results: list[WriteResult]
     attached: list[dict[str, str]] = field(default_factory=list)
     signatures: list[JSONObject] = field(default_factory=list)
-    inventory: Inventory | None = None
+    inventory: Inventory | None = None          # one platform: its inventory
     sbom: bytes | None = None
     attached_sboms: list[dict[str, str]] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
+    inventories: list[Inventory] = field(default_factory=list)   # one per platform
+    platforms: list[Platform] = field(default_factory=list)      # of ``images``, as asked
+
+    def platform_digests(self) -> list[dict[str, str]]:
+        """``[{"platform", "digest"}]``: each platform's image."""
+        return [{"platform": str(platform), "digest": str(image.digest)}
+                for platform, image in zip(self.platforms, self.images, strict=True)]
 
 
 @dataclass
@@ -114,7 +135,7 @@ class ExportPlan:
 
     spec: AppSpec
     outputs: Outputs
-    platform: Platform
+    platforms: tuple[Platform, ...]            # one image each; several make an index
     options: Options
     epoch: int
     env_layers: list[tuple[str, str, str]]     # (name, value, origin) from env_file and config
@@ -123,6 +144,12 @@ class ExportPlan:
     request: ExportRequest
     allow_env: tuple[str, ...] = ()
     cache: Cache | None = None
+    base_artifact: Artifact | None = None      # the whole base, when phase one read it
+
+    @property
+    def platform(self) -> Platform:
+        """The first (for one platform: the) platform."""
+        return self.platforms[0]
 
     def run(self) -> ExportOutcome:
         """Assemble the image, write every destination, then the report, attach, sign."""
@@ -159,10 +186,14 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     for name in request.allow_env:
         if not name or "=" in name:
             raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
-    platform = request.options.platform or (
-        Platform.parse(spec.platform) if spec.platform else Platform.host())
-    options = dataclasses.replace(request.options, platform=platform, all_platforms=False)
-    outputs = _outputs(spec, request)
+    platforms, base_artifact = _platforms(spec, request, base)
+    for platform in platforms:  # a per-platform folder missing for one of them: exit 2
+        for entry in (*spec.layers, *((spec.files,) if spec.files and request.with_files
+                                      else ())):
+            entry.for_platform(platform)
+    options = dataclasses.replace(request.options, platform=platforms[0], platforms=(),
+                                  all_platforms=False)
+    outputs = _outputs(spec, request, platforms)
     outputs.check_offline(options)
     _check_sbom(request)
     if request.sign_key or request.attach_report or request.attach_sbom:
@@ -189,8 +220,42 @@ def plan_export(request: ExportRequest) -> ExportPlan:
                           spec.locate(("tables", i, "table")))
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
-    return ExportPlan(spec, outputs, platform, options, epoch, env_layers, policy,
-                      base, request, tuple(dict.fromkeys(request.allow_env)))
+    return ExportPlan(spec, outputs, platforms, options, epoch, env_layers, policy, base,
+                      request, tuple(dict.fromkeys(request.allow_env)),
+                      base_artifact=base_artifact)
+
+
+def _platforms(spec: AppSpec, request: ExportRequest, base: Location
+               ) -> tuple[tuple[Platform, ...], Artifact | None]:
+    """The platforms to build, in the order given: ``--platform`` (one, a list, or all),
+    else ``[app] platform``, else the host's; and for ``all`` the base read to find
+    them (every platform of its index; a single image gives its own)."""
+    options = request.options
+    if options.all_platforms:
+        text: str | None = ALL_PLATFORMS
+    elif options.platforms:
+        return tuple(options.platforms), None
+    elif options.platform is not None:
+        return (options.platform,), None
+    else:
+        text = spec.platform
+    if text is None:
+        return (Platform.host(),), None
+    if text != ALL_PLATFORMS:
+        return parse_platforms(text), None
+    if base.kind == "scratch":
+        raise InvalidPlatformError(
+            "platform 'all' means every platform of the base, and scratch has none (it "
+            "serves any): name them, e.g. --platform linux/amd64,linux/arm64")
+    artifact = base.read(dataclasses.replace(options, platform=None, platforms=(),
+                                             all_platforms=True))
+    if isinstance(artifact, Image):
+        return ((artifact.platform or Platform.host()).normalized(),), artifact
+    # normalised as a --platform list is, so that {variant} means the same either way
+    found = [platform.normalized() for platform in platforms_of(artifact)]
+    if not found:
+        raise InvalidPlatformError(f"base {spec.base!r} is an index with no platform images")
+    return tuple(found), artifact
 
 
 def _image_name(spec: AppSpec, tag: str | None) -> str:
@@ -202,80 +267,126 @@ def _image_name(spec: AppSpec, tag: str | None) -> str:
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
 
 
-def _outputs(spec: AppSpec, request: ExportRequest) -> Outputs:
-    """The destinations (default ./<name>.tar), named after the app unless --tag."""
-    texts = list(request.destinations) or [f"{spec.name.rsplit('/', 1)[-1]}.tar"]
+def _outputs(spec: AppSpec, request: ExportRequest, platforms: Sequence[Platform]
+             ) -> Outputs:
+    """The destinations, named after the app unless --tag.  Default ./<name>.tar: a
+    docker archive for one platform, an OCI archive holding the index for several (a
+    docker archive holds one platform, so it is refused then, naming what can)."""
+    last = spec.name.rsplit("/", 1)[-1]
+    several = len(platforms) > 1
+    texts = list(request.destinations) or [f"oci-archive:./{last}.tar" if several
+                                           else f"{last}.tar"]
     outputs = Outputs.parse(texts, default_name=_image_name(spec, request.tag),
                             report=request.report_path,
                             others=[("--sbom", request.sbom_path)] if request.sbom_path else [])
+    if several:
+        for location in outputs:
+            if location.kind == "docker-archive":
+                raise InvalidInputError(
+                    f"{location}: a docker archive holds one platform, and this export "
+                    f"builds {len(platforms)} ({', '.join(str(p) for p in platforms)}); write "
+                    "the index to oci-archive:FILE, oci:DIR or a registry, or export one "
+                    "platform with --platform OS/ARCH")
     outputs.check_compression(request.compression)
     return outputs
 
 
 # -- phase two: assemble and write ------------------------------------------------------
 
+@dataclass
+class _Built:
+    """A layer the export built (once, however many platforms use it) and what its walk
+    left out, as (image path, rule)."""
+
+    role: str
+    source: str
+    result: BuildResult
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    table: JSONObject | None = None       # a table layer: its report entry and warnings
+
+
+@dataclass
+class _Child:
+    """One platform's image while it is assembled."""
+
+    platform: Platform
+    base: Image
+    base_digest: str | None
+    report: Report
+    used: set[str] = field(default_factory=set)
+    image: Image | None = None
+    inventory: Inventory | None = None
+
+
 def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     spec = plan.spec
     plan.cache = Cache.open(plan.options.cache)
-    base = resolve_platform(plan.base.read(plan.options), plan.options)
-    assert isinstance(base, Image)
-    base_digest = None if str(plan.base) == "scratch" else str(base.digest)
-    if request.format is not None:
-        base = convert(base, docker=request.format == "docker")
-    if base.is_docker and request.compression == "zstd":
-        base = convert(base, docker=False)
+    bases = _bases(plan, request)
     # normalize_modes: the checkout's umask must not change the digest (docs/export.md)
     settings = BuildSettings(compression=request.compression, epoch=plan.epoch,
-                             docker=base.is_docker, normalize_modes=True)
-    report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
-                    base_reference=str(spec.base), base_digest=base_digest,
-                    platform=str(plan.platform), licensed=spec.licensed)
-    used_rules: set[str] = set()
-    base = _filter_base(base, settings, plan, request, report, used_rules)
-    built: list[tuple[str, str, BuildResult]] = []
-    for layer_spec in spec.layers:
-        built.append(("runtime", layer_spec.src,
-                      _build(layer_spec, "runtime", settings, plan, report, used_rules)))
-    if request.with_files and spec.files is not None:
-        built.append(("files", spec.files.src,
-                      _build(spec.files, "files", settings, plan, report, used_rules)))
-    with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as tmp:
-        if request.with_files:
-            built += _table_layers(plan, settings, Path(tmp), report)
-    for role, source, result in built:
-        layer = result.layer
-        report.layers.append(LayerEntry(role, source, str(layer.digest), str(layer.diff_id),
-                                        layer.size, layer.file_count, layer.media_type))
-        report.warnings += sorted(result.warnings)  # the folder walk order varies by machine
-    report.left_out_files.sort(
-        key=lambda entry: (entry["path"], entry["layer"], entry.get("base_layer", -1)))
-    image = append_layers(base, [r.layer for _, _, r in built],
-                          created_by=[f"ociforge export: {role} {source}"
-                                      for role, source, _ in built], epoch=plan.epoch)
-    inventory = inventory_and_licenses(image, report, plan.spec.licenses.allow,
-                                       request.include_licensed)
-    changes, dropped_values = _config_changes(image, plan, report, used_rules)
-    report.rules = {k: v for k, v in plan.policy.describe().items() if k in used_rules}
-    if "env-file" in used_rules:
-        report.rules["env-file"] = "the env_file itself (its variables go into the config)"
-    if "spec-file" in used_rules:
-        report.rules["spec-file"] = ("the app's own ociforge.toml (it may hold [config.env] "
-                                     "values and database URLs with passwords)")
-    # The report is complete except for where the image goes: its digest labels the image.
-    changes.labels = {**changes.labels, REPORT_LABEL: report.digest()}
-    image = configure(image, changes)
-    # Build leftovers (container_config repeats the build's Env and Cmd) go; history
-    # text keeps its entries (aligned with the layers) but not the dropped values.
-    image = redact_config(image, history_scrubber(plan.policy, dropped_values))
-    image = set_created(image, plan.epoch)
-    image = drop_annotations(image)  # the base's annotations describe the base, not this app
-    if not image.is_docker:
-        image = annotate(image, _own_annotations(plan, request, base_digest, report.digest()))
-    results = plan.outputs.write(image, plan.options)
-    report.image_digest = str(image.digest)
-    report.media_type = image.media_type
+                             docker=bases[0][1].is_docker, normalize_modes=True)
+    scans: dict[tuple[str, str], BaseLayerScan] = {}   # base layers two platforms share
+    children: list[_Child] = []
+    for platform, base, base_digest in bases:
+        report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
+                        base_reference=str(spec.base), base_digest=base_digest,
+                        platform=str(platform), licensed=spec.licensed)
+        child = _Child(platform, base, base_digest, report)
+        child.base = _filter_base(base, settings, plan, request, report, child.used, scans)
+        children.append(child)
+    layers = _build_all(plan, request, settings, [child.platform for child in children])
+    for child, built in zip(children, layers, strict=True):
+        report = child.report
+        for entry in built:
+            if entry.table is not None:
+                report.tables.append(cast(JSONObject, entry.table["table"]))
+                report.warnings += [w for w in cast(list[str], entry.table["warnings"])
+                                    if w not in report.warnings]
+        for entry in built:
+            layer = entry.result.layer
+            report.layers.append(LayerEntry(entry.role, entry.source, str(layer.digest),
+                                            str(layer.diff_id), layer.size, layer.file_count,
+                                            layer.media_type))
+            report.warnings += sorted(entry.result.warnings)  # walk order varies by machine
+            for image_path, rule in entry.left_out:
+                child.used.add(rule)
+                report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
+                                              "rule": rule, "layer": entry.role})
+        report.left_out_files.sort(
+            key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1)))
+        child.image = append_layers(child.base, [entry.result.layer for entry in built],
+                                    created_by=[f"ociforge export: {entry.role} {entry.source}"
+                                                for entry in built], epoch=plan.epoch)
+    _inventories(children, plan, request)
+    configs = []
+    for child in children:
+        assert child.image is not None
+        changes, dropped_values = _config_changes(child.image, plan, child.report, child.used)
+        child.report.rules = _rules(plan, child.used)
+        configs.append((changes, dropped_values))
+    report = children[0].report if len(children) == 1 else Report.combine(
+        [child.report for child in children], base_digest=_base_index_digest(plan))
+    images = [_finish(child, changes, dropped, report.digest(), plan, request)
+              for child, (changes, dropped) in zip(children, configs, strict=True)]
+    artifact: Artifact = images[0]
+    if len(images) > 1:
+        docker = images[0].is_docker
+        notes = None if docker else _own_annotations(plan, request, _base_index_digest(plan),
+                                                     report.digest())
+        artifact = build_index([(image, None) for image in images], docker=docker,
+                               annotations=notes)
+    results = plan.outputs.write(artifact, plan.options)
+    report.image_digest = str(artifact.digest)
+    report.media_type = artifact.media_type
     report.destinations = [result_entry(result) for result in results]
-    outcome = ExportOutcome(image, report, results, inventory=inventory)
+    outcome = ExportOutcome(artifact, report, results,
+                            inventory=children[0].inventory if len(children) == 1 else None,
+                            images=images,
+                            inventories=[child.inventory for child in children
+                                         if child.inventory is not None],
+                            platforms=[child.platform for child in children])
+    if len(images) > 1:
+        report.manifests = outcome.platform_digests()
     if request.report_path:
         from ..fsutil import write_output_bytes
 
@@ -283,6 +394,114 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     _write_sbom(outcome, plan, request)
     _attach_and_sign(outcome, plan, request)
     return outcome
+
+
+def _bases(plan: ExportPlan, request: ExportRequest) -> list[tuple[Platform, Image, str | None]]:
+    """(platform, base image in the result's format, its digest or None for scratch) for
+    every platform, in the order the platforms were given."""
+    scratch = plan.base.kind == "scratch"
+    found: list[tuple[Platform, Image, str | None]] = []
+    if len(plan.platforms) == 1:
+        base = resolve_platform(plan.base_artifact or plan.base.read(plan.options),
+                                plan.options)
+        assert isinstance(base, Image)
+        found.append((plan.platform, base, None if scratch else str(base.digest)))
+    else:
+        every = plan.base_artifact
+        if every is None and not scratch:
+            every = plan.base.read(dataclasses.replace(plan.options, all_platforms=True))
+            plan.base_artifact = every
+        for platform in plan.platforms:
+            one = dataclasses.replace(plan.options, platform=platform, all_platforms=False)
+            try:
+                base = resolve_platform(every if every is not None else Scratch().read(one),
+                                        one)
+            except InvalidPlatformError as exc:
+                raise InvalidPlatformError(f"base {plan.spec.base!r}: {exc}") from None
+            assert isinstance(base, Image)
+            found.append((platform, base, None if scratch else str(base.digest)))
+    converted = []
+    for platform, base, digest in found:
+        if request.format is not None:
+            base = convert(base, docker=request.format == "docker")
+        if base.is_docker and request.compression == "zstd":
+            base = convert(base, docker=False)
+        converted.append((platform, base, digest))
+    if len({base.is_docker for _, base, _ in converted}) > 1:
+        # one index holds one media-type family: Docker children of a mixed base become OCI
+        converted = [(platform, convert(base, docker=False) if base.is_docker else base,
+                      digest) for platform, base, digest in converted]
+    return converted
+
+
+def _base_index_digest(plan: ExportPlan) -> str | None:
+    """The digest of the base as named (its index, for a multi-platform base); None for
+    scratch."""
+    if plan.base.kind == "scratch":
+        return None
+    every = plan.base_artifact
+    if every is None:
+        every = plan.base.read_documents(dataclasses.replace(plan.options, all_platforms=True))
+        plan.base_artifact = every
+    return str(every.digest)
+
+
+def _build_all(plan: ExportPlan, request: ExportRequest, settings: BuildSettings,
+               platforms: Sequence[Platform]) -> list[list[_Built]]:
+    """Every platform's layers: runtime, files (with --with-files), tables.  An entry whose
+    ``src`` has no placeholders (and every table) is built once and shared: the same
+    blob in every platform's image."""
+    spec = plan.spec
+    done: dict[tuple[str, str, str, tuple[str, ...]], _Built] = {}
+
+    def build(entry: PathSpec, role: str) -> _Built:
+        key = (role, str(entry.path), entry.dest, entry.exclude)
+        if key not in done:
+            done[key] = _build(entry, role, settings, plan)
+        return done[key]
+
+    per_platform: list[list[_Built]] = []
+    for platform in platforms:
+        built = [build(entry.for_platform(platform), "runtime") for entry in spec.layers]
+        if request.with_files and spec.files is not None:
+            built.append(build(spec.files.for_platform(platform), "files"))
+        per_platform.append(built)
+    if request.with_files:
+        with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as tmp:
+            tables = _table_layers(plan, settings, Path(tmp))
+        for built in per_platform:
+            built += tables
+    return per_platform
+
+
+def _finish(child: _Child, changes: ConfigChanges, dropped_values: set[str], report_digest: str,
+            plan: ExportPlan, request: ExportRequest) -> Image:
+    """The platform's final image: config, the report label, history scrubbed, created,
+    and (OCI) its own annotations."""
+    assert child.image is not None
+    # The report is complete except for where the image goes: its digest labels the image.
+    changes.labels = {**changes.labels, REPORT_LABEL: report_digest}
+    image = configure(child.image, changes)
+    # Build leftovers (container_config repeats the build's Env and Cmd) go; history
+    # text keeps its entries (aligned with the layers) but not the dropped values.
+    image = redact_config(image, history_scrubber(plan.policy, dropped_values))
+    image = set_created(image, plan.epoch)
+    image = drop_annotations(image)  # the base's annotations describe the base, not this app
+    if not image.is_docker:
+        image = annotate(image, _own_annotations(plan, request, child.base_digest,
+                                                 report_digest))
+    return image
+
+
+def _rules(plan: ExportPlan, used: set[str]) -> dict[str, str]:
+    """The description of every rule that fired."""
+    rules = {k: v for k, v in plan.policy.describe().items() if k in used}
+    if "env-file" in used:
+        rules["env-file"] = "the env_file itself (its variables go into the config)"
+    if "spec-file" in used:
+        rules["spec-file"] = ("the app's own ociforge.toml (it may hold [config.env] "
+                              "values and database URLs with passwords)")
+    return rules
 
 
 def _own_annotations(plan: ExportPlan, request: ExportRequest, base_digest: str | None,
@@ -302,8 +521,14 @@ def _own_annotations(plan: ExportPlan, request: ExportRequest, base_digest: str 
 
 def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest
                      ) -> None:
-    """SBOM and report as referrers, then a signature, next to every written image."""
+    """SBOM and report as referrers of what was written (the index, for several
+    platforms), then a signature next to every written image: the index's, and each
+    platform image's too (as ``cosign sign --recursive`` does), so whichever digest a
+    verifier holds has one."""
     digest = str(outcome.image.digest)
+    signed = [digest]
+    if isinstance(outcome.image, Index):
+        signed += [str(image.digest) for image in outcome.images]
     progress = Progress.of(plan.options)
     for location in plan.outputs:
         if request.attach_sbom and outcome.sbom is not None:
@@ -323,28 +548,31 @@ def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRe
         if request.sign_key:
             from ..trust.sign import sign_location
 
-            with progress.task("sign", str(location)):
-                info = sign_location(location, request.sign_key, request.key_password,
-                                     plan.options, digest=digest)
-            outcome.signatures.append(info.to_dict())
+            for subject in signed:
+                with progress.task("sign", str(location)):
+                    info = sign_location(location, request.sign_key, request.key_password,
+                                         plan.options, digest=subject)
+                outcome.signatures.append(info.to_dict())
 
 
 def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request: ExportRequest,
-                 report: Report, used: set[str]) -> Image:
-    """Base layers through the file rules: clean ones as they are, others rewritten."""
+                 report: Report, used: set[str],
+                 scans: dict[tuple[str, str], BaseLayerScan] | None = None) -> Image:
+    """Base layers through the file rules: clean ones as they are, others rewritten.
+    ``scans`` holds the scans of layers another platform's base has too (read once)."""
     if request.keep_base_layers:
         report.base_scanned = False
-        scans = [BaseLayerScan(i, layer, layer, scanned=False)
+        found = [BaseLayerScan(i, layer, layer, scanned=False)
                  for i, layer in enumerate(base.layers)]
-        if scans:
+        if found:
             report.warnings.append("base layers were not scanned (--keep-base-layers): license "
                                    "or credential files in them ship as they are")
     else:
-        base, scans = filter_base_layers(
+        base, found = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
                                                settings.threads), cache=plan.cache,
-            progress=Progress.of(plan.options))
-    for scan in scans:
+            shared=scans, progress=Progress.of(plan.options))
+    for scan in found:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
             report.warnings.append(f"base layer {scan.index} was not scanned: "
@@ -363,17 +591,16 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
     return base
 
 
-def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
+def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]]
              ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
     """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
-    one a reused layer left out; ``rules`` names everything ``skip`` decides by."""
+    one a reused layer left out; ``rules`` names everything ``skip`` decides by (not the
+    platform: a layer's bytes do not depend on it, so platforms share it)."""
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
 
     def note(image_path: str, rule_name: str) -> None:
-        used.add(rule_name)
-        report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
-                                      "rule": rule_name, "layer": role})
+        left_out.append((image_path, rule_name))
 
     def skip(image_path: str, host_path: Path) -> str | None:
         rule_name: str | None = None
@@ -390,26 +617,26 @@ def _skipper(plan: ExportPlan, role: str, report: Report, used: set[str]
         note(image_path, rule_name)
         return rule_name
 
-    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file,
-                  str(plan.platform)))
+    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file))
     return skip, note, rules
 
 
-def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan,
-           report: Report, used: set[str]) -> BuildResult:
+def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan
+           ) -> _Built:
     log.info("building %s layer from %s", role, layer_spec.src)
-    skip, replay, rules = _skipper(plan, role, report, used)
+    left_out: list[tuple[str, str]] = []
+    skip, replay, rules = _skipper(plan, role, left_out)
     what = f"{role} layer {layer_spec.src}"
     with Progress.of(plan.options).task("build", what) as task:
-        return build_layer_cached(
+        result = build_layer_cached(
             plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
             settings, skip=skip, replay=replay, rules=rules,
             deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
             what=what, progress=task)
+    return _Built(role, layer_spec.src, result, left_out)
 
 
-def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: Report
-                  ) -> list[tuple[str, str, BuildResult]]:
+def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[_Built]:
     """One layer per table.  The tables of one database come from one snapshot: a SQLite
     database's tables are reused from the cache only when every one of them can be
     (the file proves unchanged), else all of them are read again together."""
@@ -451,10 +678,7 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path, report: 
     out = []
     for i, table in enumerate(tables):
         result, meta = done[i]
-        report.tables.append(cast(JSONObject, meta["table"]))
-        report.warnings += [w for w in cast(list[str], meta["warnings"])
-                            if w not in report.warnings]
-        out.append(("table", table.name, result))
+        out.append(_Built("table", table.name, result, table=meta))
     return out
 
 
@@ -567,13 +791,54 @@ def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
 
     ``report.layers`` must describe ``image.layers`` one for one (they label the layers).
     """
+    inventory = take_inventory(_layer_refs(image, report))
+    refused = _record_inventory(inventory, report, allow)
+    if refused and not include_licensed:
+        _refuse_licensed([("", refused)])
+    return inventory
+
+
+def _inventories(children: Sequence[_Child], plan: ExportPlan, request: ExportRequest
+                 ) -> None:
+    """Every platform's inventory in its report (taken together: a layer several
+    platforms' images hold is read once for those that reach it together); licensed
+    software in any platform that is neither allowed nor included is refused, naming
+    the platform."""
+    allow = plan.spec.licenses.allow
+    if len(children) == 1:
+        child = children[0]
+        assert child.image is not None
+        child.inventory = inventory_and_licenses(child.image, child.report, allow,
+                                                 request.include_licensed)
+        return
+    stacks = []
+    for child in children:
+        assert child.image is not None
+        stacks.append(_layer_refs(child.image, child.report))
+    refused: list[tuple[str, list[LicensedComponent]]] = []
+    for child, inventory in zip(children, take_inventories(stacks), strict=True):
+        child.inventory = inventory
+        found = _record_inventory(inventory, child.report, allow)
+        if found:
+            refused.append((str(child.platform), found))
+    if refused and not request.include_licensed:
+        _refuse_licensed(refused)
+
+
+def _layer_refs(image: Image, report: Report) -> list[tuple[LayerRef, Layer]]:
     refs = []
     for index, layer in enumerate(image.layers):
         entry = report.layers[index] if index < len(report.layers) else None
         label = "" if entry is None else (
             "base" if entry.role == "base" else f"{entry.role} {entry.source}")
         refs.append((LayerRef(index, str(layer.digest), label), layer))
-    inventory = take_inventory(refs)
+    return refs
+
+
+def _record_inventory(inventory: Inventory, report: Report, allow: Sequence[str]
+                      ) -> list[LicensedComponent]:
+    """The inventory's counts, licensed components and warnings in the report; returns
+    the licensed components that are not allowed."""
     components = sorted(find_licensed(inventory, allow),
                         key=lambda c: (c.package.name.lower(), c.package.path))
     report.inventory = {"packages": len(inventory.packages),
@@ -583,15 +848,20 @@ def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
     report.warnings += list(inventory.warnings)
     report.warnings += [f"[licenses] allow {entry!r}: no licensed package of that name in the "
                         "image (a typo?)" for entry in unused_allowances(components, allow)]
-    refused = [c for c in components if not c.allowed]
-    if refused and not include_licensed:
-        shown = "; ".join(c.describe() for c in refused[:5])
-        if len(refused) > 5:
-            shown += f"; and {len(refused) - 5} more: " + ", ".join(
-                c.package.name for c in refused[5:20]) + (" ..." if len(refused) > 20 else "")
-        names = ", ".join(f'"{n}"' for n in dict.fromkeys(c.package.name for c in refused))
-        raise InvalidInputError(LICENSED_COMPONENTS_REFUSAL.format(found=shown, names=names))
-    return inventory
+    return [c for c in components if not c.allowed]
+
+
+def _refuse_licensed(refused: Sequence[tuple[str, Sequence[LicensedComponent]]]) -> None:
+    """Exit 2 naming the licensed components (prefixed with their platform when there
+    are several platforms)."""
+    every = [(platform, c) for platform, found in refused for c in found]
+    shown = "; ".join((f"{platform}: " if platform else "") + c.describe()
+                      for platform, c in every[:5])
+    if len(every) > 5:
+        shown += f"; and {len(every) - 5} more: " + ", ".join(
+            c.package.name for _, c in every[5:20]) + (" ..." if len(every) > 20 else "")
+    names = ", ".join(f'"{n}"' for n in dict.fromkeys(c.package.name for _, c in every))
+    raise InvalidInputError(LICENSED_COMPONENTS_REFUSAL.format(found=shown, names=names))
 
 
 def _check_sbom(request: ExportRequest) -> None:
@@ -605,12 +875,18 @@ def _check_sbom(request: ExportRequest) -> None:
 
 
 def _write_sbom(outcome: ExportOutcome, plan: ExportPlan, request: ExportRequest) -> None:
-    if outcome.inventory is None or not (request.sbom_path or request.attach_sbom):
+    if not outcome.inventories or not (request.sbom_path or request.attach_sbom):
         return
-    from .sbom import spdx_json
+    from .sbom import spdx_json, spdx_json_platforms
 
-    outcome.sbom = spdx_json(outcome.inventory, name=plan.spec.name,
-                             image_digest=str(outcome.image.digest), epoch=plan.epoch)
+    if isinstance(outcome.image, Image):
+        outcome.sbom = spdx_json(outcome.inventories[0], name=plan.spec.name,
+                                 image_digest=str(outcome.image.digest), epoch=plan.epoch)
+    else:
+        outcome.sbom = spdx_json_platforms(
+            [(entry["platform"], entry["digest"], inventory) for entry, inventory
+             in zip(outcome.platform_digests(), outcome.inventories, strict=True)],
+            name=plan.spec.name, index_digest=str(outcome.image.digest), epoch=plan.epoch)
     if request.sbom_path:
         from ..fsutil import write_output_bytes
 

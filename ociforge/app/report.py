@@ -41,12 +41,15 @@ class LayerEntry:
     scanned: bool = True                    # base layers: went through the file rules
     original_digest: str | None = None      # base layers rewritten without left-out files
     original_diff_id: str | None = None
+    shared: bool | None = None              # several platforms: the blob is in others too
 
     def to_dict(self) -> JSONObject:
         out: JSONObject = {
             "role": self.role, "source": self.source, "digest": self.digest,
             "diff_id": self.diff_id, "size": self.size, "files": self.files,
             "mediaType": self.media_type}
+        if self.shared is not None:
+            out["shared"] = self.shared
         if self.role == "base":
             out["scanned"] = self.scanned
             out["rewritten"] = self.original_digest is not None
@@ -77,9 +80,51 @@ class Report:
     overridden: list[dict[str, str]] = field(default_factory=list)  # kept by --allow-env
     inventory: dict[str, Any] | None = None     # packages, per ecosystem, per license (counts)
     licensed_components: list[dict[str, Any]] = field(default_factory=list)
+    # several platforms: one report per platform (its base, layers, inventory); the
+    # lists above then hold what every platform shares, the rest naming its platforms
+    platforms: list[Report] = field(default_factory=list)
+    manifests: list[dict[str, str]] = field(default_factory=list)   # platform, digest
+
+    @classmethod
+    def combine(cls, reports: list[Report], base_digest: str | None) -> Report:
+        """One report for the platforms of one export (each report one platform's, in
+        order).  A layer whose blob is in several platforms is marked ``shared``; an
+        entry of dropped_env or left_out_files that holds for every platform is listed
+        once, one that holds for some names them in ``platforms``; a warning of some
+        platforms only starts with their names."""
+        first = reports[0]
+        counts: dict[str, int] = {}
+        for report in reports:
+            for digest in {layer.digest for layer in report.layers}:
+                counts[digest] = counts.get(digest, 0) + 1
+        for report in reports:
+            for layer in report.layers:
+                layer.shared = counts[layer.digest] > 1
+        names = [report.platform for report in reports]
+        rules: dict[str, str] = {}
+        for report in reports:
+            rules.update(report.rules)
+        combined = cls(
+            app=first.app, mode=first.mode, base_reference=first.base_reference,
+            base_digest=base_digest, platform=",".join(names),
+            dropped_env=_merge([(r.platform, r.dropped_env) for r in reports], names),
+            overridden=_merge([(r.platform, r.overridden) for r in reports], names),
+            left_out_files=sorted(
+                _merge([(r.platform, r.left_out_files) for r in reports], names),
+                key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1),
+                                  item.get("platforms", []))),
+            base_scanned=first.base_scanned, tables=first.tables,
+            rules=dict(sorted(rules.items())),
+            warnings=[warning if len(where) == len(names) else f"{', '.join(where)}: {warning}"
+                      for warning, where in _occurrences(
+                          [(r.platform, r.warnings) for r in reports])],
+            licensed=first.licensed, platforms=reports)
+        return combined
 
     def content(self) -> JSONObject:
         """Everything the report digest covers (no image digest, no destinations)."""
+        if self.platforms:
+            return self._platforms_content()
         out: JSONObject = {
             "format": REPORT_FORMAT,
             "app": self.app,
@@ -101,6 +146,43 @@ class Report:
         out.update(self._inventory_content())
         return json_safe(out)
 
+    def _platforms_content(self) -> JSONObject:
+        """The content of a report over several platforms: the shared lists, and per
+        platform its base digest, layers, inventory and licensed components."""
+        out: JSONObject = {
+            "format": REPORT_FORMAT,
+            "app": self.app,
+            "mode": self.mode,
+            "base": {"reference": self.base_reference, "digest": self.base_digest},
+            "base_scanned": self.base_scanned,
+            "platforms": [report._platform_entry() for report in self.platforms],
+            "dropped_env": self.dropped_env,
+            "left_out_files": self.left_out_files,
+            "tables": self.tables,
+            "rules": self.rules,
+            "warnings": self.warnings,
+        }
+        refused = sum(1 for report in self.platforms for c in report.licensed_components
+                      if not c.get("allowed"))
+        if self.licensed or refused:
+            licensed: dict[str, Any] = {"app": self.licensed,
+                                        "exported_with": "--include-licensed"}
+            if refused:
+                licensed["components"] = refused
+            out["licensed"] = licensed
+        if self.overridden:  # as in a one-platform report: only when something was kept
+            out["overridden"] = self.overridden
+        return json_safe(out)
+
+    def _platform_entry(self) -> JSONObject:
+        out: JSONObject = {"platform": self.platform, "base": {"digest": self.base_digest},
+                           "layers": [layer.to_dict() for layer in self.layers]}
+        if self.inventory is not None:
+            out["inventory"] = self.inventory
+        if self.licensed_components:
+            out["licensed_components"] = self.licensed_components
+        return out
+
     def _inventory_content(self) -> dict[str, Any]:
         """What ships: package and license counts, and every licensed component."""
         out: dict[str, Any] = {}
@@ -121,8 +203,11 @@ class Report:
     def to_dict(self) -> JSONObject:
         out = self.content()
         out["report_digest"] = self.digest()
-        out["image"] = json_safe({"digest": self.image_digest, "mediaType": self.media_type,
-                                  "destinations": self.destinations})
+        image: dict[str, Any] = {"digest": self.image_digest, "mediaType": self.media_type,
+                                 "destinations": self.destinations}
+        if self.manifests:
+            image["manifests"] = self.manifests
+        out["image"] = json_safe(image)
         return out
 
     def to_json(self) -> str:
@@ -130,19 +215,21 @@ class Report:
 
     def summary(self) -> str:
         """One screen for stderr: counts and names, never values."""
-        lines = [f"exported {self.app} ({self.mode}) for {self.platform}",
+        shown = ", ".join(r.platform for r in self.platforms) or self.platform
+        lines = [f"exported {self.app} ({self.mode}) for {shown}",
                  f"  base     {self.base_reference}"
                  + (f" @ {self.base_digest}" if self.base_digest else "")]
-        for layer in self.layers:
-            files = f"{plural(layer.files, 'file')}, " if layer.files is not None else ""
-            lines.append(f"  layer    {layer.role:<8} {layer.source:<24} "
-                         f"{files}{_size(layer.size)}  {layer.digest[:19]}"
-                         + (f"  rewritten (was {layer.original_digest[:19]})"
-                            if layer.original_digest else ""))
+        for report in self.platforms or [self]:
+            if self.platforms:
+                lines.append(f"  platform {report.platform}"
+                             + (f" (base @ {report.base_digest})" if report.base_digest
+                                else ""))
+            lines += report._layer_lines()
         if self.licensed:
             lines.append("  licensed app exported with --include-licensed (its license keys "
                          "and server settings are left out)")
-        lines += self._inventory_lines()
+        for report in self.platforms or [self]:
+            lines += report._inventory_lines(f"{report.platform}: " if self.platforms else "")
         if not self.base_scanned:
             lines.append("  base     layers NOT scanned (--keep-base-layers): "
                          "license or credential files in them ship as they are")
@@ -158,38 +245,56 @@ class Report:
             lines.append("  kept     variables: " + ", ".join(
                 f"{d['name']} (--allow-env, overrides {d['rule']})" for d in self.overridden))
         if self.left_out_files:
-            shown = self.left_out_files[:8]
+            files = self.left_out_files[:8]
             lines.append(f"  left out {plural(len(self.left_out_files), 'file')}: " + ", ".join(
-                f"{f['path']} ({f['rule']})" for f in shown)
-                + (" ..." if len(self.left_out_files) > len(shown) else ""))
+                f"{f['path']} ({f['rule']})" for f in files)
+                + (" ..." if len(self.left_out_files) > len(files) else ""))
         for warning in self.warnings[:5]:
             lines.append(f"  warning  {warning}")
-        lines.append(f"  image    {self.image_digest}")
+        if self.manifests:
+            lines.append(f"  index    {self.image_digest}")
+            lines += [f"  image    {entry['platform']} {entry['digest']}"
+                      for entry in self.manifests]
+        else:
+            lines.append(f"  image    {self.image_digest}")
         for dest in self.destinations:
             named = f" ({dest['name']})" if dest.get("name") else ""
             lines.append(f"  wrote    {dest['location']}{named}")
         lines.append(f"  report   {self.digest()}")
         return "\n".join(human(line) for line in lines)  # a name cannot start a line
 
-    def _inventory_lines(self) -> list[str]:
-        """The license overview (count per license) and the licensed components."""
+    def _layer_lines(self) -> list[str]:
+        lines = []
+        for layer in self.layers:
+            files = f"{plural(layer.files, 'file')}, " if layer.files is not None else ""
+            lines.append(f"  layer    {layer.role:<8} {layer.source:<24} "
+                         f"{files}{_size(layer.size)}  {layer.digest[:19]}"
+                         + (f"  rewritten (was {layer.original_digest[:19]})"
+                            if layer.original_digest else "")
+                         + ("  shared" if layer.shared else ""))
+        return lines
+
+    def _inventory_lines(self, where: str = "") -> list[str]:
+        """The license overview (count per license) and the licensed components; ``where``
+        starts each line's text (the platform, in a report of several)."""
         lines: list[str] = []
         if self.inventory is not None and not self.inventory.get("packages"):
-            lines.append("  packages none found (no dpkg, apk, Python, conda, R or npm metadata)")
+            lines.append(f"  packages {where}none found (no dpkg, apk, Python, conda, R or "
+                         "npm metadata)")
         elif self.inventory is not None:
             ecosystems = ", ".join(f"{k} {v}" for k, v in self.inventory["ecosystems"].items())
             overview = list(self.inventory["licenses"].items())
             shown = ", ".join(f"{name} {count}" for name, count in overview[:10])
             more = f" and {len(overview) - 10} more" if len(overview) > 10 else ""
-            lines.append(f"  packages {self.inventory['packages']} ({ecosystems})")
-            lines.append(f"  licenses {shown}{more}")
+            lines.append(f"  packages {where}{self.inventory['packages']} ({ecosystems})")
+            lines.append(f"  licenses {where}{shown}{more}")
         for component in self.licensed_components[:8]:
             how = "allowed by [licenses] allow" if component.get("allowed") \
                 else "exported with --include-licensed"
-            lines.append(f"  licensed {component['name']} {component['version']} "
+            lines.append(f"  licensed {where}{component['name']} {component['version']} "
                          f"({component['ecosystem']}, layer {component['layer'] + 1}): {how}")
         if len(self.licensed_components) > 8:
-            lines.append(f"  licensed ... and {len(self.licensed_components) - 8} more "
+            lines.append(f"  licensed {where}... and {len(self.licensed_components) - 8} more "
                          "(see the report's licensed_components)")
         return lines
 
@@ -210,6 +315,25 @@ def verify_report(report: JSONObject) -> bool:
         except (KeyError, ValueError):
             return False
     return True
+
+
+def _occurrences(lists: list[tuple[str, list[Any]]]) -> list[tuple[Any, list[str]]]:
+    """Each distinct item (equal items are one), in first-seen order, with the names of
+    the lists holding it."""
+    found: dict[bytes, tuple[Any, list[str]]] = {}
+    for name, items in lists:
+        for item in items:
+            entry = found.setdefault(canonical(item), (item, []))
+            if name not in entry[1]:
+                entry[1].append(name)
+    return list(found.values())
+
+
+def _merge(lists: list[tuple[str, list[Any]]], names: list[str]) -> list[Any]:
+    """Dict entries of several platforms' lists: once each, with ``platforms`` naming
+    where it holds unless it holds for every platform."""
+    return [item if len(where) == len(names) else {**item, "platforms": where}
+            for item, where in _occurrences(lists)]
 
 
 def _size(n: int) -> str:

@@ -14,12 +14,13 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ConfigFileError, InvalidInputError
+from ..errors import ConfigFileError, InvalidInputError, InvalidPlatformError
 from ..fsutil import read_regular
+from ..model.platform import ALL_PLATFORMS, Platform, parse_platforms
 from .tomlpos import KeyLines
 
 SPEC_NAME = "ociforge.toml"
@@ -39,7 +40,6 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "secrets": ("env", "files", "allow_files"),
 }
 
-
 _ARRAYS = ("layers", "tables")   # written [[layers]], [[tables]]
 
 
@@ -48,14 +48,55 @@ def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
     return f" (did you mean {guess[0]!r}?)" if guess else ""
 
 
+PLACEHOLDERS = ("os", "arch", "variant")
+_PLACEHOLDER_RE = re.compile(r"\{(os|arch|variant)\}")
+_BRACES_RE = re.compile(r"\{[A-Za-z_]*\}")
+
+
+def has_placeholders(src: str) -> bool:
+    """Whether ``src`` names a folder per platform (``{os}``, ``{arch}``, ``{variant}``)."""
+    return _PLACEHOLDER_RE.search(src) is not None
+
+
+def fill_placeholders(src: str, platform: Platform) -> str:
+    """``src`` for one platform: ``{os}``, ``{arch}``, and ``{variant}`` (empty when the
+    platform has none); other braces stay as they are."""
+    values = {"os": platform.os, "arch": platform.architecture,
+              "variant": platform.variant or ""}
+    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], src)
+
+
 @dataclass(frozen=True)
 class PathSpec:
-    """A folder or file of the app (``src``) placed at ``dest`` in the image."""
+    """A folder or file of the app (``src``) placed at ``dest`` in the image.
+
+    A ``src`` with placeholders names one folder per platform: ``for_platform``
+    fills them in and checks that folder (``path`` is then unchecked)."""
 
     src: str            # as written, relative to the app folder
     path: Path          # resolved on disk, inside the app folder
     dest: str
     exclude: tuple[str, ...] = ()
+    where: str = ""     # "FILE:LINE: layers[0].src", to name it in errors
+    root: Path | None = None    # the app folder
+
+    @property
+    def per_platform(self) -> bool:
+        return has_placeholders(self.src)
+
+    def for_platform(self, platform: Platform) -> PathSpec:
+        """This entry for ``platform``: itself without placeholders, else with them filled
+        in and the folder checked (ConfigFileError naming the platform when it is missing
+        or leaves the application folder)."""
+        if not self.per_platform:
+            return self
+        assert self.root is not None
+        text = fill_placeholders(self.src, platform)
+        path, problem = resolve_inside(self.root, text)
+        if problem is not None:
+            raise ConfigFileError(f"{self.where}: {self.src!r} is {text!r} for {platform}, "
+                                  f"which {problem}")
+        return replace(self, src=text, path=path)
 
 
 @dataclass(frozen=True)
@@ -100,7 +141,7 @@ class AppSpec:
     root: Path
     name: str
     base: str = "scratch"
-    platform: str | None = None
+    platform: str | None = None   # one, a comma list, or "all" (as --platform takes it)
     licensed: bool = False
     config: ConfigSpec = field(default_factory=ConfigSpec)
     layers: tuple[PathSpec, ...] = ()
@@ -238,19 +279,18 @@ class _Loader:
     # -- paths ----------------------------------------------------------------
     def inside(self, rel: str, path: tuple[str | int, ...], must_exist: bool = True) -> Path:
         """Resolve ``rel`` against the app folder; refuse anything that leaves it."""
-        if os.path.isabs(rel) or rel.startswith("~"):
-            raise self.error(path, f"{rel!r} must be relative to the application folder")
-        normal = os.path.normpath(rel)
-        if normal == ".." or normal.startswith("../"):
-            raise self.error(path, f"{rel!r} leaves the application folder")
-        full = self.root / normal
-        if must_exist and not os.path.lexists(full):
-            raise self.error(path, f"{rel!r} does not exist in the application folder")
-        # The src itself is read, so a symlink there must not lead out of the folder.
-        real = Path(os.path.realpath(full))
-        if os.path.lexists(full) and real != self.root and self.root not in real.parents:
-            raise self.error(path, f"{rel!r} leads out of the application folder (symlink)")
+        full, problem = resolve_inside(self.root, rel, must_exist)
+        if problem is not None:
+            if "does not exist" in problem and _BRACES_RE.search(rel):
+                known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+                problem += f" (the placeholders are {known})"
+            raise self.error(path, f"{rel!r} {problem}")
         return full
+
+    def where(self, path: tuple[str | int, ...]) -> str:
+        line = self.lines.line_of(path)
+        return f"{self.toml_path}:{line}: {_display(path)}" if line else \
+            f"{self.toml_path}: {_display(path)}"
 
     def dest(self, data: dict, path: tuple[str | int, ...], default: str | None) -> str:
         value = self.string(data, path, required=default is None)
@@ -282,15 +322,7 @@ class _Loader:
         if not _REPO_RE.match(name) or len(name) > 255:
             raise self.error(("app", "name"), f"{name!r} is not a valid image name (lowercase "
                              "letters, digits and . _ - separators, '/' between components)")
-        platform = self.string(app, ("app", "platform"))
-        if platform is not None:
-            from ..errors import InvalidPlatformError
-            from ..model.platform import Platform
-
-            try:
-                Platform.parse(platform)
-            except InvalidPlatformError as exc:
-                raise self.error(("app", "platform"), str(exc)) from None
+        platform = self.platform(app)
         base = self.string(app, ("app", "base")) or "scratch"
         try:
             from ..stores.locations import parse_location
@@ -320,6 +352,32 @@ class _Loader:
             key_lines=self.lines,
         )
 
+    def platform(self, app: dict) -> str | None:
+        """``[app] platform``: one platform, ``"all"``, or an array of platforms (kept as
+        the comma list ``--platform`` takes)."""
+        p = ("app", "platform")
+        value = app.get("platform")
+        if value is None:
+            return None
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v.strip() and "," not in v
+                                    for v in value):
+                raise self.error(p, "must be a platform (\"linux/amd64\"), \"all\", or a "
+                                 "non-empty array of platforms")
+            text = ",".join(value)
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise self.error(p, f"must be a string or an array of strings, not "
+                             f"{_type_name(value)}")
+        if text.strip().lower() == ALL_PLATFORMS and not isinstance(value, list):
+            return ALL_PLATFORMS
+        try:
+            parse_platforms(text)
+        except InvalidPlatformError as exc:
+            raise self.error(p, str(exc)) from None
+        return text
+
     def array(self, data: dict, key: str) -> list:
         value = data.get(key, [])
         if not isinstance(value, list):
@@ -331,9 +389,11 @@ class _Loader:
                   default_dest: str | None) -> PathSpec:
         src = self.string(section, (*path, "src"), required=True)
         assert src is not None
-        full = self.inside(src, (*path, "src"))
+        # a src with placeholders is checked per platform (PathSpec.for_platform)
+        full = self.inside(src, (*path, "src"), must_exist=not has_placeholders(src))
         return PathSpec(src, full, self.dest(section, (*path, "dest"), default_dest),
-                        self.strings(section, (*path, "exclude")))
+                        self.strings(section, (*path, "exclude")),
+                        where=self.where((*path, "src")), root=self.root)
 
     def config(self, value: Any) -> ConfigSpec:
         section = self.table(value, ("config",), _SECTIONS["config"])
@@ -433,6 +493,25 @@ class _Loader:
             if not value.strip() or value != value.strip() or any(c.isspace() for c in value):
                 raise self.error(path, f"{value!r} is not a name or glob (empty or with spaces)")
         return values
+
+
+def resolve_inside(root: Path, rel: str, must_exist: bool = True
+                   ) -> tuple[Path, str | None]:
+    """(``rel`` resolved against the app folder ``root``, None) or (..., why it is refused:
+    absolute, leaving the folder, missing, or a symlink leading out)."""
+    if os.path.isabs(rel) or rel.startswith("~"):
+        return root, "must be relative to the application folder"
+    normal = os.path.normpath(rel)
+    if normal == ".." or normal.startswith("../"):
+        return root, "leaves the application folder"
+    full = root / normal
+    if must_exist and not os.path.lexists(full):
+        return full, "does not exist in the application folder"
+    # The src itself is read, so a symlink there must not lead out of the folder.
+    real = Path(os.path.realpath(full))
+    if os.path.lexists(full) and real != root and root not in real.parents:
+        return full, "leads out of the application folder (symlink)"
+    return full, None
 
 
 def _type_name(value: Any) -> str:

@@ -11,3 +11,7 @@ ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
+# buildx lists an attestation manifest per image (platform unknown/unknown), naming it
+DOCKER_REFERENCE_TYPE = "vnd.docker.reference.type"
+DOCKER_REFERENCE_DIGEST = "vnd.docker.reference.digest"
+ATTESTATION_MANIFEST = "attestation-manifest"

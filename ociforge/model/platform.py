@@ -49,7 +49,8 @@ class Platform:
         parts = text.strip().split("/")
         if len(parts) == 1:
             parts = ["linux", parts[0]]
-        if len(parts) > 3 or any(not p or not _PART_RE.match(p) for p in parts):
+        if len(parts) > 3 or any(not p or not _PART_RE.match(p) or p in (".", "..")
+                                 for p in parts):
             raise InvalidPlatformError(
                 f"malformed platform {text[:80]!r}; expected OS/ARCH[/VARIANT], e.g. linux/amd64"
             )
@@ -123,3 +124,26 @@ class Platform:
     def __str__(self) -> str:
         text = f"{self.os}/{self.architecture}"
         return f"{text}/{self.variant}" if self.variant else text
+
+
+ALL_PLATFORMS = "all"
+
+
+def parse_platforms(text: str) -> tuple[Platform, ...]:
+    """``os/arch[/variant]`` or a comma-separated list of them, each once in the order
+    given (``linux/arm64,linux/arm64/v8`` is one platform).  ``all`` is the caller's
+    to handle: here it is no platform."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidPlatformError("platform is empty; expected OS/ARCH[/VARIANT]")
+    found: list[Platform] = []
+    for part in text.split(","):
+        if not part.strip():
+            raise InvalidPlatformError(
+                f"empty platform in the list {text[:80]!r}; expected OS/ARCH[/VARIANT],...")
+        if part.strip().lower() == ALL_PLATFORMS:
+            raise InvalidPlatformError(
+                f"'all' cannot be combined with other platforms ({text[:80]!r})")
+        platform = Platform.parse(part)
+        if not any(platform.matches(seen) for seen in found):
+            found.append(platform)
+    return tuple(found)

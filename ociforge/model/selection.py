@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from ..errors import InvalidPlatformError, ValidationError
 from ..options import Options
 from . import mediatypes as mt
+from .annotations import ATTESTATION_MANIFEST, DOCKER_REFERENCE_DIGEST, DOCKER_REFERENCE_TYPE
 from .descriptor import Descriptor
 from .image import Image
 from .index import Artifact, Index, ReferenceBudget
+from .jsonutil import JSONObject, canonical
 from .platform import Platform
 
 ImageOf = Callable[[Descriptor], Image]
@@ -107,14 +109,74 @@ def select_image(index: Index, wanted: Platform) -> Image:
                            entries_of=entries_of)
 
 
+def platforms_of(index: Index) -> list[Platform]:
+    """The platforms an index offers, each once, in its order, nested indexes depth first
+    (attestation manifests and ``unknown/unknown`` entries are no platform)."""
+    found: list[Platform] = []
+    for desc, image in index.images():
+        platform = desc.platform or image.platform
+        if platform is None or platform.os == "unknown" or \
+                DOCKER_REFERENCE_TYPE in (desc.annotations or {}):
+            continue
+        if not any(platform.matches(seen) for seen in found):
+            found.append(platform)
+    return found
+
+
+def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
+    """The children of ``index`` for ``wanted`` (each found as select_image finds it) as a
+    new index: every kept entry exactly as the source lists it (digest, platform,
+    annotations), in the source's order, with the attestation manifests that name a kept
+    image; the index's own fields kept.  When that is every entry of the source, the
+    source itself (its digest unchanged).  A platform it lacks is InvalidPlatformError
+    naming the platforms it has."""
+    chosen: dict[str, Image] = {}
+    for platform in wanted:
+        image = select_image(index, platform)
+        chosen.setdefault(str(image.digest), image)
+    raw = index.manifest.get("manifests")
+    entries = raw if isinstance(raw, list) else []
+    kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
+    listed: set[str] = set()
+    for position, (desc, child) in enumerate(index.children):
+        key = str(desc.digest)
+        notes = desc.annotations or {}
+        keep = (isinstance(child, Image) and key in chosen and key not in listed) or (
+            notes.get(DOCKER_REFERENCE_TYPE) == ATTESTATION_MANIFEST
+            and notes.get(DOCKER_REFERENCE_DIGEST) in chosen)
+        if keep:
+            listed.add(key)
+            kept.append((entries[position], desc, child))
+    for key, image in chosen.items():  # found in a nested index: named directly
+        if key not in listed:
+            desc = Descriptor(image.media_type, image.digest, image.size, None, image.platform)
+            kept.append((desc.to_dict(), desc, image))
+    if len(kept) == len(index.children) and all(
+            a is b for (_, a, _), (b, _) in zip(kept, index.children, strict=True)):
+        return index
+    doc = dict(index.manifest)
+    doc["manifests"] = [entry for entry, _, _ in kept]
+    return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
+                 index.source)
+
+
 def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
-    """Pick one image out of an index for the wanted platform (unless all are kept).
+    """Pick one image out of an index for the wanted platform (unless all are kept), or
+    with several platforms (``Options.platforms``) an index of exactly those.
 
     A single image is taken as it is, unless the user explicitly asked for another
     platform (``--platform``): then it is refused naming both, never silently used.
     """
     if options.all_platforms:
         return artifact
+    if options.platforms:
+        if isinstance(artifact, Image):
+            one = str(artifact.platform) if artifact.platform else "of one platform"
+            raise InvalidPlatformError(
+                f"image {artifact.digest.short} is a single image ({one}); --platform asks "
+                f"for {len(options.platforms)}: "
+                f"{', '.join(str(p) for p in options.platforms)}")
+        return select_images(artifact, options.platforms)
     if isinstance(artifact, Image):
         have = artifact.platform
         if options.platform is not None and have is not None and not have.matches(

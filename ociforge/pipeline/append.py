@@ -3,8 +3,13 @@
 ``plan_append(request)`` checks every input (layer sources, config values,
 annotations, formats, destinations) and push access to every registry
 destination; ``AppendPlan.run()`` reads the base, builds the layers once,
-applies them to every platform image of the base (an index base with
-``Options.all_platforms``) and writes the result.
+applies them to every platform image it keeps and writes the result.  Which
+platforms: one (``Options.platform``, default the host's) gives one image;
+several (``Options.platforms``) an index of exactly those, every one with the
+layers (scratch serves any platform); ``Options.all_platforms`` every platform
+of an index base.  Platforms not asked for are not in the result: "add to
+these platforms and keep the others as they are" would make an index whose
+images differ in what was meant to be added everywhere.
 
 Format rules: the result keeps the base's media types unless ``format`` asks
 for OCI or Docker.  Docker manifests have no annotations and no zstd layers,
@@ -37,6 +42,7 @@ from ..model.annotations import (
     ANNOTATION_SOURCE,
     ANNOTATION_TITLE,
     ANNOTATION_VERSION,
+    DOCKER_REFERENCE_TYPE,
 )
 from ..model.image import Image
 from ..model.index import Artifact, Index, build_index
@@ -195,7 +201,9 @@ def plan_append(request: AppendRequest) -> AppendPlan:
                                 "have no annotations")
     outputs.check_compression(compression)
     if options.all_platforms and base.kind == "scratch":
-        raise InvalidPlatformError("--platform all needs a multi-platform base, not scratch")
+        raise InvalidPlatformError("--platform all needs a multi-platform base, not scratch "
+                                   "(which serves any platform: name them, e.g. "
+                                   "--platform linux/amd64,linux/arm64)")
     outputs.check_push_access(options)
     return AppendPlan(request, outputs, base, specs, changes, epoch, tag, compression)
 
@@ -277,8 +285,11 @@ def _run(plan: AppendPlan) -> AppendOutcome:
     request, options = plan.request, plan.request.options
     docker = request.format == "docker"
     base_text = str(request.base)
-    if plan.base.kind == "scratch":
-        base: Artifact = scratch(options.wanted_platform(), docker=docker, epoch=plan.epoch)
+    if plan.base.kind == "scratch" and options.platforms:
+        base: Artifact = build_index([(scratch(platform, docker=docker, epoch=plan.epoch), None)
+                                      for platform in options.platforms], docker=docker)
+    elif plan.base.kind == "scratch":
+        base = scratch(options.wanted_platform(), docker=docker, epoch=plan.epoch)
     else:
         # an explicit platform that a single-image base does not have is refused here
         base = resolve_platform(plan.base.read(options), options)
@@ -321,7 +332,7 @@ def _run(plan: AppendPlan) -> AppendOutcome:
         entries: list[tuple[Artifact, dict[str, str] | None]] = []
         for desc, child in base.children:
             notes = desc.annotations or {}
-            if not isinstance(child, Image) or "vnd.docker.reference.type" in notes or (
+            if not isinstance(child, Image) or DOCKER_REFERENCE_TYPE in notes or (
                 desc.platform is not None and desc.platform.os == "unknown"
             ):
                 log.warning("leaving out %s (not a platform image)", desc.digest.short)

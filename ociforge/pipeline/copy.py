@@ -1,18 +1,20 @@
 """Copy: an image from one location to others, digests unchanged.
 
 Raw manifest and config bytes are written as read, so the digest at every
-destination is the digest at the source.  An index is resolved to one platform
-(``Options.platform``, default the host's) unless ``Options.all_platforms``
-keeps it whole.  ``with_referrers`` also copies what is attached to what was
-copied (the image, or the index and each of its children): signatures and
-referrers (trust/transfer.py), so they verify and list at every destination.
+destination is the digest at the source.  An index is copied whole (every
+platform, its digest unchanged) unless the options pick platforms:
+``Options.platform`` narrows it to that one image, ``Options.platforms`` to a
+new index holding exactly those children (their digests unchanged).
+``with_referrers`` also copies what is attached to what was copied (the image,
+or the index and each of its children): signatures and referrers
+(trust/transfer.py), so they verify and list at every destination.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
@@ -49,8 +51,11 @@ class CopyPlan:
 
     def run(self) -> CopyOutcome:
         attachments: list[CopiedAttachment] = []
+        options = self.options
+        if not options.picks_platforms:
+            options = replace(options, all_platforms=True)  # what is given is what is kept
         with self.outputs.running(self.options):
-            artifact = resolve_platform(self.source.read(self.options), self.options)
+            artifact = resolve_platform(self.source.read(options), options)
             results = self.outputs.write(artifact, self.options)
             if self.with_referrers:
                 from ..model import walk

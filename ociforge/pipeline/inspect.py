@@ -15,6 +15,7 @@ from typing import Literal, TypeAlias, overload
 from ..model.image import Image
 from ..model.index import Artifact
 from ..model.jsonutil import JSONObject
+from ..model.selection import platforms_of
 from ..options import Options
 from ..stores.locations import Location, resolve_platform
 from .sources import open_source
@@ -50,7 +51,7 @@ def read_for_view(source: str | Location, options: Options | None, view: Inspect
     """The artifact a view shows (an index stays one unless a platform picks a child)."""
     options = options if options is not None else Options()
     location = open_source(source)
-    picked = options.platform is not None and not options.all_platforms
+    picked = options.picks_platforms
     if not picked and view != "config":
         options = replace(options, all_platforms=True)
     if view in ("manifest", "raw"):
@@ -71,6 +72,7 @@ def summary(artifact: Artifact) -> JSONObject:
             "digest": str(artifact.digest),
             "mediaType": artifact.media_type,
             "size": artifact.size,
+            "platforms": [str(platform) for platform in platforms_of(artifact)],
             "annotations": artifact.manifest.get("annotations") or {},
             "manifests": [
                 {"digest": str(desc.digest), "mediaType": desc.media_type, "size": desc.size,
@@ -101,4 +103,5 @@ def summary(artifact: Artifact) -> JSONObject:
         ],
         "history": config.get("history") or [],
     }
+
 

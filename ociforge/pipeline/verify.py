@@ -9,7 +9,7 @@ single image, an unknown tag: exit 2) is raised at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import (
     InvalidInputError,
@@ -64,9 +64,12 @@ def verify_image(source: str | Location, options: Options | None = None, *,
                  deep: bool = True) -> Verification:
     """Check what ``source`` names; ``deep=False`` reads documents only, not layers.
 
-    ``Options.platform`` verifies one child of an index (else the whole index).
+    ``Options.platform`` verifies one child of an index, ``Options.platforms`` those
+    children; otherwise the whole index, wherever it is (a registry's too).
     """
     options = options if options is not None else Options()
+    if not options.picks_platforms:
+        options = replace(options, all_platforms=True)
     location = open_source(source)
     try:
         try:
@@ -79,7 +82,7 @@ def verify_image(source: str | Location, options: Options | None = None, *,
     except OperationError as exc:
         problem = Problem(str(location), str(exc))
         return Verification(known_digest(location), Report([problem]), exc)
-    if options.platform is not None and not options.all_platforms:
+    if options.picks_platforms:
         artifact = resolve_platform(artifact, options)
     return Verification(str(artifact.digest), verify_artifact(artifact, deep=deep),
                         artifact=artifact)

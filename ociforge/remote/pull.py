@@ -1,4 +1,4 @@
-"""Pull: a reference becomes an Image (or an Index with ``--platform all``).
+"""Pull: a reference becomes an Image (or an Index with ``--platform all`` or a list).
 
 Only documents are fetched eagerly (manifests and configs, bounded and
 verified); layer bytes stay behind lazy openers that stream from the registry
@@ -73,7 +73,7 @@ def pull(client: PullSource, ref: Reference, options: Options) -> Artifact:
         media_type = mt.DOCKER_MANIFEST if media_type == mt.DOCKER_MANIFEST else mt.OCI_MANIFEST
     desc = Descriptor(media_type, digest, len(data))
     documents = _Documents(client, ref, Progress.of(options))
-    if mt.is_index(media_type) and not options.all_platforms:
+    if mt.is_index(media_type) and not options.all_platforms and not options.platforms:
         return load_for_platform(desc, documents, options.wanted_platform(), ref.name,
                                  document=data, where=str(ref))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .licensed import PRODUCTS, LicensedComponent, find_licensed, unused_allowances
 from .model import ExtractedLicense, Inventory, LayerRef, License, Package
-from .scan import take_inventory
+from .scan import take_inventories, take_inventory
 
 __all__ = [
     "PRODUCTS",
@@ -23,6 +23,7 @@ __all__ = [
     "LicensedComponent",
     "Package",
     "find_licensed",
+    "take_inventories",
     "take_inventory",
     "unused_allowances",
 ]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from ...layers.decompress import open_decompressed
 from ...layers.tarsafe import Limits, TarEntry, TarReader
+from ...model.digest import Digest
 from ...model.layer import Layer
 from ...model.mediatypes import LAYERS
 from . import apk, conda, dpkg, npm, osrelease, products, python, rlang
@@ -46,66 +48,138 @@ _OPAQUE = ".wh..wh..opq"
 def take_inventory(layers: Sequence[tuple[LayerRef, Layer]],
                    limits: Limits | None = None) -> Inventory:
     """The packages in an image, from its layers (lowest first)."""
+    return take_inventories([layers], limits)[0]
+
+
+@dataclass
+class _Stack:
+    """One image's inventory while it is taken."""
+
+    layers: Sequence[tuple[LayerRef, Layer]]
+    view: MergedView = field(default_factory=MergedView)
+    warnings: list[str] = field(default_factory=list)
+    position: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.layers)
+
+    def current(self) -> Digest:
+        return self.layers[self.position][1].digest
+
+    def holds_later(self, digest: Digest) -> bool:
+        return any(layer.digest == digest for _, layer in self.layers[self.position + 1:])
+
+
+def take_inventories(images: Sequence[Sequence[tuple[LayerRef, Layer]]],
+                     limits: Limits | None = None) -> list[Inventory]:
+    """take_inventory for several images (the platforms of one export), each result the
+    same as alone.  A layer several images hold is streamed once for all of them that
+    reach it together: an image waits at a layer that another one holds further up,
+    until that one gets there too (layers in different orders are read apart)."""
     licensing = Licensing()
-    view = MergedView()
-    warnings: list[str] = []
-    for ref, layer in layers:
-        if layer.media_type not in LAYERS or "foreign" in layer.media_type \
-                or "nondistributable" in layer.media_type:
-            warnings.append(f"layer {ref.index + 1} ({ref.digest[:19]}) was not inventoried: "
-                            f"{layer.media_type} is a foreign or unknown layer type")
-            continue
+    stacks = [_Stack(layers) for layers in images]
+    while not all(stack.done for stack in stacks):
+        ready = [stack for stack in stacks if not stack.done and not any(
+            other is not stack and not other.done and other.current() != stack.current()
+            and other.holds_later(stack.current()) for other in stacks)]
+        lead = ready[0] if ready else next(stack for stack in stacks if not stack.done)
+        digest = lead.current()
+        group = [stack for stack in stacks if not stack.done and stack.current() == digest]
+        _step(group, licensing, limits)
+    return [assemble(stack.view, [ref for ref, _ in stack.layers], stack.warnings)
+            for stack in stacks]
+
+
+def _step(group: list[_Stack], licensing: Licensing, limits: Limits | None) -> None:
+    """The next layer of every stack in ``group`` (the same blob), read once."""
+    ref, layer = group[0].layers[group[0].position]
+    if layer.media_type not in LAYERS or "foreign" in layer.media_type \
+            or "nondistributable" in layer.media_type:
+        for stack in group:
+            at = stack.layers[stack.position][0]
+            stack.warnings.append(f"layer {at.index + 1} ({at.digest[:19]}) was not "
+                                  f"inventoried: {layer.media_type} is a foreign or unknown "
+                                  "layer type")
+    else:
         log.info("taking the inventory of layer %d (%s)", ref.index + 1, ref.digest[:19])
-        view.apply(ref, scan_layer(ref, layer, view, licensing, warnings, limits))
-    return assemble(view, [ref for ref, _ in layers], warnings)
+        sinks = [_Sink(stack.view, LayerChanges(), stack.warnings) for stack in group]
+        _scan(ref, layer, sinks, licensing, limits)
+        for stack, sink in zip(group, sinks, strict=True):
+            stack.view.apply(stack.layers[stack.position][0], sink.changes)
+    for stack in group:
+        stack.position += 1
+
+
+@dataclass
+class _Sink:
+    """What one image's merged view makes of a layer's entries."""
+
+    view: MergedView
+    changes: LayerChanges
+    warnings: list[str]
 
 
 def scan_layer(ref: LayerRef, layer: Layer, view: MergedView, licensing: Licensing,
                warnings: list[str], limits: Limits | None = None) -> LayerChanges:
     """One pass over a layer: its metadata files, whiteouts and replacements."""
+    sink = _Sink(view, LayerChanges(), warnings)
+    _scan(ref, layer, [sink], licensing, limits)
+    return sink.changes
+
+
+def _scan(ref: LayerRef, layer: Layer, sinks: list[_Sink], licensing: Licensing,
+          limits: Limits | None) -> None:
+    """One pass over a layer for every view in ``sinks`` (metadata read and parsed once)."""
     lim = limits or Limits()
     what = f"layer {ref.index + 1} ({ref.digest[:19]})"
     with layer.open() as raw:
         plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)  # type: ignore[arg-type]
         reader = TarReader(plain, lim, what)
-        changes = LayerChanges()
         for entry in reader:
-            _entry(entry, reader, view, changes, licensing, warnings)
+            _entry(entry, reader, sinks, licensing)
         while plain.read(_CHUNK):  # to the end: the verifying reader checks the digest there
             pass
         while raw.read(_CHUNK):
             pass
-    return changes
 
 
-def _entry(entry: TarEntry, reader: TarReader, view: MergedView, changes: LayerChanges,
-           licensing: Licensing, warnings: list[str]) -> None:
+def _entry(entry: TarEntry, reader: TarReader, sinks: list[_Sink],
+           licensing: Licensing) -> None:
     name = entry.name
     parent, _, base = name.rpartition("/")
     if base.startswith(_WHITEOUT):
-        if base == _OPAQUE:
-            changes.opaque.add(parent)
-        else:
-            changes.whiteouts.add(f"{parent}/{base[4:]}" if parent else base[4:])
+        for sink in sinks:
+            if base == _OPAQUE:
+                sink.changes.opaque.add(parent)
+            else:
+                sink.changes.whiteouts.add(f"{parent}/{base[4:]}" if parent else base[4:])
         return
-    if view.is_held(name) or (entry.type != "dir" and view.holds_under(name)):
-        changes.replaced.add(name)
+    for sink in sinks:
+        view = sink.view
+        if view.is_held(name) or (entry.type != "dir" and view.holds_under(name)):
+            sink.changes.replaced.add(name)
     if entry.type == "file":
         for item in READERS:
             if item.may_want(name, base) and item.wants(name):
-                record = _read(item, entry, reader, licensing, warnings)
-                if record is not None:
-                    changes.records[name] = record
+                notes: list[str] = []
+                record = _read(item, entry, reader, licensing, notes)
+                for sink in sinks:
+                    sink.warnings += notes
+                    if record is not None:
+                        sink.changes.records[name] = record
                 return
     elif entry.type == "symlink":
         if any(item.links is not None and item.links(name) for item in READERS):
-            changes.records[name] = Link(entry.linkname)
+            for sink in sinks:
+                sink.changes.records[name] = Link(entry.linkname)
     elif entry.type == "hardlink":
         # another name for a file earlier in this layer: the same record, if it was one
-        target = changes.records.get(entry.linkname)
-        if target is not None and any(item.may_want(name, base) and item.wants(name)
-                                      for item in READERS):
-            changes.records[name] = target
+        for sink in sinks:
+            target = sink.changes.records.get(entry.linkname)
+            if target is not None and any(item.may_want(name, base) and item.wants(name)
+                                          for item in READERS):
+                sink.changes.records[name] = target
 
 
 def _read(item: Reader, entry: TarEntry, reader: TarReader, licensing: Licensing,

@@ -59,7 +59,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--source", metavar="URL",
                         help="where the image's source lives: the "
                              "org.opencontainers.image.source annotation (OCI format only)")
-    add_platform_option(parser)
+    add_platform_option(parser, "the platform to build on scratch or to pick from an index "
+                        "base (default: the host's); a comma list, or 'all', appends to "
+                        "those platforms and writes an index of exactly them")
     parser.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
                         help="layer compression (default gzip)")
     parser.add_argument("--remove", action="append", default=[], metavar="PATH",

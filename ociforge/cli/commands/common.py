@@ -13,17 +13,19 @@ from ...errors import InvalidInputError
 if TYPE_CHECKING:
     from ...model.index import Artifact
     from ...model.jsonutil import JSONObject
+    from ...model.platform import Platform
     from ...options import CacheOptions, Options
     from ...pipeline.outputs import Outputs
     from ...progress import Sink
     from ...stores.locations import WriteResult
 
 
-def add_platform_option(parser: argparse.ArgumentParser, allow_all: bool = True) -> None:
-    extra = "; 'all' keeps every platform of an index" if allow_all else ""
+def add_platform_option(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    """--platform: one OS/ARCH[/VARIANT], a comma list of them, or ``all``."""
     parser.add_argument(
-        "--platform", metavar="OS/ARCH[/VARIANT]",
-        help=f"platform to select or build (default: the host's){extra}",
+        "--platform", metavar="OS/ARCH[/VARIANT][,...]|all",
+        help=help_text or ("platform to select (default: the host's); a comma list selects "
+                           "several, 'all' keeps every platform of an index"),
     )
 
 
@@ -70,13 +72,10 @@ def make_options(args: argparse.Namespace) -> Options:
     """Options.from_env() with the command's flags laid over it."""
     from dataclasses import replace
 
-    from ...model.platform import Platform
     from ...options import RETRIES_RANGE, TIMEOUT_RANGE, Options, check_number
 
     base = Options.from_env()
-    platform_text = getattr(args, "platform", None)
-    all_platforms = platform_text == "all"
-    platform = Platform.parse(platform_text) if platform_text and not all_platforms else None
+    platform, platforms, all_platforms = platform_choice(getattr(args, "platform", None))
     ca_cert = getattr(args, "ca_cert", None)
     if ca_cert:
         from ...fsutil import open_regular
@@ -102,8 +101,9 @@ def make_options(args: argparse.Namespace) -> Options:
         timeout=base.registry.timeout if timeout is None else float(
             check_number(timeout, "--timeout", *TIMEOUT_RANGE)),
     )
-    return replace(base, platform=platform, all_platforms=all_platforms, registry=registry,
-                   cache=_cache_options(args, base.cache), on_progress=progress_sink(args))
+    return replace(base, platform=platform, platforms=platforms, all_platforms=all_platforms,
+                   registry=registry, cache=_cache_options(args, base.cache),
+                   on_progress=progress_sink(args))
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +129,19 @@ def progress_sink(args: argparse.Namespace) -> Sink | None:
         made = sink(mode, sys.stderr, verbose=getattr(args, "verbose", 0) > 0)
         args.progress_sink = made
     return made
+
+
+def platform_choice(text: str | None
+                    ) -> tuple[Platform | None, tuple[Platform, ...], bool]:
+    """(one platform, several platforms, all) from --platform's text."""
+    from ...model.platform import ALL_PLATFORMS, parse_platforms
+
+    if text is None:
+        return None, (), False
+    if text.strip().lower() == ALL_PLATFORMS:
+        return None, (), True
+    found = parse_platforms(text)
+    return (found[0], (), False) if len(found) == 1 else (None, found, False)
 
 
 def _cache_options(args: argparse.Namespace, base: CacheOptions) -> CacheOptions:

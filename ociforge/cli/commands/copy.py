@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--with-referrers", action="store_true",
                         help="also copy the image's signatures (sha256-<hex>.sig) and "
                         "attached artifacts (reports, SBOMs); oci:DIR and registries only")
-    add_platform_option(parser)
+    add_platform_option(parser, "keep one platform of an index (OS/ARCH[/VARIANT]), or a "
+                        "comma list of them as a new index (digests unchanged); default: "
+                        "the whole index")
     add_registry_options(parser)
     add_cache_options(parser, keep_pulled_blobs=False)
     add_progress_option(parser)

@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
     parser.add_argument("b", metavar="B", help="the new image")
     parser.add_argument("--no-files", action="store_true",
                         help="compare layers and config only (no layer is read)")
-    add_platform_option(parser, allow_all=False)
+    add_platform_option(parser, "the platform to compare where A or B is an index "
+                        "(OS/ARCH[/VARIANT]; default: the host's)")
     add_registry_options(parser, uploads=False)
     parser.set_defaults(func=run)
 
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ...errors import InvalidInputError
     from ...pipeline.diff import diff_images, summary_lines
 
-    if getattr(args, "platform", None) == "all":
+    platform = getattr(args, "platform", None) or ""
+    if platform == "all" or "," in platform:
         raise InvalidInputError("diff compares one image of each side; give --platform OS/ARCH")
     result = diff_images(args.a, args.b, make_options(args), files=not args.no_files)
     emit(args, result.to_dict(), "\n".join(summary_lines(result)))

@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
         "Export the application described by APP_DIR/ociforge.toml: its base, runtime layers "
         "and config (and with --with-files its project files and table snapshots). License "
         "keys, license-server settings and secrets are kept out by default; a report says "
-        "what was dropped and why. Without -o it writes ./NAME.tar (a docker-archive).",
+        "what was dropped and why. Without -o it writes ./NAME.tar (a docker-archive; for "
+        "several platforms an oci-archive holding the index).",
     )
     parser.add_argument("app_dir", metavar="APP_DIR", help="folder holding ociforge.toml")
     parser.add_argument("-o", "--output", action="append", default=[], metavar="DEST",
@@ -54,12 +55,14 @@ def register(sub: Any) -> None:
                         "(default $SOURCE_DATE_EPOCH, else 0)")
     parser.add_argument("--sign", metavar="KEY",
                         help="sign what was written with this private key (cosign-compatible; "
-                        "destinations must be oci:DIR or a registry)")
+                        "destinations must be oci:DIR or a registry); for several platforms "
+                        "the index and each platform's image")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the signing key's password from standard input "
                         "(else OCIFORGE_KEY_PASSWORD)")
     parser.add_argument("--attach-report", action="store_true",
-                        help="store the export report as an OCI artifact referring to the image")
+                        help="store the export report as an OCI artifact referring to the image "
+                        "(for several platforms: the index)")
     parser.add_argument("--base", metavar="LOCATION",
                         help="use this base instead of [app] base (e.g. busybox:1.36 to get "
                         "a shell; a path is relative to the working directory)")
@@ -72,7 +75,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--keep-base-layers", action="store_true",
                         help="use the base image's layers as they are, without leaving out "
                         "license and credential files found in them (the report says so)")
-    add_platform_option(parser, allow_all=False)
+    add_platform_option(parser, "platform(s) to build: OS/ARCH[/VARIANT], a comma list "
+                        "(an image index, one image each) or 'all' (every platform of the "
+                        "base); default [app] platform, else the host's")
     add_registry_options(parser)
     add_cache_options(parser)
     add_progress_option(parser)
@@ -82,11 +87,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ...app.export import ExportRequest, plan_export
     from ...display import human
-    from ...errors import InvalidInputError
     from ...trust.keys import password_from
 
-    if getattr(args, "platform", None) == "all":
-        raise InvalidInputError("export builds one platform; give --platform OS/ARCH")
     request = ExportRequest(
         app_dir=args.app_dir,
         destinations=args.output,
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(summary, file=sys.stderr)
     emit(args, {"digest": str(outcome.image.digest),
                 "mediaType": outcome.image.media_type,
+                "platforms": outcome.platform_digests(),
                 "destinations": outcome.report.destinations,
                 "report_digest": outcome.report.digest(),
                 "mode": outcome.report.mode,
