@@ -26,7 +26,7 @@ from typing import cast
 from ..cache import tables as table_cache
 from ..cache.layers import build_layer_cached
 from ..cache.store import Cache
-from ..display import path_fields
+from ..display import path_fields, plural
 from ..errors import InvalidInputError, InvalidPlatformError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
@@ -114,6 +114,7 @@ class ExportRequest:
     key_password: bytes | None = field(default=None, repr=False)
     attach_report: bool = False             # store the report as a referrer of the image
     keep_base_layers: bool = False          # use base layers as they are (not scanned)
+    base: str | None = None                 # instead of [app] base (a path: relative to cwd)
     options: Options = field(default_factory=Options)
     sbom_path: str | None = None            # write an SPDX 2.3 JSON SBOM here
     attach_sbom: bool = False               # store the SBOM as a referrer of the image
@@ -186,6 +187,13 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     destination (exit 1, nothing written anywhere)."""
     spec = load_spec(request.app_dir, rootfs=request.rootfs)
     check_compare(request.compare)
+    if request.base is not None:
+        # a location from the command line: a relative path is relative to where we run
+        base = parse_location(request.base, role="source")
+        base.check_source()
+        spec = dataclasses.replace(spec, base=request.base)
+    else:
+        base = parse_location(spec.base, role="source", base_dir=spec.root)
     if spec.licensed and not request.include_licensed:
         raise InvalidInputError(LICENSED_REFUSAL.format(name=spec.name))
     check_compression(request.compression)
@@ -197,7 +205,6 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     for name in request.allow_env:
         if not name or "=" in name:
             raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
-    base = _base_location(spec)
     if spec.rootfs is not None and _several_asked(spec, request.options):
         raise InvalidInputError(ROOTFS_PLATFORMS)
     platforms, base_artifact = _platforms(spec, request, base)
@@ -235,10 +242,10 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     env_layers += [(k, v, "config") for k, v in spec.config.env.items()]
     if request.with_files:
         for i, table in enumerate(spec.tables):
-            where = f"{spec.root / 'ociforge.toml'}: tables[{i}]"
             if table.format == "parquet":
                 require_pyarrow()
-            open_database(table, spec.root, where)
+            open_database(table, spec.root, spec.locate(("tables", i)),
+                          spec.locate(("tables", i, "table")))
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platforms, options, epoch, env_layers, policy, base,
@@ -323,11 +330,6 @@ def _outputs(spec: AppSpec, request: ExportRequest, platforms: Sequence[Platform
                     "platform with --platform OS/ARCH")
     outputs.check_compression(request.compression)
     return outputs
-
-
-def _base_location(spec: AppSpec) -> Location:
-    """The base; local paths in ociforge.toml are relative to the app folder."""
-    return parse_location(spec.base, role="source", base_dir=spec.root)
 
 
 # -- phase two: assemble and write ------------------------------------------------------
@@ -750,7 +752,8 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[
     database's tables are reused from the cache only when every one of them can be
     (the file proves unchanged), else all of them are read again together."""
     tables = plan.spec.tables
-    where = [f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]" for i in range(len(tables))]
+    where = [plan.spec.locate(("tables", i, "query" if table.query else "table"))
+             for i, table in enumerate(tables)]
     entries = [_table_entry(plan, table, settings, w) for table, w in zip(tables, where,
                                                                          strict=True)]
     hits: dict[int, tuple[BuildResult, JSONObject]] = {}
@@ -771,8 +774,8 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[
         else:
             jobs += members
     if jobs:
+        log.info("reading %s", plural(len(jobs), "table"))
         for i in jobs:
-            log.info("reading table %s", tables[i].name)
             (tmp / str(i)).mkdir()
         progress = Progress.of(plan.options)
         with TableExport(plan.spec.root, progress) as export:  # one snapshot per database
@@ -848,6 +851,15 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
         report.warnings.insert(0, f"--allow-env {name}: no such variable in the base, "
                                   "env_file or [config] env (a typo?)")
     kept, dropped = plan.policy.filter_env(base_env + plan.env_layers)
+    origins = {name: origin for name, _, origin in base_env + plan.env_layers}
+    for name in plan.allow_env:
+        if name in kept:
+            rule = plan.policy.rule_for(name, kept[name])
+            if rule is not None:
+                used.add(rule.name)
+                report.overridden.append({"name": name, "rule": rule.name, "kind": rule.kind,
+                                          "origin": origins.get(name, "config"),
+                                          "allowed_by": "--allow-env"})
     for decision in sorted(plan.env_dropped + dropped, key=lambda d: d.name):
         used.add(decision.rule)
         report.dropped_env.append({"name": decision.name, "rule": decision.rule,

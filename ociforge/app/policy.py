@@ -322,6 +322,10 @@ class Policy:
         """The rule that drops this variable, or None to keep it."""
         if name in self.allow_env:
             return None
+        return self.rule_for(name, value)
+
+    def rule_for(self, name: str, value: str) -> EnvRule | None:
+        """The rule that would drop this variable without any --allow-env."""
         for rule in self.env_rules:
             if rule.matches(name, value):
                 return rule

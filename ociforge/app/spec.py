@@ -8,6 +8,7 @@ builds anything: a spec that loads is safe to export.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -38,6 +39,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "licenses": ("env", "files", "allow"),
     "secrets": ("env", "files", "allow_files"),
 }
+
+_ARRAYS = ("layers", "tables")   # written [[layers]], [[tables]]
+
+
+def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
+    guess = difflib.get_close_matches(key, list(allowed), 1, 0.6)
+    return f" (did you mean {guess[0]!r}?)" if guess else ""
 
 
 PLACEHOLDERS = ("os", "arch", "variant")
@@ -142,21 +150,43 @@ class AppSpec:
     licenses: ExtraPatterns = field(default_factory=ExtraPatterns)
     secrets: ExtraPatterns = field(default_factory=ExtraPatterns)
     rootfs: Path | None = None      # export what is installed: this root filesystem's changes
+    toml_path: Path | None = field(default=None, compare=False)   # as the user named it
+    key_lines: KeyLines | None = field(default=None, compare=False, repr=False)
+
+    def locate(self, path: tuple[str | int, ...]) -> str:
+        """``FILE:LINE: key.path`` for messages about a key of ociforge.toml (the file as
+        the user named it, the line where the key is written)."""
+        shown = str(self.toml_path) if self.toml_path is not None else SPEC_NAME
+        line = self.key_lines.line_of(path) if self.key_lines is not None else None
+        return f"{shown}:{line}: {_display(path)}" if line else f"{shown}: {_display(path)}"
+
+
+def spec_folder(app: str | os.PathLike[str]) -> Path:
+    """The application folder ``app`` names: the folder itself, or the folder an
+    ``ociforge.toml`` given as a file sits in (``export path/to/ociforge.toml``)."""
+    path = Path(app)
+    if path.name == SPEC_NAME and not path.is_dir():
+        return path.parent
+    if path.suffix == ".toml" and path.is_file():
+        raise ConfigFileError(f"{str(app)!r}: give the application folder, or its "
+                              f"{SPEC_NAME} (this file is named {path.name!r})")
+    return path
 
 
 def load_spec(app_dir: str | os.PathLike[str],
               rootfs: str | os.PathLike[str] | None = None) -> AppSpec:
-    """Load ``APP_DIR/ociforge.toml``; raises ConfigFileError (exit 2) on any problem.
+    """Load ``APP_DIR/ociforge.toml`` (or the ociforge.toml named itself); raises
+    ConfigFileError (exit 2) on any problem.
 
     ``rootfs`` (``--rootfs``) overrides ``[app] rootfs``.  With a rootfs, an absolute
     ``src`` in ``[files]`` or ``[[layers]]`` names a path inside it.
     """
-    root = Path(app_dir)
+    root = spec_folder(app_dir)
     if not root.is_dir():
-        raise ConfigFileError(f"application folder {str(app_dir)!r} does not exist")
+        raise ConfigFileError(f"application folder {str(root)!r} does not exist")
     toml_path = root / SPEC_NAME
     if not os.path.lexists(toml_path):
-        raise ConfigFileError(f"{str(app_dir)!r} has no {SPEC_NAME}")
+        raise ConfigFileError(f"{str(root)!r} has no {SPEC_NAME}")
     try:
         source = read_regular(toml_path, SPEC_NAME, shown=str(toml_path)).decode("utf-8")
     except UnicodeDecodeError:
@@ -190,13 +220,20 @@ class _Loader:
         where = f"{self.toml_path}:{line}" if line else str(self.toml_path)
         return ConfigFileError(f"{where}: {_display(path)}: {message}")
 
+    def header(self, name: str) -> str:
+        """How a section is written: ``[[layers]]``, ``[[tables]]``, else ``[name]``
+        (an unknown one as the file writes it)."""
+        array = (name,) in self.lines.arrays or (name in _SECTIONS and name in _ARRAYS)
+        return f"[[{name}]]" if array else f"[{name}]"
+
     # -- typed getters --------------------------------------------------------
     def table(self, value: Any, path: tuple[str | int, ...], allowed: tuple[str, ...]) -> dict:
         if not isinstance(value, dict):
             raise self.error(path, f"must be a table, not {_type_name(value)}")
         for key in value:
             if key not in allowed:
-                raise self.error((*path, key), f"unknown key (allowed: {', '.join(allowed)})")
+                raise self.error((*path, key), f"unknown key{_did_you_mean(key, allowed)} "
+                                 f"(allowed: {', '.join(allowed)})")
         return value
 
     def string(self, data: dict, path: tuple[str | int, ...], required: bool = False) -> str | None:
@@ -320,10 +357,17 @@ class _Loader:
     def load(self, data: dict) -> AppSpec:
         for key in data:
             if key not in _SECTIONS:
-                raise self.error((key,), f"unknown section (allowed: {', '.join(_SECTIONS)})")
+                shown = {name: self.header(name) for name in _SECTIONS}
+                guess = difflib.get_close_matches(key, list(_SECTIONS), 1, 0.6)
+                hint = f" (did you mean {shown[guess[0]]}?)" if guess else ""
+                line = self.lines.line_of((key,))
+                where = f"{self.toml_path}:{line}" if line else str(self.toml_path)
+                raise ConfigFileError(f"{where}: unknown section {self.header(key)}{hint}; "
+                                      f"allowed: {', '.join(shown.values())}")
         app = self.table(data.get("app"), ("app",), _SECTIONS["app"]) if "app" in data else None
         if app is None:
-            raise ConfigFileError(f"{self.toml_path}: section [app] with a name is required")
+            raise ConfigFileError(f"{self.toml_path}:1: section [app] is missing: start the "
+                                  "file with [app] and name = \"...\"")
         name = self.string(app, ("app", "name"), required=True)
         assert name is not None
         if not _REPO_RE.match(name) or len(name) > 255:
@@ -357,6 +401,8 @@ class _Loader:
             licenses=self.extra(data, "licenses"),
             secrets=self.extra(data, "secrets"),
             rootfs=self.rootfs,
+            toml_path=self.toml_path,
+            key_lines=self.lines,
         )
 
     def platform(self, app: dict) -> str | None:

@@ -259,7 +259,7 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
                              typeflag=tf.REGTYPE))
     out.write(tf.END_OF_ARCHIVE)
     out.flush()
-    return len(ordered)
+    return sum(1 for _, e in ordered if e.kind in (FILE, LINK))  # files, not folders
 
 
 def _check_settings(settings: BuildSettings) -> None:

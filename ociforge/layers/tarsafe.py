@@ -409,15 +409,16 @@ class _HashingReader:
 def check_layer(
     stream: IO[bytes], limits: Limits | None = None, *, what: str = "layer", kind: str | None = None
 ) -> tuple[Digest, int]:
-    """Check every entry of a layer stream; returns (diff_id, number of entries).
+    """Check every entry of a layer stream; returns (diff_id, number of files).
 
-    The diff_id covers the whole decompressed stream, trailing bytes included.
+    Files are the entries that are neither folders nor whiteouts.  The diff_id
+    covers the whole decompressed stream, trailing bytes included.
     """
     lim = limits or Limits()
     plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
     hashing = _HashingReader(plain)
     reader = TarReader(hashing, lim, what)  # type: ignore[arg-type]
-    count = sum(1 for _ in reader)
+    count = sum(1 for entry in reader if entry.type != "dir" and not entry.is_whiteout)
     while hashing.read(_CHUNK):
         pass
     return Digest("sha256", hashing.hasher.hexdigest()), count

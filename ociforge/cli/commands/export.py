@@ -63,6 +63,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--attach-report", action="store_true",
                         help="store the export report as an OCI artifact referring to the image "
                         "(for several platforms: the index)")
+    parser.add_argument("--base", metavar="LOCATION",
+                        help="use this base instead of [app] base (e.g. busybox:1.36 to get "
+                        "a shell; a path is relative to the working directory)")
     parser.add_argument("--sbom", metavar="FILE",
                         help="write an SPDX 2.3 JSON SBOM of the image (its packages and "
                         "licenses) here (needs ociforge[sbom])")
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         key_password=password_from(args.password_stdin) if args.sign else None,
         attach_report=args.attach_report,
         keep_base_layers=args.keep_base_layers,
+        base=args.base,
         options=make_options(args),
         sbom_path=args.sbom,
         attach_sbom=args.attach_sbom,
