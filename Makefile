@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: venv install install-dev test-deps test test-dockerhub lint typecheck bench demo clean
+.PHONY: venv install install-dev test-deps test test-dockerhub lint typecheck bench demo datasci clean
 
 venv:
 	PYTHON=$(PYTHON) sh scripts/bootstrap-venv.sh $(VENV)
@@ -39,5 +39,13 @@ bench: install-dev test-deps
 demo: install
 	$(PY) -m ociforge export examples/hello -o hello.tar
 
+# The second example: its database, wheel and virtual environment (offline; needs Debian
+# 12's /usr/bin/python3.11 with venv, the Python of its base), then its export (which
+# pulls that base from gcr.io: this step needs the network).
+datasci: install
+	python3 examples/datasci/prepare.py
+	$(PY) -m ociforge export examples/datasci --with-files -o datasci.tar
+
 clean:
-	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache hello.tar
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache hello.tar datasci.tar \
+		examples/datasci/venv examples/datasci/dist examples/datasci/data/sales.db

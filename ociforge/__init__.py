@@ -74,8 +74,13 @@ if TYPE_CHECKING:
     from .pipeline.copy import CopyPlan as CopyPlan
     from .pipeline.copy import copy_image as copy_image
     from .pipeline.copy import plan_copy as plan_copy
+    from .pipeline.diff import ImageDiff as ImageDiff
+    from .pipeline.diff import diff_images as diff_images
     from .pipeline.inspect import InspectView as InspectView
     from .pipeline.inspect import inspect_image as inspect_image
+    from .pipeline.manage import TagListing as TagListing
+    from .pipeline.manage import list_tags as list_tags
+    from .pipeline.manage import remove_tag as remove_tag
     from .pipeline.outputs import Outputs as Outputs
     from .pipeline.verify import Verification as Verification
     from .pipeline.verify import verify_image as verify_image
@@ -84,6 +89,7 @@ if TYPE_CHECKING:
     from .remote.auth import Credentials as Credentials
     from .remote.client import RegistryClient as RegistryClient
     from .stores.locations import Location as Location
+    from .stores.locations import TagRemoval as TagRemoval
     from .stores.locations import WriteResult as WriteResult
     from .stores.locations import parse_location as parse_location
     from .stores.locations import resolve_platform as resolve_platform
@@ -95,6 +101,8 @@ if TYPE_CHECKING:
     from .trust.sign import VerifiedSignature as VerifiedSignature
     from .trust.sign import sign_location as sign_location
     from .trust.sign import verify_location as verify_location
+    from .trust.transfer import CopiedAttachment as CopiedAttachment
+    from .trust.transfer import copy_attachments as copy_attachments
 
 # public name -> the module (below ociforge) that defines it
 _EXPORTS = {
@@ -120,19 +128,22 @@ _EXPORTS = {
     **dict.fromkeys(("AppendOutcome", "AppendPlan", "AppendRequest", "LayerSpec",
                      "append_image", "plan_append"), "pipeline.append"),
     **dict.fromkeys(("CopyOutcome", "CopyPlan", "copy_image", "plan_copy"), "pipeline.copy"),
+    **dict.fromkeys(("ImageDiff", "diff_images"), "pipeline.diff"),
     **dict.fromkeys(("InspectView", "inspect_image"), "pipeline.inspect"),
+    **dict.fromkeys(("TagListing", "list_tags", "remove_tag"), "pipeline.manage"),
     "Outputs": "pipeline.outputs",
     **dict.fromkeys(("Verification", "verify_image"), "pipeline.verify"),
     **dict.fromkeys(("ProgressCallback", "ProgressEvent"), "progress.events"),
     "Credentials": "remote.auth",
     "RegistryClient": "remote.client",
-    **dict.fromkeys(("Location", "WriteResult", "parse_location", "resolve_platform"),
-                    "stores.locations"),
+    **dict.fromkeys(("Location", "TagRemoval", "WriteResult", "parse_location",
+                     "resolve_platform"), "stores.locations"),
     "write_key_pair": "trust.keys",
     **dict.fromkeys(("attach_artifact", "list_referrers", "read_artifact_blob"),
                     "trust.referrers"),
     **dict.fromkeys(("SignatureInfo", "VerifiedSignature", "sign_location", "verify_location"),
                     "trust.sign"),
+    **dict.fromkeys(("CopiedAttachment", "copy_attachments"), "trust.transfer"),
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -106,3 +106,9 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``0 files``: a count with its noun in the right number
+    (``many`` for nouns whose plural is not ``word + "s"``)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"

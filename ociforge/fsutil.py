@@ -154,9 +154,13 @@ def check_file_destination(path: str | os.PathLike[str], what: str = "output") -
 def check_writable_destination(path: str | os.PathLike[str], what: str = "output") -> Path:
     """Refuse, before anything is written, a file ``path`` that could not be created.
 
-    The folder must exist, be a folder and be writable, and ``path`` must not be
-    a folder.  ``os.access`` alone is not enough (root passes it on read-only
-    file systems), so a temporary file is created and removed in the folder too.
+    ``path`` must not be a folder, and its folder must be one we can write, or be
+    missing and creatable: missing parent folders are created when the file is
+    written (like ``mkdir -p``, the same for every kind of output), so the nearest
+    folder that exists must be writable and nothing on the way may be a file.
+    ``os.access`` alone is not enough (root passes it on read-only file systems),
+    so a temporary file is created and removed in that folder too.  Nothing is
+    created here.
     """
     shown = str(path)
     resolved = resolve_output(path, what)
@@ -168,8 +172,10 @@ def check_writable_destination(path: str | os.PathLike[str], what: str = "output
     if resolved.path != Path(os.path.abspath(path)):
         shown = f"{shown} (-> {resolved.path})"
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.exists():
-        raise InvalidInputError(f"{what} {shown!r}: folder {str(parent)!r} does not exist")
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent  # created on writing: the nearest existing folder decides
+    if not parent.is_dir():
+        raise InvalidInputError(f"{what} {shown!r}: {str(parent)!r} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{what} {shown!r}: folder {str(parent)!r} is not writable")
     _probe_writable(parent, what, shown)
@@ -279,11 +285,12 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO
 def _atomic_write(path: str | os.PathLike[str], shown: str | os.PathLike[str],
                   mode: int) -> Iterator[IO[bytes]]:
     target = check_file_destination(path)
+    created = make_parents(target.parent)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                         dir=target.parent)
     except OSError as exc:
+        remove_made(created)
         raise InvalidInputError(f"cannot write {shown}: {exc.strerror}") from None
     path = shown
     tmp = Path(tmp_name)
@@ -305,8 +312,36 @@ def _atomic_write(path: str | os.PathLike[str], shown: str | os.PathLike[str],
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        remove_made(created)
         raise
     _fsync_dir(target.parent)
+
+
+def make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; the folders this call created, deepest first (to undo)."""
+    missing = []
+    probe = Path(os.path.abspath(folder))
+    while not os.path.lexists(probe) and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    created: list[Path] = []
+    for item in reversed(missing):
+        try:
+            os.mkdir(item)
+        except FileExistsError:
+            continue  # someone else made it meanwhile: not ours to remove
+        except OSError as exc:
+            remove_made(created[::-1])
+            raise InvalidInputError(f"cannot create {str(item)!r}: {exc.strerror}") from None
+        created.append(item)
+    return created[::-1]
+
+
+def remove_made(created: list[Path]) -> None:
+    """Remove folders make_parents created (deepest first), where they are still empty."""
+    for item in created:
+        with contextlib.suppress(OSError):
+            os.rmdir(item)
 
 
 @contextlib.contextmanager

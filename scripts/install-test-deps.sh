@@ -7,9 +7,10 @@
 #   running images:       runc podman docker.io (dockerd + docker CLI)
 #   base images:          busybox-static, mmdebstrap (+ gpg for its signed-by check)
 #   tables:               postgresql sqlite3
+#   the datasci example:  python3-venv (Debian 12's Python with ensurepip: the venv layer)
 #   peers and helpers:    zstd pigz gzip tar openssl curl git time util-linux (unshare, runuser)
 set -e
-PKGS="docker-registry apache2-utils skopeo umoci oci-image-tool runc podman docker.io busybox-static mmdebstrap gpg postgresql sqlite3 zstd pigz gzip tar openssl curl git time util-linux"
+PKGS="docker-registry apache2-utils skopeo umoci oci-image-tool runc podman docker.io busybox-static mmdebstrap gpg postgresql sqlite3 python3-venv zstd pigz gzip tar openssl curl git time util-linux"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -27,7 +27,8 @@ from benchkit.engine import CaseResult, run_group  # noqa: E402
 from benchkit.measure import Sample, rss_is_exact, run_measured  # noqa: E402
 from benchkit.trees import TreeSpec, make_tree  # noqa: E402
 
-TINY = ["--mixed-mib", "2", "--mixed-files", "12", "--small-files", "60", "--layer-kib", "16",
+TINY = ["--rootfs-files", "400", "--rootfs-mib", "2",
+        "--mixed-mib", "2", "--mixed-files", "12", "--small-files", "60", "--layer-kib", "16",
         "--app-files", "80", "--app-mib", "1"]
 
 
@@ -169,7 +170,7 @@ def _run_bench(tmp_path: Path, *args: str) -> tuple[str, dict]:
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(temp.iterdir()) == [], "the harness left files in its temporary folder"
-    assert "## Targets (issues 5, 12, 13 and 17)" in proc.stdout
+    assert "## Targets (issues 5, 12, 13, 14 and 17)" in proc.stdout
     return out.read_text(), json.loads(raw.read_text())
 
 
@@ -254,6 +255,29 @@ def test_harness_export_and_pull_cases_check_what_they_measure(tmp_path: Path) -
     same = targets["re-export unchanged -> same layout / first export"]
     assert same["ratio"] == pytest.approx(results["export-same-layout"]["median_s"]
                                           / results["export-first"]["median_s"])
+
+
+def test_harness_rootfs_export_cases_check_what_they_measure(tmp_path: Path) -> None:
+    """The rootfs group's exports count exactly the changes made, give one digest, and the
+    second one of each round reads no base layer (each case fails otherwise)."""
+    from tools import require_root
+
+    require_root("the rootfs group unpacks a base keeping its owners")
+    require_tool("tar")
+    _text, raw = _run_bench(tmp_path, "--only", "rootfs")
+    results = {r["key"]: r for r in raw["results"]}
+    for key in ("tar-read-rootfs", "rootfs-export-first", "rootfs-export-again"):
+        assert results[key]["error"] == "" and len(results[key]["samples"]) == 2, results[key]
+    assert all(s["extra"]["base read"] for s in results["rootfs-export-first"]["samples"])
+    assert not any(s["extra"]["base read"] for s in results["rootfs-export-again"]["samples"])
+    digests = {s["extra"]["digest"] for key in ("rootfs-export-first", "rootfs-export-again")
+               for s in results[key]["samples"]}
+    assert len(digests) == 1
+    targets = {t["name"]: t for t in raw["targets"]}
+    again = targets["rootfs export, base known / tar read of the rootfs"]
+    assert again["ratio"] == pytest.approx(results["rootfs-export-again"]["median_s"]
+                                           / results["tar-read-rootfs"]["median_s"])
+    assert targets["rootfs delta deterministic across rounds"]["status"] == report.MET
 
 
 def test_harness_platforms_group_exports_one_and_two_platforms(tmp_path: Path) -> None:

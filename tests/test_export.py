@@ -325,9 +325,10 @@ def test_unreachable_database_named_password_hidden(cli, app: Path, tmp_path: Pa
 
 
 def test_output_that_cannot_be_written(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    code, _, stderr = cli("export", app, "-o", tmp_path / "missing" / "x.tar")
-    assert code == 2 and "does not exist" in stderr
-    assert not (tmp_path / "missing").exists()
+    (tmp_path / "file").write_text("x")
+    code, _, stderr = cli("export", app, "-o", tmp_path / "file" / "sub" / "x.tar")
+    assert code == 2 and "is not a directory" in stderr
+    assert (tmp_path / "file").read_text() == "x"
     (tmp_path / "adir").mkdir()
     code, _, stderr = cli("export", app, "-o", tmp_path / "adir")
     assert code == 2 and "directory" in stderr

@@ -147,9 +147,15 @@ def test_report_into_an_unwritable_folder_writes_nothing(cli, app: Path, tmp_pat
     assert str(report) in stderr and "not writable" in stderr and ".tmp" not in stderr
     assert not (tmp_path / "ok.tar").exists() and not report.exists()
     code, _, stderr = cli("export", app, "-o", tmp_path / "ok.tar",
-                          "--report", tmp_path / "missing" / "rep.json")
-    assert code == 2 and "does not exist" in stderr and "missing" in stderr
+                          "--report", unwritable / "missing" / "rep.json")
+    assert code == 2 and "not writable" in stderr and "missing" in stderr
     assert not (tmp_path / "ok.tar").exists()
+    # a missing folder that can be made is made, for the report as for every output
+    code, _, stderr = cli("export", app, "-o", tmp_path / "out" / "ok.tar",
+                          "--report", tmp_path / "reports" / "rep.json")
+    assert code == 0, stderr
+    assert (tmp_path / "out" / "ok.tar").is_file()
+    assert (tmp_path / "reports" / "rep.json").is_file()
 
 
 def test_outputs_into_unwritable_folders_are_bad_input(cli, app: Path, tmp_path: Path,  # type: ignore[no-untyped-def]

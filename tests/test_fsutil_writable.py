@@ -18,16 +18,34 @@ def test_writable_destination_accepts_a_plain_file_and_leaves_no_probe(tmp_path:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_missing_parent_folders_are_fine_and_not_made_by_the_check(tmp_path: Path) -> None:
+    """One rule for every output: missing folders are created when writing (mkdir -p)."""
+    target = tmp_path / "missing" / "deeper" / "x.tar"
+    assert check_writable_destination(target) == target
+    assert list(tmp_path.iterdir()) == []
+    with atomic_write(target) as out:
+        out.write(b"data")
+    assert target.read_bytes() == b"data"
+
+
+def test_folders_made_for_a_failed_write_are_removed_again(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "sub" / "x.tar"
+    with pytest.raises(RuntimeError), atomic_write(target) as out:
+        out.write(b"half")
+        raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("case, words", [
-    ("missing", "does not exist"),
     ("parent-is-file", "is not a directory"),
+    ("grandparent-is-file", "is not a directory"),
     ("is-dir", "is a directory"),
 ])
 def test_writable_destination_refusals(tmp_path: Path, case: str, words: str) -> None:
     (tmp_path / "file").write_text("x")
     (tmp_path / "adir").mkdir()
-    path = {"missing": tmp_path / "missing" / "x.tar",
-            "parent-is-file": tmp_path / "file" / "x.tar",
+    path = {"parent-is-file": tmp_path / "file" / "x.tar",
+            "grandparent-is-file": tmp_path / "file" / "sub" / "x.tar",
             "is-dir": tmp_path / "adir"}[case]
     with pytest.raises(InvalidInputError, match=words) as err:
         check_writable_destination(path, "--report")
@@ -38,6 +56,8 @@ def test_unwritable_folder_is_refused(unwritable: Path) -> None:
     with pytest.raises(InvalidInputError, match="not writable") as err:
         check_writable_destination(unwritable / "x.tar")
     assert str(unwritable / "x.tar") in str(err.value)
+    with pytest.raises(InvalidInputError, match="not writable"):
+        check_writable_destination(unwritable / "new" / "x.tar")
     with pytest.raises(InvalidInputError, match="not writable"):
         check_writable_folder(unwritable / "new" / "layout")
 
@@ -87,10 +107,14 @@ def test_archive_outputs_of_append_are_checked_before_writing(cli, tmp_path: Pat
                                                              unwritable: Path) -> None:
     (tmp_path / "a.txt").write_text("a")
     for dest in (unwritable / "x.tar", f"oci-archive:{unwritable / 'x.tar'}",
-                 tmp_path / "missing" / "x.tar"):
+                 unwritable / "missing" / "x.tar"):
         code, stdout, stderr = cli("append", "scratch", "--layer", f"{tmp_path / 'a.txt'}:/a",
                                    "-o", dest)
         assert code == 2, (dest, stderr)
         assert "x.tar" in stderr and ".tmp" not in stderr and stdout == ""
         assert len(stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "missing").exists()
+    for dest in (tmp_path / "new" / "x.tar", f"oci-archive:{tmp_path / 'new2' / 'x.tar'}"):
+        code, _, stderr = cli("append", "scratch", "--layer", f"{tmp_path / 'a.txt'}:/a",
+                              "-o", dest)
+        assert code == 0, stderr
+    assert (tmp_path / "new" / "x.tar").is_file() and (tmp_path / "new2" / "x.tar").is_file()

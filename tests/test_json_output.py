@@ -139,6 +139,9 @@ def test_every_success_output_uses_one_naming_style(
         "referrers": ["referrers", f"oci:{tmp_path / 'e'}:1"],
         "login": ["login", registry.host, "-u", "someone", "--password-stdin"],
         "logout": ["logout", registry.host],
+        "diff": ["diff", lay, f"oci:{tmp_path / 'a'}:1"],
+        "tags": ["tags", f"oci:{tmp_path / 'a'}"],
+        "rm": ["rm", f"oci:{tmp_path / 'a'}:1"],
     }
     import io
     import sys
@@ -151,6 +154,9 @@ def test_every_success_output_uses_one_naming_style(
         finally:
             sys.stdin = sys.__stdin__
         assert code == 0, (command, err)
+        if command == "tags":  # a list of tags, as documented
+            assert json.loads(out) == ["1"]
+            continue
         result = _one_object(out)
         _check_style(result, command)
         assert "media_type" not in json.dumps(result)

@@ -64,7 +64,7 @@ def test_check_destination_refuses_what_cannot_be_written(tmp_path: Path) -> Non
         (LayoutLocation(tmp_path / "lay", "has space"), "not a valid tag"),
         (LayoutLocation(tmp_path / "file"), "not a directory"),
         (LayoutLocation(tmp_path / "stranger"), "not an OCI layout"),
-        (OciArchiveLocation(tmp_path / "missing" / "a.tar"), "does not exist"),
+        (OciArchiveLocation(tmp_path / "file" / "a.tar"), "is not a directory"),
         (DockerArchiveLocation(tmp_path / "d.tar", "@1"), "@N selects an image"),
         (parse_location("x.zip", base_dir=tmp_path), "not an archive name"),
     ]:

@@ -109,9 +109,12 @@ def test_keygen_refuses_to_overwrite(cli, tmp_path: Path) -> None:
     assert not (tmp_path / "k.key").exists()
 
 
-def test_keygen_into_missing_directory_is_bad_input(cli, tmp_path: Path) -> None:
+def test_keygen_makes_missing_folders_but_not_through_a_file(cli, tmp_path: Path) -> None:
     code, _, err = cli("keygen", tmp_path / "nope" / "k", "--no-password")
-    assert code == 2 and "does not exist" in err
+    assert code == 0 and (tmp_path / "nope" / "k.key").is_file(), err
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli("keygen", tmp_path / "file" / "k", "--no-password")
+    assert code == 2 and "is not a directory" in err
 
 
 def test_keygen_into_unwritable_directory_is_bad_input(cli, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def _config_problems(tmp_path: Path, edit: Edit, layers: int = 2) -> list[str]:
     (lambda c: c.__setitem__("architecture", ""), "architecture is missing"),
     (lambda c: c.pop("rootfs"), "rootfs is missing"),
     (lambda c: c["rootfs"].__setitem__("type", "foo"), "rootfs.type"),
-    (lambda c: c["rootfs"]["diff_ids"].pop(), "1 diff_ids but the manifest has 2"),
+    (lambda c: c["rootfs"]["diff_ids"].pop(), "1 diff_id but the manifest has 2 layers"),
     (lambda c: c["rootfs"]["diff_ids"].__setitem__(0, "sha256:XYZ"), "diff_ids[0]"),
     (lambda c: c["history"].append({"created_by": "x"}), "non-empty entries"),
     (lambda c: c.__setitem__("created", "yesterday"), "RFC 3339"),

@@ -66,6 +66,8 @@ class Settings:
     rev: str | None = None          # measure this git revision instead of the working tree
     scrub_values: int = 60_000      # hostile group: dropped values (env_file) ...
     scrub_entries: int = 55_000     # ... and base history entries naming them
+    rootfs_files: int = 100_000     # the rootfs group's base (issue 14)
+    rootfs_bytes: int = 2 << 30
 
 
 @dataclass
@@ -164,11 +166,13 @@ class Suite:
     def groups(self) -> list[Group]:
         from .cachecases import export_group, pull_group
         from .platformcases import platforms_group
+        from .rootfscases import rootfs_group
 
         return [self.startup(), self.mixed_group(), self.small_group(), self.push_group(),
                 self.registry_group(), self.memory_group(), self.tables_group(),
                 self.tables_pg_group(), self.tables_memory_group(), self.hostile_group(),
-                export_group(self), pull_group(self), platforms_group(self)]
+                export_group(self), pull_group(self), platforms_group(self),
+                rootfs_group(self)]
 
     def startup(self) -> Group:
         def cmd(argv: list[str]) -> Callable[[int], Sample]:

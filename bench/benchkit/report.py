@@ -1,4 +1,4 @@
-"""The targets of issues 5, 12, 13 and 17 and the tables: medians, ratios, met or not.
+"""The targets of issues 5, 12, 13, 14 and 17 and the tables: medians, ratios, met or not.
 
 A ratio is ociforge's median divided by the peer's median, both measured in
 the same run on the same input.  A target whose inputs are missing is
@@ -72,6 +72,11 @@ TARGETS: tuple[Target, ...] = (
     Target("pull 1 GiB image / skopeo", "ratio", ("ociforge-pull",), "skopeo-pull", 0.7),
     Target("two-platform export / one-platform export", "ratio", ("export-two-platforms",),
            "export-one-platform", 1.3),
+    Target("rootfs export, base known / tar read of the rootfs", "ratio",
+           ("rootfs-export-again",), "tar-read-rootfs", 2.0),
+    Target("rootfs export, first (empty cache) / tar read of the rootfs", "ratio",
+           ("rootfs-export-first",), "tar-read-rootfs", 2.0),
+    Target("rootfs delta deterministic across rounds", "same-digest", ("rootfs-export-first",)),
 )
 
 

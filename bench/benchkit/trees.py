@@ -2,7 +2,8 @@
 
 Two shapes, as issue 5 describes them: a *mixed* tree of large files, half
 compressible text and half incompressible random bytes, and a tree of many
-small (1-4 KiB) text files that exposes per-file overhead.  Text comes from a
+small (1-4 KiB) text files that exposes per-file overhead; and for issue 14 a
+*rootfs* tree: many files of every size, as a system's /usr holds them.  Text comes from a
 pool of 65,536 seeded pseudo-sentences picked at random, so it compresses like
 logs or source code (gzip about 1:3) without long-range repeats a compressor
 could exploit unrealistically.
@@ -27,7 +28,7 @@ _WORDS_SEED_SALT = 7919
 class TreeSpec:
     """What a tree holds; stored next to it so a kept work dir can be reused."""
 
-    kind: str            # "mixed" or "small"
+    kind: str            # "mixed", "small" or "rootfs"
     files: int
     total_bytes: int     # mixed: the total size; small: ignored (sizes are 1-4 KiB)
     seed: int
@@ -129,6 +130,28 @@ def _make_small(root: Path, spec: TreeSpec) -> int:
     return written
 
 
+def _make_rootfs(root: Path, spec: TreeSpec) -> int:
+    """Many files of every size (log-uniform, 128 B to 4 MiB, scaled to the total), half
+    text, half random, 100 to a folder, some executables and symlinks: a system's /usr."""
+    rng = random.Random(spec.seed)
+    pool = _text_pool(random.Random(spec.seed * _WORDS_SEED_SALT))
+    lo, hi = math.log(128), math.log(4 << 20)
+    raw = [math.exp(rng.uniform(lo, hi)) for _ in range(spec.files)]
+    scale = spec.total_bytes / sum(raw)
+    written = 0
+    for i, weight in enumerate(raw):
+        size = max(1, int(weight * scale))
+        folder = root / f"p{i // 1000:03d}" / f"d{(i // 100) % 10}"
+        is_text = rng.random() < 0.5
+        name = f"f{i:06d}.{'txt' if is_text else 'bin'}"
+        _write(folder / name, _text(rng, pool, size) if is_text else rng.randbytes(size),
+               0o755 if i % 10 == 0 else 0o644)
+        if i % 500 == 1:
+            os.symlink(name, folder / f"l{i:06d}")
+        written += size
+    return written
+
+
 def make_tree(path: Path, spec: TreeSpec) -> Tree:
     """Create (or reuse, when the marker matches) a seeded tree at ``path``."""
     marker = path.parent / f"{path.name}{_MARKER}"
@@ -140,6 +163,7 @@ def make_tree(path: Path, spec: TreeSpec) -> Tree:
         shutil.rmtree(path)
     marker.unlink(missing_ok=True)
     path.mkdir(parents=True)
-    written = _make_mixed(path, spec) if spec.kind == "mixed" else _make_small(path, spec)
+    makers = {"mixed": _make_mixed, "small": _make_small, "rootfs": _make_rootfs}
+    written = makers[spec.kind](path, spec)
     marker.write_text(json.dumps({"spec": asdict(spec), "bytes": written}))
     return Tree(path, spec, written, spec.files)

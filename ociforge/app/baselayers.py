@@ -246,7 +246,8 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
 
     With ``write``, the kept entries' original bytes are written to it (without
     the end-of-archive blocks).  Returns the left-out entries, the diff_id of the
-    ORIGINAL uncompressed stream, and the number of kept entries.  The raw stream
+    ORIGINAL uncompressed stream, and the number of files kept (entries that are
+    neither folders nor whiteouts).  The raw stream
     is read to its end, so a verifying reader gets to check its digest.
     """
     lim = limits or Limits()
@@ -261,7 +262,8 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
         verdict = decide(entry, reader.read)
         tap.settle(keep=verdict is None, until=region_end)
         if verdict is None:
-            kept += 1
+            if entry.type != "dir" and not entry.is_whiteout:
+                kept += 1
         elif verdict[1]:
             left_out.append(LeftOut("/" + entry.name, verdict[0]))
     tap.stop_output()

@@ -4,7 +4,8 @@ Two phases.  First everything that can be wrong with the input is checked
 (ociforge.toml, the licensed flag, names, destinations, the report path,
 database connections) so that bad input exits 2 with nothing written.  Then
 the image is assembled: base (its layers through the same file rules, see
-baselayers.py), one layer per ``[[layers]]`` entry, and with
+baselayers.py), with a rootfs the layer of its changes against the base
+(rootfs.py, layers/delta.py), one layer per ``[[layers]]`` entry, and with
 ``--with-files`` the files layer and one layer per table; the config gets the
 kept environment and the report digest label; then every destination is
 written and the report last.
@@ -25,11 +26,13 @@ from typing import cast
 from ..cache import tables as table_cache
 from ..cache.layers import build_layer_cached
 from ..cache.store import Cache
-from ..display import path_fields
+from ..display import path_fields, plural
 from ..errors import InvalidInputError, InvalidPlatformError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
+from ..layers.delta import DeltaOptions, build_delta, check_compare
+from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
 from ..model.index import Artifact, Index, build_index
@@ -57,6 +60,7 @@ from .dburl import parse_db_url
 from .envfile import read_env_file
 from .inventory import (
     Inventory,
+    InventoryTaker,
     LayerRef,
     LicensedComponent,
     find_licensed,
@@ -64,9 +68,19 @@ from .inventory import (
     take_inventory,
     unused_allowances,
 )
-from .policy import Policy
+from .policy import EnvDecision, Policy
 from .redact import history_scrubber
 from .report import REPORT_LABEL, LayerEntry, Report
+from .rootfs import (
+    ENV_RULES,
+    LIVE_RULES,
+    base_index,
+    base_inventory,
+    is_live_root,
+    live_prune,
+    process_env,
+    start_time_ns,
+)
 from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
 from .tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
 
@@ -100,9 +114,13 @@ class ExportRequest:
     key_password: bytes | None = field(default=None, repr=False)
     attach_report: bool = False             # store the report as a referrer of the image
     keep_base_layers: bool = False          # use base layers as they are (not scanned)
+    base: str | None = None                 # instead of [app] base (a path: relative to cwd)
     options: Options = field(default_factory=Options)
     sbom_path: str | None = None            # write an SPDX 2.3 JSON SBOM here
     attach_sbom: bool = False               # store the SBOM as a referrer of the image
+    rootfs: str | None = None               # export this root filesystem's changes (--rootfs)
+    compare: str = "metadata"               # rootfs: "content" hashes every candidate file
+    env_from_pid: int | None = None         # capture this process's environment too
 
 
 @dataclass
@@ -144,6 +162,7 @@ class ExportPlan:
     allow_env: tuple[str, ...] = ()
     cache: Cache | None = None
     base_artifact: Artifact | None = None      # the whole base, when phase one read it
+    env_dropped: list[EnvDecision] = field(default_factory=list)   # before the policy
 
     @property
     def platform(self) -> Platform:
@@ -166,7 +185,15 @@ def export_app(request: ExportRequest) -> ExportOutcome:
 def plan_export(request: ExportRequest) -> ExportPlan:
     """Check every input (exit 2, nothing written), then push access to every registry
     destination (exit 1, nothing written anywhere)."""
-    spec = load_spec(request.app_dir)
+    spec = load_spec(request.app_dir, rootfs=request.rootfs)
+    check_compare(request.compare)
+    if request.base is not None:
+        # a location from the command line: a relative path is relative to where we run
+        base = parse_location(request.base, role="source")
+        base.check_source()
+        spec = dataclasses.replace(spec, base=request.base)
+    else:
+        base = parse_location(spec.base, role="source", base_dir=spec.root)
     if spec.licensed and not request.include_licensed:
         raise InvalidInputError(LICENSED_REFUSAL.format(name=spec.name))
     check_compression(request.compression)
@@ -178,8 +205,11 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     for name in request.allow_env:
         if not name or "=" in name:
             raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
-    base = _base_location(spec)
+    if spec.rootfs is not None and _several_asked(spec, request.options):
+        raise InvalidInputError(ROOTFS_PLATFORMS)
     platforms, base_artifact = _platforms(spec, request, base)
+    if spec.rootfs is not None and len(platforms) > 1:
+        raise InvalidInputError(ROOTFS_PLATFORMS)
     for platform in platforms:  # a per-platform folder missing for one of them: exit 2
         for entry in (*spec.layers, *((spec.files,) if spec.files and request.with_files
                                       else ())):
@@ -201,21 +231,39 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
     env_layers: list[tuple[str, str, str]] = []
+    env_dropped: list[EnvDecision] = []
+    if request.env_from_pid is not None:
+        captured = process_env(request.env_from_pid)
+        env_layers += captured.env
+        env_dropped = captured.dropped
     if spec.config.env_file_path is not None:
         env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
         env_layers += [(k, v, "env_file") for k, v in env_file.items()]
     env_layers += [(k, v, "config") for k, v in spec.config.env.items()]
     if request.with_files:
         for i, table in enumerate(spec.tables):
-            where = f"{spec.root / 'ociforge.toml'}: tables[{i}]"
             if table.format == "parquet":
                 require_pyarrow()
-            open_database(table, spec.root, where)
+            open_database(table, spec.root, spec.locate(("tables", i)),
+                          spec.locate(("tables", i, "table")))
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platforms, options, epoch, env_layers, policy, base,
                       request, tuple(dict.fromkeys(request.allow_env)),
-                      base_artifact=base_artifact)
+                      base_artifact=base_artifact, env_dropped=env_dropped)
+
+
+ROOTFS_PLATFORMS = ("a rootfs holds one platform's files: export it for one platform "
+                    "(--platform OS/ARCH), not several or all")
+
+
+def _several_asked(spec: AppSpec, options: Options) -> bool:
+    """Several platforms (or all) asked for, by --platform or else by [app] platform."""
+    if options.all_platforms or len(options.platforms) > 1:
+        return True
+    if options.platforms or options.platform is not None or spec.platform is None:
+        return False
+    return spec.platform.strip().lower() == ALL_PLATFORMS or "," in spec.platform
 
 
 def _platforms(spec: AppSpec, request: ExportRequest, base: Location
@@ -284,11 +332,6 @@ def _outputs(spec: AppSpec, request: ExportRequest, platforms: Sequence[Platform
     return outputs
 
 
-def _base_location(spec: AppSpec) -> Location:
-    """The base; local paths in ociforge.toml are relative to the app folder."""
-    return parse_location(spec.base, role="source", base_dir=spec.root)
-
-
 # -- phase two: assemble and write ------------------------------------------------------
 
 @dataclass
@@ -301,6 +344,7 @@ class _Built:
     result: BuildResult
     left_out: list[tuple[str, str]] = field(default_factory=list)
     table: JSONObject | None = None       # a table layer: its report entry and warnings
+    rootfs: dict[str, object] | None = None   # the rootfs layer: compare mode and counts
 
 
 @dataclass
@@ -314,6 +358,7 @@ class _Child:
     used: set[str] = field(default_factory=set)
     image: Image | None = None
     inventory: Inventory | None = None
+    taker: InventoryTaker | None = None     # the base's inventory, taken by the rootfs index
 
 
 def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
@@ -333,6 +378,11 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
         child.base = _filter_base(base, settings, plan, request, report, child.used, scans)
         children.append(child)
     layers = _build_all(plan, request, settings, [child.platform for child in children])
+    if spec.rootfs is not None:             # one platform (phase one made sure)
+        child = children[0]
+        child.taker = base_inventory(bases[0][1], child.base)
+        layers[0].insert(0, _rootfs_layer(plan, request, bases[0][1], child,
+                                          _workspace(spec), settings))
     for child, built in zip(children, layers, strict=True):
         report = child.report
         for entry in built:
@@ -342,6 +392,8 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
                                     if w not in report.warnings]
         for entry in built:
             layer = entry.result.layer
+            if entry.rootfs is not None:
+                report.rootfs = entry.rootfs
             report.layers.append(LayerEntry(entry.role, entry.source, str(layer.digest),
                                             str(layer.diff_id), layer.size, layer.file_count,
                                             layer.media_type))
@@ -461,8 +513,9 @@ def _build_all(plan: ExportPlan, request: ExportRequest, settings: BuildSettings
     per_platform: list[list[_Built]] = []
     for platform in platforms:
         built = [build(entry.for_platform(platform), "runtime") for entry in spec.layers]
-        if request.with_files and spec.files is not None:
-            built.append(build(spec.files.for_platform(platform), "files"))
+        workspace = _workspace(spec)
+        if request.with_files and workspace is not None:
+            built.append(build(workspace.for_platform(platform), "files"))
         per_platform.append(built)
     if request.with_files:
         with tempfile.TemporaryDirectory(prefix="ociforge-tables-") as tmp:
@@ -493,7 +546,8 @@ def _finish(child: _Child, changes: ConfigChanges, dropped_values: set[str], rep
 
 def _rules(plan: ExportPlan, used: set[str]) -> dict[str, str]:
     """The description of every rule that fired."""
-    rules = {k: v for k, v in plan.policy.describe().items() if k in used}
+    described = {**plan.policy.describe(), **LIVE_RULES, **ENV_RULES}
+    rules = {k: v for k, v in described.items() if k in used}
     if "env-file" in used:
         rules["env-file"] = "the env_file itself (its variables go into the config)"
     if "spec-file" in used:
@@ -589,11 +643,15 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
     return base
 
 
-def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]]
+def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
+             read_os_trees: bool = True
              ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
     """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
     one a reused layer left out; ``rules`` names everything ``skip`` decides by (not the
-    platform: a layer's bytes do not depend on it, so platforms share it)."""
+    platform: a layer's bytes do not depend on it, so platforms share it).
+
+    ``read_os_trees`` False: token rules do not read the operating system's own trees
+    (a rootfs's /usr holds packages' docs full of example tokens)."""
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
 
@@ -608,7 +666,8 @@ def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]]
         elif host == spec_file:
             rule_name = "spec-file"
         else:
-            rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files")
+            rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files",
+                                              read_os_trees=read_os_trees)
             rule_name = rule.name if rule else None
         if rule_name is None:
             return None
@@ -617,6 +676,60 @@ def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]]
 
     rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file))
     return skip, note, rules
+
+
+def _workspace(spec: AppSpec) -> PathSpec | None:
+    """``[files]``; with a rootfs and no ``[files]``, the rootfs's /files when there is one."""
+    if spec.files is not None or spec.rootfs is None:
+        return spec.files
+    default = spec.rootfs / "files"
+    if not default.is_dir() or default.is_symlink():
+        return None
+    return PathSpec("/files", default, "/files")
+
+
+def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, child: _Child,
+                  workspace: PathSpec | None, settings: BuildSettings) -> _Built:
+    """The layer of the rootfs's changes against the base as it was (the layers the rootfs
+    was made from), with the live rules, and the license and secret rules as any layer.
+
+    With ``child.taker``, the base layers' inventory is taken in the same read."""
+    spec = plan.spec
+    rootfs = spec.rootfs
+    assert rootfs is not None
+    own: list[tuple[str | os.PathLike[str] | None, str]] = [
+        (workspace.path if workspace else None, "workspace"),
+        *((layer.path, "own-layer") for layer in spec.layers),
+        (plan.options.cache.dir, "ociforge-files"), (str(blob_dir()), "ociforge-files"),
+        (plan.base.path, "ociforge-files"), (request.report_path, "ociforge-files"),
+        (request.sbom_path, "ociforge-files"),
+        *((location.path, "ociforge-files") for location in plan.outputs)]
+    prune = live_prune(rootfs, [(path, rule) for path, rule in own if path])
+    left_out: list[tuple[str, str]] = []
+    skip, note, _ = _skipper(plan, "rootfs", left_out, read_os_trees=False)
+    options = DeltaOptions(compare=request.compare, prune=prune, protected=prune.protected,
+                           skip=skip,
+                           changed_after_ns=start_time_ns() if is_live_root(rootfs) else None)
+    layers = [kept if kept.digest == was.digest else was
+              for was, kept in zip(original.layers, child.base.layers, strict=True)]
+    log.info("comparing the rootfs %s with the base", rootfs)
+    refs = [LayerRef(i, str(layer.digest), "base") for i, layer in enumerate(child.base.layers)]
+    progress = Progress.of(plan.options)
+    index = base_index(plan.cache, layers, refs, rootfs, options, child.taker, progress)
+    with progress.task("build", "rootfs layer", label="rootfs layer (changes against the base)"
+                       ) as task:
+        delta = build_delta(rootfs, index,
+                            dataclasses.replace(settings, normalize_modes=False), options, task)
+    stats = delta.stats
+    for path, rule in stats.pruned:
+        if rule == "own-layer" or (rule == "workspace" and request.with_files):
+            continue                # exported, by a layer of its own
+        note(path, rule)
+    for path, rule in stats.left_out:
+        note(path, rule)
+    counts = {"compare": request.compare, "added": stats.added, "changed": stats.changed,
+              "deleted": stats.deleted}
+    return _Built("rootfs", "/", delta.build, left_out, rootfs=counts)
 
 
 def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: ExportPlan
@@ -639,7 +752,8 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[
     database's tables are reused from the cache only when every one of them can be
     (the file proves unchanged), else all of them are read again together."""
     tables = plan.spec.tables
-    where = [f"{plan.spec.root / 'ociforge.toml'}: tables[{i}]" for i in range(len(tables))]
+    where = [plan.spec.locate(("tables", i, "query" if table.query else "table"))
+             for i, table in enumerate(tables)]
     entries = [_table_entry(plan, table, settings, w) for table, w in zip(tables, where,
                                                                          strict=True)]
     hits: dict[int, tuple[BuildResult, JSONObject]] = {}
@@ -660,8 +774,8 @@ def _table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[
         else:
             jobs += members
     if jobs:
+        log.info("reading %s", plural(len(jobs), "table"))
         for i in jobs:
-            log.info("reading table %s", tables[i].name)
             (tmp / str(i)).mkdir()
         progress = Progress.of(plan.options)
         with TableExport(plan.spec.root, progress) as export:  # one snapshot per database
@@ -737,7 +851,16 @@ def _config_changes(image: Image, plan: ExportPlan, report: Report, used: set[st
         report.warnings.insert(0, f"--allow-env {name}: no such variable in the base, "
                                   "env_file or [config] env (a typo?)")
     kept, dropped = plan.policy.filter_env(base_env + plan.env_layers)
-    for decision in dropped:
+    origins = {name: origin for name, _, origin in base_env + plan.env_layers}
+    for name in plan.allow_env:
+        if name in kept:
+            rule = plan.policy.rule_for(name, kept[name])
+            if rule is not None:
+                used.add(rule.name)
+                report.overridden.append({"name": name, "rule": rule.name, "kind": rule.kind,
+                                          "origin": origins.get(name, "config"),
+                                          "allowed_by": "--allow-env"})
+    for decision in sorted(plan.env_dropped + dropped, key=lambda d: d.name):
         used.add(decision.rule)
         report.dropped_env.append({"name": decision.name, "rule": decision.rule,
                                    "kind": decision.kind, "origin": decision.origin})
@@ -772,14 +895,23 @@ LICENSED_COMPONENTS_REFUSAL = (
 
 
 def inventory_and_licenses(image: Image, report: Report, allow: Sequence[str],
-                           include_licensed: bool) -> Inventory:
+                           include_licensed: bool, taker: InventoryTaker | None = None
+                           ) -> Inventory:
     """Take the inventory of the image's final layers (after the rules left files out),
     put the counts and licensed components in the report, and refuse (exit 2, before
     anything is written) licensed software that is neither allowed nor included.
 
     ``report.layers`` must describe ``image.layers`` one for one (they label the layers).
+    ``taker`` may hold the inventory of the lowest layers already (as many as its refs).
     """
-    inventory = take_inventory(_layer_refs(image, report))
+    refs = _layer_refs(image, report)
+    if taker is None:
+        inventory = take_inventory(refs)
+    else:
+        assert taker.refs == [ref for ref, _ in refs[:len(taker.refs)]]
+        for ref, layer in refs[len(taker.refs):]:
+            taker.add(ref, layer)
+        inventory = taker.result()
     refused = _record_inventory(inventory, report, allow)
     if refused and not include_licensed:
         _refuse_licensed([("", refused)])
@@ -797,7 +929,7 @@ def _inventories(children: Sequence[_Child], plan: ExportPlan, request: ExportRe
         child = children[0]
         assert child.image is not None
         child.inventory = inventory_and_licenses(child.image, child.report, allow,
-                                                 request.include_licensed)
+                                                 request.include_licensed, child.taker)
         return
     stacks = []
     for child in children:

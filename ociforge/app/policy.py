@@ -216,11 +216,21 @@ class ContentRule:
     at_start: bool = False      # the first line (after blanks) is a PEM "-----BEGIN ...marker"
     formats: tuple[tokens.TokenFormat, ...] = ()
     in_packages: bool = True    # False: files inside installed software are not read
+    # the globs as one regex (None: "*", every name), built once: asked for every entry
+    _names: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = None if "*" in self.globs else \
+            re.compile("|".join(fnmatch.translate(g) for g in self.globs))
+        object.__setattr__(self, "_names", names)
+
+    def name_wanted(self, base: str) -> bool:
+        """The file name (lower-cased) is one of the globs'."""
+        return self._names is None or self._names.match(base) is not None
 
     def wants(self, rel_path: str) -> bool:
         """True when the name is one whose content must be looked at."""
-        base = PurePosixPath(rel_path).name.lower()
-        if not any(g == "*" or fnmatch.fnmatchcase(base, g) for g in self.globs):
+        if not self.name_wanted(PurePosixPath(rel_path).name.lower()):
             return False
         return self.in_packages or not in_package_tree(rel_path)
 
@@ -312,6 +322,10 @@ class Policy:
         """The rule that drops this variable, or None to keep it."""
         if name in self.allow_env:
             return None
+        return self.rule_for(name, value)
+
+    def rule_for(self, name: str, value: str) -> EnvRule | None:
+        """The rule that would drop this variable without any --allow-env."""
         for rule in self.env_rules:
             if rule.matches(name, value):
                 return rule
@@ -388,8 +402,7 @@ class Policy:
 
 
 def _name_wanted(rule: ContentRule, rel_path: str) -> bool:
-    base = rel_path.rpartition("/")[2].lower()
-    return any(g == "*" or fnmatch.fnmatchcase(base, g) for g in rule.globs)
+    return rule.name_wanted(rel_path.rpartition("/")[2].lower())
 
 
 def _read_head(host_path: Path, size: int, enough_if_binary: int) -> bytes | None:

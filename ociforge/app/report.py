@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..display import bytes_of, human, json_safe, json_text
+from ..display import bytes_of, human, json_safe, json_text, plural
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, pretty
 
@@ -77,8 +77,10 @@ class Report:
     media_type: str | None = None
     destinations: list[dict[str, str]] = field(default_factory=list)
     licensed: bool = False                      # licensed = true, exported with --include-licensed
+    overridden: list[dict[str, str]] = field(default_factory=list)  # kept by --allow-env
     inventory: dict[str, Any] | None = None     # packages, per ecosystem, per license (counts)
     licensed_components: list[dict[str, Any]] = field(default_factory=list)
+    rootfs: dict[str, Any] | None = None        # a rootfs's delta: compare mode and counts
     # several platforms: one report per platform (its base, layers, inventory); the
     # lists above then hold what every platform shares, the rest naming its platforms
     platforms: list[Report] = field(default_factory=list)
@@ -107,6 +109,7 @@ class Report:
             app=first.app, mode=first.mode, base_reference=first.base_reference,
             base_digest=base_digest, platform=",".join(names),
             dropped_env=_merge([(r.platform, r.dropped_env) for r in reports], names),
+            overridden=_merge([(r.platform, r.overridden) for r in reports], names),
             left_out_files=sorted(
                 _merge([(r.platform, r.left_out_files) for r in reports], names),
                 key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1),
@@ -139,6 +142,10 @@ class Report:
         }
         if self.licensed:  # only then, so reports of ordinary apps keep their digests
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
+        if self.rootfs is not None:
+            out["rootfs"] = self.rootfs
+        if self.overridden:  # likewise: only exports with --allow-env that kept something
+            out["overridden"] = self.overridden
         out.update(self._inventory_content())
         return json_safe(out)
 
@@ -166,6 +173,8 @@ class Report:
             if refused:
                 licensed["components"] = refused
             out["licensed"] = licensed
+        if self.overridden:  # as in a one-platform report: only when something was kept
+            out["overridden"] = self.overridden
         return json_safe(out)
 
     def _platform_entry(self) -> JSONObject:
@@ -219,6 +228,10 @@ class Report:
                              + (f" (base @ {report.base_digest})" if report.base_digest
                                 else ""))
             lines += report._layer_lines()
+        if self.rootfs is not None:
+            lines.append(f"  rootfs   {self.rootfs['added']} added, {self.rootfs['changed']} "
+                         f"changed, {self.rootfs['deleted']} deleted (compared by "
+                         f"{self.rootfs['compare']})")
         if self.licensed:
             lines.append("  licensed app exported with --include-licensed (its license keys "
                          "and server settings are left out)")
@@ -228,15 +241,19 @@ class Report:
             lines.append("  base     layers NOT scanned (--keep-base-layers): "
                          "license or credential files in them ship as they are")
         for table in self.tables:
-            lines.append(f"  table    {table['name']:<17} {table['rows']} rows -> {table['dest']}")
+            rows = plural(int(str(table["rows"])), "row")
+            lines.append(f"  table    {table['name']:<17} {rows} -> {table['dest']}")
         if self.dropped_env:
             lines.append("  dropped  variables: " + ", ".join(
                 f"{d['name']} ({d['rule']})" for d in self.dropped_env[:12])
                 + (f" and {len(self.dropped_env) - 12} more" if len(self.dropped_env) > 12
                    else ""))
+        if self.overridden:
+            lines.append("  kept     variables: " + ", ".join(
+                f"{d['name']} (--allow-env, overrides {d['rule']})" for d in self.overridden))
         if self.left_out_files:
             files = self.left_out_files[:8]
-            lines.append(f"  left out {len(self.left_out_files)} files: " + ", ".join(
+            lines.append(f"  left out {plural(len(self.left_out_files), 'file')}: " + ", ".join(
                 f"{f['path']} ({f['rule']})" for f in files)
                 + (" ..." if len(self.left_out_files) > len(files) else ""))
         for warning in self.warnings[:5]:
@@ -256,7 +273,7 @@ class Report:
     def _layer_lines(self) -> list[str]:
         lines = []
         for layer in self.layers:
-            files = f"{layer.files} files, " if layer.files is not None else ""
+            files = f"{plural(layer.files, 'file')}, " if layer.files is not None else ""
             lines.append(f"  layer    {layer.role:<8} {layer.source:<24} "
                          f"{files}{_size(layer.size)}  {layer.digest[:19]}"
                          + (f"  rewritten (was {layer.original_digest[:19]})"

@@ -8,6 +8,7 @@ builds anything: a spec that loads is safe to export.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -29,7 +30,7 @@ _REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "app": ("name", "base", "platform", "licensed"),
+    "app": ("name", "base", "platform", "licensed", "rootfs"),
     "config": ("entrypoint", "cmd", "env", "env_file", "workdir", "user", "ports", "labels",
                "volumes", "stop_signal"),
     "layers": ("src", "dest", "exclude"),
@@ -38,6 +39,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "licenses": ("env", "files", "allow"),
     "secrets": ("env", "files", "allow_files"),
 }
+
+_ARRAYS = ("layers", "tables")   # written [[layers]], [[tables]]
+
+
+def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
+    guess = difflib.get_close_matches(key, list(allowed), 1, 0.6)
+    return f" (did you mean {guess[0]!r}?)" if guess else ""
 
 
 PLACEHOLDERS = ("os", "arch", "variant")
@@ -65,7 +73,7 @@ class PathSpec:
     A ``src`` with placeholders names one folder per platform: ``for_platform``
     fills them in and checks that folder (``path`` is then unchecked)."""
 
-    src: str            # as written, relative to the app folder
+    src: str            # as written: relative to the app folder, or absolute in the rootfs
     path: Path          # resolved on disk, inside the app folder
     dest: str
     exclude: tuple[str, ...] = ()
@@ -141,16 +149,44 @@ class AppSpec:
     tables: tuple[TableSpec, ...] = ()
     licenses: ExtraPatterns = field(default_factory=ExtraPatterns)
     secrets: ExtraPatterns = field(default_factory=ExtraPatterns)
+    rootfs: Path | None = None      # export what is installed: this root filesystem's changes
+    toml_path: Path | None = field(default=None, compare=False)   # as the user named it
+    key_lines: KeyLines | None = field(default=None, compare=False, repr=False)
+
+    def locate(self, path: tuple[str | int, ...]) -> str:
+        """``FILE:LINE: key.path`` for messages about a key of ociforge.toml (the file as
+        the user named it, the line where the key is written)."""
+        shown = str(self.toml_path) if self.toml_path is not None else SPEC_NAME
+        line = self.key_lines.line_of(path) if self.key_lines is not None else None
+        return f"{shown}:{line}: {_display(path)}" if line else f"{shown}: {_display(path)}"
 
 
-def load_spec(app_dir: str | os.PathLike[str]) -> AppSpec:
-    """Load ``APP_DIR/ociforge.toml``; raises ConfigFileError (exit 2) on any problem."""
-    root = Path(app_dir)
+def spec_folder(app: str | os.PathLike[str]) -> Path:
+    """The application folder ``app`` names: the folder itself, or the folder an
+    ``ociforge.toml`` given as a file sits in (``export path/to/ociforge.toml``)."""
+    path = Path(app)
+    if path.name == SPEC_NAME and not path.is_dir():
+        return path.parent
+    if path.suffix == ".toml" and path.is_file():
+        raise ConfigFileError(f"{str(app)!r}: give the application folder, or its "
+                              f"{SPEC_NAME} (this file is named {path.name!r})")
+    return path
+
+
+def load_spec(app_dir: str | os.PathLike[str],
+              rootfs: str | os.PathLike[str] | None = None) -> AppSpec:
+    """Load ``APP_DIR/ociforge.toml`` (or the ociforge.toml named itself); raises
+    ConfigFileError (exit 2) on any problem.
+
+    ``rootfs`` (``--rootfs``) overrides ``[app] rootfs``.  With a rootfs, an absolute
+    ``src`` in ``[files]`` or ``[[layers]]`` names a path inside it.
+    """
+    root = spec_folder(app_dir)
     if not root.is_dir():
-        raise ConfigFileError(f"application folder {str(app_dir)!r} does not exist")
+        raise ConfigFileError(f"application folder {str(root)!r} does not exist")
     toml_path = root / SPEC_NAME
     if not os.path.lexists(toml_path):
-        raise ConfigFileError(f"{str(app_dir)!r} has no {SPEC_NAME}")
+        raise ConfigFileError(f"{str(root)!r} has no {SPEC_NAME}")
     try:
         source = read_regular(toml_path, SPEC_NAME, shown=str(toml_path)).decode("utf-8")
     except UnicodeDecodeError:
@@ -159,7 +195,7 @@ def load_spec(app_dir: str | os.PathLike[str]) -> AppSpec:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(f"{toml_path}: invalid TOML: {exc}") from None
-    return _Loader(root.resolve(), toml_path, source).load(data)
+    return _Loader(root.resolve(), toml_path, source, rootfs).load(data)
 
 
 def _display(path: tuple[str | int, ...]) -> str:
@@ -170,10 +206,13 @@ def _display(path: tuple[str | int, ...]) -> str:
 
 
 class _Loader:
-    def __init__(self, root: Path, toml_path: Path, source: str):
+    def __init__(self, root: Path, toml_path: Path, source: str,
+                 rootfs: str | os.PathLike[str] | None = None):
         self.root = root
         self.toml_path = toml_path
         self.lines = KeyLines(source)
+        self.rootfs_option = rootfs
+        self.rootfs: Path | None = None
 
     # -- errors ---------------------------------------------------------------
     def error(self, path: tuple[str | int, ...], message: str) -> ConfigFileError:
@@ -181,13 +220,20 @@ class _Loader:
         where = f"{self.toml_path}:{line}" if line else str(self.toml_path)
         return ConfigFileError(f"{where}: {_display(path)}: {message}")
 
+    def header(self, name: str) -> str:
+        """How a section is written: ``[[layers]]``, ``[[tables]]``, else ``[name]``
+        (an unknown one as the file writes it)."""
+        array = (name,) in self.lines.arrays or (name in _SECTIONS and name in _ARRAYS)
+        return f"[[{name}]]" if array else f"[{name}]"
+
     # -- typed getters --------------------------------------------------------
     def table(self, value: Any, path: tuple[str | int, ...], allowed: tuple[str, ...]) -> dict:
         if not isinstance(value, dict):
             raise self.error(path, f"must be a table, not {_type_name(value)}")
         for key in value:
             if key not in allowed:
-                raise self.error((*path, key), f"unknown key (allowed: {', '.join(allowed)})")
+                raise self.error((*path, key), f"unknown key{_did_you_mean(key, allowed)} "
+                                 f"(allowed: {', '.join(allowed)})")
         return value
 
     def string(self, data: dict, path: tuple[str | int, ...], required: bool = False) -> str | None:
@@ -240,8 +286,14 @@ class _Loader:
         return out
 
     # -- paths ----------------------------------------------------------------
-    def inside(self, rel: str, path: tuple[str | int, ...], must_exist: bool = True) -> Path:
-        """Resolve ``rel`` against the app folder; refuse anything that leaves it."""
+    def inside(self, rel: str, path: tuple[str | int, ...], must_exist: bool = True,
+               in_rootfs: bool = False) -> Path:
+        """Resolve ``rel`` against the app folder; refuse anything that leaves it.
+
+        With ``in_rootfs`` and a rootfs, an absolute ``rel`` is a path inside the rootfs.
+        """
+        if in_rootfs and self.rootfs is not None and rel.startswith("/"):
+            return self.in_rootfs(rel, path)
         full, problem = resolve_inside(self.root, rel, must_exist)
         if problem is not None:
             if "does not exist" in problem and _BRACES_RE.search(rel):
@@ -249,6 +301,42 @@ class _Loader:
                 problem += f" (the placeholders are {known})"
             raise self.error(path, f"{rel!r} {problem}")
         return full
+
+    def in_rootfs(self, rel: str, path: tuple[str | int, ...]) -> Path:
+        assert self.rootfs is not None
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise self.error(path, f"{rel!r} must not contain '..'")
+        full = self.rootfs.joinpath(*parts)
+        if not os.path.lexists(full):
+            raise self.error(path, f"{rel!r} does not exist in the rootfs {str(self.rootfs)!r}")
+        real = Path(os.path.realpath(full))
+        root = Path(os.path.realpath(self.rootfs))
+        if real != root and root not in real.parents:
+            raise self.error(path, f"{rel!r} leads out of the rootfs (symlink)")
+        return full
+
+    def load_rootfs(self, app: dict) -> Path | None:
+        """``--rootfs`` or ``[app] rootfs`` (relative to the app folder): an existing folder."""
+        given = self.rootfs_option
+        where: tuple[str | int, ...] = ("app", "rootfs")
+        if given is None:
+            given = self.string(app, where)
+            if given is None:
+                return None
+            if not given.strip():
+                raise self.error(where, "must not be empty")
+            folder = self.root / os.path.expanduser(given)
+        else:
+            folder = Path(given)
+        if not folder.is_dir():
+            shown = str(given)
+            message = f"{shown!r} is not a folder" if folder.exists() else \
+                f"{shown!r} does not exist"
+            if self.rootfs_option is not None:
+                raise InvalidInputError(f"--rootfs {message}")
+            raise self.error(where, message)
+        return Path(os.path.realpath(folder))   # host paths below it compare as written
 
     def where(self, path: tuple[str | int, ...]) -> str:
         line = self.lines.line_of(path)
@@ -269,16 +357,24 @@ class _Loader:
     def load(self, data: dict) -> AppSpec:
         for key in data:
             if key not in _SECTIONS:
-                raise self.error((key,), f"unknown section (allowed: {', '.join(_SECTIONS)})")
+                shown = {name: self.header(name) for name in _SECTIONS}
+                guess = difflib.get_close_matches(key, list(_SECTIONS), 1, 0.6)
+                hint = f" (did you mean {shown[guess[0]]}?)" if guess else ""
+                line = self.lines.line_of((key,))
+                where = f"{self.toml_path}:{line}" if line else str(self.toml_path)
+                raise ConfigFileError(f"{where}: unknown section {self.header(key)}{hint}; "
+                                      f"allowed: {', '.join(shown.values())}")
         app = self.table(data.get("app"), ("app",), _SECTIONS["app"]) if "app" in data else None
         if app is None:
-            raise ConfigFileError(f"{self.toml_path}: section [app] with a name is required")
+            raise ConfigFileError(f"{self.toml_path}:1: section [app] is missing: start the "
+                                  "file with [app] and name = \"...\"")
         name = self.string(app, ("app", "name"), required=True)
         assert name is not None
         if not _REPO_RE.match(name) or len(name) > 255:
             raise self.error(("app", "name"), f"{name!r} is not a valid image name (lowercase "
                              "letters, digits and . _ - separators, '/' between components)")
         platform = self.platform(app)
+        self.rootfs = self.load_rootfs(app)
         base = self.string(app, ("app", "base")) or "scratch"
         try:
             from ..stores.locations import parse_location
@@ -304,6 +400,9 @@ class _Loader:
             tables=self.tables(data),
             licenses=self.extra(data, "licenses"),
             secrets=self.extra(data, "secrets"),
+            rootfs=self.rootfs,
+            toml_path=self.toml_path,
+            key_lines=self.lines,
         )
 
     def platform(self, app: dict) -> str | None:
@@ -344,7 +443,8 @@ class _Loader:
         src = self.string(section, (*path, "src"), required=True)
         assert src is not None
         # a src with placeholders is checked per platform (PathSpec.for_platform)
-        full = self.inside(src, (*path, "src"), must_exist=not has_placeholders(src))
+        full = self.inside(src, (*path, "src"), must_exist=not has_placeholders(src),
+                           in_rootfs=True)
         return PathSpec(src, full, self.dest(section, (*path, "dest"), default_dest),
                         self.strings(section, (*path, "exclude")),
                         where=self.where((*path, "src")), root=self.root)

@@ -43,10 +43,17 @@ def require_pyarrow() -> None:
     require_arrow("tables")
 
 
-def open_database(spec: TableSpec, app_root: Path, where: str) -> DatabaseURL:
-    """Parse the URL and check the database can be reached (exit 2 if not)."""
+def open_database(spec: TableSpec, app_root: Path, where: str,
+                  table_where: str | None = None) -> DatabaseURL:
+    """Parse the URL, check the database can be reached and holds the named table
+    (exit 2 if not; ``table_where`` names the ``table`` key in messages)."""
     db = parse_db_url(spec.source, app_root, where)
-    Source(db, spec.name).close()
+    source = Source(db, spec.name)
+    try:
+        if spec.table is not None:
+            source.check_table(spec.table, table_where or where)
+    finally:
+        source.close()
     return db
 
 
@@ -109,7 +116,7 @@ class TableExport:
                        ) -> list[TableSnapshot]:
         first, _, where = jobs[0]
         source = self._source(first, where)
-        result = source.read(first)
+        result = source.read(first, where)
         paths = [folder / f"{spec.name}.{spec.format}" for spec, folder, _ in jobs]
         files: list[TableFile] = []
         try:

@@ -215,7 +215,30 @@ class Source:
 
     # -- reading ----------------------------------------------------------------------
 
-    def read(self, spec: TableSpec) -> Result:
+    def check_table(self, table: str, where: str) -> None:
+        """Refuse (exit 2) a ``table`` the database does not hold, with a did-you-mean."""
+        schema, name = _qualified(table)
+        try:
+            objects = self.conn.adbc_get_objects(depth="tables",
+                                                 db_schema_filter=schema).read_all()
+        except Exception:
+            return  # the driver cannot list: reading the table will tell
+        names: list[str] = []
+        for catalog in objects.to_pylist():
+            for db_schema in catalog.get("catalog_db_schemas") or []:
+                for found in db_schema.get("db_schema_tables") or []:
+                    if isinstance(found.get("table_name"), str):
+                        names.append(found["table_name"])
+        if name in names:
+            return
+        import difflib
+
+        guess = difflib.get_close_matches(name, names, 1, 0.6)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        raise InvalidInputError(f"{where}: no table {table!r} in {self.db.shown}{hint}; "
+                                f"tables: {', '.join(sorted(names)[:20]) or 'none'}")
+
+    def read(self, spec: TableSpec, where: str | None = None) -> Result:
         warnings: list[str] = []
         if spec.table is not None:
             sql = self._table_sql(spec)
@@ -239,7 +262,7 @@ class Source:
             raise InvalidInputError(f"table {spec.name!r}: {exc}") from None
         except Exception as exc:
             cur.close()
-            raise InvalidInputError(f"table {spec.name!r}: query failed: "
+            raise InvalidInputError(f"{where or 'table ' + repr(spec.name)}: query failed: "
                                     f"{self._message(exc)}") from None
         return Result(conformer, self._batches(spec, cur, reader, conformer), tuple(warnings))
 

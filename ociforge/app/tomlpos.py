@@ -36,6 +36,7 @@ class KeyLines:
 
     def __init__(self, source: str):
         self._lines: dict[Path, int] = {}
+        self.arrays: set[Path] = set()   # names written as arrays of tables: [[name]]
         self._scan(source)
 
     def _record(self, path: Path, line: int) -> None:
@@ -61,6 +62,8 @@ class KeyLines:
                     index = array_counts.get(names, -1) + 1
                     array_counts[names] = index
                     table = (*names, index)
+                    self.arrays.add(names)
+                    self._record(names, number)  # the first [[name]] names the array
                 else:
                     table = _with_indexes(names, array_counts)
                 self._record(table, number)

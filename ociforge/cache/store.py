@@ -40,7 +40,7 @@ from ..options import DEFAULT_CACHE_MAX, CacheOptions
 log = logging.getLogger("ociforge.cache")
 
 FORMAT = "v1"
-KINDS = ("layers", "bases", "tables", "manifests", "tags", "blobrepos", "registries")
+KINDS = ("layers", "bases", "tables", "manifests", "tags", "blobrepos", "registries", "rootfs")
 TAG_NAME = "CACHEDIR.TAG"
 TAG_TEXT = (b"Signature: 8a477f597d28d172789f06886806bc55\n"
             b"# This file is a cache directory tag created by ociforge.\n"
@@ -316,7 +316,7 @@ class Cache:
     def _drop_orphans(self) -> int:
         """Records that name a blob no longer here (pruned by us or by another process)."""
         dropped = 0
-        for kind in ("layers", "bases", "tables", "manifests"):
+        for kind in ("layers", "bases", "tables", "manifests", "rootfs"):
             try:
                 entries = list(os.scandir(self.base / kind))
             except OSError:

@@ -126,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = build_parser(args_list)
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        if extra:
+            raise _unrecognized(parser, getattr(args, "command", None), extra)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         if "--json" in args_list:
@@ -249,6 +251,23 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None,
+                  extra: list[str]) -> UsageError:
+    """An option the command does not take: named, with the command's nearest option,
+    pointing at that command's --help (not the top level's)."""
+    import difflib
+
+    if command is None:
+        return UsageError(PROG, f"unrecognized arguments: {' '.join(extra)}")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = list(sub.choices[command]._option_string_actions)
+    first = extra[0].split("=", 1)[0]
+    guess = difflib.get_close_matches(first, known, 1, 0.7) if first.startswith("-") else []
+    hint = f" (did you mean {guess[0]}?)" if guess else ""
+    return UsageError(f"{PROG} {command}",
+                      f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
 def _one_line(text: str) -> str:

@@ -226,12 +226,14 @@ def _copy_file(
 
 def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out: _TarOut,
                progress: Task = NULL_TASK) -> int:
-    uid, gid, mtime = settings.uid, settings.gid, settings.epoch
+    mtime = settings.epoch
     first_of_inode: dict[tuple[int, int], bytes] = {}
     header = tf.header
     if settings.normalize_modes:
         ordered = [(path, replace(e, mode=normal_mode(e.kind, e.mode))) for path, e in ordered]
     for path, e in ordered:
+        uid = settings.uid if e.uid < 0 else e.uid
+        gid = settings.gid if e.gid < 0 else e.gid
         progress.advance(files=1)
         if e.kind == FILE:
             if e.inode is not None:
@@ -244,11 +246,11 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
                     continue
                 first_of_inode[e.inode] = path
             out.write(header(path, mode=e.mode, uid=uid, gid=gid, size=e.size, mtime=mtime,
-                             typeflag=tf.REGTYPE))
+                             typeflag=tf.REGTYPE, xattrs=e.xattrs))
             _copy_file(e.host, e.size, out, e.ident)
         elif e.kind == DIR:
             out.write(header(path + b"/", mode=e.mode, uid=uid, gid=gid, size=0, mtime=mtime,
-                             typeflag=tf.DIRTYPE))
+                             typeflag=tf.DIRTYPE, xattrs=e.xattrs))
         elif e.kind == LINK:
             out.write(header(path, mode=e.mode, uid=uid, gid=gid, size=0, mtime=mtime,
                              typeflag=tf.SYMTYPE, linkname=e.target))
@@ -257,7 +259,7 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
                              typeflag=tf.REGTYPE))
     out.write(tf.END_OF_ARCHIVE)
     out.flush()
-    return len(ordered)
+    return sum(1 for _, e in ordered if e.kind in (FILE, LINK))  # files, not folders
 
 
 def _check_settings(settings: BuildSettings) -> None:
@@ -292,7 +294,18 @@ def build_layer(
         collector.add_source(source)
     for removed in removes:
         collector.add_whiteout(removed)
-    ordered = collector.ordered()
+    return BuildResult(write_entries(collector.ordered(), settings, progress),
+                       collector.skipped, collector.warnings)
+
+
+def write_entries(ordered: list[tuple[bytes, Entry]], settings: BuildSettings,
+                  progress: Task = NULL_TASK) -> Layer:
+    """The layer blob of entries already collected and sorted (``Collector.ordered``).
+
+    ``progress`` counts the file bytes read (of the total listed) and the entries
+    written, and is told the layer's digest."""
+    _check_settings(settings)
+    tune_allocator()
     progress.expect(_data_size(ordered), files_total=len(ordered))
     on_data = None if progress is NULL_TASK else progress.advance
     layer = write_layer_blob(
@@ -300,7 +313,7 @@ def build_layer(
         settings.compression, settings.docker, settings.threads,
     )
     progress.set(digest=str(layer.digest))
-    return BuildResult(layer, collector.skipped, collector.warnings)
+    return layer
 
 
 def _data_size(ordered: list[tuple[bytes, Entry]]) -> int:
@@ -373,4 +386,5 @@ __all__ = [
     "layer_from_tar",
     "normal_mode",
     "settings_epoch",
+    "write_entries",
 ]

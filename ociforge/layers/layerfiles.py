@@ -49,7 +49,11 @@ _UNSUPPORTED = (
 
 @dataclass(slots=True)
 class Entry:
-    """One future tar entry; ``synthetic`` marks an implied parent folder."""
+    """One future tar entry; ``synthetic`` marks an implied parent folder.
+
+    ``uid``/``gid`` -1 take the build settings' owner; a root filesystem's delta
+    keeps each file's own (and its extended attributes, ``xattrs``).
+    """
 
     kind: int
     mode: int
@@ -59,6 +63,9 @@ class Entry:
     inode: tuple[int, int] | None = None  # set when the file has other hardlinks
     ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) seen when collecting
     synthetic: bool = False
+    uid: int = -1
+    gid: int = -1
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class Excluder:
@@ -106,7 +113,8 @@ def _image_path(text: str, what: str) -> bytes:
     return os.fsencode("/".join(parts))
 
 
-def _join(prefix: bytes, rel: bytes) -> bytes:
+def join(prefix: bytes, rel: bytes) -> bytes:
+    """Image paths joined: ``join(b"a", b"b") == b"a/b"``, the root being ``b""``."""
     return prefix + b"/" + rel if prefix and rel else prefix or rel
 
 
@@ -187,7 +195,7 @@ class Collector:
             self._walk(src, dest, Excluder(source.exclude))
             return
         if not dest or source.dest.endswith("/"):
-            dest = _join(dest, os.path.basename(src.rstrip(b"/")))
+            dest = join(dest, os.path.basename(src.rstrip(b"/")))
         if self._skipped(dest, src):
             return
         entry = self._entry_for(dest, src, st)
@@ -196,6 +204,7 @@ class Collector:
             self._put(dest, entry)
 
     def _walk(self, root: bytes, dest: bytes, excluder: Excluder) -> None:
+        """Depth first, never through a symlink; ``_visit`` decides each child."""
         stack: list[tuple[bytes, bytes]] = [(root, b"")]
         while stack:
             host_dir, rel_dir = stack.pop()
@@ -206,26 +215,27 @@ class Collector:
                 raise InvalidInputError(
                     f"cannot list {os.fsdecode(host_dir)}: {exc.strerror}"
                 ) from None
+            self._enter(join(dest, rel_dir), host_dir, children)
             for child in children:
                 rel = rel_dir + b"/" + child.name if rel_dir else child.name
                 if excluder and excluder.match(os.fsdecode(rel), os.fsdecode(child.name)):
                     continue
-                path = _join(dest, rel)
-                host = child.path
-                if self._skipped(path, host):
-                    continue
-                try:
-                    st = child.stat(follow_symlinks=False)
-                except OSError as exc:
-                    raise InvalidInputError(
-                        f"cannot read {os.fsdecode(host)}: {exc.strerror}"
-                    ) from None
-                entry = self._entry_for(path, host, st)
-                if entry is None:
-                    continue
-                self._put(path, entry)
-                if entry.kind == DIR:
-                    stack.append((host, rel))
+                if self._visit(join(dest, rel), child):
+                    stack.append((child.path, rel))
+
+    def _enter(self, path: bytes, host: bytes, children: list[os.DirEntry[bytes]]) -> None:
+        """A folder's children are listed, before any is visited (a hook)."""
+
+    def _visit(self, path: bytes, child: os.DirEntry[bytes]) -> bool:
+        """Put one walked entry; True to walk into it (a folder)."""
+        host = child.path
+        if self._skipped(path, host):
+            return False
+        entry = self._entry_for(path, host, lstat_entry(child))
+        if entry is None:
+            return False
+        self._put(path, entry)
+        return entry.kind == DIR
 
     def add_whiteout(self, removed: str) -> None:
         path = _image_path(removed, "path to remove")
@@ -234,7 +244,7 @@ class Collector:
         parent, _, name = path.rpartition(b"/")
         if name.startswith(WHITEOUT_PREFIX.encode()):
             raise InvalidInputError(f"path to remove {removed!r} is itself a whiteout name")
-        wh = _join(parent, WHITEOUT_PREFIX.encode() + name)
+        wh = join(parent, WHITEOUT_PREFIX.encode() + name)
         self._parents(wh)
         self.entries[wh] = Entry(WHITEOUT, 0o644)
 
@@ -249,6 +259,14 @@ class Collector:
                     f"in this layer but /{os.fsdecode(path)} is inside it"
                 )
         return sorted(entries.items(), key=sort_key)
+
+
+def lstat_entry(child: os.DirEntry[bytes]) -> os.stat_result:
+    """A walked entry's own stat (never its symlink's target); unreadable is bad input."""
+    try:
+        return child.stat(follow_symlinks=False)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {os.fsdecode(child.path)}: {exc.strerror}") from None
 
 
 def sort_key(item: tuple[bytes, Entry]) -> bytes:

@@ -11,6 +11,8 @@ Conventions of the headers we write:
   or id too large for its octal field, goes into a PAX 'x' header
   (``path``/``linkpath``/``size``/``uid``/``gid``), whose own header is named
   ``././@PaxHeader`` like Python's tarfile names it;
+- extended attributes are PAX ``SCHILY.xattr.<name>`` records (GNU tar's and
+  Go's archive/tar's spelling, which Docker and containerd apply);
 - the archive ends with two zero blocks and is not padded to a 10240-byte record.
 """
 
@@ -32,6 +34,8 @@ XHDTYPE = b"x"
 XGLTYPE = b"g"
 GNU_LONGNAME = b"L"
 GNU_LONGLINK = b"K"
+
+XATTR_PREFIX = b"SCHILY.xattr."
 
 _MAX_OCTAL_8 = 0o7777777
 _MAX_OCTAL_12 = 0o77777777777
@@ -105,9 +109,13 @@ def header(
     mtime: int,
     typeflag: bytes,
     linkname: bytes = b"",
+    xattrs: tuple[tuple[bytes, bytes], ...] = (),
 ) -> bytes:
-    """The header block(s) of one entry: an optional PAX header, then the ustar block."""
-    records: list[bytes] = []
+    """The header block(s) of one entry: an optional PAX header, then the ustar block.
+
+    ``xattrs`` are (name, value) pairs, written in the order given.
+    """
+    records: list[bytes] = [pax_record(XATTR_PREFIX + key, value) for key, value in xattrs]
     if not _fits(name):
         records.append(pax_record(b"path", name))
         name = _ascii_field(name)

@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from ..errors import HostileInputError, InvalidInputError
 from ..model.digest import Digest
@@ -44,6 +44,13 @@ _TYPES = {
 _META_TYPES = {tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK}
 _MAX_META_CHAIN = 16
 _WHITEOUT = b".wh."
+_XATTR_LEN = len(tf.XATTR_PREFIX)
+
+
+class DataReader(Protocol):
+    """Where the current entry's data is read from (a TarReader, or a stand-in for it)."""
+
+    def read(self, n: int = -1) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class TarEntry:
     uname: str = ""
     gname: str = ""
     raw_name: bytes = field(default=b"", repr=False)
+    # extended attributes (PAX SCHILY.xattr.<name> records), sorted by name
+    xattrs: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
 
     @property
     def is_whiteout(self) -> bool:
@@ -148,15 +157,17 @@ class TarReader:
         text = field_bytes.split(b"\0", 1)[0].strip(b" \0")
         if not text:
             return 0
-        if not all(48 <= c <= 55 for c in text):
+        if text.translate(None, b"01234567"):     # anything left is not an octal digit
             raise InvalidInputError(f"{self._what}: entry {entry!r} has a malformed {name} field")
         return int(text, 8)
 
     def _check_checksum(self, block: bytes) -> None:
         stored = self._number(block[148:156], "checksum", "?")
         unsigned = sum(block[:148]) + 256 + sum(block[156:])
+        if stored == unsigned:
+            return  # the usual case: the signed sum (old writers) is only worked out if not
         signed = unsigned - 2 * sum(c for c in block[:148] + block[156:] if c > 127)
-        if stored not in (unsigned, signed):
+        if stored != signed:
             raise InvalidInputError(
                 f"{self._what}: corrupt tar header at byte {self._consumed - tf.BLOCK}"
             )
@@ -364,6 +375,8 @@ class TarReader:
             uname=_text(pax.get(b"uname", block[265:297].split(b"\0", 1)[0])),
             gname=_text(pax.get(b"gname", block[297:329].split(b"\0", 1)[0])),
             raw_name=clean,
+            xattrs=tuple(sorted((key[_XATTR_LEN:], value) for key, value in pax.items()
+                                if key.startswith(tf.XATTR_PREFIX))) if pax else (),
         )
 
     def _pax_int(self, text: bytes, name: str, entry: str) -> int:
@@ -396,15 +409,16 @@ class _HashingReader:
 def check_layer(
     stream: IO[bytes], limits: Limits | None = None, *, what: str = "layer", kind: str | None = None
 ) -> tuple[Digest, int]:
-    """Check every entry of a layer stream; returns (diff_id, number of entries).
+    """Check every entry of a layer stream; returns (diff_id, number of files).
 
-    The diff_id covers the whole decompressed stream, trailing bytes included.
+    Files are the entries that are neither folders nor whiteouts.  The diff_id
+    covers the whole decompressed stream, trailing bytes included.
     """
     lim = limits or Limits()
     plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
     hashing = _HashingReader(plain)
     reader = TarReader(hashing, lim, what)  # type: ignore[arg-type]
-    count = sum(1 for _ in reader)
+    count = sum(1 for entry in reader if entry.type != "dir" and not entry.is_whiteout)
     while hashing.read(_CHUNK):
         pass
     return Digest("sha256", hashing.hasher.hexdigest()), count

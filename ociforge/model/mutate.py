@@ -315,7 +315,8 @@ def replace_layers(image: Image, replacements: Mapping[int, Layer]) -> Image:
         raise InvalidInputError("image config rootfs.diff_ids does not match the manifest layers")
     for index, layer in sorted(replacements.items()):
         if not 0 <= index < len(layers):
-            raise InvalidInputError(f"no layer {index} to replace ({len(layers)} layers)")
+            raise InvalidInputError(f"no layer {index} to replace (layers 0 to {len(layers) - 1})"
+                                    if layers else f"no layer {index} to replace (no layers)")
         if layer.diff_id is None:
             raise InvalidInputError(f"layer {layer.digest} has no diff_id")
         layers[index] = layer

@@ -18,6 +18,7 @@ from ..errors import (
     SelectionError,
     ValidationError,
 )
+from ..model.index import Artifact
 from ..model.jsonutil import JSONObject
 from ..options import Options
 from ..stores.locations import Location, resolve_platform
@@ -32,6 +33,7 @@ class Verification:
     digest: str | None              # the artifact's digest whenever anything names it
     report: Report
     error: OciforgeError | None = field(default=None, compare=False)  # it could not be read
+    artifact: Artifact | None = field(default=None, compare=False)    # what was checked
 
     @property
     def ok(self) -> bool:
@@ -82,7 +84,8 @@ def verify_image(source: str | Location, options: Options | None = None, *,
         return Verification(known_digest(location), Report([problem]), exc)
     if options.picks_platforms:
         artifact = resolve_platform(artifact, options)
-    return Verification(str(artifact.digest), verify_artifact(artifact, deep=deep))
+    return Verification(str(artifact.digest), verify_artifact(artifact, deep=deep),
+                        artifact=artifact)
 
 
 def known_digest(location: Location) -> str | None:

@@ -35,13 +35,14 @@ from ..model.reference import DOCKER_HUB_API, normalize_registry
 from ..options import RegistryOptions
 from ..progress.events import NULL_TASK, Task, retry_pause
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
-from .transport import FileBody, TimedOut, Transport
+from .transport import FileBody, TimedOut, Transport, mask_url
 from .upload import blob_present, upload_blob
 from .watchdog import Guard
 
 log = logging.getLogger("ociforge.remote")
 
 MAX_TAG_LIST = 16 << 20
+MAX_TAG_PAGES = 10_000   # pages of a tag list; a registry that never ends one is refused
 MANIFEST_PUT_ATTEMPTS = 3
 
 
@@ -350,12 +351,17 @@ class RegistryClient:
     # -- tags and referrers ------------------------------------------------------
 
     def list_tags(self, repository: str) -> list[str]:
-        """Every tag of a repository (following Link pagination); [] when the repo is unknown."""
+        """Every tag of a repository, following ``Link: <...>; rel="next"`` pages; [] when
+        the repository is unknown.
+
+        A next page must be on the registry's own origin: a Link to another host is
+        refused (it would make us ask a stranger, and with a same-origin rule only
+        there, never send it our token).  A page naming itself again is refused too.
+        """
         tags: list[str] = []
-        url: str | None = f"/v2/{repository}/tags/list"
-        for _ in range(1000):
-            if url is None:
-                break
+        url = f"/v2/{repository}/tags/list"
+        visited: set[str] = set()
+        for _ in range(MAX_TAG_PAGES):
             resp = self.transport.request(
                 "GET", url, scopes=self._scopes(pull_scope(repository), repository),
                 ok=(200, 404), stream=True, what=f"tags of {repository}")
@@ -368,8 +374,16 @@ class RegistryClient:
                 page = body.get("tags")
                 if isinstance(page, list):
                     tags.extend(t for t in page if isinstance(t, str))
-                url = self.transport.next_link(resp)
-        return tags
+                visited.add(resp.url)
+                target = self.transport.next_link(resp)  # refuses another origin
+            if target is None:
+                return tags
+            if target in visited:
+                raise RegistryError(f"{self.registry}: tags of {repository}: the next page "
+                                    f"{mask_url(target)} was already read (a pagination loop)")
+            url = target
+        raise RegistryError(f"{self.registry}: tags of {repository}: more than "
+                            f"{MAX_TAG_PAGES} pages")
 
     def get_referrers(self, repository: str, digest: Digest | str,
                       artifact_type: str | None = None) -> dict[str, Any] | None:

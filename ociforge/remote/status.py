@@ -57,7 +57,7 @@ def error_detail(body: bytes) -> tuple[str | None, str]:
             return (_line(code) if code else None,
                     _line(message if isinstance(message, str) else ""))
     if isinstance(doc, dict):
-        for key in ("details", "message", "error"):
+        for key in ("details", "detail", "message", "error"):
             if isinstance(doc.get(key), str):
                 return None, _line(doc[key])
     return None, _line(body.decode("utf-8", "replace"))

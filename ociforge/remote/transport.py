@@ -671,6 +671,15 @@ class Transport:
             log.debug("%s %s -> %s (%.0f ms)", method, mask_url(url), status,
                       (time.monotonic() - started) * 1000)
 
+    def send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+             body: bytes | None = None) -> requests.Response:
+        """One request to a URL on the API host itself, not a /v2/ registry path: checked
+        (urls.unsafe), retried and time-limited like every other, never redirected,
+        the answer preloaded when small.  For services beside a registry's API (Docker
+        Hub's own); the caller sets any Authorization itself."""
+        prepared, origin = self._prepare(method, url, dict(headers or {}), body, "URL")
+        return self._send_retrying(prepared, origin)
+
     def close(self) -> None:
         self.session.close()
         self.watchdog.close()

@@ -27,7 +27,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..errors import InvalidInputError, NotFoundError, SizeMismatchError, ValidationError
+from ..errors import (
+    InvalidInputError,
+    NotFoundError,
+    OciforgeError,
+    SizeMismatchError,
+    ValidationError,
+)
 from ..fsutil import check_writable_destination, output_file
 from ..model import mediatypes as mt
 from ..model import walk
@@ -290,6 +296,21 @@ class DockerArchiveLocation(Location):
     def __str__(self) -> str:
         return f"docker-archive:{self.path}:{self.name}" if self.name else \
             f"docker-archive:{self.path}"
+
+    def carried_name(self) -> str | None:
+        """The name given after the path, else the one image's name in the archive
+        (``RepoTags`` of a one-image manifest.json)."""
+        if self.name and not self.name.startswith("@"):
+            return ImageName.parse(self.name).full
+        try:
+            entries = docker_manifest(TarBlobs(self.path)) if os.path.isfile(self.path) else None
+        except (OciforgeError, OSError):
+            return None
+        if entries is None or len(entries) != 1:
+            return None
+        tags = entries[0].get("RepoTags")
+        return tags[0] if isinstance(tags, list) and len(tags) == 1 and isinstance(
+            tags[0], str) else None
 
     def image_name(self) -> ImageName:
         if self.name and not self.name.startswith("@"):

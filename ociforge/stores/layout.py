@@ -30,7 +30,7 @@ from ..errors import (
     SizeMismatchError,
     ValidationError,
 )
-from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder
+from ..fsutil import atomic_write, atomic_write_bytes, check_writable_folder, make_parents
 from ..model import mediatypes as mt
 from ..model import walk
 from ..model.annotations import REF_NAME
@@ -209,23 +209,33 @@ class Layout(BlobStore):
         finally:
             os.close(fd)  # releases the lock
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Every lock of this layout, exclusively, in the order writers take them
+        (attachments, writers, index.json): no writer, signer or attacher is inside
+        while the block runs, so blobs it removes cannot be ones a writer just put
+        there and has not tagged yet."""
+        fds: list[int] = []
+        try:
+            for name in (ATTACH_LOCK_NAME, WRITERS_LOCK_NAME):
+                while True:
+                    try:
+                        fd = self._flock(name, fcntl.LOCK_EX)
+                    except FileNotFoundError:
+                        raise NotFoundError(
+                            f"OCI layout {str(self.root)!r} does not exist") from None
+                    if fd is not None:
+                        fds.append(fd)
+                        break
+            with self._lock():
+                yield
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)
+
     def _make_root(self) -> list[Path]:
         """Create the layout folder and missing parents; the ones this call made, root first."""
-        missing = []
-        probe = Path(os.path.abspath(self.root))
-        while not os.path.lexists(probe) and probe.parent != probe:
-            missing.append(probe)
-            probe = probe.parent
-        created = []
-        for folder in reversed(missing):
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                continue  # another writer made it: not ours to remove
-            except OSError as exc:
-                raise InvalidInputError(f"cannot create {str(folder)!r}: {exc.strerror}") from None
-            created.append(folder)
-        return created[::-1]
+        return make_parents(self.root)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import IO, cast
 
-from ..errors import OciforgeError
+from ..errors import InvalidInputError, OciforgeError
 from ..model import walk
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
@@ -15,7 +15,7 @@ from ..model.loader import load_artifact
 from ..options import Options
 from ..progress.events import Progress
 from .layout import Layout
-from .locations import Location, WriteResult
+from .locations import Location, TagRemoval, WriteResult
 from .refnames import check_tag_to_write
 from .store import ArtifactStore
 
@@ -55,6 +55,15 @@ class LayoutLocation(Location):
         return load_artifact(self.layout.find(self.tag), _DocumentsOnly(self.layout),
                              self.layout.source)
 
+    def carried_name(self) -> str | None:
+        from ..model.annotations import CONTAINERD_NAME
+
+        try:
+            found = self.layout.find(self.tag)
+        except (OciforgeError, OSError):
+            return None
+        return (found.annotations or {}).get(CONTAINERD_NAME)
+
     def named_digest(self) -> Digest | None:
         try:
             return self.layout.find(self.tag).digest
@@ -67,6 +76,17 @@ class LayoutLocation(Location):
         with Progress.of(options).task("write", str(self), total) as task:
             self.layout.put(artifact, self.tag, task)
         return WriteResult(str(artifact.digest), str(self), artifact.media_type)
+
+    def list_tags(self, options: Options) -> list[str]:
+        self.layout.check_readable()
+        return self.layout.tags()
+
+    def remove_tag(self, options: Options, *, all_tags: bool = False) -> TagRemoval:
+        from .layoutgc import remove_layout_tag
+
+        if self.tag is None:
+            raise InvalidInputError(f"{self}: name the tag to remove: oci:{self.path}:TAG")
+        return remove_layout_tag(self.layout, self.tag, all_tags=all_tags, shown=str(self))
 
     def artifact_store(self, options: Options | None = None) -> ArtifactStore:
         from .artifactstore import LayoutStore

@@ -41,6 +41,26 @@ class WriteResult:
     name: str | None = None
 
 
+@dataclass(frozen=True)
+class TagRemoval:
+    """What removing a tag did: the tags gone, the manifest they named, what went with it.
+
+    ``attachments``: signature/referrer tags (or manifest digests) removed because the
+    image they belong to is gone.  ``manifest_deleted``: the manifest itself is gone
+    (a registry DELETE by digest; in a layout, nothing there reaches it any more).
+    ``via``: ``layout``, ``registry`` or ``docker-hub-api``.
+    """
+
+    location: str
+    digest: str
+    tags: tuple[str, ...]
+    attachments: tuple[str, ...] = ()
+    manifest_deleted: bool = False
+    blobs_removed: int = 0
+    bytes_freed: int = 0
+    via: str = "registry"
+
+
 LocationKind = Literal["scratch", "oci", "oci-archive", "docker-archive", "registry"]
 
 
@@ -74,6 +94,12 @@ class Location(ABC):
         """The artifact from its documents alone, layer blobs not looked at (so a
         damaged image can still be shown); the same as read() where layers are lazy."""
         return self.read(options)
+
+    def carried_name(self) -> str | None:
+        """``NAME:TAG`` of the image here, found offline (a registry reference's
+        repository and tag, a layout entry's ``io.containerd.image.name``): what a
+        copy names an archive it writes.  None when it carries no name."""
+        return None
 
     def named_digest(self) -> Digest | None:
         """The digest this location names, found offline without reading the artifact
@@ -113,6 +139,16 @@ class Location(ABC):
             f"{str(self)!r}: signatures and referrers live in an OCI layout (oci:DIR) or a "
             "registry, not in a tar archive"
         )
+
+    def list_tags(self, options: Options) -> list[str]:
+        """Every tag here (attachment tags included), as the store lists them."""
+        raise InvalidInputError(f"{str(self)!r}: tags are listed for a registry repository "
+                                "or an OCI layout (oci:DIR)")
+
+    def remove_tag(self, options: Options, *, all_tags: bool = False) -> TagRemoval:
+        """Remove the tag this location names (see TagRemoval for what goes with it)."""
+        raise InvalidInputError(f"{str(self)!r}: tags are removed from a registry repository "
+                                "or an OCI layout (oci:DIR:TAG)")
 
 
 class Scratch(Location):

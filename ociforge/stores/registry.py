@@ -10,7 +10,7 @@ from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Options, RegistryOptions, environ_value
 from ..progress.events import Progress
-from .locations import Location, LocationKind, WriteResult
+from .locations import Location, LocationKind, TagRemoval, WriteResult
 
 if TYPE_CHECKING:  # the HTTP stack loads only when a registry is contacted
     from ..remote.client import RegistryClient
@@ -64,6 +64,10 @@ class RegistryLocation(Location):
         """``[docker://]REF``; raises InvalidReferenceError (exit 2) on a bad reference."""
         return cls(Reference.parse(text))
 
+    def carried_name(self) -> str | None:
+        ref = self.reference
+        return f"{ref.name}:{ref.tag}" if ref.tag else None
+
     def check_destination(self) -> None:
         """The reference parsed; push access needs the network and is not checked here."""
         return None
@@ -83,6 +87,16 @@ class RegistryLocation(Location):
             digest, media_type = push_cached(
                 ref, artifact, options, lambda: client_for(ref.registry, options.registry))
         return WriteResult(str(digest), str(ref), media_type)
+
+    def list_tags(self, options: Options) -> list[str]:
+        client = client_for(self.reference.registry, options.registry)
+        return client.list_tags(self.reference.repository)
+
+    def remove_tag(self, options: Options, *, all_tags: bool = False) -> TagRemoval:
+        from .registryremove import remove_registry_tag
+
+        client = client_for(self.reference.registry, options.registry)
+        return remove_registry_tag(client, self.reference, options, all_tags=all_tags)
 
     def artifact_store(self, options: Options | None = None) -> ArtifactStore:
         from .artifactstore import RegistryStore

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..display import plural
 from ..errors import DigestMismatchError, OciforgeError, ValidationError
 from ..model import mediatypes as mt
 from ..model import walk
@@ -249,8 +250,8 @@ def check_config_document(
                 if bad:
                     out.append(Problem(where, f"rootfs.diff_ids[{i}]: {bad}"))
             if len(diff_ids) != layer_count:
-                out.append(Problem(where, f"rootfs has {len(diff_ids)} diff_ids but the "
-                                          f"manifest has {layer_count} layers"))
+                out.append(Problem(where, f"rootfs has {plural(len(diff_ids), 'diff_id')} but "
+                                          f"the manifest has {plural(layer_count, 'layer')}"))
     history = doc.get("history")
     if history is not None:
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
@@ -258,8 +259,9 @@ def check_config_document(
         else:
             real = [h for h in history if not h.get("empty_layer")]
             if history and len(real) != layer_count:
-                out.append(Problem(where, f"history has {len(real)} non-empty entries but the "
-                                          f"manifest has {layer_count} layers"))
+                entries = plural(len(real), "non-empty entry", "non-empty entries")
+                out.append(Problem(where, f"history has {entries} but the manifest has "
+                                          f"{plural(layer_count, 'layer')}"))
             for i, entry in enumerate(history):
                 stamp = entry.get("created")
                 if stamp is not None and (not isinstance(stamp, str)

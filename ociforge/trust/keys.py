@@ -62,6 +62,22 @@ def write_key_pair(prefix: str | Path, password: bytes | None = None) -> KeyPair
     Nothing that exists at either path is written through, whatever it is (file,
     symlink, FIFO, device): a private key goes only into a file we create.
     """
+    paths = check_key_destination(prefix)
+    private_pem, public_pem = generate_pem_pair(password)
+    for path in (paths.private, paths.public):
+        path.parent.mkdir(parents=True, exist_ok=True)  # like every output: parents made
+    _write_new(paths.private, private_pem, 0o600)
+    try:
+        _write_new(paths.public, public_pem, 0o644)
+    except BaseException:
+        paths.private.unlink(missing_ok=True)
+        raise
+    return paths
+
+
+def check_key_destination(prefix: str | Path) -> KeyPairPaths:
+    """The two key paths for PREFIX, refused (exit 2) when either exists or cannot be
+    created; checked before a password is asked for."""
     check_key_prefix(str(prefix))
     prefix = Path(prefix)
     paths = KeyPairPaths(Path(f"{prefix}.key"), Path(f"{prefix}.pub"))
@@ -70,14 +86,34 @@ def write_key_pair(prefix: str | Path, password: bytes | None = None) -> KeyPair
             raise InvalidInputError(f"{path} already exists; refusing to overwrite a key file")
     for path in (paths.private, paths.public):  # a folder we cannot write: exit 2 up front
         check_writable_destination(path, "key file")
-    private_pem, public_pem = generate_pem_pair(password)
-    _write_new(paths.private, private_pem, 0o600)
-    try:
-        _write_new(paths.public, public_pem, 0o644)
-    except BaseException:
-        paths.private.unlink(missing_ok=True)
-        raise
     return paths
+
+
+def new_key_password(stdin: bool, no_password: bool) -> bytes | None:
+    """The password for a new private key: ``--password-stdin``, else
+    $OCIFORGE_KEY_PASSWORD, else ``--no-password`` (None: unencrypted, on purpose), else
+    asked twice on the terminal.  Without any of them and no terminal: bad input."""
+    if stdin and no_password:
+        raise InvalidInputError("--password-stdin and --no-password contradict each other")
+    if no_password:
+        return None
+    given = password_from(stdin)
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        raise InvalidInputError(
+            "keygen needs a password for the private key and standard input is not a "
+            f"terminal: use --password-stdin, set {PASSWORD_ENV}, or --no-password for an "
+            "unencrypted key")
+    import getpass
+
+    first = getpass.getpass("Enter password for private key: ")
+    if not first:
+        raise InvalidInputError("the password is empty; use --no-password for an "
+                                "unencrypted key")
+    if getpass.getpass("Enter password for private key again: ") != first:
+        raise InvalidInputError("the passwords do not match; nothing was written")
+    return first.encode()
 
 
 def check_key_prefix(text: str) -> None:

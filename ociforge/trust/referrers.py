@@ -24,6 +24,7 @@ from ..model.jsonutil import MAX_DOCUMENT, JSONObject, canonical, parse_object
 if TYPE_CHECKING:
     from ..options import Options
     from ..stores.locations import Location
+    from ..stores.store import ArtifactStore
 
 REPORT_ARTIFACT_TYPE = "application/vnd.ociforge.export-report.v1+json"
 REPORT_TITLE = "export-report.json"
@@ -138,21 +139,31 @@ def attach_artifact(
         layer = store.put_blob(blob, blob_media_type or artifact_type)
         layer = layer.with_annotations(layer_annotations)
         manifest = artifact_manifest(subject, artifact_type, [layer], annotations)
-        manifest_digest, acked = store.put_subject_manifest(manifest, mt.OCI_MANIFEST)
-        if not acked:
-            tag = fallback_tag(subject.digest)
-            found = store.get_manifest(tag)
-            if found is not None and not mt.is_index(found[1]):
-                raise OperationError(
-                    f"referrers tag {tag} in {store} holds a {found[1]}, not an image index"
-                )
-            updated = add_to_referrers_index(found[0] if found else None,
-                                             referrer_entry(manifest))
-            if updated is not None:
-                store.put_manifest(updated, mt.OCI_INDEX, tag)
+        manifest_digest, acked = put_referrer(store, subject.digest, manifest, mt.OCI_MANIFEST)
     desc = Descriptor(mt.OCI_MANIFEST, manifest_digest, len(manifest),
                       dict(annotations) if annotations else None, artifact_type=artifact_type)
     return Attached(desc, subject, "fallback-tag" if not acked else "referrers-api", str(store))
+
+
+def put_referrer(store: ArtifactStore, subject: Digest, manifest: bytes, media_type: str
+                 ) -> tuple[Digest, bool]:
+    """Store a manifest whose ``subject`` is ``subject`` (its blobs already there) and
+    make it findable: by the registry's referrers API when it acknowledges the subject,
+    else in the ``sha256-<hex>`` fallback index.  Call it under ``store.locked()``.
+    Returns (the manifest's digest, whether the referrers API took it)."""
+    manifest_digest, acked = store.put_subject_manifest(manifest, media_type)
+    if not acked:
+        tag = fallback_tag(subject)
+        found = store.get_manifest(tag)
+        if found is not None and not mt.is_index(found[1]):
+            raise OperationError(
+                f"referrers tag {tag} in {store} holds a {found[1]}, not an image index"
+            )
+        updated = add_to_referrers_index(found[0] if found else None,
+                                         referrer_entry(manifest, media_type))
+        if updated is not None:
+            store.put_manifest(updated, mt.OCI_INDEX, tag)
+    return manifest_digest, acked
 
 
 def attach_report(
@@ -197,7 +208,10 @@ def list_referrers(
     return subject, referrers_of(store, subject.digest, artifact_type)
 
 
-def referrers_of(store: Any, digest: Digest, artifact_type: str | None) -> list[JSONObject]:
+def referrers_of(store: ArtifactStore, digest: Digest, artifact_type: str | None
+                 ) -> list[JSONObject]:
+    """The referrer descriptors of ``digest`` in a store: its referrers API, else the
+    ``sha256-<hex>`` fallback index (missing or not an index: none), sorted by digest."""
     found = store.referrers(digest, artifact_type)
     if found is None:
         tagged = store.get_manifest(fallback_tag(digest))

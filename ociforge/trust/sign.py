@@ -243,7 +243,8 @@ class VerificationOutcome:
                     f"not the image's {image_digest}")
         if self.wrong_type:
             return f"signature payload type is not {COSIGN_TYPE!r}"
-        return (f"none of the {self.total} signature(s) on {image_digest} "
+        found = "1 found" if self.total == 1 else f"{self.total} found"
+        return (f"none of the signatures on {image_digest} ({found}) "
                 "verifies against the key")
 
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from .licensed import PRODUCTS, LicensedComponent, find_licensed, unused_allowances
 from .model import ExtractedLicense, Inventory, LayerRef, License, Package
-from .scan import take_inventories, take_inventory
+from .scan import InventoryTaker, LayerFeed, inventoried, take_inventories, take_inventory
 
 __all__ = [
     "PRODUCTS",
     "ExtractedLicense",
     "Inventory",
+    "InventoryTaker",
+    "LayerFeed",
     "LayerRef",
     "License",
     "LicensedComponent",
     "Package",
     "find_licensed",
+    "inventoried",
     "take_inventories",
     "take_inventory",
     "unused_allowances",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ...layers.decompress import open_decompressed
-from ...layers.tarsafe import Limits, TarEntry, TarReader
+from ...layers.tarsafe import DataReader, Limits, TarEntry, TarReader
 from ...model.digest import Digest
 from ...model.layer import Layer
 from ...model.mediatypes import LAYERS
@@ -94,8 +94,7 @@ def take_inventories(images: Sequence[Sequence[tuple[LayerRef, Layer]]],
 def _step(group: list[_Stack], licensing: Licensing, limits: Limits | None) -> None:
     """The next layer of every stack in ``group`` (the same blob), read once."""
     ref, layer = group[0].layers[group[0].position]
-    if layer.media_type not in LAYERS or "foreign" in layer.media_type \
-            or "nondistributable" in layer.media_type:
+    if not inventoried(layer):
         for stack in group:
             at = stack.layers[stack.position][0]
             stack.warnings.append(f"layer {at.index + 1} ({at.digest[:19]}) was not "
@@ -118,6 +117,80 @@ class _Sink:
     view: MergedView
     changes: LayerChanges
     warnings: list[str]
+
+
+class InventoryTaker:
+    """An inventory taken one layer at a time, lowest first.
+
+    ``add`` streams a layer itself; ``feed`` serves a caller that streams the layer
+    for its own reasons anyway (the rootfs index), so the layer is read once.
+    """
+
+    def __init__(self, limits: Limits | None = None):
+        self.licensing = Licensing()
+        self.view = MergedView()
+        self.warnings: list[str] = []
+        self.refs: list[LayerRef] = []
+        self._limits = limits
+
+    def add(self, ref: LayerRef, layer: Layer) -> None:
+        self.refs.append(ref)
+        if not inventoried(layer):
+            self.warnings.append(f"layer {ref.index + 1} ({ref.digest[:19]}) was not "
+                                 f"inventoried: {layer.media_type} is a foreign or unknown "
+                                 "layer type")
+            return
+        log.info("taking the inventory of layer %d (%s)", ref.index + 1, ref.digest[:19])
+        self.view.apply(ref, scan_layer(ref, layer, self.view, self.licensing, self.warnings,
+                                        self._limits))
+
+    def feed(self, ref: LayerRef) -> LayerFeed:
+        """Entries of the next layer, in order; ``done()`` when it has been read to its end
+        (the caller reads the layer: a layer ``inventoried`` refuses must not be fed)."""
+        return LayerFeed(self, ref)
+
+    def replay(self, ref: LayerRef, changes: LayerChanges, warnings: Sequence[str]) -> None:
+        """The next layer as an earlier feed of the same layers found it (``LayerFeed.changes``
+        and ``warnings``), without reading it."""
+        self.refs.append(ref)
+        self.warnings.extend(warnings)
+        self.view.apply(ref, changes)
+
+    def result(self) -> Inventory:
+        return assemble(self.view, self.refs, self.warnings)
+
+
+class LayerFeed:
+    """One layer's entries handed over by whoever streams it."""
+
+    def __init__(self, taker: InventoryTaker, ref: LayerRef):
+        self._taker = taker
+        self._ref = ref
+        self._sink = _Sink(taker.view, LayerChanges(), [])
+
+    @property
+    def changes(self) -> LayerChanges:
+        return self._sink.changes
+
+    @property
+    def warnings(self) -> list[str]:
+        """What this layer added to the inventory's warnings."""
+        return self._sink.warnings
+
+    def entry(self, entry: TarEntry, data: DataReader) -> None:
+        _entry(entry, data, [self._sink], self._taker.licensing)
+
+    def done(self) -> None:
+        taker = self._taker
+        taker.warnings.extend(self._sink.warnings)
+        taker.refs.append(self._ref)
+        taker.view.apply(self._ref, self._sink.changes)
+
+
+def inventoried(layer: Layer) -> bool:
+    """A layer type the inventory reads (not a foreign or unknown one)."""
+    return layer.media_type in LAYERS and "foreign" not in layer.media_type \
+        and "nondistributable" not in layer.media_type
 
 
 def scan_layer(ref: LayerRef, layer: Layer, view: MergedView, licensing: Licensing,
@@ -144,7 +217,7 @@ def _scan(ref: LayerRef, layer: Layer, sinks: list[_Sink], licensing: Licensing,
             pass
 
 
-def _entry(entry: TarEntry, reader: TarReader, sinks: list[_Sink],
+def _entry(entry: TarEntry, reader: DataReader, sinks: list[_Sink],
            licensing: Licensing) -> None:
     name = entry.name
     parent, _, base = name.rpartition("/")
@@ -182,7 +255,7 @@ def _entry(entry: TarEntry, reader: TarReader, sinks: list[_Sink],
                 sink.changes.records[name] = target
 
 
-def _read(item: Reader, entry: TarEntry, reader: TarReader, licensing: Licensing,
+def _read(item: Reader, entry: TarEntry, reader: DataReader, licensing: Licensing,
           warnings: list[str]) -> Record | None:
     shown = "/" + entry.name
     if entry.size > item.limit and item.whole:

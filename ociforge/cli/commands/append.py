@@ -38,16 +38,21 @@ def register(sub: Any) -> None:
     parser.add_argument("--layer", action="append", default=[], metavar="SRC[:PATH]",
                         help="a folder, file or .tar/.tar.gz/.tar.zst (added as it is) as one "
                              "layer; PATH defaults to /<basename of SRC>")
-    parser.add_argument("--env", action="append", default=[], metavar="K=V")
+    parser.add_argument("--env", action="append", default=[], metavar="K=V",
+                        help="set an environment variable (repeatable)")
     parser.add_argument("--entrypoint", metavar="ARGS",
                         help="JSON array or shell-split string ('' clears it)")
     parser.add_argument("--cmd", metavar="ARGS", help="JSON array or shell-split string")
-    parser.add_argument("--workdir", metavar="DIR")
-    parser.add_argument("--user", metavar="USER")
-    parser.add_argument("--label", action="append", default=[], metavar="K=V")
-    parser.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
-    parser.add_argument("--volume", action="append", default=[], metavar="PATH")
-    parser.add_argument("--stop-signal", metavar="SIGNAL")
+    parser.add_argument("--workdir", metavar="DIR", help="working directory of the process")
+    parser.add_argument("--user", metavar="USER", help="user (and group) of the process")
+    parser.add_argument("--label", action="append", default=[], metavar="K=V",
+                        help="config label (repeatable)")
+    parser.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]",
+                        help="exposed port, 8080 meaning 8080/tcp (repeatable)")
+    parser.add_argument("--volume", action="append", default=[], metavar="PATH",
+                        help="volume mount point (repeatable)")
+    parser.add_argument("--stop-signal", metavar="SIGNAL",
+                        help="signal that stops the container (SIGTERM, 15, ...)")
     parser.add_argument("--annotation", action="append", default=[], metavar="K=V",
                         help="manifest annotation (OCI format only; wins over the ones "
                              "ociforge derives)")
@@ -57,7 +62,8 @@ def register(sub: Any) -> None:
     add_platform_option(parser, "the platform to build on scratch or to pick from an index "
                         "base (default: the host's); a comma list, or 'all', appends to "
                         "those platforms and writes an index of exactly them")
-    parser.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"))
+    parser.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
+                        help="layer compression (default gzip)")
     parser.add_argument("--remove", action="append", default=[], metavar="PATH",
                         help="hide PATH of a lower layer (a whiteout)")
     parser.add_argument("--tag", metavar="NAME:TAG",

@@ -29,17 +29,22 @@ def add_platform_option(parser: argparse.ArgumentParser, help_text: str | None =
     )
 
 
-def add_registry_options(parser: argparse.ArgumentParser) -> None:
+def add_registry_options(parser: argparse.ArgumentParser, *, jobs: bool = True,
+                         uploads: bool = True) -> None:
+    """The registry transport flags a command uses: ``jobs`` for commands that move
+    blobs in parallel, ``uploads`` (--chunk-size) for commands that push."""
     group = parser.add_argument_group("registry transport")
     group.add_argument("--insecure", action="append", default=[], metavar="REGISTRY",
                        help="allow plain HTTP and unverified TLS for this registry (repeatable)")
     group.add_argument("--ca-cert", metavar="FILE", help="extra CA certificates (PEM) for TLS")
-    group.add_argument("--jobs", type=int, default=4, metavar="N",
-                       help="parallel blob transfers (default 4)")
-    group.add_argument("--chunk-size", action="append", metavar="[REGISTRY=]BYTES",
-                       help="upload blobs in chunks of this size (e.g. 4M) where a registry "
-                       "needs it; REGISTRY=SIZE for one registry only (repeatable; "
-                       "default $OCIFORGE_CHUNK_SIZE)")
+    if jobs:
+        group.add_argument("--jobs", type=int, default=4, metavar="N",
+                           help="parallel blob transfers (default 4)")
+    if uploads:
+        group.add_argument("--chunk-size", action="append", metavar="[REGISTRY=]BYTES",
+                           help="upload blobs in chunks of this size (e.g. 4M) where a "
+                           "registry needs it; REGISTRY=SIZE for one registry only "
+                           "(repeatable; default $OCIFORGE_CHUNK_SIZE)")
     group.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="time limit for each registry answer, and for a blob transfer "
                        "that stops making progress (default 60, or $OCIFORGE_TIMEOUT)")
@@ -171,7 +176,8 @@ def parse_key_value(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def emit(args: argparse.Namespace, result: JSONObject | dict[str, Any], human: str) -> None:
+def emit(args: argparse.Namespace, result: JSONObject | dict[str, Any] | list[Any],
+         human: str) -> None:
     """Print the result: JSON with --json, else the human line.
 
     Names in a result come from users, files and registries: the JSON gets valid
@@ -228,7 +234,8 @@ def result_lines(artifact: Artifact, results: Sequence[WriteResult]) -> str:
 def _global_flags() -> argparse.ArgumentParser:
     """-v/-q/--json/--debug accepted after the command too (``ociforge copy A B --json``)."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+    parent.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more output (-v steps and retries, -vv HTTP exchanges)")
     parent.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="print only the result (and errors)")
     parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

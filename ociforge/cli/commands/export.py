@@ -63,12 +63,29 @@ def register(sub: Any) -> None:
     parser.add_argument("--attach-report", action="store_true",
                         help="store the export report as an OCI artifact referring to the image "
                         "(for several platforms: the index)")
+    parser.add_argument("--base", metavar="LOCATION",
+                        help="use this base instead of [app] base (e.g. busybox:1.36 to get "
+                        "a shell; a path is relative to the working directory)")
     parser.add_argument("--sbom", metavar="FILE",
                         help="write an SPDX 2.3 JSON SBOM of the image (its packages and "
                         "licenses) here (needs ociforge[sbom])")
     parser.add_argument("--attach-sbom", action="store_true",
                         help="store the SBOM as an OCI artifact (application/spdx+json) "
                         "referring to the image")
+    parser.add_argument("--rootfs", metavar="DIR",
+                        help="export what is installed: the changes of this root filesystem "
+                        "(/ from inside the running application, or a folder holding one) "
+                        "against the base, as one layer on the base's own layers (overrides "
+                        "[app] rootfs)")
+    parser.add_argument("--compare", choices=("metadata", "content"), default="metadata",
+                        help="rootfs: how unchanged files are recognised: by size, mode, owner "
+                        "and mtime, hashing only where those cannot decide (default), or by "
+                        "hashing every file whose size agrees (content)")
+    parser.add_argument("--env-from-pid", type=int, metavar="PID",
+                        help="also take the environment of this running process "
+                        "(/proc/PID/environ); the license and secret rules drop what they "
+                        "always drop, and per-session variables (HOSTNAME, PWD, ...) are left "
+                        "out")
     parser.add_argument("--keep-base-layers", action="store_true",
                         help="use the base image's layers as they are, without leaving out "
                         "license and credential files found in them (the report says so)")
@@ -101,9 +118,13 @@ def run(args: argparse.Namespace) -> int:
         key_password=password_from(args.password_stdin) if args.sign else None,
         attach_report=args.attach_report,
         keep_base_layers=args.keep_base_layers,
+        base=args.base,
         options=make_options(args),
         sbom_path=args.sbom,
         attach_sbom=args.attach_sbom,
+        rootfs=args.rootfs,
+        compare=args.compare,
+        env_from_pid=args.env_from_pid,
     )
     plan = plan_export(request)
     track(args, plan.outputs)

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     what.add_argument("--manifest", action="store_true", help="print the manifest (or index)")
     what.add_argument("--raw", action="store_true", help="print the manifest's exact bytes")
     add_platform_option(parser)
-    add_registry_options(parser)
+    add_registry_options(parser, jobs=False, uploads=False)
     parser.set_defaults(func=run)
 
 

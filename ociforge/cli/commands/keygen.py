@@ -11,22 +11,26 @@ from .common import add_command, emit
 def register(sub: Any) -> None:
     parser = add_command(
         sub, "keygen", "create an ECDSA P-256 signing key pair (PREFIX.key, PREFIX.pub)",
-        "Write PREFIX.key (PKCS#8 PEM, mode 0600; encrypted when a password is given with "
-        "--password-stdin or OCIFORGE_KEY_PASSWORD) and PREFIX.pub (SubjectPublicKeyInfo "
-        "PEM, usable as cosign.pub). Existing files are never overwritten.",
+        "Write PREFIX.key (PKCS#8 PEM, mode 0600, encrypted with a password) and PREFIX.pub "
+        "(SubjectPublicKeyInfo PEM, usable as cosign.pub). The password comes from "
+        "--password-stdin or OCIFORGE_KEY_PASSWORD, else it is asked twice on the terminal; "
+        "--no-password writes an unencrypted key on purpose. Existing files are never "
+        "overwritten; missing parent folders are created.",
     )
     parser.add_argument("prefix", metavar="PREFIX", help="path prefix of the two key files")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the private key's password from standard input")
     parser.add_argument("--no-password", action="store_true",
-                        help="write an unencrypted key even if OCIFORGE_KEY_PASSWORD is set")
+                        help="write an unencrypted key (no prompt; OCIFORGE_KEY_PASSWORD is "
+                        "ignored)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...trust.keys import password_from, write_key_pair
+    from ...trust.keys import check_key_destination, new_key_password, write_key_pair
 
-    password = None if args.no_password else password_from(args.password_stdin)
+    check_key_destination(args.prefix)  # before a password is asked for
+    password = new_key_password(args.password_stdin, args.no_password)
     paths = write_key_pair(args.prefix, password)
     emit(
         args,

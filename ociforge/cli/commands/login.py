@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     parser.add_argument("-u", "--username", required=True, help="user name")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the password or access token from standard input")
-    add_registry_options(parser)
+    add_registry_options(parser, jobs=False, uploads=False)
     parser.set_defaults(func=run)
 
 

@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
                         help="list referrers of this manifest digest instead of REF's tag")
     parser.add_argument("--fetch", metavar="ARTIFACT",
                         help="print the content of this referrer (by digest) instead of listing")
-    add_registry_options(parser)
+    add_registry_options(parser, jobs=False, uploads=False)
     parser.set_defaults(func=run)
 
 

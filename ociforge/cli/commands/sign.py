@@ -26,11 +26,12 @@ def register(sub: Any) -> None:
                         help="sign this manifest digest instead of resolving REF's tag")
     parser.add_argument("--identity", metavar="NAME",
                         help="docker-reference written in the payload (default: REF's repository)")
-    add_registry_options(parser)
+    add_registry_options(parser, jobs=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ...display import plural
     from ...trust.keys import password_from
     from ...trust.sign import sign_location
 
@@ -40,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     verb = "signed" if info.added else "already signed (same signature)"
     emit(args, info.to_dict(),
          f"{verb} {info.image_digest} in {info.location}: {info.signature_tag} "
-         f"holds {info.signatures} signature(s)")
+         f"holds {plural(info.signatures, 'signature')}")
     return 0

@@ -19,11 +19,12 @@ def register(sub: Any) -> None:
                         help="public key (PEM, e.g. PREFIX.pub or cosign.pub)")
     parser.add_argument("--digest", metavar="DIGEST",
                         help="verify this manifest digest instead of resolving REF's tag")
-    add_registry_options(parser)
+    add_registry_options(parser, jobs=False, uploads=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ...display import plural
     from ...errors import OciforgeError
     from ...trust.sign import SignatureVerificationError, verify_location
 
@@ -42,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
         args,
         {"ok": True, "digest": digest,
          "signatures": [{"layer": v.layer_digest, "identity": v.identity} for v in verified]},
-        f"verified {len(verified)} signature(s) on {digest}",
+        f"verified {plural(len(verified), 'signature')} on {digest}",
     )
     return 0

@@ -1,0 +1,1 @@
+"""Sales analysis: totals per region from the orders table snapshot."""
