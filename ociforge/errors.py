@@ -67,12 +67,18 @@ class NotFoundError(OperationError):
 
 
 class RegistryError(OperationError):
-    """A registry answered with an error; carries the registry's own code."""
+    """A registry answered with an error; carries the registry's own code.
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    ``code`` is the first code of the answer; ``codes`` every code in it (registries
+    send several, e.g. DIGEST_INVALID then MANIFEST_BLOB_UNKNOWN for one manifest).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 codes: tuple[str, ...] = ()):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.codes = codes or ((code,) if code else ())
 
 
 class AuthError(RegistryError):

@@ -30,8 +30,9 @@ class Rule:
     """Fire ``action`` on requests whose method and path match, ``times`` times.
 
     Actions: ``status`` (answer ``status`` with optional ``headers`` and a JSON
-    error body ``code``), ``reset`` (close the connection after forwarding part
-    of the exchange), ``stall`` (sleep ``delay`` seconds before answering),
+    error body ``code``; to a HEAD, a Content-Length in ``headers`` is the one sent),
+    ``reset`` (close the connection after forwarding part of the exchange),
+    ``stall`` (sleep ``delay`` seconds before answering),
     ``corrupt`` (flip a byte of the response body), ``truncate`` (send half the
     body, then close), ``reject_large_chunks`` (416 for PATCH/PUT bodies over
     ``limit``), ``chunked_only`` (reject a PUT that carries the whole blob).
@@ -43,6 +44,9 @@ class Rule:
     maps old text to new, e.g. to point a token realm at another proxy).
     ``lost_answer`` (forward, let the registry act, then answer ``status``
     instead of the registry's answer: the response was lost on the way back).
+    ``around`` (forward inside ``around()``, a context manager the test gives, left
+    once the registry has answered: it can put the real registry's storage, for this
+    one exchange, in the state a racing writer leaves it in for an instant).
     ``skip`` lets the first N matches through untouched.  ``released`` counts stalled
     exchanges whose delay ran out (so a test can tell a client that gave up on a stalled
     answer from one that waited for it, without timing anything).
@@ -55,6 +59,7 @@ class Rule:
     status: int = 503
     code: str = "UNAVAILABLE"
     headers: dict[str, str] = field(default_factory=dict)
+    around: Callable[[], contextlib.AbstractContextManager[object]] | None = None
     delay: float = 0.0
     limit: int = 0
     skip: int = 0
@@ -190,11 +195,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, code: str, headers: dict[str, str]) -> None:
         body = (b'{"errors":[{"code":"%s","message":"injected by faultproxy"}]}'
                 % code.encode())
+        length = str(len(body))
         self.send_response(status)
         for k, v in headers.items():
-            self.send_header(k, v)
+            if k.lower() == "content-length" and self.command == "HEAD":
+                length = v      # a HEAD sends no body: it may claim any length
+            else:
+                self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -273,9 +282,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif self._body_length():
             body = _Reader(self._body_chunks())
             headers["Content-Length"] = str(self._body_length())
-        conn.request(self.command, self.path, body=body, headers=headers,  # type: ignore[arg-type]
-                     encode_chunked=chunked and self.command != "HEAD")
-        resp = conn.getresponse()
+        hook: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if rule is not None and rule.action == "around" and rule.around is not None:
+            hook = rule.around()
+        with hook:
+            conn.request(self.command, self.path, body=body,  # type: ignore[arg-type]
+                         headers=headers, encode_chunked=chunked and self.command != "HEAD")
+            resp = conn.getresponse()
         if rule is not None and rule.action == "lost_answer":
             resp.read()
             conn.close()

@@ -36,6 +36,7 @@ import requests
 from tools import free_port, require_tool
 
 _STARTED: list[RegistryServer] = []
+LOG_MARKER = "ociforge-test-log-marker"      # the repository name of settle()'s requests
 _ACCESS_LINE = re.compile(r'^\S+ - \S+ \[[^\]]*\] "([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) ', re.M)
 
 
@@ -75,10 +76,41 @@ class RegistryServer:
         except OSError:
             return 0
 
-    def log_since(self, mark: int) -> str:
+    def _read_from(self, mark: int) -> str:
         with open(self.log_path, "rb") as fh:
             fh.seek(mark)
             return fh.read().decode(errors="replace")
+
+    def settle(self) -> None:
+        """Wait until the registry has logged the requests it answered so far.
+
+        It writes a request's lines when the handler returns, which can be just after
+        the client has read the answer (a blob body is sent before).  So a marker
+        request is sent and its own line awaited: the lines of requests answered before
+        the marker was even sent are written by then (they had the marker's whole round
+        trip to be).  A positive signal, where waiting for a quiet log guessed.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        marker = f"/v2/{LOG_MARKER}/{secrets.token_hex(8)}/tags/list"
+        start = self.log_mark()
+        try:
+            requests.get(self.url + marker, timeout=60,
+                         verify=str(self.ca_path) if self.ca_path else False).close()
+        except requests.RequestException:
+            return      # a registry that does not answer logs nothing more either
+        deadline = time.monotonic() + 60
+        while marker not in self._read_from(start):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the registry never logged {marker}")
+            time.sleep(0.01)
+
+    def log_since(self, mark: int) -> str:
+        """The log written after ``mark``, once every request answered so far is in it
+        (``settle``), without the marker's own lines."""
+        self.settle()
+        return "".join(line for line in self._read_from(mark).splitlines(keepends=True)
+                       if LOG_MARKER not in line)
 
     def requests_since(self, mark: int) -> list[tuple[str, str, int]]:
         """(method, path, status) of every request the registry answered after ``mark``,

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from imagegen import layout_with_image
 from progresslines import messages
+from tools import closed_port
 
 from ociforge.cli import build_parser
 
@@ -164,12 +165,6 @@ def test_bad_input_exits_2_with_one_line(argv: tuple[str, ...], workdir: Path, c
     assert _snapshot(workdir) == before, "bad input leaves nothing behind"
 
 
-def _free_port() -> int:
-    from tools import free_port
-
-    return free_port()
-
-
 OPERATION_FAILURES: list[tuple[str, ...]] = [
     ("copy", "127.0.0.1:{port}/a/b:t", "oci:{tmp}/o", "--retries", "0"),
     ("copy", "oci:{tmp}/src:t", "127.0.0.1:{port}/a/b:t", "--retries", "0"),
@@ -194,9 +189,9 @@ def test_operation_failure_exits_1_with_one_line(argv: tuple[str, ...], workdir:
         index["manifests"][0]["digest"].split(":")[1]
     layer = json.loads(manifest_blob.read_bytes())["layers"][0]["digest"].split(":")[1]
     (workdir / "corrupt" / "blobs" / "sha256" / layer).write_bytes(b"rotten")
-    port = str(_free_port())
-    args = [a.replace("{port}", port) for a in _expand(argv, workdir)]
-    code, out, err = cli(*args)
+    with closed_port() as port:
+        args = [a.replace("{port}", str(port)) for a in _expand(argv, workdir)]
+        code, out, err = cli(*args)
     assert code == 1, (code, out, err)
     assert "Traceback" not in err + out
     lines = messages(err)

@@ -310,14 +310,15 @@ def test_licensed_app_needs_include_licensed(cli, app: Path, tmp_path: Path) -> 
 
 def test_unreachable_database_named_password_hidden(cli, app: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     require_module("adbc_driver_postgresql")
-    from tools import free_port
+    from tools import closed_port
 
-    url = f"postgresql://reader:Very-Secret-9@127.0.0.1:{free_port()}/appdb"
-    toml = (app / "ociforge.toml").read_text().replace(
-        'source = "sqlite:///data/greetings.db"', f'source = "{url}"')
-    (app / "ociforge.toml").write_text(toml)
-    err = _assert_refused(cli, [app, "--with-files"], tmp_path / "x.tar",
-                          "cannot connect to postgresql://reader:***@127.0.0.1")
+    with closed_port() as port:
+        url = f"postgresql://reader:Very-Secret-9@127.0.0.1:{port}/appdb"
+        toml = (app / "ociforge.toml").read_text().replace(
+            'source = "sqlite:///data/greetings.db"', f'source = "{url}"')
+        (app / "ociforge.toml").write_text(toml)
+        err = _assert_refused(cli, [app, "--with-files"], tmp_path / "x.tar",
+                              "cannot connect to postgresql://reader:***@127.0.0.1")
     assert "Very-Secret-9" not in err and "greetings" in err
     # Without --with-files the tables are not read, so the export works.
     assert cli("export", app, "-o", tmp_path / "ok.tar")[0] == 0

@@ -11,6 +11,7 @@ proxy).  The terminal summary reports faults injected and survived.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -315,6 +316,10 @@ def test_pull_survives_reset_mid_download(cli, tmp_path: Path, proxy: FaultProxy
 # -- stalls and timeouts --------------------------------------------------------------------
 
 STALL_FOREVER = 120.0   # far beyond any --timeout used here: waiting for it would show
+# --timeout bounds every answer of the run, the honest ones too: short enough that a stall
+# is given up soon, long enough that a loaded 2-core machine answers everything else in time
+TIMEOUT = "2"
+STALL = 5.0             # a stall that does end, after TIMEOUT
 
 
 def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultProxy,
@@ -322,7 +327,8 @@ def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultPro
     rule = proxy.add(Rule("stall", method="GET", path=r"/blobs/sha256:", times=1,
                           delay=STALL_FOREVER))
     out = tmp_path / "out"
-    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t", "--timeout", "1")
+    code, _, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
+                       "--timeout", TIMEOUT)
     survived(code, err)
     assert rule.fired == 1 and rule.released == 0, "the stalled answer was not waited for"
     gets = proxy.arrived("GET", r"/blobs/sha256:")
@@ -332,9 +338,9 @@ def test_pull_survives_one_stalled_response(cli, tmp_path: Path, proxy: FaultPro
 
 def test_push_survives_stalled_manifest_put(cli, registry: Any, proxy: FaultProxy,
                                             source: tuple[str, str]) -> None:
-    proxy.add(Rule("stall", method="PUT", path=r"/manifests/", times=1, delay=2))
+    proxy.add(Rule("stall", method="PUT", path=r"/manifests/", times=1, delay=STALL))
     repo = repo_name("stall-manifest")
-    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", TIMEOUT)
     survived(code, err)
     registry_has_image(registry, repo, "t", source[1])
 
@@ -357,9 +363,9 @@ def test_push_survives_a_stalled_blob_upload(cli, registry: Any, proxy: FaultPro
     see test_hostile_servers), and with parallel uploads which PUT comes first is chance."""
     small = _smallest_layer(source[0])
     rule = proxy.add(Rule("stall", method="PUT", path=rf"/blobs/uploads/.*digest={small}",
-                          times=1, delay=2))
+                          times=1, delay=STALL))
     repo = repo_name("stall-upload")
-    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", "0.7")
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--timeout", TIMEOUT)
     survived(code, err)
     assert rule.fired == 1
     registry_has_image(registry, repo, "t", source[1])
@@ -371,7 +377,7 @@ def test_pull_gives_up_on_a_registry_that_always_stalls(cli, tmp_path: Path, pro
                           delay=STALL_FOREVER))
     out = tmp_path / "out"
     code, stdout, err = cli("copy", f"{proxy.host}/{pushed[0]}:t", f"oci:{out}:t",
-                            "--timeout", "0.5", "--retries", "1")
+                            "--timeout", TIMEOUT, "--retries", "1")
     failed_cleanly(code, stdout, err)
     assert rule.fired == 2, "one attempt and one retry (--retries 1), each given up on"
     assert rule.released == 0, "no stalled answer was waited for"
@@ -730,6 +736,197 @@ def test_push_survives_a_lost_answer(kind: str, cli, registry: Any, proxy: Fault
     assert rule.fired == 1
     survived(code, err)
     registry_has_image(registry, repo, "t", source[1])
+    if kind.startswith("PUT") and path == r"/blobs/uploads/":
+        # the resent PUT finds the session closed; a HEAD shows the commit happened, so
+        # the blob is not uploaded again
+        assert proxy.count("PUT", r"/blobs/uploads/.*digest=") == len(SIZES) + 2
+
+
+# -- refused blob commits ----------------------------------------------------------------------
+# A refused commit is checked with a HEAD: the blob the registry has (committed by another
+# writer, or by our own PUT whose answer was lost) is done; one it lacks, or answers for with
+# another size or digest, is uploaded again (bounded) and the registry's code is the error.
+
+def _layout_root(location: str) -> Path:
+    return Path(location.removeprefix("oci:").rsplit(":", 1)[0])
+
+
+@pytest.mark.parametrize("code", ["DIGEST_INVALID", "BLOB_UPLOAD_INVALID",
+                                  "BLOB_UPLOAD_UNKNOWN"])
+def test_refused_blob_commit_of_a_blob_the_registry_has_counts_as_done(
+        code: str, cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """The registry committed the blob (another writer's commit or our own) and answered
+    with a refusal: one HEAD shows the blob is there, nothing is uploaded again."""
+    rule = proxy.add(Rule("lost_answer", method="PUT", path=r"/blobs/uploads/", status=400,
+                          code=code, skip=1))
+    repo = repo_name(f"refused-commit-{code}")
+    code_, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1")
+    assert rule.fired == 1
+    survived(code_, err)
+    assert proxy.count("PUT", r"/blobs/uploads/") == len(SIZES) + 1   # layers and config
+    registry_has_image(registry, repo, "t", source[1])
+
+
+@pytest.mark.parametrize("times", [1, 100])
+def test_digest_invalid_for_a_blob_the_registry_lacks_restarts_once(
+        times: int, cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """DIGEST_INVALID for a blob the registry lacks (the HEAD answers 404): one new upload
+    session; a second DIGEST_INVALID is the error (our bytes hash the same every time)."""
+    rule = proxy.add(Rule("status", method="PUT", path=r"/blobs/uploads/", status=400,
+                          code="DIGEST_INVALID", times=times))
+    repo = repo_name("digest-invalid")
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1")
+    if times == 1:
+        survived(code, err)
+        assert proxy.count("PUT", r"/blobs/uploads/") == len(SIZES) + 2
+        registry_has_image(registry, repo, "t", source[1])
+    else:
+        failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
+        assert rule.fired == 2, "one restart, then the registry's code"
+
+
+@pytest.mark.parametrize("other", ["size", "digest"])
+def test_refused_blob_commit_stands_when_the_head_names_another_blob(
+        other: str, cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """After DIGEST_INVALID, a HEAD answering 200 for the digest but with another length
+    or naming another digest does not count as the blob: the upload restarts once, then
+    fails with the registry's own code."""
+    small = _smallest_layer(source[0])
+    size = next(layer["size"] for layer in _manifest_of(_layout_root(source[0]))["layers"]
+                if layer["digest"] == small)
+    headers = ({"Docker-Content-Digest": small, "Content-Length": str(size + 1)}
+               if other == "size" else
+               {"Docker-Content-Digest": "sha256:" + "0" * 64, "Content-Length": str(size)})
+    refusal = proxy.add(Rule("status", method="PUT", path=rf"/blobs/uploads/.*digest={small}",
+                             status=400, code="DIGEST_INVALID", times=100))
+    # the first HEAD is the push's own "is it there yet?" and reaches the registry (404)
+    head = proxy.add(Rule("status", method="HEAD", path=rf"/blobs/{small}$", status=200,
+                          headers=headers, skip=1, times=100))
+    repo = repo_name(f"refused-other-{other}")
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t", "--jobs", "1")
+    failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
+    assert refusal.fired == 2, "one restart, then the registry's code"
+    assert head.fired == 2, "a HEAD after each refusal"
+
+
+# -- writers racing in the registry ---------------------------------------------------------------
+# Registry 2.8 (filesystem storage) writes a blob's link file in place, truncate then write,
+# on every commit of that blob -- also when the blob is already there.  A manifest PUT that
+# reads the link in that instant is refused with DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN
+# although the blob is present: several pushes sharing blobs into one repository hit it (an
+# index naming a child manifest whose revision link is rewritten, likewise).  The rules below
+# empty the real link file around one exchange, as the racing commit does, and let the real
+# registry answer.
+
+def _link(registry: Any, repo: str, digest: str, kind: str = "_layers") -> Path:
+    """The registry's link file for a blob (``_layers``) or a manifest
+    (``_manifests/revisions``) of ``repo``."""
+    return (Path(registry.data_dir) / "docker" / "registry" / "v2" / "repositories" / repo /
+            kind / "sha256" / digest.split(":")[1] / "link")
+
+
+@contextlib.contextmanager
+def _link_rewritten(registry: Any, repo: str, digest: str,
+                    kind: str = "_layers") -> Iterator[None]:
+    link = _link(registry, repo, digest, kind)
+    text = link.read_bytes()
+    link.write_bytes(b"")
+    try:
+        yield
+    finally:
+        link.write_bytes(text)
+
+
+def _manifest_puts(registry: Any, mark: int) -> list[int]:
+    return [status for method, path, status in registry.requests_since(mark)
+            if method == "PUT" and "/manifests/" in path]
+
+
+def _after_refusal(proxy: FaultProxy, manifest: str) -> list[tuple[str, str, int]]:
+    """(method, path from /manifests/ or /blobs/, status) of the requests answered after
+    the first refusal (400) of the manifest PUT to a path ending in ``manifest``."""
+    answered = [(m, p[p.rfind("/", 0, p.rfind("/")):], status)
+                for m, p, status in proxy.requests]
+    first = answered.index(("PUT", manifest, 400))
+    return answered[first + 1:]
+
+
+def test_push_survives_a_commit_racing_its_manifest(cli, registry: Any, proxy: FaultProxy,
+                                                    source: tuple[str, str]) -> None:
+    repo = repo_name("racing-commit")
+    layer = _manifest_of(_layout_root(source[0]))["layers"][1]["digest"]
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/",
+                          around=lambda: _link_rewritten(registry, repo, layer)))
+    mark = registry.log_mark()
+    code, _, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    assert rule.fired == 1
+    survived(code, err)
+    assert _manifest_puts(registry, mark) == [400, 201]
+    log = registry.log_since(mark)
+    assert 'err.code="digest invalid"' in log and 'err.code="manifest blob unknown"' in log
+    registry_has_image(registry, repo, "t", source[1])
+
+
+def test_manifest_refused_for_a_present_blob_is_put_again_a_bounded_number_of_times(
+        cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    repo = repo_name("racing-forever")
+    layer = _manifest_of(_layout_root(source[0]))["layers"][0]["digest"]
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/", times=100,
+                          around=lambda: _link_rewritten(registry, repo, layer)))
+    mark = registry.log_mark()
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    failed_cleanly(code, out, err, mentions=("DIGEST_INVALID",))
+    assert rule.fired == 3
+    assert _manifest_puts(registry, mark) == [400, 400, 400]
+
+
+def test_index_refused_for_a_present_child_is_put_again(cli, registry: Any, proxy: FaultProxy,
+                                                        tmp_path: Path) -> None:
+    """The children of an index are checked with a HEAD each (not as blobs)."""
+    from image_factory import make_index
+
+    from ociforge.stores.layout import Layout
+
+    index = make_index(tmp_path / "src")
+    Layout(tmp_path / "layout").put(index, "m")
+    child = str(index.children[0][1].digest)
+    repo = repo_name("racing-child")
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/m$",
+                          around=lambda: _link_rewritten(registry, repo, child,
+                                                         "_manifests/revisions")))
+    mark = registry.log_mark()
+    code, _, err = cli("copy", f"oci:{tmp_path / 'layout'}:m", f"{proxy.host}/{repo}:m",
+                       "--platform", "all")
+    assert rule.fired == 1
+    survived(code, err)
+    assert _manifest_puts(registry, mark) == [201, 201, 400, 201]
+    assert ("HEAD", f"/manifests/{child}", 200) in _after_refusal(proxy, "/manifests/m")
+    resp = requests.get(f"http://{registry.host}/v2/{repo}/manifests/m",
+                        headers={"Accept": OCI_ACCEPT}, timeout=30)
+    assert resp.status_code == 200
+    assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == str(index.digest)
+
+
+def test_manifest_refused_for_a_missing_blob_fails_with_the_registrys_code(
+        cli, registry: Any, proxy: FaultProxy, source: tuple[str, str]) -> None:
+    """MANIFEST_BLOB_UNKNOWN for a blob that is really gone: the check finds it missing,
+    the manifest is not sent again, and the registry's code is what the user reads."""
+    repo = repo_name("blob-gone")
+    layer = _manifest_of(_layout_root(source[0]))["layers"][0]["digest"]
+
+    @contextlib.contextmanager
+    def link_removed() -> Iterator[None]:
+        _link(registry, repo, layer).unlink()
+        yield
+
+    rule = proxy.add(Rule("around", method="PUT", path=r"/manifests/", times=100,
+                          around=link_removed))
+    mark = registry.log_mark()
+    code, out, err = cli("copy", source[0], f"{proxy.host}/{repo}:t")
+    failed_cleanly(code, out, err, mentions=("MANIFEST_BLOB_UNKNOWN",))
+    assert rule.fired == 1
+    assert _manifest_puts(registry, mark) == [400]
+    assert ("HEAD", f"/blobs/{layer}", 404) in _after_refusal(proxy, "/manifests/t")
 
 
 def test_corrupt_base_layer_stops_append_and_export(cli, tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imagediff import explain, first_difference
+from tools import skip
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden" / "digests.json"
 FILES: list[tuple[str, bytes, int]] = [
@@ -97,16 +99,24 @@ def test_golden_digests(cli, tmp_path: Path) -> None:
 
 
 def test_two_builds_give_identical_bytes_in_every_format(cli, tmp_path: Path) -> None:
+    """On failure the message says what differs (documents, layers, tar entries, the
+    source trees): a difference that shows up once under load is explained by its report."""
     first = make_tree(tmp_path / "a")
     second = make_tree(tmp_path / "b", reverse=True, epoch_offset=777)
     one = _build(cli, first, tmp_path / "out1", "gzip", "0")
     two = _build(cli, second, tmp_path / "out2", "gzip", "0")
-    assert one["digest"] == two["digest"]
+
+    def why() -> str:
+        return explain(tmp_path / "out1" / "layout", tmp_path / "out2" / "layout",
+                       (first, second))
+
+    assert one["digest"] == two["digest"], why()
     bytes_one, bytes_two = _all_bytes(tmp_path / "out1"), _all_bytes(tmp_path / "out2")
     assert set(bytes_one) == set(bytes_two)
     assert {"image.tar", "image.tar.gz", "image.oci.tar", "layout/index.json"} <= set(bytes_one)
     for name in bytes_one:
-        assert bytes_one[name] == bytes_two[name], name
+        assert bytes_one[name] == bytes_two[name], (
+            f"{name}: {first_difference(bytes_one[name], bytes_two[name])}\n{why()}")
 
 
 @pytest.mark.parametrize("epoch", ["0", "1234567890"])
@@ -115,3 +125,41 @@ def test_epoch_changes_the_digest_and_nothing_else_does(cli, tmp_path: Path, epo
     base = _build(cli, tree, tmp_path / "o0", "gzip", "1700000000")["digest"]
     other = _build(cli, tree, tmp_path / "o1", "gzip", epoch)["digest"]
     assert other != base
+
+
+def test_a_difference_is_explained_down_to_the_tar_entry(cli, tmp_path: Path) -> None:
+    """The failure report of the test above names what differs, and only that."""
+    first = make_tree(tmp_path / "a")
+    second = make_tree(tmp_path / "b")
+    (second / "app" / "run.sh").chmod(0o700)
+    one = _build(cli, first, tmp_path / "out1", "gzip", "0")
+    two = _build(cli, second, tmp_path / "out2", "gzip", "0")
+    assert one["digest"] != two["digest"]
+    report = explain(tmp_path / "out1" / "layout", tmp_path / "out2" / "layout",
+                     (first, second))
+    assert "manifest: differs" in report and "config: differs" in report
+    assert "layer 0: digest" in report
+    tar_part = report.partition("the tars differ (")[2].partition("source trees")[0]
+    assert "entries, order equal):" in tar_part, report
+    listed = [line.strip() for line in tar_part.splitlines()[1:] if line.endswith(":")]
+    assert listed == ["app/run.sh:"], report
+    assert "mode=755" in tar_part and "mode=700" in tar_part
+    assert "app/run.sh: -rwxr-xr-x" in report and "| -rwx------" in report
+
+
+def test_a_compression_difference_is_told_from_a_tar_difference(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zlib
+
+    from ociforge.layers import compress
+
+    if not compress.HAVE_ISAL:
+        skip("ISA-L (a declared dependency) is not installed: zlib is the only deflater")
+    tree = make_tree(tmp_path / "a")
+    one = _build(cli, tree, tmp_path / "out1", "gzip", "0")
+    monkeypatch.setattr(compress, "_deflate_lib", zlib)   # same tar, other deflate bytes
+    two = _build(cli, tree, tmp_path / "out2", "gzip", "0")
+    assert one["digest"] != two["digest"]
+    report = explain(tmp_path / "out1" / "layout", tmp_path / "out2" / "layout")
+    assert "the tars are equal: only the compressed bytes differ" in report, report
+    assert one["layers"][0]["diff_id"] in report

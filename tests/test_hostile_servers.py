@@ -37,7 +37,9 @@ from ociforge.remote.client import RegistryClient
 
 pytestmark = pytest.mark.timeout(90)
 
-FAST = ("--retries", "0", "--timeout", "1")
+# 3 s: a hostile answer is given up that soon, while every honest exchange of the same
+# run (the API check, a token) has room on a loaded 2-core machine
+FAST = ("--retries", "0", "--timeout", "3")
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +136,7 @@ def test_endless_answer_ends_cleanly(kind: str, pace: str, src: Path, tmp_path: 
     elif pace == "fast":
         assert "byte limit" in err, err
     else:
-        assert code == 1 and "no complete answer within 1s (--timeout)" in err, err
+        assert code == 1 and "no complete answer within 3s (--timeout)" in err, err
 
 
 def test_trickled_headers_hit_the_deadline(src: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -144,7 +146,7 @@ def test_trickled_headers_hit_the_deadline(src: Path, tmp_path: Path, cli) -> No
             b"{}", trickle_headers=0.02)
         code, err = _pull(registry, tmp_path, cli, *FAST)
     _one_line(code, err, (1,))
-    assert registry.host in err and "no complete answer within 1s" in err, err
+    assert registry.host in err and "no complete answer within 3s" in err, err
 
 
 def test_redirect_with_an_endless_body_is_followed_without_reading_it(

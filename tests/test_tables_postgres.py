@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from postgres_fixtures import PASSWORD, PG_BIN, PostgresServer
-from tools import free_port, is_root, require_module
+from tools import closed_port, is_root, require_module
 
 from ociforge.app.spec import TableSpec
 from ociforge.app.tables import TableExport, open_database, snapshot_table
@@ -173,9 +173,8 @@ def test_postgres_unreachable_or_refused_hides_password(tmp_path: Path,
     with pytest.raises(InvalidInputError) as info:
         open_database(spec(wrong_pw), tmp_path, "x")
     assert "Wr0ng-pass-9" not in str(info.value) and "***" in str(info.value)
-    closed = pg.url.replace(f":{pg.port}/", f":{free_port()}/")
-    with pytest.raises(InvalidInputError) as info:
-        open_database(spec(closed), tmp_path, "x")
+    with closed_port() as port, pytest.raises(InvalidInputError) as info:
+        open_database(spec(pg.url.replace(f":{pg.port}/", f":{port}/")), tmp_path, "x")
     assert PASSWORD not in str(info.value)
     assert "cannot connect to postgresql://exporter:***@127.0.0.1" in str(info.value)
     url = "postgresql://app@127.0.0.1:1/postgres?password=qpw-77&sslpassword=spw-77"

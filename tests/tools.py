@@ -8,11 +8,12 @@ runs as root.  tests/skip_guard.py turns any other skip into a failure in CI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import NoReturn
 
@@ -77,7 +78,20 @@ def run(cmd: Sequence[str], check: bool = True, **kwargs: object) -> subprocess.
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a server about to bind it (which must cope with losing it to
+    someone faster: see registry_fixtures.start_registry)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port that refuses connections for as long as the block runs: it is bound here
+    and never listened on, so no other process can start listening on it meanwhile
+    (a port that was merely free a moment ago can be taken by then)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        yield int(sock.getsockname()[1])

@@ -27,6 +27,7 @@ from ..errors import (
     TransportError,
 )
 from ..model import mediatypes as mt
+from ..model.descriptor import Descriptor
 from ..model.digest import Digest, VerifyingReader
 from ..model.jsonutil import MAX_DOCUMENT, loads, parse_object
 from ..model.layer import Layer
@@ -35,13 +36,14 @@ from ..options import RegistryOptions
 from ..progress.events import NULL_TASK, Task, retry_pause
 from .auth import Credentials, merge_scopes, pull_scope, push_scope
 from .transport import FileBody, TimedOut, Transport, mask_url
-from .upload import upload_blob
+from .upload import blob_present, upload_blob
 from .watchdog import Guard
 
 log = logging.getLogger("ociforge.remote")
 
 MAX_TAG_LIST = 16 << 20
 MAX_TAG_PAGES = 10_000   # pages of a tag list; a registry that never ends one is refused
+MANIFEST_PUT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,10 @@ class RegistryClient:
         """PUT exact manifest bytes under a tag or digest, Content-Type = ``media_type``.
 
         Checks the registry's Docker-Content-Digest against the local digest.
+        A refusal naming MANIFEST_BLOB_UNKNOWN is checked: when the repository does
+        have every blob and child the manifest names, the PUT is sent again (bounded).
+        Registry 2.8 gives that refusal (with DIGEST_INVALID) when it reads a blob's
+        link file while another writer's commit of the same blob rewrites it in place.
         ``.oci_subject`` of the result tells whether the registry handled a
         ``subject`` (referrers API) or the client must update the fallback tag.
         """
@@ -228,17 +234,49 @@ class RegistryClient:
             raise InvalidInputError(f"manifest is {len(data)} bytes; registries refuse more than "
                                     f"{MAX_DOCUMENT}")
         digest = Digest.of_bytes(data)
-        resp = self.transport.request(
-            "PUT", f"/v2/{repository}/manifests/{reference}",
-            scopes=self._scopes(push_scope(repository), repository),
-            headers={"Content-Type": media_type}, body=data, ok=(200, 201, 202),
-            what=f"manifest {_ref_text(repository, reference)}")
+        for attempt in range(MANIFEST_PUT_ATTEMPTS):
+            try:
+                resp = self.transport.request(
+                    "PUT", f"/v2/{repository}/manifests/{reference}",
+                    scopes=self._scopes(push_scope(repository), repository),
+                    headers={"Content-Type": media_type}, body=data, ok=(200, 201, 202),
+                    what=f"manifest {_ref_text(repository, reference)}")
+                break
+            except RegistryError as exc:
+                if (attempt + 1 >= MANIFEST_PUT_ATTEMPTS or isinstance(exc, AuthError)
+                        or "MANIFEST_BLOB_UNKNOWN" not in exc.codes
+                        or not self._references_present(repository, data)):
+                    raise
+                log.info("%s refused manifest %s (%s) but has everything it names: "
+                         "putting it again", self.registry, _ref_text(repository, reference),
+                         ", ".join(exc.codes))
         resp.close()
         returned = _digest_or_none(resp.headers.get("Docker-Content-Digest"))
         if returned is not None and returned.algorithm == digest.algorithm and returned != digest:
             raise DigestMismatchError(f"{self.registry}: manifest pushed as {digest} but the "
                                       f"registry stored {returned}")
         return ManifestPut(digest, dict(resp.headers), resp.headers.get("Location", ""))
+
+    def _references_present(self, repository: str, data: bytes) -> bool:
+        """Does ``repository`` have every blob and child manifest the manifest ``data``
+        names (by digest and size)?  Blobs with ``urls`` are not the registry's to hold."""
+        try:
+            doc = parse_object(data, "manifest")
+            config = [doc["config"]] if isinstance(doc.get("config"), dict) else []
+            blobs = [Descriptor.from_dict(d) for d in [*config, *_list(doc, "layers")]]
+            children = [Descriptor.from_dict(d) for d in _list(doc, "manifests")]
+        except InvalidInputError:
+            return False
+        try:
+            for child in children:
+                head = self.head_manifest(repository, str(child.digest))
+                if head is None or head.digest not in (None, child.digest):
+                    return False
+            return all(self.blob_exists(repository, blob.digest, blob.size)
+                       for blob in blobs if not blob.urls)
+        except (RegistryError, TransportError) as exc:   # no answer: the refusal stands
+            log.info("could not check what the manifest names: %s", exc)
+            return False
 
     def delete_manifest(self, repository: str, digest: Digest | str) -> None:
         resp = self.transport.request(
@@ -249,14 +287,13 @@ class RegistryClient:
 
     # -- blobs -----------------------------------------------------------------
 
-    def blob_exists(self, repository: str, digest: Digest | str) -> bool:
-        """HEAD a blob in this repository (blobs are repository-scoped)."""
-        resp = self.transport.request(
-            "HEAD", f"/v2/{repository}/blobs/{digest}",
-            scopes=self._scopes(pull_scope(repository), repository), ok=(200, 404),
-            what=f"blob {digest}")
-        resp.close()
-        return resp.status_code == 200
+    def blob_exists(self, repository: str, digest: Digest | str,
+                    size: int | None = None) -> bool:
+        """HEAD a blob in this repository (blobs are repository-scoped); with ``size``,
+        a blob of another length does not count."""
+        parsed = digest if isinstance(digest, Digest) else Digest.parse(digest)
+        return blob_present(self.transport, repository, parsed,
+                            self._scopes(pull_scope(repository), repository), size)
 
     def open_blob(self, repository: str, digest: Digest | str) -> IO[bytes]:
         """The raw blob body as a stream (unverified; ``get_blob`` verifies).
@@ -305,8 +342,6 @@ class RegistryClient:
                        "octet-stream") -> Digest:
         """Upload a small in-memory blob (configs, signatures); returns its digest."""
         import io
-
-        from ..model.descriptor import Descriptor
 
         digest = Digest.of_bytes(data)
         layer = Layer(Descriptor(media_type, digest, len(data)), None, lambda: io.BytesIO(data))
@@ -524,6 +559,11 @@ def _granted_actions(token: str, repository: str) -> set[str] | None:
                 and entry.get("name") == repository and isinstance(entry.get("actions"), list)):
             granted.update(a for a in entry["actions"] if isinstance(a, str))
     return granted
+
+
+def _list(doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _digest_or_none(text: str | None) -> Digest | None:

@@ -25,20 +25,22 @@ def raise_for_status(resp: requests.Response, body: bytes, registry: str, what: 
     """Raise RegistryError (AuthError for 401/403) for an error answer."""
     status = resp.status_code
     code, message = error_detail(body)
+    codes = error_codes(body)
     detail = f"{code}: {message}" if code else (message or f"HTTP {status}")
     text = f"{registry}: {what}: {detail}"
     if status == 429:
         limits = [f"{h}={resp.headers[h]}" for h in RATE_HEADERS if h in resp.headers]
         if limits:
             text += " (" + ", ".join(limits) + ")"
-        raise RegistryError(text, status=status, code=code or "TOOMANYREQUESTS")
+        raise RegistryError(text, status=status, code=code or "TOOMANYREQUESTS", codes=codes)
     if status in (401, 403):
         hint = ("credentials refused" if authenticated
                 else "authentication required (run `ociforge login`)")
         if status == 403 or code == "DENIED":
             hint = "access denied"
-        raise AuthError(f"{text} ({hint})", status=status, code=code or "UNAUTHORIZED")
-    raise RegistryError(text, status=status, code=code)
+        raise AuthError(f"{text} ({hint})", status=status, code=code or "UNAUTHORIZED",
+                        codes=codes)
+    raise RegistryError(text, status=status, code=code, codes=codes)
 
 
 def error_detail(body: bytes) -> tuple[str | None, str]:
@@ -59,6 +61,19 @@ def error_detail(body: bytes) -> tuple[str | None, str]:
             if isinstance(doc.get(key), str):
                 return None, _line(doc[key])
     return None, _line(body.decode("utf-8", "replace"))
+
+
+def error_codes(body: bytes) -> tuple[str, ...]:
+    """Every code of a distribution-spec error body, in order (at most 16)."""
+    try:
+        doc = loads(body, "error body", ERROR_BODY_LIMIT)
+    except InvalidInputError:
+        return ()
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(errors, list):
+        return ()
+    return tuple(_line(e["code"]) for e in errors[:16]
+                 if isinstance(e, dict) and isinstance(e.get("code"), str))
 
 
 def _line(text: str) -> str:

@@ -8,6 +8,15 @@ always follows the newest Location exactly as returned, tracks the offset
 itself, and accepts 202 or 201 for a PATCH (ECR answers 201).  An upload that
 breaks mid-way is restarted from a new POST (bounded), since a registry may
 drop the session.
+
+When the registry refuses an upload session or its commit (BLOB_UPLOAD_UNKNOWN,
+BLOB_UPLOAD_INVALID, DIGEST_INVALID, ...), the blob is HEADed before anything
+else: if the repository now has it with our digest and size, the work is done.
+That is the case when the commit's answer was lost and the resent PUT found
+the session closed, and when another writer committed the same blob while ours
+was under way.  Otherwise the upload restarts (DIGEST_INVALID only once: our
+bytes will not hash differently the third time) and the last refusal, with the
+registry's code, is what the caller sees.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ log = logging.getLogger("ociforge.remote")
 
 UPLOAD_RESTARTS = 3
 _RESTARTABLE_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "RANGE_INVALID",
-                                "SIZE_INVALID", None})
+                                "SIZE_INVALID", "DIGEST_INVALID", None})
 
 
 def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: list[str],
@@ -40,6 +49,7 @@ def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: lis
         location = _try_mount(transport, repository, layer.digest, mount_from, scopes)
         if location == "mounted":
             return "mounted"
+    digest_refusals = 0
     for attempt in range(UPLOAD_RESTARTS):
         try:
             if location is None:
@@ -58,12 +68,47 @@ def upload_blob(transport: Transport, repository: str, layer: Layer, scopes: lis
             else:
                 restartable = (exc.code in _RESTARTABLE_CODES and exc.status not in (401, 403)
                                and not isinstance(exc, DigestMismatchError))
-            if attempt + 1 >= UPLOAD_RESTARTS or not restartable:
+                if restartable and _stored_anyway(transport, repository, layer, scopes, exc):
+                    return "uploaded"
+                if exc.code == "DIGEST_INVALID":
+                    digest_refusals += 1
+            if attempt + 1 >= UPLOAD_RESTARTS or not restartable or digest_refusals > 1:
                 raise
             log.info("restarting upload of %s after: %s", layer.digest.short, exc)
             retry_pause(attempt + 2, UPLOAD_RESTARTS, 0.0, f"upload restarted: {exc}")
             location = None
     raise AssertionError("unreachable")
+
+
+def blob_present(transport: Transport, repository: str, digest: Digest, scopes: list[str],
+                 size: int | None = None) -> bool:
+    """HEAD a blob in ``repository``: True on 200, unless the answer names another
+    digest (same algorithm) or, when ``size`` is given, another length."""
+    resp = transport.request("HEAD", f"/v2/{repository}/blobs/{digest}", scopes=scopes,
+                             ok=(200, 404), what=f"blob {digest}")
+    resp.close()
+    if resp.status_code != 200:
+        return False
+    named = resp.headers.get("Docker-Content-Digest", "").strip()
+    if named.startswith(digest.algorithm + ":") and named != str(digest):
+        return False
+    length = resp.headers.get("Content-Length", "")
+    return size is None or not length.isdigit() or int(length) == size
+
+
+def _stored_anyway(transport: Transport, repository: str, layer: Layer, scopes: list[str],
+                   refusal: RegistryError) -> bool:
+    """After ``refusal``: does the repository have the blob all the same?  A failing
+    HEAD is no answer: the refusal stands."""
+    try:
+        present = blob_present(transport, repository, layer.digest, scopes, layer.size)
+    except (TransportError, RegistryError) as exc:
+        log.info("could not check %s after %s: %s", layer.digest.short, refusal.code, exc)
+        return False
+    if present:
+        log.info("%s refused the upload of %s (%s), but has the blob: done",
+                 transport.registry, layer.digest.short, refusal.code or refusal.status)
+    return present
 
 
 def _try_mount(transport: Transport, repository: str, digest: Digest, source: str,
