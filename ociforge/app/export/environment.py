@@ -4,14 +4,46 @@ keeps; what it drops goes in the report and is masked in the history."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ...errors import InvalidInputError
 from ...model.image import Image
 from ...model.mutate import ConfigChanges
+from ..envfile import read_env_file
+from ..policy import EnvDecision
 from ..report import Report
+from ..rootfs import process_env
+from ..spec import AppSpec
 from .api import ExportPlan
 
 
+def check_allow_env(names: Sequence[str]) -> None:
+    """``--allow-env`` names variables: exit 2 for anything else."""
+    for name in names:
+        if not name or "=" in name:
+            raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
+
+
+def app_environment(spec: AppSpec, env_from_pid: int | None
+                    ) -> tuple[list[tuple[str, str, str]], list[EnvDecision]]:
+    """The app's own environment as (name, value, origin), later entries winning: the
+    process's (``--env-from-pid``), the env_file's, ``[config] env``; and what was dropped
+    while the process's was read."""
+    env_layers: list[tuple[str, str, str]] = []
+    env_dropped: list[EnvDecision] = []
+    if env_from_pid is not None:
+        captured = process_env(env_from_pid)
+        env_layers += captured.env
+        env_dropped = captured.dropped
+    if spec.config.env_file_path is not None:
+        env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
+        env_layers += [(k, v, "env_file") for k, v in env_file.items()]
+    env_layers += [(k, v, "config") for k, v in spec.config.env.items()]
+    return env_layers, env_dropped
+
+
 def config_changes(image: Image, plan: ExportPlan, report: Report, used: set[str]
-                    ) -> tuple[ConfigChanges, set[str]]:
+                   ) -> tuple[ConfigChanges, set[str]]:
     """The runtime config: the app's settings and the environment the policy keeps;
     and the values of every dropped variable (to mask them in the history text)."""
     runtime = image.config.get("config")

@@ -19,14 +19,13 @@ from ...layers.delta import check_compare
 from ...model.platform import Platform
 from ...pipeline.outputs import Outputs
 from ...stores.locations import parse_location
-from ..envfile import read_env_file
-from ..policy import EnvDecision, Policy
-from ..rootfs import process_env
+from ..policy import Policy
 from ..spec import AppSpec, load_spec
-from ..tables import open_database, require_pyarrow
 from .api import ExportPlan, ExportRequest
+from .environment import app_environment, check_allow_env
 from .platforms import ROOTFS_PLATFORMS, choose_platforms, several_asked
 from .ships import check_sbom
+from .tablelayers import check_tables
 
 LICENSED_REFUSAL = (
     "application {name!r} is marked licensed = true: it needs a license to run, and its "
@@ -56,9 +55,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     if request.format == "docker" and request.compression == "zstd":
         raise InvalidInputError("Docker media types have no zstd layers; use --format oci")
     epoch = settings_epoch(request.source_date_epoch, request.options.source_date_epoch)
-    for name in request.allow_env:
-        if not name or "=" in name:
-            raise InvalidInputError(f"--allow-env takes a variable NAME, not {name!r}")
+    check_allow_env(request.allow_env)
     if spec.rootfs is not None and several_asked(spec, request.options):
         raise InvalidInputError(ROOTFS_PLATFORMS)
     platforms, base_artifact = choose_platforms(spec, request, base)
@@ -84,22 +81,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         load_private_key(request.sign_key, request.key_password)  # a bad key fails up front
     if request.report_path:
         check_writable_destination(request.report_path, "--report")
-    env_layers: list[tuple[str, str, str]] = []
-    env_dropped: list[EnvDecision] = []
-    if request.env_from_pid is not None:
-        captured = process_env(request.env_from_pid)
-        env_layers += captured.env
-        env_dropped = captured.dropped
-    if spec.config.env_file_path is not None:
-        env_file = read_env_file(spec.config.env_file_path, spec.config.env_file or "")
-        env_layers += [(k, v, "env_file") for k, v in env_file.items()]
-    env_layers += [(k, v, "config") for k, v in spec.config.env.items()]
+    env_layers, env_dropped = app_environment(spec, request.env_from_pid)
     if request.with_files:
-        for i, table in enumerate(spec.tables):
-            if table.format == "parquet":
-                require_pyarrow()
-            open_database(table, spec.root, spec.locate(("tables", i)),
-                          spec.locate(("tables", i, "table")))
+        check_tables(spec)
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platforms, options, epoch, env_layers, policy, base,

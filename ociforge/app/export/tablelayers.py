@@ -16,8 +16,8 @@ from ...model.jsonutil import JSONObject
 from ...model.layer import Layer
 from ...progress.events import NULL_TASK, Progress, Task
 from ..dburl import parse_db_url
-from ..spec import TableSpec
-from ..tables import TableExport, TableSnapshot, snapshot_table
+from ..spec import AppSpec, TableSpec
+from ..tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
 from .api import ExportPlan
 from .built import Built
 
@@ -27,6 +27,16 @@ log = logging.getLogger("ociforge.export")
 # The modules whose code decides a table snapshot's bytes (the cache key holds their source).
 TABLE_READERS = ("ociforge.app.tables", "ociforge.app.tablesource", "ociforge.app.tablefiles",
                  "ociforge.app.tabletypes", "ociforge.app.dburl")
+
+
+def check_tables(spec: AppSpec) -> None:
+    """Every table's database opens (and pyarrow is there for Parquet): exit 2 before
+    anything is written."""
+    for i, table in enumerate(spec.tables):
+        if table.format == "parquet":
+            require_pyarrow()
+        open_database(table, spec.root, spec.locate(("tables", i)),
+                      spec.locate(("tables", i, "table")))
 
 
 def table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[Built]:
