@@ -78,6 +78,17 @@ class RegistryServer:
         except OSError:
             return 0
 
+    def quiet_log_since(self, mark: int) -> str:
+        """``log_since(mark)`` once the log stops growing: the registry logs a request
+        just after answering it, so the last lines may still be on their way."""
+        size = -1
+        for _ in range(50):
+            time.sleep(0.05)
+            if self.log_mark() == size:
+                break
+            size = self.log_mark()
+        return self.log_since(mark)
+
     def log_since(self, mark: int) -> str:
         with open(self.log_path, "rb") as fh:
             fh.seek(mark)

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,8 @@ _LINE = re.compile(r'msg="response completed(?: with error)?".*?http\.request\.m
 
 def hits(registry: RegistryServer, mark: int) -> list[tuple[str, str, int]]:
     """(method, URI, status) of every request the registry answered since ``mark``."""
-    size = -1
-    for _ in range(50):      # the registry logs just after answering: wait until it is quiet
-        time.sleep(0.05)
-        if registry.log_mark() == size:
-            break
-        size = registry.log_mark()
     return [(m, uri.strip('"'), int(status))
-            for m, uri, status in _LINE.findall(registry.log_since(mark))]
+            for m, uri, status in _LINE.findall(registry.quiet_log_since(mark))]
 
 
 def run(*argv: Any, check: bool = True) -> subprocess.CompletedProcess[str]:

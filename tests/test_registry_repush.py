@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,8 @@ class Hit:
 
 def _hits(registry: RegistryServer, mark: int, repo: str | None = None) -> list[Hit]:
     """The requests the registry answered since ``mark`` (for ``repo`` and /v2/ when given)."""
-    size = -1
-    for _ in range(50):     # the registry logs just after answering: wait until it is quiet
-        time.sleep(0.05)
-        if registry.log_mark() == size:
-            break
-        size = registry.log_mark()
     hits = [Hit(m, uri.strip('"'), peer)
-            for m, peer, uri in _LINE.findall(registry.log_since(mark))]
+            for m, peer, uri in _LINE.findall(registry.quiet_log_since(mark))]
     if repo is None:
         return hits
     return [h for h in hits if h.uri.startswith(f"/v2/{repo}/")]
