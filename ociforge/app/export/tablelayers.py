@@ -25,8 +25,8 @@ log = logging.getLogger("ociforge.export")
 
 
 # The modules whose code decides a table snapshot's bytes (the cache key holds their source).
-TABLE_READERS = ("ociforge.app.tables", "ociforge.app.tablesource", "ociforge.app.tablefiles",
-                 "ociforge.app.tabletypes", "ociforge.app.dburl")
+TABLE_READERS = ("ociforge.app.tables.snapshot", "ociforge.app.tables.source",
+                 "ociforge.app.tables.files", "ociforge.app.tables.columns", "ociforge.app.dburl")
 
 
 def check_tables(spec: AppSpec) -> None:
