@@ -23,6 +23,9 @@ from .tablelayers import table_layers
 
 log = logging.getLogger("ociforge.export")
 
+# The modules whose code decides what a walk leaves out (the layer cache key holds their source).
+FILE_RULE_DECIDERS = (__name__, "ociforge.app.policy", "ociforge.app.tokens")
+
 
 def build_layers(plan: ExportPlan, request: ExportRequest, settings: BuildSettings,
                  platforms: Sequence[Platform]) -> list[list[Built]]:
@@ -63,7 +66,7 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: Expor
         result = build_layer_cached(
             plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
             settings, skip=skip, replay=replay, rules=rules,
-            deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
+            deciders=FILE_RULE_DECIDERS,
             what=what, progress=task)
     return Built(role, layer_spec.src, result, left_out)
 
