@@ -31,7 +31,7 @@ from ..rootfs import ENV_RULES, LIVE_RULES, base_inventory
 from .api import ExportOutcome, ExportPlan, ExportRequest
 from .attach import attach_and_sign
 from .base import base_images, base_index_digest, filter_base
-from .built import PlatformImage
+from .built import Built, PlatformImage
 from .environment import config_changes
 from .layers import build_layers, workspace_of
 from .plan import plan_export
@@ -45,6 +45,8 @@ def export_app(request: ExportRequest) -> ExportOutcome:
 
 
 def assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
+    """Phase two: every platform's image from its base and the layers, the report and
+    config, then the writes (see the package docstring for the order)."""
     spec = plan.spec
     plan.cache = Cache.open(plan.options.cache)
     bases = base_images(plan, request)
@@ -67,29 +69,7 @@ def assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
         layers[0].insert(0, rootfs_layer(plan, request, bases[0][1], child,
                                          workspace_of(spec), settings))
     for child, built in zip(children, layers, strict=True):
-        report = child.report
-        for entry in built:
-            if entry.table is not None:
-                report.tables.append(cast(JSONObject, entry.table["table"]))
-                report.warnings += [w for w in cast(list[str], entry.table["warnings"])
-                                    if w not in report.warnings]
-        for entry in built:
-            layer = entry.result.layer
-            if entry.rootfs is not None:
-                report.rootfs = entry.rootfs
-            report.layers.append(LayerEntry(entry.role, entry.source, str(layer.digest),
-                                            str(layer.diff_id), layer.size, layer.file_count,
-                                            layer.media_type))
-            report.warnings += sorted(entry.result.warnings)  # walk order varies by machine
-            for image_path, rule in entry.left_out:
-                child.used.add(rule)
-                report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
-                                              "rule": rule, "layer": entry.role})
-        report.left_out_files.sort(
-            key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1)))
-        child.image = append_layers(child.base, [entry.result.layer for entry in built],
-                                    created_by=[f"ociforge export: {entry.role} {entry.source}"
-                                                for entry in built], epoch=plan.epoch)
+        _add_layers(child, built, plan.epoch)
     platform_inventories(children, plan, request)
     configs = []
     for child in children:
@@ -128,6 +108,34 @@ def assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
     attach_and_sign(outcome, plan, request)
     return outcome
 
+
+
+def _add_layers(child: PlatformImage, built: list[Built], epoch: int) -> None:
+    """The platform's layers on its base, and in its report: tables, layers, warnings
+    and the files each walk left out."""
+    report = child.report
+    for entry in built:
+        if entry.table is not None:
+            report.tables.append(cast(JSONObject, entry.table["table"]))
+            report.warnings += [w for w in cast(list[str], entry.table["warnings"])
+                                if w not in report.warnings]
+    for entry in built:
+        layer = entry.result.layer
+        if entry.rootfs is not None:
+            report.rootfs = entry.rootfs
+        report.layers.append(LayerEntry(entry.role, entry.source, str(layer.digest),
+                                        str(layer.diff_id), layer.size, layer.file_count,
+                                        layer.media_type))
+        report.warnings += sorted(entry.result.warnings)  # walk order varies by machine
+        for image_path, rule in entry.left_out:
+            child.used.add(rule)
+            report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
+                                          "rule": rule, "layer": entry.role})
+    report.left_out_files.sort(
+        key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1)))
+    child.image = append_layers(child.base, [entry.result.layer for entry in built],
+                                created_by=[f"ociforge export: {entry.role} {entry.source}"
+                                            for entry in built], epoch=epoch)
 
 def _finish(child: PlatformImage, changes: ConfigChanges, dropped_values: set[str],
             report_digest: str, plan: ExportPlan, request: ExportRequest) -> Image:
