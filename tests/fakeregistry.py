@@ -13,17 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
+from httpserver import LoopbackServer, QuietHandler
 
 
 def loopback_alias() -> str:
@@ -43,38 +35,27 @@ class BlobHost:
         self.seen: list[dict[str, str]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def do_GET(self) -> None:
                 owner.seen.append({k.lower(): v for k, v in self.headers.items()})
                 name = self.path.rsplit("/", 1)[-1].split("?")[0]
                 path = blobs / name
                 if not path.is_file():
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.reply(404)
                     return
-                data = path.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(200, path.read_bytes(), {"Content-Type": "application/octet-stream"})
 
-        self._server = _Server((host, 0), Handler)
-        self.host = f"{host}:{self._server.server_address[1]}"
+        self._server = LoopbackServer(Handler, host, start=False)
+        self.host = self._server.host
 
     def start(self) -> BlobHost:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 class FakeRegistry:
@@ -98,72 +79,58 @@ class FakeRegistry:
                     if user else None)
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
-                       ) -> None:
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
 
             def do_GET(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 owner.seen.append((self.command, self.path, headers))
                 if expected is not None and headers.get("authorization") != expected:
-                    self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
+                    self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
                                 {"WWW-Authenticate": 'Basic realm="fake"',
                                  "Content-Type": "application/json"})
                     return
                 if self.path == "/v2/":
-                    self._reply(200, b"{}", {"Content-Type": "application/json"})
+                    self.reply(200, b"{}", {"Content-Type": "application/json"})
                     return
                 prefix = f"/v2/{repo}/"
                 if not self.path.startswith(prefix):
-                    self._reply(404)
+                    self.reply(404)
                     return
                 kind, _, ref = self.path[len(prefix):].partition("/")
                 if kind == "manifests":
                     desc = index["manifests"][0]
                     if ref not in ("t", desc["digest"]):
-                        self._reply(404)
+                        self.reply(404)
                         return
                     if manifest is not None:
-                        self._reply(200, manifest, {"Content-Type": desc["mediaType"],
+                        self.reply(200, manifest, {"Content-Type": desc["mediaType"],
                                                     **extra_headers})
                         return
                     data = (blobs / desc["digest"].split(":")[1]).read_bytes()
-                    self._reply(200, data, {"Content-Type": desc["mediaType"],
+                    self.reply(200, data, {"Content-Type": desc["mediaType"],
                                             "Docker-Content-Digest": desc["digest"]})
                 elif kind == "blobs" and blob_host is None:
                     path = blobs / ref.split(":")[-1]
                     if not path.is_file():
-                        self._reply(404)
+                        self.reply(404)
                         return
-                    self._reply(200, path.read_bytes(),
+                    self.reply(200, path.read_bytes(),
                                 {"Content-Type": "application/octet-stream"})
                 elif kind == "blobs" and blob_host is not None:
-                    self._reply(307, b"", {"Location": f"http://{blob_host.host}/cdn/"
+                    self.reply(307, b"", {"Location": f"http://{blob_host.host}/cdn/"
                                            f"{ref.split(':')[1]}{redirect_query}"})
                 else:
-                    self._reply(404)
+                    self.reply(404)
 
             do_HEAD = do_GET
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._server = LoopbackServer(Handler, start=False)
+        self.host = self._server.host
 
     def start(self) -> FakeRegistry:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

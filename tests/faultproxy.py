@@ -19,7 +19,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from httpserver import LoopbackServer, QuietHandler
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-connection", "proxy-authorization"}
@@ -87,18 +88,15 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = LoopbackServer(Handler, start=False)
+        self.host = self._server.host
 
     def __enter__(self) -> FaultProxy:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def add(self, rule: Rule) -> Rule:
         with self._lock:
@@ -139,20 +137,9 @@ class FaultProxy:
         return f"faults injected: {total} ({parts})"
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """Clients hanging up on a stalled or reset exchange are expected, not worth a traceback
-    (which would also land in the captured stderr of the in-process CLI under test)."""
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._handle()

@@ -24,9 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from httpserver import LoopbackServer, QuietHandler
 
 USER, PASSWORD = "mallory-victim", "pa55-not-for-b"
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -127,14 +129,6 @@ def trickled(data: bytes, delay: float, step: int = 1
     return body
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
 class HostileRegistry:
     """A loopback registry for one repository ``app`` that misbehaves on demand."""
 
@@ -151,24 +145,17 @@ class HostileRegistry:
             self._load(layout)
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def do_GET(self) -> None:
                 owner._handle(self)
 
             do_HEAD = do_PUT = do_POST = do_PATCH = do_GET
 
-        self._server = _Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
-        if recv_buffer:
-            self._server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
-        self._server.server_bind()
-        self._server.server_activate()
-        self.port = self._server.server_address[1]
-        self.host = f"127.0.0.1:{self.port}"
+        self._server = LoopbackServer(Handler, start=False, recv_buffer=recv_buffer)
+        self.port = self._server.port
+        self.host = self._server.host
 
     def _load(self, layout: Path) -> None:
         index = json.loads((layout / "index.json").read_text())
@@ -180,13 +167,12 @@ class HostileRegistry:
         self.manifests["t"] = self.manifests[desc["digest"]] = (desc["mediaType"], data)
 
     def start(self) -> HostileRegistry:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> HostileRegistry:
         return self.start()

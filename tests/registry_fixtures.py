@@ -29,11 +29,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 from tools import free_port, require_tool
+
+if TYPE_CHECKING:
+    from tokenserver import TokenServer
 
 _STARTED: list[RegistryServer] = []
 LOG_MARKER = "ociforge-test-log-marker"      # the repository name of settle()'s requests
@@ -148,6 +151,22 @@ def start_registry(
                 raise
     raise AssertionError("unreachable")
 
+
+
+def start_token_registry(root: Path, tokens: TokenServer) -> RegistryServer:
+    """docker-registry trusting ``tokens`` (started here) for token auth; stopping the
+    registry stops the token server too."""
+    realm = tokens.start()
+    (root / "token.crt").write_bytes(tokens.cert_pem)
+    try:
+        server = start_registry(root, auth={"token": {
+            "realm": realm, "service": tokens.service, "issuer": tokens.issuer,
+            "rootcertbundle": str(root / "token.crt")}})
+    except Exception:
+        tokens.stop()
+        raise
+    server.token_server = tokens
+    return server
 
 class _PortTaken(RuntimeError):
     pass
@@ -303,17 +322,8 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 
     root = tmp_path_factory.mktemp("token-registry")
     user, password = "bob", "t0ken-" + secrets.token_hex(6)
-    tokens = TokenServer(users={user: password})
-    realm = tokens.start()
-    (root / "token.crt").write_bytes(tokens.cert_pem)
-    try:
-        server = start_registry(root, auth={"token": {
-            "realm": realm, "service": tokens.service, "issuer": tokens.issuer,
-            "rootcertbundle": str(root / "token.crt")}})
-    except Exception:
-        tokens.stop()
-        raise
-    server.username, server.password, server.token_server = user, password, tokens
+    server = start_token_registry(root, TokenServer(users={user: password}))
+    server.username, server.password = user, password
     server.extra["fixture"] = "token_registry"
     yield server
     server.stop()

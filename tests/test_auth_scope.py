@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from httpserver import LoopbackServer, QuietHandler
 
 from ociforge.errors import OciforgeError, TransportError
 from ociforge.options import RegistryOptions
@@ -42,16 +41,6 @@ class Seen:
         return [a for _, _, a in self.requests if a is not None]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[_Server, str]:
-    server = _Server(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"127.0.0.1:{server.server_address[1]}"
-
-
 @dataclass
 class Pair:
     registry: str
@@ -66,36 +55,22 @@ def pair() -> Iterator[Pair]:
     reg_seen, store_seen = Seen(), Seen()
     state: dict[str, Any] = {}
 
-    class Storage(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Storage(QuietHandler):
         def _handle(self) -> None:
             store_seen.requests.append((self.command, self.path,
                                         self.headers.get("Authorization")))
-            length = int(self.headers.get("Content-Length") or 0)
-            store_seen.stored.extend(self.rfile.read(length) if length else b"")
+            store_seen.stored.extend(self.read_body())
             if self.command == "PATCH":
-                self._reply(202, {"Location": "/upload/abc",
-                                  "Range": f"0-{len(store_seen.stored) - 1}"})
+                self.reply(202, headers={"Location": "/upload/abc",
+                                         "Range": f"0-{len(store_seen.stored) - 1}"})
             elif self.command == "PUT" and "digest=" in self.path:
                 digest = self.path.split("digest=", 1)[1]
-                self._reply(201, {"Docker-Content-Digest": digest.replace("%3A", ":")})
+                self.reply(201, headers={"Docker-Content-Digest": digest.replace("%3A", ":")})
             elif self.command == "GET" and self.path == "/manifest":
-                self._reply(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
-                            b"{}")
+                self.reply(200, b"{}",
+                           {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
             else:
-                self._reply(500)
-
-        def _reply(self, status: int, headers: dict[str, str] | None = None,
-                   body: bytes = b"") -> None:
-            self.send_response(status)
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+                self.reply(500)
 
         do_GET = do_PUT = do_PATCH = do_POST = _handle
 
@@ -103,43 +78,40 @@ def pair() -> Iterator[Pair]:
         def _handle(self) -> None:
             auth = self.headers.get("Authorization")
             reg_seen.requests.append((self.command, self.path, auth))
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            self.read_body()
             if state.get("realm"):
-                self._reply(401, {"WWW-Authenticate": f'Bearer realm="{state["realm"]}",'
-                                                      'service="fake"'})
+                self.reply(401, headers={"WWW-Authenticate": f'Bearer realm="{state["realm"]}",'
+                                                             'service="fake"'})
                 return
             if auth != BASIC:
-                self._reply(401, {"WWW-Authenticate": 'Basic realm="fake"'})
+                self.reply(401, headers={"WWW-Authenticate": 'Basic realm="fake"'})
                 return
             if self.command == "HEAD":
-                self._reply(404)
+                self.reply(404)
             elif self.command == "POST" and "/blobs/uploads/" in self.path:
                 target = ("/v2/app/blobs/uploads/abc" if state.get("chunked_here")
                           else f"http://{state['storage']}/upload/abc")
-                self._reply(202, {"Location": target})
+                self.reply(202, headers={"Location": target})
             elif self.command == "PATCH":
-                self._reply(202, {"Location": f"http://{state['storage']}/upload/abc",
-                                  "Range": "0-0"})
+                self.reply(202, headers={"Location": f"http://{state['storage']}/upload/abc",
+                                         "Range": "0-0"})
             elif self.command == "GET" and "/manifests/" in self.path:
-                self._reply(307, {"Location": f"http://{state['storage']}/manifest"})
+                self.reply(307, headers={"Location": f"http://{state['storage']}/manifest"})
             else:
-                self._reply(200)
+                self.reply(200)
 
         do_GET = do_PUT = do_PATCH = do_POST = do_HEAD = _handle
 
-    store, store_host = _serve(Storage)
-    reg, reg_host = _serve(Registry)
-    state["storage"] = store_host
-    p = Pair(reg_host, store_host, reg_seen, store_seen)
+    store = LoopbackServer(Storage)
+    reg = LoopbackServer(Registry)
+    state["storage"] = store.host
+    p = Pair(reg.host, store.host, reg_seen, store_seen)
     p.__dict__["state"] = state
     try:
         yield p
     finally:
-        for server in (reg, store):
-            server.shutdown()
-            server.server_close()
+        reg.stop()
+        store.stop()
 
 
 def _client(pair: Pair, **options: Any) -> RegistryClient:

@@ -9,13 +9,12 @@ base's interpreter, its standard library and the image config all work.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
 from base_fixtures import ociforge
 from docker_fixtures import DockerEngine
-from tools import require_root, require_tool, run
+from tools import require_root, require_tool, run, run_bundle
 
 from ociforge.model.platform import Platform
 
@@ -80,17 +79,8 @@ def test_python_app_on_debian_runs_with_runc_and_in_docker(
     run([umoci, "unpack", "--image", f"{layout}:1", str(bundle)], timeout=300)
     config = json.loads((bundle / "config.json").read_text())
     assert config["process"]["args"] == ["python3", "/app/main.py"]
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["/bin/sh", "-c",
-                                 f'python3 -c "{STDLIB_CHECK}" && exec python3 /app/main.py']
-    (bundle / "config.json").write_text(json.dumps(config))
-    container = f"ociforge-debian-{os.getpid()}"
-    state = tmp_path / "runc-state"
-    try:
-        proc = run([runc, "--root", str(state), "run", "--bundle", str(bundle), container],
-                   timeout=120)
-    finally:
-        run([runc, "--root", str(state), "delete", "--force", container], check=False)
+    proc = run_bundle(runc, bundle, "ociforge-debian", [
+        "/bin/sh", "-c", f'python3 -c "{STDLIB_CHECK}" && exec python3 /app/main.py'])
     first, *rest = proc.stdout.splitlines()
     assert json.loads(first) == ["OpenSSL", True]
     assert rest == EXPECTED, proc.stdout

@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fakeregistry import loopback_alias
+from httpserver import LoopbackServer, QuietHandler
 
 USER, PASSWORD = "hubuser", "dckr_pat_" + secrets.token_hex(8)
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -35,23 +34,15 @@ class FakeHub:
         self.next_override: str | None = None
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
             def _body(self) -> dict[str, Any]:
-                length = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(length) or b"{}")
+                return json.loads(self.read_body() or b"{}")
 
             def _send(self, status: int, doc: Any = None) -> None:
                 body = b"" if doc is None else json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, body, {"Content-Type": "application/json"})
 
             def _authorized(self) -> bool:
                 if self.headers.get("Authorization") == f"Bearer {owner.token}":
@@ -105,14 +96,11 @@ class FakeHub:
                 del owner.tags[tag]
                 self._send(204)
 
-        self._server = ThreadingHTTPServer((host, 0), Handler)
-        self._server.daemon_threads = True
-        self.host = f"{host}:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler, host)
+        self.host = self._server.host
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture

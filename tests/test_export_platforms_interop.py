@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 from base_fixtures import ociforge
 from docker_fixtures import DockerEngine
-from tools import require_root, require_tool, run
+from tools import require_root, require_tool, run, run_bundle
 
 from ociforge.model.platform import Platform
 
@@ -146,16 +145,7 @@ def test_umoci_unpacks_the_hosts_image_and_runc_runs_it(app: Path, tmp_path: Pat
     bundle = tmp_path / "bundle"
     run([umoci, "unpack", "--image", f"{layout}:host", str(bundle)], timeout=120)
     assert (bundle / "rootfs" / "etc" / "arch").read_text() == f"{HOST.architecture}\n"
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text())
+    config = json.loads((bundle / "config.json").read_text())
     assert config["process"]["args"] == ["/bin/sh", "/app/hello.sh"]
-    config["process"]["terminal"] = False
-    config_path.write_text(json.dumps(config))
-    state = tmp_path / "runc-state"
-    container = f"ociforge-platforms-{os.getpid()}"
-    try:
-        proc = run([runc, "--root", str(state), "run", "--bundle", str(bundle), container],
-                   timeout=120)
-    finally:
-        run([runc, "--root", str(state), "delete", "--force", container], check=False)
+    proc = run_bundle(runc, bundle, "ociforge-platforms")
     assert proc.stdout.strip() == f"hello from {HOST.architecture}"

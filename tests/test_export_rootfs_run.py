@@ -26,7 +26,7 @@ from pathlib import Path
 import secretgen
 from base_fixtures import ociforge
 from docker_fixtures import DockerEngine
-from tools import require_module, require_root, require_tool, run
+from tools import require_module, require_root, require_tool, run, run_bundle
 
 from ociforge.app.inventory import LayerRef, take_inventory
 from ociforge.model.image import Image
@@ -192,14 +192,5 @@ entrypoint = ["python3", "-c", {json.dumps(CHECK)}]
     for with_files, (_, layout, _, _, _) in outputs.items():
         bundle = tmp_path / f"bundle-{int(with_files)}"
         run([umoci, "unpack", "--image", f"{layout}:1", str(bundle)], timeout=300)
-        config = json.loads((bundle / "config.json").read_text())
-        config["process"]["terminal"] = False
-        (bundle / "config.json").write_text(json.dumps(config))
-        container = f"ociforge-rootfs-{os.getpid()}-{int(with_files)}"
-        state = tmp_path / "runc-state"
-        try:
-            proc = run([runc, "--root", str(state), "run", "--bundle", str(bundle), container],
-                       timeout=120)
-        finally:
-            run([runc, "--root", str(state), "delete", "--force", container], check=False)
+        proc = run_bundle(runc, bundle, f"ociforge-rootfs-{int(with_files)}")
         assert proc.stdout.splitlines() == expected(greeting, marker, with_files)

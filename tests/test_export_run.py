@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tools import require_module, require_root, require_tool, run
+from tools import require_module, require_root, require_tool, run, run_bundle
 
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.model.image import Image
@@ -67,21 +67,10 @@ def test_exported_image_runs_with_files_env_and_without_secrets(
     assert code == 0, stderr
     bundle = tmp_path / "bundle"
     run([umoci, "unpack", "--image", f"{layout}:run", str(bundle)])
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text())
-    config["process"]["terminal"] = False
-    config["process"]["args"] = [
+    proc = run_bundle(runc, bundle, "ociforge-export", [
         "/bin/sh", "-c",
         "env; echo ---; ls /app /files /files/tables; echo ---; "
-        "cat /files/tables/greetings.csv; echo ---; /bin/sh /app/bin/hello tester"]
-    config_path.write_text(json.dumps(config))
-    state = tmp_path / "runc-state"
-    container = f"ociforge-export-{os.getpid()}"
-    try:
-        proc = run([runc, "--root", str(state), "run", "--bundle", str(bundle), container],
-                   timeout=120)
-    finally:
-        run([runc, "--root", str(state), "delete", "--force", container], check=False)
+        "cat /files/tables/greetings.csv; echo ---; /bin/sh /app/bin/hello tester"])
     env_part, listing, table, greeting = proc.stdout.split("---\n")
     env = dict(line.split("=", 1) for line in env_part.splitlines() if "=" in line)
     assert env["HELLO_MODE"] == "demo" and env["HELLO_LANG"] == "en"

@@ -83,10 +83,12 @@ def _check_report(report_path: Path, layer: str, prefix: bytes) -> list[dict]:  
     return entries  # type: ignore[no-any-return]
 
 
-def test_app_folder_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    app = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, app, symlinks=True)
-    _make_files(app / "app")
+
+def _export_and_check(cli, app: Path, tmp_path: Path, layer: str, folder: bytes  # type: ignore[no-untyped-def]
+                      ) -> str:
+    """Export ``app``; the odd names under ``folder`` of the first layer are kept or left
+    out as NAMES says, and the report (for ``layer``) and stderr show them safely.
+    Returns stderr."""
     out, report_path = tmp_path / "out", tmp_path / "report.json"
     code, _, stderr = cli("export", app, "-o", f"oci:{out}", "--report", report_path)
     assert code == 0, stderr
@@ -94,9 +96,16 @@ def test_app_folder_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Pat
     assert isinstance(image, Image)
     names = _layer_names(image, 0)
     for name, fate in NAMES.items():
-        assert (b"app/" + name in names) == (fate == "kept"), name
-    _check_report(report_path, "runtime", b"/app/")
+        assert (folder + name in names) == (fate == "kept"), name
+    _check_report(report_path, layer, b"/" + folder)
     _check_human_output(stderr)
+    return stderr  # type: ignore[no-any-return]
+
+def test_app_folder_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, app, symlinks=True)
+    _make_files(app / "app")
+    stderr = _export_and_check(cli, app, tmp_path, "runtime", b"app/")
     assert "/app/\\xff.lic (license-key-file)" in stderr
     assert "x\\nexported evil" in stderr and "\\x1b[31m" in stderr
 
@@ -113,16 +122,7 @@ def test_base_layer_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Pat
     (app / "ociforge.toml").write_text(
         f'[app]\nname = "odd"\nbase = "oci:{tmp_path / "base"}:1"\nplatform = "linux/amd64"\n'
         '[[layers]]\nsrc = "run"\ndest = "/app"\n')
-    out, report_path = tmp_path / "out", tmp_path / "report.json"
-    code, _, stderr = cli("export", app, "-o", f"oci:{out}", "--report", report_path)
-    assert code == 0, stderr
-    image = parse_location(f"oci:{out}:latest").read(OPTIONS)
-    assert isinstance(image, Image)
-    names = _layer_names(image, 0)
-    for name, fate in NAMES.items():
-        assert (b"opt/" + name in names) == (fate == "kept"), name
-    _check_report(report_path, "base", b"/opt/")
-    _check_human_output(stderr)
+    _export_and_check(cli, app, tmp_path, "base", b"opt/")
 
 
 def test_the_verifier_reads_the_exact_bytes_back(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fakeregistry import loopback_alias
+from httpserver import LoopbackServer, QuietHandler
 from registry_fixtures import make_image
 from tools import require_module
 
@@ -264,11 +264,8 @@ class PagingRegistry:
         self.next_of: dict[int, str] = {}
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def do_GET(self) -> None:
                 owner.requests.append(self.path)
@@ -291,22 +288,13 @@ class PagingRegistry:
 
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None
                       ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, body, {"Content-Type": "application/json", **(headers or {})})
 
-        self._server = ThreadingHTTPServer((host, 0), Handler)
-        self._server.daemon_threads = True
-        self.host = f"{host}:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler, host)
+        self.host = self._server.host
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture

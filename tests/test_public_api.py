@@ -51,7 +51,7 @@ EXPECTED = [
     r'Revealed type is "def \(request: ociforge.pipeline.append.AppendRequest\) -> '
     r'ociforge.pipeline.append.AppendOutcome"',
     r'-> ociforge.pipeline.copy.CopyOutcome"',
-    r'-> ociforge.app.export.ExportOutcome"',
+    r'-> ociforge.app.export.api.ExportOutcome"',
     r'options: ociforge.options.Options \| None =.*-> ociforge.trust.sign.SignatureInfo"',
     rf'-> {B}list\[{B}str\]"',
     rf'Revealed type is "{B}bytes"',

@@ -30,7 +30,7 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from progresslines import messages
-from registry_fixtures import RegistryServer, start_registry
+from registry_fixtures import RegistryServer, start_token_registry
 from tokenserver import TokenServer
 
 from ociforge.errors import AuthError
@@ -61,17 +61,8 @@ def readonly_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regi
     """Token auth; ``writer`` may push, ``reader`` is granted pull only."""
     root = tmp_path_factory.mktemp("readonly-registry")
     passwords = {"writer": "w-" + secrets.token_hex(6), "reader": "r-" + secrets.token_hex(6)}
-    tokens = PullOnlyTokens(users=dict(passwords), readers={"reader"})
-    realm = tokens.start()
-    (root / "token.crt").write_bytes(tokens.cert_pem)
-    try:
-        server = start_registry(root, auth={"token": {
-            "realm": realm, "service": tokens.service, "issuer": tokens.issuer,
-            "rootcertbundle": str(root / "token.crt")}})
-    except Exception:
-        tokens.stop()
-        raise
-    server.token_server = tokens
+    server = start_token_registry(root, PullOnlyTokens(users=dict(passwords),
+                                                       readers={"reader"}))
     server.extra["passwords"] = passwords
     yield server
     server.stop()

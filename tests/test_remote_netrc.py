@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from httpserver import LoopbackServer, QuietHandler
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     seen: list[str | None] = []
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.seen.append(self.headers.get("Authorization"))
         body = b"{}" if self.path == "/v2/" else (
             b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
-        self.send_response(200 if self.path == "/v2/" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200 if self.path == "/v2/" else 404, body,
+                   {"Content-Type": "application/json"})
 
     do_HEAD = do_GET
 
@@ -37,15 +30,12 @@ def test_netrc_credentials_are_never_sent(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(netrc))
     _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LoopbackServer(_Recorder)
     try:
-        host = f"127.0.0.1:{server.server_address[1]}"
+        host = server.host
         code, _out, err = cli("inspect", f"{host}/team/app:1")
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert code == 1, err
     assert "MANIFEST_UNKNOWN" in err or "manifest unknown" in err
     assert _Recorder.seen, "the registry was never asked"

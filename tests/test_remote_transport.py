@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, Rule
+from httpserver import LoopbackServer, QuietHandler
 from registry_fixtures import make_image
 
 from ociforge.errors import DigestMismatchError, RegistryError, TransportError
@@ -170,56 +169,36 @@ def test_mount_refused_falls_back_to_upload(proxy: FaultProxy, tmp_path: Path) -
 
 # -- redirects -----------------------------------------------------------------------
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     seen: list[dict[str, str]]
     target: str
     body = b"hello blob"
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers.items()))
         if self.path == "/v2/":
             if not self.headers.get("Authorization"):
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="r"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
                 return
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.reply(200)
             return
         if "/blobs/" in self.path and self.target:
-            self.send_response(307)
-            self.send_header("Location", f"{self.target}/storage/blob?X-Signature=abc")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.reply(307, headers={"Location": f"{self.target}/storage/blob?X-Signature=abc"})
             return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-
-def _serve(handler: type[BaseHTTPRequestHandler], host: str) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+        self.reply(200, self.body)
 
 
 def test_cross_host_redirect_drops_authorization() -> None:
     storage_seen: list[dict[str, str]] = []
     api_seen: list[dict[str, str]] = []
     storage_handler = type("Storage", (_Recorder,), {"seen": storage_seen, "target": ""})
-    storage = _serve(storage_handler, "127.0.0.1")
+    storage = LoopbackServer(storage_handler)
     # "localhost" and "127.0.0.1" are different hosts to an HTTP client
     api_handler = type("Api", (_Recorder,), {
-        "seen": api_seen, "target": f"http://localhost:{storage.server_address[1]}"})
-    api = _serve(api_handler, "127.0.0.1")
+        "seen": api_seen, "target": f"http://localhost:{storage.port}"})
+    api = LoopbackServer(api_handler)
     try:
-        host = f"127.0.0.1:{api.server_address[1]}"
+        host = api.host
         client = RegistryClient(host, _fast(), Credentials("u", "redirect-secret"))
         digest = "sha256:" + hashlib.sha256(_Recorder.body).hexdigest()
         with client.get_blob("a/b", digest, len(_Recorder.body)) as fh:
@@ -229,8 +208,8 @@ def test_cross_host_redirect_drops_authorization() -> None:
         assert storage_seen, "the blob came from the storage host"
         assert all("Authorization" not in h for h in storage_seen)
     finally:
-        api.shutdown()
-        storage.shutdown()
+        api.stop()
+        storage.stop()
 
 
 def test_truncated_download_is_resumed_with_range(proxy: FaultProxy, tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from tools import require_module, require_tool, run
 
 from ociforge.app.dburl import mask_url, parse_db_url, scrub
 from ociforge.app.spec import TableSpec
-from ociforge.app.tablefiles import ROW_GROUP_ROWS, write_parquet
 from ociforge.app.tables import TableExport, open_database, snapshot_table
+from ociforge.app.tables.files import ROW_GROUP_ROWS, write_parquet
 from ociforge.errors import ConfigFileError, InvalidInputError
 from ociforge.model.digest import Digest
 

@@ -16,8 +16,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from httpserver import LoopbackServer, QuietHandler
 
 
 def _b64url(data: bytes) -> str:
@@ -63,7 +62,7 @@ class TokenServer:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self._key, hashes.SHA256())
         )
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: LoopbackServer | None = None
         self._lock = threading.Lock()
 
     @property
@@ -98,10 +97,7 @@ class TokenServer:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 query = parse_qs(urlsplit(self.path).query)
                 user = self._basic_user()
@@ -111,8 +107,7 @@ class TokenServer:
                 self._grant("GET", user or None, scopes)
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
+                form = parse_qs(self.read_body().decode())
                 grant = form.get("grant_type", [""])[0]
                 scopes = [s for item in form.get("scope", []) for s in item.split(" ") if s]
                 if grant == "refresh_token":
@@ -142,12 +137,8 @@ class TokenServer:
             def _deny(self) -> None:
                 with server._lock:
                     server.denied += 1
-                body = b'{"details":"incorrect username or password"}'
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(401, b'{"details":"incorrect username or password"}',
+                           {"Content-Type": "application/json"})
 
             def _grant(self, method: str, user: str | None, scopes: list[str]) -> None:
                 with server._lock:
@@ -159,19 +150,12 @@ class TokenServer:
                     "token": token, "access_token": token, "expires_in": server.expires_in,
                     "issued_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, body, {"Content-Type": "application/json"})
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return f"http://{host}:{self._httpd.server_address[1]}/token"
+        self._httpd = LoopbackServer(Handler, host, port=port)
+        return f"http://{self._httpd.host}/token"
 
     def stop(self) -> None:
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            self._httpd.stop()
             self._httpd = None

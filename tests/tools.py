@@ -9,11 +9,13 @@ runs as root.  tests/skip_guard.py turns any other skip into a failure in CI.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
@@ -76,6 +78,25 @@ def run(cmd: Sequence[str], check: bool = True, **kwargs: object) -> subprocess.
         )
     return proc
 
+
+
+def run_bundle(runc: str, bundle: Path, name: str, args: Sequence[str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run an unpacked OCI bundle with runc (no terminal; ``args`` replace the process's
+    arguments), then delete the container; its state lives next to the bundle."""
+    config_path = bundle / "config.json"
+    config = json.loads(config_path.read_text())
+    config["process"]["terminal"] = False
+    if args is not None:
+        config["process"]["args"] = list(args)
+    config_path.write_text(json.dumps(config))
+    state = bundle.parent / "runc-state"
+    container = f"{name}-{os.getpid()}"
+    try:
+        return run([runc, "--root", str(state), "run", "--bundle", str(bundle), container],
+                   timeout=timeout)
+    finally:
+        run([runc, "--root", str(state), "delete", "--force", container], check=False)
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free now, for a server about to bind it (which must cope with losing it to

@@ -4,5 +4,6 @@
 files are license material or secrets, ``tables`` snapshots database tables,
 ``baselayers`` puts the base image's layers through the same file rules (rewriting
 a layer only where something matches, through ``tarblob``), ``report`` describes
-what was exported, and ``export`` puts it all together.
+what was exported, and the ``export`` package puts it all together (phase one in
+``export.plan``, phase two in ``export.run``, one module a step).
 """

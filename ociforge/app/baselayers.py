@@ -51,6 +51,9 @@ from .tarblob import TarWrite, write_tar_blob
 
 log = logging.getLogger("ociforge.export")
 
+# The modules whose code decides a scanned base layer (the scan cache key holds their source).
+SCAN_DECIDERS = (__name__, "ociforge.app.tarblob", "ociforge.app.policy", "ociforge.app.tokens")
+
 _CHUNK = 1 << 20
 _META_TYPES = (tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK)
 
@@ -203,8 +206,7 @@ def _scan_key(layer: Layer, policy: Policy, settings: RewriteSettings) -> str:
     return scan_cache.scan_key(layer, scan_cache.rules_text(policy.file_rules,
                                                             policy.content_rules),
                                settings.compression, scan_cache.rules_text(settings.docker),
-                               (__name__, "ociforge.app.tarblob", "ociforge.app.policy",
-                                "ociforge.app.tokens"))
+                               SCAN_DECIDERS)
 
 
 def _reused_scan(cache: Cache | None, key: str | None, index: int, layer: Layer,

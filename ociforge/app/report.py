@@ -126,20 +126,9 @@ class Report:
         """Everything the report digest covers (no image digest, no destinations)."""
         if self.platforms:
             return self._platforms_content()
-        out: JSONObject = {
-            "format": REPORT_FORMAT,
-            "app": self.app,
-            "mode": self.mode,
-            "base": {"reference": self.base_reference, "digest": self.base_digest},
-            "base_scanned": self.base_scanned,
-            "platform": self.platform,
-            "layers": [layer.to_dict() for layer in self.layers],
-            "dropped_env": self.dropped_env,
-            "left_out_files": self.left_out_files,
-            "tables": self.tables,
-            "rules": self.rules,
-            "warnings": self.warnings,
-        }
+        out = self._shared_content()
+        out["platform"] = self.platform
+        out["layers"] = [layer.to_dict() for layer in self.layers]
         if self.licensed:  # only then, so reports of ordinary apps keep their digests
             out["licensed"] = {"app": True, "exported_with": "--include-licensed"}
         if self.rootfs is not None:
@@ -149,22 +138,27 @@ class Report:
         out.update(self._inventory_content())
         return json_safe(out)
 
-    def _platforms_content(self) -> JSONObject:
-        """The content of a report over several platforms: the shared lists, and per
-        platform its base digest, layers, inventory and licensed components."""
-        out: JSONObject = {
+    def _shared_content(self) -> JSONObject:
+        """What every report's content holds, of one platform or several (the JSON is
+        written and hashed with sorted keys, so the order here is free)."""
+        return {
             "format": REPORT_FORMAT,
             "app": self.app,
             "mode": self.mode,
             "base": {"reference": self.base_reference, "digest": self.base_digest},
             "base_scanned": self.base_scanned,
-            "platforms": [report._platform_entry() for report in self.platforms],
             "dropped_env": self.dropped_env,
             "left_out_files": self.left_out_files,
             "tables": self.tables,
             "rules": self.rules,
             "warnings": self.warnings,
         }
+
+    def _platforms_content(self) -> JSONObject:
+        """The content of a report over several platforms: the shared lists, and per
+        platform its base digest, layers, inventory and licensed components."""
+        out = self._shared_content()
+        out["platforms"] = [report._platform_entry() for report in self.platforms]
         refused = sum(1 for report in self.platforms for c in report.licensed_components
                       if not c.get("allowed"))
         if self.licensed or refused:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from ...errors import InvalidInputError
-from ...model.jsonutil import loads
 from .licenses import Licensing
 from .model import Found, Record
-from .reader import MetadataError, Reader
+from .reader import MetadataError, Reader, json_metadata
 
 _LIMIT = 64 << 20  # the most of one file the reader reads
 
@@ -17,12 +15,7 @@ def _wants(path: str) -> bool:
 
 
 def _parse(path: str, data: bytes, licensing: Licensing) -> Record | None:
-    try:
-        doc = loads(data, "conda-meta record", limit=_LIMIT)
-    except InvalidInputError as exc:
-        raise MetadataError(str(exc).removeprefix("conda-meta record ")) from None
-    if not isinstance(doc, dict):
-        raise MetadataError("not a JSON object")
+    doc = json_metadata(data, "conda-meta record", _LIMIT)
     name, version = doc.get("name"), doc.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         raise MetadataError("no name or version")

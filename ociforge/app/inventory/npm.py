@@ -7,11 +7,9 @@ alternatives.
 
 from __future__ import annotations
 
-from ...errors import InvalidInputError
-from ...model.jsonutil import loads
 from .licenses import Licensing
 from .model import NOASSERTION, Found, License, Record
-from .reader import MetadataError, Reader
+from .reader import Reader, json_metadata
 
 _LIMIT = 4 << 20  # the most of one file the reader reads
 
@@ -40,12 +38,7 @@ def _license(doc: dict, licensing: Licensing) -> License:
 
 
 def _parse(path: str, data: bytes, licensing: Licensing) -> Record | None:
-    try:
-        doc = loads(data, "package.json", limit=_LIMIT)
-    except InvalidInputError as exc:
-        raise MetadataError(str(exc).removeprefix("package.json ")) from None
-    if not isinstance(doc, dict):
-        raise MetadataError("not a JSON object")
+    doc = json_metadata(data, "package.json", _LIMIT)
     name, version = doc.get("name"), doc.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         return None  # a folder's package.json of some other kind ({"type": "module"})

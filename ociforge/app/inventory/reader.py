@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ...errors import InvalidInputError
+from ...model.jsonutil import loads
 from .licenses import Licensing
 from .model import Record
 
@@ -42,3 +45,15 @@ class Reader:
 
 class MetadataError(ValueError):
     """A metadata file that cannot be read as what its name says (a warning, not a failure)."""
+
+
+def json_metadata(data: bytes, what: str, limit: int) -> dict[str, Any]:
+    """A metadata file that must hold one JSON object (read within ``limit``); anything
+    else is a MetadataError saying what is wrong with it."""
+    try:
+        doc = loads(data, what, limit=limit)
+    except InvalidInputError as exc:
+        raise MetadataError(str(exc).removeprefix(f"{what} ")) from None
+    if not isinstance(doc, dict):
+        raise MetadataError("not a JSON object")
+    return doc

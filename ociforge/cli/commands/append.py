@@ -12,11 +12,10 @@ import shlex
 from typing import Any
 
 from .common import (
-    add_cache_options,
     add_command,
+    add_image_options,
     add_platform_option,
-    add_progress_option,
-    add_registry_options,
+    add_transfer_options,
     emit,
     make_options,
     parse_key_value,
@@ -62,19 +61,10 @@ def register(sub: Any) -> None:
     add_platform_option(parser, "the platform to build on scratch or to pick from an index "
                         "base (default: the host's); a comma list, or 'all', appends to "
                         "those platforms and writes an index of exactly them")
-    parser.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
-                        help="layer compression (default gzip)")
     parser.add_argument("--remove", action="append", default=[], metavar="PATH",
                         help="hide PATH of a lower layer (a whiteout)")
-    parser.add_argument("--tag", metavar="NAME:TAG",
-                        help="name recorded in archives and the tag in layouts without one")
-    parser.add_argument("--format", choices=("oci", "docker"),
-                        help="media types of the result (default: the base's; OCI for scratch)")
-    parser.add_argument("--source-date-epoch", type=int, metavar="N",
-                        help="timestamp for files and config (default $SOURCE_DATE_EPOCH or 0)")
-    add_registry_options(parser)
-    add_cache_options(parser)
-    add_progress_option(parser)
+    add_image_options(parser, "name recorded in archives and the tag in layouts without one")
+    add_transfer_options(parser)
     parser.set_defaults(func=run)
 
 

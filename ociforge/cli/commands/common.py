@@ -68,6 +68,28 @@ def add_cache_options(parser: argparse.ArgumentParser, keep_pulled_blobs: bool =
     parser.set_defaults(keep_pulled_blobs=keep_pulled_blobs)
 
 
+
+def add_transfer_options(parser: argparse.ArgumentParser, keep_pulled_blobs: bool = True
+                         ) -> None:
+    """The flag groups of a command that reads and writes images: registry transport,
+    the cache and --progress."""
+    add_registry_options(parser)
+    add_cache_options(parser, keep_pulled_blobs)
+    add_progress_option(parser)
+
+
+def add_image_options(parser: argparse.ArgumentParser, tag_help: str) -> None:
+    """How a command that builds an image writes it: --compression, --tag, --format,
+    --source-date-epoch."""
+    parser.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
+                        help="layer compression (default gzip)")
+    parser.add_argument("--tag", metavar="NAME:TAG", help=tag_help)
+    parser.add_argument("--format", choices=("oci", "docker"),
+                        help="media types of the result (default: the base's; OCI for scratch)")
+    parser.add_argument("--source-date-epoch", type=int, metavar="N",
+                        help="timestamp of every file and of the image "
+                        "(default $SOURCE_DATE_EPOCH, else 0)")
+
 def make_options(args: argparse.Namespace) -> Options:
     """Options.from_env() with the command's flags laid over it."""
     from dataclasses import replace
@@ -200,6 +222,13 @@ def result_stream() -> TextIO:
 
     return sys.stderr if fsutil.stdout_is_output else sys.stdout
 
+
+
+def write_stdout_bytes(data: bytes) -> None:
+    """Exact bytes on stdout (no decoding, no newline added), after any text before them."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 def track(args: argparse.Namespace, outputs: Outputs) -> None:
     """Let main() say which destinations were written when the run stops part-way."""

@@ -6,11 +6,9 @@ import argparse
 from typing import Any
 
 from .common import (
-    add_cache_options,
     add_command,
     add_platform_option,
-    add_progress_option,
-    add_registry_options,
+    add_transfer_options,
     emit,
     make_options,
     result_json,
@@ -31,9 +29,7 @@ def register(sub: Any) -> None:
     add_platform_option(parser, "keep one platform of an index (OS/ARCH[/VARIANT]), or a "
                         "comma list of them as a new index (digests unchanged); default: "
                         "the whole index")
-    add_registry_options(parser)
-    add_cache_options(parser, keep_pulled_blobs=False)
-    add_progress_option(parser)
+    add_transfer_options(parser, keep_pulled_blobs=False)
     parser.set_defaults(func=run)
 
 

@@ -7,11 +7,10 @@ import sys
 from typing import Any
 
 from .common import (
-    add_cache_options,
     add_command,
+    add_image_options,
     add_platform_option,
-    add_progress_option,
-    add_registry_options,
+    add_transfer_options,
     emit,
     make_options,
     track,
@@ -43,16 +42,8 @@ def register(sub: Any) -> None:
                         help="keep this environment variable even if a rule would drop it "
                         "(repeatable)")
     parser.add_argument("--report", metavar="FILE", help="write the export report (JSON) here")
-    parser.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
-                        help="layer compression (default gzip)")
-    parser.add_argument("--tag", metavar="NAME:TAG",
-                        help="image name for archives and untagged layouts "
-                        "(default: [app] name, tag latest)")
-    parser.add_argument("--format", choices=("oci", "docker"),
-                        help="manifest media types (default: those of the base; OCI on scratch)")
-    parser.add_argument("--source-date-epoch", type=int, metavar="N",
-                        help="timestamp of every file and of the image "
-                        "(default $SOURCE_DATE_EPOCH, else 0)")
+    add_image_options(parser, "image name for archives and untagged layouts "
+                      "(default: [app] name, tag latest)")
     parser.add_argument("--sign", metavar="KEY",
                         help="sign what was written with this private key (cosign-compatible; "
                         "destinations must be oci:DIR or a registry); for several platforms "
@@ -92,9 +83,7 @@ def register(sub: Any) -> None:
     add_platform_option(parser, "platform(s) to build: OS/ARCH[/VARIANT], a comma list "
                         "(an image index, one image each) or 'all' (every platform of the "
                         "base); default [app] platform, else the host's")
-    add_registry_options(parser)
-    add_cache_options(parser)
-    add_progress_option(parser)
+    add_transfer_options(parser)
     parser.set_defaults(func=run)
 
 

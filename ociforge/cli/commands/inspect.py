@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Literal
 
-from .common import add_command, add_platform_option, add_registry_options, make_options
+from .common import (
+    add_command,
+    add_platform_option,
+    add_registry_options,
+    make_options,
+    write_stdout_bytes,
+)
 
 
 def register(sub: Any) -> None:
@@ -34,11 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = make_options(args)
     if args.raw:
-        data = inspect_image(args.src, options, view="raw")
-        # the exact bytes the digest is over: no decoding, no newline added
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        # the exact bytes the digest is over
+        write_stdout_bytes(inspect_image(args.src, options, view="raw"))
         return 0
     view: Literal["summary", "manifest", "config"] = (
         "manifest" if args.manifest else "config" if args.config else "summary")

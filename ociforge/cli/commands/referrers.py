@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_command, add_registry_options, emit, make_options
+from .common import add_command, add_registry_options, emit, make_options, write_stdout_bytes
 
 
 def register(sub: Any) -> None:
@@ -26,16 +26,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from ...display import human as one_line
     from ...trust.referrers import list_referrers, read_artifact_blob
 
     options = make_options(args)
     if args.fetch:
         _, data = read_artifact_blob(args.ref, args.fetch, options)
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        write_stdout_bytes(data)
         return 0
     subject, found = list_referrers(args.ref, options, artifact_type=args.artifact_type,
                                     digest=args.digest)

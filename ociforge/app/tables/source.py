@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInputError
-from .dburl import DatabaseURL
-from .spec import TableSpec
-from .tabletypes import ColumnError, Conformer, declared_type
+from ...errors import InvalidInputError
+from ..dburl import DatabaseURL
+from ..spec import TableSpec
+from .columns import ColumnError, Conformer, declared_type
 
 EXTRA_HINT = "pip install 'ociforge[tables]'"
 

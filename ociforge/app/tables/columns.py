@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 
 Convert = Callable[[Any], Any]          # pyarrow.Array -> pyarrow.Array
 

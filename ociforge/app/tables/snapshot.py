@@ -18,13 +18,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import OperationError
-from ..model.digest import Digest, HashingWriter, copy_stream
-from ..progress.events import Progress, Task
-from .dburl import DatabaseURL, parse_db_url
-from .spec import TableSpec
-from .tablefiles import TableFile, open_file, write_all
-from .tablesource import Source, require_arrow
+from ...errors import OperationError
+from ...model.digest import Digest, HashingWriter, copy_stream
+from ...progress.events import Progress, Task
+from ..dburl import DatabaseURL, parse_db_url
+from ..spec import TableSpec
+from .files import TableFile, open_file, write_all
+from .source import Source, require_arrow
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .tabletypes import hex_binary
+from .columns import hex_binary
 
 # Rows per Parquet row group (the last may be shorter).  Fixed so the bytes do not
 # depend on how the driver batched the rows; small enough that a wide row group
