@@ -142,7 +142,7 @@ class Options:
 
     def __post_init__(self) -> None:
         if self.on_progress is not None:
-            from .progress.events import serialised
+            from .threads import serialised
 
             object.__setattr__(self, "on_progress", serialised(self.on_progress))
 
