@@ -194,7 +194,7 @@ def _ask_push_access(reference: Reference, options: Options) -> None:
     from ..stores.registry import client_for
 
     log.info("checking push access to %s/%s", reference.registry, reference.repository)
-    client_for(reference.registry, options.registry).check_push_access(reference.repository)
+    client_for(reference.registry, options).check_push_access(reference.repository)
 
 
 def result_entry(result: WriteResult) -> dict[str, str]:

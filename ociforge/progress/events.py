@@ -10,10 +10,10 @@ are events of their own, and a pipeline's last event is ``finish``.
 Blob transfers run on parallel threads: ``Options`` wraps the callback in
 ``threads.Serialised``, so it sees one event at a time, in the order they happened.
 
-The transport is shared by every run of the process, so it cannot be handed
-the run's reporter per request; the task a thread is working on is kept in a
-context variable instead (``current_task``), which ``retry_pause`` reports to
-and ``remote.parallel`` hands on to its workers.
+A registry client is shared by the calls of a run (``Options.session``), so it
+cannot be handed one task's reporter per request; the task a thread is working
+on is kept in a context variable instead (``current_task``), which
+``retry_pause`` reports to and ``remote.parallel`` hands on to its workers.
 
 Cancelling: ``Options.cancel`` (a ``threading.Event``) is looked at on every
 update and while waiting to retry; once set, the run raises ``Cancelled``
