@@ -1,4 +1,4 @@
-"""A safe streaming reader for untrusted tar layers (issue 6 item 4).
+"""A safe streaming reader for untrusted tar layers.
 
 Nothing here touches the file system: it parses headers and refuses, with
 HostileInputError naming the entry, what an extractor could be tricked by:
