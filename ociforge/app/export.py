@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import cast
 
 from ..cache import tables as table_cache
+from ..cache.keys import key_text
 from ..cache.layers import build_layer_cached
 from ..cache.store import Cache
 from ..display import path_fields, plural
@@ -674,7 +675,7 @@ def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
         note(image_path, rule_name)
         return rule_name
 
-    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file))
+    rules = key_text(plan.policy, role, env_file, spec_file)
     return skip, note, rules
 
 
