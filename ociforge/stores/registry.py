@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the HTTP stack loads only when a registry is contacted
     from ..remote.client import RegistryClient
     from .store import ArtifactStore
 
+
 def _credential_sources() -> tuple[object, ...]:
     """Where credentials come from right now: a changed file or variable means a new client."""
     from ..remote.credentials import docker_config_path, podman_auth_paths
