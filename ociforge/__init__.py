@@ -16,6 +16,7 @@ start fast; type checkers see them through the imports below.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -105,7 +106,7 @@ if TYPE_CHECKING:
     from .trust.transfer import copy_attachments as copy_attachments
 
 # public name -> the module (below ociforge) that defines it
-_EXPORTS = {
+_EXPORTS = MappingProxyType({
     **dict.fromkeys(("ExportOutcome", "ExportPlan", "ExportRequest", "export_app",
                      "plan_export"), "app.export"),
     **dict.fromkeys(("AuthError", "Cancelled", "DigestMismatchError", "InvalidInputError",
@@ -144,7 +145,7 @@ _EXPORTS = {
     **dict.fromkeys(("SignatureInfo", "VerifiedSignature", "sign_location", "verify_location"),
                     "trust.sign"),
     **dict.fromkeys(("CopiedAttachment", "copy_attachments"), "trust.transfer"),
-}
+})
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import base64
 import re
+from types import MappingProxyType
 from typing import Any
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NAMED = MappingProxyType({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def _surrogate(match: re.Match[str]) -> str:

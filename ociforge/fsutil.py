@@ -74,12 +74,16 @@ class OutputTarget:
     fd: int | None = None
 
 
-# Set when an output goes to our own stdout (``-o /dev/stdout``): the command's
-# result line must then go to stderr, or it would be appended to the image stream.
-stdout_is_output = False
-
-
-def _is_our_stdout(target: OutputTarget) -> bool:
+def names_our_stdout(path: str | os.PathLike[str]) -> bool:
+    """True when writing to ``path`` writes to this process's own stdout (``-o
+    /dev/stdout``, a link to /proc/self/fd/1, the FIFO stdout is): the command's result
+    line must then go to stderr, or it would be appended to what was written there."""
+    try:
+        target = resolve_output(path)
+    except InvalidInputError:
+        return False
+    if not target.stream:
+        return False
     if target.fd == 1:
         return True
     try:
@@ -94,14 +98,6 @@ def resolve_output(path: str | os.PathLike[str], what: str = "output") -> Output
 
     A socket, block device or directory is bad input (exit 2), as is a link loop.
     """
-    global stdout_is_output
-    target = _resolve_output(path, what)
-    if target.stream and _is_our_stdout(target):
-        stdout_is_output = True
-    return target
-
-
-def _resolve_output(path: str | os.PathLike[str], what: str) -> OutputTarget:
     shown = str(path)
     current = os.path.abspath(os.fspath(path))
     for _ in range(_MAX_LINKS):

@@ -12,17 +12,18 @@ them all.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar, cast
 
 from .errors import InvalidInputError
 from .model.platform import Platform
 
 if TYPE_CHECKING:
-    import threading
-
     from .progress.events import ProgressCallback
+
+T = TypeVar("T")
 
 Compression: TypeAlias = Literal["gzip", "zstd", "none"]
 """Layer compression: gzip (what every tool reads), zstd (OCI only) or none."""
@@ -120,6 +121,27 @@ class CacheOptions:
             raise InvalidInputError(f"$OCIFORGE_CACHE_MAX_SIZE: {exc}") from None
 
 
+class Session:
+    """What the calls of one run share, made on first use: the registry clients (their
+    connections and tokens), so that a command's reads and writes to one registry reuse
+    them.
+
+    Every Options has one; ``dataclasses.replace(options, ...)`` keeps it, and a new
+    ``Options()`` starts its own, so two runs in one process share nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[Hashable, object] = {}
+
+    def shared(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The object made for ``key`` in this session (``make()`` the first time)."""
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = make()
+            return cast(T, self._made[key])
+
+
 @dataclass(frozen=True)
 class Options:
     """What a read, write or pipeline needs beyond the locations themselves.
@@ -127,7 +149,8 @@ class Options:
     ``on_progress`` is called with every progress event of the run (see
     ociforge.progress; one call at a time, though transfers run on several
     threads: it is wrapped so), and setting ``cancel`` stops the run with
-    ``errors.Cancelled``, leaving nothing half-written.
+    ``errors.Cancelled``, leaving nothing half-written.  ``session`` holds what the
+    run's calls share (registry clients); options derived with ``replace`` share it.
     """
 
     platform: Platform | None = None        # None: the host's platform
@@ -139,10 +162,11 @@ class Options:
     cache: CacheOptions = field(default_factory=CacheOptions)
     on_progress: ProgressCallback | None = field(default=None, compare=False)
     cancel: threading.Event | None = field(default=None, compare=False)
+    session: Session = field(default_factory=Session, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.on_progress is not None:
-            from .progress.events import serialised
+            from .threads import serialised
 
             object.__setattr__(self, "on_progress", serialised(self.on_progress))
 

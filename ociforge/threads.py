@@ -1,7 +1,9 @@
-"""A consumer on its own thread: the one way ociforge overlaps work that releases the GIL.
+"""Threads: a consumer on its own thread, and a callback one thread calls at a time.
 
 Hashing, compressing and writing release the GIL, so handing chunks to a
-thread lets them run on another core while the caller reads the next ones.
+thread (``BackgroundWriter``) lets them run on another core while the caller
+reads the next ones: the one way ociforge overlaps such work.  ``Serialised``
+lets work on many threads (parallel transfers) report through one callback.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import OperationError
+
+T = TypeVar("T")
 
 
 class BackgroundWriter:
@@ -62,3 +66,20 @@ class BackgroundWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+
+
+class Serialised(Generic[T]):
+    """A callback called by one thread at a time, in the order the calls came."""
+
+    def __init__(self, callback: Callable[[T], None]):
+        self.callback = callback
+        self._lock = threading.Lock()
+
+    def __call__(self, item: T) -> None:
+        with self._lock:
+            self.callback(item)
+
+
+def serialised(callback: Callable[[T], None]) -> Callable[[T], None]:
+    """``callback`` behind one lock (itself when it is one already)."""
+    return callback if isinstance(callback, Serialised) else Serialised(callback)

@@ -334,3 +334,19 @@ def test_a_change_time_in_the_future_is_not_trusted(cli: Any, app: Path, tmp_pat
     monkeypatch.setattr(layers.time, "time_ns", real)
     _, err, _ = export(cli, app, tmp_path / "two")
     assert not any("runtime layer" in line or "files layer" in line for line in reused(err))
+
+
+def test_taking_allow_files_away_leaves_the_file_out_again(cli: Any, app: Path,
+                                                           tmp_path: Path) -> None:
+    """A layer is keyed on the whole policy: one built while [secrets] allow_files kept
+    .env.local is not reused once it no longer does (ociforge.toml is outside that
+    layer's folder, so the files' state alone cannot tell)."""
+    spec = app / "ociforge.toml"
+    original = spec.read_text()
+    spec.write_text(original + '\n[secrets]\nallow_files = [".env.local"]\n')
+    _, _, report = export(cli, app, tmp_path / "one")
+    assert "/files/.env.local" not in {f["path"] for f in report["left_out_files"]}
+    spec.write_text(original)
+    digest, _, report = export(cli, app, tmp_path / "two")
+    assert "/files/.env.local" in {f["path"] for f in report["left_out_files"]}
+    assert digest == export(cli, app, tmp_path / "three", "--no-cache")[0]

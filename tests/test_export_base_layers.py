@@ -395,3 +395,18 @@ def test_registry_base_is_read_once_and_filtered(cli, base: Base, tmp_path: Path
     assert {e["path"] for e in report["left_out_files"] if e["layer"] == "base"} == set(LEFT_OUT)
     code, _, stderr = cli("verify", f"oci:{tmp_path / 'r'}:latest")
     assert code == 0, stderr
+
+
+def test_taking_allow_files_away_leaves_the_base_file_out_again(cli, base: Base, app: Path,  # type: ignore[no-untyped-def]
+                                                                tmp_path: Path) -> None:
+    """The cached scan of a base layer is keyed on the whole policy: a scan made while
+    [secrets] allow_files kept .netrc is not reused once it no longer does."""
+    spec = app / "ociforge.toml"
+    original = spec.read_text()
+    spec.write_text(original + '[secrets]\nallow_files = [".netrc"]\n')
+    _, report, _ = export(cli, app, tmp_path / "allowed")
+    assert "/root/.netrc" not in {f["path"] for f in report["left_out_files"]}
+    spec.write_text(original)
+    image, report, _ = export(cli, app, tmp_path / "again")
+    assert "/root/.netrc" in {f["path"] for f in report["left_out_files"]}
+    assert image.digest == export(cli, app, tmp_path / "plain", "--no-cache")[0].digest

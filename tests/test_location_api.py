@@ -145,3 +145,18 @@ def test_documents_only_and_the_named_digest_survive_a_missing_layer(tmp_path: P
     assert LayoutLocation(tmp_path / "lay", "nope").named_digest() is None
     with pytest.raises(NotFoundError, match="missing"):
         location.read(OPTS)
+
+
+def test_a_run_shares_its_registry_client_and_two_runs_share_nothing() -> None:
+    """Connections and tokens belong to the run (Options.session), not to the process:
+    options derived with replace() share the client, a new Options() gets its own."""
+    from dataclasses import replace
+
+    from ociforge.stores.registry import client_for
+
+    options = Options()
+    client = client_for("127.0.0.1:5000", options)
+    assert client_for("127.0.0.1:5000", replace(options, all_platforms=True)) is client
+    assert client_for("127.0.0.1:5001", options) is not client
+    assert client_for("127.0.0.1:5000", Options()) is not client
+    assert replace(options, all_platforms=True).session is options.session

@@ -22,6 +22,7 @@ from ociforge.model.mutate import (
     normalize_port,
     rfc3339,
     scratch,
+    set_created,
 )
 from ociforge.model.platform import Platform
 
@@ -135,3 +136,13 @@ def test_drop_annotations_also_drops_the_subject() -> None:
     assert "subject" not in clean.manifest and "annotations" not in clean.manifest
     plain = scratch(Platform.parse("linux/amd64"))
     assert drop_annotations(plain) is plain
+
+
+def test_set_created_sets_the_config_time_and_leaves_history_as_it_is() -> None:
+    base = append_layers(scratch(Platform.parse("linux/amd64")), [fake_layer(b"a")],
+                         epoch=978307200)
+    history = base.config["history"]
+    assert history[-1]["created"] == "2001-01-01T00:00:00Z"
+    stamped = set_created(base, 86400)
+    assert stamped.config["created"] == "1970-01-02T00:00:00Z"
+    assert stamped.config["history"] == history

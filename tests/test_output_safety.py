@@ -305,3 +305,23 @@ def test_an_image_written_to_stdout_is_the_whole_stream(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "ociforge", "verify", str(archive)],
                            capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
+
+
+def test_only_the_run_that_writes_to_stdout_prints_its_result_to_stderr(tmp_path: Path) -> None:
+    """Two runs in one process: the first writes its archive to stdout (its result goes to
+    stderr), the second writes a layout and prints its result on stdout as usual."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "a").write_text("a\n")
+    layer, layout = f"{tree}:/t", f"oci:{tmp_path / 'lay'}"
+    script = (
+        "from ociforge.cli import main\n"
+        f"assert main(['append', 'scratch', '--layer', {layer!r}, '-o', '/dev/stdout',"
+        " '--tag', 'me/app:1']) == 0\n"
+        f"assert main(['append', 'scratch', '--layer', {layer!r}, '-o', {layout!r}]) == 0\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count(b"sha256:") == 1, proc.stderr      # the first run's result
+    result = proc.stdout[proc.stdout.rindex(b"\0") + 1:].decode().strip()
+    assert result.startswith("sha256:") and "oci:" in result, result    # the second's

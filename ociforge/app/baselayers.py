@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..cache import bases as scan_cache
+from ..cache.keys import key_text
 from ..cache.store import Cache
 from ..errors import DigestMismatchError
 from ..fsutil import new_file
@@ -105,6 +106,7 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
     replacements: dict[int, Layer] = {}
     done: dict[tuple[str, str], BaseLayerScan] = {}    # (digest, media type) -> first scan
     total = len(image.layers)
+    rules = _scan_rules(policy) if cache is not None else None
     for index, layer in enumerate(image.layers):
         what = f"base layer {index + 1}/{total} ({layer.digest})"
         if layer.media_type not in LAYERS or _foreign(layer.media_type):
@@ -118,7 +120,7 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
                 replacements[index] = replacements[first.index]
             continue
         earlier = None if shared is None else shared.get((str(layer.digest), layer.media_type))
-        key = _scan_key(layer, policy, settings) if cache is not None else None
+        key = _scan_key(layer, rules, settings) if rules is not None else None
         label = f"base layer {index + 1}/{total}"
         fresh = False
         if earlier is not None:
@@ -202,10 +204,13 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str,
     return BaseLayerScan(index, layer, used, left_out, original_diff_id=diff_id)
 
 
-def _scan_key(layer: Layer, policy: Policy, settings: RewriteSettings) -> str:
-    return scan_cache.scan_key(layer, scan_cache.rules_text(policy.file_rules,
-                                                            policy.content_rules),
-                               settings.compression, scan_cache.rules_text(settings.docker),
+def _scan_rules(policy: Policy) -> str:
+    """What a scan decides by: the whole policy (its allow_files too), as key text."""
+    return key_text(policy)
+
+
+def _scan_key(layer: Layer, rules: str, settings: RewriteSettings) -> str:
+    return scan_cache.scan_key(layer, rules, settings.compression, {"docker": settings.docker},
                                SCAN_DECIDERS)
 
 

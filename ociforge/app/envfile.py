@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import ConfigFileError, InvalidInputError
 from ..fsutil import read_regular
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
+_ESCAPES = MappingProxyType({"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"})
 
 
 def parse_env_text(text: str, where: str) -> dict[str, str]:

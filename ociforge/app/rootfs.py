@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from ..cache import rootfs as rootfs_cache
 from ..cache.store import Cache
@@ -41,7 +42,7 @@ from .policy import EnvDecision
 log = logging.getLogger("ociforge.export")
 
 # rule -> description, for the report (the delta's own reasons included)
-LIVE_RULES: dict[str, str] = {
+LIVE_RULES: MappingProxyType[str, str] = MappingProxyType({
     "live-virtual": "a virtual or runtime file system of the running system (/proc, /sys, /dev, "
                     "/run)",
     "live-volatile": "temporary files (/tmp, /var/tmp)",
@@ -57,16 +58,16 @@ LIVE_RULES: dict[str, str] = {
     "workspace": "the workspace ([files] src, default /files): its own layer with --with-files",
     "own-layer": "a path a [[layers]] entry exports as its own layer",
     "ociforge-files": "ociforge's own cache, scratch or output files",
-}
+})
 
-ENV_RULES: dict[str, str] = {
+ENV_RULES: MappingProxyType[str, str] = MappingProxyType({
     "session-variable": "set for one process or login session (HOSTNAME, PWD, SHLVL, SSH_*, ...), "
                         "not part of the application",
     "env-not-utf8": "the name or value is not UTF-8 text (an image config holds text)",
     "env-not-a-name": "not a NAME=VALUE pair with a usable variable name",
-}
+})
 
-_FIXED: dict[bytes, str] = {
+_FIXED: MappingProxyType[bytes, str] = MappingProxyType({
     b"proc": "live-virtual", b"sys": "live-virtual", b"dev": "live-virtual",
     b"run": "live-virtual", b"var/run": "live-virtual", b"var/lock": "live-virtual",
     b"tmp": "live-volatile", b"var/tmp": "live-volatile",
@@ -76,7 +77,7 @@ _FIXED: dict[bytes, str] = {
     b"var/cache/pacman": "package-cache",
     b"var/log": "logs",
     b"root": "personal-folder",
-}
+})
 _SESSION_VARIABLES = frozenset({
     "HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "COLUMNS", "LINES", "MAIL", "LOGNAME",
     "SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "DISPLAY",

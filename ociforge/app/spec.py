@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigFileError, InvalidInputError, InvalidPlatformError
@@ -29,7 +30,7 @@ _REPO_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
-_SECTIONS: dict[str, tuple[str, ...]] = {
+_SECTIONS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
     "app": ("name", "base", "platform", "licensed", "rootfs"),
     "config": ("entrypoint", "cmd", "env", "env_file", "workdir", "user", "ports", "labels",
                "volumes", "stop_signal"),
@@ -38,7 +39,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "tables": ("name", "source", "table", "query", "format", "dest"),
     "licenses": ("env", "files", "allow"),
     "secrets": ("env", "files", "allow_files"),
-}
+})
 
 _ARRAYS = ("layers", "tables")   # written [[layers]], [[tables]]
 

@@ -9,7 +9,6 @@ what was left out, and the rewritten layer when one was needed.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from ..errors import InvalidInputError
 from ..model.digest import Digest
 from ..model.layer import Layer
 from .fingerprint import code_fingerprint
+from .keys import plain, record_name
 from .layers import LAYER_WRITERS, compressor_versions, reused_layer, stored_layer
-from .store import Cache, record_name
+from .store import Cache
 
 log = logging.getLogger("ociforge.cache")
 
@@ -36,11 +36,13 @@ class ScanRecord:
     rewritten: Layer | None
 
 
-def scan_key(layer: Layer, rules: str, compression: str, settings: str,
+def scan_key(layer: Layer, rules: object, compression: str, settings: object,
              scanners: tuple[str, ...]) -> str:
-    """``scanners``: the modules (by name) of the caller's scanning and rewriting code."""
+    """``rules`` and ``settings``: everything the scan and rewrite decide by (plain data,
+    or values ``keys.plain`` makes it of); ``scanners``: the modules (by name) of the
+    caller's scanning and rewriting code."""
     return record_name(FORMAT, code_fingerprint(scanners + READERS + LAYER_WRITERS),
-                       compressor_versions(compression), settings, rules,
+                       compressor_versions(compression), plain(settings), plain(rules),
                        str(layer.digest), layer.media_type)
 
 
@@ -78,8 +80,3 @@ def store_scan(cache: Cache, key: str, diff_id: Digest, entries: int,
         doc["rewritten"] = entry
         doc["blobs"] = [str(rewritten.digest)]
     cache.put_record("bases", key, doc)
-
-
-def rules_text(*parts: object) -> str:
-    """The rules a scan decides by, as one deterministic text."""
-    return json.dumps([repr(part) for part in parts])

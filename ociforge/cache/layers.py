@@ -20,8 +20,6 @@ the layer built again, which must give the same digest.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import threading
@@ -35,10 +33,12 @@ from ..layers.build import BuildResult, BuildSettings, build_layer
 from ..layers.layerfiles import LayerSource, SkipCallback
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
+from ..model.jsonutil import JSONValue
 from ..model.layer import Layer
 from ..progress.events import NULL_TASK, Task
 from .fingerprint import TreeState, Unreadable, code_fingerprint, tree_state
-from .store import Cache, record_name
+from .keys import plain, record_name
+from .store import Cache
 
 log = logging.getLogger("ociforge.cache")
 
@@ -70,10 +70,11 @@ def compressor_versions(compression: str) -> str:
     return compression
 
 
-def settings_text(settings: Any, leave_out: tuple[str, ...] = ("threads",)) -> str:
-    """Every build setting but those that never change a byte."""
-    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k not in leave_out}
-    return json.dumps(fields, sort_keys=True)
+def settings_data(settings: object, leave_out: tuple[str, ...] = ("threads",)) -> JSONValue:
+    """Every build setting but those that never change a byte, as plain data for a key."""
+    doc = plain(settings)
+    assert isinstance(doc, dict)
+    return {k: v for k, v in doc.items() if k not in leave_out}
 
 
 # -- layer values in records ----------------------------------------------------------------
@@ -148,7 +149,7 @@ class _CheckedOpener:
 
 def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
                        settings: BuildSettings, *, skip: SkipCallback | None = None,
-                       replay: Replay | None = None, rules: str = "",
+                       replay: Replay | None = None, rules: object = "",
                        deciders: tuple[str, ...] = (), removes: Sequence[str] = (),
                        what: str = "layer", progress: Task = NULL_TASK) -> BuildResult:
     """``build_layer``, answered from the cache when the sources are unchanged.
@@ -156,8 +157,9 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
     ``skip`` decides (and may record) what the walk leaves out; on reuse
     ``replay(image_path, reason)`` is called instead, once for each entry the
     build's ``skip`` left out, so the caller's report comes out the same.
-    ``rules`` must name everything ``skip`` decides by, and ``deciders`` the
-    modules (by name) whose code decides.  ``progress`` follows the build, or hears
+    ``rules`` must name everything ``skip`` decides by (plain data, or values such
+    as the rules' dataclasses that ``keys.plain`` turns into it), and ``deciders``
+    the modules (by name) whose code decides.  ``progress`` follows the build, or hears
     that the layer was ``reused``.
     """
     if cache is None:
@@ -199,12 +201,12 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
 
 
 def _head(settings: BuildSettings, sources: Sequence[LayerSource], removes: Sequence[str],
-          rules: str, deciders: tuple[str, ...]) -> str:
-    return json.dumps([
+          rules: object, deciders: tuple[str, ...]) -> JSONValue:
+    return [
         code_fingerprint(LAYER_WRITERS + deciders), compressor_versions(settings.compression),
-        settings_text(settings), rules,
+        settings_data(settings), plain(rules),
         [[os.path.abspath(s.src), s.dest, list(s.exclude)] for s in sources], list(removes),
-    ])
+    ]
 
 
 def _reuse(cache: Cache, key: str, sources: Sequence[LayerSource], settings: BuildSettings,

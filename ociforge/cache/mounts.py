@@ -19,7 +19,8 @@ from ..model.image import Image
 from ..model.index import Artifact, Index
 from ..model.layer import Layer
 from ..model.reference import normalize_registry
-from .store import Cache, record_name
+from .keys import record_name
+from .store import Cache
 
 KEEP_REPOSITORIES = 16      # per blob and registry, the most recent
 

@@ -25,7 +25,8 @@ from ..model import mediatypes as mt
 from ..model.digest import Digest
 from ..model.jsonutil import MAX_DOCUMENT
 from ..options import CacheOptions, RegistryOptions
-from .store import Cache, record_name
+from .keys import record_name
+from .store import Cache
 
 if TYPE_CHECKING:
     from ..remote.client import RegistryClient

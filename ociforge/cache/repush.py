@@ -24,8 +24,9 @@ from ..model import mediatypes as mt
 from ..model.digest import Digest
 from ..model.reference import DOCKER_HUB, DOCKER_HUB_API, host_and_port, is_loopback
 from ..options import RegistryOptions, environ_value
+from .keys import record_name
 from .registry import tag_record
-from .store import Cache, record_name
+from .store import Cache
 
 if TYPE_CHECKING:
     import ssl

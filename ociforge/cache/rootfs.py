@@ -20,7 +20,8 @@ from ..errors import InvalidInputError
 from ..model.digest import Digest
 from ..model.layer import Layer
 from .fingerprint import code_fingerprint
-from .store import Cache, record_name
+from .keys import record_name
+from .store import Cache
 
 log = logging.getLogger("ociforge.cache")
 
@@ -38,7 +39,7 @@ class KeptIndex:
 def index_key(layers: Sequence[Layer], scanners: tuple[str, ...]) -> str:
     """``scanners``: the modules (by name) whose code decides the inventory findings."""
     return record_name(FORMAT, code_fingerprint(scanners + READERS),
-                       *(f"{layer.digest} {layer.media_type}" for layer in layers))
+                       [[str(layer.digest), layer.media_type] for layer in layers])
 
 
 def load(cache: Cache, key: str) -> KeptIndex | None:

@@ -50,12 +50,6 @@ AUTO_PRUNE_TO = 0.8         # an automatic prune leaves the cache at 80% of its 
 _FICLONE = 0x40049409       # Linux ioctl: share the source's extents (btrfs, XFS)
 
 
-def record_name(*parts: str) -> str:
-    """A file name for a record keyed by several strings (sha256 of them)."""
-    # surrogatepass: a part may hold a file name that is not UTF-8 (surrogate-escaped)
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
-
-
 @dataclass
 class Usage:
     """What ``ociforge cache info`` shows."""

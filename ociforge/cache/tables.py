@@ -22,15 +22,16 @@ from typing import Any
 from ..layers.build import BuildResult, BuildSettings
 from ..model.layer import Layer
 from .fingerprint import Unreadable, code_fingerprint, file_states
+from .keys import record_name
 from .layers import (
     LAYER_WRITERS,
     compressor_versions,
     reused_layer,
-    settings_text,
+    settings_data,
     stored_layer,
     wait_out_racy,
 )
-from .store import Cache, record_name
+from .store import Cache
 
 log = logging.getLogger("ociforge.cache")
 
@@ -64,7 +65,7 @@ def table_entry(cache: Cache | None, database: str | os.PathLike[str], parts: Se
     if parquet:
         versions.append(_pyarrow_version())
     key = record_name(FORMAT, code_fingerprint(readers + LAYER_WRITERS),
-                      compressor_versions(settings.compression), settings_text(settings),
+                      compressor_versions(settings.compression), settings_data(settings),
                       *versions, *parts, *states)
     return TableEntry(cache, key, watched, tuple(states), what)
 

@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         if "--json" in args_list:
-            _print_json({"error": exc.message, "exit_code": 2})
+            _print_json({"error": exc.message, "exit_code": 2}, None)
         return 2
     except SystemExit as exc:  # argparse: 0 for --help (and --version with other words)
         return int(exc.code or 0)
@@ -198,7 +198,7 @@ def _failed(args: argparse.Namespace, message: str, code: int, prefix: str = "er
     _finish_progress(args, result)
     print(line, file=sys.stderr)
     if args.json:
-        _print_json(result)
+        _print_json(result, args)
     return code
 
 
@@ -221,12 +221,13 @@ def _finish_progress(args: argparse.Namespace, result: dict[str, object]) -> Non
     sink.close()
 
 
-def _print_json(result: dict[str, object]) -> None:
+def _print_json(result: dict[str, object], args: argparse.Namespace | None) -> None:
     import json
 
     from .commands.common import result_stream
 
-    print(json.dumps(json_safe(result), indent=2, sort_keys=True), file=result_stream())
+    stream = sys.stdout if args is None else result_stream(args)
+    print(json.dumps(json_safe(result), indent=2, sort_keys=True), file=stream)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Reproducible layer tars from files and folders, built in one pass into a blob file.
 
-What makes the bytes reproducible (issue 2 item 2, jib's ReproducibleLayerBuilder):
+What makes the bytes reproducible (as jib's ReproducibleLayerBuilder does):
 entries sorted bytewise by path (whiteouts first among their siblings), parent
 directories written explicitly (0755), uid/gid from the settings with empty
 owner names, every mtime = the epoch, modes kept (``mode & 0o7777``) unless
@@ -9,7 +9,7 @@ stored as they are and never followed, hardlinks written as hardlinks to the
 first path (in sorted order) that has the same inode.  Tar names are relative
 to the layer root: "app/x", directories "app/" (see tarformat.py).
 
-One pass (DESIGN principle 7): the tar stream is hashed (diff_id), compressed
+One pass: the tar stream is hashed (diff_id), compressed
 and hashed again (digest, size) while it is written; the blob is never re-read.
 """
 

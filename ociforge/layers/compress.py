@@ -71,24 +71,23 @@ def default_threads() -> int:
     return max(1, min(cpus, 4))
 
 
-_local = threading.local()
-
-
 def _deflate_block(
-    block: bytes | bytearray, zdict: bytes | bytearray, level: int
+    block: bytes | bytearray, zdict: bytes | bytearray, level: int, local: threading.local
 ) -> tuple[bytes, int]:
-    """Raw deflate of one block, ending byte-aligned with a sync flush; and its CRC-32."""
+    """Raw deflate of one block, ending byte-aligned with a sync flush; and its CRC-32.
+
+    ``local`` is the writer's per-thread store of the compressor it reuses (the writer's
+    level is fixed)."""
     reusable = getattr(_deflate_lib, "_ParallelCompress", None)
     if reusable is not None and len(block) <= GZIP_BLOCK_SIZE:
         # ISA-L's per-thread compressor (what igzip_threaded uses) reuses its buffers
         # (a fresh compressobj per block costs ~20% more CPU) and deflates a block in
         # one call.  compressobj's compress()+flush() may cut deflate blocks elsewhere,
         # so the fallback below gives other (equally valid, deterministic) bytes.
-        compressor = getattr(_local, "compressor", None)
-        if compressor is None or _local.level != level:
+        compressor = getattr(local, "compressor", None)
+        if compressor is None:
             room = 2 * GZIP_BLOCK_SIZE + 500 if level == 0 else GZIP_BLOCK_SIZE * 11 // 10
-            compressor = _local.compressor = reusable(buffersize=room, level=level)
-            _local.level = level
+            compressor = local.compressor = reusable(buffersize=room, level=level)
         compressed, crc = compressor.compress_and_crc(block, zdict)
         return bytes(compressed), crc
     if zdict:
@@ -146,6 +145,7 @@ class ParallelGzipWriter:
         self._block_size = block_size
         self._threads = threads if threads and threads > 0 else default_threads()
         self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        self._local = threading.local()     # each thread's reused compressor
         self._inflight: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
         self._pending: list[memoryview] = []
         self._pending_size = 0
@@ -185,9 +185,9 @@ class ParallelGzipWriter:
     def _submit(self, block: bytes | bytearray) -> None:
         zdict, self._tail = self._tail, block[-_WINDOW:]
         if self._pool is None:
-            self._emit(_deflate_block(block, zdict, self._level), len(block))
+            self._emit(_deflate_block(block, zdict, self._level, self._local), len(block))
             return
-        future = self._pool.submit(_deflate_block, block, zdict, self._level)
+        future = self._pool.submit(_deflate_block, block, zdict, self._level, self._local)
         self._inflight.append((future, len(block)))
         # Bounded read-ahead keeps memory flat: at most 2 blocks per thread in flight.
         while len(self._inflight) > 2 * self._threads:
@@ -286,9 +286,6 @@ class PlainWriter:
         pass
 
 
-_allocator_tuned = False
-
-
 def tune_allocator() -> None:
     """Keep glibc from returning and re-faulting our 1 MiB stream buffers.
 
@@ -296,13 +293,10 @@ def tune_allocator() -> None:
     mmap-ed or trimmed away when freed, and the next one page-faults 256 fresh
     pages: ~1 s of system time per GiB of layer.  Raising the mmap and trim
     thresholds (4 MiB / 32 MiB; at most that much stays cached per arena) lets
-    freed blocks be reused.  Only once, only on glibc, and never over settings
-    the user made with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_.
+    freed blocks be reused.  Only on glibc, and never over settings the user made
+    with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_.  Setting the same values
+    again (every build calls this) changes nothing.
     """
-    global _allocator_tuned
-    if _allocator_tuned:
-        return
-    _allocator_tuned = True
     if any(environ_value(k) is not None
            for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return

@@ -61,6 +61,7 @@ import stat
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import IO, Any, Protocol
 
 from ..errors import InvalidInputError, OperationError
@@ -102,7 +103,7 @@ _ITEM = struct.Struct("<IH")        # a kept index: path length, record length, 
 _DIGEST = 32
 _MAX_ID = 0xFFFFFFFF
 _WH = WHITEOUT_PREFIX.encode()
-_KINDS = {"file": FILE, "dir": DIR, "symlink": LINK}
+_KINDS = MappingProxyType({"file": FILE, "dir": DIR, "symlink": LINK})
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
                | getattr(os, "O_NONBLOCK", 0))
 # extended attributes a delta carries: capabilities, user attributes and ACLs (not SELinux

@@ -1,4 +1,4 @@
-"""A safe streaming reader for untrusted tar layers (issue 6 item 4).
+"""A safe streaming reader for untrusted tar layers.
 
 Nothing here touches the file system: it parses headers and refuses, with
 HostileInputError naming the entry, what an extractor could be tricked by:
@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import IO, Protocol
 
 from ..errors import HostileInputError, InvalidInputError
@@ -30,7 +31,7 @@ from .decompress import open_decompressed
 _CHUNK = 1 << 20
 _ZERO_BLOCK = b"\0" * tf.BLOCK
 _MTIME_RE = re.compile(rb"^-?[0-9]{1,20}(\.[0-9]{0,20})?$")
-_TYPES = {
+_TYPES = MappingProxyType({
     tf.REGTYPE: "file",
     b"\0": "file",
     tf.CONTTYPE: "file",
@@ -40,8 +41,8 @@ _TYPES = {
     tf.BLKTYPE: "block",
     tf.DIRTYPE: "dir",
     tf.FIFOTYPE: "fifo",
-}
-_META_TYPES = {tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK}
+})
+_META_TYPES = frozenset({tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK})
 _MAX_META_CHAIN = 16
 _WHITEOUT = b".wh."
 _XATTR_LEN = len(tf.XATTR_PREFIX)

@@ -9,9 +9,14 @@ folders whose owner is gone.
 ``<folder>/.lock`` for its whole life, and the kernel drops it when the process
 dies, however it dies.  A pid says nothing across PID namespaces (containers or
 CI jobs sharing /tmp see each other's folders but not each other's processes);
-a lock on the same file is the same lock everywhere.  The name still carries the
-pid (``ociforge-blobs-<pid>-XXXX``) for people reading /tmp; folders of older
-versions, without a lock file, are judged by that pid as before.
+a lock on the same file is the same lock everywhere.  The name also carries the
+pid (``ociforge-blobs-<pid>-XXXX``), for people reading /tmp and for a folder
+without a lock file (no flock on that file system, or an ociforge that took no
+lock), which is judged by that pid.
+
+The folder is the process's own, so this module keeps process state (the only
+one that does, see docs/architecture.md): the folder, its owner's pid (a forked
+child makes its own) and the lock's descriptor.
 """
 
 from __future__ import annotations
@@ -96,8 +101,9 @@ def remove_stale_folders(parent: Path | None = None, now: float | None = None) -
 
     Only folders that are ours (same uid), unchanged for STALE_AFTER seconds, and
     whose lifetime lock nobody holds (we take it, non-blocking, and keep it while
-    removing).  A folder without a lock file (an older version's) is removed only
-    when the pid in its name is dead; one whose name cannot be read is never touched.
+    removing).  A folder without a lock file (no flock there, or none taken) is
+    removed only when the pid in its name is dead; one whose name cannot be read is
+    never touched.
     """
     root = Path(parent if parent is not None else tempfile.gettempdir())
     moment = time.time() if now is None else now
@@ -132,7 +138,7 @@ def _abandoned(folder: Path, pid: int) -> Iterator[bool]:
     try:
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
-        yield pid != os.getpid() and not _pid_alive(pid)  # an older version's folder
+        yield pid != os.getpid() and not _pid_alive(pid)  # no lock file: judged by the pid
         return
     except OSError:
         yield False  # a lock we cannot open (a link, not ours): not ours to judge

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ..errors import DigestMismatchError, InvalidInputError, SizeMismatchError
@@ -18,10 +19,10 @@ if TYPE_CHECKING:
     from ..threads import BackgroundWriter
 
 _ALGORITHM_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*$")
-_ENCODED_RE = {
+_ENCODED_RE = MappingProxyType({
     "sha256": re.compile(r"^[a-f0-9]{64}$"),
     "sha512": re.compile(r"^[a-f0-9]{128}$"),
-}
+})
 CHUNK = 1 << 20
 _HASH_ON_A_THREAD_FROM = 256 << 10  # reads this large hash on a thread, beside the caller's work
 

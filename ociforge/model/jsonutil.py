@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ..errors import InvalidInputError
@@ -32,7 +33,7 @@ MAX_DEPTH = 100
 # A JSON string (possessive, so an unterminated one costs one pass, not one per quote).
 _STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]++")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_STEP = MappingProxyType({"[": 1, "{": 1, "]": -1, "}": -1})
 
 
 def canonical(obj: Any) -> bytes:

@@ -271,7 +271,7 @@ def drop_annotations(image: Image) -> Image:
 
 
 def set_created(image: Image, epoch: int) -> Image:
-    """Set config.created (and history entries without a time) to the epoch."""
+    """Set config.created to the epoch (RFC 3339); history entries keep their own times."""
     manifest, config = _docs(image)
     stamp = rfc3339(epoch)
     config["created"] = stamp

@@ -9,12 +9,13 @@ from __future__ import annotations
 import platform as _pyplatform
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ..errors import InvalidPlatformError
 from .jsonutil import JSONObject
 
 _PART_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
-_ARCH_ALIASES = {
+_ARCH_ALIASES = MappingProxyType({
     "x86_64": "amd64",
     "x86-64": "amd64",
     "aarch64": "arm64",
@@ -22,7 +23,7 @@ _ARCH_ALIASES = {
     "armel": "arm",
     "i386": "386",
     "i686": "386",
-}
+})
 KNOWN_OS = frozenset(
     {"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos",
      "aix", "plan9", "dragonfly", "js", "wasip1", "android", "ios"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..errors import InvalidPlatformError, ValidationError
-from ..options import Options
 from . import mediatypes as mt
 from .annotations import ATTESTATION_MANIFEST, DOCKER_REFERENCE_DIGEST, DOCKER_REFERENCE_TYPE
 from .descriptor import Descriptor
@@ -159,31 +158,3 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
                  index.source)
 
-
-def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
-    """Pick one image out of an index for the wanted platform (unless all are kept), or
-    with several platforms (``Options.platforms``) an index of exactly those.
-
-    A single image is taken as it is, unless the user explicitly asked for another
-    platform (``--platform``): then it is refused naming both, never silently used.
-    """
-    if options.all_platforms:
-        return artifact
-    if options.platforms:
-        if isinstance(artifact, Image):
-            one = str(artifact.platform) if artifact.platform else "of one platform"
-            raise InvalidPlatformError(
-                f"image {artifact.digest.short} is a single image ({one}); --platform asks "
-                f"for {len(options.platforms)}: "
-                f"{', '.join(str(p) for p in options.platforms)}")
-        return select_images(artifact, options.platforms)
-    if isinstance(artifact, Image):
-        have = artifact.platform
-        if options.platform is not None and have is not None and not have.matches(
-                options.platform):
-            raise InvalidPlatformError(
-                f"image {artifact.digest.short} is {have}, not {options.platform} "
-                "(asked for with --platform)"
-            )
-        return artifact
-    return select_image(artifact, options.wanted_platform())

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import Cancelled, InvalidInputError, OciforgeError, Terminated
-from ..fsutil import resolve_output
+from ..fsutil import names_our_stdout, resolve_output
 from ..model.index import Artifact
 from ..model.reference import Reference
 from ..options import Compression, Options
@@ -38,12 +38,14 @@ class Outputs:
 
     ``results`` holds one :class:`WriteResult` per destination written so far,
     in the order of ``locations``; ``started`` is True once the first write
-    began.
+    began.  ``to_stdout``: a file this run writes is the process's own stdout
+    (``-o /dev/stdout``), so a command line prints its result to stderr.
     """
 
     locations: tuple[Location, ...]
     results: list[WriteResult] = field(default_factory=list)
     started: bool = False
+    to_stdout: bool = False
     # registry destinations whose push-access check waits for the artifact (see
     # check_push_access); settled before the first write
     deferred: list[Reference] = field(default_factory=list)
@@ -57,7 +59,11 @@ class Outputs:
         this run writes (none may be one of the outputs)."""
         locations = tuple(_destination(item, default_name) for item in destinations)
         check_distinct_outputs(locations, report, others)
-        return cls(locations)
+        files = [location.path for location in locations
+                 if location.path is not None and location.kind != "oci"]
+        files += [report] if report else []
+        files += [path for _, path in others]
+        return cls(locations, to_stdout=any(names_our_stdout(path) for path in files))
 
     def __iter__(self) -> Iterator[Location]:
         return iter(self.locations)
@@ -188,7 +194,7 @@ def _ask_push_access(reference: Reference, options: Options) -> None:
     from ..stores.registry import client_for
 
     log.info("checking push access to %s/%s", reference.registry, reference.repository)
-    client_for(reference.registry, options.registry).check_push_access(reference.repository)
+    client_for(reference.registry, options).check_push_access(reference.repository)
 
 
 def result_entry(result: WriteResult) -> dict[str, str]:

@@ -14,6 +14,7 @@ events.py and render.py are imported from it on first use.
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol, TextIO, TypeAlias
 
 if TYPE_CHECKING:
@@ -31,11 +32,11 @@ if TYPE_CHECKING:
 ProgressMode: TypeAlias = Literal["auto", "tty", "plain", "json"]
 PROGRESS_MODES: tuple[ProgressMode, ...] = ("auto", "tty", "plain", "json")
 
-_EXPORTS = {
+_EXPORTS = MappingProxyType({
     **dict.fromkeys(("NULL_TASK", "Progress", "ProgressCallback", "ProgressEvent", "Task",
                      "retry_pause", "transfer"), "events"),
     **dict.fromkeys(("JsonLines", "PlainLines", "human_size"), "render"),
-}
+})
 
 __all__ = ["PROGRESS_MODES", "ProgressMode", "Sink", "sink", *sorted(_EXPORTS)]
 

@@ -8,12 +8,12 @@ per ``UPDATE_INTERVAL`` seconds, so a log stays small) and ``end``.  Retries
 are events of their own, and a pipeline's last event is ``finish``.
 
 Blob transfers run on parallel threads: ``Options`` wraps the callback in
-``Serialised``, so it sees one event at a time, in the order they happened.
+``threads.Serialised``, so it sees one event at a time, in the order they happened.
 
-The transport is shared by every run of the process, so it cannot be handed
-the run's reporter per request; the task a thread is working on is kept in a
-context variable instead (``current_task``), which ``retry_pause`` reports to
-and ``remote.parallel`` hands on to its workers.
+A registry client is shared by the calls of a run (``Options.session``), so it
+cannot be handed one task's reporter per request; the task a thread is working
+on is kept in a context variable instead (``current_task``), which
+``retry_pause`` reports to and ``remote.parallel`` hands on to its workers.
 
 Cancelling: ``Options.cancel`` (a ``threading.Event``) is looked at on every
 update and while waiting to retry; once set, the run raises ``Cancelled``
@@ -69,22 +69,6 @@ class ProgressEvent(TypedDict, total=False):
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
-
-
-class Serialised:
-    """A callback called by one thread at a time (transfers report from many)."""
-
-    def __init__(self, callback: ProgressCallback):
-        self.callback = callback
-        self._lock = threading.Lock()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        with self._lock:
-            self.callback(event)
-
-
-def serialised(callback: ProgressCallback) -> Serialised:
-    return callback if isinstance(callback, Serialised) else Serialised(callback)
 
 
 _CURRENT: contextvars.ContextVar[Task | None] = contextvars.ContextVar(

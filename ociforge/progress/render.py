@@ -8,12 +8,13 @@ so a file or tag name cannot forge a line; JSON gets valid Unicode.
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import TextIO
 
 from ..display import human, json_safe
 from .events import ProgressEvent
 
-PHASE_VERBS = {
+PHASE_VERBS = MappingProxyType({
     "check": ("checking", "checked"),
     "pull": ("pulling", "pulled"),
     "scan": ("scanning", "scanned"),
@@ -23,7 +24,7 @@ PHASE_VERBS = {
     "push": ("pushing", "pushed"),
     "attach": ("attaching to", "attached to"),
     "sign": ("signing", "signed"),
-}
+})
 
 
 def human_size(n: float) -> str:
@@ -75,7 +76,7 @@ def retry_text(event: ProgressEvent) -> str:
                  f"{event.get('attempts')}): {event.get('reason', '')}")
 
 
-STATUS_SHOWN = {"ok": "", "reused": "from the cache"}
+STATUS_SHOWN = MappingProxyType({"ok": "", "reused": "from the cache"})
 UNFINISHED = ("failed", "cancelled", "stopped")  # the error line says what went wrong
 
 

@@ -71,7 +71,8 @@ class ManifestHead:
 
 
 class RegistryClient:
-    """One registry's v2 API, shared by every pull and push to it in this process.
+    """One registry's v2 API, shared by every pull and push to it in a run (a location
+    gets it from ``stores.registry.client_for``, which keeps it in ``Options.session``).
 
     ``scopes`` lets a caller widen the token it will use (a push asks for
     ``pull,push`` on the target plus ``pull`` on mount sources, all in one

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Origin", "is_loopback", "mask_text", "mask_url", "origin_of", "unsafe"]
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443})
 
 _SENSITIVE_QUERY = re.compile(r"(sig|signature|token|key|secret|credential|password|_state)",
                               re.IGNORECASE)

@@ -162,7 +162,7 @@ class RegistryStore(ArtifactStore):
 
         self.reference = reference
         # the process-wide client for this registry: tokens and connections are shared
-        self.client = client_for(reference.registry, (options or Options()).registry)
+        self.client = client_for(reference.registry, options or Options())
         self.repo = reference.repository
 
     def __str__(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import OciforgeError, SelectionError, ValidationError
@@ -31,7 +32,8 @@ from .layout import Layout
 from .locations import TagRemoval
 from .refnames import ATTACHMENT_TAG_RE, is_attachment_tag
 
-_HEX = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
+_HEX = MappingProxyType({"sha256": re.compile(r"^[a-f0-9]{64}$"),
+                         "sha512": re.compile(r"^[a-f0-9]{128}$")})
 
 
 def _name(entry: dict[str, Any]) -> str | None:

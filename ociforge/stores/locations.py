@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidPlatformError
 from ..model.digest import Digest
+from ..model.image import Image
 from ..model.index import Artifact
 from ..model.reference import Reference
-from ..model.selection import resolve_platform as resolve_platform
+from ..model.selection import select_image, select_images
 from ..options import Options
 
 if TYPE_CHECKING:
@@ -59,6 +60,35 @@ class TagRemoval:
     blobs_removed: int = 0
     bytes_freed: int = 0
     via: str = "registry"
+
+
+def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
+    """Pick one image out of an index for the wanted platform (unless all are kept), or
+    with several platforms (``Options.platforms``) an index of exactly those.
+
+    A single image is taken as it is, unless the user explicitly asked for another
+    platform (``--platform``): then it is refused naming both, never silently used.
+    """
+    if options.all_platforms:
+        return artifact
+    if options.platforms:
+        if isinstance(artifact, Image):
+            one = str(artifact.platform) if artifact.platform else "of one platform"
+            raise InvalidPlatformError(
+                f"image {artifact.digest.short} is a single image ({one}); --platform asks "
+                f"for {len(options.platforms)}: "
+                f"{', '.join(str(p) for p in options.platforms)}")
+        return select_images(artifact, options.platforms)
+    if isinstance(artifact, Image):
+        have = artifact.platform
+        if options.platform is not None and have is not None and not have.matches(
+                options.platform):
+            raise InvalidPlatformError(
+                f"image {artifact.digest.short} is {have}, not {options.platform} "
+                "(asked for with --platform)"
+            )
+        return artifact
+    return select_image(artifact, options.wanted_platform())
 
 
 LocationKind = Literal["scratch", "oci", "oci-archive", "docker-archive", "registry"]

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..model.index import Artifact
 from ..model.reference import Reference
-from ..options import Options, RegistryOptions, environ_value
+from ..options import Options, environ_value
 from ..progress.events import Progress
 from .locations import Location, LocationKind, TagRemoval, WriteResult
 
 if TYPE_CHECKING:  # the HTTP stack loads only when a registry is contacted
     from ..remote.client import RegistryClient
     from .store import ArtifactStore
-
-_CLIENTS: dict[tuple[str, RegistryOptions, tuple[object, ...]], RegistryClient] = {}
-_CLIENTS_LOCK = threading.Lock()
 
 
 def _credential_sources() -> tuple[object, ...]:
@@ -34,21 +30,17 @@ def _credential_sources() -> tuple[object, ...]:
     return tuple(state)
 
 
-def client_for(registry: str, options: RegistryOptions) -> RegistryClient:
-    """One client per registry, transport options and credential state in this process.
+def client_for(registry: str, options: Options) -> RegistryClient:
+    """One client per registry, transport options and credential state in a run (its
+    ``Options.session``).
 
     Reads and writes to one registry in a command share its connections and
     tokens; a login or logout in between (or another config) gets a fresh client.
     """
     from ..remote.client import RegistryClient
 
-    key = (registry, options, _credential_sources())
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = RegistryClient(registry, options)
-            _CLIENTS[key] = client
-        return client
+    key = ("registry-client", registry, options.registry, _credential_sources())
+    return options.session.shared(key, lambda: RegistryClient(registry, options.registry))
 
 
 @dataclass(frozen=True)
@@ -77,7 +69,7 @@ class RegistryLocation(Location):
 
         ref = self.reference
         with Progress.of(options).task("pull", str(ref)):
-            return pull_cached(ref, options, lambda: client_for(ref.registry, options.registry))
+            return pull_cached(ref, options, lambda: client_for(ref.registry, options))
 
     def write(self, artifact: Artifact, options: Options) -> WriteResult:
         from ..cache.transfer import push_cached
@@ -85,17 +77,17 @@ class RegistryLocation(Location):
         ref = self.reference
         with Progress.of(options).task("write", str(ref)):
             digest, media_type = push_cached(
-                ref, artifact, options, lambda: client_for(ref.registry, options.registry))
+                ref, artifact, options, lambda: client_for(ref.registry, options))
         return WriteResult(str(digest), str(ref), media_type)
 
     def list_tags(self, options: Options) -> list[str]:
-        client = client_for(self.reference.registry, options.registry)
+        client = client_for(self.reference.registry, options)
         return client.list_tags(self.reference.repository)
 
     def remove_tag(self, options: Options, *, all_tags: bool = False) -> TagRemoval:
         from .registryremove import remove_registry_tag
 
-        client = client_for(self.reference.registry, options.registry)
+        client = client_for(self.reference.registry, options)
         return remove_registry_tag(client, self.reference, options, all_tags=all_tags)
 
     def artifact_store(self, options: Options | None = None) -> ArtifactStore:

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ...cache.keys import key_text
 from ...cache.layers import build_layer_cached
 from ...layers.build import BuildSettings, LayerSource
 from ...model.platform import Platform
@@ -102,7 +103,7 @@ def skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
         note(image_path, rule_name)
         return rule_name
 
-    rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file))
+    rules = key_text(plan.policy, role, env_file, spec_file)
     return skip, note, rules
 
 

@@ -19,13 +19,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .model import NOASSERTION, ExtractedLicense, License
 
 # Common names for licenses on the SPDX list, keyed by _norm(name).  Each has exactly one
 # reading; ambiguous names ("BSD", "Apache", "GPL" in a Python License field) are not here.
-NAME_ALIASES: Mapping[str, str] = {
+NAME_ALIASES: Mapping[str, str] = MappingProxyType({
     # DEP-5 short names (Debian's copyright-format 1.0) and their R spellings
     "gpl-1": "GPL-1.0-only", "gpl-1+": "GPL-1.0-or-later",
     "gpl-2": "GPL-2.0-only", "gpl-2+": "GPL-2.0-or-later",
@@ -71,11 +72,11 @@ NAME_ALIASES: Mapping[str, str] = {
     "boost-software-license-1.0": "BSL-1.0", "eclipse-public-license-2.0": "EPL-2.0",
     "cc0-1.0-universal": "CC0-1.0", "public-domain-(cc0)": "CC0-1.0",
     "hpnd": "HPND",
-}
+})
 
 # Trove classifiers (Python) with one reading.  Version-less ones that name a family
 # ("BSD License", "GNU General Public License (GPL)") are not here: NOASSERTION.
-CLASSIFIERS: Mapping[str, str] = {
+CLASSIFIERS: Mapping[str, str] = MappingProxyType({
     "License :: OSI Approved :: MIT License": "MIT",
     "License :: OSI Approved :: MIT No Attribution License (MIT-0)": "MIT-0",
     "License :: OSI Approved :: Apache Software License": "Apache-2.0",
@@ -109,16 +110,16 @@ CLASSIFIERS: Mapping[str, str] = {
     "License :: OSI Approved :: Universal Permissive License (UPL)": "UPL-1.0",
     "License :: CC0 1.0 Universal (CC0 1.0) Public Domain Dedication": "CC0-1.0",
     "License :: Other/Proprietary License": "LicenseRef-Proprietary",
-}
+})
 
 # Exceptions DEP-5 names in "<license> with <name> exception", keyed by _norm(name).
-EXCEPTIONS: Mapping[str, str] = {
+EXCEPTIONS: Mapping[str, str] = MappingProxyType({
     "bison": "Bison-exception-2.2", "autoconf": "Autoconf-exception-generic",
     "classpath": "Classpath-exception-2.0", "font": "Font-exception-2.0",
     "gcc-runtime-library": "GCC-exception-3.1", "gcc": "GCC-exception-3.1",
     "libtool": "Libtool-exception", "openssl": "openvpn-openssl-exception",
     "ocaml-linking": "OCaml-LGPL-linking-exception", "llvm": "LLVM-exception",
-}
+})
 
 # A license term naming one of these is proprietary (not "non-commercial": CC BY-NC is
 # restrictive, but it is no license to buy).
@@ -129,7 +130,7 @@ PROPRIETARY = re.compile(
 
 MAX_STATEMENT = 200          # longer License fields are texts, not expressions
 MAX_TEXT = 64 << 10          # a LicenseRef's declared text is cut here
-_IGNORED = {"", "unknown", "none", "n/a", "na", "other", "undefined", "noassertion"}
+_IGNORED = frozenset({"", "unknown", "none", "n/a", "na", "other", "undefined", "noassertion"})
 _REF_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 _WITH_EXCEPTION = re.compile(r"(?i)^(.+?)\s+with\s+(.+?)\s+exception$")
 

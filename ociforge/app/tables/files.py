@@ -17,6 +17,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .columns import hex_binary
@@ -26,7 +27,7 @@ from .columns import hex_binary
 # held in memory stays well under the 250 MiB budget.
 ROW_GROUP_ROWS = 131_072
 
-PARQUET_OPTIONS: dict[str, Any] = {
+PARQUET_OPTIONS: MappingProxyType[str, Any] = MappingProxyType({
     "version": "2.6",
     "compression": "zstd",
     "compression_level": 3,
@@ -38,7 +39,7 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "store_schema": False,
     "write_page_index": False,
     "write_page_checksum": False,
-}
+})
 
 
 def dictionary_columns(schema: Any) -> list[str]:

@@ -208,19 +208,18 @@ def emit(args: argparse.Namespace, result: JSONObject | dict[str, Any] | list[An
     """
     from ...display import human_lines, json_safe
 
-    stream = result_stream()
+    stream = result_stream(args)
     if getattr(args, "json", False):
         print(json.dumps(json_safe(result), indent=2, sort_keys=True), file=stream)
     else:
         print(human_lines(human), file=stream)
 
 
-def result_stream() -> TextIO:
-    """stdout, unless an output went to our own stdout (``-o /dev/stdout``): then stderr,
+def result_stream(args: argparse.Namespace) -> TextIO:
+    """stdout, unless an output goes to our own stdout (``-o /dev/stdout``): then stderr,
     so the image stream stays exactly the image."""
-    from ... import fsutil
-
-    return sys.stderr if fsutil.stdout_is_output else sys.stdout
+    outputs = getattr(args, "outputs", None)
+    return sys.stderr if outputs is not None and outputs.to_stdout else sys.stdout
 
 
 
