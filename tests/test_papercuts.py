@@ -86,13 +86,24 @@ def test_allow_env_is_in_the_report_and_the_summary(cli, hello: Path) -> None:
 
 def test_file_counts_count_files_with_the_right_plural(cli, hello: Path) -> None:
     code, _, err = cli("export", "apps/hello", "--with-files", "--report", "r.json",
-                       "-o", "out.tar")
+                       "-o", "out.tar", "--progress", "plain", "--no-cache")
     assert code == 0, err
     layers = {e["source"]: e["files"] for e in json.loads(Path("r.json").read_text())["layers"]}
     # app/: bin/hello, LICENSE, licenses/THIRD-PARTY-NOTICES.txt (solver.lic left out);
     # no folder is a file
     assert layers == {"app": 3, "config": 1, "project": 3, "greetings": 1}
     assert "config                   1 file, " in err and "1 files" not in err
+    # the progress lines count as the summary does (app/ holds 3 folders as well)
+    built = {line.split(" (")[0]: line for line in err.splitlines()
+             if line.startswith("built ")}
+    assert ", 3 files, " in built["built runtime layer app"], built
+    assert ", 1 file, " in built["built runtime layer config"], built
+    code, _, events = cli("export", "apps/hello", "-o", "out2.tar", "--progress", "json",
+                          "--no-cache")
+    assert code == 0, events
+    ends = [e for e in map(json.loads, (x for x in events.splitlines() if x.startswith("{")))
+            if e["event"] == "end" and e["phase"] == "build"]
+    assert sorted((e["files"], e["files_total"]) for e in ends) == [(1, 1), (3, 3)], ends
     assert "left out 2 files:" in err and "5 rows ->" in err
 
 
