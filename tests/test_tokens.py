@@ -157,6 +157,14 @@ def test_service_account_and_oauth_client_files(policy: Policy, tmp_path: Path) 
      "channels:\n  - conda-forge\n  - defaults\nchannel_priority: strict\n"),
     (".yarnrc.yml", 'npmRegistryServer: "https://npm.acme.io"\nnpmAuthToken: "{tok}"\n',
      'npmRegistryServer: "https://npm.acme.io"\nnodeLinker: node-modules\n'),
+    # Yarn v1: "key value", the key or the value quoted or not
+    (".yarnrc", 'registry "https://npm.acme.io/"\n_authToken "{tok}"\n',
+     'registry "https://npm.acme.io/"\nsave-prefix "~"\n'),
+    (".yarnrc", 'registry "https://registry.acme.io/"\n'
+                '"//registry.acme.io/:_authToken" "{tok}"\n',
+     'registry "https://registry.acme.io/"\n"--install.frozen-lockfile" true\n'),
+    (".yarnrc", "//registry.acme.io/:_authToken {tok}\n",
+     "# the _authToken line is set by CI\nnetwork-timeout 600000\n"),
     (".Rprofile", 'options(repos = c(ACME = "https://r:{pw}@cran.acme.io"))\n',
      'options(repos = c(CRAN = "https://cloud.r-project.org"))\n'),
 ])

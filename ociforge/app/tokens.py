@@ -182,11 +182,18 @@ TOKEN_FORMATS: tuple[TokenFormat, ...] = (
          "anaconda.org/t/", "anaconda.cloud/t/", "anaconda.com/t/"),
 )
 
+_PM_KEY = (r"(?:_authToken|npmAuthToken|npmAuthIdent|_auth|_password|"
+           r"//[^\s=\"']{1,255}:_authToken)")
+
 # Package-manager settings: credentials in these keys as well as in URLs and tokens.
+# ``key = value`` or ``key: value`` (.npmrc, .yarnrc.yml) anywhere; Yarn v1's .yarnrc
+# writes ``key value``, either quoted, and only at the start of a line is that read so.
 PACKAGE_MANAGER_FORMATS: tuple[TokenFormat, ...] = (
     _fmt("package-manager-credentials",
-         r"(?:^|[\s:])(?:_authToken|npmAuthToken|npmAuthIdent|_auth|_password|"
-         r"//[^\s=]{1,255}:_authToken)\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,255})",
+         r"(?:^|[\s:])" + _PM_KEY + r"\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,255})",
+         "_auth", "npmAuth", "_password", ignore_case=True, word_start=False),
+    _fmt("package-manager-credentials",
+         r"(?:^|\n)[ \t]*[\"']?" + _PM_KEY + r"[\"']?[ \t]+[\"']?(?P<s>[^\s\"']{6,255})",
          "_auth", "npmAuth", "_password", ignore_case=True, word_start=False),
 )
 
