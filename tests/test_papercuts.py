@@ -159,6 +159,19 @@ def test_a_bad_option_points_to_that_command_s_help(cli) -> None:
     assert code == 2 and "`ociforge tags --help`" in err
     code, out, err = cli("--json", "rm", "oci:x:1", "--bogus")
     assert code == 2 and "`ociforge rm --help`" in json.loads(out)["error"]
+    # a command's option before the command: said so, not "did you mean" itself
+    code, _, err = cli("--with-files", "export", "app")
+    assert (code, err) == (2, "ociforge export: error: --with-files is an option of "
+                              "`ociforge export`: put it after the command "
+                              "(see `ociforge export --help`)\n")
+    code, _, err = cli("--jobs", "3", "copy", "a.tar", "b.tar")
+    assert (code, err) == (2, "ociforge copy: error: --jobs is an option of `ociforge copy`: "
+                              "put it after the command (see `ociforge copy --help`)\n")
+    code, _, err = cli("--jobs=3", "-v", "copy", "a.tar", "b.tar")
+    assert code == 2 and "--jobs is an option of `ociforge copy`: put it after" in err
+    code, _, err = cli("--with-files", "copy", "a.tar", "b.tar")
+    assert code == 2 and "--with-files is not an option of `ociforge copy` (it is one of " \
+        "`ociforge export`)" in err
 
 
 def test_every_command_has_its_help(cli) -> None:
