@@ -244,8 +244,8 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         for i, table in enumerate(spec.tables):
             if table.format == "parquet":
                 require_pyarrow()
-            open_database(table, spec.root, spec.locate(("tables", i)),
-                          spec.locate(("tables", i, "table")))
+            open_database(table, spec.root, spec.locate(("tables", i, "source")),
+                          spec.locate(("tables", i, "query" if table.query else "table")))
     policy = Policy.for_app(spec.licenses, spec.secrets, request.allow_env)
     outputs.check_push_access(options)
     return ExportPlan(spec, outputs, platforms, options, epoch, env_layers, policy, base,
