@@ -32,6 +32,7 @@ from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
 from ..layers.delta import DeltaOptions, build_delta, check_compare
+from ..layers.layerfiles import Kept, SkipCallback
 from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
@@ -645,7 +646,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
 
 def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
              read_os_trees: bool = True
-             ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
+             ) -> tuple[SkipCallback, Callable[[str, str], None], str]:
     """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
     one a reused layer left out; ``rules`` names everything ``skip`` decides by (not the
     platform: a layer's bytes do not depend on it, so platforms share it).
@@ -658,19 +659,20 @@ def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
     def note(image_path: str, rule_name: str) -> None:
         left_out.append((image_path, rule_name))
 
-    def skip(image_path: str, host_path: Path) -> str | None:
+    def skip(image_path: str, host_path: Path) -> str | Kept | None:
         rule_name: str | None = None
         host = os.path.normpath(str(host_path))
+        unread: list[str] = []      # a text file too long to read for tokens to its end
         if env_file is not None and host == env_file:
             rule_name = "env-file"
         elif host == spec_file:
             rule_name = "spec-file"
         else:
             rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files",
-                                              read_os_trees=read_os_trees)
+                                              read_os_trees=read_os_trees, warn=unread.append)
             rule_name = rule.name if rule else None
         if rule_name is None:
-            return None
+            return Kept(unread[0]) if unread else None
         note(image_path, rule_name)
         return rule_name
 

@@ -19,7 +19,16 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 
-SkipCallback = Callable[[str, Path], "str | None"]
+
+@dataclass(frozen=True)
+class Kept:
+    """What a skip callback returns to keep an entry with a warning for the report
+    (the build's ``warnings``; a reason string leaves the entry out)."""
+
+    warning: str
+
+
+SkipCallback = Callable[[str, Path], "str | Kept | None"]
 WHITEOUT_PREFIX = ".wh."
 
 
@@ -153,6 +162,9 @@ class Collector:
         if self._skip is None:
             return False
         reason = self._skip(os.fsdecode(path), Path(os.fsdecode(host)))
+        if isinstance(reason, Kept):
+            self.warnings.append(reason.warning)
+            return False
         if reason:
             self.skipped.append((os.fsdecode(path), reason))
             return True
