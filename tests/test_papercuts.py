@@ -105,6 +105,23 @@ def test_file_counts_count_files_with_the_right_plural(cli, hello: Path) -> None
             if e["event"] == "end" and e["phase"] == "build"]
     assert sorted((e["files"], e["files_total"]) for e in ends) == [(1, 1), (3, 3)], ends
     assert "left out 2 files:" in err and "5 rows ->" in err
+    # a folder left out whole is said to be one (not counted as a file)
+    (hello / "project" / "nb" / ".ipynb_checkpoints").mkdir(parents=True)
+    (hello / "project" / "nb" / ".ipynb_checkpoints" / "a-checkpoint.ipynb").write_text("{}")
+    (hello / "project" / "nb" / "a.ipynb").write_text("{}")
+    for run, cache in enumerate(("--no-cache", "--cache-dir=cache", "--cache-dir=cache")):
+        code, _, err = cli("export", "apps/hello", "--with-files", "--report", "r3.json",
+                           "-o", "out3.tar", cache, "--progress", "plain")
+        assert code == 0, err
+        reused = [line for line in err.splitlines()
+                  if line.startswith("built files layer project (from the cache")]
+        assert bool(reused) == (run == 2), err    # the third run replays the cache's record
+        assert "left out 2 files and 1 folder: " in err, err
+        assert "/files/nb/.ipynb_checkpoints/ (jupyter-checkpoints)" in err, err
+        left = json.loads(Path("r3.json").read_text())["left_out_files"]
+        assert {"path": "/files/nb/.ipynb_checkpoints", "rule": "jupyter-checkpoints",
+                "layer": "files", "folder": True} in left, left
+        assert sum(1 for e in left if "folder" in e) == 1, left
 
 
 def test_copy_names_the_archive_after_the_source(cli, registry, tmp_path: Path) -> None:

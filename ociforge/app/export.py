@@ -26,13 +26,13 @@ from typing import cast
 from ..cache import tables as table_cache
 from ..cache.layers import build_layer_cached
 from ..cache.store import Cache
-from ..display import path_fields, plural
+from ..display import plural
 from ..errors import InvalidInputError, InvalidPlatformError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
 from ..layers.delta import DeltaOptions, build_delta, check_compare
-from ..layers.layerfiles import Kept, SkipCallback
+from ..layers.layerfiles import Kept, SkipCallback, is_folder
 from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
@@ -71,7 +71,7 @@ from .inventory import (
 )
 from .policy import EnvDecision, Policy
 from .redact import history_scrubber
-from .report import REPORT_LABEL, LayerEntry, Report
+from .report import REPORT_LABEL, LayerEntry, Report, left_out_entry
 from .rootfs import (
     ENV_RULES,
     LIVE_RULES,
@@ -401,8 +401,7 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
             report.warnings += sorted(entry.result.warnings)  # walk order varies by machine
             for image_path, rule in entry.left_out:
                 child.used.add(rule)
-                report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
-                                              "rule": rule, "layer": entry.role})
+                report.left_out_files.append(left_out_entry(image_path, rule, entry.role))
         report.left_out_files.sort(
             key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1)))
         child.image = append_layers(child.base, [entry.result.layer for entry in built],
@@ -639,14 +638,14 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
                               if scan.rewritten and scan.original.diff_id else None)))
         for item in scan.left_out:
             used.add(item.rule)
-            report.left_out_files.append({**path_fields(item.path), "rule": item.rule,
-                                          "layer": "base", "base_layer": scan.index})
+            report.left_out_files.append({**left_out_entry(item.path, item.rule, "base"),
+                                          "base_layer": scan.index})
     return base
 
 
 def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
              read_os_trees: bool = True
-             ) -> tuple[SkipCallback, Callable[[str, str], None], str]:
+             ) -> tuple[SkipCallback, Callable[[str, str, Path | None], None], str]:
     """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
     one a reused layer left out; ``rules`` names everything ``skip`` decides by (not the
     platform: a layer's bytes do not depend on it, so platforms share it).
@@ -656,8 +655,8 @@ def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
 
-    def note(image_path: str, rule_name: str) -> None:
-        left_out.append((image_path, rule_name))
+    def note(image_path: str, rule_name: str, host: Path | None = None) -> None:
+        left_out.append((image_path + "/" * is_folder(host), rule_name))  # "/": a folder
 
     def skip(image_path: str, host_path: Path) -> str | Kept | None:
         rule_name: str | None = None
@@ -673,7 +672,7 @@ def _skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
             rule_name = rule.name if rule else None
         if rule_name is None:
             return Kept(unread[0]) if unread else None
-        note(image_path, rule_name)
+        note(image_path, rule_name, host_path)
         return rule_name
 
     rules = repr((plan.policy.file_rules, plan.policy.content_rules, role, env_file, spec_file))
@@ -726,9 +725,9 @@ def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, chi
     for path, rule in stats.pruned:
         if rule == "own-layer" or (rule == "workspace" and request.with_files):
             continue                # exported, by a layer of its own
-        note(path, rule)
+        note(path, rule, rootfs / path.lstrip("/"))
     for path, rule in stats.left_out:
-        note(path, rule)
+        note(path, rule, rootfs / path.lstrip("/"))
     counts = {"compare": request.compare, "added": stats.added, "changed": stats.changed,
               "deleted": stats.deleted}
     return _Built("rootfs", "/", delta.build, left_out, rootfs=counts)
@@ -740,10 +739,11 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: Expor
     left_out: list[tuple[str, str]] = []
     skip, replay, rules = _skipper(plan, role, left_out)
     what = f"{role} layer {layer_spec.src}"
+    source = LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)
     with Progress.of(plan.options).task("build", what) as task:
         result = build_layer_cached(
-            plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-            settings, skip=skip, replay=replay, rules=rules,
+            plan.cache, [source], settings, skip=skip,
+            replay=lambda path, rule: replay(path, rule, source.host_of(path)), rules=rules,
             deciders=(__name__, "ociforge.app.policy", "ociforge.app.tokens"),
             what=what, progress=task)
     return _Built(role, layer_spec.src, result, left_out)

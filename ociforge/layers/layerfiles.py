@@ -46,6 +46,23 @@ class LayerSource:
     dest: str
     exclude: tuple[str, ...] = ()
 
+    def host_of(self, image_path: str) -> Path | None:
+        """Where in a folder source an image path of its walk comes from (None: not from
+        this folder)."""
+        dest = os.fsdecode(_image_path(self.dest, "layer destination"))
+        path = image_path.strip("/")
+        if dest and not path.startswith(dest + "/"):
+            return None
+        return Path(self.src) / path[len(dest):].lstrip("/")
+
+
+def is_folder(host: Path | None) -> bool:
+    """``host`` is a folder itself (not a symlink to one)."""
+    try:
+        return host is not None and stat.S_ISDIR(os.lstat(host).st_mode)
+    except OSError:
+        return False
+
 
 DIR, FILE, LINK, WHITEOUT = range(4)  # kinds of Entry
 _UNSUPPORTED = (
