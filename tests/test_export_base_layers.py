@@ -336,7 +336,7 @@ def test_filter_leaves_out_a_whole_folder_and_keeps_whiteouts() -> None:
         _add(tar, "home/u/.wh.site.lic")
         _add(tar, "home/u/.wh..wh..opq")
     left_out, filtered = _filter(buf.getvalue())
-    assert left_out == ["/home/u/.ssh/keys"]        # its contents go with it, listed once
+    assert left_out == ["/home/u/.ssh/keys/"]       # a folder: its contents go with it
     with tarfile.open(fileobj=io.BytesIO(filtered)) as tar:
         assert tar.getnames() == ["home/u/.ssh", "home/u/.ssh/id_rsa.pub", "home/u/.wh.site.lic",
                                   "home/u/.wh..wh..opq"]

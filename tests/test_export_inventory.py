@@ -135,7 +135,7 @@ def test_files_the_rules_leave_out_are_not_listed(cli: Any, tmp_path: Path) -> N
     report = json.loads(report_path.read_text())
     assert "licensed_components" not in report and report["inventory"]["packages"] == 4
     assert {"path": "/opt/venv/internal-vendor", "rule": "secret-file-config",
-            "layer": "runtime"} in report["left_out_files"]
+            "layer": "runtime", "folder": True} in report["left_out_files"]
 
 
 @pytest.mark.parametrize(("toml", "needle"), [

@@ -57,7 +57,9 @@ def plant(tmp: Path) -> tuple[Path, dict[str, str], dict[str, str], list[str]]:
               "base history token": sg.TOKENS["gitlab-token"](),
               "base notebook token": sg.TOKENS["slack-token"](),
               "base config token": sg.TOKENS["huggingface-token"](),
-              "env token": sg.TOKENS["github-token"]()})
+              "env token": sg.TOKENS["github-token"](),
+              "yarn v1 token": sg.rand(36),
+              "late csv token": sg.TOKENS["huggingface-token"]()})
     key_pem, sa_pem = sg.pem_private_key(), sg.pem_private_key()
     s["deploy key"] = key_pem.splitlines()[1]
     s["service-account key"] = sa_pem.splitlines()[1]
@@ -116,6 +118,15 @@ def plant(tmp: Path) -> tuple[Path, dict[str, str], dict[str, str], list[str]]:
     leak(".condarc", f"channels:\n  - https://conda.anaconda.org/t/{s['conda token']}/acme\n",
          "package-manager-credentials")
     leak(".yarnrc.yml", f'npmAuthToken: "{s["yarn token"]}"\n', "package-manager-credentials")
+    leak(".yarnrc", 'registry "https://registry.acme.io/"\n'
+                    f'"//registry.acme.io/:_authToken" "{s["yarn v1 token"]}"\n',
+         "package-manager-credentials")
+    # a token printed into a data export ~5 MiB down (past the first window of the scan)
+    rows = "".join(f"2024-05-01T10:{i % 60:02d}:00Z,station-{i % 97},{i * 7 % 100}\n"
+                   for i in range(4000))
+    leak("data/events.csv", "taken,station,value\n" + rows * (5 * 2**20 // len(rows))
+         + f"2024-05-01T11:00:00Z,debug,{s['late csv token']}\n" + rows,
+         "huggingface-token")
     leak(".Rprofile", 'options(repos = c(ACME = "https://r:'
                       f'{s["rprofile password"]}@cran.acme.io"))\n', "package-manager-credentials")
     keep("README.md", "# Churn model\nTokens look like `ghp_` followed by 36 characters; "
@@ -264,3 +275,28 @@ def _members(layout: Path) -> Iterator[tuple[str, bytes]]:
 def _config(layout: Path) -> bytes:
     image = parse_location(f"oci:{layout}:1").read(Options(platform=PLATFORM))
     return image.config_bytes  # type: ignore[union-attr]
+
+
+def test_a_text_file_past_the_scan_cap_is_named_in_the_report(cli: Any, tmp_path: Path) -> None:
+    """Tokens are looked for in the first 64 MiB of a text file: a longer one is named in
+    the report's warnings and the summary, on a build and on a cache hit alike."""
+    from ociforge.app.tokens import TEXT_SCAN_CAP
+
+    app = tmp_path / "app"
+    line = "2024-05-01T10:00:00Z INFO request served in 12 ms\n"
+    _write(app / "project" / "logs" / "big.log", line * (TEXT_SCAN_CAP // len(line) + 2))
+    _write(app / "project" / "logs" / "small.log", line * 1000)
+    _write(app / "ociforge.toml", '[app]\nname = "logs"\n[files]\nsrc = "project"\n')
+    expected = (f"/files/logs/big.log was read for tokens up to {TEXT_SCAN_CAP >> 20} MiB "
+                "only: the rest of it was not scanned")
+    for run in ("built", "reused"):
+        report = tmp_path / f"{run}.json"
+        code, _, err = cli("export", app, "--with-files", "-o", f"oci:{tmp_path / 'out'}:{run}",
+                           "--report", report, "--cache-dir", tmp_path / "cache",
+                           "--progress", "plain")
+        assert code == 0, err
+        assert ("reused" in err) == (run == "reused"), err
+        warnings = json.loads(report.read_text())["warnings"]
+        assert [w for w in warnings if "read for tokens" in w] == [
+            expected + " (leave it out, or split it, if it may hold secrets)"], warnings
+        assert f"warning  {expected}" in err

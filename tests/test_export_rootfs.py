@@ -192,7 +192,8 @@ dest = "/notebooks"
     assert "srv/app/main.py" in delta
     assert not [n for n in delta if n.startswith(("files", "root"))]
     assert set(layer_names(image, 2)) >= {"notebooks", "notebooks/model.ipynb"}
-    assert {"path": "/files", "rule": "workspace", "layer": "rootfs"} in report["left_out_files"]
+    assert {"path": "/files", "rule": "workspace", "layer": "rootfs",
+            "folder": True} in report["left_out_files"]
 
     image, report = export(cli, app, tmp_path / "with-files", "--with-files")
     assert [layer["role"] for layer in report["layers"]] == ["base", "rootfs", "runtime",

@@ -86,14 +86,42 @@ def test_allow_env_is_in_the_report_and_the_summary(cli, hello: Path) -> None:
 
 def test_file_counts_count_files_with_the_right_plural(cli, hello: Path) -> None:
     code, _, err = cli("export", "apps/hello", "--with-files", "--report", "r.json",
-                       "-o", "out.tar")
+                       "-o", "out.tar", "--progress", "plain", "--no-cache")
     assert code == 0, err
     layers = {e["source"]: e["files"] for e in json.loads(Path("r.json").read_text())["layers"]}
     # app/: bin/hello, LICENSE, licenses/THIRD-PARTY-NOTICES.txt (solver.lic left out);
     # no folder is a file
     assert layers == {"app": 3, "config": 1, "project": 3, "greetings": 1}
     assert "config                   1 file, " in err and "1 files" not in err
+    # the progress lines count as the summary does (app/ holds 3 folders as well)
+    built = {line.split(" (")[0]: line for line in err.splitlines()
+             if line.startswith("built ")}
+    assert ", 3 files, " in built["built runtime layer app"], built
+    assert ", 1 file, " in built["built runtime layer config"], built
+    code, _, events = cli("export", "apps/hello", "-o", "out2.tar", "--progress", "json",
+                          "--no-cache")
+    assert code == 0, events
+    ends = [e for e in map(json.loads, (x for x in events.splitlines() if x.startswith("{")))
+            if e["event"] == "end" and e["phase"] == "build"]
+    assert sorted((e["files"], e["files_total"]) for e in ends) == [(1, 1), (3, 3)], ends
     assert "left out 2 files:" in err and "5 rows ->" in err
+    # a folder left out whole is said to be one (not counted as a file)
+    (hello / "project" / "nb" / ".ipynb_checkpoints").mkdir(parents=True)
+    (hello / "project" / "nb" / ".ipynb_checkpoints" / "a-checkpoint.ipynb").write_text("{}")
+    (hello / "project" / "nb" / "a.ipynb").write_text("{}")
+    for run, cache in enumerate(("--no-cache", "--cache-dir=cache", "--cache-dir=cache")):
+        code, _, err = cli("export", "apps/hello", "--with-files", "--report", "r3.json",
+                           "-o", "out3.tar", cache, "--progress", "plain")
+        assert code == 0, err
+        reused = [line for line in err.splitlines()
+                  if line.startswith("built files layer project (from the cache")]
+        assert bool(reused) == (run == 2), err    # the third run replays the cache's record
+        assert "left out 2 files and 1 folder: " in err, err
+        assert "/files/nb/.ipynb_checkpoints/ (jupyter-checkpoints)" in err, err
+        left = json.loads(Path("r3.json").read_text())["left_out_files"]
+        assert {"path": "/files/nb/.ipynb_checkpoints", "rule": "jupyter-checkpoints",
+                "layer": "files", "folder": True} in left, left
+        assert sum(1 for e in left if "folder" in e) == 1, left
 
 
 def test_copy_names_the_archive_after_the_source(cli, registry, tmp_path: Path) -> None:
@@ -148,6 +176,19 @@ def test_a_bad_option_points_to_that_command_s_help(cli) -> None:
     assert code == 2 and "`ociforge tags --help`" in err
     code, out, err = cli("--json", "rm", "oci:x:1", "--bogus")
     assert code == 2 and "`ociforge rm --help`" in json.loads(out)["error"]
+    # a command's option before the command: said so, not "did you mean" itself
+    code, _, err = cli("--with-files", "export", "app")
+    assert (code, err) == (2, "ociforge export: error: --with-files is an option of "
+                              "`ociforge export`: put it after the command "
+                              "(see `ociforge export --help`)\n")
+    code, _, err = cli("--jobs", "3", "copy", "a.tar", "b.tar")
+    assert (code, err) == (2, "ociforge copy: error: --jobs is an option of `ociforge copy`: "
+                              "put it after the command (see `ociforge copy --help`)\n")
+    code, _, err = cli("--jobs=3", "-v", "copy", "a.tar", "b.tar")
+    assert code == 2 and "--jobs is an option of `ociforge copy`: put it after" in err
+    code, _, err = cli("--with-files", "copy", "a.tar", "b.tar")
+    assert code == 2 and "--with-files is not an option of `ociforge copy` (it is one of " \
+        "`ociforge export`)" in err
 
 
 def test_every_command_has_its_help(cli) -> None:

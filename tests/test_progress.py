@@ -198,6 +198,35 @@ def test_the_python_callback_gets_the_events_the_command_line_prints(
     assert called[-1]["event"] == "finish" and called[-1]["completed"] == [api_ref]
 
 
+def test_pulled_blobs_show_their_bytes_as_they_arrive(registry: Any, tmp_path: Path,
+                                                    every_update: None) -> None:
+    """Registry to layout: each layer pulled is a task in bytes, seen part-way on the way
+    to its size, and ends at exactly its size (the config is a document, read whole)."""
+    from ociforge.pipeline.copy import copy_image
+
+    source, _ = layout_with_image(tmp_path / "src", (BIG, 4096))
+    ref = f"{registry.host}/{repo('pull')}:t"
+    copy_image(source, [ref], Options())
+    seen: list[ProgressEvent] = []
+    copy_image(ref, [f"oci:{tmp_path / 'out'}:t"],
+               Options(registry=RegistryOptions(jobs=1), on_progress=seen.append))
+    name = ref.split("/", 1)[1].rsplit(":", 1)[0]
+    resp = requests.get(f"http://{registry.host}/v2/{name}/manifests/t",
+                        headers={"Accept": ACCEPT}, timeout=10)
+    sizes = {d["digest"]: d["size"] for d in resp.json()["layers"]}
+    pulls: dict[str, list[ProgressEvent]] = {}
+    for event in seen:
+        if event["phase"] == "pull" and event["item"] in sizes:
+            pulls.setdefault(event["item"], []).append(event)
+    assert set(pulls) == set(sizes), [e for e in seen if e["phase"] == "pull"]
+    for digest, seq in pulls.items():
+        assert all(e["total"] == sizes[digest] for e in seq), seq
+        assert seq[-1]["event"] == "end" and seq[-1]["done"] == sizes[digest], seq
+    big = max(sizes, key=lambda d: sizes[d])
+    assert sizes[big] >= BIG
+    assert any(e["event"] == "progress" and 0 < e["done"] < sizes[big] for e in pulls[big])
+
+
 def test_the_callback_sees_one_event_at_a_time(registry: Any, tmp_path: Path,
                                                 every_update: None) -> None:
     """Four blobs pushed on four threads: the callback is never entered twice at once."""

@@ -1,6 +1,7 @@
 """Table snapshots: real SQLite files -> CSV and Parquet through the ADBC drivers, reproducibly.
 
-PostgreSQL (a real server) is in test_tables_postgres.py; memory in test_tables_memory.py.
+PostgreSQL (a real server) is in test_tables_postgres.py; flat memory and bad queries
+through `ociforge export` in test_tables_export.py.
 """
 
 from __future__ import annotations

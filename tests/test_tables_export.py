@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tools import require_module, require_tool
+from tools import free_port, require_module, require_tool
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +42,45 @@ def test_a_failing_query_is_bad_input_and_nothing_is_written(cli, app: Path,  # 
     assert code == 2, stderr
     assert "query failed" in stderr and "nope" in stderr and "Traceback" not in stderr
     assert not out.exists() and not report.exists()
+
+
+def _line_of(app: Path, text: str) -> int:
+    return (app / "ociforge.toml").read_text().splitlines().index(text) + 1
+
+
+def test_a_failing_query_is_refused_before_any_layer_is_built(cli, app: Path,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    _use_query(app, "SELECT nope FROM greetings ORDER BY id")
+    line = _line_of(app, 'query = "SELECT nope FROM greetings ORDER BY id"')
+    code, _, stderr = cli("export", app, "--with-files", "-o", tmp_path / "x.tar",
+                          "--progress", "json")
+    assert code == 2, stderr
+    events = [json.loads(x) for x in stderr.splitlines() if x.startswith("{")]
+    assert [e["phase"] for e in events if e["event"] == "start"] == [], events
+    error = events[-1]["error"]
+    assert error.startswith(f"{app}/ociforge.toml:{line}: tables[0].query: query failed: ")
+    assert "nope" in error
+
+
+@pytest.mark.parametrize("source", ["sqlite:///data/greeting.db",
+                                    "postgresql://etl:{pw}@127.0.0.1:{port}/app"])
+def test_a_database_that_is_not_there_names_the_toml_line(cli, app: Path,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path, source: str) -> None:
+    if source.startswith("postgresql"):
+        require_module("adbc_driver_postgresql")
+    password = "Pw-" + secrets.token_hex(6)
+    url = source.format(pw=password, port=free_port())
+    toml = (app / "ociforge.toml").read_text()
+    (app / "ociforge.toml").write_text(toml.replace('source = "sqlite:///data/greetings.db"',
+                                                    f'source = "{url}"'))
+    line = _line_of(app, f'source = "{url}"')
+    out = tmp_path / "x.tar"
+    code, _, stderr = cli("export", app, "--with-files", "-o", out)
+    assert code == 2, stderr
+    shown = url.replace(password, "***")
+    problem = "does not exist" if url.startswith("sqlite") else f"cannot connect to {shown}"
+    assert f"{app}/ociforge.toml:{line}: tables[0].source: table 'greetings': " in stderr
+    assert problem in stderr and password not in stderr and not out.exists()
 
 
 def test_a_query_without_order_by_is_a_report_warning(cli, app: Path,  # type: ignore[no-untyped-def]

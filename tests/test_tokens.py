@@ -8,6 +8,7 @@ base64 images) are what keeps false positives low.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -157,6 +158,14 @@ def test_service_account_and_oauth_client_files(policy: Policy, tmp_path: Path) 
      "channels:\n  - conda-forge\n  - defaults\nchannel_priority: strict\n"),
     (".yarnrc.yml", 'npmRegistryServer: "https://npm.acme.io"\nnpmAuthToken: "{tok}"\n',
      'npmRegistryServer: "https://npm.acme.io"\nnodeLinker: node-modules\n'),
+    # Yarn v1: "key value", the key or the value quoted or not
+    (".yarnrc", 'registry "https://npm.acme.io/"\n_authToken "{tok}"\n',
+     'registry "https://npm.acme.io/"\nsave-prefix "~"\n'),
+    (".yarnrc", 'registry "https://registry.acme.io/"\n'
+                '"//registry.acme.io/:_authToken" "{tok}"\n',
+     'registry "https://registry.acme.io/"\n"--install.frozen-lockfile" true\n'),
+    (".yarnrc", "//registry.acme.io/:_authToken {tok}\n",
+     "# the _authToken line is set by CI\nnetwork-timeout 600000\n"),
     (".Rprofile", 'options(repos = c(ACME = "https://r:{pw}@cran.acme.io"))\n',
      'options(repos = c(CRAN = "https://cloud.r-project.org"))\n'),
 ])
@@ -234,16 +243,76 @@ def test_allow_files_keeps_a_named_file_from_secret_rules_only(tmp_path: Path) -
     assert found is not None and found.kind == "license"
 
 
-def test_reading_is_bounded_and_binaries_are_skipped(policy: Policy, tmp_path: Path) -> None:
+def _csv(size: int) -> str:
+    """CSV rows adding up to ``size`` characters (or a few more)."""
+    row = "2024-05-01T10:00:00Z,station-17,12.5,ok\n"
+    return "taken,station,value,status\n" + row * (size // len(row) + 1)
+
+
+def rule_and_warnings(policy: Policy, tmp_path: Path, rel: str, content: str
+                      ) -> tuple[str | None, list[str]]:
+    host = tmp_path / "f" / rel.replace("/", "_")
+    host.parent.mkdir(exist_ok=True)
+    host.write_text(content)
+    warnings: list[str] = []
+    found = policy.host_file_rule(rel, host, files_layer=True, warn=warnings.append)
+    return (found.name if found is not None else None), warnings
+
+
+def test_text_files_are_read_in_windows_to_the_cap(policy: Policy, tmp_path: Path) -> None:
     token = sg.TOKENS["github-token"]()
-    late = "x\n" * (tokens.TEXT_HEAD // 2) + token + "\n"
-    assert rule_for(policy, tmp_path, "files/big.txt", late) is None  # past the first MiB
-    notebook = sg.notebook([("x = 1\n", "y\n" * (tokens.TEXT_HEAD // 2)),
+    # past the first MiB: at ~5 MiB of a CSV, and of a log
+    late = _csv(5 << 20) + f"2024-05-01T10:00:01Z,station-17,{token},ok\n" + _csv(1 << 20)
+    assert rule_for(policy, tmp_path, "files/data/events.csv", late) == "github-token"
+    assert rule_for(policy, tmp_path, "files/logs/app.log", late.replace(",", " ")) \
+        == "github-token"
+    # across each window's edge, and at each next window's first bytes: never cut in two
+    window, span = tokens.TEXT_WINDOW, tokens.TOKEN_SPAN
+    step = window - span
+    for at in (window - 20, window - span - 1, window - span, window + step - 30,
+               window + step - span - 1):
+        text = "x" * (at - 1) + " " + token + " " + "y" * (window // 2)
+        assert text.index(token) == at
+        assert rule_for(policy, tmp_path, "files/edge.txt", text) == "github-token", at
+        # the byte before a window's first byte still decides whether a token starts there
+        glued = "x" * at + token + " " + "y" * (window // 2)
+        assert rule_for(policy, tmp_path, "files/glued.txt", glued) is None, at
+    # a long token (a JWT with many claims, ~5 KiB) across the edge: the overlap holds it
+    claims = {"sub": sg.rand(12), "iat": 1_700_000_000, "scope": " ".join(
+        sg.rand(12) for _ in range(300))}
+    jwt = ".".join([sg.jwt().split(".")[0],
+                    base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("="),
+                    sg.jwt().split(".")[2]])
+    assert len(jwt) > 4000
+    text = "x" * (window - 3000) + " " + jwt + " " + "y" * (window // 2)
+    assert rule_for(policy, tmp_path, "files/jwt.txt", text) == "jwt"
+    # a notebook's output far down
+    notebook = sg.notebook([("x = 1\n", "y\n" * (3 * tokens.TEXT_WINDOW)),
                             ("show()\n", token + "\n")])
-    assert len(notebook) > tokens.TEXT_HEAD
     assert rule_for(policy, tmp_path, "files/big.ipynb", notebook) == "github-token"
+    # binary files are not read for tokens
     binary = b"\x89PNG\r\n\x1a\n\0\0\0" + token.encode()
     assert rule_for(policy, tmp_path, "files/img.png", binary) is None
+    assert rule_for(policy, tmp_path, "files/big.bin", b"\0" + b"x" * (3 << 20) + b" "
+                    + token.encode()) is None
+
+
+def test_past_the_cap_a_file_is_named_not_passed_in_silence(policy: Policy,
+                                                           tmp_path: Path) -> None:
+    token = sg.TOKENS["gitlab-token"]()
+    body = _csv(tokens.TEXT_SCAN_CAP)
+    assert rule_and_warnings(policy, tmp_path, "files/data/all.csv",
+                             body[:tokens.TEXT_SCAN_CAP - 200] + f" {token}\n") \
+        == ("gitlab-token", [])
+    rule, warnings = rule_and_warnings(policy, tmp_path, "files/data/all.csv",
+                                       body + f" {token}\n")
+    assert rule is None
+    assert warnings == [f"/files/data/all.csv was read for tokens up to "
+                        f"{tokens.TEXT_SCAN_CAP >> 20} MiB only: the rest of it was not "
+                        "scanned (leave it out, or split it, if it may hold secrets)"]
+    # a file of exactly the cap was read to its end: nothing to say
+    assert rule_and_warnings(policy, tmp_path, "files/data/all.csv",
+                             body[:tokens.TEXT_SCAN_CAP]) == (None, [])
 
 
 def test_installed_software_and_the_base_os_are_not_read_for_tokens(policy: Policy,

@@ -61,7 +61,7 @@ _META_TYPES = (tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK)
 
 @dataclass(frozen=True)
 class LeftOut:
-    path: str               # as in the image: "/opt/tool/site.lic"
+    path: str               # as in the image: "/opt/tool/site.lic", a folder "/root/"
     rule: str
 
 
@@ -272,7 +272,7 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
             if entry.type != "dir" and not entry.is_whiteout:
                 kept += 1
         elif verdict[1]:
-            left_out.append(LeftOut("/" + entry.name, verdict[0]))
+            left_out.append(LeftOut("/" + entry.name + "/" * (entry.type == "dir"), verdict[0]))
     tap.stop_output()
     while tap.read(_CHUNK):  # bytes after the archive's end count for the diff_id
         pass

@@ -284,6 +284,12 @@ class Policy:
     allow_env: frozenset[str] = field(default_factory=frozenset)
     content_rules: tuple[ContentRule, ...] = CONTENT_RULES
     allow_files: FileRule | None = None     # [secrets] allow_files: kept whatever secret rule
+    # the markers of every token format of the content rules, found in one pass a window
+    _markers: tokens.MarkerIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_markers", tokens.MarkerIndex(
+            f for rule in self.content_rules for f in rule.formats))
 
     @classmethod
     def for_app(cls, licenses: ExtraPatterns, secrets: ExtraPatterns,
@@ -356,22 +362,69 @@ class Policy:
         return None
 
     def host_file_rule(self, rel_path: str, host_path: Path, files_layer: bool,
-                       read_os_trees: bool = True) -> FileRule | ContentRule | None:
-        """Like file_rule, then the content rules, which read the file's first bytes once
-        (never through a symlink, never more than the largest rule's ``head``)."""
+                       read_os_trees: bool = True, warn: Callable[[str], None] | None = None
+                       ) -> FileRule | ContentRule | None:
+        """Like file_rule, then the content rules, which read the file once (never through
+        a symlink): the rules without token formats its first bytes, the token rules a
+        text file in windows up to ``tokens.TEXT_SCAN_CAP``.  A text file longer than
+        that is ``warn``-ed about (the rest was not read), never passed in silence."""
         rule = self.file_rule(rel_path, files_layer)
         if rule is not None:
             return rule
         wanting = self.content_rules_for(rel_path, read_os_trees=read_os_trees)
         if not wanting:
             return None
-        # Token rules skip binary files: when only they want more, a binary file's first
-        # bytes are enough (a folder of Parquet files is not read a MiB at a time).
-        plain = max((r.head for r in wanting if not r.formats), default=0)
-        head = _read_head(host_path, max(r.head for r in wanting), max(plain, tokens.BINARY_PROBE))
-        if head is None:
+        try:
+            fd = os.open(host_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
             return None
-        return next((r for r in wanting if r.matches_head(head)), None)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return self._judge(fd, rel_path, wanting, warn)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def _judge(self, fd: int, rel_path: str, wanting: tuple[ContentRule, ...],
+               warn: Callable[[str], None] | None) -> ContentRule | None:
+        """The first rule (in order) the file's content matches: every rule on the first
+        window, the token rules on each later one.  Token rules skip binary files, so a
+        binary file's first bytes are all that is read (a folder of Parquet files is not
+        read a MiB at a time)."""
+        plain = max((r.head for r in wanting if not r.formats), default=0)
+        first = _read_up_to(fd, max(plain, tokens.BINARY_PROBE))
+        token_rules = [r for r in wanting if r.formats]
+        if not token_rules or len(first) < max(plain, tokens.BINARY_PROBE) \
+                or tokens.is_binary(first):
+            return next((r for r in wanting if r.matches_head(first)), None)
+        data = first + _read_up_to(fd, tokens.TEXT_WINDOW - len(first))
+        window = self._markers.window(data, first=True)
+        found = next((r for r in wanting if (window.find(r.formats) is not None if r.formats
+                                             else r.matches_head(data))), None)
+        end = len(data)                     # the file's bytes read so far
+        more_to_read = end == tokens.TEXT_WINDOW
+        step = tokens.TEXT_WINDOW - tokens.TOKEN_SPAN
+        while found is None and more_to_read:
+            if end >= tokens.TEXT_SCAN_CAP:
+                if warn is not None and _read_up_to(fd, 1):
+                    warn(f"/{rel_path.lstrip('/')} was read for tokens up to "
+                         f"{tokens.TEXT_SCAN_CAP >> 20} MiB only: the rest of it was not "
+                         "scanned (leave it out, or split it, if it may hold secrets)")
+                return None
+            want = min(step, tokens.TEXT_SCAN_CAP - end)
+            more = _read_up_to(fd, want)
+            if not more:
+                return None
+            more_to_read = len(more) == want
+            # one byte before the overlap: the context of a token that starts the window
+            data = data[-(tokens.TOKEN_SPAN + 1):] + more
+            end += len(more)
+            window = self._markers.window(data, first=False)
+            found = next((r for r in token_rules if window.find(r.formats) is not None), None)
+        return found
 
     def content_rules_for(self, rel_path: str, read_os_trees: bool = False
                           ) -> tuple[ContentRule, ...]:
@@ -403,27 +456,6 @@ class Policy:
 
 def _name_wanted(rule: ContentRule, rel_path: str) -> bool:
     return rule.name_wanted(rel_path.rpartition("/")[2].lower())
-
-
-def _read_head(host_path: Path, size: int, enough_if_binary: int) -> bytes | None:
-    """The first ``size`` bytes of a regular file, or None (a symlink, not a file, gone);
-    only the first ``enough_if_binary`` bytes when those show a binary file."""
-    try:
-        fd = os.open(host_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        first = _read_up_to(fd, min(size, enough_if_binary))
-        if len(first) < min(size, enough_if_binary) or tokens.is_binary(first):
-            return first
-        return first + _read_up_to(fd, size - len(first))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _globs_regex(globs: Sequence[str]) -> str:

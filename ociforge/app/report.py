@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..display import bytes_of, human, json_safe, json_text, plural
+from ..display import bytes_of, human, json_safe, json_text, path_fields, plural
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, pretty
 
@@ -246,10 +246,13 @@ class Report:
             lines.append("  kept     variables: " + ", ".join(
                 f"{d['name']} (--allow-env, overrides {d['rule']})" for d in self.overridden))
         if self.left_out_files:
-            files = self.left_out_files[:8]
-            lines.append(f"  left out {plural(len(self.left_out_files), 'file')}: " + ", ".join(
-                f"{f['path']} ({f['rule']})" for f in files)
-                + (" ..." if len(self.left_out_files) > len(files) else ""))
+            listed = self.left_out_files[:8]
+            folders = sum(1 for f in self.left_out_files if f.get("folder"))
+            counts = [plural(n, what) for n, what in
+                      ((len(self.left_out_files) - folders, "file"), (folders, "folder")) if n]
+            lines.append(f"  left out {' and '.join(counts)}: " + ", ".join(
+                f"{f['path']}{'/' if f.get('folder') else ''} ({f['rule']})" for f in listed)
+                + (" ..." if len(self.left_out_files) > len(listed) else ""))
         for warning in self.warnings[:5]:
             lines.append(f"  warning  {warning}")
         if self.manifests:
@@ -298,6 +301,16 @@ class Report:
             lines.append(f"  licensed {where}... and {len(self.licensed_components) - 8} more "
                          "(see the report's licensed_components)")
         return lines
+
+
+def left_out_entry(path: str, rule: str, layer: str) -> JSONObject:
+    """A ``left_out_files`` entry; ``path`` is an image path, a folder's ending in "/"
+    (the entry then says ``folder``: left out whole, with everything in it)."""
+    folder = path.endswith("/") and path.strip("/") != ""
+    entry: JSONObject = {**path_fields("/" + path.strip("/")), "rule": rule, "layer": layer}
+    if folder:
+        entry["folder"] = True
+    return entry
 
 
 def verify_report(report: JSONObject) -> bool:

@@ -8,21 +8,28 @@ of base64 in a notebook's image output is no token.  The secret part must also n
 look like a placeholder (``EXAMPLE``, ``xxxx``, ``<your-token>``, ``${TOKEN}``): real
 tokens are random, documentation examples are not.
 
-Reading is bounded: the caller hands over the first bytes of a file (see
-``TEXT_HEAD`` and ``NOTEBOOK_HEAD``); a file with a NUL byte in its first 8 KiB is
-binary and not read for tokens.  Literal markers are looked for first (a fast
-substring search); a format's regex runs only on text that holds one of its markers.
+Reading is bounded.  The app's own files are read in windows of ``TEXT_WINDOW``
+that overlap by ``TOKEN_SPAN`` (longer than any token a format matches, so none is
+cut in two) up to ``TEXT_SCAN_CAP``; a file longer than that is reported, not
+silently shipped (policy.py).  A base image's files are judged on their first bytes
+(``TEXT_HEAD``, ``NOTEBOOK_HEAD``: the layer is streamed).  A file with a NUL byte in
+its first 8 KiB is binary and not read for tokens.  Literal markers are looked for
+first, all of them in one Aho-Corasick pass over a window (``MarkerIndex``); a
+format's regex runs only on text that holds one of its markers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-TEXT_HEAD = 1 << 20           # bytes of a text file read for tokens
-NOTEBOOK_HEAD = 16 << 20      # bytes of a Jupyter notebook (outputs hold big images)
+TEXT_HEAD = 1 << 20           # bytes of a base layer's text file read for tokens
+NOTEBOOK_HEAD = 16 << 20      # bytes of a base layer's Jupyter notebook (outputs hold images)
 BINARY_PROBE = 8 << 10        # a NUL byte in these first bytes: a binary file
+TEXT_WINDOW = 1 << 20         # an app file is read for tokens one window at a time
+TOKEN_SPAN = 64 << 10         # windows overlap by this: more than any format's longest match
+TEXT_SCAN_CAP = 64 << 20      # bytes of an app file read for tokens; past them, a warning
 
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -182,11 +189,18 @@ TOKEN_FORMATS: tuple[TokenFormat, ...] = (
          "anaconda.org/t/", "anaconda.cloud/t/", "anaconda.com/t/"),
 )
 
+_PM_KEY = (r"(?:_authToken|npmAuthToken|npmAuthIdent|_auth|_password|"
+           r"//[^\s=\"']{1,255}:_authToken)")
+
 # Package-manager settings: credentials in these keys as well as in URLs and tokens.
+# ``key = value`` or ``key: value`` (.npmrc, .yarnrc.yml) anywhere; Yarn v1's .yarnrc
+# writes ``key value``, either quoted, and only at the start of a line is that read so.
 PACKAGE_MANAGER_FORMATS: tuple[TokenFormat, ...] = (
     _fmt("package-manager-credentials",
-         r"(?:^|[\s:])(?:_authToken|npmAuthToken|npmAuthIdent|_auth|_password|"
-         r"//[^\s=]{1,255}:_authToken)\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,255})",
+         r"(?:^|[\s:])" + _PM_KEY + r"\s*[:=]\s*[\"']?(?P<s>[^\s\"']{6,255})",
+         "_auth", "npmAuth", "_password", ignore_case=True, word_start=False),
+    _fmt("package-manager-credentials",
+         r"(?:^|\n)[ \t]*[\"']?" + _PM_KEY + r"[\"']?[ \t]+[\"']?(?P<s>[^\s\"']{6,255})",
          "_auth", "npmAuth", "_password", ignore_case=True, word_start=False),
 )
 
@@ -233,8 +247,9 @@ def _real(fmt: TokenFormat, match: re.Match[bytes]) -> bool:
     return fmt.check is None or fmt.check(match.group(0))
 
 
-def _matches(fmt: TokenFormat, text: bytes) -> bool:
-    """A real token of this format in the text.
+def _matches(fmt: TokenFormat, text: bytes, begin: int = 0) -> bool:
+    """A real token of this format in the text, starting at ``begin`` or later (the
+    bytes before it are context: whether a token there starts a word).
 
     Word-start formats are tried only where one of their start literals begins a
     word, so a crafted file ("eyJeyJeyJ...") costs one bounded attempt per word,
@@ -247,7 +262,7 @@ def _matches(fmt: TokenFormat, text: bytes) -> bool:
         return any(_real(fmt, match) for match in fmt.compiled.finditer(text))
     inside = _WORD | frozenset(fmt.inside.encode())
     for start in fmt.start_bytes:
-        pos = text.find(start)
+        pos = text.find(start, begin)
         while pos != -1:
             if pos == 0 or text[pos - 1] not in inside:
                 match = fmt.compiled.match(text, pos)
@@ -271,6 +286,59 @@ def _find(data: bytes, formats: Sequence[TokenFormat], env: bool) -> TokenFormat
         if _matches(fmt, text):
             return fmt
     return None
+
+
+class MarkerIndex:
+    """Which of the formats' markers a text holds, all found in one pass.
+
+    One substring search per marker (49 of them) reads each byte 49 times (about
+    30 MB/s); an Aho-Corasick automaton (ahocorasick_rs, in Rust) reads it once.  It
+    looks for every marker lower-cased in the lower-cased text: a prefilter may say
+    yes too often (the format's own pattern decides on the text as it is), never no.
+    The markers are short, so its overlapping search is linear in the text.
+    """
+
+    def __init__(self, formats: Iterable[TokenFormat]):
+        self._markers = sorted({m.lower() for f in formats for m in f.marker_bytes})
+        from ahocorasick_rs import BytesAhoCorasick
+
+        self._automaton = BytesAhoCorasick(self._markers) if self._markers else None
+
+    def window(self, data: bytes, first: bool) -> Window:
+        """``data`` as a window of a file: the first, or a later one whose first byte is
+        context only (a token starting there was judged in the window before)."""
+        return Window(data, self.present(data), first)
+
+    def present(self, data: bytes) -> frozenset[bytes]:
+        """The markers (lower-cased) in ``data``, whatever their case there."""
+        if self._automaton is None:
+            return frozenset()
+        markers = self._markers
+        return frozenset(markers[i] for i, _, _ in
+                         self._automaton.find_matches_as_indexes(data.lower(), overlapping=True))
+
+
+class Window:
+    """One window of a text file, its markers found once for every format asked about."""
+
+    def __init__(self, data: bytes, markers: frozenset[bytes], first: bool):
+        self._data = data
+        self._first = first
+        self._markers = markers
+        self._text: bytes | None = None
+
+    def find(self, formats: Sequence[TokenFormat]) -> TokenFormat | None:
+        """The first format (in order) with a real token in this window."""
+        for fmt in formats:
+            if not fmt.files or (fmt.once and not self._first):
+                continue
+            if not any(m.lower() in self._markers for m in fmt.marker_bytes):
+                continue
+            if self._text is None:
+                self._text = prepare(self._data)
+            if _matches(fmt, self._text, 0 if self._first else 1):
+                return fmt
+        return None
 
 
 def find_in_bytes(head: bytes, formats: Sequence[TokenFormat] = TOKEN_FORMATS

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from ..errors import InvalidInputError, OperationError
 from ..layers.build import BuildResult, BuildSettings, build_layer
-from ..layers.layerfiles import LayerSource, SkipCallback
+from ..layers.layerfiles import Kept, LayerSource, SkipCallback
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import JSONValue
@@ -179,9 +179,9 @@ def build_layer_cached(cache: Cache | None, sources: Sequence[LayerSource],
     storable = wait_out_racy(before.newest_ctime_ns)
     decisions: list[tuple[str, str]] = []
 
-    def recording(image_path: str, host_path: Path) -> str | None:
+    def recording(image_path: str, host_path: Path) -> str | Kept | None:
         reason = skip(image_path, host_path) if skip is not None else None
-        if reason:
+        if isinstance(reason, str) and reason:  # left out (a Kept warning is a build's)
             decisions.append((image_path, reason))
         return reason
 

@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(args_list)
         if extra:
             raise _unrecognized(parser, getattr(args, "command", None), extra)
-    except UsageError as exc:
+    except UsageError as refused:
+        exc = _misplaced(parser, args_list) or refused
         print(exc, file=sys.stderr)
         if "--json" in args_list:
             _print_json({"error": exc.message, "exit_code": 2}, None)
@@ -269,6 +270,36 @@ def _unrecognized(parser: argparse.ArgumentParser, command: str | None,
     hint = f" (did you mean {guess[0]}?)" if guess else ""
     return UsageError(f"{PROG} {command}",
                       f"unrecognized arguments: {' '.join(extra)}{hint}")
+
+
+def _misplaced(parser: argparse.ArgumentParser, argv: Sequence[str]) -> UsageError | None:
+    """An option of a command given before the command (``ociforge --with-files export``):
+    argparse would call it unknown, or take its value for the command's name."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    at = next((i for i, arg in enumerate(argv) if arg in sub.choices), None)
+    if at is None:
+        return None
+    command = argv[at]
+    for arg in argv[:at]:
+        option = arg.split("=", 1)[0]
+        if not option.startswith("-") or option in parser._option_string_actions:
+            continue
+        if option in sub.choices[command]._option_string_actions:
+            return UsageError(f"{PROG} {command}", f"{option} is an option of "
+                              f"`{PROG} {command}`: put it after the command")
+        others = sorted(name for name, p in _all_commands().items()
+                        if option in p._option_string_actions)
+        if others:
+            return UsageError(f"{PROG} {command}", f"{option} is not an option of "
+                              f"`{PROG} {command}` (it is one of "
+                              + " and ".join(f"`{PROG} {name}`" for name in others) + ")")
+    return None
+
+
+def _all_commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
 
 
 def _one_line(text: str) -> str:

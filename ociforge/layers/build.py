@@ -45,6 +45,7 @@ _advise = getattr(os, "posix_fadvise", None)
 _SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", 0)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)  # a file swapped for a fifo must not hang us
+_FILE_KINDS = (FILE, LINK)  # what a layer's file count counts (as tarsafe does a tar's)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
     for path, e in ordered:
         uid = settings.uid if e.uid < 0 else e.uid
         gid = settings.gid if e.gid < 0 else e.gid
-        progress.advance(files=1)
+        if e.kind in _FILE_KINDS:
+            progress.advance(files=1)
         if e.kind == FILE:
             if e.inode is not None:
                 first = first_of_inode.get(e.inode)
@@ -259,7 +261,12 @@ def _write_tar(ordered: list[tuple[bytes, Entry]], settings: BuildSettings, out:
                              typeflag=tf.REGTYPE))
     out.write(tf.END_OF_ARCHIVE)
     out.flush()
-    return sum(1 for _, e in ordered if e.kind in (FILE, LINK))  # files, not folders
+    return _file_count(ordered)
+
+
+def _file_count(ordered: list[tuple[bytes, Entry]]) -> int:
+    """The files of a layer as its summary counts them: not folders, not whiteouts."""
+    return sum(1 for _, e in ordered if e.kind in _FILE_KINDS)
 
 
 def _check_settings(settings: BuildSettings) -> None:
@@ -284,8 +291,8 @@ def build_layer(
 
     ``skip(image_path, host_path)`` may return a reason to leave an entry out
     (a skipped folder is left out whole); reasons are reported in ``skipped``.
-    ``progress`` counts the file bytes read (of the total listed) and the entries
-    written, and is told the layer's digest.
+    ``progress`` counts the file bytes read (of the total listed) and the files
+    written (not folders), and is told the layer's digest.
     """
     _check_settings(settings)
     tune_allocator()
@@ -302,11 +309,11 @@ def write_entries(ordered: list[tuple[bytes, Entry]], settings: BuildSettings,
                   progress: Task = NULL_TASK) -> Layer:
     """The layer blob of entries already collected and sorted (``Collector.ordered``).
 
-    ``progress`` counts the file bytes read (of the total listed) and the entries
-    written, and is told the layer's digest."""
+    ``progress`` counts the file bytes read (of the total listed) and the files
+    written (not folders), and is told the layer's digest."""
     _check_settings(settings)
     tune_allocator()
-    progress.expect(_data_size(ordered), files_total=len(ordered))
+    progress.expect(_data_size(ordered), files_total=_file_count(ordered))
     on_data = None if progress is NULL_TASK else progress.advance
     layer = write_layer_blob(
         lambda sink: _write_tar(ordered, settings, _TarOut(sink, on_data=on_data), progress),

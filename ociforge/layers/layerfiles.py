@@ -19,7 +19,16 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 
-SkipCallback = Callable[[str, Path], "str | None"]
+
+@dataclass(frozen=True)
+class Kept:
+    """What a skip callback returns to keep an entry with a warning for the report
+    (the build's ``warnings``; a reason string leaves the entry out)."""
+
+    warning: str
+
+
+SkipCallback = Callable[[str, Path], "str | Kept | None"]
 WHITEOUT_PREFIX = ".wh."
 
 
@@ -36,6 +45,23 @@ class LayerSource:
     src: Path
     dest: str
     exclude: tuple[str, ...] = ()
+
+    def host_of(self, image_path: str) -> Path | None:
+        """Where in a folder source an image path of its walk comes from (None: not from
+        this folder)."""
+        dest = os.fsdecode(_image_path(self.dest, "layer destination"))
+        path = image_path.strip("/")
+        if dest and not path.startswith(dest + "/"):
+            return None
+        return Path(self.src) / path[len(dest):].lstrip("/")
+
+
+def is_folder(host: Path | None) -> bool:
+    """``host`` is a folder itself (not a symlink to one)."""
+    try:
+        return host is not None and stat.S_ISDIR(os.lstat(host).st_mode)
+    except OSError:
+        return False
 
 
 DIR, FILE, LINK, WHITEOUT = range(4)  # kinds of Entry
@@ -153,6 +179,9 @@ class Collector:
         if self._skip is None:
             return False
         reason = self._skip(os.fsdecode(path), Path(os.fsdecode(host)))
+        if isinstance(reason, Kept):
+            self.warnings.append(reason.warning)
+            return False
         if reason:
             self.skipped.append((os.fsdecode(path), reason))
             return True

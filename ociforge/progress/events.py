@@ -52,8 +52,8 @@ class ProgressEvent(TypedDict, total=False):
     done: Required[int | None]
     total: Required[int | None]
     label: str                   # start, end: what a person is shown for the item
-    files: int                   # build: entries written so far
-    files_total: int             # build: entries the layer will hold
+    files: int                   # build: files written so far (not folders)
+    files_total: int             # build: files the layer will hold
     rows: int                    # table: rows read so far
     status: str                  # end: ok, failed, cancelled, uploaded, mounted, exists, reused
     digest: str                  # end of a build: the layer's digest

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from ...display import path_fields
 from ...errors import InvalidPlatformError
 from ...layers.build import BuildSettings
 from ...model.image import Image
@@ -14,7 +13,7 @@ from ...model.platform import Platform
 from ...progress.events import Progress
 from ...stores.locations import Scratch, resolve_platform
 from ..baselayers import BaseLayerScan, RewriteSettings, filter_base_layers
-from ..report import LayerEntry, Report
+from ..report import LayerEntry, Report, left_out_entry
 from .api import ExportPlan, ExportRequest
 
 
@@ -100,6 +99,6 @@ def filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request:
                               if scan.rewritten and scan.original.diff_id else None)))
         for item in scan.left_out:
             used.add(item.rule)
-            report.left_out_files.append({**path_fields(item.path), "rule": item.rule,
-                                          "layer": "base", "base_layer": scan.index})
+            report.left_out_files.append({**left_out_entry(item.path, item.rule, "base"),
+                                          "base_layer": scan.index})
     return base

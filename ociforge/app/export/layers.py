@@ -15,6 +15,7 @@ from pathlib import Path
 from ...cache.keys import key_text
 from ...cache.layers import build_layer_cached
 from ...layers.build import BuildSettings, LayerSource
+from ...layers.layerfiles import Kept, SkipCallback, is_folder
 from ...model.platform import Platform
 from ...progress.events import Progress
 from ..spec import SPEC_NAME, AppSpec, PathSpec
@@ -63,10 +64,11 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: Expor
     left_out: list[tuple[str, str]] = []
     skip, replay, rules = skipper(plan, role, left_out)
     what = f"{role} layer {layer_spec.src}"
+    source = LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)
     with Progress.of(plan.options).task("build", what) as task:
         result = build_layer_cached(
-            plan.cache, [LayerSource(layer_spec.path, layer_spec.dest, layer_spec.exclude)],
-            settings, skip=skip, replay=replay, rules=rules,
+            plan.cache, [source], settings, skip=skip,
+            replay=lambda path, rule: replay(path, rule, source.host_of(path)), rules=rules,
             deciders=FILE_RULE_DECIDERS,
             what=what, progress=task)
     return Built(role, layer_spec.src, result, left_out)
@@ -74,7 +76,7 @@ def _build(layer_spec: PathSpec, role: str, settings: BuildSettings, plan: Expor
 
 def skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
             read_os_trees: bool = True
-            ) -> tuple[Callable[[str, Path], str | None], Callable[[str, str], None], str]:
+            ) -> tuple[SkipCallback, Callable[[str, str, Path | None], None], str]:
     """(skip, replay, rules): ``skip`` decides and notes a left-out file; ``replay`` notes
     one a reused layer left out; ``rules`` names everything ``skip`` decides by (not the
     platform: a layer's bytes do not depend on it, so platforms share it).
@@ -84,23 +86,24 @@ def skipper(plan: ExportPlan, role: str, left_out: list[tuple[str, str]],
     env_file = str(plan.spec.config.env_file_path) if plan.spec.config.env_file_path else None
     spec_file = os.path.normpath(str(plan.spec.root / SPEC_NAME))
 
-    def note(image_path: str, rule_name: str) -> None:
-        left_out.append((image_path, rule_name))
+    def note(image_path: str, rule_name: str, host: Path | None = None) -> None:
+        left_out.append((image_path + "/" * is_folder(host), rule_name))  # "/": a folder
 
-    def skip(image_path: str, host_path: Path) -> str | None:
+    def skip(image_path: str, host_path: Path) -> str | Kept | None:
         rule_name: str | None = None
         host = os.path.normpath(str(host_path))
+        unread: list[str] = []      # a text file too long to read for tokens to its end
         if env_file is not None and host == env_file:
             rule_name = "env-file"
         elif host == spec_file:
             rule_name = "spec-file"
         else:
             rule = plan.policy.host_file_rule(image_path, host_path, files_layer=role == "files",
-                                              read_os_trees=read_os_trees)
+                                              read_os_trees=read_os_trees, warn=unread.append)
             rule_name = rule.name if rule else None
         if rule_name is None:
-            return None
-        note(image_path, rule_name)
+            return Kept(unread[0]) if unread else None
+        note(image_path, rule_name, host_path)
         return rule_name
 
     rules = key_text(plan.policy, role, env_file, spec_file)

@@ -60,9 +60,9 @@ def rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image,
     for path, rule in stats.pruned:
         if rule == "own-layer" or (rule == "workspace" and request.with_files):
             continue                # exported, by a layer of its own
-        note(path, rule)
+        note(path, rule, rootfs / path.lstrip("/"))
     for path, rule in stats.left_out:
-        note(path, rule)
+        note(path, rule, rootfs / path.lstrip("/"))
     counts = {"compare": request.compare, "added": stats.added, "changed": stats.changed,
               "deleted": stats.deleted}
     return Built("rootfs", "/", delta.build, left_out, rootfs=counts)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import cast
 
 from ...cache.store import Cache
-from ...display import path_fields
 from ...layers.build import BuildSettings
 from ...model.annotations import ANNOTATION_TITLE
 from ...model.image import Image
@@ -26,7 +25,7 @@ from ...pipeline.append import base_annotations, created_annotation, derived_ann
 from ...pipeline.outputs import result_entry
 from ..baselayers import BaseLayerScan
 from ..redact import history_scrubber
-from ..report import REPORT_LABEL, LayerEntry, Report
+from ..report import REPORT_LABEL, LayerEntry, Report, left_out_entry
 from ..rootfs import ENV_RULES, LIVE_RULES, base_inventory
 from .api import ExportOutcome, ExportPlan, ExportRequest
 from .attach import attach_and_sign
@@ -129,8 +128,7 @@ def _add_layers(child: PlatformImage, built: list[Built], epoch: int) -> None:
         report.warnings += sorted(entry.result.warnings)  # walk order varies by machine
         for image_path, rule in entry.left_out:
             child.used.add(rule)
-            report.left_out_files.append({**path_fields("/" + image_path.lstrip("/")),
-                                          "rule": rule, "layer": entry.role})
+            report.left_out_files.append(left_out_entry(image_path, rule, entry.role))
     report.left_out_files.sort(
         key=lambda item: (item["path"], item["layer"], item.get("base_layer", -1)))
     child.image = append_layers(child.base, [entry.result.layer for entry in built],

@@ -35,8 +35,8 @@ def check_tables(spec: AppSpec) -> None:
     for i, table in enumerate(spec.tables):
         if table.format == "parquet":
             require_pyarrow()
-        open_database(table, spec.root, spec.locate(("tables", i)),
-                      spec.locate(("tables", i, "table")))
+        open_database(table, spec.root, spec.locate(("tables", i, "source")),
+                      spec.locate(("tables", i, "query" if table.query else "table")))
 
 
 def table_layers(plan: ExportPlan, settings: BuildSettings, tmp: Path) -> list[Built]:

@@ -141,9 +141,10 @@ def _uuid_text(array: Any) -> Any:
     data = array.buffers()[1]
     raw = data[array.offset * 16:(array.offset + len(array)) * 16] if data is not None else b""
     text = bytes(raw).hex().encode()
-    offsets = pa.array(range(0, 32 * len(array) + 1, 32), pa.int32())
-    hexed = pa.Array.from_buffers(pa.string(), len(array),
-                                  [None, offsets.buffers()[1], pa.py_buffer(text)])
+    # 32 hex digits a value: fixed-size text, cast to string in one step (no offsets built
+    # one Python int per row)
+    hexed = pa.Array.from_buffers(pa.binary(32), len(array),
+                                  [None, pa.py_buffer(text)]).cast(pa.string())
     parts = [pc.utf8_slice_codeunits(hexed, a, b)
              for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))]
     joined = pc.binary_join_element_wise(*parts, "-")

@@ -3,7 +3,7 @@
 Same rows, same bytes: Parquet row groups hold a fixed number of rows whatever
 batch sizes the driver produced, every writer option is pinned, the Arrow
 schema blob is not stored and ``created_by`` names the pyarrow series rather
-than the patch release.  CSV is RFC 4180: one header line, ``\\n`` line ends,
+than the patch release.  CSV is RFC 4180 with LF line ends (``\\n``): one header line,
 the header quoted only where needed, values of text columns always quoted
 (pyarrow.csv's style), NULL as an empty unquoted field and the empty string as ``""``,
 timestamps in ISO 8601 (``T`` separator, ``Z`` for UTC), bytes as ``\\x`` + hex

@@ -45,13 +45,16 @@ def require_pyarrow() -> None:
 
 def open_database(spec: TableSpec, app_root: Path, where: str,
                   table_where: str | None = None) -> DatabaseURL:
-    """Parse the URL, check the database can be reached and holds the named table
-    (exit 2 if not; ``table_where`` names the ``table`` key in messages)."""
+    """Parse the URL, check the database can be reached and holds the named table, or
+    can run the query (prepared, not run): exit 2 if not, before any work.  ``where``
+    names the ``source`` key in messages, ``table_where`` the ``table`` or ``query``."""
     db = parse_db_url(spec.source, app_root, where)
-    source = Source(db, spec.name)
+    source = Source(db, spec.name, where)
     try:
         if spec.table is not None:
             source.check_table(spec.table, table_where or where)
+        elif spec.query is not None:
+            source.check_query(spec.query, table_where or where)
     finally:
         source.close()
     return db

@@ -39,14 +39,14 @@ def require_arrow(what: str) -> None:
         raise InvalidInputError(f"{what} needs pyarrow: {EXTRA_HINT}") from None
 
 
-def _driver(db: DatabaseURL, label: str) -> Any:
+def _driver(db: DatabaseURL, label: str, at: str = "") -> Any:
     require_arrow(f"table {label!r}")
     package = f"adbc-driver-{db.driver.replace('_', '-')}"
     try:
         return importlib.import_module(f"adbc_driver_{db.driver}.dbapi")
     except ImportError:
         hint = EXTRA_HINT if db.kind != "adbc" else f"pip install {package}"
-        raise InvalidInputError(f"table {label!r}: {db.shown} needs the ADBC driver "
+        raise InvalidInputError(f"{at}table {label!r}: {db.shown} needs the ADBC driver "
                                 f"{package}: {hint}") from None
 
 
@@ -85,22 +85,26 @@ class Result:
 
 
 class Source:
-    """One ADBC connection, one read transaction, any number of tables."""
+    """One ADBC connection, one read transaction, any number of tables.
 
-    def __init__(self, db: DatabaseURL, label: str):
+    ``where`` (``ociforge.toml:LINE: tables[i].source``) starts the messages about the
+    database itself: missing, unreachable, refusing."""
+
+    def __init__(self, db: DatabaseURL, label: str, where: str | None = None):
         self.db = db
         self.label = label
-        module = _driver(db, label)
+        self._at = f"{where}: " if where else ""
+        self._module = module = _driver(db, label, self._at)
         if db.kind == "sqlite":
             assert db.path is not None
             if not db.path.is_file():
-                raise InvalidInputError(
-                    f"table {label!r}: database {db.shown} does not exist ({db.path})")
+                raise InvalidInputError(f"{self._at}table {label!r}: database {db.shown} "
+                                        f"does not exist ({db.path})")
         try:
             self.conn = module.connect(db.driver_uri, autocommit=False)
         except Exception as exc:
-            raise InvalidInputError(f"table {label!r}: cannot connect to {db.shown}: "
-                                    f"{self._message(exc)}") from None
+            raise InvalidInputError(f"{self._at}table {label!r}: cannot connect to "
+                                    f"{db.shown}: {self._message(exc)}") from None
         try:
             if db.driver == "postgresql":
                 self._run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -122,8 +126,8 @@ class Source:
                 cur.execute(sql, params)
                 return list(cur.fetchall()) if cur.description else []
         except Exception as exc:
-            raise InvalidInputError(f"table {self.label!r}: cannot read {self.db.shown}: "
-                                    f"{self._message(exc)}") from None
+            raise InvalidInputError(f"{self._at}table {self.label!r}: cannot read "
+                                    f"{self.db.shown}: {self._message(exc)}") from None
 
     def close(self) -> None:
         conn, self.conn = getattr(self, "conn", None), None
@@ -237,6 +241,21 @@ class Source:
         hint = f" (did you mean {guess[0]!r}?)" if guess else ""
         raise InvalidInputError(f"{where}: no table {table!r} in {self.db.shown}{hint}; "
                                 f"tables: {', '.join(sorted(names)[:20]) or 'none'}")
+
+    def check_query(self, query: str, where: str) -> None:
+        """Refuse (exit 2) a query the database cannot run: it is prepared, which parses it
+        and resolves its tables and columns, and not run.  A driver that cannot prepare
+        leaves the query to the read."""
+        cur = self.conn.cursor()
+        try:
+            cur.adbc_prepare(query)
+        except Exception as exc:
+            if isinstance(exc, getattr(self._module, "NotSupportedError", ())):
+                return
+            raise InvalidInputError(f"{where}: query failed: {self._message(exc)}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
 
     def read(self, spec: TableSpec, where: str | None = None) -> Result:
         warnings: list[str] = []
