@@ -222,6 +222,11 @@ def test_harness_registry_checks_count_uploads_and_mounts(tmp_path: Path) -> Non
     assert results["ociforge-push"]["error"] == ""
     assert all(s["extra"]["digest_match"] for s in results["ociforge-push"]["samples"])
     assert all(s["extra"]["blob_writes"] == 0 for s in results["ociforge-repush"]["samples"])
+    assert results["ociforge-repush-basic"]["error"] == ""
+    # a no-op re-push, anonymous or with Basic credentials, is the one HEAD of the tag
+    for key in ("ociforge-repush", "ociforge-repush-basic"):
+        assert [(s["extra"]["blob_writes"], s["extra"]["requests"])
+                for s in results[key]["samples"]] == [(0, 1)] * 2, key
     for sample in results["ociforge-mount"]["samples"]:
         extra = sample["extra"]
         assert extra["base_uploaded"] == 0 and extra["base_mounted"] == extra["base_layers"] == 10

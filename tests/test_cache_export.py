@@ -350,3 +350,31 @@ def test_taking_allow_files_away_leaves_the_file_out_again(cli: Any, app: Path,
     digest, _, report = export(cli, app, tmp_path / "two")
     assert "/files/.env.local" in {f["path"] for f in report["left_out_files"]}
     assert digest == export(cli, app, tmp_path / "three", "--no-cache")[0]
+
+
+def test_where_the_cache_lives_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--cache-dir, else $OCIFORGE_CACHE_DIR, else $XDG_CACHE_HOME/ociforge, else
+    ~/.cache/ociforge: decided from the environ given, never the process's own."""
+    from ociforge.cache.location import cache_options
+
+    home, xdg, env_dir, flag = (tmp_path / name for name in ("home", "xdg", "env", "flag"))
+    home.mkdir()
+    monkeypatch.setenv("OCIFORGE_CACHE_DIR", str(tmp_path / "from-os-environ"))
+    every = {"HOME": str(home), "XDG_CACHE_HOME": str(xdg), "OCIFORGE_CACHE_DIR": str(env_dir)}
+
+    def where(cache_dir: Path | None, **environ: str) -> str | None:
+        return cache_options(str(cache_dir) if cache_dir else None, False, False,
+                             environ=environ).dir
+
+    assert where(flag, **every) == str(flag)
+    assert where(None, **every) == str(env_dir)
+    assert where(None, HOME=str(home), XDG_CACHE_HOME=str(xdg)) == str(xdg / "ociforge")
+    assert where(None, HOME=str(home)) == str(home / ".cache" / "ociforge")
+    # empty values count as unset; a relative XDG_CACHE_HOME is ignored (the XDG spec)
+    assert where(None, HOME=str(home), XDG_CACHE_HOME="", OCIFORGE_CACHE_DIR=" ") == \
+        str(home / ".cache" / "ociforge")
+    assert where(None, HOME=str(home), XDG_CACHE_HOME="relative/cache") == \
+        str(home / ".cache" / "ociforge")
+    # --no-cache: none at all, whatever the environment says
+    assert cache_options(None, True, False, environ=every).dir is None
+    assert not (tmp_path / "from-os-environ").exists()

@@ -221,6 +221,92 @@ def test_noop_repush_is_one_head_without_the_http_stack(cli: Any, registry: Regi
     assert digest in head
 
 
+def _docker_login(host: str, user: str, password: str) -> None:
+    """Credentials as `docker login` writes them, in this test's own DOCKER_CONFIG."""
+    import base64
+
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    config.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+
+
+def test_noop_repush_to_a_basic_auth_registry_is_one_head_without_the_http_stack(
+        cli: Any, tls_registry: RegistryServer, tmp_path: Path) -> None:
+    """htpasswd over TLS: the HEAD carries the Basic credentials, no push-access probe (an
+    upload opened and deleted) is needed when the registry serves the image already."""
+    user, password = tls_registry.username or "", tls_registry.password or ""
+    _docker_login(tls_registry.host, user, password)
+    image, _ = layout_image(cli, tmp_path, "img")
+    other, _ = layout_image(cli, tmp_path, "other", layers=1)
+    dest = f"{tls_registry.host}/fast/basic:1"
+    ca = str(tls_registry.ca_path)
+    code, out, err = cli("copy", image, dest, "--ca-cert", ca)
+    assert code == 0, err
+    digest = out.split()[0]
+    probe = ("import sys\nfrom ociforge.cli import main\n"
+             f"code = main(['copy', {image!r}, {dest!r}, '--ca-cert', {ca!r}])\n"
+             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    mark = tls_registry.log_mark()
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
+    assert proc.stdout.split()[0] == digest
+    assert hits(tls_registry, mark) == [("HEAD", "/v2/fast/basic/manifests/1", 200)]
+    assert password not in proc.stdout + proc.stderr
+    # the tag moved: the HEAD shows another digest, push access is asked, the push follows
+    assert run("copy", other, dest, "--no-cache", "--ca-cert", ca).returncode == 0
+    mark = tls_registry.log_mark()
+    proc = run("copy", image, dest, "--ca-cert", ca)
+    assert proc.stdout.split()[0] == digest
+    seen = hits(tls_registry, mark)
+    assert seen[0] == ("HEAD", "/v2/fast/basic/manifests/1", 200), seen
+    assert ("POST", "/v2/fast/basic/blobs/uploads/", 202) in seen, seen
+    assert ("PUT", "/v2/fast/basic/manifests/1", 201) in seen, seen
+    # credentials no longer accepted: the HEAD is refused, and so is push access, before
+    # anything is written to any destination
+    _docker_login(tls_registry.host, user, "not-the-password")
+    assert run("copy", other, dest, "--no-cache", "--ca-cert", ca, check=False).returncode == 1
+    mark = tls_registry.log_mark()
+    proc = run("copy", image, f"oci:{tmp_path / 'lay'}", dest, "--ca-cert", ca, check=False)
+    assert proc.returncode == 1 and "credentials refused" in proc.stderr, proc.stderr
+    assert not (tmp_path / "lay").exists()
+    hits(tls_registry, mark)    # waits until the registry has logged everything
+    seen = tls_registry.requests_since(mark)    # its access log: refusals too
+    assert seen[0] == ("HEAD", "/v2/fast/basic/manifests/1", 401), seen
+    assert ("POST", "/v2/fast/basic/blobs/uploads/", 401) in seen, seen
+    assert not [hit for hit in seen if hit[0] in ("PUT", "PATCH")], seen
+
+
+def test_noop_repush_check_falls_back_to_the_default_bundle(
+        cli: Any, tls_registry: RegistryServer, tmp_path: Path) -> None:
+    """--ca-cert names a CA that did not sign the registry's certificate, the default
+    bundle ($SSL_CERT_FILE) holds the one that did: the check trusts --ca-cert alone first,
+    then both, as the transport does, and still settles the re-push with one HEAD."""
+    from registry_fixtures import make_ca_and_cert
+
+    _docker_login(tls_registry.host, tls_registry.username or "", tls_registry.password or "")
+    unrelated, _, _ = make_ca_and_cert(tmp_path / "other-ca")
+    image, _ = layout_image(cli, tmp_path, "img")
+    dest = f"{tls_registry.host}/fast/fallback:1"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SSL_CERT_FILE=str(tls_registry.ca_path))
+    first = subprocess.run([sys.executable, "-m", "ociforge", "copy", image, dest,
+                            "--ca-cert", str(unrelated)], env=env, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    probe = ("import sys\nfrom ociforge.cli import main\n"
+             f"code = main(['copy', {image!r}, {dest!r}, '--ca-cert', {str(unrelated)!r}])\n"
+             "print(code, 'requests' in sys.modules)")
+    mark = tls_registry.log_mark()
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == ["0", "False"], proc.stdout
+    assert hits(tls_registry, mark) == [("HEAD", "/v2/fast/fallback/manifests/1", 200)]
+
+
 def test_cache_info_and_prune(cli: Any, tmp_path: Path) -> None:
     """info: location, size and entries; prune: least recently used first, --all empties."""
     from ociforge.cache.store import Cache

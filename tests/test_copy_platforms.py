@@ -1,17 +1,21 @@
 """Copy and append keep what they are given: an index stays whole unless --platform
 narrows it, to one image or to a new index of exactly the children named (their
-digests unchanged); append with a list adds its layers to exactly those platforms."""
+digests unchanged); append with --platform adds its layers to the platforms named and
+keeps every other entry of an index exactly as the source lists it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from image_factory import make_image
+from tools import require_tool, run
 
 from ociforge.model.image import Image
-from ociforge.model.index import Index, build_index
+from ociforge.model.index import Artifact, Index, build_index
+from ociforge.model.jsonutil import canonical
 from ociforge.model.mutate import scratch
 from ociforge.model.platform import Platform
 from ociforge.options import Options
@@ -22,14 +26,20 @@ PLATFORMS = ("linux/amd64", "linux/arm64", "linux/s390x")
 ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
 
 
+NOTES = {"org.example.note": "kept as listed"}
+INDEX_NOTES = {"org.opencontainers.image.ref.name": "three"}
+
+
 def three(tmp: Path) -> Index:
-    """An index of three platforms, each with an attestation manifest (as buildx writes)."""
+    """An index of three platforms, each with an attestation manifest (as buildx writes);
+    the s390x entry and the index itself carry annotations."""
     images = [make_image(tmp / "blobs", f"img-{i}", 1, platform=p)
               for i, p in enumerate(PLATFORMS)]
     attestations = [scratch(Platform("unknown", "unknown")) for _ in images]
-    return build_index([(image, None) for image in images] + [
+    return build_index([(image, NOTES if p == "linux/s390x" else None)
+                        for image, p in zip(images, PLATFORMS, strict=True)] + [
         (att, {**ATTESTATION, "vnd.docker.reference.digest": str(image.digest)})
-        for att, image in zip(attestations, images, strict=True)])
+        for att, image in zip(attestations, images, strict=True)], annotations=INDEX_NOTES)
 
 
 def test_copy_keeps_a_whole_index_by_default(cli: Any, tmp_path: Path) -> None:
@@ -109,28 +119,144 @@ def test_copy_of_an_index_into_a_docker_archive_names_the_alternatives(
     assert not (tmp_path / "x.tar").exists() and not (tmp_path / "ok").exists()
 
 
-def test_append_with_a_list_adds_to_exactly_those_platforms(cli: Any, tmp_path: Path) -> None:
+def _append(cli: Any, tmp_path: Path, platform: str, *dests: str,
+            extra: tuple[str, ...] = ()) -> tuple[int, str, str]:
+    (tmp_path / "add").mkdir(exist_ok=True)
+    (tmp_path / "add" / "note").write_text("added\n")
+    outputs = [arg for dest in dests for arg in ("-o", dest)]
+    return cast(tuple[int, str, str], cli(
+        "append", f"oci:{tmp_path}/src:m", "--platform", platform, "--layer",
+        f"{tmp_path}/add:/add", *extra, *outputs, "--json"))
+
+
+def _check_appended(new: Artifact, old: Artifact) -> None:
+    """``new`` is ``old`` with one layer more, that records ``old`` as its base."""
+    assert isinstance(new, Image) and isinstance(old, Image)
+    assert [layer.digest for layer in new.layers[:-1]] == [layer.digest for layer in old.layers]
+    assert len(new.layers) == len(old.layers) + 1
+    assert new.manifest["annotations"]["org.opencontainers.image.base.digest"] == str(old.digest)
+
+
+def _skopeo_copies_all(layout: Path, ref: str, index: Index) -> None:
+    """skopeo reads the index, every child and every blob (checking each digest) and
+    copies it unchanged: ``--raw`` gives our bytes, ``copy --all`` the same digest."""
+    skopeo = require_tool("skopeo")
+    raw = run([skopeo, "inspect", "--raw", f"oci:{layout}:{ref}"]).stdout
+    assert raw.encode() == index.index_bytes
+    copy = layout.parent / (layout.name + "-skopeo")
+    run([skopeo, "--insecure-policy", "copy", "--all", "--preserve-digests",
+         f"oci:{layout}:{ref}", f"oci:{copy}:{ref}"], timeout=120)
+    again = Layout(copy).read(ref)
+    assert again.digest == index.digest
+
+
+def test_append_with_a_list_changes_those_platforms_and_keeps_the_rest(
+        cli: Any, tmp_path: Path) -> None:
     index = three(tmp_path)
     Layout(tmp_path / "src").put(index, "m")
-    (tmp_path / "add").mkdir()
-    (tmp_path / "add" / "note").write_text("added\n")
-    code, _, stderr = cli("append", f"oci:{tmp_path}/src:m", "--platform",
-                          "linux/amd64,linux/s390x", "--layer", f"{tmp_path}/add:/add",
-                          "-o", f"oci:{tmp_path}/out:m")
+    code, stdout, stderr = _append(cli, tmp_path, "linux/amd64,linux/s390x",
+                                   f"oci:{tmp_path}/out:m")
     assert code == 0, stderr
     out = Layout(tmp_path / "out").read("m")
-    assert isinstance(out, Index)
-    assert [str(d.platform) for d, _ in out.children] == ["linux/amd64", "linux/s390x"]
-    for (_, new), position in zip(out.children, (0, 2), strict=True):
-        old = index.children[position][1]
-        assert isinstance(new, Image) and isinstance(old, Image)
-        assert [layer.digest for layer in new.layers[:-1]] == [layer.digest
-                                                               for layer in old.layers]
-        assert new.manifest["annotations"]["org.opencontainers.image.base.digest"] == str(
-            old.digest)
-    amd, s390x = (child for _, child in out.children)
+    assert isinstance(out, Index) and json.loads(stdout)["digest"] == str(out.digest)
+    entries = index.manifest["manifests"]
+    got = out.manifest["manifests"]
+    assert isinstance(entries, list) and isinstance(got, list)
+    # arm64 and its attestation exactly as the source lists them, in the source's order;
+    # the attestations of the two changed images are gone (they attest the old ones)
+    assert len(got) == 4 and got[1] == entries[1] and got[3] == entries[4]
+    for position, entry in ((0, got[0]), (2, got[2])):
+        assert {k: v for k, v in entry.items() if k not in ("digest", "size")} == \
+            {k: v for k, v in entries[position].items() if k not in ("digest", "size")}
+        assert entry["digest"] != entries[position]["digest"]
+    assert got[2]["annotations"] == NOTES
+    assert {k: v for k, v in out.manifest.items() if k != "manifests"} == \
+        {k: v for k, v in index.manifest.items() if k != "manifests"}
+    assert out.manifest["annotations"] == INDEX_NOTES
+    for position in (0, 2):
+        _check_appended(out.children[position][1], index.children[position][1])
+    assert out.children[1][1] is not None and out.children[1][0] == index.children[1][0]
+    amd, s390x = out.children[0][1], out.children[2][1]
     assert isinstance(amd, Image) and isinstance(s390x, Image)
     assert amd.layers[-1].digest == s390x.layers[-1].digest   # built once
+    assert cli("verify", f"oci:{tmp_path}/out:m")[0] == 0
+    _skopeo_copies_all(tmp_path / "out", "m", out)
+
+
+def test_append_with_one_platform_on_an_index_changes_that_platform_only(
+        cli: Any, tmp_path: Path) -> None:
+    index = three(tmp_path)
+    Layout(tmp_path / "src").put(index, "m")
+    code, stdout, stderr = _append(cli, tmp_path, "linux/arm64", f"oci:{tmp_path}/out:m")
+    assert code == 0, stderr
+    out = Layout(tmp_path / "out").read("m")
+    assert isinstance(out, Index) and json.loads(stdout)["digest"] == str(out.digest)
+    entries, got = index.manifest["manifests"], out.manifest["manifests"]
+    assert isinstance(entries, list) and isinstance(got, list)
+    assert got[0] == entries[0] and got[2:] == [entries[2], entries[3], entries[5]]
+    assert got[1]["platform"] == entries[1]["platform"]
+    _check_appended(out.children[1][1], index.children[1][1])
+    _skopeo_copies_all(tmp_path / "out", "m", out)
+    # a docker archive holds one image: that platform's, and so does every other
+    # destination of the run (one result, one digest)
+    code, stdout, stderr = _append(cli, tmp_path, "linux/arm64", f"{tmp_path}/one.tar",
+                                   f"oci:{tmp_path}/also:m")
+    assert code == 0, stderr
+    one = Layout(tmp_path / "also").read("m")
+    assert isinstance(one, Image) and one.digest == out.children[1][1].digest
+    assert {r["digest"] for r in json.loads(stdout)["destinations"]} == {str(one.digest)}
+
+
+def test_append_with_all_changes_every_platform_and_keeps_the_index_fields(
+        cli: Any, tmp_path: Path) -> None:
+    index = three(tmp_path)
+    Layout(tmp_path / "src").put(index, "m")
+    code, _, stderr = _append(cli, tmp_path, "all", f"oci:{tmp_path}/out:m")
+    assert code == 0, stderr
+    out = Layout(tmp_path / "out").read("m")
+    assert isinstance(out, Index) and out.manifest["annotations"] == INDEX_NOTES
+    assert [str(d.platform) for d, _ in out.children] == list(PLATFORMS)
+    for position in range(3):
+        _check_appended(out.children[position][1], index.children[position][1])
+    assert out.children[2][0].annotations == NOTES
+
+
+def test_append_format_on_part_of_an_index_is_refused(cli: Any, tmp_path: Path) -> None:
+    Layout(tmp_path / "src").put(three(tmp_path), "m")
+    code, _, stderr = _append(cli, tmp_path, "linux/amd64", f"oci:{tmp_path}/out:m",
+                              extra=("--format", "docker"))
+    assert code == 2, stderr
+    assert "--format docker converts the images appended to" in stderr
+    assert "(linux/arm64)" in stderr and "--platform all" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_append_with_a_list_to_a_registry_reads_back_with_skopeo(
+        cli: Any, registry: Any, tmp_path: Path) -> None:
+    index = three(tmp_path)
+    Layout(tmp_path / "src").put(index, "m")
+    remote = f"{registry.host}/platforms/appended:1"
+    code, stdout, stderr = _append(cli, tmp_path, "linux/arm64,linux/s390x", remote)
+    assert code == 0, stderr
+    skopeo = require_tool("skopeo")
+    raw = json.loads(run([skopeo, "inspect", "--tls-verify=false", "--raw",
+                          f"docker://{remote}"]).stdout)
+    assert json.loads(stdout)["digest"] == "sha256:" + hashlib.sha256(
+        canonical(raw)).hexdigest()
+    entries = index.manifest["manifests"]
+    assert isinstance(entries, list)
+    assert raw["manifests"][0] == entries[0] and raw["manifests"][3] == entries[3]
+    assert raw["annotations"] == INDEX_NOTES and len(raw["manifests"]) == 4
+    kept, changed = (json.loads(run([skopeo, "inspect", "--tls-verify=false",
+                                     "--override-arch", arch, f"docker://{remote}"]).stdout)
+                     for arch in ("amd64", "s390x"))
+    amd, s390x = index.children[0][1], index.children[2][1]
+    assert isinstance(amd, Image) and isinstance(s390x, Image)
+    assert kept["Layers"] == [str(layer.digest) for layer in amd.layers]
+    assert changed["Layers"][:1] == [str(layer.digest) for layer in s390x.layers]
+    assert len(changed["Layers"]) == 2
+    assert raw["manifests"][2]["digest"] != entries[2]["digest"]
+    assert cli("verify", remote)[0] == 0
 
 
 def test_append_on_scratch_with_a_list_builds_each_platform(cli: Any, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +401,41 @@ def test_all_names_the_bases_platforms_as_a_list_would(cli: Any, tmp_path: Path)
     arm = index.children[1][1]
     assert isinstance(arm, Image) and arm.config["variant"] == "v8"   # the base's own config
     assert arm.config["history"][1]["created_by"] == "ociforge export: runtime runtime/arm64"
+
+
+def test_files_src_per_architecture_gives_each_platform_its_own_files_layer(
+        cli: Any, tmp_path: Path) -> None:
+    app = make_app(tmp_path, extra='[files]\nsrc = "proj/{arch}"\n')
+    for arch in ("amd64", "arm64"):
+        (app / "proj" / arch).mkdir(parents=True)
+        (app / "proj" / arch / "data.csv").write_text(f"arch,{arch}\n")
+    code, _, stderr = cli("export", app, "--with-files", "-o", f"oci:{tmp_path / 'out'}:1",
+                          "--report", tmp_path / "r.json")
+    assert code == 0, stderr
+    index = Layout(tmp_path / "out").read("1")
+    assert isinstance(index, Index)
+    amd, arm = (child for _, child in index.children)
+    assert isinstance(amd, Image) and isinstance(arm, Image)
+    assert len(amd.layers) == len(arm.layers) == 3   # runtime, code, files
+    assert amd.layers[-1].digest != arm.layers[-1].digest
+    assert amd.layers[1].digest == arm.layers[1].digest
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [[layer["shared"] for layer in p["layers"]] for p in report["platforms"]] == [
+        [False, True, False]] * 2
+    for child, arch in ((amd, "amd64"), (arm, "arm64")):
+        with child.layers[-1].open() as blob, tarfile.open(fileobj=blob, mode="r|*") as tar:
+            found = {info.name: tar.extractfile(info).read()  # type: ignore[union-attr]
+                     for info in tar if info.isfile()}
+        assert {name.rsplit("/", 1)[-1]: data for name, data in found.items()} == {
+            "data.csv": f"arch,{arch}\n".encode()}
+    # one platform's folder missing: exit 2 naming it, nothing written
+    (app / "proj" / "arm64" / "data.csv").unlink()
+    (app / "proj" / "arm64").rmdir()
+    code, _, stderr = cli("export", app, "--with-files", "-o", f"oci:{tmp_path / 'none'}")
+    assert code == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert "files.src: 'proj/{arch}' is 'proj/arm64' for linux/arm64, which does not " \
+           "exist in the application folder" in stderr, stderr
+    assert not (tmp_path / "none").exists()
+    # without --with-files the workspace is not read, so its folders are not needed
+    assert cli("export", app, "-o", f"oci:{tmp_path / 'app-only'}")[0] == 0

@@ -385,3 +385,30 @@ def test_the_next_export_of_the_same_base_reads_no_base_layer(
     code, stdout, stderr = cli("-v", "export", app, "-o", f"oci:{tmp_path / 'o3'}:1", "--json")
     assert code == 0, stderr
     assert "indexing base layer" in stderr and json.loads(stdout)["digest"] == first[0]
+
+
+@pytest.mark.parametrize("rootfs", [False, True], ids=["folder", "rootfs"])
+def test_entrypoint_cmd_workdir_and_user_come_from_the_base_when_the_toml_names_none(
+        cli: Any, tmp_path: Path, rootfs: bool) -> None:
+    plain = read_image(make_base(tmp_path))
+    image = configure(plain, ConfigChanges(entrypoint=("/usr/bin/tool", "--serve"),
+                                           cmd=("--port", "8080"), workdir="/srv/app",
+                                           user="1000:1000"))
+    base = f"oci:{tmp_path / 'started'}:1"
+    parse_location(base).write(image, Options(platform=PLATFORM))
+    if rootfs:
+        root = unpack_base(base, tmp_path / "rootfs")
+        (root / "srv" / "app" / "added.py").write_text("print('added')\n")
+        extra = f'rootfs = "{root}"\n'
+    else:
+        (tmp_path / "app" / "site").mkdir(parents=True)
+        (tmp_path / "app" / "site" / "index.html").write_text("<p>hi</p>\n")
+        extra = '\n[[layers]]\nsrc = "site"\ndest = "/srv/www"\n'
+    app = write_app(tmp_path / "app", base, extra)
+    exported, _ = export(cli, app, tmp_path / "out")
+    assert len(exported.layers) == len(image.layers) + 1
+    runtime = exported.config["config"]
+    assert runtime["Entrypoint"] == ["/usr/bin/tool", "--serve"]
+    assert runtime["Cmd"] == ["--port", "8080"]
+    assert runtime["WorkingDir"] == "/srv/app"
+    assert runtime["User"] == "1000:1000"

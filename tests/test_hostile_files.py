@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tarfile
 from pathlib import Path
 
 import pytest
+from tools import require_root
 
 from ociforge.errors import InvalidInputError
 
@@ -24,17 +26,25 @@ HANG_GUARD = pytest.mark.timeout(60)
 
 
 def _special(kind: str, path: Path) -> Path:
-    """Make ``path`` a FIFO, a link to a character device, or a folder."""
+    """Make ``path`` a FIFO, a link to a character device (/dev/zero, /dev/null), a
+    device node of its own (the same devices, made with mknod), or a folder."""
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "device":
         path.symlink_to("/dev/zero")
+    elif kind == "null":
+        path.symlink_to("/dev/null")
+    elif kind in ("zero-node", "null-node"):
+        require_root("a character device node is made with mknod")
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 5 if kind == "zero-node" else 3))
     else:
         path.mkdir()
     return path
 
 
-KINDS = {"fifo": "FIFO", "device": "character device", "folder": "directory"}
+KINDS = {"fifo": "FIFO", "device": "character device", "null": "character device",
+         "zero-node": "character device", "null-node": "character device",
+         "folder": "directory"}
 
 
 @pytest.fixture
@@ -56,7 +66,7 @@ def _refused(cli, args: list, needle: str, tmp_path: Path) -> str:  # type: igno
 
 
 @HANG_GUARD
-@pytest.mark.parametrize("kind", ["fifo", "folder"])
+@pytest.mark.parametrize("kind", ["fifo", "zero-node", "null-node", "folder"])
 def test_env_file_that_is_not_a_file(cli, app: Path, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
     (app / "runtime.env").unlink()
     _special(kind, app / "runtime.env")
@@ -71,6 +81,27 @@ def test_ociforge_toml_that_is_not_a_file(cli, app: Path, tmp_path: Path, kind: 
     _special(kind, app / "ociforge.toml")
     err = _refused(cli, ["export", app, "-o", tmp_path / "out.tar"], KINDS[kind], tmp_path)
     assert "ociforge.toml" in err
+
+
+@HANG_GUARD
+@pytest.mark.parametrize("kind", ["fifo", "device", "null", "zero-node", "folder"])
+def test_verify_report_that_is_not_a_file(cli, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("append", "scratch", "-o", f"oci:{tmp_path / 'lay'}:v1")
+    assert code == 0, err
+    report = _special(kind, tmp_path / "report.json")
+    err = _refused(cli, ["verify", f"oci:{tmp_path / 'lay'}:v1", "--report", report],
+                   KINDS[kind], tmp_path)
+    assert "--report" in err and str(report) in err
+
+
+@HANG_GUARD
+def test_verify_report_naming_a_device_directly(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("append", "scratch", "-o", f"oci:{tmp_path / 'lay'}:v1")
+    assert code == 0, err
+    for device in ("/dev/null", "/dev/zero"):
+        err = _refused(cli, ["verify", f"oci:{tmp_path / 'lay'}:v1", "--report", device],
+                       "character device", tmp_path)
+        assert device in err
 
 
 @HANG_GUARD

@@ -377,3 +377,27 @@ def test_a_layout_in_a_folder_that_cannot_be_written_is_bad_input(unwritable: Pa
         with pytest.raises(InvalidInputError, match="not writable"):
             LayoutLocation(target, "v1").check_destination()
         assert not target.exists()
+
+
+def test_a_tag_is_written_only_when_every_blob_it_needs_is_present(tmp_path: Path) -> None:
+    """set_tag checks each blob under the lock right before index.json is rewritten: a
+    layer deleted after the image was written leaves index.json exactly as it was."""
+    from ociforge.model import walk
+
+    layout = Layout(tmp_path / "lay")
+    image = make_image(tmp_path / "blobs", "guarded", 2)
+    layout.put(image, "v1")
+    before = layout.index_path.read_bytes()
+    gone = image.layers[1].descriptor
+    layout.blob_path(gone.digest).unlink()
+    with pytest.raises(NotFoundError) as missing:
+        layout.set_tag(image.descriptor(), "v2", walk.descriptors(image))
+    assert str(gone.digest) in str(missing.value)
+    assert "not tagging v2" in str(missing.value)
+    assert layout.index_path.read_bytes() == before
+    assert layout.tags() == ["v1"]
+    # the manifest itself missing: refused the same way, untagged entry included
+    layout.blob_path(image.digest).unlink()
+    with pytest.raises(NotFoundError, match=f"blob {image.digest} is missing"):
+        layout.set_tag(image.descriptor(), None)
+    assert layout.index_path.read_bytes() == before

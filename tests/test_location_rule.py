@@ -60,6 +60,25 @@ TABLE = [
     ("oci:out/hello", LayoutLocation, "oci:out/hello"),
     ("oci:out/hello:1.0", LayoutLocation, "oci:out/hello:1.0"),
     ("oci-archive:x.tar:v1", OciArchiveLocation, "oci-archive:x.tar:v1"),
+    ("docker-archive:x.tar:me/app:1", DockerArchiveLocation, "docker-archive:x.tar:me/app:1"),
+    ("docker://x.tar:1", RegistryLocation, "docker.io/library/x.tar:1"),
+    ("docker://me/app.json@" + DIGEST, RegistryLocation, f"docker.io/me/app.json@{DIGEST}"),
+    ("./x.tar:1", DockerArchiveLocation, "docker-archive:./x.tar:1"),
+    ("localhost:5000/a.b:1", RegistryLocation, "localhost:5000/a.b:1"),
+    ("localhost:5000/app.tar:1", RegistryLocation, "localhost:5000/app.tar:1"),
+    ("ghcr.io/me/app.json@" + DIGEST, RegistryLocation, f"ghcr.io/me/app.json@{DIGEST}"),
+    ("localhost:5000/app.tar", DockerArchiveLocation, "docker-archive:localhost:5000/app.tar"),
+]
+
+# A file name with a :TAG or @DIGEST after it, no registry host first: (text, the file name)
+TAGGED_FILES = [
+    ("x.tar:latest", "x.tar"),
+    ("me/app.tar:1", "me/app.tar"),
+    ("out/hello.oci:v1", "out/hello.oci"),
+    ("x.tar.gz:1.0", "x.tar.gz"),
+    ("hello.zip:latest", "hello.zip"),
+    (f"me/app.json@{DIGEST}", "me/app.json"),
+    (f"x.tar:1@{DIGEST}", "x.tar"),
 ]
 
 AMBIGUOUS = ["out/hello", "hello", "alpine", "me/app", "a/b/c", "Foo/bar", "foo.com"]
@@ -103,6 +122,40 @@ def test_a_bare_name_is_refused_naming_both_readings(text: str, empty: Path) -> 
     assert f"oci:{text} for a layout" in message
     assert f"./{text}.tar for an archive" in message
     assert f"docker://{text} (or {text}:latest) to push" in message
+
+
+@pytest.mark.parametrize(("text", "name"), TAGGED_FILES)
+def test_a_tagged_file_name_is_refused_naming_both_readings(text: str, name: str,
+                                                            empty: Path) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        parse_location(text, role="destination", base_dir=empty)
+    message = str(refused.value)
+    assert refused.value.exit_code == 2
+    assert "\n" not in message
+    assert f"{text!r} could be the file {name} or a Docker Hub image" in message
+    assert f"docker://{text} to push" in message
+    if "@" in text:
+        assert "a digest names no file" in message
+        assert f"oci-archive:{name})" in message
+    else:
+        tag = text[len(name) + 1:]
+        assert f"oci-archive:{name}:{tag} for an OCI archive" in message
+        assert f"docker-archive:{name}:NAME:{tag} for a docker archive" in message
+
+
+def test_a_tagged_file_name_under_a_local_folder_named_like_a_host_is_refused(
+        empty: Path) -> None:
+    """``out.d/x.tar:1`` names a registry host only when no folder ``out.d`` is here."""
+    assert isinstance(parse_location("out.d/x.tar:1", base_dir=empty), RegistryLocation)
+    (empty / "out.d").mkdir()
+    with pytest.raises(InvalidInputError, match=r"could be the file out\.d/x\.tar or a registry "
+                                                r"image"):
+        parse_location("out.d/x.tar:1", base_dir=empty)
+
+
+def test_a_tagged_file_name_as_a_source_gets_the_pull_spelling(empty: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"or docker://base.tar:1 to pull$"):
+        parse_location("base.tar:1", role="source", base_dir=empty)
 
 
 def test_a_bare_source_is_refused_with_the_pull_spelling(empty: Path) -> None:
@@ -172,6 +225,26 @@ def test_a_name_with_a_file_suffix_is_never_a_registry(name: str, suffix: str, t
     except InvalidInputError:
         return  # refused is fine; published is not
     assert not isinstance(location, RegistryLocation), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(_names, st.sampled_from(FILE_SUFFIXES),
+       st.sampled_from([":1", ":latest", ":v1.0", "@" + DIGEST, ":1@" + DIGEST]))
+def test_a_file_name_with_a_tag_or_digest_after_it_is_refused(name: str, suffix: str,
+                                                                tail: str) -> None:
+    text = name + suffix + tail
+    with pytest.raises(InvalidInputError, match="could be the file "):
+        parse_location(text, base_dir=_EMPTY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["registry.example.com", "localhost", "127.0.0.1:5000", "[::1]:5000"]),
+       _names, st.sampled_from(FILE_SUFFIXES), st.sampled_from([":1", "@" + DIGEST]))
+def test_a_file_name_with_a_tag_under_a_registry_host_is_that_registry(
+        host: str, name: str, suffix: str, tail: str) -> None:
+    location = parse_location(f"{host}/{name}{suffix}{tail}", base_dir=_EMPTY)
+    assert isinstance(location, RegistryLocation)
+    assert location.reference.registry == host
 
 
 @settings(max_examples=300, deadline=None)
@@ -279,7 +352,8 @@ def _tree(root: Path) -> set[str]:
 
 
 REFUSED = ["out/hello", "x.zip", "hello.oci", "x.tar.zst", "oci-archve:x.tar", "hello",
-           "oci-layout:out"]
+           "oci-layout:out", "x.tar:latest", "me/app.tar:1", "out/hello.oci:v1",
+           f"me/app.json@{DIGEST}"]
 
 
 @pytest.mark.parametrize("dest", REFUSED)
@@ -298,7 +372,8 @@ def test_append_to_a_refused_destination_contacts_nothing_and_writes_nothing(
     assert _tree(work) == before
 
 
-@pytest.mark.parametrize("dest", ["out/hello", "x.zip", "oci-archve:x.tar"])
+@pytest.mark.parametrize("dest", ["out/hello", "x.zip", "oci-archve:x.tar", "x.tar:latest",
+                                  "me/app.tar:1"])
 def test_export_with_files_to_a_refused_destination_contacts_nothing(
         dest: str, tmp_path: Path, listener: _Listener) -> None:
     app = tmp_path / "app"

@@ -152,7 +152,7 @@ def test_a_push_access_check_left_for_the_cache_still_comes_before_any_write(
     host = readonly_registry.host
     cache = Cache.open(cache_options(None, False, False))
     assert cache is not None
-    remember_registry(cache, host, f"http://{host}", needs_auth=False)
+    remember_registry(cache, host, f"http://{host}", None)
     remember_tag(cache, host, "anon/deferred", "1", digest, "pushed")
     mark = readonly_registry.log_mark()
     code, out, err = cli("append", "scratch", "--layer", f"{tree}:/t", "-o",

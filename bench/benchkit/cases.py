@@ -8,6 +8,7 @@ note; an ociforge command that fails is reported as failed, never hidden.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from .trees import Tree, TreeSpec, make_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TAG = "bench"
+BASIC_AUTH = ("bench", "bench-password")   # the htpasswd registry's only user
 
 
 @dataclass
@@ -82,6 +84,7 @@ class State:
     ten_image: Path | None = None
     new_layer_tree: Tree | None = None
     registry: Registry | None = None
+    basic_registry: Registry | None = None
     postgres: Postgres | None = None
     notes: dict[str, list[str]] = field(default_factory=dict)
 
@@ -397,27 +400,41 @@ class Suite:
             self.state.registry = reg
             self.quiet(self.ociforge("copy", f"oci:{ten}:{TAG}", f"{reg.host}/ten:{TAG}",
                                      "--insecure", reg.host), cwd=self.s.work)
+            basic = Registry(self.s.work / "registry-basic", BASIC_AUTH).start()
+            self.state.basic_registry = basic
+            docker_config = Path(self.env["DOCKER_CONFIG"]) / "config.json"
+            docker_config.parent.mkdir(parents=True, exist_ok=True)
+            token = base64.b64encode(":".join(BASIC_AUTH).encode()).decode()
+            docker_config.write_text(json.dumps({"auths": {basic.host: {"auth": token}}}))
+            self.quiet(self.ociforge("copy", f"oci:{ten}:{TAG}", f"{basic.host}/ten:{TAG}",
+                                     "--insecure", basic.host), cwd=self.s.work)
             size = layouts.total_blob_bytes(ten, TAG)
             for case in cases:
                 case.input_bytes = size
 
         def finish() -> None:
-            reg = self.state.registry
-            if reg is not None:
-                reg.__exit__(None, None, None)
-                self.state.registry = None
+            for reg in (self.state.registry, self.state.basic_registry):
+                if reg is not None:
+                    reg.__exit__(None, None, None)
+            self.state.registry = self.state.basic_registry = None
 
         def registry() -> Registry:
             assert self.state.registry is not None
             return self.state.registry
 
-        def repush(argv_for: Callable[[str], list[str]]) -> Callable[[int], Sample]:
+        def basic_registry() -> Registry:
+            assert self.state.basic_registry is not None
+            return self.state.basic_registry
+
+        def repush(argv_for: Callable[[str], list[str]],
+                   which: Callable[[], Registry] = registry) -> Callable[[int], Sample]:
             def run(_i: int) -> Sample:
-                reg = registry()
+                reg = which()
                 mark = reg.mark()
                 sample = self.measure(argv_for(reg.host), cwd=self.s.work)
-                traffic = blob_traffic(reg.requests("ten", since=mark))
-                sample.extra["blob_writes"] = len(traffic["writes"])
+                seen = reg.requests("ten", since=mark)
+                sample.extra["blob_writes"] = len(blob_traffic(seen)["writes"])
+                sample.extra["requests"] = len(seen)
                 return sample
             return run
 
@@ -447,6 +464,16 @@ class Suite:
                  repush(lambda host: ["skopeo", "copy", "--insecure-policy",
                                       "--dest-tls-verify=false", f"oci:{ten}:{TAG}",
                                       f"docker://{host}/ten:{TAG}"]), needs=("skopeo",)),
+            Case("ociforge-repush-basic", "ociforge copy, the same, htpasswd registry",
+                 "ociforge", repush(lambda host: self.ociforge(
+                     "copy", f"oci:{ten}:{TAG}", f"{host}/ten:{TAG}", "--insecure", host),
+                     basic_registry)),
+            Case("skopeo-repush-basic", "skopeo copy, the same, htpasswd registry", "skopeo",
+                 repush(lambda host: ["skopeo", "copy", "--insecure-policy",
+                                      "--dest-tls-verify=false", "--dest-creds",
+                                      ":".join(BASIC_AUTH), f"oci:{ten}:{TAG}",
+                                      f"docker://{host}/ten:{TAG}"], basic_registry),
+                 needs=("skopeo",)),
             Case("ociforge-mount", "ociforge append REGISTRY/ten +1 layer -> other repo",
                  "ociforge", mount),
         ]

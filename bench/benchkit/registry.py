@@ -49,11 +49,12 @@ class Registry:
     """``with Registry(workdir) as reg:`` starts it; leaving the block stops it and
     removes its storage."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, basic_auth: tuple[str, str] | None = None) -> None:
         self.dir = workdir
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "registry.log"
+        self.basic_auth = basic_auth   # (user, password): htpasswd Basic auth
 
     @property
     def host(self) -> str:
@@ -73,6 +74,8 @@ class Registry:
                             "delete": {"enabled": True}},
                 "http": {"addr": self.host, "secret": secrets.token_hex(16)},
             }
+            if self.basic_auth is not None:
+                config["auth"] = {"htpasswd": {"realm": "bench", "path": self._htpasswd()}}
             cfg = self.dir / "config.yml"
             cfg.write_text(json.dumps(config))  # JSON is valid YAML
             log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the process
@@ -84,6 +87,19 @@ class Registry:
             self.stop()
         raise RuntimeError(f"registry did not start; see {self.log_path}")
 
+    def _htpasswd(self) -> str:
+        """The htpasswd file (bcrypt, as the registry requires) for ``basic_auth``."""
+        assert self.basic_auth is not None
+        tool = shutil.which("htpasswd")
+        if tool is None:
+            raise FileNotFoundError("htpasswd")
+        user, password = self.basic_auth
+        line = subprocess.run([tool, "-Bbn", user, password], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        path = self.dir / "htpasswd"
+        path.write_text(line + "\n")
+        return str(path)
+
     def _wait_ready(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,6 +109,9 @@ class Registry:
                 with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as resp:
                     if resp.status == 200:
                         return True
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and self.basic_auth is not None:
+                    return True     # up, and asking for the credentials it should
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)

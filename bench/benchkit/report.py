@@ -69,6 +69,8 @@ TARGETS: tuple[Target, ...] = (
     Target("export after one changed file (only that layer built)", "rebuilt",
            ("export-one-changed",), "export-first"),
     Target("no-op re-push / skopeo", "ratio", ("ociforge-repush",), "skopeo-repush", 2.5),
+    Target("no-op re-push, htpasswd registry / skopeo", "ratio", ("ociforge-repush-basic",),
+           "skopeo-repush-basic", 2.5),
     Target("pull 1 GiB image / skopeo", "ratio", ("ociforge-pull",), "skopeo-pull", 0.7),
     Target("two-platform export / one-platform export", "ratio", ("export-two-platforms",),
            "export-one-platform", 1.3),

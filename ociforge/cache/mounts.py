@@ -115,5 +115,6 @@ def after_transfer(cache: Cache, client: object, registry: str, repository: str,
         remember_tag(cache, registry, repository, tag, artifact.digest, how)
     transport = getattr(client, "transport", None)
     if transport is not None:
+        challenge = transport.auth.challenge
         remember_registry(cache, registry, str(transport.base_url),
-                          transport.auth.challenge is not None)
+                          None if challenge is None else challenge.scheme)

@@ -2,16 +2,19 @@
 
 Importing ``requests`` (and urllib3 under it) takes longer than everything
 else a no-op push does.  When the cache remembers that this registry's
-repository served exactly this digest under this tag, and that the registry
-answered its API check at a known base URL without asking for credentials,
-one HEAD of the manifest over the standard library's http.client settles it:
-200 with the same Docker-Content-Digest means nothing needs to be sent (what
-the full push would conclude from the same HEAD).
+repository served exactly this digest under this tag, and how the registry
+answered its API check at a known base URL (no credentials asked for, or
+Basic auth), one HEAD of the manifest on a socket of its own settles it: 200
+with the same Docker-Content-Digest means nothing needs to be sent (what the
+full push would conclude from the same HEAD).  A Basic registry gets the
+credentials the transport would send it (credentials.lookup), to its own
+origin only, over HTTPS or loopback.
 
 Anything else goes the full way: another answer, an error, a registry that
-wants credentials, a proxy in the environment, --insecure with HTTPS, a base
-URL the transport would not have chosen.  TLS is verified as the transport
-does (the same bundle, --ca-cert added).
+wants a token (Bearer), no credentials for a Basic one, a proxy in the
+environment, --insecure with HTTPS, a base URL the transport would not have
+chosen.  TLS is verified as the transport does (the same bundle, --ca-cert
+added).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .registry import tag_record
 from .store import Cache
 
 if TYPE_CHECKING:
+    import socket
     import ssl
 
 log = logging.getLogger("ociforge.http")
@@ -36,20 +40,25 @@ log = logging.getLogger("ociforge.http")
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
-def remember_registry(cache: Cache, registry: str, base_url: str, needs_auth: bool) -> None:
-    """How a full run reached ``registry``: its API base URL, and whether it asked for auth."""
+def remember_registry(cache: Cache, registry: str, base_url: str,
+                      auth_scheme: str | None) -> None:
+    """How a full run reached ``registry``: its API base URL, and the auth scheme its
+    challenge named (``basic``, ``bearer``; None when it asked for none)."""
     name = record_name(registry)
     known = cache.record("registries", name, touch=False)
-    if known and known.get("base") == base_url and known.get("auth") == needs_auth:
+    if known and known.get("base") == base_url and known.get("auth") == (
+            auth_scheme is not None) and known.get("scheme") == auth_scheme:
         return
     cache.put_record("registries", name, {"registry": registry, "base": base_url,
-                                          "auth": needs_auth, "time": time.time()})
+                                          "auth": auth_scheme is not None,
+                                          "scheme": auth_scheme, "time": time.time()})
 
 
 def may_settle(cache: Cache, registry: str, repository: str, reference: str,
                options: RegistryOptions) -> bool:
     """Whether ``already_served`` could answer for this reference (local reads only): the
-    cache remembers the tag, and how to reach the registry without credentials."""
+    cache remembers the tag, and how to reach the registry (anonymously or with Basic
+    credentials; whether there are any is found out when the HEAD is sent)."""
     return _checked_origin(cache, registry, repository, reference, options) is not None
 
 
@@ -59,12 +68,25 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
     found = _checked_origin(cache, registry, repository, reference, options)
     if found is None or found[2] != str(digest):
         return False
-    scheme, api_host, _ = found
+    scheme, api_host, _, basic = found
+    authorization = None
+    if basic:
+        from ..errors import OciforgeError
+        from ..remote.credentials import lookup
+
+        try:
+            creds = lookup(registry)
+        except OciforgeError as exc:   # a broken helper or config: the full way says so
+            log.debug("no credentials for the cached-state check: %s", type(exc).__name__)
+            return False
+        if creds is None or not creds.password:
+            return False
+        authorization = creds.basic_header()
     base = f"{scheme}://{api_host}"
     path = f"/v2/{repository}/manifests/{reference}"
     started = time.monotonic()
     try:
-        status, served = _head(scheme, api_host, path, options)
+        status, served = _head(scheme, api_host, path, options, authorization)
     except (OSError, ValueError) as exc:
         log.debug("HEAD %s%s -> %s (cached-state check)", base, path, type(exc).__name__)
         return False
@@ -74,14 +96,18 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
 
 
 def _checked_origin(cache: Cache, registry: str, repository: str, reference: str,
-                    options: RegistryOptions) -> tuple[str, str, object] | None:
-    """(scheme, API host, remembered digest) when the re-push check may run, else None."""
+                    options: RegistryOptions) -> tuple[str, str, object, bool] | None:
+    """(scheme, API host, remembered digest, whether Basic credentials go with the HEAD)
+    when the re-push check may run, else None."""
     remembered = tag_record(cache, registry, repository, reference)
     if not remembered:
         return None
     facts = cache.record("registries", record_name(registry), touch=False)
     base = facts.get("base") if facts else None
-    if not isinstance(base, str) or not facts or facts.get("auth") is not False:
+    if not isinstance(base, str) or not facts:
+        return None
+    basic = facts.get("auth") is True and facts.get("scheme") == "basic"
+    if facts.get("auth") is not False and not basic:
         return None
     if any(environ_value(name) or environ_value(name.upper()) for name in _PROXY_VARIABLES):
         return None
@@ -96,31 +122,36 @@ def _checked_origin(cache: Cache, registry: str, repository: str, reference: str
     if scheme == "http" and not (is_loopback(api_host) or registry in options.insecure
                                  or api_host in options.insecure):
         return None
-    return scheme, api_host, remembered.get("digest")
+    if basic and scheme == "http" and not is_loopback(api_host):
+        return None     # credentials in clear text only on this machine's loopback
+    return scheme, api_host, remembered.get("digest"), basic
 
 
-def _head(scheme: str, netloc: str, path: str, options: RegistryOptions) -> tuple[int, str]:
-    """One HTTP/1.1 HEAD on its own connection: (status, Docker-Content-Digest).
+def _head(scheme: str, netloc: str, path: str, options: RegistryOptions,
+          authorization: str | None = None) -> tuple[int, str]:
+    """One HTTP/1.1 HEAD on its own connection: (status, Docker-Content-Digest);
+    ``authorization`` (never logged) is sent as the Authorization header.
 
     A request line and headers written by hand, the answer's head parsed
     strictly (anything odd raises ValueError): http.client would cost more to
     import than this whole check takes.
     """
-    import socket
-
     from .. import __version__
 
     host, given_port = host_and_port(netloc)
     port = given_port or (443 if scheme == "https" else 80)
     if not host or not path.isascii() or any(c in path for c in " \r\n"):
         raise ValueError(netloc)
+    credentials = ""
+    if authorization is not None:
+        if not authorization.isascii() or any(c in authorization for c in "\r\n"):
+            raise ValueError("authorization")
+        credentials = f"Authorization: {authorization}\r\n"
     deadline = time.monotonic() + options.timeout     # the whole answer, as the transport
-    sock = socket.create_connection((host, port), timeout=min(15.0, options.timeout))
+    sock = _connect(scheme, host, port, options)
     try:
-        if scheme == "https":
-            sock = _tls_context(options).wrap_socket(sock, server_hostname=host)
         sock.sendall((f"HEAD {path} HTTP/1.1\r\nHost: {netloc}\r\n"
-                      f"Accept: {mt.MANIFEST_ACCEPT}\r\n"
+                      f"Accept: {mt.MANIFEST_ACCEPT}\r\n{credentials}"
                       f"User-Agent: ociforge/{__version__}\r\nConnection: close\r\n\r\n"
                       ).encode("ascii"))
         answer = b""
@@ -150,15 +181,47 @@ def _head(scheme: str, netloc: str, path: str, options: RegistryOptions) -> tupl
     return int(code), digest
 
 
-def _tls_context(options: RegistryOptions) -> ssl.SSLContext:
-    """The transport's verification (remote/tls.py): the default bundle, --ca-cert added."""
+def _connect(scheme: str, host: str, port: int, options: RegistryOptions) -> socket.socket:
+    """A connection to the registry, TLS verified as the transport verifies it.
+
+    With --ca-cert, that CA alone is tried first: a chain it verifies also verifies
+    against the transport's trust (the default bundle plus it), and loading the
+    default bundle costs more than the rest of the check.  A certificate it does
+    not verify gets a second connection with the transport's full trust."""
+    import socket
+
+    timeout = min(15.0, options.timeout)
+    if scheme != "https":
+        return socket.create_connection((host, port), timeout=timeout)
+    import ssl
+
+    for extra_only in ((True, False) if options.ca_cert else (False,)):
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            return _tls_context(options, extra_only).wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError:
+            sock.close()
+            if not extra_only:
+                raise
+        except BaseException:
+            sock.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+def _tls_context(options: RegistryOptions, extra_only: bool = False) -> ssl.SSLContext:
+    """The transport's verification (remote/tls.py): the default bundle, --ca-cert added
+    (``extra_only``: the --ca-cert alone)."""
     import ssl
 
     from ..fsutil import read_regular
     from ..remote.tls import default_bundle_path
 
+    extra = read_regular(options.ca_cert, "CA certificate file").decode(
+        "latin-1") if options.ca_cert else None
+    if extra_only and extra is not None:
+        return ssl.create_default_context(cadata=extra)   # no default certificates loaded
     context = ssl.create_default_context(cafile=default_bundle_path())
-    if options.ca_cert:
-        extra = read_regular(options.ca_cert, "CA certificate file")
-        context.load_verify_locations(cadata=extra.decode("latin-1"))
+    if extra is not None:
+        context.load_verify_locations(cadata=extra)
     return context

@@ -10,7 +10,8 @@ fetching the other children (pull).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from ..errors import InvalidPlatformError, ValidationError
 from . import mediatypes as mt
@@ -129,10 +130,7 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     image; the index's own fields kept.  When that is every entry of the source, the
     source itself (its digest unchanged).  A platform it lacks is InvalidPlatformError
     naming the platforms it has."""
-    chosen: dict[str, Image] = {}
-    for platform in wanted:
-        image = select_image(index, platform)
-        chosen.setdefault(str(image.digest), image)
+    chosen = images_for(index, wanted)
     raw = index.manifest.get("manifests")
     entries = raw if isinstance(raw, list) else []
     kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
@@ -158,3 +156,61 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
                  index.source)
 
+
+def images_for(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
+    """The images of ``index`` for ``wanted`` by digest, each found as select_image finds
+    it (a platform it lacks is InvalidPlatformError naming the platforms it has)."""
+    chosen: dict[str, Image] = {}
+    for platform in wanted:
+        image = select_image(index, platform)
+        chosen.setdefault(str(image.digest), image)
+    return chosen
+
+
+def attested_digest(desc: Descriptor) -> str | None:
+    """The image an attestation manifest's entry attests (buildx's annotations); None for
+    any other entry."""
+    notes = desc.annotations or {}
+    if notes.get(DOCKER_REFERENCE_TYPE) != ATTESTATION_MANIFEST:
+        return None
+    return notes.get(DOCKER_REFERENCE_DIGEST)
+
+
+def replace_images(index: Index, changed: Mapping[str, Image], *,
+                   media_type: str | None = None) -> Index:
+    """``index`` with each entry naming an image of ``changed`` (old digest -> new image)
+    naming the new image: that entry keeps its platform and annotations.  Every other
+    entry stays exactly as the source lists it, in the source's order, and so do the
+    index's own fields; the attestation manifests of a changed image are left out (they
+    attest the old one).  An image found only in a nested index is listed directly.
+    ``media_type`` (the images converted): the index's own, with no annotations in a
+    Docker manifest list."""
+    raw = index.manifest.get("manifests")
+    entries = raw if isinstance(raw, list) else []
+    kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
+    listed: set[str] = set()
+    for position, (desc, child) in enumerate(index.children):
+        key = str(desc.digest)
+        new = changed.get(key) if isinstance(child, Image) else None
+        if new is not None:
+            listed.add(key)
+            entry = {k: v for k, v in entries[position].items() if k != "data"}
+            entry.update(mediaType=new.media_type, digest=str(new.digest), size=new.size)
+            kept.append((entry, replace(desc, media_type=new.media_type, digest=new.digest,
+                                        size=new.size, data=None), new))
+        elif attested_digest(desc) in changed:
+            continue
+        else:
+            kept.append((entries[position], desc, child))
+    for key, image in changed.items():  # found in a nested index: named directly
+        if key not in listed:
+            desc = Descriptor(image.media_type, image.digest, image.size, None, image.platform)
+            kept.append((desc.to_dict(), desc, image))
+    doc = dict(index.manifest)
+    doc["manifests"] = [entry for entry, _, _ in kept]
+    if media_type is not None:
+        doc["mediaType"] = media_type
+        if media_type == mt.DOCKER_LIST:
+            doc.pop("annotations", None)
+    return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
+                 index.source)

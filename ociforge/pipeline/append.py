@@ -3,13 +3,14 @@
 ``plan_append(request)`` checks every input (layer sources, config values,
 annotations, formats, destinations) and push access to every registry
 destination; ``AppendPlan.run()`` reads the base, builds the layers once,
-applies them to every platform image it keeps and writes the result.  Which
-platforms: one (``Options.platform``, default the host's) gives one image;
-several (``Options.platforms``) an index of exactly those, every one with the
-layers (scratch serves any platform); ``Options.all_platforms`` every platform
-of an index base.  Platforms not asked for are not in the result: "add to
-these platforms and keep the others as they are" would make an index whose
-images differ in what was meant to be added everywhere.
+applies them to the platform images asked for and writes the result.  Which
+platforms: none named gives the host's image; on an index base, several
+(``Options.platforms``), every one (``Options.all_platforms``) or one named
+(``Options.platform``) get the layers and the index keeps every other entry
+exactly as the base lists it (attestations of a changed image are left out:
+they attest the old one).  One platform named where a destination holds one
+image (a docker archive) gives that platform's image; on scratch, a list
+builds an index of exactly those platforms.
 
 Format rules: the result keeps the base's media types unless ``format`` asks
 for OCI or Docker.  Docker manifests have no annotations and no zstd layers,
@@ -35,6 +36,7 @@ from ..layers.build import (
     settings_epoch,
 )
 from ..layers.compress import check_compression
+from ..model import mediatypes as mt
 from ..model.annotations import (
     ANNOTATION_BASE_DIGEST,
     ANNOTATION_BASE_NAME,
@@ -42,7 +44,6 @@ from ..model.annotations import (
     ANNOTATION_SOURCE,
     ANNOTATION_TITLE,
     ANNOTATION_VERSION,
-    DOCKER_REFERENCE_TYPE,
 )
 from ..model.image import Image
 from ..model.index import Artifact, Index, build_index
@@ -61,6 +62,8 @@ from ..model.mutate import (
     scratch,
     set_created,
 )
+from ..model.platform import Platform
+from ..model.selection import attested_digest, images_for, platforms_of, replace_images
 from ..options import Compression, ImageFormat, Options
 from ..progress.events import Progress, Task
 from ..stores.locations import Location, WriteResult, resolve_platform
@@ -271,30 +274,84 @@ def _asked_annotations(request: AppendRequest) -> list[str]:
                   + (["--source"] if request.source else []))
 
 
-def _result_is_docker(base: Artifact, wanted: ImageFormat | None) -> bool:
-    """Whether the appended image keeps (or gets) Docker media types."""
+def _result_is_docker(images: Sequence[Image], wanted: ImageFormat | None) -> bool:
+    """Whether the appended images keep (or get) Docker media types."""
     if wanted is not None:
         return wanted == "docker"
-    if isinstance(base, Image):
-        return base.is_docker
-    images = [child for _, child in base.children if isinstance(child, Image)]
     return bool(images) and all(image.is_docker for image in images)
+
+
+def _index_kept(plan: AppendPlan) -> tuple[Platform, ...] | None:
+    """The platforms whose images get the layers while an index base keeps its other
+    children; ``()`` for every platform; None when the result is one image (no
+    --platform, or one platform and a destination that holds one image)."""
+    options = plan.request.options
+    if options.platforms:
+        return options.platforms
+    if options.all_platforms:
+        return ()
+    if options.platform is not None and plan.outputs.hold_indexes():
+        return (options.platform,)
+    return None
+
+
+def _read_base(plan: AppendPlan) -> tuple[Artifact, dict[str, Image]]:
+    """The base, and the images the layers go to by their digest in it."""
+    request, options = plan.request, plan.request.options
+    docker = request.format == "docker"
+    if plan.base.kind == "scratch" and options.platforms:
+        images = [scratch(platform, docker=docker, epoch=plan.epoch)
+                  for platform in options.platforms]
+        index = build_index([(image, None) for image in images], docker=docker)
+        return index, {str(image.digest): image for image in images}
+    if plan.base.kind == "scratch":
+        image = scratch(options.wanted_platform(), docker=docker, epoch=plan.epoch)
+        return image, {str(image.digest): image}
+    wanted = _index_kept(plan)
+    if wanted is None:
+        # an explicit platform that a single-image base does not have is refused here
+        base = resolve_platform(plan.base.read(options), options)
+    else:
+        base = plan.base.read(replace(options, platform=None, platforms=(),
+                                      all_platforms=True))
+        if isinstance(base, Image):
+            base = resolve_platform(base, options)
+    if isinstance(base, Image):
+        return base, {str(base.digest): base}
+    platforms = wanted or tuple(platforms_of(base))
+    if not platforms:
+        raise InvalidInputError(f"base {str(request.base)!r} holds no platform images to "
+                                "append to")
+    return base, images_for(base, platforms)
+
+
+def _check_kept_format(base: Index, targets: Mapping[str, Image], plan: AppendPlan) -> None:
+    """--format converts the images appended to; an index entry kept as it is must
+    already have that format, or the index would mix them."""
+    wanted = plan.request.format
+    if wanted is None:
+        return
+    for desc, child in base.children:
+        if str(desc.digest) in targets or attested_digest(desc) in targets:
+            continue
+        if mt.is_docker(desc.media_type) != (wanted == "docker"):
+            what = desc.platform or (child.platform if isinstance(child, Image) else None)
+            raise InvalidInputError(
+                f"--format {wanted} converts the images appended to, but base "
+                f"{str(plan.request.base)!r} keeps {desc.digest.short}"
+                f"{f' ({what})' if what else ''} as it is, in the other format: name every "
+                "platform (--platform all) or drop --format")
 
 
 def _run(plan: AppendPlan) -> AppendOutcome:
     request, options = plan.request, plan.request.options
     docker = request.format == "docker"
     base_text = str(request.base)
-    if plan.base.kind == "scratch" and options.platforms:
-        base: Artifact = build_index([(scratch(platform, docker=docker, epoch=plan.epoch), None)
-                                      for platform in options.platforms], docker=docker)
-    elif plan.base.kind == "scratch":
-        base = scratch(options.wanted_platform(), docker=docker, epoch=plan.epoch)
-    else:
-        # an explicit platform that a single-image base does not have is refused here
-        base = resolve_platform(plan.base.read(options), options)
+    base, targets = _read_base(plan)
     plan.outputs.check_artifact(base)  # an index for a single-image output: before building
-    result_docker = _result_is_docker(base, request.format)
+    if isinstance(base, Index):
+        _check_kept_format(base, targets, plan)
+    result_docker = _result_is_docker(list(targets.values()), request.format)
     asked = _asked_annotations(request)
     if result_docker and request.format is None and asked:
         # a Docker manifest cannot carry them: say so rather than drop them silently
@@ -329,20 +386,14 @@ def _run(plan: AppendPlan) -> AppendOutcome:
 
     result: Artifact
     if isinstance(base, Index):
-        entries: list[tuple[Artifact, dict[str, str] | None]] = []
-        for desc, child in base.children:
-            notes = desc.annotations or {}
-            if not isinstance(child, Image) or DOCKER_REFERENCE_TYPE in notes or (
-                desc.platform is not None and desc.platform.os == "unknown"
-            ):
-                log.warning("leaving out %s (not a platform image)", desc.digest.short)
-                continue
-            entries.append((finish(child), dict(notes) or None))
-        if not entries:
-            raise InvalidInputError(f"base {base_text!r} holds no platform images to append to")
-        # a Docker manifest list only when every child is Docker; else an OCI index
-        result = build_index(entries, docker=all(isinstance(img, Image) and img.is_docker
-                                                 for img, _ in entries))
+        for desc, _ in base.children:
+            if attested_digest(desc) in targets:
+                log.warning("leaving out %s (it attests %s as it was before the append)",
+                            desc.digest.short, attested_digest(desc))
+        changed = {key: finish(image) for key, image in targets.items()}
+        media_type = None if request.format is None else (
+            mt.DOCKER_LIST if docker else mt.OCI_INDEX)
+        result = replace_images(base, changed, media_type=media_type)
     else:
         result = finish(base)
     results = plan.outputs.write(result, options)

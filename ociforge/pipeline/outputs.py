@@ -137,6 +137,10 @@ class Outputs:
         return [location.reference for location in self.locations
                 if location.reference is not None]
 
+    def hold_indexes(self) -> bool:
+        """Whether every destination can hold an index (a docker archive holds one image)."""
+        return all(location.kind != "docker-archive" for location in self.locations)
+
     def check_artifact(self, artifact: Artifact) -> None:
         """Every destination says it can take ``artifact`` (an index where one image fits
         is refused) before anything is built or written."""

@@ -247,6 +247,16 @@ def has_file_suffix(text: str) -> bool:
     return any(last.endswith(suffix) and len(last) > len(suffix) for suffix in FILE_SUFFIXES)
 
 
+def tagged_file_name(text: str) -> str | None:
+    """The file name in ``text`` when a ``:TAG`` (no ``/``) or ``@DIGEST`` follows one
+    (``x.tar`` in ``x.tar:1``, ``me/app.json`` in ``me/app.json@sha256:...``); else None."""
+    name = text.rpartition("@")[0] if "@" in text else text
+    head, colon, tag = name.rpartition(":")
+    if colon and head and tag and "/" not in tag:
+        name = head
+    return name if name != text and has_file_suffix(name) else None
+
+
 def is_explicit_path(text: str) -> bool:
     """``/...``, ``./...``, ``../...``, ``~...``, ``.`` or ``..``: a path as written."""
     return text.startswith(("/", "./", "../", "~")) or text in (".", "..")
@@ -289,6 +299,23 @@ def _ambiguous(text: str, role: str | None) -> InvalidInputError:
     )
 
 
+def _tagged_file(text: str, name: str, role: str | None) -> InvalidInputError:
+    tail = text[len(name):]
+    action = {"destination": "to push", "source": "to pull"}.get(role or "", "for a registry")
+    where = "a registry image" if _registry_host_first(name) else "a Docker Hub image"
+    if "@" in tail:
+        where += ", and a digest names no file"
+        files = f"{name} (or oci-archive:{name}) for the file"
+    else:
+        tag = tail[1:]
+        layout = f"oci:{name}:{tag} for a layout, " if not name.lower().endswith(
+            ARCHIVE_SUFFIXES) else ""
+        files = (f"{layout}oci-archive:{name}:{tag} for an OCI archive, "
+                 f"docker-archive:{name}:NAME:{tag} for a docker archive")
+    return InvalidInputError(f"{text!r} could be the file {name} or {where}: write {files}, "
+                             f"or docker://{text} {action}")
+
+
 def _resolve(path: str, base_dir: Path | None) -> str:
     """``~`` expanded; a relative path taken relative to ``base_dir`` when one is given."""
     expanded = os.path.expanduser(path)
@@ -318,9 +345,11 @@ def parse_location(text: str, *, role: str | None = None,
     carries ``:TAG`` or ``@DIGEST``.  A file name (``.tar``, ``.zip``, ``.oci`` ...),
     an existing path, or anything starting with ``/``, ``./``, ``../`` or ``~`` is
     never one; a bare ``a/b`` that fits neither reading is refused, so that nothing
-    goes to a registry by accident.  ``role`` (``"source"``/``"destination"``) only
-    words that refusal.  ``base_dir``: relative paths are relative to it (an app's
-    ``base``), not to the working directory.
+    goes to a registry by accident.  A file name followed by ``:TAG`` or ``@DIGEST``
+    (``x.tar:1``) is refused naming both readings, unless a registry host that is not
+    a local path comes first (``localhost:5000/app.tar:1`` is that registry).
+    ``role`` (``"source"``/``"destination"``) only words the refusals.  ``base_dir``:
+    relative paths are relative to it (an app's ``base``), not to the working directory.
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError("location is empty")
@@ -357,10 +386,17 @@ def parse_location(text: str, *, role: str | None = None,
             raise InvalidInputError(
                 f"location scheme {scheme + ':'!r} is not supported by ociforge; known: {_KNOWN}")
         if not _PORT_THEN_PATH.match(rest) and not os.path.lexists(_resolve(text, root)) and (
-                _looks_like_transport(scheme) or "/" in rest or not _TAG_RE.fullmatch(rest)
-                or has_file_suffix(text)):
+                _looks_like_transport(scheme) and not has_file_suffix(scheme)):
             raise _unknown_scheme(scheme, text)
-    if is_explicit_path(text) or has_file_suffix(text) or os.path.lexists(_resolve(text, root)):
+    if is_explicit_path(text) or os.path.lexists(_resolve(text, root)):
+        return _path_location(text, _resolve(text, root))
+    tagged = tagged_file_name(text)
+    if tagged is not None and not _host_named(tagged, root):
+        raise _tagged_file(text, tagged, role)
+    if sep and _SCHEME_RE.match(scheme) and not _PORT_THEN_PATH.match(rest) and (
+            "/" in rest or not _TAG_RE.fullmatch(rest) or has_file_suffix(text)):
+        raise _unknown_scheme(scheme, text)
+    if has_file_suffix(text):
         return _path_location(text, _resolve(text, root))
     if _is_reference(text):
         from .registry import RegistryLocation
@@ -374,11 +410,9 @@ def parse_location(text: str, *, role: str | None = None,
 
 def _is_reference(text: str) -> bool:
     """A registry host first, or a ``:TAG`` or ``@DIGEST``: what makes a reference explicit."""
-    if "@" in text:
+    if "@" in text or _registry_host_first(text):
         return True
-    first, slash, _ = text.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return True
+    slash = "/" in text
     name, colon, tag = text.rsplit("/", 1)[-1].partition(":")
     if not colon:
         return False
@@ -386,6 +420,18 @@ def _is_reference(text: str) -> bool:
         raise InvalidInputError(
             f"{text!r} names a registry but no repository: write {text}/NAME[:TAG]")
     return True
+
+
+def _registry_host_first(text: str) -> bool:
+    """Whether the first of several components is a registry host (``.``, ``:``, ``localhost``)."""
+    first, slash, _ = text.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _host_named(text: str, root: Path | None) -> bool:
+    """A registry host first that is not also a local path: the text names its registry."""
+    return _registry_host_first(text) and not os.path.lexists(
+        _resolve(text.partition("/")[0], root))
 
 
 def _path_location(text: str, path: str) -> Location:
