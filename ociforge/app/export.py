@@ -31,7 +31,7 @@ from ..errors import InvalidInputError, InvalidPlatformError
 from ..fsutil import check_writable_destination
 from ..layers.build import BuildResult, BuildSettings, LayerSource, build_layer, settings_epoch
 from ..layers.compress import check_compression
-from ..layers.delta import DeltaOptions, build_delta, check_compare
+from ..layers.delta import DeltaOptions, Observe, build_delta, check_compare
 from ..layers.workspace import blob_dir
 from ..model.annotations import ANNOTATION_TITLE
 from ..model.image import Image
@@ -74,12 +74,11 @@ from .report import REPORT_LABEL, LayerEntry, Report
 from .rootfs import (
     ENV_RULES,
     LIVE_RULES,
-    base_index,
+    BaseRead,
     base_inventory,
-    is_live_root,
+    changed_after,
     live_prune,
     process_env,
-    start_time_ns,
 )
 from .spec import SPEC_NAME, AppSpec, PathSpec, TableSpec, load_spec
 from .tables import TableExport, TableSnapshot, open_database, require_pyarrow, snapshot_table
@@ -370,19 +369,22 @@ def _assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
                              docker=bases[0][1].is_docker, normalize_modes=True)
     scans: dict[tuple[str, str], BaseLayerScan] = {}   # base layers two platforms share
     children: list[_Child] = []
+    base_read = None if spec.rootfs is None else \
+        BaseRead(plan.cache, bases[0][1].layers, spec.rootfs, request.compare)
     for platform, base, base_digest in bases:
         report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
                         base_reference=str(spec.base), base_digest=base_digest,
                         platform=str(platform), licensed=spec.licensed)
         child = _Child(platform, base, base_digest, report)
-        child.base = _filter_base(base, settings, plan, request, report, child.used, scans)
+        child.base = _filter_base(base, settings, plan, request, report, child.used, scans,
+                                  base_read.observe if base_read is not None else None)
         children.append(child)
     layers = _build_all(plan, request, settings, [child.platform for child in children])
-    if spec.rootfs is not None:             # one platform (phase one made sure)
+    if base_read is not None:               # a rootfs: one platform (phase one made sure)
         child = children[0]
         child.taker = base_inventory(bases[0][1], child.base)
         layers[0].insert(0, _rootfs_layer(plan, request, bases[0][1], child,
-                                          _workspace(spec), settings))
+                                          _workspace(spec), settings, base_read))
     for child, built in zip(children, layers, strict=True):
         report = child.report
         for entry in built:
@@ -609,7 +611,8 @@ def _attach_and_sign(outcome: ExportOutcome, plan: ExportPlan, request: ExportRe
 
 def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request: ExportRequest,
                  report: Report, used: set[str],
-                 scans: dict[tuple[str, str], BaseLayerScan] | None = None) -> Image:
+                 scans: dict[tuple[str, str], BaseLayerScan] | None = None,
+                 observe: Observe | None = None) -> Image:
     """Base layers through the file rules: clean ones as they are, others rewritten.
     ``scans`` holds the scans of layers another platform's base has too (read once)."""
     if request.keep_base_layers:
@@ -623,7 +626,7 @@ def _filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request
         base, found = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
                                                settings.threads), cache=plan.cache,
-            shared=scans, progress=Progress.of(plan.options))
+            shared=scans, progress=Progress.of(plan.options), observe=observe)
     for scan in found:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:
@@ -689,7 +692,8 @@ def _workspace(spec: AppSpec) -> PathSpec | None:
 
 
 def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, child: _Child,
-                  workspace: PathSpec | None, settings: BuildSettings) -> _Built:
+                  workspace: PathSpec | None, settings: BuildSettings, base_read: BaseRead
+                  ) -> _Built:
     """The layer of the rootfs's changes against the base as it was (the layers the rootfs
     was made from), with the live rules, and the license and secret rules as any layer.
 
@@ -709,13 +713,13 @@ def _rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image, chi
     skip, note, _ = _skipper(plan, "rootfs", left_out, read_os_trees=False)
     options = DeltaOptions(compare=request.compare, prune=prune, protected=prune.protected,
                            skip=skip,
-                           changed_after_ns=start_time_ns() if is_live_root(rootfs) else None)
+                           changed_after_ns=changed_after(rootfs))
     layers = [kept if kept.digest == was.digest else was
               for was, kept in zip(original.layers, child.base.layers, strict=True)]
     log.info("comparing the rootfs %s with the base", rootfs)
     refs = [LayerRef(i, str(layer.digest), "base") for i, layer in enumerate(child.base.layers)]
     progress = Progress.of(plan.options)
-    index = base_index(plan.cache, layers, refs, rootfs, options, child.taker, progress)
+    index = base_read.index(layers, refs, options, child.taker, progress)
     with progress.task("build", "rootfs layer", label="rootfs layer (changes against the base)"
                        ) as task:
         delta = build_delta(rootfs, index,
