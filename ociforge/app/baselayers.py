@@ -17,11 +17,12 @@ whiteout is still removed from the lower blob, where it would otherwise ship.
 
 Reading: a scan pass first (decompressing only), and a second pass only for a
 layer that must be rewritten.  Whoever else needs a base layer's entries (the
-rootfs index and the base's inventory) may observe them on the scan's read.  A registry blob is copied to the workspace during
-the scan so it is downloaded once.  A layer the base names more than once (same
-digest) is downloaded, scanned and rewritten once; every further occurrence uses
-that result (its left-out files are listed under the first occurrence only), so a
-manifest repeating one blob thousands of times costs one read of it.
+rootfs index and the base's inventory) may observe them on the scan's read.  A
+registry blob is copied to the workspace during the scan so it is downloaded
+once.  A layer the base names more than once (same digest) is downloaded,
+scanned and rewritten once; every further occurrence uses that result (its
+left-out files are listed under the first occurrence only), so a manifest
+repeating one blob thousands of times costs one read of it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..errors import DigestMismatchError
 from ..fsutil import new_file
 from ..layers import tarformat as tf
 from ..layers.blobwriter import TeeReader
-from ..layers.decompress import open_decompressed
+from ..layers.decompress import content_digest, open_decompressed
 from ..layers.delta import LayerObserver, Observe
 from ..layers.tarsafe import Limits, TarEntry, TarReader
 from ..layers.workspace import new_blob_path
@@ -263,34 +264,37 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
     if observer is not None and write is not None:
         raise ValueError("an observer only watches a scan, not a rewrite")
     lim = limits or Limits()
-    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)
-    tap = _Tap(plain, write)
-    reader = TarReader(tap, lim, what)  # type: ignore[arg-type]
+    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what, hashed=True)
+    tap = _Tap(plain, write) if write is not None else None
+    reader = TarReader(tap if tap is not None else plain, lim, what)  # type: ignore[arg-type]
     decide = _Decider(policy)
     left_out: list[LeftOut] = []
     kept = 0
     for entry in reader:
-        region_end = tap.pos + entry.size + (-entry.size % tf.BLOCK)
+        region_end = 0 if tap is None else tap.pos + entry.size + (-entry.size % tf.BLOCK)
         if observer is None:
             verdict = decide(entry, reader.read)
         else:
             data = _Replay(reader)
             verdict = decide(entry, data.head)
             observer.entry(entry, data)
-        tap.settle(keep=verdict is None, until=region_end)
+        if tap is not None:
+            tap.settle(keep=verdict is None, until=region_end)
         if verdict is None:
             if entry.type != "dir" and not entry.is_whiteout:
                 kept += 1
         elif verdict[1]:
             left_out.append(LeftOut("/" + entry.name, verdict[0]))
-    tap.stop_output()
-    while tap.read(_CHUNK):  # bytes after the archive's end count for the diff_id
+    if tap is not None:
+        tap.stop_output()
+    while plain.read(_CHUNK):  # bytes after the archive's end count for the diff_id
         pass
+    diff_id = content_digest(plain)
     while raw.read(_CHUNK):  # and the blob's digest is checked at its very end
         pass
     if observer is not None:
         observer.done()
-    return left_out, Digest("sha256", tap.hasher.hexdigest()), kept
+    return left_out, diff_id, kept
 
 
 class _Replay:
@@ -372,11 +376,8 @@ class _Tap:
     """
 
     def __init__(self, inner: IO[bytes], write: TarWrite | None):
-        import hashlib
-
         self._inner = inner
         self._write = write
-        self.hasher = hashlib.sha256()
         self.pos = 0
         self._pending = bytearray()
         self._until = 0
@@ -386,7 +387,6 @@ class _Tap:
         data = self._inner.read(n)
         if not data:
             return b""
-        self.hasher.update(data)
         start = self.pos
         self.pos += len(data)
         if self._write is None:
