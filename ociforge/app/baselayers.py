@@ -28,6 +28,7 @@ repeating one blob thousands of times costs one read of it.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -264,7 +265,17 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
     if observer is not None and write is not None:
         raise ValueError("an observer only watches a scan, not a rewrite")
     lim = limits or Limits()
-    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what, hashed=True)
+    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what, hashed=True,
+                              ahead=True)
+    try:
+        return _filter(raw, plain, policy, what, write, lim, observer)
+    finally:
+        plain.close()           # ends the decompressing thread (raw stays open)
+
+
+def _filter(raw: IO[bytes], plain: io.BufferedReader, policy: Policy, what: str,
+            write: TarWrite | None, lim: Limits, observer: LayerObserver | None
+            ) -> tuple[list[LeftOut], Digest, int]:
     tap = _Tap(plain, write) if write is not None else None
     reader = TarReader(tap if tap is not None else plain, lim, what)  # type: ignore[arg-type]
     decide = _Decider(policy)

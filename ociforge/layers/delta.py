@@ -334,12 +334,13 @@ class BaseIndex:
     def stream(self, raw: IO[bytes], what: str, feed: LayerFeed) -> None:
         """Read one layer's tar stream (any compression) to its end into ``feed``."""
         limits = self._options.limits or Limits()
-        plain = open_decompressed(raw, limit=limits.max_total_bytes, what=what)
-        reader = TarReader(plain, limits, what)
-        for entry in reader:
-            feed.entry(entry, reader)
-        while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
-            pass
+        with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
+                               ahead=True) as plain:   # (closing it leaves raw open)
+            reader = TarReader(plain, limits, what)
+            for entry in reader:
+                feed.entry(entry, reader)
+            while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
+                pass
         while raw.read(_CHUNK):
             pass
         feed.done()
