@@ -14,7 +14,14 @@ Two passes, each over its input once.
    Hashing is lazy: a base file's content is hashed while its layer streams
    by only when the root filesystem has a file at that path whose cheap
    attributes all agree but cannot settle the question (``needs_hash``), so
-   an ordinary export hashes nothing.
+   an ordinary export hashes nothing.  The stream looks at the root
+   filesystem (one lstat per base file) only where such files are to be
+   expected: with ``compare="content"``, or with ``changed_after_ns`` known (a
+   live root, where files touched since it started are).  Without that time a
+   file's content must decide only when its ctime lies in its mtime's second
+   or earlier, which an unpacked or copied root filesystem practically never
+   has; such a file is hashed from the base layers after the walk, in one
+   more read, as with a kept index.
 
 2. **The walk.**  The root filesystem is walked once with layerfiles' rules
    (never through a symlink, sockets and devices reported, not read), and each
@@ -383,7 +390,10 @@ class BaseIndex:
     def _wants_digest(self, entry: TarEntry) -> bool:
         """Whether the walk will need this file's content: the root filesystem holds a file
         there whose cheap attributes agree but cannot decide.  (The lstat may pass through a
-        symlinked folder; it only decides whether to hash, never what is exported.)"""
+        symlinked folder; it only decides whether to hash, never what is exported.)  Not
+        asked where such files are not to be expected (see the module docstring)."""
+        if self._options.compare != "content" and self._options.changed_after_ns is None:
+            return False
         try:
             st = os.lstat(self._root + b"/" + entry.raw_name)
         except OSError:
