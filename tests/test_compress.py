@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import random
 import subprocess
+import threading
 import zlib
 
 import pytest
@@ -21,6 +23,7 @@ from ociforge.layers.compress import (
     open_decompressed,
     sniff,
 )
+from ociforge.layers.decompress import content_digest
 from tests.tools import require_tool
 
 BLOCK = compress.GZIP_BLOCK_SIZE
@@ -168,19 +171,37 @@ def test_sniff() -> None:
         lambda b: b,
     ],
 )
-def test_open_decompressed_reads_every_format(encode: object, data: bytes) -> None:
+@pytest.mark.parametrize("ahead", [False, True])
+def test_open_decompressed_reads_every_format(encode: object, data: bytes, ahead: bool) -> None:
     blob = encode(data)  # type: ignore[operator]
-    with open_decompressed(io.BytesIO(blob)) as fh:
-        assert fh.read() == data
+    with open_decompressed(io.BytesIO(blob), hashed=True, ahead=ahead) as fh:
+        assert b"".join(iter(lambda: fh.read(7919), b"")) == data
+        assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def test_zip_bomb_is_bounded() -> None:
+def test_reading_ahead_ends_its_thread_when_the_reader_stops_early(data: bytes) -> None:
+    """A caller that stops (an error in what it parses) closes the stream: the thread
+    decompressing ahead ends, and the blob below stays open for its owner to close."""
+    def reading_ahead() -> int:
+        return sum(t.name == "ociforge-decompress" for t in threading.enumerate())
+
+    before = reading_ahead()
+    raw = io.BytesIO(gzip.compress(data * 64))
+    fh = open_decompressed(raw, ahead=True)
+    assert fh.read(10) == data[:10] and reading_ahead() == before + 1
+    fh.close()
+    assert reading_ahead() == before and not raw.closed
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_zip_bomb_is_bounded(ahead: bool) -> None:
     # 256 MiB of zeros compress to ~250 KiB; reading stops at the limit with an error
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     chunk = b"\0" * (1 << 20)
     bomb = b"".join(comp.compress(chunk) for _ in range(256)) + comp.flush()
     assert len(bomb) < 1 << 20
-    reader = open_decompressed(io.BytesIO(bomb), limit=8 << 20, what="bomb.tar.gz")
+    reader = open_decompressed(io.BytesIO(bomb), limit=8 << 20, what="bomb.tar.gz",
+                               ahead=ahead)
     with pytest.raises(HostileInputError, match=r"bomb\.tar\.gz.*limit"):
         while reader.read(1 << 16):
             pass
@@ -199,9 +220,10 @@ def test_exact_limit_is_allowed() -> None:
         b"\x28\xb5\x2f\xfd" + os.urandom(64),
     ],
 )
-def test_corrupt_streams_are_invalid_input(blob: bytes) -> None:
+@pytest.mark.parametrize("ahead", [False, True])
+def test_corrupt_streams_are_invalid_input(blob: bytes, ahead: bool) -> None:
     with pytest.raises(InvalidInputError):
-        open_decompressed(io.BytesIO(blob)).read()
+        open_decompressed(io.BytesIO(blob), ahead=ahead).read()
 
 
 def test_background_writer_keeps_order_and_reports_errors() -> None:

@@ -10,6 +10,7 @@ metadata, in the same order), report them with role base, and stay reproducible.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -25,7 +26,7 @@ from ociforge.app.policy import Policy
 from ociforge.app.spec import ExtraPatterns
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.layers.decompress import open_decompressed
-from ociforge.layers.tarsafe import TarReader
+from ociforge.layers.tarsafe import DataReader, TarEntry, TarReader
 from ociforge.model.image import Image
 from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
 from ociforge.model.platform import Platform
@@ -284,8 +285,6 @@ def _policy() -> Policy:
 def _filter(data: bytes) -> tuple[list[str], bytes]:
     out = bytearray()
     left_out, diff_id, _ = filter_entries(io.BytesIO(data), _policy(), "test", out.extend)
-    import hashlib
-
     assert str(diff_id) == "sha256:" + hashlib.sha256(data).hexdigest()
     return [item.path for item in left_out], bytes(out) + b"\0" * 1024
 
@@ -341,6 +340,50 @@ def test_filter_leaves_out_a_whole_folder_and_keeps_whiteouts() -> None:
         assert tar.getnames() == ["home/u/.ssh", "home/u/.ssh/id_rsa.pub", "home/u/.wh.site.lic",
                                   "home/u/.wh..wh..opq"]
     assert b"deploy-key" not in filtered
+
+
+class _Recorder:
+    """Reads every entry's data as an index or inventory would: a small piece, then
+    the rest."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, bytes] = {}
+        self.finished = 0
+
+    def entry(self, entry: TarEntry, data: DataReader) -> None:
+        first = data.read(7)
+        self.seen[entry.name] = first + data.read()
+
+    def done(self) -> None:
+        self.finished += 1
+
+
+def test_an_observer_of_the_scan_sees_every_entry_and_all_its_data() -> None:
+    """Where a content rule read a file's head to decide, the observer (the rootfs index
+    and inventory, on the same read) still gets the file from its first byte."""
+    big = b"".join(b"line %d of some notes\n" % i for i in range(80_000))  # over 1 MiB
+    assert len(big) > 1 << 20 and _policy().content_rules_for("srv/app/notes.txt")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, ".", type=tarfile.DIRTYPE)
+        _add(tar, "srv/app", type=tarfile.DIRTYPE)
+        _add(tar, "srv/app/notes.txt", big)
+        _add(tar, "srv/app/short.txt", b"short")
+        _add(tar, "srv/app/site.lic", b"licensed")
+        _add(tar, "srv/.wh.old")
+    recorder = _Recorder()
+    left_out, _, _ = filter_entries(io.BytesIO(buf.getvalue()), _policy(), "test", None,
+                                    observer=recorder)
+    assert [item.path for item in left_out] == ["/srv/app/site.lic"]
+    expected = {"": b"", "srv/app": b"", "srv/app/notes.txt": big, "srv/app/short.txt": b"short",
+                "srv/app/site.lic": b"licensed", "srv/.wh.old": b""}
+    assert {name: (len(data), hashlib.sha256(data).hexdigest())
+            for name, data in recorder.seen.items()} == \
+        {name: (len(data), hashlib.sha256(data).hexdigest()) for name, data in expected.items()}
+    assert recorder.finished == 1
+    with pytest.raises(ValueError):     # a rewrite routes bytes by position: no observer
+        filter_entries(io.BytesIO(buf.getvalue()), _policy(), "test", bytearray().extend,
+                       observer=recorder)
 
 
 def test_a_clean_tar_passes_through_unchanged() -> None:

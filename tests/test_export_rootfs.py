@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from tools import require_module, require_root, require_tool, run
 from ociforge.app.inventory import LayerRef, take_inventory
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.model.image import Image
+from ociforge.model.layer import Layer
 from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
 from ociforge.model.platform import Platform
 from ociforge.options import Options
@@ -412,3 +414,76 @@ def test_entrypoint_cmd_workdir_and_user_come_from_the_base_when_the_toml_names_
     assert runtime["Cmd"] == ["--port", "8080"]
     assert runtime["WorkingDir"] == "/srv/app"
     assert runtime["User"] == "1000:1000"
+
+
+def add_layer(location: str, tmp: Path) -> str:
+    """``location``'s image with a second layer (a Python package, an edited file), as
+    another oci: layout: the two bases share their lowest layer."""
+    tree = tmp / "upper-tree"
+    copy_dist_infos(["idna"], tree / SITE)
+    (tree / "etc").mkdir()
+    (tree / "etc" / "app.conf").write_text("mode=upper\n")
+    layer = build_layer([LayerSource(tree, "/")], BuildSettings()).layer
+    image = append_layers(read_image(location), [layer], created_by=["upper"])
+    upper = f"oci:{tmp / 'upper-layout'}:1"
+    parse_location(upper).write(image, Options(platform=PLATFORM))
+    return upper
+
+
+def test_a_first_export_reads_each_base_layer_once(cli: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The license and secret scan, the rootfs index and the base's inventory take each
+    base layer on one read (counted where a layer's blob is opened), whether the scan
+    reads it or its verdict was kept (then the index reads it, before the scan's next
+    read); the next export reads none; every way gives the same image and report."""
+    lower = make_base(tmp_path)
+    base = add_layer(lower, tmp_path)
+    rootfs = unpack_base(base, tmp_path / "rootfs")
+    (rootfs / "etc" / "app.conf").write_text("mode=live\n")
+    shutil.rmtree(rootfs / "usr" / "share" / "doc" / "pkg")
+    app = write_app(tmp_path / "app", base, f'rootfs = "{rootfs}"\n')
+    digests = [str(layer.digest) for layer in read_image(base).layers]
+    layout = base.rsplit(":", 1)[0]        # written into the base's own layout: no copies
+    opened: list[str] = []
+    real_open = Layer.open
+
+    def counting(self: Layer) -> Any:
+        opened.append(str(self.digest))
+        return real_open(self)
+
+    monkeypatch.setattr(Layer, "open", counting)
+
+    def export_counting(name: str, *extra: str) -> tuple[str, dict[str, Any], list[int]]:
+        opened.clear()
+        report = tmp_path / f"{name}.json"
+        code, stdout, stderr = cli("-v", "export", app, "-o", f"{layout}:{name}", "--json",
+                                   "--report", report, *extra)
+        assert code == 0, stderr
+        content = json.loads(report.read_text())
+        content.pop("image")
+        return json.loads(stdout)["digest"], content, [opened.count(d) for d in digests]
+
+    first = export_counting("first")
+    assert first[2] == [1, 1]
+    assert first[1]["rootfs"] == {"compare": "metadata", "added": 0, "changed": 1,
+                                  "deleted": 1}
+    assert first[1]["inventory"]["packages"] == 1        # idna, from the upper base layer
+    again = export_counting("again")
+    assert again[2] == [0, 0]
+    uncached = export_counting("uncached", "--no-cache")
+    assert uncached[2] == [1, 1]
+    cache = Path(os.environ["OCIFORGE_CACHE_DIR"])
+    shutil.rmtree(cache / "v1" / "rootfs")                # the scan's verdicts stay kept
+    unscanned = export_counting("unscanned")
+    assert unscanned[2] == [1, 1]
+    # a fresh cache that keeps only the lower layer's verdict (an export on the lower base)
+    monkeypatch.setenv("OCIFORGE_CACHE_DIR", str(tmp_path / "cache2"))
+    folder_app = write_app(tmp_path / "folder-app", lower, '[files]\nsrc = "files"\n')
+    (folder_app / "files").mkdir()
+    (folder_app / "files" / "data.txt").write_text("data\n")
+    code, _, stderr = cli("export", folder_app, "-o", f"oci:{tmp_path / 'folder-out'}:1")
+    assert code == 0, stderr
+    partly = export_counting("partly")
+    assert partly[2] == [1, 1]
+    for other in (again, uncached, unscanned, partly):
+        assert other[:2] == first[:2]

@@ -498,16 +498,19 @@ def test_registry_lying_about_the_manifest_digest(tmp_path: Path, cli) -> None: 
     assert not (out / "index.json").exists()
 
 
-def test_decompression_keeps_the_blobs_own_error() -> None:
+@pytest.mark.parametrize("ahead", [False, True])
+def test_decompression_keeps_the_blobs_own_error(ahead: bool) -> None:
     """A digest mismatch seen while decompressing a blob stays a DigestMismatchError (exit 1),
-    it does not turn into 'corrupt gzip data' (exit 2); a zip bomb inside the bound too."""
+    it does not turn into 'corrupt gzip data' (exit 2), also when it is seen on the thread
+    that decompresses ahead; a zip bomb inside the bound too."""
     from ociforge.errors import DigestMismatchError
     from ociforge.layers.compress import open_decompressed
     from ociforge.model.digest import Digest, VerifyingReader
 
     data = gzip.compress(b"x" * 100_000, mtime=0)
     wrong = Digest("sha256", "0" * 64)
-    reader = open_decompressed(VerifyingReader(io.BytesIO(data), wrong, len(data)))
+    reader = open_decompressed(VerifyingReader(io.BytesIO(data), wrong, len(data)),
+                               ahead=ahead)
     with pytest.raises(DigestMismatchError):
         while reader.read(65536):
             pass

@@ -13,8 +13,7 @@ warm page cache.
   the time to read it (GNU tar skips reading file data when its output is
   /dev/null itself, hence the pipe through cat).
 * ``rootfs-export-first``: ``ociforge export --rootfs`` with an empty cache
-  (the base is scanned, indexed and inventoried: one read of its layer for the
-  index and inventory, one for the license and secret scan).
+  (the base is scanned, indexed and inventoried, all on one read of its layer).
 * ``rootfs-export-again``: the same export with the cache the first one left
   (the base's scan, index and inventory kept: no base layer is read).
 

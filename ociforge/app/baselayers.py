@@ -16,16 +16,19 @@ is scanned on its own, so a license file that an upper layer deletes with a
 whiteout is still removed from the lower blob, where it would otherwise ship.
 
 Reading: a scan pass first (decompressing only), and a second pass only for a
-layer that must be rewritten.  A registry blob is copied to the workspace during
-the scan so it is downloaded once.  A layer the base names more than once (same
-digest) is downloaded, scanned and rewritten once; every further occurrence uses
-that result (its left-out files are listed under the first occurrence only), so a
-manifest repeating one blob thousands of times costs one read of it.
+layer that must be rewritten.  Whoever else needs a base layer's entries (the
+rootfs index and the base's inventory) may observe them on the scan's read.  A
+registry blob is copied to the workspace during the scan so it is downloaded
+once.  A layer the base names more than once (same digest) is downloaded,
+scanned and rewritten once; every further occurrence uses that result (its
+left-out files are listed under the first occurrence only), so a manifest
+repeating one blob thousands of times costs one read of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +41,8 @@ from ..errors import DigestMismatchError
 from ..fsutil import new_file
 from ..layers import tarformat as tf
 from ..layers.blobwriter import TeeReader
-from ..layers.decompress import open_decompressed
+from ..layers.decompress import content_digest, open_decompressed
+from ..layers.delta import LayerObserver, Observe
 from ..layers.tarsafe import Limits, TarEntry, TarReader
 from ..layers.workspace import new_blob_path
 from ..model.digest import Digest
@@ -91,7 +95,7 @@ class RewriteSettings:
 def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
                        limits: Limits | None = None, cache: Cache | None = None,
                        shared: dict[tuple[str, str], BaseLayerScan] | None = None,
-                       progress: Progress | None = None
+                       progress: Progress | None = None, observe: Observe | None = None
                        ) -> tuple[Image, list[BaseLayerScan]]:
     """The image with every base layer scanned, and rewritten where something matched.
 
@@ -99,7 +103,9 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
     ``shared`` carries scans from one image to the next (the platforms of one export,
     same rules): a layer another image had is not read again, and its left-out files
     are listed for this image too.  Each scan is a ``scan`` progress task (the blob's
-    bytes), each rewrite a ``build``.
+    bytes), each rewrite a ``build``.  ``observe(i, layer)`` may give an observer of the
+    entries of layer ``i`` where the scan reads it (not where a result is reused), so that
+    what else wants the layer's entries (the rootfs index) takes them on the same read.
     """
     progress = progress or Progress()
     scans: list[BaseLayerScan] = []
@@ -132,7 +138,8 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
                 fresh = reused is None
                 if reused is None:
                     log.info("scanning %s", what)
-                    scan = _scan(index, layer, policy, what, limits, task)
+                    observer = observe(index, layer) if observe is not None else None
+                    scan = _scan(index, layer, policy, what, limits, task, observer)
                 else:
                     scan = reused
                     task.set(status="reused", done=layer.size)
@@ -177,19 +184,21 @@ def _foreign(media_type: str) -> bool:
 
 # -- the two passes ------------------------------------------------------------------------
 
-def _scan(index: int, layer: Layer, policy: Policy, what: str,
-          limits: Limits | None, progress: Task = NULL_TASK) -> BaseLayerScan:
+def _scan(index: int, layer: Layer, policy: Policy, what: str, limits: Limits | None,
+          progress: Task = NULL_TASK, observer: LayerObserver | None = None
+          ) -> BaseLayerScan:
     copy_path = new_blob_path() if layer.path is None and layer.source is not None else None
     try:
         with layer.open() as verified:
             raw: IO[bytes] = progress.reading(verified)  # type: ignore[arg-type]
             if copy_path is None:
-                left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits)
+                left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits,
+                                                            observer)
             else:
                 with new_file(copy_path, f"layer blob {copy_path}") as fh:
                     copying: IO[bytes] = TeeReader(raw, fh)  # type: ignore[assignment]
                     left_out, diff_id, entries = filter_entries(copying, policy, what, None,
-                                                                limits)
+                                                                limits, observer)
     except BaseException:
         if copy_path is not None:
             copy_path.unlink(missing_ok=True)
@@ -248,37 +257,88 @@ def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,
 
 
 def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | None,
-                   limits: Limits | None = None) -> tuple[list[LeftOut], Digest, int]:
+                   limits: Limits | None = None, observer: LayerObserver | None = None
+                   ) -> tuple[list[LeftOut], Digest, int]:
     """Stream a layer's entries through the policy.
 
     With ``write``, the kept entries' original bytes are written to it (without
     the end-of-archive blocks).  Returns the left-out entries, the diff_id of the
     ORIGINAL uncompressed stream, and the number of files kept (entries that are
     neither folders nor whiteouts).  The raw stream
-    is read to its end, so a verifying reader gets to check its digest.
+    is read to its end, so a verifying reader gets to check its digest.  ``observer``
+    (only without ``write``) sees every entry after the policy, its data from the start
+    (what a content rule looked at is handed over again), and ``done()`` at the end.
     """
+    if observer is not None and write is not None:
+        raise ValueError("an observer only watches a scan, not a rewrite")
     lim = limits or Limits()
-    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)
-    tap = _Tap(plain, write)
-    reader = TarReader(tap, lim, what)  # type: ignore[arg-type]
+    plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what, hashed=True,
+                              ahead=True)
+    try:
+        return _filter(raw, plain, policy, what, write, lim, observer)
+    finally:
+        plain.close()           # ends the decompressing thread (raw stays open)
+
+
+def _filter(raw: IO[bytes], plain: io.BufferedReader, policy: Policy, what: str,
+            write: TarWrite | None, lim: Limits, observer: LayerObserver | None
+            ) -> tuple[list[LeftOut], Digest, int]:
+    tap = _Tap(plain, write) if write is not None else None
+    reader = TarReader(tap if tap is not None else plain, lim, what)  # type: ignore[arg-type]
     decide = _Decider(policy)
     left_out: list[LeftOut] = []
     kept = 0
     for entry in reader:
-        region_end = tap.pos + entry.size + (-entry.size % tf.BLOCK)
-        verdict = decide(entry, reader.read)
-        tap.settle(keep=verdict is None, until=region_end)
+        region_end = 0 if tap is None else tap.pos + entry.size + (-entry.size % tf.BLOCK)
+        if observer is None:
+            verdict = decide(entry, reader.read)
+        else:
+            data = _Replay(reader)
+            verdict = decide(entry, data.head)
+            observer.entry(entry, data)
+        if tap is not None:
+            tap.settle(keep=verdict is None, until=region_end)
         if verdict is None:
             if entry.type != "dir" and not entry.is_whiteout:
                 kept += 1
         elif verdict[1]:
             left_out.append(LeftOut("/" + entry.name + "/" * (entry.type == "dir"), verdict[0]))
-    tap.stop_output()
-    while tap.read(_CHUNK):  # bytes after the archive's end count for the diff_id
+    if tap is not None:
+        tap.stop_output()
+    while plain.read(_CHUNK):  # bytes after the archive's end count for the diff_id
         pass
+    diff_id = content_digest(plain)
     while raw.read(_CHUNK):  # and the blob's digest is checked at its very end
         pass
-    return left_out, Digest("sha256", tap.hasher.hexdigest()), kept
+    if observer is not None:
+        observer.done()
+    return left_out, diff_id, kept
+
+
+class _Replay:
+    """An entry's data for a second reader: the head the first one read (``head``), then
+    the rest, each ``read(n)`` as whole as the tar reader's own."""
+
+    def __init__(self, reader: TarReader):
+        self._reader = reader
+        self._kept = b""
+
+    def head(self, n: int) -> bytes:
+        self._kept = self._reader.read(n)
+        return self._kept
+
+    def read(self, n: int = -1) -> bytes:
+        kept = self._kept
+        if not kept:
+            return self._reader.read(n)
+        if n is None or n < 0:
+            self._kept = b""
+            return kept + self._reader.read()
+        if n <= len(kept):
+            self._kept = kept[n:]
+            return kept[:n]
+        self._kept = b""
+        return kept + self._reader.read(n - len(kept))
 
 
 class _Decider:
@@ -334,11 +394,8 @@ class _Tap:
     """
 
     def __init__(self, inner: IO[bytes], write: TarWrite | None):
-        import hashlib
-
         self._inner = inner
         self._write = write
-        self.hasher = hashlib.sha256()
         self.pos = 0
         self._pending = bytearray()
         self._until = 0
@@ -348,7 +405,6 @@ class _Tap:
         data = self._inner.read(n)
         if not data:
             return b""
-        self.hasher.update(data)
         start = self.pos
         self.pos += len(data)
         if self._write is None:

@@ -286,10 +286,29 @@ class Policy:
     allow_files: FileRule | None = None     # [secrets] allow_files: kept whatever secret rule
     # the markers of every token format of the content rules, found in one pass a window
     _markers: tokens.MarkerIndex = field(init=False, repr=False, compare=False)
+    # asked for every entry of every layer: what can rule a name out at once, built once
+    _file_screens: dict[bool, tuple[re.Pattern[str] | None, re.Pattern[str] | None]] = field(
+        init=False, repr=False, compare=False)
+    _content_screens: dict[tuple[bool, bool], _ContentScreen] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_markers", tokens.MarkerIndex(
             f for rule in self.content_rules for f in rule.formats))
+        screens = {}
+        for files_layer in (False, True):
+            rules = [rule for rule in self.file_rules if rule.scope != "files" or files_layer]
+            screens[files_layer] = (_union(rule._names for rule in rules),
+                                    _union(rule._paths for rule in rules))
+        object.__setattr__(self, "_file_screens", screens)
+        content = {}
+        for skip_packages in (False, True):
+            for skip_tokens in (False, True):
+                content[(skip_packages, skip_tokens)] = _ContentScreen.of(tuple(
+                    rule for rule in self.content_rules
+                    if (rule.in_packages or not skip_packages)
+                    and (not skip_tokens or not rule.formats or rule.in_packages)))
+        object.__setattr__(self, "_content_screens", content)
 
     @classmethod
     def for_app(cls, licenses: ExtraPatterns, secrets: ExtraPatterns,
@@ -354,6 +373,11 @@ class Policy:
 
     def file_rule(self, rel_path: str, files_layer: bool) -> FileRule | None:
         """The rule that leaves this file out, or None to keep it."""
+        names, paths = self._file_screens[files_layer]
+        path = rel_path.strip("/")
+        if (names is None or names.match(path.rpartition("/")[2].lower()) is None) \
+                and (paths is None or paths.match(path.lower()) is None):
+            return None                 # no rule's glob matches the name or the path
         for rule in self.file_rules:
             if rule.scope == "files" and not files_layer:
                 continue
@@ -438,10 +462,14 @@ class Policy:
         # (decided once per path, not once per rule)
         skip_packages = in_package_tree(rel_path)
         skip_tokens = not read_os_trees and in_os_tree(rel_path)
-        wanting = [rule for rule in self.content_rules
-                   if (rule.in_packages or not skip_packages)
-                   and (not skip_tokens or not rule.formats or rule.in_packages)
-                   and _name_wanted(rule, rel_path) and not self._allowed(rule, rel_path)]
+        screen = self._content_screens[(skip_packages, skip_tokens)]
+        base = rel_path.rpartition("/")[2].lower()
+        if screen.named is None or screen.named.match(base) is None:
+            wanting = list(screen.every_name)   # no rule that names files wants this one
+        else:
+            wanting = [rule for rule in screen.rules if rule.name_wanted(base)]
+        if self.allow_files is not None:
+            wanting = [rule for rule in wanting if not self._allowed(rule, rel_path)]
         if rel_path.lower().endswith(".ipynb"):
             wanting = [dataclasses.replace(rule, head=tokens.NOTEBOOK_HEAD) if rule.formats
                        else rule for rule in wanting]
@@ -454,8 +482,25 @@ class Policy:
         return out
 
 
-def _name_wanted(rule: ContentRule, rel_path: str) -> bool:
-    return rule.name_wanted(rel_path.rpartition("/")[2].lower())
+@dataclass(frozen=True)
+class _ContentScreen:
+    """Content rules that may read a file (those its tree allows), in order: the ones
+    for every name, and one regex for the names the others want."""
+
+    rules: tuple[ContentRule, ...]
+    every_name: tuple[ContentRule, ...]
+    named: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, rules: tuple[ContentRule, ...]) -> _ContentScreen:
+        return cls(rules, tuple(rule for rule in rules if rule._names is None),
+                   _union(rule._names for rule in rules))
+
+
+def _union(patterns: Iterable[re.Pattern[str] | None]) -> re.Pattern[str] | None:
+    """One regex matching where any of ``patterns`` matches (None: there are none)."""
+    parts = [f"(?:{pattern.pattern})" for pattern in patterns if pattern is not None]
+    return re.compile("|".join(parts)) if parts else None
 
 
 def _globs_regex(globs: Sequence[str]) -> str:

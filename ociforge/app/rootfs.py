@@ -12,8 +12,9 @@ part of them, and reads what a running system knows:
 * when the application started (``start_time_ns``), after which a file whose
   metadata agrees with the base has its content compared;
 * a running process's environment (``process_env``);
-* the base's index and inventory: read from its layers in one pass, or as an
-  earlier export kept them in the cache (``base_index``).
+* the base's index and inventory: taken on the one read of each base layer the
+  license and secret scan makes anyway, or as an earlier export kept them in the
+  cache (``BaseRead``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -30,11 +31,20 @@ from types import MappingProxyType
 from ..cache import rootfs as rootfs_cache
 from ..cache.store import Cache
 from ..errors import InvalidInputError
-from ..layers.delta import OTHER_FILESYSTEM, SOCKET, BaseIndex, DeltaOptions, index_base
+from ..layers.delta import (
+    OTHER_FILESYSTEM,
+    SOCKET,
+    BaseIndex,
+    DeltaOptions,
+    LayerFeed,
+    LayerObserver,
+    indexable,
+)
 from ..model.image import Image
 from ..model.layer import Layer
 from ..progress.events import Progress
-from .inventory import InventoryTaker, LayerFeed, LayerRef, inventoried
+from .inventory import InventoryTaker, LayerRef, inventoried
+from .inventory import LayerFeed as InventoryFeed
 from .inventory.merged import LayerChanges
 from .inventory.persist import changes_from_json, changes_to_json
 from .policy import EnvDecision
@@ -264,44 +274,130 @@ INVENTORY_READERS = tuple(f"ociforge.app.inventory.{name}" for name in (
     "conda", "rlang", "npm", "osrelease", "products", "purl"))
 
 
-def base_index(cache: Cache | None, layers: list[Layer], refs: list[LayerRef], rootfs: Path,
-                options: DeltaOptions, taker: InventoryTaker | None,
-                progress: Progress | None = None) -> BaseIndex:
-    """The base's index (and with ``taker`` its inventory) from the cache, else from one
-    read of its layers, which is then kept."""
-    key = rootfs_cache.index_key(layers, INVENTORY_READERS) if cache is not None else None
-    kept = rootfs_cache.load(cache, key) if cache is not None and key is not None else None
-    if kept is not None and (taker is None or kept.inventory is not None):
+def changed_after(rootfs: Path) -> int | None:
+    """When the root filesystem was made from its base, where that is known: the start of
+    the running system whose root it is (see ``needs_hash`` in layers/delta.py)."""
+    return start_time_ns() if is_live_root(rootfs) else None
+
+
+class BaseRead:
+    """The base's rootfs index and inventory, reading each base layer once.
+
+    Kept in the cache by the base layers' digests, they need no read.  Else the
+    license and secret scan (baselayers.py), which reads every base layer of a
+    first export anyway, hands each layer's entries to ``observe``, and the index
+    and the inventory are taken on that read.  A layer the scan does not read (its
+    verdict kept in the cache) is read here: before the scan's next read where
+    one follows (a layer's inventory depends on the layers below it), else by
+    ``index``.  (A layer the base names twice is read again for its second place.)
+    """
+
+    def __init__(self, cache: Cache | None, layers: Sequence[Layer], rootfs: Path,
+                 compare: str):
+        self._cache = cache
+        self._layers = list(layers)
+        self._rootfs = os.fsencode(rootfs)
+        self._options = DeltaOptions(compare=compare, changed_after_ns=changed_after(rootfs))
+        self._key = rootfs_cache.index_key(self._layers, INVENTORY_READERS) \
+            if cache is not None else None
+        self._kept: BaseIndex | None = None
+        self._kept_inventory: list[tuple[LayerChanges, list[str]]] | None = None
+        self._load()
+        self._scratch = BaseIndex(self._rootfs, self._options, self._layers)
+        self._inventory = InventoryTaker()       # the fed layers' merged view, for the next
+        self._fed: list[tuple[LayerFeed, InventoryFeed] | None] = []   # lowest first
+
+    def _load(self) -> None:
+        if self._cache is None or self._key is None:
+            return
+        kept = rootfs_cache.load(self._cache, self._key)
+        if kept is None:
+            return
         try:
-            index = BaseIndex.from_bytes(kept.index, os.fsencode(rootfs), options, layers)
-            found = None if taker is None else kept_inventory(kept.inventory, len(layers))
+            index = BaseIndex.from_bytes(kept.index, self._rootfs, self._options, self._layers)
+            found = None if kept.inventory is None else \
+                kept_inventory(kept.inventory, len(self._layers))
         except ValueError as exc:
             log.warning("dropped a damaged rootfs index from the cache (%s)", exc)
-            assert cache is not None and key is not None
-            cache.drop_record("rootfs", key)
-        else:
-            index.warnings = list(kept.warnings)
-            if taker is not None and found is not None:
-                for ref, (changes, warnings) in zip(refs, found, strict=True):
+            self._cache.drop_record("rootfs", self._key)
+            return
+        index.warnings = list(kept.warnings)
+        self._kept, self._kept_inventory = index, found
+
+    def observe(self, i: int, layer: Layer) -> LayerObserver | None:
+        """An observer of base layer ``i``'s entries for the scan reading it, when the
+        index and inventory still need that layer (the layers below it are read first
+        where the scan did not read them)."""
+        if self._kept is not None and self._kept_inventory is not None:
+            return None
+        if i < len(self._fed) or layer.digest != self._layers[i].digest:
+            return None                          # (a layer named twice: read again later)
+        while len(self._fed) < i:
+            self._read(len(self._fed))
+        log.info("indexing base layer %d/%d (%s) on the scan's read", i + 1,
+                 len(self._layers), layer.digest)
+        return self._feed(i)
+
+    def _feed(self, i: int) -> LayerFeed:
+        inventory = self._inventory.feed(LayerRef(i, str(self._layers[i].digest), "base"))
+        feed = self._scratch.feed(inventory)
+        self._fed.append((feed, inventory))
+        return feed
+
+    def _read(self, i: int) -> None:
+        """Layer ``i``, which no scan reads, into the index and inventory."""
+        layer = self._layers[i]
+        if not indexable(layer):
+            self._fed.append(None)
+            return
+        what = f"base layer {i + 1}/{len(self._layers)} ({layer.digest})"
+        log.info("indexing %s", what)
+        feed = self._feed(i)
+        with layer.open() as raw:
+            self._scratch.stream(raw, what, feed)  # type: ignore[arg-type]
+
+    def index(self, layers: list[Layer], refs: list[LayerRef], options: DeltaOptions,
+              taker: InventoryTaker | None, progress: Progress | None = None) -> BaseIndex:
+        """The base's index (and with ``taker`` its inventory) of ``layers`` (the layers
+        given at the start, or the same blobs elsewhere): kept, else fed and read, then
+        kept."""
+        if [layer.digest for layer in layers] != [layer.digest for layer in self._layers]:
+            raise ValueError("the rootfs index is asked for other layers than it was made for")
+        kept = self._kept
+        if kept is not None and (taker is None or self._kept_inventory is not None):
+            kept.layers = layers
+            if taker is not None and self._kept_inventory is not None:
+                for ref, (changes, warnings) in zip(refs, self._kept_inventory, strict=True):
                     taker.replay(ref, changes, warnings)
-            return index
-    feeds: list[LayerFeed] = []
+            return kept
+        found: list[tuple[LayerChanges, list[str]]] = []
+        parsed = {}
+        for i, fed in enumerate(self._fed):
+            if fed is None:
+                continue
+            feed, taken = fed
+            parsed[i] = feed.parsed
+            found.append((taken.changes, taken.warnings))
+            if taker is not None:
+                taker.replay(refs[i], taken.changes, taken.warnings)
 
-    def observe(i: int, layer: Layer) -> LayerFeed:
-        assert taker is not None
-        feeds.append(taker.feed(refs[i]))
-        return feeds[-1]
+        def observe(i: int, layer: Layer) -> InventoryFeed:
+            assert taker is not None
+            feed = taker.feed(refs[i])
+            found.append((feed.changes, feed.warnings))
+            return feed
 
-    index = index_base(layers, rootfs, options, observe if taker is not None else None,
-                       progress)
-    if cache is not None and key is not None:
-        inventory = None
-        if taker is not None:
-            inventory = json.dumps([{"changes": changes_to_json(feed.changes),
-                                     "warnings": feed.warnings} for feed in feeds],
-                                   sort_keys=True, separators=(",", ":")).encode()
-        rootfs_cache.store(cache, key, index.to_bytes(), index.warnings, inventory)
-    return index
+        index = BaseIndex(self._rootfs, options, layers)
+        index.add_layers(layers, observe if taker is not None else None, progress, parsed)
+        if self._cache is not None and self._key is not None:
+            inventory = None
+            if taker is not None:
+                inventory = json.dumps([{"changes": changes_to_json(changes),
+                                         "warnings": warnings} for changes, warnings in found],
+                                       sort_keys=True, separators=(",", ":")).encode()
+            rootfs_cache.store(self._cache, self._key, index.to_bytes(), index.warnings,
+                               inventory)
+        return index
 
 
 def kept_inventory(data: bytes | None, layers: int

@@ -9,13 +9,19 @@ ever sees ociforge's own errors.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import queue
+import threading
 import zlib
 from typing import IO, Any
 
 from ..errors import HostileInputError, InvalidInputError, OciforgeError
+from ..model.digest import Digest
+from ..threads import BackgroundWriter
 
 GZIP_MAGIC = b"\x1f\x8b"
+_HASH_ON_A_THREAD_FROM = 256 << 10  # output chunks this large are hashed on a thread
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -32,7 +38,9 @@ class BoundedReader(io.RawIOBase):
     """A decompressing reader that stops with HostileInputError past ``limit`` bytes.
 
     Decompressor failures (corrupt or truncated data) become InvalidInputError, so
-    callers reading untrusted blobs only ever see ociforge's own errors.
+    callers reading untrusted blobs only ever see ociforge's own errors.  With
+    ``hashed``, the output is hashed (sha256) as it is produced, in the large chunks
+    the buffer above asks for, on a thread of its own (hashing releases the GIL).
     """
 
     def __init__(
@@ -42,6 +50,7 @@ class BoundedReader(io.RawIOBase):
         what: str,
         kind: str,
         source: IO[bytes] | None = None,
+        hashed: bool = False,
     ):
         self._inner = inner
         self._source = source
@@ -49,6 +58,8 @@ class BoundedReader(io.RawIOBase):
         self._what = what
         self._kind = kind
         self.produced = 0
+        self._hasher = hashlib.sha256() if hashed else None
+        self._feed: BackgroundWriter | None = None
 
     def readable(self) -> bool:
         return True
@@ -74,9 +85,32 @@ class BoundedReader(io.RawIOBase):
                 f"{self._what}: decompresses to more than {self._limit} bytes (limit)"
             )
         view[:n] = data
+        if self._hasher is not None and n:
+            self._hash(data)
         return n
 
+    def _hash(self, data: bytes) -> None:
+        assert self._hasher is not None
+        if self._feed is None and len(data) >= _HASH_ON_A_THREAD_FROM:
+            self._feed = BackgroundWriter(self._hasher.update, depth=4)
+        if self._feed is not None:
+            self._feed.write(data)
+        else:
+            self._hasher.update(data)
+
+    def digest(self) -> Digest:
+        """The sha256 of the output so far (all of it, once read to its end)."""
+        if self._hasher is None:
+            raise ValueError("this stream is not hashed")
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
+        return Digest("sha256", self._hasher.hexdigest())
+
     def close(self) -> None:
+        if self._feed is not None:
+            self._feed.abandon()
+            self._feed = None
         try:
             self._inner.close()
             if self._source is not None and self._source is not self._inner:
@@ -91,11 +125,17 @@ def open_decompressed(
     limit: int | None = None,
     what: str = "layer",
     kind: str | None = None,
+    hashed: bool = False,
+    ahead: bool = False,
 ) -> io.BufferedReader:
     """Wrap ``raw`` in a streaming decompressor chosen by its magic bytes.
 
     ``limit`` bounds the decompressed output (zip-bomb safety); ``kind`` forces
-    'gzip', 'zstd' or 'none' instead of sniffing.  Closing the result closes raw.
+    'gzip', 'zstd' or 'none' instead of sniffing; ``hashed``: the output's sha256
+    (a layer's diff_id) is taken on the way, for ``content_digest``; ``ahead``: the
+    stream is decompressed on a thread of its own, a few MiB ahead of the caller
+    (close the result, or read it to its end, to end that thread).  Closing the
+    result closes raw, except with ``ahead``.
     """
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw))
     if kind is None:
@@ -112,8 +152,83 @@ def open_decompressed(
         )
     else:
         inner = buffered
-    bounded = BoundedReader(inner, limit, what, kind, source=buffered)
+    bounded = BoundedReader(inner, limit, what, kind, source=buffered, hashed=hashed)
+    if ahead:
+        return io.BufferedReader(_ReadAhead(bounded), buffer_size=1 << 16)
     return io.BufferedReader(bounded, buffer_size=1 << 20)
+
+
+def content_digest(plain: io.BufferedReader) -> Digest:
+    """The sha256 of everything a stream ``open_decompressed(..., hashed=True)`` gave,
+    once it was read to its end (the diff_id of a layer)."""
+    bounded = plain.raw.bounded if isinstance(plain.raw, _ReadAhead) else plain.raw
+    if not isinstance(bounded, BoundedReader):
+        raise ValueError("not a stream open_decompressed made")
+    return bounded.digest()
+
+
+class _ReadAhead(io.RawIOBase):
+    """Reads a decompressing stream on a thread of its own, up to ``depth`` chunks ahead
+    of the caller: decompression (and the blob's reading and hashing below it) releases
+    the GIL, so it runs on another core while the caller parses what came before.
+    What the stream raises is raised to the caller, in order, at the read it stopped."""
+
+    def __init__(self, bounded: BoundedReader, chunk: int = 1 << 20, depth: int = 4):
+        self.bounded = bounded
+        self._chunk = chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._data = memoryview(b"")
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name="ociforge-decompress",
+                                        daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self.bounded.read(self._chunk) or b""
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reading thread
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._data:
+            if self._ended:
+                return 0
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:
+                self._ended = True
+                return 0
+            self._data = memoryview(item)
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), len(self._data))
+        view[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+    def close(self) -> None:
+        """Stop the thread (after the read it is in); the stream below stays open."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        super().close()
 
 
 def _gzip_reader(raw: IO[bytes]) -> IO[bytes]:

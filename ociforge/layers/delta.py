@@ -3,7 +3,9 @@
 Two passes, each over its input once.
 
 1. **The base index.**  The base image's layers are streamed (lowest first,
-   decompressed, never held) into a map of its merged filesystem: path ->
+   decompressed, never held; read by the index itself, or handed over entry by
+   entry through ``BaseIndex.feed`` by another pass over them, such as the
+   export's license and secret scan) into a map of its merged filesystem: path ->
    one packed record (kind, mode, owner, size, mtime, a tag of the extended
    attributes, the link target, and a content digest only where one will be
    needed).  Whiteouts, opaque folders and folders replaced by files remove
@@ -12,7 +14,14 @@ Two passes, each over its input once.
    Hashing is lazy: a base file's content is hashed while its layer streams
    by only when the root filesystem has a file at that path whose cheap
    attributes all agree but cannot settle the question (``needs_hash``), so
-   an ordinary export hashes nothing.
+   an ordinary export hashes nothing.  The stream looks at the root
+   filesystem (one lstat per base file) only where such files are to be
+   expected: with ``compare="content"``, or with ``changed_after_ns`` known (a
+   live root, where files touched since it started are).  Without that time a
+   file's content must decide only when its ctime lies in its mtime's second
+   or earlier, which an unpacked or copied root filesystem practically never
+   has; such a file is hashed from the base layers after the walk, in one
+   more read, as with a kept index.
 
 2. **The walk.**  The root filesystem is walked once with layerfiles' rules
    (never through a symlink, sockets and devices reported, not read), and each
@@ -59,7 +68,7 @@ import logging
 import os
 import stat
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any, Protocol
@@ -226,6 +235,13 @@ def _digest(record: bytes) -> bytes | None:
     return record[_RECORD.size:_RECORD.size + _DIGEST]
 
 
+def indexable(layer: Layer) -> bool:
+    """A layer type the index reads (not a foreign or unknown one: its files count as
+    absent)."""
+    return layer.media_type in LAYERS and "foreign" not in layer.media_type \
+        and "nondistributable" not in layer.media_type
+
+
 def needs_hash(st: os.stat_result, mtime: int, options: DeltaOptions) -> bool:
     """A file whose cheap attributes agree with the base: must its content decide?"""
     if options.compare == "content":
@@ -254,7 +270,6 @@ class BaseIndex:
         self.layers = layers        # to read again for content an index read from bytes lacks
         self._root = rootfs.rstrip(b"/")
         self._options = options
-        self._mine: dict[bytes, bytes] = {}     # the layer being read (for its hardlinks)
 
     def to_bytes(self) -> bytes:
         """The index without content digests (they depend on the rootfs it was made for),
@@ -293,17 +308,22 @@ class BaseIndex:
         return index
 
     def add_layers(self, layers: Sequence[Layer], observe: Observe | None = None,
-                   progress: Progress | None = None) -> None:
+                   progress: Progress | None = None,
+                   parsed: Mapping[int, LayerParse] | None = None) -> None:
         """Index ``layers`` (lowest first); ``observe(i, layer)`` may give an observer of
-        layer ``i``'s entries.  Each read is a ``scan`` progress task (the blob's bytes)."""
+        layer ``i``'s entries.  ``parsed`` holds layers another read already took apart
+        (``feed``), by index: those are applied without reading them again.  Each read is a
+        ``scan`` progress task (the blob's bytes)."""
         progress = progress or Progress()
         total = len(layers)
         for i, layer in enumerate(layers):
             what = f"base layer {i + 1}/{total} ({layer.digest})"
-            if layer.media_type not in LAYERS or "foreign" in layer.media_type \
-                    or "nondistributable" in layer.media_type:
+            if not indexable(layer):
                 self.warnings.append(f"{what} was not compared: {layer.media_type} is a foreign "
                                      "or unknown layer type (its files count as absent)")
+                continue
+            if parsed is not None and i in parsed:
+                self.apply(parsed[i])
                 continue
             log.info("indexing %s", what)
             observer = observe(i, layer) if observe is not None else None
@@ -315,68 +335,66 @@ class BaseIndex:
     def add_stream(self, raw: IO[bytes], what: str, observer: LayerObserver | None = None
                    ) -> None:
         """Apply one layer's tar stream (any compression) on top of what is indexed."""
+        feed = self.feed(observer)
+        self.stream(raw, what, feed)
+        self.apply(feed.parsed)
+
+    def stream(self, raw: IO[bytes], what: str, feed: LayerFeed) -> None:
+        """Read one layer's tar stream (any compression) to its end into ``feed``."""
         limits = self._options.limits or Limits()
-        plain = open_decompressed(raw, limit=limits.max_total_bytes, what=what)
-        reader = TarReader(plain, limits, what)
-        mine: dict[bytes, bytes] = {}
-        self._mine = mine
-        whiteouts: set[bytes] = set()
-        opaque: set[bytes] = set()
-        for entry in reader:
-            name = entry.raw_name
-            parent, _, base = name.rpartition(b"/")
-            if observer is not None and (base.startswith(_WH) or not name):
-                observer.entry(entry, reader)
-            if base.startswith(_WH):
-                if base == OPAQUE:
-                    opaque.add(parent)
-                else:
-                    whiteouts.add(join(parent, base[len(_WH):]))
-                continue
-            if not name:
-                continue  # the layer's root folder
-            record = self._record(entry, reader, observer)
-            if record is not None:
-                mine[name] = record
-        while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
-            pass
+        with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
+                               ahead=True) as plain:   # (closing it leaves raw open)
+            reader = TarReader(plain, limits, what)
+            for entry in reader:
+                feed.entry(entry, reader)
+            while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
+                pass
         while raw.read(_CHUNK):
             pass
-        self._apply(mine, whiteouts, opaque)
-        if observer is not None:
-            observer.done()
+        feed.done()
 
-    def _record(self, entry: TarEntry, reader: TarReader, observer: LayerObserver | None
-                ) -> bytes | None:
+    def feed(self, observer: LayerObserver | None = None) -> LayerFeed:
+        """A layer's entries, handed over by whoever streams it (in order, each entry's data
+        not yet read); its ``parsed`` goes to ``apply`` (or ``add_layers``) once the layer
+        was read to its end and every layer below it is applied."""
+        return LayerFeed(self, observer)
+
+    def apply(self, parsed: LayerParse) -> None:
+        """Lay one layer over the index: what it deletes or hides goes, then its entries."""
+        self._apply(parsed.records, parsed.whiteouts, parsed.opaque)
+        self.hashed += parsed.hashed
+
+    def _record(self, entry: TarEntry, data: DataReader, mine: dict[bytes, bytes],
+                observer: LayerObserver | None) -> tuple[bytes | None, bool]:
+        """The entry's packed record (None: a hardlink to nothing indexed), and whether its
+        content was hashed."""
         kind = _KINDS.get(entry.type, _OTHER)
         hashing = kind == FILE and self._wants_digest(entry)
         sha = hashlib.sha256() if hashing else None
         if observer is not None:   # it sees the data first; what it reads is hashed too
-            observer.entry(entry, _Tee(reader, sha) if sha is not None else reader)
+            observer.entry(entry, _Tee(data, sha) if sha is not None else data)
         if entry.type == "hardlink":
-            return self._hardlink_target(entry)
+            return mine.get(os.fsencode(entry.linkname)), False
         tag = xattr_tag(entry.xattrs) if entry.xattrs else 0
         digest = None
         if sha is not None:
             while True:
-                chunk = reader.read(_CHUNK)
+                chunk = data.read(_CHUNK)
                 if not chunk:
                     break
                 sha.update(chunk)
             digest = sha.digest()
-            self.hashed += 1
         target = os.fsencode(entry.linkname) if kind == LINK else b""
         return _pack(kind, entry.mode, entry.uid, entry.gid, entry.size, entry.mtime, tag,
-                     digest, target)
-
-    def _hardlink_target(self, entry: TarEntry) -> bytes | None:
-        """A hardlink is another name for a file earlier in the same layer: its record."""
-        return self._mine.get(os.fsencode(entry.linkname))
+                     digest, target), digest is not None
 
     def _wants_digest(self, entry: TarEntry) -> bool:
         """Whether the walk will need this file's content: the root filesystem holds a file
         there whose cheap attributes agree but cannot decide.  (The lstat may pass through a
-        symlinked folder; it only decides whether to hash, never what is exported.)"""
+        symlinked folder; it only decides whether to hash, never what is exported.)  Not
+        asked where such files are not to be expected (see the module docstring)."""
+        if self._options.compare != "content" and self._options.changed_after_ns is None:
+            return False
         try:
             st = os.lstat(self._root + b"/" + entry.raw_name)
         except OSError:
@@ -406,10 +424,57 @@ class BaseIndex:
         records.update(mine)
 
 
+@dataclass
+class LayerParse:
+    """One base layer as the index takes it: its entries' records, whiteouts and opaque
+    folders (applied over the layers below it by ``BaseIndex.apply``)."""
+
+    records: dict[bytes, bytes] = field(default_factory=dict)
+    whiteouts: set[bytes] = field(default_factory=set)
+    opaque: set[bytes] = field(default_factory=set)
+    hashed: int = 0
+
+
+class LayerFeed:
+    """One base layer's entries for the index (a LayerObserver), from whoever reads the
+    layer: the index itself, or another pass over it (the base's license and secret scan),
+    so that a layer is read once for both.  ``observer`` sees every entry too."""
+
+    def __init__(self, index: BaseIndex, observer: LayerObserver | None = None):
+        self._index = index
+        self._observer = observer
+        self.parsed = LayerParse()
+
+    def entry(self, entry: TarEntry, data: DataReader) -> None:
+        name = entry.raw_name
+        parent, _, base = name.rpartition(b"/")
+        parsed = self.parsed
+        if base.startswith(_WH):
+            if self._observer is not None:
+                self._observer.entry(entry, data)
+            if base == OPAQUE:
+                parsed.opaque.add(parent)
+            else:
+                parsed.whiteouts.add(join(parent, base[len(_WH):]))
+            return
+        if not name:
+            if self._observer is not None:
+                self._observer.entry(entry, data)
+            return  # the layer's root folder
+        record, hashed = self._index._record(entry, data, parsed.records, self._observer)
+        if record is not None:
+            parsed.records[name] = record
+        parsed.hashed += hashed
+
+    def done(self) -> None:
+        if self._observer is not None:
+            self._observer.done()
+
+
 class _Tee:
     """An entry's data for an observer, hashed as it reads it (the rest is hashed after)."""
 
-    def __init__(self, reader: TarReader, sha: Any):
+    def __init__(self, reader: DataReader, sha: Any):
         self._reader = reader
         self._sha = sha
 
@@ -446,8 +511,7 @@ def base_digests(layers: Sequence[Layer], wanted: set[bytes], limits: Limits | N
     lim = limits or Limits()
     found: dict[bytes, bytes] = {}
     for i, layer in enumerate(layers):
-        if layer.media_type not in LAYERS or "foreign" in layer.media_type \
-                or "nondistributable" in layer.media_type:
+        if not indexable(layer):
             continue
         what = f"base layer {i + 1}/{len(layers)} ({layer.digest})"
         log.info("reading %s again for the content of %d files", what, len(wanted))

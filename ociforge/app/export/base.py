@@ -7,6 +7,7 @@ import dataclasses
 
 from ...errors import InvalidPlatformError
 from ...layers.build import BuildSettings
+from ...layers.delta import Observe
 from ...model.image import Image
 from ...model.mutate import convert
 from ...model.platform import Platform
@@ -70,7 +71,8 @@ def base_index_digest(plan: ExportPlan) -> str | None:
 
 def filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request: ExportRequest,
                 report: Report, used: set[str],
-                scans: dict[tuple[str, str], BaseLayerScan] | None = None) -> Image:
+                scans: dict[tuple[str, str], BaseLayerScan] | None = None,
+                observe: Observe | None = None) -> Image:
     """Base layers through the file rules: clean ones as they are, others rewritten.
     ``scans`` holds the scans of layers another platform's base has too (read once)."""
     if request.keep_base_layers:
@@ -84,7 +86,7 @@ def filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request:
         base, found = filter_base_layers(
             base, plan.policy, RewriteSettings(settings.compression, settings.docker,
                                                settings.threads), cache=plan.cache,
-            shared=scans, progress=Progress.of(plan.options))
+            shared=scans, progress=Progress.of(plan.options), observe=observe)
     for scan in found:
         layer = scan.layer
         if not scan.scanned and not request.keep_base_layers:

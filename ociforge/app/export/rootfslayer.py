@@ -14,7 +14,7 @@ from ...layers.workspace import blob_dir
 from ...model.image import Image
 from ...progress.events import Progress
 from ..inventory import LayerRef
-from ..rootfs import base_index, is_live_root, live_prune, start_time_ns
+from ..rootfs import BaseRead, changed_after, live_prune
 from ..spec import PathSpec
 from .api import ExportPlan, ExportRequest
 from .built import Built, PlatformImage
@@ -24,8 +24,8 @@ log = logging.getLogger("ociforge.export")
 
 
 def rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image,
-                 child: PlatformImage, workspace: PathSpec | None, settings: BuildSettings
-                 ) -> Built:
+                 child: PlatformImage, workspace: PathSpec | None, settings: BuildSettings,
+                 base_read: BaseRead) -> Built:
     """The layer of the rootfs's changes against the base as it was (the layers the rootfs
     was made from), with the live rules, and the license and secret rules as any layer.
 
@@ -45,13 +45,13 @@ def rootfs_layer(plan: ExportPlan, request: ExportRequest, original: Image,
     skip, note, _ = skipper(plan, "rootfs", left_out, read_os_trees=False)
     options = DeltaOptions(compare=request.compare, prune=prune, protected=prune.protected,
                            skip=skip,
-                           changed_after_ns=start_time_ns() if is_live_root(rootfs) else None)
+                           changed_after_ns=changed_after(rootfs))
     layers = [kept if kept.digest == was.digest else was
               for was, kept in zip(original.layers, child.base.layers, strict=True)]
     log.info("comparing the rootfs %s with the base", rootfs)
     refs = [LayerRef(i, str(layer.digest), "base") for i, layer in enumerate(child.base.layers)]
     progress = Progress.of(plan.options)
-    index = base_index(plan.cache, layers, refs, rootfs, options, child.taker, progress)
+    index = base_read.index(layers, refs, options, child.taker, progress)
     with progress.task("build", "rootfs layer", label="rootfs layer (changes against the base)"
                        ) as task:
         delta = build_delta(rootfs, index,

@@ -26,7 +26,7 @@ from ...pipeline.outputs import result_entry
 from ..baselayers import BaseLayerScan
 from ..redact import history_scrubber
 from ..report import REPORT_LABEL, LayerEntry, Report, left_out_entry
-from ..rootfs import ENV_RULES, LIVE_RULES, base_inventory
+from ..rootfs import ENV_RULES, LIVE_RULES, BaseRead, base_inventory
 from .api import ExportOutcome, ExportPlan, ExportRequest
 from .attach import attach_and_sign
 from .base import base_images, base_index_digest, filter_base
@@ -54,19 +54,22 @@ def assemble(plan: ExportPlan, request: ExportRequest) -> ExportOutcome:
                              docker=bases[0][1].is_docker, normalize_modes=True)
     scans: dict[tuple[str, str], BaseLayerScan] = {}   # base layers two platforms share
     children: list[PlatformImage] = []
+    base_read = None if spec.rootfs is None else \
+        BaseRead(plan.cache, bases[0][1].layers, spec.rootfs, request.compare)
     for platform, base, base_digest in bases:
         report = Report(app=spec.name, mode="app+files" if request.with_files else "app",
                         base_reference=str(spec.base), base_digest=base_digest,
                         platform=str(platform), licensed=spec.licensed)
         child = PlatformImage(platform, base, base_digest, report)
-        child.base = filter_base(base, settings, plan, request, report, child.used, scans)
+        child.base = filter_base(base, settings, plan, request, report, child.used, scans,
+                                 base_read.observe if base_read is not None else None)
         children.append(child)
     layers = build_layers(plan, request, settings, [child.platform for child in children])
-    if spec.rootfs is not None:             # one platform (phase one made sure)
+    if base_read is not None:               # a rootfs: one platform (phase one made sure)
         child = children[0]
         child.taker = base_inventory(bases[0][1], child.base)
         layers[0].insert(0, rootfs_layer(plan, request, bases[0][1], child,
-                                         workspace_of(spec), settings))
+                                         workspace_of(spec), settings, base_read))
     for child, built in zip(children, layers, strict=True):
         _add_layers(child, built, plan.epoch)
     platform_inventories(children, plan, request)

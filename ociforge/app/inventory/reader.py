@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,31 @@ class Reader:
     links: Callable[[str], bool] | None = None
 
     def may_want(self, path: str, basename: str) -> bool:
+        return (basename in self.basenames
+                or (bool(self.suffixes) and basename.endswith(self.suffixes))
+                or (bool(self.name_prefixes) and basename.startswith(self.name_prefixes))
+                or (bool(self.prefixes) and path.startswith(self.prefixes)))
+
+
+@dataclass(frozen=True)
+class AnyReader:
+    """The readers' cheap first tests together: a name none of them may want is passed
+    over with one test instead of one per reader (most files of a layer)."""
+
+    basenames: frozenset[str]
+    suffixes: tuple[str, ...]
+    name_prefixes: tuple[str, ...]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, readers: Sequence[Reader]) -> AnyReader:
+        return cls(frozenset().union(*(r.basenames for r in readers)),
+                   tuple(s for r in readers for s in r.suffixes),
+                   tuple(p for r in readers for p in r.name_prefixes),
+                   tuple(p for r in readers for p in r.prefixes))
+
+    def may_want(self, path: str, basename: str) -> bool:
+        """Whether some reader's ``may_want`` is true (the same tests, joined)."""
         return (basename in self.basenames
                 or (bool(self.suffixes) and basename.endswith(self.suffixes))
                 or (bool(self.name_prefixes) and basename.startswith(self.name_prefixes))

@@ -33,13 +33,14 @@ from .model import (
     Record,
 )
 from .purl import purl
-from .reader import MetadataError, Reader
+from .reader import AnyReader, MetadataError, Reader
 
 log = logging.getLogger("ociforge.inventory")
 
 READERS: tuple[Reader, ...] = (*dpkg.READERS, *apk.READERS, *python.READERS, *conda.READERS,
                                *rlang.READERS, *npm.READERS, *osrelease.READERS,
                                *products.READERS)
+_ANY_READER = AnyReader.of(READERS)
 _CHUNK = 1 << 20
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -233,6 +234,8 @@ def _entry(entry: TarEntry, reader: DataReader, sinks: list[_Sink],
         if view.is_held(name) or (entry.type != "dir" and view.holds_under(name)):
             sink.changes.replaced.add(name)
     if entry.type == "file":
+        if not _ANY_READER.may_want(name, base):
+            return
         for item in READERS:
             if item.may_want(name, base) and item.wants(name):
                 notes: list[str] = []
