@@ -317,7 +317,7 @@ def test_append_to_an_image_behind_a_nested_index_is_refused(
     inner = index.children[1][1]
     Layout(tmp_path / "src").put(index, "m")
     for wanted in ("linux/arm64", "all", "linux/amd64,linux/arm64"):
-        code, stdout, stderr = _append(cli, tmp_path, wanted, f"oci:{tmp_path}/out:m")
+        code, _, stderr = _append(cli, tmp_path, wanted, f"oci:{tmp_path}/out:m")
         assert code == 2, stderr
         assert f"nested index {inner.digest.short}" in stderr
         assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
