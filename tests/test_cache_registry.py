@@ -280,6 +280,32 @@ def test_noop_repush_to_a_basic_auth_registry_is_one_head_without_the_http_stack
     assert not [hit for hit in seen if hit[0] in ("PUT", "PATCH")], seen
 
 
+def test_no_login_for_a_remembered_basic_registry_fails_before_the_build(
+        cli: Any, tls_registry: RegistryServer, tmp_path: Path) -> None:
+    """The cache remembers the tag on a Basic-auth registry, but there is no login at all:
+    the re-push check would have no credentials to send, so push access is not left until
+    the image is built; the run fails up front, nothing built and nothing written."""
+    _docker_login(tls_registry.host, tls_registry.username or "", tls_registry.password or "")
+    folder = tree(tmp_path / "t", 1)
+    dest = f"{tls_registry.host}/fast/nologin:1"
+    ca = str(tls_registry.ca_path)
+    code, _, err = cli("append", "scratch", "--layer", f"{folder}:/t", "-o", dest,
+                       "--ca-cert", ca)
+    assert code == 0, err
+    (Path(os.environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {}}')
+    mark = tls_registry.log_mark()
+    proc = run("append", "scratch", "--layer", f"{folder}:/t", "-o", f"oci:{tmp_path / 'lay'}",
+               "-o", dest, "--ca-cert", ca, check=False)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    (error,) = messages(proc.stderr)
+    assert "push access check" in error and "authentication required" in error, error
+    assert "built layer" not in proc.stderr, proc.stderr     # refused before the build
+    assert not (tmp_path / "lay").exists()
+    hits(tls_registry, mark)    # waits until the registry has logged everything
+    seen = tls_registry.requests_since(mark)
+    assert seen and not [hit for hit in seen if hit[0] in ("PUT", "PATCH")], seen
+
+
 def test_noop_repush_check_falls_back_to_the_default_bundle(
         cli: Any, tls_registry: RegistryServer, tmp_path: Path) -> None:
     """--ca-cert names a CA that did not sign the registry's certificate, the default

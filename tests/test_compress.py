@@ -10,6 +10,7 @@ import random
 import subprocess
 import threading
 import zlib
+from typing import Any
 
 import pytest
 import zstandard
@@ -191,6 +192,83 @@ def test_reading_ahead_ends_its_thread_when_the_reader_stops_early(data: bytes) 
     assert fh.read(10) == data[:10] and reading_ahead() == before + 1
     fh.close()
     assert reading_ahead() == before and not raw.closed
+
+
+class _Stalling(io.RawIOBase):
+    """A blob whose read blocks after ``head`` (a registry that stops sending); once
+    released it sends ``rest``, or fails when there is none."""
+
+    def __init__(self, head: bytes, rest: bytes = b""):
+        self.head = head
+        self.rest = rest
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        if self.rest and self.release.is_set():
+            self.head, self.rest = self.rest, b""
+            return self.readinto(buffer)
+        self.blocked.set()
+        self.release.wait(10)
+        self.returned.set()
+        if self.rest:
+            return self.readinto(buffer)
+        raise OSError("connection reset by peer")
+
+
+def test_closing_does_not_wait_for_a_blocked_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during a base-layer scan closes the stream while the thread reading ahead
+    is inside a blob read that blocks: close returns before that read does, and the
+    thread (and the one hashing) ends quietly when the read finally fails."""
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    before = set(threading.enumerate())
+    # 1 MiB decompresses and is hashed, then the read for the rest blocks
+    plain = random.Random(3).randbytes(3 << 19)
+    blob = _Stalling(gzip.compress(plain, compresslevel=1)[:-8])
+    fh = open_decompressed(blob, hashed=True, ahead=True)
+    (thread,) = [t for t in set(threading.enumerate()) - before
+                 if t.name == "ociforge-decompress"]
+    assert blob.blocked.wait(30) and _writers() - before
+    fh.close()
+    assert not blob.returned.is_set()    # close did not wait for the blocked read
+    blob.release.set()
+    thread.join(30)
+    assert not thread.is_alive() and raised == []
+    assert not _writers() - before
+
+
+def _writers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "ociforge-writer"}
+
+
+def test_a_failed_read_ahead_ends_its_hashing_thread() -> None:
+    """A layer whose gzip is corrupt past its first MiB: once the error is raised and the
+    stream closed, the thread hashing its output is gone (not left blocked until GC)."""
+    before = _writers()
+    plain = random.Random(7).randbytes(4 << 20)
+    blob = gzip.compress(plain, compresslevel=1)
+    # the truncated rest comes only once the hashing thread was seen
+    half = len(blob) // 2
+    source = _Stalling(blob[:half], blob[half:-(1 << 16)])
+    fh = open_decompressed(source, hashed=True, ahead=True)
+    assert fh.read(1 << 20) == plain[:1 << 20]
+    assert _writers() - before               # hashing on a thread of its own
+    source.release.set()
+    with pytest.raises(InvalidInputError):
+        while fh.read(1 << 16):
+            pass
+    fh.close()
+    assert not _writers() - before
 
 
 @pytest.mark.parametrize("ahead", [False, True])

@@ -273,3 +273,59 @@ def test_append_on_scratch_with_a_list_builds_each_platform(cli: Any, tmp_path: 
                for d, c in out.children)
     code, _, stderr = cli("append", "scratch", "--platform", "all", "-o", f"oci:{tmp_path}/n")
     assert code == 2 and "linux/amd64,linux/arm64" in stderr, stderr
+
+
+def windows_versions() -> tuple[Index, list[Image]]:
+    """An index of two windows/amd64 images that differ only in os.version (as Windows
+    base images list each Windows release) and one linux/amd64."""
+    images = [scratch(Platform("windows", "amd64", os_version=version))
+              for version in ("10.0.17763.1", "10.0.20348.2")]
+    images.append(scratch(Platform("linux", "amd64")))
+    return build_index([(image, None) for image in images]), images
+
+
+def test_append_changes_every_image_of_a_platform_not_only_the_first(
+        cli: Any, tmp_path: Path) -> None:
+    index, images = windows_versions()
+    assert len({image.digest for image in images}) == 3
+    Layout(tmp_path / "src").put(index, "m")
+    for wanted, changed in (("all", (0, 1, 2)), ("windows/amd64", (0, 1))):
+        out_dir = tmp_path / f"out-{wanted.replace('/', '-')}"
+        code, _, stderr = _append(cli, tmp_path, wanted, f"oci:{out_dir}:m")
+        assert code == 0, stderr
+        out = Layout(out_dir).read("m")
+        assert isinstance(out, Index) and len(out.children) == 3
+        for position in range(3):
+            if position in changed:
+                _check_appended(out.children[position][1], index.children[position][1])
+            else:
+                assert out.children[position][0] == index.children[position][0]
+        assert [d.platform for d, _ in out.children] == \
+            [d.platform for d, _ in index.children]
+
+
+def nested(tmp: Path) -> Index:
+    """An index listing linux/amd64 directly and linux/arm64 through a nested index."""
+    amd = make_image(tmp / "blobs", "amd", 1, platform="linux/amd64")
+    arm = make_image(tmp / "blobs", "arm", 1, platform="linux/arm64")
+    return build_index([(amd, None), (build_index([(arm, None)]), None)])
+
+
+def test_append_to_an_image_behind_a_nested_index_is_refused(
+        cli: Any, tmp_path: Path) -> None:
+    index = nested(tmp_path)
+    inner = index.children[1][1]
+    Layout(tmp_path / "src").put(index, "m")
+    for wanted in ("linux/arm64", "all", "linux/amd64,linux/arm64"):
+        code, _, stderr = _append(cli, tmp_path, wanted, f"oci:{tmp_path}/out:m")
+        assert code == 2, stderr
+        assert f"nested index {inner.digest.short}" in stderr
+        assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+        assert not (tmp_path / "out").exists()
+    # a platform the index lists directly: that image changes, the nested index stays
+    code, _, stderr = _append(cli, tmp_path, "linux/amd64", f"oci:{tmp_path}/out:m")
+    assert code == 0, stderr
+    out = Layout(tmp_path / "out").read("m")
+    assert isinstance(out, Index)
+    _check_appended(out.children[0][1], index.children[0][1])
+    assert out.manifest["manifests"][1] == index.manifest["manifests"][1]

@@ -57,9 +57,11 @@ def remember_registry(cache: Cache, registry: str, base_url: str,
 def may_settle(cache: Cache, registry: str, repository: str, reference: str,
                options: RegistryOptions) -> bool:
     """Whether ``already_served`` could answer for this reference (local reads only): the
-    cache remembers the tag, and how to reach the registry (anonymously or with Basic
-    credentials; whether there are any is found out when the HEAD is sent)."""
-    return _checked_origin(cache, registry, repository, reference, options) is not None
+    cache remembers the tag, and how to reach the registry (anonymously, or with the
+    Basic credentials there are for it: with none, the push-access check says so up
+    front instead of after the build)."""
+    found = _checked_origin(cache, registry, repository, reference, options)
+    return found is not None and (not found[3] or _basic_header(registry) is not None)
 
 
 def already_served(cache: Cache, registry: str, repository: str, reference: str,
@@ -71,17 +73,9 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
     scheme, api_host, _, basic = found
     authorization = None
     if basic:
-        from ..errors import OciforgeError
-        from ..remote.credentials import lookup
-
-        try:
-            creds = lookup(registry)
-        except OciforgeError as exc:   # a broken helper or config: the full way says so
-            log.debug("no credentials for the cached-state check: %s", type(exc).__name__)
+        authorization = _basic_header(registry)
+        if authorization is None:
             return False
-        if creds is None or not creds.password:
-            return False
-        authorization = creds.basic_header()
     base = f"{scheme}://{api_host}"
     path = f"/v2/{repository}/manifests/{reference}"
     started = time.monotonic()
@@ -93,6 +87,22 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
     log.debug("HEAD %s%s -> %d (%.0f ms, cached-state check)", base, path, status,
               (time.monotonic() - started) * 1000)
     return status == 200 and served == str(digest)
+
+
+def _basic_header(registry: str) -> str | None:
+    """The Basic Authorization header the transport would send ``registry`` (the same
+    credentials lookup); None when there are no credentials or they cannot be read."""
+    from ..errors import OciforgeError
+    from ..remote.credentials import lookup
+
+    try:
+        creds = lookup(registry)
+    except OciforgeError as exc:   # a broken helper or config: the full way says so
+        log.debug("no credentials for the cached-state check: %s", type(exc).__name__)
+        return None
+    if creds is None or not creds.password:
+        return None
+    return creds.basic_header()
 
 
 def _checked_origin(cache: Cache, registry: str, repository: str, reference: str,

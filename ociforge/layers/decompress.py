@@ -23,6 +23,7 @@ from ..threads import BackgroundWriter
 GZIP_MAGIC = b"\x1f\x8b"
 _HASH_ON_A_THREAD_FROM = 256 << 10  # output chunks this large are hashed on a thread
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_CLOSE_WAIT = 0.5  # seconds close() waits for the read-ahead thread's read in progress
 
 
 def sniff(head: bytes) -> str:
@@ -107,10 +108,15 @@ class BoundedReader(io.RawIOBase):
             self._feed = None
         return Digest("sha256", self._hasher.hexdigest())
 
-    def close(self) -> None:
+    def stop_hashing(self) -> None:
+        """End the hashing thread without closing the stream: after a failed read or a
+        close the digest is never asked for.  Call it from the thread that reads."""
         if self._feed is not None:
             self._feed.abandon()
             self._feed = None
+
+    def close(self) -> None:
+        self.stop_hashing()
         try:
             self._inner.close()
             if self._source is not None and self._source is not self._inner:
@@ -194,7 +200,9 @@ class _ReadAhead(io.RawIOBase):
                 self._put(data)
                 if not data:
                     return
-        except BaseException as exc:  # handed to the reading thread
+            self.bounded.stop_hashing()   # closed before the end
+        except BaseException as exc:  # handed to the reading thread (dropped once closed)
+            self.bounded.stop_hashing()   # before the caller hears of it
             self._put(exc)
 
     def _put(self, item: bytes | BaseException) -> None:
@@ -224,10 +232,14 @@ class _ReadAhead(io.RawIOBase):
         return n
 
     def close(self) -> None:
-        """Stop the thread (after the read it is in); the stream below stays open."""
+        """Stop the thread; the stream below stays open.  A read it is in may block
+        (a registry blob), so close waits briefly and leaves it: it drops what that
+        read returns or raises, and ends its hashing thread itself."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(_CLOSE_WAIT)
+        if not self._thread.is_alive():
+            self.bounded.stop_hashing()   # read to its end: the digest was taken, or not wanted
         super().close()
 
 

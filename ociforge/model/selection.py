@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from ..errors import InvalidPlatformError, ValidationError
+from ..errors import InvalidInputError, InvalidPlatformError, ValidationError
 from . import mediatypes as mt
 from .annotations import ATTESTATION_MANIFEST, DOCKER_REFERENCE_DIGEST, DOCKER_REFERENCE_TYPE
 from .descriptor import Descriptor
@@ -114,13 +114,59 @@ def platforms_of(index: Index) -> list[Platform]:
     (attestation manifests and ``unknown/unknown`` entries are no platform)."""
     found: list[Platform] = []
     for desc, image in index.images():
-        platform = desc.platform or image.platform
-        if platform is None or platform.os == "unknown" or \
-                DOCKER_REFERENCE_TYPE in (desc.annotations or {}):
-            continue
-        if not any(platform.matches(seen) for seen in found):
+        platform = _platform_of(desc, image)
+        if platform is not None and not any(platform.matches(seen) for seen in found):
             found.append(platform)
     return found
+
+
+def _platform_of(desc: Descriptor, image: Image) -> Platform | None:
+    """The platform an index entry is for; None for an attestation manifest or an
+    ``unknown/unknown`` entry (no platform)."""
+    platform = desc.platform or image.platform
+    if platform is None or platform.os == "unknown" or \
+            DOCKER_REFERENCE_TYPE in (desc.annotations or {}):
+        return None
+    return platform
+
+
+def images_to_change(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
+    """The images of ``index`` that an append to ``wanted`` changes, by digest: every
+    direct image entry whose platform matches one of ``wanted`` (all of them, also
+    entries that differ only in os.version or os.features); with no ``wanted``
+    (``all``), every direct platform image.  An image reachable only through a nested
+    index is InvalidInputError naming that index (replacing it would leave the nested
+    index listing the old one); a platform the index lacks is InvalidPlatformError."""
+    direct: list[tuple[Platform, Image]] = []
+    for desc, child in index.children:
+        if isinstance(child, Image):
+            platform = _platform_of(desc, child)
+            if platform is not None:
+                direct.append((platform, child))
+    chosen: dict[str, Image] = {}
+    for platform, image in direct:
+        if not wanted or any(platform.matches(one) for one in wanted):
+            chosen.setdefault(str(image.digest), image)
+    for one in wanted:
+        if not any(platform.matches(one) for platform, _ in direct):
+            found = select_image(index, one)   # InvalidPlatformError naming what is there
+            _refuse_nested(index, f"the image for {one}", found)
+    if not wanted:
+        _refuse_nested(index, "an image", None)
+    return chosen
+
+
+def _refuse_nested(index: Index, what: str, image: Image | None) -> None:
+    """InvalidInputError when a nested index of ``index`` holds ``image`` (None: any
+    platform image)."""
+    for desc, child in index.children:
+        if isinstance(child, Index) and any(
+                image.digest == found.digest if image is not None
+                else _platform_of(d, found) is not None for d, found in child.images()):
+            raise InvalidInputError(
+                f"{what} of index {index.digest.short} is in nested index "
+                f"{desc.digest.short}: append changes only the images an index lists "
+                "directly")
 
 
 def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
@@ -182,7 +228,7 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
     naming the new image: that entry keeps its platform and annotations.  Every other
     entry stays exactly as the source lists it, in the source's order, and so do the
     index's own fields; the attestation manifests of a changed image are left out (they
-    attest the old one).  An image found only in a nested index is listed directly.
+    attest the old one).  Every image of ``changed`` is a direct entry (images_to_change).
     ``media_type`` (the images converted): the index's own, with no annotations in a
     Docker manifest list."""
     raw = index.manifest.get("manifests")
@@ -202,10 +248,10 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
             continue
         else:
             kept.append((entries[position], desc, child))
-    for key, image in changed.items():  # found in a nested index: named directly
-        if key not in listed:
-            desc = Descriptor(image.media_type, image.digest, image.size, None, image.platform)
-            kept.append((desc.to_dict(), desc, image))
+    missing = sorted(set(changed) - listed)
+    if missing:
+        raise ValidationError(f"index {index.digest.short} lists no image {missing[0]} "
+                              "directly")
     doc = dict(index.manifest)
     doc["manifests"] = [entry for entry, _, _ in kept]
     if media_type is not None:

@@ -63,7 +63,7 @@ from ..model.mutate import (
     set_created,
 )
 from ..model.platform import Platform
-from ..model.selection import attested_digest, images_for, platforms_of, replace_images
+from ..model.selection import attested_digest, images_to_change, replace_images
 from ..options import Compression, ImageFormat, Options
 from ..progress.events import Progress, Task
 from ..stores.locations import Location, WriteResult, resolve_platform
@@ -318,11 +318,11 @@ def _read_base(plan: AppendPlan) -> tuple[Artifact, dict[str, Image]]:
             base = resolve_platform(base, options)
     if isinstance(base, Image):
         return base, {str(base.digest): base}
-    platforms = wanted or tuple(platforms_of(base))
-    if not platforms:
+    targets = images_to_change(base, wanted or ())
+    if not targets:
         raise InvalidInputError(f"base {str(request.base)!r} holds no platform images to "
                                 "append to")
-    return base, images_for(base, platforms)
+    return base, targets
 
 
 def _check_kept_format(base: Index, targets: Mapping[str, Image], plan: AppendPlan) -> None:
