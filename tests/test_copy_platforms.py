@@ -304,6 +304,110 @@ def test_append_changes_every_image_of_a_platform_not_only_the_first(
             [d.platform for d, _ in index.children]
 
 
+def test_copy_of_one_platform_keeps_every_image_of_it_not_only_the_first(
+        cli: Any, tmp_path: Path) -> None:
+    index, images = windows_versions()
+    Layout(tmp_path / "src").put(index, "m")
+    entries = index.manifest["manifests"]
+    assert isinstance(entries, list)
+    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/win:m",
+                               "--platform", "windows/amd64", "--json")
+    assert code == 0, stderr
+    win = Layout(tmp_path / "win").read("m")
+    assert isinstance(win, Index) and json.loads(stdout)["digest"] == str(win.digest)
+    # both releases, each entry (os.version included) as the source lists it
+    assert win.manifest["manifests"] == entries[:2]
+    assert [child.digest for _, child in win.children] == [i.digest for i in images[:2]]
+    assert {k: v for k, v in win.manifest.items() if k != "manifests"} == \
+        {k: v for k, v in index.manifest.items() if k != "manifests"}
+    _skopeo_copies_all(tmp_path / "win", "m", win)
+    assert cli("verify", f"oci:{tmp_path}/win:m")[0] == 0
+    # exactly one image for the platform: that image, its digest unchanged
+    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/lin:m",
+                               "--platform", "linux/amd64", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["digest"] == str(images[2].digest)
+    assert Layout(tmp_path / "lin").read("m").digest == images[2].digest
+    # a list: every image of each platform named (here all of them: the index itself)
+    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/both:m",
+                               "--platform", "linux/amd64,windows/amd64", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["digest"] == str(index.digest)
+    assert Layout(tmp_path / "both").read("m").digest == index.digest
+
+
+def _with_features(image: Image, features: tuple[str, ...]) -> Image:
+    """``image`` with ``os.features`` in its config (scratch records none)."""
+    if not features:
+        return image
+    config = canonical({**image.config, "os.features": list(features)})
+    manifest = dict(image.manifest)
+    manifest["config"] = {**image.manifest["config"], "size": len(config),  # type: ignore[dict-item]
+                          "digest": "sha256:" + hashlib.sha256(config).hexdigest()}
+    return Image(canonical(manifest), config, image.layers, None)
+
+
+def test_copy_of_one_platform_keeps_images_differing_only_in_os_features(
+        cli: Any, tmp_path: Path) -> None:
+    images = [_with_features(scratch(Platform("linux", "amd64")), features)
+              for features in ((), ("org.example.gpu",))]
+    images.append(scratch(Platform("linux", "arm64")))
+    assert images[1].platform is not None and images[1].platform.os_features
+    index = build_index([(image, None) for image in images])
+    Layout(tmp_path / "src").put(index, "m")
+    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/amd:m",
+                               "--platform", "linux/amd64", "--json")
+    assert code == 0, stderr
+    amd = Layout(tmp_path / "amd").read("m")
+    assert isinstance(amd, Index) and json.loads(stdout)["digest"] == str(amd.digest)
+    assert amd.manifest["manifests"] == index.manifest["manifests"][:2]  # type: ignore[index]
+    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"{tmp_path}/x.tar",
+                          "--platform", "linux/amd64")
+    assert code == 2 and "+org.example.gpu" in stderr, stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_one_platform_of_several_releases_from_a_registry(cli: Any, registry: Any,
+                                                          tmp_path: Path) -> None:
+    index, images = windows_versions()
+    Layout(tmp_path / "src").put(index, "m")
+    remote = f"{registry.host}/platforms/windows:1"
+    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", remote)
+    assert code == 0, stderr
+    code, stdout, stderr = cli("copy", remote, f"oci:{tmp_path}/win:m", "--platform",
+                               "windows/amd64", "--json")
+    assert code == 0, stderr
+    win = Layout(tmp_path / "win").read("m")
+    assert isinstance(win, Index) and json.loads(stdout)["digest"] == str(win.digest)
+    assert win.manifest["manifests"] == index.manifest["manifests"][:2]  # type: ignore[index]
+    # the single-image paths choose one: the first the index lists, from any source
+    for source in (remote, f"oci:{tmp_path}/src:m"):
+        code, stdout, stderr = cli("inspect", source, "--platform", "windows/amd64")
+        assert code == 0, stderr
+        assert json.loads(stdout)["digest"] == str(images[0].digest)
+    code, stdout, stderr = cli("copy", remote, f"oci:{tmp_path}/lin:m", "--platform",
+                               "linux/amd64", "--json")
+    assert code == 0 and json.loads(stdout)["digest"] == str(images[2].digest), stderr
+
+
+def test_copy_of_one_platform_with_several_releases_into_a_docker_archive_names_them(
+        cli: Any, tmp_path: Path) -> None:
+    index, images = windows_versions()
+    Layout(tmp_path / "src").put(index, "m")
+    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/ok:m",
+                          f"{tmp_path}/x.tar", "--platform", "windows/amd64")
+    assert code == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    for image, version in zip(images[:2], ("10.0.17763.1", "10.0.20348.2"), strict=True):
+        assert f"{version} ({image.digest})" in stderr, stderr
+    assert "@sha256:" in stderr and "oci-archive:" in stderr, stderr
+    assert not (tmp_path / "x.tar").exists() and not (tmp_path / "ok").exists()
+    # the platform with one image goes into the archive as before
+    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"{tmp_path}/x.tar",
+                               "--platform", "linux/amd64", "--json")
+    assert code == 0 and json.loads(stdout)["digest"] == str(images[2].digest), stderr
+
+
 def nested(tmp: Path) -> Index:
     """An index listing linux/amd64 directly and linux/arm64 through a nested index."""
     amd = make_image(tmp / "blobs", "amd", 1, platform="linux/amd64")

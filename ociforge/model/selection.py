@@ -79,6 +79,16 @@ def _search(entries: Sequence[Descriptor], wanted: Platform, where: str, image_o
     return None
 
 
+def listed_for(entries: Sequence[Descriptor], wanted: Platform) -> int:
+    """How many image entries of an index name ``wanted`` on their descriptors
+    (attestation manifests are no platform): more than one are several images of one
+    platform (Windows releases differing in os.version)."""
+    return sum(1 for desc in entries
+               if mt.is_image_manifest(desc.media_type) and desc.platform is not None
+               and DOCKER_REFERENCE_TYPE not in (desc.annotations or {})
+               and desc.platform.matches(wanted))
+
+
 def select_image(index: Index, wanted: Platform) -> Image:
     """The image for ``wanted`` in an index already loaded (see select_platform)."""
     loaded: dict[str, Artifact] = {}
@@ -204,13 +214,39 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
 
 
 def images_for(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
-    """The images of ``index`` for ``wanted`` by digest, each found as select_image finds
-    it (a platform it lacks is InvalidPlatformError naming the platforms it has)."""
+    """The images of ``index`` for ``wanted`` by digest: every image entry the index lists
+    directly for one of them (several for one platform when they differ only in
+    os.version or os.features, as Windows releases do); a platform listed only in a
+    nested index, the image select_image finds there (a platform it lacks is
+    InvalidPlatformError naming the platforms it has)."""
     chosen: dict[str, Image] = {}
     for platform in wanted:
-        image = select_image(index, platform)
-        chosen.setdefault(str(image.digest), image)
+        direct = [image for desc, image in index.children if isinstance(image, Image)
+                  and (found := _platform_of(desc, image)) is not None
+                  and found.matches(platform)]
+        for image in direct or [select_image(index, platform)]:
+            chosen.setdefault(str(image.digest), image)
     return chosen
+
+
+def select_children(index: Index, wanted: Platform) -> Artifact:
+    """What copying one platform of ``index`` keeps: the one image for ``wanted``, or,
+    when the index lists several for it (Windows releases differing in os.version), an
+    index of exactly those (select_images), never silently the first."""
+    chosen = images_for(index, (wanted,))
+    if len(chosen) == 1:
+        return next(iter(chosen.values()))
+    return select_images(index, (wanted,))
+
+
+def same_platform_images(index: Index) -> list[tuple[Platform, Image]] | None:
+    """The platform images of ``index`` (nested ones too) when there are several and all
+    are for one platform, differing only in os.version or os.features; None otherwise."""
+    found = [(platform, image) for desc, image in index.images()
+             if (platform := _platform_of(desc, image)) is not None]
+    if len(found) > 1 and all(p.matches(found[0][0]) for p, _ in found):
+        return found
+    return None
 
 
 def attested_digest(desc: Descriptor) -> str | None:

@@ -3,8 +3,10 @@
 Raw manifest and config bytes are written as read, so the digest at every
 destination is the digest at the source.  An index is copied whole (every
 platform, its digest unchanged) unless the options pick platforms:
-``Options.platform`` narrows it to that one image, ``Options.platforms`` to a
-new index holding exactly those children (their digests unchanged).
+``Options.platform`` narrows it to that one image (or, when the index lists several
+for it, Windows releases differing in os.version, to an index of exactly those),
+``Options.platforms`` to a new index holding exactly those children (their digests
+unchanged).
 ``with_referrers`` also copies what is attached to what was copied (the image,
 or the index and each of its children): signatures and referrers
 (trust/transfer.py), so they verify and list at every destination.
@@ -55,7 +57,8 @@ class CopyPlan:
         if not options.picks_platforms:
             options = replace(options, all_platforms=True)  # what is given is what is kept
         with self.outputs.running(self.options):
-            artifact = resolve_platform(self.source.read(options), options)
+            artifact = resolve_platform(self.source.read(options), options,
+                                        every_match=True)
             results = self.outputs.write(artifact, self.options)
             if self.with_referrers:
                 from ..model import walk

@@ -20,8 +20,9 @@ from ..model.image import Image
 from ..model.index import Artifact
 from ..model.jsonutil import MAX_DOCUMENT, parse_object
 from ..model.layer import Layer
-from ..model.loader import T, load_artifact, load_for_platform
+from ..model.loader import T, index_entries, load_artifact, load_for_platform
 from ..model.reference import Reference
+from ..model.selection import listed_for
 from ..options import Options, RegistryOptions
 from ..progress.events import Progress, transfer
 from .parallel import run_parallel
@@ -67,15 +68,20 @@ class _Documents:
 
 
 def pull(client: PullSource, ref: Reference, options: Options) -> Artifact:
-    """The artifact a reference names, resolved to one platform unless all are wanted."""
+    """The artifact a reference names, resolved to one platform unless all are wanted
+    (or several: ``Options.platforms``).  An index listing several images for the one
+    platform wanted comes whole, reading every child, so the caller chooses
+    (resolve_platform: copy keeps them all, the rest takes the first)."""
     data, media_type, digest = client.get_manifest(ref.repository, ref.identifier)
     if not mt.is_index(media_type):
         media_type = mt.DOCKER_MANIFEST if media_type == mt.DOCKER_MANIFEST else mt.OCI_MANIFEST
     desc = Descriptor(media_type, digest, len(data))
     documents = _Documents(client, ref, Progress.of(options))
-    if mt.is_index(media_type) and not options.all_platforms and not options.platforms:
+    if mt.is_index(media_type) and not options.all_platforms and not options.platforms \
+            and listed_for(index_entries(data, desc), options.wanted_platform()) < 2:
         return load_for_platform(desc, documents, options.wanted_platform(), ref.name,
                                  document=data, where=str(ref))
+    # several images for the one platform wanted: the whole index, resolve_platform chooses
 
     def parallel(load: Callable[[Descriptor], T], items: list[Descriptor]) -> list[T]:
         # distinct children's manifests and configs are fetched side by side (order kept)

@@ -43,6 +43,7 @@ from ..model.digest import CHUNK, Digest, VerifyingReader
 from ..model.image import Image
 from ..model.index import Artifact, Index
 from ..model.jsonutil import canonical, parse_object
+from ..model.selection import same_platform_images
 from ..options import Options
 from ..progress.events import Progress
 from .dockerarchive import ImageName, docker_manifest, matches_name, select_legacy_image
@@ -348,6 +349,17 @@ class DockerArchiveLocation(Location):
 
     def _loadable(self, artifact: Artifact) -> Image:
         if isinstance(artifact, Index):
+            releases = same_platform_images(artifact)
+            if releases is not None:
+                listed = ", ".join(
+                    f"{platform.os_version or 'no os.version'}"
+                    + (f" +{','.join(platform.os_features)}" if platform.os_features else "")
+                    + f" ({image.digest})" for platform, image in releases)
+                raise InvalidInputError(
+                    f"{self} holds one image; index {artifact.digest.short} has "
+                    f"{len(releases)} for {releases[0][0]} that differ in os.version or "
+                    f"os.features: {listed}; copy one by its digest (NAME@sha256:...) from "
+                    "a registry, or write the index to oci: or oci-archive:")
             raise InvalidInputError(
                 f"{self} holds single-platform images; pick one with --platform "
                 "(or write an index to oci: or oci-archive:)"

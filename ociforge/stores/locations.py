@@ -22,7 +22,7 @@ from ..model.digest import Digest
 from ..model.image import Image
 from ..model.index import Artifact
 from ..model.reference import Reference
-from ..model.selection import select_image, select_images
+from ..model.selection import select_children, select_image, select_images
 from ..options import Options
 
 if TYPE_CHECKING:
@@ -62,12 +62,16 @@ class TagRemoval:
     via: str = "registry"
 
 
-def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
+def resolve_platform(artifact: Artifact, options: Options, *,
+                     every_match: bool = False) -> Artifact:
     """Pick one image out of an index for the wanted platform (unless all are kept), or
     with several platforms (``Options.platforms``) an index of exactly those.
 
-    A single image is taken as it is, unless the user explicitly asked for another
-    platform (``--platform``): then it is refused naming both, never silently used.
+    One platform the index lists several images for (Windows releases differing in
+    os.version): the first of them, or with ``every_match`` (copy) an index of all
+    of them.  A single image is taken as it is, unless the user explicitly asked for
+    another platform (``--platform``): then it is refused naming both, never silently
+    used.
     """
     if options.all_platforms:
         return artifact
@@ -88,6 +92,8 @@ def resolve_platform(artifact: Artifact, options: Options) -> Artifact:
                 "(asked for with --platform)"
             )
         return artifact
+    if every_match:
+        return select_children(artifact, options.wanted_platform())
     return select_image(artifact, options.wanted_platform())
 
 
