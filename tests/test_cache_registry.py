@@ -333,6 +333,246 @@ def test_noop_repush_check_falls_back_to_the_default_bundle(
     assert hits(tls_registry, mark) == [("HEAD", "/v2/fast/fallback/manifests/1", 200)]
 
 
+def _probe(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """ociforge in a new process that then says whether requests or urllib3 were loaded."""
+    probe = ("import sys\nfrom ociforge.cli import main\n"
+             f"code = main({argv!r})\n"
+             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", probe], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_noop_repush_to_a_token_registry_is_one_token_and_one_head(
+        cli: Any, token_registry: RegistryServer, tmp_path: Path) -> None:
+    """Docker-Hub-style token auth: one pull-scope token GET to the remembered realm (with
+    the login's Basic credentials) and one manifest HEAD, no HTTP stack, no push-access
+    probe; a moved tag gets the full push."""
+    tokens = token_registry.token_server
+    user, password = token_registry.username or "", token_registry.password or ""
+    _docker_login(token_registry.host, user, password)
+    image, _ = layout_image(cli, tmp_path, "img")
+    other, _ = layout_image(cli, tmp_path, "other", layers=1)
+    dest = f"{token_registry.host}/fast/bearer:1"
+    code, out, err = cli("copy", image, dest)
+    assert code == 0, err
+    digest = out.split()[0]
+    mark, granted, issued = token_registry.log_mark(), len(tokens.requests), len(tokens.issued)
+    proc = _probe(["copy", image, dest])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
+    assert proc.stdout.split()[0] == digest and proc.stdout.splitlines()[:-1] == out.splitlines()
+    hits(token_registry, mark)    # waits until the registry has logged everything
+    assert token_registry.requests_since(mark) == [("HEAD", "/v2/fast/bearer/manifests/1", 200)]
+    asked = tokens.requests[granted:]
+    assert [(r.method, r.user, r.scopes) for r in asked] == [
+        ("GET", user, ["repository:fast/bearer:pull"])], asked
+    output = proc.stdout + proc.stderr
+    assert password not in output and not any(t in output for t in tokens.issued[issued:])
+    # the tag moved (another pusher): the HEAD shows another digest, the full push follows
+    assert run("copy", other, dest, "--no-cache").returncode == 0
+    mark = token_registry.log_mark()
+    proc = run("copy", image, dest)
+    assert proc.stdout.split()[0] == digest
+    hits(token_registry, mark)
+    seen = token_registry.requests_since(mark)
+    assert seen[0] == ("HEAD", "/v2/fast/bearer/manifests/1", 200), seen
+    assert ("PUT", "/v2/fast/bearer/manifests/1", 201) in seen, seen
+
+
+def test_token_repush_without_a_login_uses_an_anonymous_token(
+        cli: Any, token_registry: RegistryServer, tmp_path: Path) -> None:
+    """No credentials: an anonymous pull token settles a tag that serves the image already;
+    when it does not, push access is asked and refused (anonymous tokens only pull), before
+    anything is written."""
+    tokens = token_registry.token_server
+    _docker_login(token_registry.host, token_registry.username or "",
+                  token_registry.password or "")
+    image, _ = layout_image(cli, tmp_path, "img")
+    other, _ = layout_image(cli, tmp_path, "other", layers=1)
+    dest = f"{token_registry.host}/fast/anon:1"
+    code, _, err = cli("copy", image, dest)
+    assert code == 0, err
+    (Path(os.environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {}}')
+    mark, granted = token_registry.log_mark(), len(tokens.requests)
+    proc = _probe(["copy", image, dest])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
+    hits(token_registry, mark)
+    assert token_registry.requests_since(mark) == [("HEAD", "/v2/fast/anon/manifests/1", 200)]
+    assert [(r.user, r.scopes) for r in tokens.requests[granted:]] == [
+        (None, ["repository:fast/anon:pull"])]
+    # the tag serves another image now: a push is needed, and an anonymous user may not
+    _docker_login(token_registry.host, token_registry.username or "",
+                  token_registry.password or "")
+    assert run("copy", other, dest, "--no-cache").returncode == 0
+    (Path(os.environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {}}')
+    mark = token_registry.log_mark()
+    proc = run("copy", image, f"oci:{tmp_path / 'lay'}", dest, check=False)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    assert not (tmp_path / "lay").exists()
+    hits(token_registry, mark)
+    seen = token_registry.requests_since(mark)
+    assert seen[0] == ("HEAD", "/v2/fast/anon/manifests/1", 200), seen
+    assert not [hit for hit in seen if hit[0] in ("PUT", "PATCH", "POST")], seen
+
+
+def test_a_refusing_token_service_sends_the_repush_the_full_way(
+        cli: Any, token_registry: RegistryServer, tmp_path: Path) -> None:
+    """The token service refuses the login (401): no HEAD is sent with a token, the full
+    way runs and reports the refusal itself."""
+    tokens = token_registry.token_server
+    user = token_registry.username or ""
+    _docker_login(token_registry.host, user, token_registry.password or "")
+    image, _ = layout_image(cli, tmp_path, "img")
+    dest = f"{token_registry.host}/fast/refused:1"
+    code, _, err = cli("copy", image, dest)
+    assert code == 0, err
+    _docker_login(token_registry.host, user, "not-the-password")
+    mark, denied = token_registry.log_mark(), tokens.denied
+    proc = run("copy", image, dest, check=False)
+    assert proc.returncode == 1, proc.stderr
+    (error,) = messages(proc.stderr)
+    assert "token service refused the credentials" in error, error
+    assert tokens.denied - denied >= 2      # the re-push check's GET, then the full way's
+    hits(token_registry, mark)
+    seen = token_registry.requests_since(mark)
+    assert ("HEAD", "/v2/fast/refused/manifests/1", 200) not in seen, seen
+    assert not [hit for hit in seen if hit[0] in ("PUT", "PATCH", "POST")], seen
+
+
+def test_the_repush_check_sends_no_credentials_to_a_realm_the_transport_would_refuse(
+        cli: Any, token_registry: RegistryServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remembered realm over plain HTTP off loopback, or one whose URL names another
+    origin than the transport judged it to be, is never contacted: the full way decides."""
+    from ociforge.cache import repush
+    from ociforge.cache.keys import record_name
+    from ociforge.cache.store import Cache
+    from ociforge.model.digest import Digest
+    from ociforge.options import RegistryOptions
+
+    _docker_login(token_registry.host, token_registry.username or "",
+                  token_registry.password or "")
+    image, _ = layout_image(cli, tmp_path, "img")
+    dest = f"{token_registry.host}/fast/realm:1"
+    code, out, err = cli("copy", image, dest)
+    assert code == 0, err
+    digest = Digest.parse(out.split()[0])
+    cache = Cache(os.environ["OCIFORGE_CACHE_DIR"])
+    name = record_name(token_registry.host)
+    fact = cache.record("registries", name, touch=False)
+    assert fact is not None
+    realm = fact["realm"]
+    assert fact["realm_origin"] == ["http", "127.0.0.1", int(realm.split(":")[2].split("/")[0])]
+    options = RegistryOptions()
+    assert repush.already_served(cache, token_registry.host, "fast/realm", "1", digest, options)
+    connected: list[tuple[str, int]] = []
+    real_connect = repush._connect
+
+    def connect(scheme: str, host: str, port: int, opts: RegistryOptions) -> Any:
+        connected.append((host, port))
+        return real_connect(scheme, host, port, opts)
+
+    monkeypatch.setattr(repush, "_connect", connect)
+    port = fact["realm_origin"][2]
+    for bad_realm, origin in (("http://192.0.2.1/token", ["http", "192.0.2.1", 80]),
+                              (realm, ["http", "127.0.0.2", port]),
+                              (f"http://127.0.0.2:{port}/token", ["http", "127.0.0.1", port])):
+        cache.put_record("registries", name, {**fact, "realm": bad_realm,
+                                              "realm_origin": origin})
+        assert not repush.already_served(cache, token_registry.host, "fast/realm", "1",
+                                         digest, options)
+    assert connected == []
+    cache.put_record("registries", name, fact)
+    assert repush.already_served(cache, token_registry.host, "fast/realm", "1", digest, options)
+    assert len(connected) == 2      # the realm, then the registry
+
+
+def test_any_surprise_from_the_token_service_sends_the_repush_the_full_way(
+        cli: Any, token_registry: RegistryServer, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """A realm that redirects, fails, sends no token, no JSON, a token the registry refuses,
+    or no answer within --timeout: False (the full way runs).  A chunked answer with a real
+    token is read, and so is one whose connection stays open after its Content-Length.
+    Neither the password nor a token is logged."""
+    import logging
+    import time as clock
+
+    from httpserver import LoopbackServer, QuietHandler
+
+    from ociforge.cache import repush
+    from ociforge.cache.keys import record_name
+    from ociforge.cache.store import Cache
+    from ociforge.model.digest import Digest
+    from ociforge.options import RegistryOptions
+
+    tokens = token_registry.token_server
+    password = token_registry.password or ""
+    _docker_login(token_registry.host, token_registry.username or "", password)
+    image, _ = layout_image(cli, tmp_path, "img")
+    dest = f"{token_registry.host}/fast/surprise:1"
+    code, out, err = cli("copy", image, dest)
+    assert code == 0, err
+    digest = Digest.parse(out.split()[0])
+    good = tokens.mint(None, ["repository:fast/surprise:pull"])
+    mode = {"now": ""}
+
+    class Realm(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            now = mode["now"]
+            if now == "redirect":
+                self.reply(302, b"", {"Location": fact["realm"]})
+            elif now == "error":
+                self.reply(500, b'{"token": "%s"}' % good.encode())
+            elif now == "no-token":
+                self.reply(200, b'{"expires_in": 300}')
+            elif now == "not-json":
+                self.reply(200, b"[" * 5000)
+            elif now == "refused-token":
+                self.reply(200, b'{"token": "not-a-jwt"}')
+            elif now == "silent":
+                clock.sleep(3)
+            elif now == "lingering":        # the answer, then the connection kept open
+                self.reply(200, b'{"token": "%s"}' % good.encode())
+                self.wfile.flush()
+                clock.sleep(3)
+            elif now == "chunked":
+                body = b'{"token": "%s"}' % good.encode()
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for part in (body[:7], body[7:]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+
+    cache = Cache(os.environ["OCIFORGE_CACHE_DIR"])
+    name = record_name(token_registry.host)
+    fact = cache.record("registries", name, touch=False)
+    assert fact is not None
+    caplog.set_level(logging.DEBUG, logger="ociforge.http")
+    granted = len(tokens.requests)
+    with LoopbackServer(Realm) as realm:
+        cache.put_record("registries", name, {
+            **fact, "realm": f"http://{realm.host}/token",
+            "realm_origin": ["http", "127.0.0.1", realm.port]})
+        results = {}
+        for mode["now"] in ("redirect", "error", "no-token", "not-json", "refused-token",
+                            "silent", "lingering", "chunked"):
+            results[mode["now"]] = repush.already_served(
+                cache, token_registry.host, "fast/surprise", "1", digest,
+                RegistryOptions(timeout=1.0))
+    assert results == {"redirect": False, "error": False, "no-token": False,
+                       "not-json": False, "refused-token": False, "silent": False,
+                       "lingering": True, "chunked": True}
+    assert len(tokens.requests) == granted      # the redirect was not followed
+    logged = capsys.readouterr().err + caplog.text
+    assert password not in logged and good not in logged
+    assert logged.count("(cached-state check token)") == 8, logged
+
+
 def test_cache_info_and_prune(cli: Any, tmp_path: Path) -> None:
     """info: location, size and entries; prune: least recently used first, --all empties."""
     from ociforge.cache.store import Cache

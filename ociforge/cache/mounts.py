@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from ..model.digest import Digest
 from ..model.image import Image
@@ -21,6 +22,10 @@ from ..model.layer import Layer
 from ..model.reference import normalize_registry
 from .keys import record_name
 from .store import Cache
+
+if TYPE_CHECKING:
+    from ..remote.auth import Challenge
+    from ..remote.transport import Transport
 
 KEEP_REPOSITORIES = 16      # per blob and registry, the most recent
 
@@ -117,4 +122,22 @@ def after_transfer(cache: Cache, client: object, registry: str, repository: str,
     if transport is not None:
         challenge = transport.auth.challenge
         remember_registry(cache, registry, str(transport.base_url),
-                          None if challenge is None else challenge.scheme)
+                          None if challenge is None else challenge.scheme,
+                          _token_service(transport, challenge))
+
+
+def _token_service(transport: Transport, challenge: Challenge | None
+                   ) -> tuple[str, list[object], str] | None:
+    """A Bearer challenge's realm, the origin the transport judged it to be (it would send
+    the realm credentials: HTTPS, or plain HTTP on loopback or to an --insecure
+    registry), and the service; None when there is none or the transport refuses it."""
+    from ..errors import OciforgeError
+
+    if challenge is None or challenge.scheme != "bearer" or not challenge.realm:
+        return None
+    try:
+        origin = transport.check_realm(challenge.realm)
+    except OciforgeError:
+        return None
+    return (challenge.realm, [origin.scheme, origin.host, origin.port],
+            challenge.params.get("service", ""))

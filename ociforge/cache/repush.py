@@ -3,22 +3,27 @@
 Importing ``requests`` (and urllib3 under it) takes longer than everything
 else a no-op push does.  When the cache remembers that this registry's
 repository served exactly this digest under this tag, and how the registry
-answered its API check at a known base URL (no credentials asked for, or
-Basic auth), one HEAD of the manifest on a socket of its own settles it: 200
-with the same Docker-Content-Digest means nothing needs to be sent (what the
-full push would conclude from the same HEAD).  A Basic registry gets the
-credentials the transport would send it (credentials.lookup), to its own
-origin only, over HTTPS or loopback.
+answered its API check at a known base URL (no credentials asked for, Basic
+auth, or a Bearer token from a realm), one HEAD of the manifest on a socket of
+its own settles it: 200 with the same Docker-Content-Digest means nothing needs
+to be sent (what the full push would conclude from the same HEAD).  A Basic
+registry gets the credentials the transport would send it (credentials.lookup),
+to its own origin only, over HTTPS or loopback.  A Bearer registry first gets a
+pull-only token with one GET from the realm the full run was challenged with,
+at the origin the transport judged it to be then (it sends realm credentials
+over HTTPS, or plain HTTP on loopback): the same query and Basic credentials as
+the transport's own token GET, or none (an anonymous token).
 
-Anything else goes the full way: another answer, an error, a registry that
-wants a token (Bearer), no credentials for a Basic one, a proxy in the
-environment, --insecure with HTTPS, a base URL the transport would not have
-chosen.  TLS is verified as the transport does (the same bundle, --ca-cert
-added).
+Anything else goes the full way: another answer, an error, a redirect, a token
+service that refuses, no credentials for a Basic registry, identity or registry
+tokens, a proxy in the environment, --insecure with HTTPS, a base URL the
+transport would not have chosen.  TLS is verified as the transport does (the
+same bundle, --ca-cert added for the registry's own host).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -38,30 +43,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("ociforge.http")
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+_TOKEN_ANSWER_LIMIT = 1 << 20       # as the transport reads a token answer
 
 
-def remember_registry(cache: Cache, registry: str, base_url: str,
-                      auth_scheme: str | None) -> None:
-    """How a full run reached ``registry``: its API base URL, and the auth scheme its
-    challenge named (``basic``, ``bearer``; None when it asked for none)."""
+def remember_registry(cache: Cache, registry: str, base_url: str, auth_scheme: str | None,
+                      token_service: tuple[str, list[object], str] | None = None) -> None:
+    """How a full run reached ``registry``: its API base URL, the auth scheme its
+    challenge named (``basic``, ``bearer``; None when it asked for none), and for
+    ``bearer`` the realm, the origin the transport judged it to be, and the service."""
     name = record_name(registry)
+    realm, realm_origin, service = token_service or (None, None, None)
+    fact = {"registry": registry, "base": base_url, "auth": auth_scheme is not None,
+            "scheme": auth_scheme, "realm": realm, "realm_origin": realm_origin,
+            "service": service}
     known = cache.record("registries", name, touch=False)
-    if known and known.get("base") == base_url and known.get("auth") == (
-            auth_scheme is not None) and known.get("scheme") == auth_scheme:
+    if known and all(known.get(key) == value for key, value in fact.items()):
         return
-    cache.put_record("registries", name, {"registry": registry, "base": base_url,
-                                          "auth": auth_scheme is not None,
-                                          "scheme": auth_scheme, "time": time.time()})
+    cache.put_record("registries", name, {**fact, "time": time.time()})
 
 
 def may_settle(cache: Cache, registry: str, repository: str, reference: str,
                options: RegistryOptions) -> bool:
     """Whether ``already_served`` could answer for this reference (local reads only): the
-    cache remembers the tag, and how to reach the registry (anonymously, or with the
-    Basic credentials there are for it: with none, the push-access check says so up
-    front instead of after the build)."""
+    cache remembers the tag, and how to reach the registry (anonymously, with the
+    Basic credentials there are for it, or with a token from its realm, anonymous
+    when there are no credentials; with no Basic credentials the push-access check
+    says so up front instead of after the build)."""
     found = _checked_origin(cache, registry, repository, reference, options)
-    return found is not None and (not found[3] or _basic_header(registry) is not None)
+    if found is None:
+        return False
+    if found[3] == "basic":
+        return _basic_header(registry) is not None
+    if found[3] == "bearer":
+        return _token_login(registry) is not None
+    return True
 
 
 def already_served(cache: Cache, registry: str, repository: str, reference: str,
@@ -70,14 +85,16 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
     found = _checked_origin(cache, registry, repository, reference, options)
     if found is None or found[2] != str(digest):
         return False
-    scheme, api_host, _, basic = found
+    scheme, api_host, _, auth = found
     authorization = None
-    if basic:
-        authorization = _basic_header(registry)
-        if authorization is None:
-            return False
     base = f"{scheme}://{api_host}"
     path = f"/v2/{repository}/manifests/{reference}"
+    if auth == "basic":
+        authorization = _basic_header(registry)
+    elif auth == "bearer":
+        authorization = _pull_token(cache, registry, scheme, api_host, repository, options)
+    if auth is not None and authorization is None:
+        return False
     started = time.monotonic()
     try:
         status, served = _head(scheme, api_host, path, options, authorization)
@@ -92,6 +109,14 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
 def _basic_header(registry: str) -> str | None:
     """The Basic Authorization header the transport would send ``registry`` (the same
     credentials lookup); None when there are no credentials or they cannot be read."""
+    login = _token_login(registry)
+    return login[0] if login is not None else None
+
+
+def _token_login(registry: str) -> tuple[str | None, str] | None:
+    """(the Basic header, the account) the transport would send with a token GET (both
+    empty without credentials); None when the credentials cannot be read or are an
+    identity or registry token (the full way handles those)."""
     from ..errors import OciforgeError
     from ..remote.credentials import lookup
 
@@ -100,15 +125,77 @@ def _basic_header(registry: str) -> str | None:
     except OciforgeError as exc:   # a broken helper or config: the full way says so
         log.debug("no credentials for the cached-state check: %s", type(exc).__name__)
         return None
-    if creds is None or not creds.password:
+    if creds is None:
+        return None, ""
+    if creds.identity_token or creds.registry_token:
         return None
-    return creds.basic_header()
+    return (creds.basic_header() if creds.password else None), creds.username
+
+
+def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, repository: str,
+                options: RegistryOptions) -> str | None:
+    """``Bearer <token>`` for pulling ``repository``, from the remembered realm; None on
+    anything unexpected."""
+    from urllib.parse import urlencode, urlsplit
+
+    from ..errors import InvalidInputError
+    from ..model.jsonutil import loads
+    from ..model.reference import is_loopback_name
+    from ..remote.auth import pull_scope, token_query
+
+    facts = cache.record("registries", record_name(registry), touch=False) or {}
+    realm, origin, service = facts.get("realm"), facts.get("realm_origin"), facts.get("service")
+    if not (isinstance(realm, str) and isinstance(service, str) and isinstance(origin, list)
+            and len(origin) == 3):
+        return None
+    realm_scheme, realm_host, realm_port = origin
+    # The origin the transport decided on (check_realm) must be the one this URL names,
+    # and one it sends credentials to: HTTPS, or plain HTTP on loopback (and not from
+    # an HTTPS registry).
+    try:
+        parts = urlsplit(realm)
+        named = (parts.scheme, parts.hostname,
+                 parts.port or (443 if parts.scheme == "https" else 80))
+    except ValueError:
+        return None
+    if named != (realm_scheme, realm_host, realm_port) or parts.username is not None:
+        return None
+    if realm_scheme != "https" and not (realm_scheme == "http" and scheme == "http"
+                                        and is_loopback_name(str(realm_host))):
+        return None
+    login = _token_login(registry)
+    if login is None:
+        return None
+    basic, account = login
+    query = urlencode(token_query(service, [pull_scope(repository)], account))
+    target = f"{parts.path or '/'}?{parts.query + '&' if parts.query else ''}{query}"
+    # --ca-cert belongs to the registry's own host, as the transport's verify_for has it
+    same_host = str(realm_host) == host_and_port(api_host)[0].lower()
+    realm_options = options if same_host else dataclasses.replace(options, ca_cert=None)
+    try:
+        status, _, body = _exchange("GET", realm_scheme, parts.netloc, target, realm_options,
+                                    basic)
+    except (OSError, ValueError) as exc:
+        log.debug("GET %s://%s%s -> %s (cached-state check token)", realm_scheme,
+                  parts.netloc, parts.path, type(exc).__name__)
+        return None
+    log.debug("GET %s://%s%s -> %d (cached-state check token)", realm_scheme, parts.netloc,
+              parts.path, status)
+    if status != 200:
+        return None
+    try:
+        answer = loads(body, "token service answer", _TOKEN_ANSWER_LIMIT)
+    except InvalidInputError:
+        return None
+    token = (answer.get("access_token") or answer.get("token")) if isinstance(
+        answer, dict) else None
+    return f"Bearer {token}" if isinstance(token, str) and token else None
 
 
 def _checked_origin(cache: Cache, registry: str, repository: str, reference: str,
-                    options: RegistryOptions) -> tuple[str, str, object, bool] | None:
-    """(scheme, API host, remembered digest, whether Basic credentials go with the HEAD)
-    when the re-push check may run, else None."""
+                    options: RegistryOptions) -> tuple[str, str, object, str | None] | None:
+    """(scheme, API host, remembered digest, the auth scheme: None, ``basic`` or
+    ``bearer``) when the re-push check may run, else None."""
     remembered = tag_record(cache, registry, repository, reference)
     if not remembered:
         return None
@@ -116,8 +203,10 @@ def _checked_origin(cache: Cache, registry: str, repository: str, reference: str
     base = facts.get("base") if facts else None
     if not isinstance(base, str) or not facts:
         return None
-    basic = facts.get("auth") is True and facts.get("scheme") == "basic"
-    if facts.get("auth") is not False and not basic:
+    auth = facts.get("scheme") if facts.get("auth") is True else None
+    if facts.get("auth") is not (auth is not None) or auth not in (None, "basic", "bearer"):
+        return None
+    if auth == "bearer" and not isinstance(facts.get("realm"), str):
         return None
     if any(environ_value(name) or environ_value(name.upper()) for name in _PROXY_VARIABLES):
         return None
@@ -132,19 +221,27 @@ def _checked_origin(cache: Cache, registry: str, repository: str, reference: str
     if scheme == "http" and not (is_loopback(api_host) or registry in options.insecure
                                  or api_host in options.insecure):
         return None
-    if basic and scheme == "http" and not is_loopback(api_host):
-        return None     # credentials in clear text only on this machine's loopback
-    return scheme, api_host, remembered.get("digest"), basic
+    if auth is not None and scheme == "http" and not is_loopback(api_host):
+        return None     # credentials or tokens in clear text only on this machine's loopback
+    return scheme, api_host, remembered.get("digest"), auth
 
 
 def _head(scheme: str, netloc: str, path: str, options: RegistryOptions,
           authorization: str | None = None) -> tuple[int, str]:
-    """One HTTP/1.1 HEAD on its own connection: (status, Docker-Content-Digest);
-    ``authorization`` (never logged) is sent as the Authorization header.
+    """One HEAD of ``path``: (status, Docker-Content-Digest)."""
+    status, headers, _ = _exchange("HEAD", scheme, netloc, path, options, authorization)
+    return status, headers.get("docker-content-digest", "")
 
-    A request line and headers written by hand, the answer's head parsed
-    strictly (anything odd raises ValueError): http.client would cost more to
-    import than this whole check takes.
+
+def _exchange(method: str, scheme: str, netloc: str, path: str, options: RegistryOptions,
+              authorization: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on its own connection: (status, headers by lower-case name,
+    body); ``authorization`` (never logged) is sent as the Authorization header.
+
+    A request line and headers written by hand, the answer parsed strictly
+    (anything odd raises ValueError): http.client would cost more to import than
+    this whole check takes.  The body (none for HEAD) is read to its Content-Length
+    or to the end of the connection, at most _TOKEN_ANSWER_LIMIT bytes.
     """
     from .. import __version__
 
@@ -157,38 +254,87 @@ def _head(scheme: str, netloc: str, path: str, options: RegistryOptions,
         if not authorization.isascii() or any(c in authorization for c in "\r\n"):
             raise ValueError("authorization")
         credentials = f"Authorization: {authorization}\r\n"
+    accept = mt.MANIFEST_ACCEPT if method == "HEAD" else "application/json"
     deadline = time.monotonic() + options.timeout     # the whole answer, as the transport
     sock = _connect(scheme, host, port, options)
     try:
-        sock.sendall((f"HEAD {path} HTTP/1.1\r\nHost: {netloc}\r\n"
-                      f"Accept: {mt.MANIFEST_ACCEPT}\r\n{credentials}"
+        sock.sendall((f"{method} {path} HTTP/1.1\r\nHost: {netloc}\r\n"
+                      f"Accept: {accept}\r\n{credentials}"
                       f"User-Agent: ociforge/{__version__}\r\nConnection: close\r\n\r\n"
                       ).encode("ascii"))
         answer = b""
-        while b"\r\n\r\n" not in answer:
+        while not _complete(method, answer):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ValueError("no complete answer within --timeout")
             sock.settimeout(left)
             chunk = sock.recv(16384)
-            if not chunk or len(answer) > 65536:
-                raise ValueError("incomplete answer")
+            if not chunk:
+                break
             answer += chunk
+            if len(answer) > _TOKEN_ANSWER_LIMIT + 65536:
+                raise ValueError("answer too long")
     finally:
         sock.close()
-    lines = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    head, complete, body = answer.partition(b"\r\n\r\n")
+    if not complete:
+        raise ValueError("incomplete answer")
+    lines = head.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise ValueError("not an HTTP/1 status line")
-    digest = ""
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
             raise ValueError("malformed header")
-        if name.strip().lower() == "docker-content-digest":
-            digest = value.strip()
-    return int(code), digest
+        headers[name.strip().lower()] = value.strip()
+    if method != "HEAD":
+        body = _body(headers, body)
+    return int(code), headers, body
+
+
+def _complete(method: str, answer: bytes) -> bool:
+    """Whether ``answer`` holds the whole answer: the head of a HEAD's, or the head and
+    Content-Length bytes (a server that keeps the connection open is not waited for)."""
+    head, complete, body = answer.partition(b"\r\n\r\n")
+    if not complete:
+        return False
+    if method == "HEAD":
+        return True
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value.strip())
+    return False
+
+
+def _body(headers: dict[str, str], raw: bytes) -> bytes:
+    """The body as sent: Content-Length bytes, chunks joined, or up to the close."""
+    coding = headers.get("transfer-encoding", "").lower()
+    if coding not in ("", "chunked"):
+        raise ValueError("transfer coding")
+    if coding == "":
+        length = headers.get("content-length")
+        if length is None:
+            return raw
+        if not length.isdigit() or len(raw) != int(length):
+            raise ValueError("body length")
+        return raw
+    out = b""
+    while True:
+        size, sep, raw = raw.partition(b"\r\n")
+        size = size.partition(b";")[0].strip()
+        if not sep or not size or any(c not in b"0123456789abcdefABCDEF" for c in size):
+            raise ValueError("chunk size")
+        count = int(size, 16)
+        if count == 0:
+            return out
+        if raw[count:count + 2] != b"\r\n":
+            raise ValueError("chunk")
+        out += raw[:count]
+        raw = raw[count + 2:]
 
 
 def _connect(scheme: str, host: str, port: int, options: RegistryOptions) -> socket.socket:

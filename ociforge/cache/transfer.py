@@ -72,8 +72,8 @@ def push_cached(ref: Reference, artifact: Artifact, options: Options,
 
 def may_be_served(ref: Reference, options: Options) -> bool:
     """Whether, once the artifact is known, the cache's re-push check (one HEAD, with
-    Basic credentials where the registry wants them) may show that ``ref`` already
-    serves it.  Local reads only: the
+    Basic credentials or a pull token where the registry wants them) may show that
+    ``ref`` already serves it.  Local reads only: the
     pipeline then leaves the push-access check until the artifact is known."""
     cache = Cache.open(options.cache)
     if cache is None:

@@ -101,9 +101,10 @@ class Outputs:
         Nothing is written: a token's granted actions, or an upload session that
         is opened and deleted again.  Each repository is asked once.  A destination
         the cache may show to serve the image already (a tag it remembers on a
-        registry that asks for no credentials, or for Basic credentials that there
-        are) is asked once the image is known, still before the first write, and only
-        when a push is needed after all: a tag already serving it needs no push rights.
+        registry that asks for no credentials, for Basic credentials that there
+        are, or for a token) is asked once the image is known, still before the first
+        write, and only when a push is needed after all: a tag already serving it needs
+        no push rights.
         """
         from ..cache.transfer import may_be_served
 

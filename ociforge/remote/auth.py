@@ -227,12 +227,12 @@ class Authenticator:
             resp = transport.token_request("POST", realm, data=form)
             if resp.status_code == 404:
                 resp = transport.token_request(
-                    "GET", realm, params=_token_query(service, scopes, creds.username),
+                    "GET", realm, params=token_query(service, scopes, creds.username),
                     auth_header=None)
         else:
             auth_header = creds.basic_header() if creds and creds.password else None
             resp = transport.token_request(
-                "GET", realm, params=_token_query(service, scopes, creds.username if creds
+                "GET", realm, params=token_query(service, scopes, creds.username if creds
                                                   else ""), auth_header=auth_header)
         if resp.status_code in (401, 403):
             raise AuthError(
@@ -259,7 +259,8 @@ class Authenticator:
         return _Token(value, issued + lifetime - _EXPIRY_MARGIN)
 
 
-def _token_query(service: str, scopes: list[str], account: str) -> list[tuple[str, str]]:
+def token_query(service: str, scopes: list[str], account: str) -> list[tuple[str, str]]:
+    """The query of a token GET (the full flow and the cache's re-push check send the same)."""
     query = [("service", service)] if service else []
     query.extend(("scope", s) for s in scopes)
     if account:
