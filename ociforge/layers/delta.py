@@ -341,16 +341,7 @@ class BaseIndex:
 
     def stream(self, raw: IO[bytes], what: str, feed: LayerFeed) -> None:
         """Read one layer's tar stream (any compression) to its end into ``feed``."""
-        limits = self._options.limits or Limits()
-        with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
-                               ahead=True) as plain:   # (closing it leaves raw open)
-            reader = TarReader(plain, limits, what)
-            for entry in reader:
-                feed.entry(entry, reader)
-            while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
-                pass
-        while raw.read(_CHUNK):
-            pass
+        _read_tar(raw, what, self._options.limits or Limits(), feed.entry)
         feed.done()
 
     def feed(self, observer: LayerObserver | None = None) -> LayerFeed:
@@ -516,27 +507,40 @@ def base_digests(layers: Sequence[Layer], wanted: set[bytes], limits: Limits | N
         what = f"base layer {i + 1}/{len(layers)} ({layer.digest})"
         log.info("reading %s again for the content of %d files", what, len(wanted))
         mine: dict[bytes, bytes] = {}
+
+        def take(entry: TarEntry, data: DataReader, mine: dict[bytes, bytes] = mine) -> None:
+            name = entry.raw_name
+            if name not in wanted:
+                return
+            if entry.type == "file":
+                sha = hashlib.sha256()
+                while chunk := data.read(_CHUNK):
+                    sha.update(chunk)
+                mine[name] = found[name] = sha.digest()
+            elif entry.type == "hardlink" and os.fsencode(entry.linkname) in mine:
+                found[name] = mine[os.fsencode(entry.linkname)]
+            else:
+                found.pop(name, None)
+
         with layer.open() as raw:
-            plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)  # type: ignore[arg-type]
-            reader = TarReader(plain, lim, what)
-            for entry in reader:
-                name = entry.raw_name
-                if name not in wanted:
-                    continue
-                if entry.type == "file":
-                    sha = hashlib.sha256()
-                    while chunk := reader.read(_CHUNK):
-                        sha.update(chunk)
-                    mine[name] = found[name] = sha.digest()
-                elif entry.type == "hardlink" and os.fsencode(entry.linkname) in mine:
-                    found[name] = mine[os.fsencode(entry.linkname)]
-                else:
-                    found.pop(name, None)
-            while plain.read(_CHUNK):
-                pass
-            while raw.read(_CHUNK):
-                pass
+            _read_tar(raw, what, lim, take)  # type: ignore[arg-type]
     return found
+
+
+def _read_tar(raw: IO[bytes], what: str, limits: Limits,
+              take: Callable[[TarEntry, DataReader], None]) -> None:
+    """Read one layer's tar stream (any compression) to its end, handing ``take`` each
+    entry with its data not yet read; the blob is read to its end too (a verifying
+    reader checks its digest there)."""
+    with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
+                           ahead=True) as plain:   # (closing it leaves raw open)
+        reader = TarReader(plain, limits, what)
+        for entry in reader:
+            take(entry, reader)
+        while plain.read(_CHUNK):
+            pass
+    while raw.read(_CHUNK):
+        pass
 
 
 # -- pass 2: the walk ------------------------------------------------------------------------
