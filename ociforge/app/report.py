@@ -23,6 +23,7 @@ from typing import Any
 from ..display import bytes_of, human, json_safe, json_text, path_fields, plural
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, pretty
+from ..model.layer import Layer
 
 REPORT_LABEL = "org.ociforge.export-report.digest"
 REPORT_FORMAT = 2
@@ -42,6 +43,17 @@ class LayerEntry:
     original_digest: str | None = None      # base layers rewritten without left-out files
     original_diff_id: str | None = None
     shared: bool | None = None              # several platforms: the blob is in others too
+
+    @classmethod
+    def of(cls, role: str, source: str, layer: Layer, scanned: bool = True,
+           original: Layer | None = None) -> LayerEntry:
+        """The entry of ``layer``; ``original``: the base layer it was rewritten from."""
+        return cls(role, source, str(layer.digest),
+                   str(layer.diff_id) if layer.diff_id else None, layer.size,
+                   layer.file_count, layer.media_type, scanned=scanned,
+                   original_digest=str(original.digest) if original is not None else None,
+                   original_diff_id=(str(original.diff_id)
+                                     if original is not None and original.diff_id else None))
 
     def to_dict(self) -> JSONObject:
         out: JSONObject = {
