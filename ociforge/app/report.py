@@ -207,11 +207,11 @@ class Report:
         return out
 
     def digest(self) -> str:
-        return str(Digest.of_bytes(canonical(self.content())))
+        return _content_digest(self.content())
 
     def to_dict(self) -> JSONObject:
         out = self.content()
-        out["report_digest"] = self.digest()
+        out["report_digest"] = _content_digest(out)
         image: dict[str, Any] = {"digest": self.image_digest, "mediaType": self.media_type,
                                  "destinations": self.destinations}
         if self.manifests:
@@ -325,11 +325,17 @@ def left_out_entry(path: str, rule: str, layer: str) -> JSONObject:
     return entry
 
 
+def _content_digest(content: JSONObject) -> str:
+    """The report digest: sha256 of the canonical JSON of the content (see the module
+    docstring)."""
+    return str(Digest.of_bytes(canonical(content)))
+
+
 def verify_report(report: JSONObject) -> bool:
     """True when a report's ``report_digest`` matches its content and every file name
     given as exact bytes (``path_bytes_b64``) agrees with its ``path``."""
     content = {k: v for k, v in report.items() if k not in _UNHASHED}
-    if str(Digest.of_bytes(canonical(content))) != report.get("report_digest"):
+    if _content_digest(content) != report.get("report_digest"):
         return False
     entries = report.get("left_out_files") or []
     if not isinstance(entries, list):
