@@ -78,7 +78,6 @@ from ..model.layer import Layer
 from ..model.mediatypes import LAYERS
 from ..progress.events import NULL_TASK, Progress, Task
 from .build import BuildResult, BuildSettings, write_entries
-from .decompress import open_decompressed
 from .layerfiles import (
     DIR,
     FILE,
@@ -92,7 +91,7 @@ from .layerfiles import (
     join,
     lstat_entry,
 )
-from .tarsafe import DataReader, Limits, TarEntry, TarReader
+from .tarsafe import DataReader, Limits, TarEntry, read_entries
 
 log = logging.getLogger("ociforge.delta")
 
@@ -341,7 +340,7 @@ class BaseIndex:
 
     def stream(self, raw: IO[bytes], what: str, feed: LayerFeed) -> None:
         """Read one layer's tar stream (any compression) to its end into ``feed``."""
-        _read_tar(raw, what, self._options.limits or Limits(), feed.entry)
+        read_entries(raw, what, self._options.limits or Limits(), feed.entry, ahead=True)
         feed.done()
 
     def feed(self, observer: LayerObserver | None = None) -> LayerFeed:
@@ -523,24 +522,8 @@ def base_digests(layers: Sequence[Layer], wanted: set[bytes], limits: Limits | N
                 found.pop(name, None)
 
         with layer.open() as raw:
-            _read_tar(raw, what, lim, take)  # type: ignore[arg-type]
+            read_entries(raw, what, lim, take)  # type: ignore[arg-type]
     return found
-
-
-def _read_tar(raw: IO[bytes], what: str, limits: Limits,
-              take: Callable[[TarEntry, DataReader], None]) -> None:
-    """Read one layer's tar stream (any compression) to its end, handing ``take`` each
-    entry with its data not yet read; the blob is read to its end too (a verifying
-    reader checks its digest there)."""
-    with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
-                           ahead=True) as plain:   # (closing it leaves raw open)
-        reader = TarReader(plain, limits, what)
-        for entry in reader:
-            take(entry, reader)
-        while plain.read(_CHUNK):
-            pass
-    while raw.read(_CHUNK):
-        pass
 
 
 # -- pass 2: the walk ------------------------------------------------------------------------
