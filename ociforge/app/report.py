@@ -23,6 +23,7 @@ from typing import Any
 from ..display import bytes_of, human, json_safe, json_text, path_fields, plural
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, pretty
+from ..model.layer import Layer
 
 REPORT_LABEL = "org.ociforge.export-report.digest"
 REPORT_FORMAT = 2
@@ -42,6 +43,17 @@ class LayerEntry:
     original_digest: str | None = None      # base layers rewritten without left-out files
     original_diff_id: str | None = None
     shared: bool | None = None              # several platforms: the blob is in others too
+
+    @classmethod
+    def of(cls, role: str, source: str, layer: Layer, scanned: bool = True,
+           original: Layer | None = None) -> LayerEntry:
+        """The entry of ``layer``; ``original``: the base layer it was rewritten from."""
+        return cls(role, source, str(layer.digest),
+                   str(layer.diff_id) if layer.diff_id else None, layer.size,
+                   layer.file_count, layer.media_type, scanned=scanned,
+                   original_digest=str(original.digest) if original is not None else None,
+                   original_diff_id=(str(original.diff_id)
+                                     if original is not None and original.diff_id else None))
 
     def to_dict(self) -> JSONObject:
         out: JSONObject = {
@@ -195,11 +207,11 @@ class Report:
         return out
 
     def digest(self) -> str:
-        return str(Digest.of_bytes(canonical(self.content())))
+        return _content_digest(self.content())
 
     def to_dict(self) -> JSONObject:
         out = self.content()
-        out["report_digest"] = self.digest()
+        out["report_digest"] = _content_digest(out)
         image: dict[str, Any] = {"digest": self.image_digest, "mediaType": self.media_type,
                                  "destinations": self.destinations}
         if self.manifests:
@@ -313,11 +325,17 @@ def left_out_entry(path: str, rule: str, layer: str) -> JSONObject:
     return entry
 
 
+def _content_digest(content: JSONObject) -> str:
+    """The report digest: sha256 of the canonical JSON of the content (see the module
+    docstring)."""
+    return str(Digest.of_bytes(canonical(content)))
+
+
 def verify_report(report: JSONObject) -> bool:
     """True when a report's ``report_digest`` matches its content and every file name
     given as exact bytes (``path_bytes_b64``) agrees with its ``path``."""
     content = {k: v for k, v in report.items() if k not in _UNHASHED}
-    if str(Digest.of_bytes(canonical(content))) != report.get("report_digest"):
+    if _content_digest(content) != report.get("report_digest"):
         return False
     entries = report.get("left_out_files") or []
     if not isinstance(entries, list):

@@ -78,7 +78,6 @@ from ..model.layer import Layer
 from ..model.mediatypes import LAYERS
 from ..progress.events import NULL_TASK, Progress, Task
 from .build import BuildResult, BuildSettings, write_entries
-from .decompress import open_decompressed
 from .layerfiles import (
     DIR,
     FILE,
@@ -92,7 +91,7 @@ from .layerfiles import (
     join,
     lstat_entry,
 )
-from .tarsafe import DataReader, Limits, TarEntry, TarReader
+from .tarsafe import DataReader, Limits, TarEntry, read_entries
 
 log = logging.getLogger("ociforge.delta")
 
@@ -341,16 +340,7 @@ class BaseIndex:
 
     def stream(self, raw: IO[bytes], what: str, feed: LayerFeed) -> None:
         """Read one layer's tar stream (any compression) to its end into ``feed``."""
-        limits = self._options.limits or Limits()
-        with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
-                               ahead=True) as plain:   # (closing it leaves raw open)
-            reader = TarReader(plain, limits, what)
-            for entry in reader:
-                feed.entry(entry, reader)
-            while plain.read(_CHUNK):  # to the end: a verifying reader checks the digest there
-                pass
-        while raw.read(_CHUNK):
-            pass
+        read_entries(raw, what, self._options.limits or Limits(), feed.entry, ahead=True)
         feed.done()
 
     def feed(self, observer: LayerObserver | None = None) -> LayerFeed:
@@ -516,26 +506,23 @@ def base_digests(layers: Sequence[Layer], wanted: set[bytes], limits: Limits | N
         what = f"base layer {i + 1}/{len(layers)} ({layer.digest})"
         log.info("reading %s again for the content of %d files", what, len(wanted))
         mine: dict[bytes, bytes] = {}
+
+        def take(entry: TarEntry, data: DataReader, mine: dict[bytes, bytes] = mine) -> None:
+            name = entry.raw_name
+            if name not in wanted:
+                return
+            if entry.type == "file":
+                sha = hashlib.sha256()
+                while chunk := data.read(_CHUNK):
+                    sha.update(chunk)
+                mine[name] = found[name] = sha.digest()
+            elif entry.type == "hardlink" and os.fsencode(entry.linkname) in mine:
+                found[name] = mine[os.fsencode(entry.linkname)]
+            else:
+                found.pop(name, None)
+
         with layer.open() as raw:
-            plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)  # type: ignore[arg-type]
-            reader = TarReader(plain, lim, what)
-            for entry in reader:
-                name = entry.raw_name
-                if name not in wanted:
-                    continue
-                if entry.type == "file":
-                    sha = hashlib.sha256()
-                    while chunk := reader.read(_CHUNK):
-                        sha.update(chunk)
-                    mine[name] = found[name] = sha.digest()
-                elif entry.type == "hardlink" and os.fsencode(entry.linkname) in mine:
-                    found[name] = mine[os.fsencode(entry.linkname)]
-                else:
-                    found.pop(name, None)
-            while plain.read(_CHUNK):
-                pass
-            while raw.read(_CHUNK):
-                pass
+            read_entries(raw, what, lim, take)  # type: ignore[arg-type]
     return found
 
 

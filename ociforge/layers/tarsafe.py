@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Protocol
@@ -424,6 +424,23 @@ def iter_entries(
     lim = limits or Limits()
     plain = open_decompressed(stream, limit=lim.max_total_bytes, what=what, kind=kind)
     yield from TarReader(plain, lim, what)
+
+
+def read_entries(raw: IO[bytes], what: str, limits: Limits,
+                 take: Callable[[TarEntry, DataReader], None], ahead: bool = False) -> None:
+    """Read a layer's blob (any compression) to its end, handing ``take`` each entry with
+    its data not yet read.  The decompressed stream and then the blob are read to their
+    very end: a verifying reader checks the blob's digest there.  ``ahead``: decompress
+    on a thread of its own (see ``open_decompressed``)."""
+    with open_decompressed(raw, limit=limits.max_total_bytes, what=what,
+                           ahead=ahead) as plain:
+        reader = TarReader(plain, limits, what)
+        for entry in reader:
+            take(entry, reader)
+        while plain.read(_CHUNK):
+            pass
+        while raw.read(_CHUNK):
+            pass
 
 
 class _HashingReader:

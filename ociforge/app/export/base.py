@@ -92,13 +92,9 @@ def filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request:
         if not scan.scanned and not request.keep_base_layers:
             report.warnings.append(f"base layer {scan.index} was not scanned: "
                                    f"{layer.media_type} is a foreign or unknown layer type")
-        report.layers.append(LayerEntry(
-            "base", plan.spec.base, str(layer.digest),
-            str(layer.diff_id) if layer.diff_id else None, layer.size, layer.file_count,
-            layer.media_type, scanned=scan.scanned,
-            original_digest=str(scan.original.digest) if scan.rewritten else None,
-            original_diff_id=(str(scan.original.diff_id)
-                              if scan.rewritten and scan.original.diff_id else None)))
+        report.layers.append(LayerEntry.of(
+            "base", plan.spec.base, layer, scanned=scan.scanned,
+            original=scan.original if scan.rewritten else None))
         for item in scan.left_out:
             used.add(item.rule)
             report.left_out_files.append({**left_out_entry(item.path, item.rule, "base"),

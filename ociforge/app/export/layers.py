@@ -44,9 +44,9 @@ def build_layers(plan: ExportPlan, request: ExportRequest, settings: BuildSettin
         return done[key]
 
     per_platform: list[list[Built]] = []
+    workspace = workspace_of(spec)
     for platform in platforms:
         built = [build(entry.for_platform(platform), "runtime") for entry in spec.layers]
-        workspace = workspace_of(spec)
         if request.with_files and workspace is not None:
             built.append(build(workspace.for_platform(platform), "files"))
         per_platform.append(built)

@@ -125,9 +125,7 @@ def _add_layers(child: PlatformImage, built: list[Built], epoch: int) -> None:
         layer = entry.result.layer
         if entry.rootfs is not None:
             report.rootfs = entry.rootfs
-        report.layers.append(LayerEntry(entry.role, entry.source, str(layer.digest),
-                                        str(layer.diff_id), layer.size, layer.file_count,
-                                        layer.media_type))
+        report.layers.append(LayerEntry.of(entry.role, entry.source, layer))
         report.warnings += sorted(entry.result.warnings)  # walk order varies by machine
         for image_path, rule in entry.left_out:
             child.used.add(rule)

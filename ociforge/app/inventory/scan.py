@@ -13,8 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ...layers.decompress import open_decompressed
-from ...layers.tarsafe import DataReader, Limits, TarEntry, TarReader
+from ...layers.tarsafe import DataReader, Limits, TarEntry, read_entries
 from ...model.digest import Digest
 from ...model.layer import Layer
 from ...model.mediatypes import LAYERS
@@ -41,7 +40,6 @@ READERS: tuple[Reader, ...] = (*dpkg.READERS, *apk.READERS, *python.READERS, *co
                                *rlang.READERS, *npm.READERS, *osrelease.READERS,
                                *products.READERS)
 _ANY_READER = AnyReader.of(READERS)
-_CHUNK = 1 << 20
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 
@@ -208,14 +206,8 @@ def _scan(ref: LayerRef, layer: Layer, sinks: list[_Sink], licensing: Licensing,
     lim = limits or Limits()
     what = f"layer {ref.index + 1} ({ref.digest[:19]})"
     with layer.open() as raw:
-        plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what)  # type: ignore[arg-type]
-        reader = TarReader(plain, lim, what)
-        for entry in reader:
-            _entry(entry, reader, sinks, licensing)
-        while plain.read(_CHUNK):  # to the end: the verifying reader checks the digest there
-            pass
-        while raw.read(_CHUNK):
-            pass
+        read_entries(raw, what, lim,  # type: ignore[arg-type]
+                     lambda entry, reader: _entry(entry, reader, sinks, licensing))
 
 
 def _entry(entry: TarEntry, reader: DataReader, sinks: list[_Sink],
