@@ -45,6 +45,21 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No backoff sleeps between retries (Retry-After capped at 50 ms when the base is 0)."""
+    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """An OCI layout holding one image of one 3000-byte layer."""
+    from imagegen import layout_with_image
+
+    layout_with_image(tmp_path / "src", (3000,))
+    return tmp_path / "src"
+
+
+@pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     """Run the CLI in-process: returns (exit_code, stdout, stderr)."""
     from ociforge.cli import main
