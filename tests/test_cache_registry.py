@@ -40,6 +40,17 @@ def run(*argv: Any, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def _probe(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """ociforge in a new process (with ``env`` added to its environment) that then says
+    whether requests or urllib3 were loaded: "<code> <requests?> <urllib3?>"."""
+    probe = ("import sys\nfrom ociforge.cli import main\n"
+             f"code = main({argv!r})\n"
+             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", probe],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
 def tree(folder: Path, seed: int, files: int = 3) -> Path:
     folder.mkdir(parents=True)
     for i in range(files):
@@ -197,13 +208,8 @@ def test_noop_repush_is_one_head_without_the_http_stack(cli: Any, registry: Regi
     code, out, err = cli("copy", image, dest)
     assert code == 0, err
     digest = out.split()[0]
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main(['copy', {image!r}, {dest!r}])\n"
-             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     mark = registry.log_mark()
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = _probe(["copy", image, dest])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
     assert proc.stdout.split()[0] == digest
@@ -244,13 +250,8 @@ def test_noop_repush_to_a_basic_auth_registry_is_one_head_without_the_http_stack
     code, out, err = cli("copy", image, dest, "--ca-cert", ca)
     assert code == 0, err
     digest = out.split()[0]
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main(['copy', {image!r}, {dest!r}, '--ca-cert', {ca!r}])\n"
-             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     mark = tls_registry.log_mark()
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = _probe(["copy", image, dest, "--ca-cert", ca])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
     assert proc.stdout.split()[0] == digest
@@ -322,24 +323,12 @@ def test_noop_repush_check_falls_back_to_the_default_bundle(
                             "--ca-cert", str(unrelated)], env=env, capture_output=True,
                            text=True, timeout=120, check=False)
     assert first.returncode == 0, first.stderr
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main(['copy', {image!r}, {dest!r}, '--ca-cert', {str(unrelated)!r}])\n"
-             "print(code, 'requests' in sys.modules)")
     mark = tls_registry.log_mark()
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = _probe(["copy", image, dest, "--ca-cert", str(unrelated)],
+                  SSL_CERT_FILE=str(tls_registry.ca_path))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[-2:] == ["0", "False"], proc.stdout
+    assert proc.stdout.split()[-3:-1] == ["0", "False"], proc.stdout
     assert hits(tls_registry, mark) == [("HEAD", "/v2/fast/fallback/manifests/1", 200)]
-
-
-def _probe(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """ociforge in a new process that then says whether requests or urllib3 were loaded."""
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main({argv!r})\n"
-             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
-    return subprocess.run([sys.executable, "-c", probe], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_noop_repush_to_a_token_registry_is_one_token_and_one_head(
