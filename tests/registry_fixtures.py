@@ -17,6 +17,7 @@ report of any failing test that used it.
 from __future__ import annotations
 
 import atexit
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -132,6 +133,24 @@ class RegistryServer:
         self.proc = None
         if self.token_server is not None:
             self.token_server.stop()
+
+
+def write_docker_config(doc: dict[str, Any]) -> Path:
+    """``doc`` as config.json in this test's own DOCKER_CONFIG (conftest gives each test one)."""
+    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def docker_login(host: str, user: str, password: str) -> None:
+    """Basic credentials for ``host`` added to this test's docker config, as `docker login`
+    stores them."""
+    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"auths": {}}
+    doc.setdefault("auths", {})[host] = {
+        "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    write_docker_config(doc)
 
 
 def start_registry(
