@@ -143,13 +143,17 @@ def write_docker_config(doc: dict[str, Any]) -> Path:
     return path
 
 
+def docker_auth(user: str, password: str) -> str:
+    """The ``auth`` value of a docker config entry: base64 of ``user:password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def docker_login(host: str, user: str, password: str) -> None:
     """Basic credentials for ``host`` added to this test's docker config, as `docker login`
     stores them."""
     path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
     doc = json.loads(path.read_text()) if path.exists() else {"auths": {}}
-    doc.setdefault("auths", {})[host] = {
-        "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    doc.setdefault("auths", {})[host] = {"auth": docker_auth(user, password)}
     write_docker_config(doc)
 
 

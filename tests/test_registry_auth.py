@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -11,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from registry_fixtures import make_image, make_layer, write_docker_config
+from registry_fixtures import docker_auth, make_image, make_layer, write_docker_config
 from tools import require_tool
 
 from ociforge.errors import AuthError, TransportError
@@ -28,15 +27,11 @@ from ociforge.remote.push import push
 AMD64 = Options(platform=Platform.parse("linux/amd64"))
 
 
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 # -- htpasswd Basic over TLS ------------------------------------------------------
 
 def test_tls_basic_push_with_config_credentials(tls_registry, tmp_path: Path) -> None:
     write_docker_config({"auths": {tls_registry.host: {
-        "auth": _auth(tls_registry.username, tls_registry.password)}}})
+        "auth": docker_auth(tls_registry.username, tls_registry.password)}}})
     client = RegistryClient(tls_registry.host, RegistryOptions(ca_cert=str(tls_registry.ca_path)))
     image = make_image(tmp_path / "blobs", (3000,))
     ref = Reference.parse(f"{tls_registry.host}/secure/app:1")
@@ -108,8 +103,8 @@ def test_cli_login_logout_tls(tls_registry, cli, monkeypatch) -> None:  # type: 
     assert tls_registry.password not in out + err
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     doc = json.loads(config.read_text())
-    assert doc["auths"][tls_registry.host]["auth"] == _auth(tls_registry.username,
-                                                            tls_registry.password)
+    assert doc["auths"][tls_registry.host]["auth"] == docker_auth(tls_registry.username,
+                                                                  tls_registry.password)
     code, out, err = cli("logout", tls_registry.host)
     assert code == 0 and "Removing login credentials" in out
     assert tls_registry.host not in json.loads(config.read_text())["auths"]

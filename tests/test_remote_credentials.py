@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 from progresslines import messages
-from registry_fixtures import write_docker_config
+from registry_fixtures import docker_auth, write_docker_config
 
 from ociforge.errors import ConfigFileError, InvalidInputError
 from ociforge.remote.auth import Credentials
 from ociforge.remote.credentials import erase, lookup, store
-
-
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @pytest.fixture
@@ -68,9 +64,9 @@ def helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_auths_entry_exact_and_url_keys() -> None:
     write_docker_config({"auths": {
-        "localhost:5000": {"auth": _auth("u1", "p:with:colons")},
-        "https://ghcr.io/v2/": {"auth": _auth("u2", "p2")},
-        "https://index.docker.io/v1/": {"auth": _auth("hub", "hubpw")},
+        "localhost:5000": {"auth": docker_auth("u1", "p:with:colons")},
+        "https://ghcr.io/v2/": {"auth": docker_auth("u2", "p2")},
+        "https://index.docker.io/v1/": {"auth": docker_auth("hub", "hubpw")},
     }})
     assert lookup("localhost:5000") == Credentials("u1", "p:with:colons")
     assert lookup("ghcr.io") == Credentials("u2", "p2")
@@ -81,7 +77,7 @@ def test_auths_entry_exact_and_url_keys() -> None:
 
 def test_identity_and_registry_tokens() -> None:
     write_docker_config({"auths": {
-        "a.example": {"identitytoken": "refresh-1", "auth": _auth("me", "")},
+        "a.example": {"identitytoken": "refresh-1", "auth": docker_auth("me", "")},
         "b.example": {"registrytoken": "bearer-1"},
         "c.example": {},
     }})
@@ -97,26 +93,26 @@ def test_podman_auth_files_and_namespaced_keys(tmp_path: Path,
     runtime = Path(os.environ["XDG_RUNTIME_DIR"]) / "containers"
     runtime.mkdir(parents=True)
     (runtime / "auth.json").write_text(json.dumps({"auths": {
-        "quay.io/team/app": {"auth": _auth("team", "tp")},
-        "quay.io": {"auth": _auth("anyone", "ap")},
+        "quay.io/team/app": {"auth": docker_auth("team", "tp")},
+        "quay.io": {"auth": docker_auth("anyone", "ap")},
     }}))
     assert lookup("quay.io", "team/app") == Credentials("team", "tp")
     assert lookup("quay.io", "other/app") == Credentials("anyone", "ap")
     auth_file = tmp_path / "explicit.json"
-    auth_file.write_text(json.dumps({"auths": {"r.example": {"auth": _auth("x", "y")}}}))
+    auth_file.write_text(json.dumps({"auths": {"r.example": {"auth": docker_auth("x", "y")}}}))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
     assert lookup("r.example") == Credentials("x", "y")
     config_home = tmp_path / "cfg"
     (config_home / "containers").mkdir(parents=True)
     (config_home / "containers" / "auth.json").write_text(
-        json.dumps({"auths": {"s.example": {"auth": _auth("s", "t")}}}))
+        json.dumps({"auths": {"s.example": {"auth": docker_auth("s", "t")}}}))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
     assert lookup("s.example") == Credentials("s", "t")
 
 
 def test_docker_auth_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_AUTH_CONFIG",
-                       json.dumps({"auths": {"e.example": {"auth": _auth("env", "pw")}}}))
+                       json.dumps({"auths": {"e.example": {"auth": docker_auth("env", "pw")}}}))
     assert lookup("e.example") == Credentials("env", "pw")
 
 
@@ -200,14 +196,14 @@ def test_store_and_erase_through_helper(helper: Path) -> None:
 
 
 def test_store_in_file_is_atomic_0600_and_keeps_other_keys() -> None:
-    config = write_docker_config({"auths": {"other.example": {"auth": _auth("o", "p")}},
+    config = write_docker_config({"auths": {"other.example": {"auth": docker_auth("o", "p")}},
                              "psFormat": "table"})
     store("index.docker.io", "me", "s3")
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     doc = json.loads(config.read_text())
     assert doc["psFormat"] == "table"
-    assert doc["auths"]["https://index.docker.io/v1/"] == {"auth": _auth("me", "s3")}
-    assert doc["auths"]["other.example"] == {"auth": _auth("o", "p")}
+    assert doc["auths"]["https://index.docker.io/v1/"] == {"auth": docker_auth("me", "s3")}
+    assert doc["auths"]["other.example"] == {"auth": docker_auth("o", "p")}
     assert [p.name for p in config.parent.iterdir()] == ["config.json"]
     assert erase("docker.io") is True
     assert "https://index.docker.io/v1/" not in json.loads(config.read_text())["auths"]
