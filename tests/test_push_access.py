@@ -31,6 +31,7 @@ from faultproxy import FaultProxy, Rule
 from progresslines import messages
 from registry_fixtures import RegistryServer, docker_login, start_token_registry
 from tokenserver import TokenServer
+from tools import ociforge_env
 
 from ociforge.errors import AuthError
 from ociforge.options import RegistryOptions
@@ -78,14 +79,6 @@ def _repositories(server: RegistryServer) -> set[str]:
 
 def _posts(server: RegistryServer, mark: int) -> int:
     return server.log_since(mark).count('"POST /v2/')
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OCIFORGE_RETRY_BASE"] = "0"
-    env.update(extra)
-    return env
 
 
 # -- a refusal writes nothing anywhere ------------------------------------------------
@@ -241,7 +234,7 @@ def test_signal_mid_push_cleans_up_and_names_what_was_completed(
         proc = subprocess.Popen(
             [sys.executable, "-m", "ociforge", "append", "scratch", "--layer", f"{tree}:/t",
              "-o", f"oci:{layout}:1", "-o", dest, "--jobs", "1", "--json"],
-            env=_env(TMPDIR=str(scratch_tmp)), cwd=tmp_path, stdout=subprocess.PIPE,
+            env=ociforge_env(TMPDIR=str(scratch_tmp)), cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
@@ -277,7 +270,8 @@ def test_refused_registry_leaves_no_trace_with_skopeo_either(
     repo = f"team/none-{uuid.uuid4().hex[:6]}"
     proc = subprocess.run(
         [sys.executable, "-m", "ociforge", "copy", f"oci:{_small_layout(tmp_path)}:1",
-         f"{host}/{repo}:1", "--json"], env=_env(), capture_output=True, text=True, timeout=60)
+         f"{host}/{repo}:1", "--json"], env=ociforge_env(), capture_output=True, text=True,
+        timeout=60)
     assert proc.returncode == 1 and json.loads(proc.stdout)["exit_code"] == 1
     tokens = readonly_registry.token_server
     token = tokens.mint("writer", [f"repository:{repo}:pull"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,16 +28,9 @@ from hypothesis import strategies as st
 from imagegen import layout_with_image
 from leaksweep import contents, sweep
 from progresslines import messages
+from tools import ociforge_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env(docker_config: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OCIFORGE_RETRY_BASE"] = "0"
-    env["DOCKER_CONFIG"] = str(docker_config)
-    return env
 
 
 def _app(tmp: Path, secrets: dict[str, str]) -> Path:
@@ -69,7 +61,7 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
     out = tmp_path / "out"
     out.mkdir()
     config = tmp_path / "docker"
-    env = _env(config)
+    env = ociforge_env(DOCKER_CONFIG=str(config))
     keys = tmp_path / "keys"
     keys.mkdir()
     key_password = "kp-" + uuid.uuid4().hex
@@ -154,8 +146,8 @@ def test_authorization_never_follows_a_redirect_to_another_host(
         (config / "config.json").write_text(json.dumps({"auths": {fake.host: {"auth": auth}}}))
         proc = subprocess.run(
             [sys.executable, "-m", "ociforge", "-vv", "copy", f"{fake.host}/app:t",
-             f"oci:{tmp_path / 'out'}:t"], env=_env(config), capture_output=True, text=True,
-            timeout=60)
+             f"oci:{tmp_path / 'out'}:t"], env=ociforge_env(DOCKER_CONFIG=str(config)),
+            capture_output=True, text=True, timeout=60)
     finally:
         fake.stop()
         cdn.stop()
@@ -177,7 +169,7 @@ def test_tls_is_verified_unless_the_registry_is_named_insecure(
     config.mkdir()
     auth = base64.b64encode(tls_registry.creds.encode()).decode()
     (config / "config.json").write_text(json.dumps({"auths": {tls_registry.host: {"auth": auth}}}))
-    env = _env(config)
+    env = ociforge_env(DOCKER_CONFIG=str(config))
 
     def copy(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ociforge", "copy", src,
