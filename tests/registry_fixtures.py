@@ -369,6 +369,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 from imagegen import make_layer  # noqa: E402  one helper for every test's small layers
 
 
+def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
+    """Push a layer-less image with the registry client; returns its manifest digest."""
+    from ociforge.model import mediatypes as mt
+    from ociforge.model.mutate import scratch
+    from ociforge.model.platform import Platform
+    from ociforge.remote.client import RegistryClient
+
+    image = scratch(Platform.parse(f"linux/{arch}"))
+    client = RegistryClient(host)
+    try:
+        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
+        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
+    finally:
+        client.close()
+    return str(image.digest)
+
+
 def make_image(directory: Path, sizes: tuple[int, ...] = (1024, 2048), base: Any = None,
                platform: str = "linux/amd64") -> Any:
     """An image of random-content layers on ``base`` (default: scratch for ``platform``)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from registry_fixtures import docker_login
+from registry_fixtures import docker_login, push_scratch
 
 from ociforge.errors import InvalidInputError
 from ociforge.model import mediatypes as mt
@@ -486,20 +486,6 @@ _STATIC_KEY = _static_key()
 
 
 # --- against the real registry (docker-registry 2.8) -------------------------------------
-
-
-def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
-    """Push a layer-less image with the registry client; returns its manifest digest."""
-    from ociforge.remote.client import RegistryClient
-
-    image = scratch(Platform.parse(f"linux/{arch}"))
-    client = RegistryClient(host)
-    try:
-        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
-        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
-    finally:
-        client.close()
-    return str(image.digest)
 
 
 def test_registry_sign_verify_tamper_and_two_signatures(
