@@ -4,6 +4,7 @@ their own plugin modules; skip_guard.py fails unguarded skips in CI (see tests/t
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,14 @@ def _isolated_env(
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """A private copy of the example application (examples/hello) as <tmp>/hello."""
+    target = tmp_path / "hello"
+    shutil.copytree(FIXTURES.parent / "examples" / "hello", target, symlinks=True)
+    return target
 
 
 @pytest.fixture
