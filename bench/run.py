@@ -108,29 +108,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# (command-line option, Settings field, left shift from the option's unit to bytes)
+_OVERRIDES = (
+    ("mixed_mib", "mixed_bytes", 20), ("mixed_files", "mixed_files", 0),
+    ("small_files", "small_files", 0), ("layer_kib", "layer_bytes", 10),
+    ("table_rows", "table_rows", 0), ("big_table_rows", "big_table_rows", 0),
+    ("app_files", "app_files", 0), ("app_mib", "app_bytes", 20),
+    ("rootfs_files", "rootfs_files", 0), ("rootfs_mib", "rootfs_bytes", 20),
+)
+
+
 def settings_from(args: argparse.Namespace, work: Path) -> Settings:
     base = SIZES[SIZE_ALIASES[args.size]]
     s = replace(base, work=work, runs=args.runs, seed=args.seed, rev=args.rev)
-    if args.mixed_mib:
-        s = replace(s, mixed_bytes=args.mixed_mib << 20, size_name="custom")
-    if args.mixed_files:
-        s = replace(s, mixed_files=args.mixed_files, size_name="custom")
-    if args.small_files:
-        s = replace(s, small_files=args.small_files, size_name="custom")
-    if args.layer_kib:
-        s = replace(s, layer_bytes=args.layer_kib << 10, size_name="custom")
-    if args.table_rows:
-        s = replace(s, table_rows=args.table_rows, size_name="custom")
-    if args.big_table_rows:
-        s = replace(s, big_table_rows=args.big_table_rows, size_name="custom")
-    if args.app_files:
-        s = replace(s, app_files=args.app_files, size_name="custom")
-    if args.app_mib:
-        s = replace(s, app_bytes=args.app_mib << 20, size_name="custom")
-    if args.rootfs_files:
-        s = replace(s, rootfs_files=args.rootfs_files, size_name="custom")
-    if args.rootfs_mib:
-        s = replace(s, rootfs_bytes=args.rootfs_mib << 20, size_name="custom")
+    for option, field, shift in _OVERRIDES:
+        value = getattr(args, option)
+        if value:
+            s = replace(s, **{field: value << shift}, size_name="custom")
     return s
 
 

@@ -4,6 +4,7 @@ their own plugin modules; skip_guard.py fails unguarded skips in CI (see tests/t
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,29 @@ def _isolated_env(
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """A private copy of the example application (examples/hello) as <tmp>/hello."""
+    target = tmp_path / "hello"
+    shutil.copytree(FIXTURES.parent / "examples" / "hello", target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No backoff sleeps between retries (Retry-After capped at 50 ms when the base is 0)."""
+    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """An OCI layout holding one image of one 3000-byte layer."""
+    from imagegen import layout_with_image
+
+    layout_with_image(tmp_path / "src", (3000,))
+    return tmp_path / "src"
 
 
 @pytest.fixture

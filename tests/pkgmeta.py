@@ -47,13 +47,6 @@ def copy_dist_infos(names: list[str] | dict[str, str], site: Path) -> dict[str, 
     return versions
 
 
-def metadata_version(name: str) -> str:
-    for line in (dist_info(name) / "METADATA").read_text().splitlines():
-        if line.startswith("Version:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"{name} has no Version")
-
-
 def write_python(site: Path, name: str, version: str, headers: str) -> Path:
     """A dist-info as pip writes it for a wheel whose metadata has these headers."""
     folder = site / f"{name}-{version}.dist-info"

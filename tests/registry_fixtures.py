@@ -17,6 +17,7 @@ report of any failing test that used it.
 from __future__ import annotations
 
 import atexit
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -132,6 +133,28 @@ class RegistryServer:
         self.proc = None
         if self.token_server is not None:
             self.token_server.stop()
+
+
+def write_docker_config(doc: dict[str, Any]) -> Path:
+    """``doc`` as config.json in this test's own DOCKER_CONFIG (conftest gives each test one)."""
+    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def docker_auth(user: str, password: str) -> str:
+    """The ``auth`` value of a docker config entry: base64 of ``user:password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def docker_login(host: str, user: str, password: str) -> None:
+    """Basic credentials for ``host`` added to this test's docker config, as `docker login`
+    stores them."""
+    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"auths": {}}
+    doc.setdefault("auths", {})[host] = {"auth": docker_auth(user, password)}
+    write_docker_config(doc)
 
 
 def start_registry(
@@ -344,6 +367,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # -- small images for registry tests -----------------------------------------
 
 from imagegen import make_layer  # noqa: E402  one helper for every test's small layers
+
+
+def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
+    """Push a layer-less image with the registry client; returns its manifest digest."""
+    from ociforge.model import mediatypes as mt
+    from ociforge.model.mutate import scratch
+    from ociforge.model.platform import Platform
+    from ociforge.remote.client import RegistryClient
+
+    image = scratch(Platform.parse(f"linux/{arch}"))
+    client = RegistryClient(host)
+    try:
+        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
+        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
+    finally:
+        client.close()
+    return str(image.digest)
 
 
 def make_image(directory: Path, sizes: tuple[int, ...] = (1024, 2048), base: Any = None,

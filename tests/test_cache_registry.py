@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from progresslines import messages
-from registry_fixtures import RegistryServer
+from registry_fixtures import RegistryServer, docker_login, write_docker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 _LINE = re.compile(r'msg="response completed(?: with error)?".*?http\.request\.method=(\w+) '
@@ -38,6 +38,17 @@ def run(*argv: Any, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def _probe(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """ociforge in a new process (with ``env`` added to its environment) that then says
+    whether requests or urllib3 were loaded: "<code> <requests?> <urllib3?>"."""
+    probe = ("import sys\nfrom ociforge.cli import main\n"
+             f"code = main({argv!r})\n"
+             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", probe],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def tree(folder: Path, seed: int, files: int = 3) -> Path:
@@ -197,13 +208,8 @@ def test_noop_repush_is_one_head_without_the_http_stack(cli: Any, registry: Regi
     code, out, err = cli("copy", image, dest)
     assert code == 0, err
     digest = out.split()[0]
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main(['copy', {image!r}, {dest!r}])\n"
-             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     mark = registry.log_mark()
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = _probe(["copy", image, dest])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
     assert proc.stdout.split()[0] == digest
@@ -221,22 +227,12 @@ def test_noop_repush_is_one_head_without_the_http_stack(cli: Any, registry: Regi
     assert digest in head
 
 
-def _docker_login(host: str, user: str, password: str) -> None:
-    """Credentials as `docker login` writes them, in this test's own DOCKER_CONFIG."""
-    import base64
-
-    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    config.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
-
-
 def test_noop_repush_to_a_basic_auth_registry_is_one_head_without_the_http_stack(
         cli: Any, tls_registry: RegistryServer, tmp_path: Path) -> None:
     """htpasswd over TLS: the HEAD carries the Basic credentials, no push-access probe (an
     upload opened and deleted) is needed when the registry serves the image already."""
     user, password = tls_registry.username or "", tls_registry.password or ""
-    _docker_login(tls_registry.host, user, password)
+    docker_login(tls_registry.host, user, password)
     image, _ = layout_image(cli, tmp_path, "img")
     other, _ = layout_image(cli, tmp_path, "other", layers=1)
     dest = f"{tls_registry.host}/fast/basic:1"
@@ -244,13 +240,8 @@ def test_noop_repush_to_a_basic_auth_registry_is_one_head_without_the_http_stack
     code, out, err = cli("copy", image, dest, "--ca-cert", ca)
     assert code == 0, err
     digest = out.split()[0]
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main(['copy', {image!r}, {dest!r}, '--ca-cert', {ca!r}])\n"
-             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     mark = tls_registry.log_mark()
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = _probe(["copy", image, dest, "--ca-cert", ca])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout
     assert proc.stdout.split()[0] == digest
@@ -267,7 +258,7 @@ def test_noop_repush_to_a_basic_auth_registry_is_one_head_without_the_http_stack
     assert ("PUT", "/v2/fast/basic/manifests/1", 201) in seen, seen
     # credentials no longer accepted: the HEAD is refused, and so is push access, before
     # anything is written to any destination
-    _docker_login(tls_registry.host, user, "not-the-password")
+    docker_login(tls_registry.host, user, "not-the-password")
     assert run("copy", other, dest, "--no-cache", "--ca-cert", ca, check=False).returncode == 1
     mark = tls_registry.log_mark()
     proc = run("copy", image, f"oci:{tmp_path / 'lay'}", dest, "--ca-cert", ca, check=False)
@@ -285,14 +276,14 @@ def test_no_login_for_a_remembered_basic_registry_fails_before_the_build(
     """The cache remembers the tag on a Basic-auth registry, but there is no login at all:
     the re-push check would have no credentials to send, so push access is not left until
     the image is built; the run fails up front, nothing built and nothing written."""
-    _docker_login(tls_registry.host, tls_registry.username or "", tls_registry.password or "")
+    docker_login(tls_registry.host, tls_registry.username or "", tls_registry.password or "")
     folder = tree(tmp_path / "t", 1)
     dest = f"{tls_registry.host}/fast/nologin:1"
     ca = str(tls_registry.ca_path)
     code, _, err = cli("append", "scratch", "--layer", f"{folder}:/t", "-o", dest,
                        "--ca-cert", ca)
     assert code == 0, err
-    (Path(os.environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {}}')
+    write_docker_config({"auths": {}})
     mark = tls_registry.log_mark()
     proc = run("append", "scratch", "--layer", f"{folder}:/t", "-o", f"oci:{tmp_path / 'lay'}",
                "-o", dest, "--ca-cert", ca, check=False)
@@ -313,7 +304,7 @@ def test_noop_repush_check_falls_back_to_the_default_bundle(
     then both, as the transport does, and still settles the re-push with one HEAD."""
     from registry_fixtures import make_ca_and_cert
 
-    _docker_login(tls_registry.host, tls_registry.username or "", tls_registry.password or "")
+    docker_login(tls_registry.host, tls_registry.username or "", tls_registry.password or "")
     unrelated, _, _ = make_ca_and_cert(tmp_path / "other-ca")
     image, _ = layout_image(cli, tmp_path, "img")
     dest = f"{tls_registry.host}/fast/fallback:1"
@@ -322,24 +313,12 @@ def test_noop_repush_check_falls_back_to_the_default_bundle(
                             "--ca-cert", str(unrelated)], env=env, capture_output=True,
                            text=True, timeout=120, check=False)
     assert first.returncode == 0, first.stderr
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main(['copy', {image!r}, {dest!r}, '--ca-cert', {str(unrelated)!r}])\n"
-             "print(code, 'requests' in sys.modules)")
     mark = tls_registry.log_mark()
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = _probe(["copy", image, dest, "--ca-cert", str(unrelated)],
+                  SSL_CERT_FILE=str(tls_registry.ca_path))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[-2:] == ["0", "False"], proc.stdout
+    assert proc.stdout.split()[-3:-1] == ["0", "False"], proc.stdout
     assert hits(tls_registry, mark) == [("HEAD", "/v2/fast/fallback/manifests/1", 200)]
-
-
-def _probe(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """ociforge in a new process that then says whether requests or urllib3 were loaded."""
-    probe = ("import sys\nfrom ociforge.cli import main\n"
-             f"code = main({argv!r})\n"
-             "print(code, 'requests' in sys.modules, 'urllib3' in sys.modules)")
-    return subprocess.run([sys.executable, "-c", probe], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_noop_repush_to_a_token_registry_is_one_token_and_one_head(
@@ -349,7 +328,7 @@ def test_noop_repush_to_a_token_registry_is_one_token_and_one_head(
     probe; a moved tag gets the full push."""
     tokens = token_registry.token_server
     user, password = token_registry.username or "", token_registry.password or ""
-    _docker_login(token_registry.host, user, password)
+    docker_login(token_registry.host, user, password)
     image, _ = layout_image(cli, tmp_path, "img")
     other, _ = layout_image(cli, tmp_path, "other", layers=1)
     dest = f"{token_registry.host}/fast/bearer:1"
@@ -385,14 +364,14 @@ def test_token_repush_without_a_login_uses_an_anonymous_token(
     when it does not, push access is asked and refused (anonymous tokens only pull), before
     anything is written."""
     tokens = token_registry.token_server
-    _docker_login(token_registry.host, token_registry.username or "",
+    docker_login(token_registry.host, token_registry.username or "",
                   token_registry.password or "")
     image, _ = layout_image(cli, tmp_path, "img")
     other, _ = layout_image(cli, tmp_path, "other", layers=1)
     dest = f"{token_registry.host}/fast/anon:1"
     code, _, err = cli("copy", image, dest)
     assert code == 0, err
-    (Path(os.environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {}}')
+    write_docker_config({"auths": {}})
     mark, granted = token_registry.log_mark(), len(tokens.requests)
     proc = _probe(["copy", image, dest])
     assert proc.returncode == 0, proc.stderr
@@ -402,10 +381,10 @@ def test_token_repush_without_a_login_uses_an_anonymous_token(
     assert [(r.user, r.scopes) for r in tokens.requests[granted:]] == [
         (None, ["repository:fast/anon:pull"])]
     # the tag serves another image now: a push is needed, and an anonymous user may not
-    _docker_login(token_registry.host, token_registry.username or "",
+    docker_login(token_registry.host, token_registry.username or "",
                   token_registry.password or "")
     assert run("copy", other, dest, "--no-cache").returncode == 0
-    (Path(os.environ["DOCKER_CONFIG"]) / "config.json").write_text('{"auths": {}}')
+    write_docker_config({"auths": {}})
     mark = token_registry.log_mark()
     proc = run("copy", image, f"oci:{tmp_path / 'lay'}", dest, check=False)
     assert proc.returncode == 1 and proc.stdout == "", proc.stderr
@@ -422,12 +401,12 @@ def test_a_refusing_token_service_sends_the_repush_the_full_way(
     way runs and reports the refusal itself."""
     tokens = token_registry.token_server
     user = token_registry.username or ""
-    _docker_login(token_registry.host, user, token_registry.password or "")
+    docker_login(token_registry.host, user, token_registry.password or "")
     image, _ = layout_image(cli, tmp_path, "img")
     dest = f"{token_registry.host}/fast/refused:1"
     code, _, err = cli("copy", image, dest)
     assert code == 0, err
-    _docker_login(token_registry.host, user, "not-the-password")
+    docker_login(token_registry.host, user, "not-the-password")
     mark, denied = token_registry.log_mark(), tokens.denied
     proc = run("copy", image, dest, check=False)
     assert proc.returncode == 1, proc.stderr
@@ -451,7 +430,7 @@ def test_the_repush_check_sends_no_credentials_to_a_realm_the_transport_would_re
     from ociforge.model.digest import Digest
     from ociforge.options import RegistryOptions
 
-    _docker_login(token_registry.host, token_registry.username or "",
+    docker_login(token_registry.host, token_registry.username or "",
                   token_registry.password or "")
     image, _ = layout_image(cli, tmp_path, "img")
     dest = f"{token_registry.host}/fast/realm:1"
@@ -508,7 +487,7 @@ def test_any_surprise_from_the_token_service_sends_the_repush_the_full_way(
 
     tokens = token_registry.token_server
     password = token_registry.password or ""
-    _docker_login(token_registry.host, token_registry.username or "", password)
+    docker_login(token_registry.host, token_registry.username or "", password)
     image, _ = layout_image(cli, tmp_path, "img")
     dest = f"{token_registry.host}/fast/surprise:1"
     code, out, err = cli("copy", image, dest)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 from imagegen import PLATFORM, make_layer, write_layout
-from tools import require_tool, run
+from tools import ociforge_env, require_tool, run
 
 from ociforge.model.mutate import append_layers, scratch
 from ociforge.options import Options
@@ -35,15 +35,7 @@ from ociforge.stores.layout import WRITERS_LOCK_NAME, Layout
 from ociforge.stores.layoutlocation import LayoutLocation
 from ociforge.stores.validate import verify_artifact
 
-ROOT = Path(__file__).resolve().parent.parent
 WRITERS = 4
-
-
-def _env(retry_base: str = "0") -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OCIFORGE_RETRY_BASE"] = retry_base
-    return env
 
 
 def _sources(tmp: Path) -> list[tuple[str, str]]:
@@ -59,7 +51,7 @@ def _sources(tmp: Path) -> list[tuple[str, str]]:
 
 def _run_together(commands: list[list[str]], cwd: Path,
                   env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen(cmd, env=env or _env(), cwd=cwd, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(cmd, env=env or ociforge_env(), cwd=cwd, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for cmd in commands]
     results = []
     for proc, cmd in zip(procs, commands, strict=True):
@@ -86,7 +78,7 @@ def test_processes_writing_tags_into_one_layout(tmp_path: Path) -> None:
             assert not blob.name.startswith("."), f"temporary file left: {blob.name}"
             assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
         verify = subprocess.run([sys.executable, "-m", "ociforge", "verify", f"oci:{dest}:tag0"],
-                                env=_env(), capture_output=True, text=True, timeout=60)
+                                env=ociforge_env(), capture_output=True, text=True, timeout=60)
         assert verify.returncode == 0, verify.stderr
 
 
@@ -120,7 +112,7 @@ def test_processes_pushing_to_one_repository(tmp_path: Path, registry: Any) -> N
     # retries back off as they do for users (briefly): a registry answering 500 while
     # another writer's commit rewrites a link file is answered again after a pause, not
     # six times within the same millisecond
-    for result in _run_together(commands, tmp_path, _env(retry_base="0.05")):
+    for result in _run_together(commands, tmp_path, ociforge_env(OCIFORGE_RETRY_BASE="0.05")):
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
     accept = "application/vnd.oci.image.manifest.v1+json"
@@ -169,7 +161,7 @@ def test_processes_racing_for_the_same_tag(tmp_path: Path) -> None:
     assert len(index["manifests"]) == 1
     assert index["manifests"][0]["digest"] in {d for _, d in sources}
     verify = subprocess.run([sys.executable, "-m", "ociforge", "verify", f"oci:{dest}:latest"],
-                            env=_env(), capture_output=True, text=True, timeout=60)
+                            env=ociforge_env(), capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
 
 
@@ -183,7 +175,7 @@ def test_processes_writing_one_archive_file(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".same.tar")] == []
     verify = subprocess.run([sys.executable, "-m", "ociforge", "verify",
-                             f"docker-archive:{target}", "--json"], env=_env(),
+                             f"docker-archive:{target}", "--json"], env=ociforge_env(),
                             capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
     assert json.loads(verify.stdout)["digest"] in {d for _, d in sources}
@@ -196,7 +188,7 @@ def test_processes_storing_credentials_at_once_keep_every_one(tmp_path: Path) ->
     script = ("import sys\nfrom ociforge.remote.credentials import store\n"
               "for i in range(25):\n"
               "    store(f'127.0.0.{sys.argv[1]}:{5000 + i}', 'user', 'pw')\n")
-    env = dict(_env(), DOCKER_CONFIG=str(config))
+    env = ociforge_env(DOCKER_CONFIG=str(config))
     procs = [subprocess.Popen([sys.executable, "-c", script, str(n + 1)], env=env,
                               stderr=subprocess.PIPE, text=True) for n in range(WRITERS)]
     for proc in procs:
@@ -286,7 +278,7 @@ def test_ten_writers_race_into_a_fresh_layout_every_round(tmp_path: Path, cli) -
 def _gated_writer(source: Path, dest: Path, tag: str, fifo: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "layout_writers.py"), str(source), str(dest), tag,
-         str(fifo)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         str(fifo)], env=ociforge_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if line != "blocked\n":

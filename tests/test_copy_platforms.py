@@ -42,11 +42,15 @@ def three(tmp: Path) -> Index:
         for att, image in zip(attestations, images, strict=True)], annotations=INDEX_NOTES)
 
 
+def _copy(cli: Any, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """ociforge copy from the source index (oci:<tmp>/src:m) to ``args``."""
+    return cast(tuple[int, str, str], cli("copy", f"oci:{tmp_path}/src:m", *args))
+
+
 def test_copy_keeps_a_whole_index_by_default(cli: Any, tmp_path: Path) -> None:
     index = three(tmp_path)
     Layout(tmp_path / "src").put(index, "m")
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/dst:m",
-                               "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/dst:m", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["digest"] == str(index.digest)
     copied = Layout(tmp_path / "dst").read("m")
@@ -57,8 +61,8 @@ def test_copy_keeps_a_whole_index_by_default(cli: Any, tmp_path: Path) -> None:
 def test_copy_with_a_list_writes_an_index_of_exactly_those(cli: Any, tmp_path: Path) -> None:
     index = three(tmp_path)
     Layout(tmp_path / "src").put(index, "m")
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/two:m",
-                               "--platform", "linux/s390x,linux/amd64", "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/two:m",
+                                 "--platform", "linux/s390x,linux/amd64", "--json")
     assert code == 0, stderr
     two = Layout(tmp_path / "two").read("m")
     assert isinstance(two, Index) and json.loads(stdout)["digest"] == str(two.digest)
@@ -73,16 +77,16 @@ def test_copy_with_a_list_writes_an_index_of_exactly_those(cli: Any, tmp_path: P
     code, out, _ = cli("inspect", f"oci:{tmp_path}/two:m")
     assert json.loads(out)["platforms"] == ["linux/amd64", "linux/s390x"]
     # naming every platform keeps the index as it is
-    code, stdout, _ = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/all:m",
-                          "--platform", ",".join(PLATFORMS), "--json")
+    code, stdout, _ = _copy(cli, tmp_path, f"oci:{tmp_path}/all:m",
+                            "--platform", ",".join(PLATFORMS), "--json")
     assert code == 0 and json.loads(stdout)["digest"] == str(index.digest)
     # one platform: that image, its digest unchanged
-    code, stdout, _ = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/one:m",
-                          "--platform", "linux/arm64", "--json")
+    code, stdout, _ = _copy(cli, tmp_path, f"oci:{tmp_path}/one:m",
+                            "--platform", "linux/arm64", "--json")
     assert code == 0 and json.loads(stdout)["digest"] == str(index.children[1][0].digest)
     # one it lacks: exit 2 naming what it has
-    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/none",
-                          "--platform", "linux/amd64,linux/riscv64")
+    code, _, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/none",
+                            "--platform", "linux/amd64,linux/riscv64")
     assert code == 2 and "available: linux/amd64, linux/arm64, linux/s390x" in stderr, stderr
     assert not (tmp_path / "none").exists()
 
@@ -92,7 +96,7 @@ def test_copy_of_an_index_from_a_registry_with_a_list(cli: Any, registry: Any,
     index = three(tmp_path)
     Layout(tmp_path / "src").put(index, "m")
     remote = f"{registry.host}/platforms/three:1"
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", remote, "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, remote, "--json")
     assert code == 0 and json.loads(stdout)["digest"] == str(index.digest), stderr
     code, stdout, stderr = cli("copy", remote, f"oci:{tmp_path}/back:m", "--platform",
                                "linux/arm64,linux/s390x", "--json")
@@ -113,8 +117,7 @@ def test_copy_of_an_index_from_a_registry_with_a_list(cli: Any, registry: Any,
 def test_copy_of_an_index_into_a_docker_archive_names_the_alternatives(
         cli: Any, tmp_path: Path) -> None:
     Layout(tmp_path / "src").put(three(tmp_path), "m")
-    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/ok",
-                          f"{tmp_path}/x.tar")
+    code, _, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/ok", f"{tmp_path}/x.tar")
     assert code == 2 and "--platform" in stderr and "oci-archive:" in stderr, stderr
     assert not (tmp_path / "x.tar").exists() and not (tmp_path / "ok").exists()
 
@@ -310,8 +313,8 @@ def test_copy_of_one_platform_keeps_every_image_of_it_not_only_the_first(
     Layout(tmp_path / "src").put(index, "m")
     entries = index.manifest["manifests"]
     assert isinstance(entries, list)
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/win:m",
-                               "--platform", "windows/amd64", "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/win:m",
+                                 "--platform", "windows/amd64", "--json")
     assert code == 0, stderr
     win = Layout(tmp_path / "win").read("m")
     assert isinstance(win, Index) and json.loads(stdout)["digest"] == str(win.digest)
@@ -323,14 +326,14 @@ def test_copy_of_one_platform_keeps_every_image_of_it_not_only_the_first(
     _skopeo_copies_all(tmp_path / "win", "m", win)
     assert cli("verify", f"oci:{tmp_path}/win:m")[0] == 0
     # exactly one image for the platform: that image, its digest unchanged
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/lin:m",
-                               "--platform", "linux/amd64", "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/lin:m",
+                                 "--platform", "linux/amd64", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["digest"] == str(images[2].digest)
     assert Layout(tmp_path / "lin").read("m").digest == images[2].digest
     # a list: every image of each platform named (here all of them: the index itself)
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/both:m",
-                               "--platform", "linux/amd64,windows/amd64", "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/both:m",
+                                 "--platform", "linux/amd64,windows/amd64", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["digest"] == str(index.digest)
     assert Layout(tmp_path / "both").read("m").digest == index.digest
@@ -355,14 +358,13 @@ def test_copy_of_one_platform_keeps_images_differing_only_in_os_features(
     assert images[1].platform is not None and images[1].platform.os_features
     index = build_index([(image, None) for image in images])
     Layout(tmp_path / "src").put(index, "m")
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/amd:m",
-                               "--platform", "linux/amd64", "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/amd:m",
+                                 "--platform", "linux/amd64", "--json")
     assert code == 0, stderr
     amd = Layout(tmp_path / "amd").read("m")
     assert isinstance(amd, Index) and json.loads(stdout)["digest"] == str(amd.digest)
     assert amd.manifest["manifests"] == index.manifest["manifests"][:2]  # type: ignore[index]
-    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"{tmp_path}/x.tar",
-                          "--platform", "linux/amd64")
+    code, _, stderr = _copy(cli, tmp_path, f"{tmp_path}/x.tar", "--platform", "linux/amd64")
     assert code == 2 and "+org.example.gpu" in stderr, stderr
     assert not (tmp_path / "x.tar").exists()
 
@@ -372,7 +374,7 @@ def test_one_platform_of_several_releases_from_a_registry(cli: Any, registry: An
     index, images = windows_versions()
     Layout(tmp_path / "src").put(index, "m")
     remote = f"{registry.host}/platforms/windows:1"
-    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", remote)
+    code, _, stderr = _copy(cli, tmp_path, remote)
     assert code == 0, stderr
     code, stdout, stderr = cli("copy", remote, f"oci:{tmp_path}/win:m", "--platform",
                                "windows/amd64", "--json")
@@ -394,8 +396,8 @@ def test_copy_of_one_platform_with_several_releases_into_a_docker_archive_names_
         cli: Any, tmp_path: Path) -> None:
     index, images = windows_versions()
     Layout(tmp_path / "src").put(index, "m")
-    code, _, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"oci:{tmp_path}/ok:m",
-                          f"{tmp_path}/x.tar", "--platform", "windows/amd64")
+    code, _, stderr = _copy(cli, tmp_path, f"oci:{tmp_path}/ok:m",
+                            f"{tmp_path}/x.tar", "--platform", "windows/amd64")
     assert code == 2, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     for image, version in zip(images[:2], ("10.0.17763.1", "10.0.20348.2"), strict=True):
@@ -403,8 +405,8 @@ def test_copy_of_one_platform_with_several_releases_into_a_docker_archive_names_
     assert "@sha256:" in stderr and "oci-archive:" in stderr, stderr
     assert not (tmp_path / "x.tar").exists() and not (tmp_path / "ok").exists()
     # the platform with one image goes into the archive as before
-    code, stdout, stderr = cli("copy", f"oci:{tmp_path}/src:m", f"{tmp_path}/x.tar",
-                               "--platform", "linux/amd64", "--json")
+    code, stdout, stderr = _copy(cli, tmp_path, f"{tmp_path}/x.tar",
+                                 "--platform", "linux/amd64", "--json")
     assert code == 0 and json.loads(stdout)["digest"] == str(images[2].digest), stderr
 
 

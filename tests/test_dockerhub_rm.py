@@ -9,7 +9,6 @@ records every request; $OCIFORGE_DOCKERHUB_API points ociforge at it.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fakeregistry import loopback_alias
 from httpserver import LoopbackServer, QuietHandler
+from registry_fixtures import docker_login
 
 USER, PASSWORD = "hubuser", "dckr_pat_" + secrets.token_hex(8)
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -119,13 +119,7 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
 
 
 def store_credentials(user: str = USER, password: str = PASSWORD) -> None:
-    import os
-
-    folder = Path(os.environ["DOCKER_CONFIG"])
-    folder.mkdir(parents=True, exist_ok=True)
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    (folder / "config.json").write_text(json.dumps(
-        {"auths": {"https://index.docker.io/v1/": {"auth": auth}}}))
+    docker_login("https://index.docker.io/v1/", user, password)
 
 
 def sig(digest: str) -> str:

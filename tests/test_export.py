@@ -24,14 +24,6 @@ SECRET_VALUES = ("tok_demo_not_a_real_secret", "27000@license.example.com", "eng
 OPTIONS = Options(platform=Platform.parse("linux/amd64"))
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    """A private copy of the example application."""
-    target = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, target, symlinks=True)
-    return target
-
-
 def read_image(location: str) -> Image:
     image = parse_location(location).read(OPTIONS)
     assert isinstance(image, Image)

@@ -13,9 +13,6 @@ leaving everything out.
 from __future__ import annotations
 
 import base64
-import contextlib
-import gzip
-import io
 import json
 import os
 import tarfile
@@ -24,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import secretgen as sg
-import zstandard
+from leaksweep import sweep
 
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
 from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
@@ -167,41 +164,6 @@ def write_base(tmp: Path, s: dict[str, str]) -> str:
     location = f"oci:{tmp / 'base'}:1"
     parse_location(location).write(image, Options(platform=PLATFORM))
     return location
-
-
-def contents(data: bytes, depth: int = 0) -> Iterator[bytes]:
-    """The bytes and, recursively, what they hold: gzip, zstd, tar members."""
-    yield data
-    if depth > 4:
-        return
-    if data[:2] == b"\x1f\x8b":
-        with contextlib.suppress(OSError, EOFError):
-            yield from contents(gzip.decompress(data), depth + 1)
-        return
-    if data[:4] == b"\x28\xb5\x2f\xfd":
-        with contextlib.suppress(zstandard.ZstdError):
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-            yield from contents(reader.read(), depth + 1)
-        return
-    if len(data) >= 512 and data[257:262] == b"ustar":
-        with contextlib.suppress(tarfile.TarError), \
-                tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for member in tar:
-                yield (member.name + "\0" + member.linkname).encode()
-                if member.isfile():
-                    handle = tar.extractfile(member)
-                    if handle is not None:
-                        yield from contents(handle.read(), depth + 1)
-
-
-def sweep(outputs: dict[str, bytes], needles: dict[str, str]) -> list[str]:
-    found = []
-    for where, data in outputs.items():
-        for part in contents(data):
-            for what, value in needles.items():
-                if value.encode() in part:
-                    found.append(f"{what} in {where}")
-    return sorted(set(found))
 
 
 def test_a_data_science_project_leaks_nothing(cli: Any, registry: Any, tmp_path: Path) -> None:

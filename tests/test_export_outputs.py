@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import tarfile
 from pathlib import Path
-
-import pytest
 
 from ociforge.layers.compress import open_decompressed
 from ociforge.model.image import Image
@@ -92,13 +89,6 @@ def test_append_still_keeps_modes(cli, tmp_path: Path) -> None:  # type: ignore[
     assert code == 0, stderr
     modes = layer_modes(f"oci:{tmp_path / 'lay'}:1")
     assert modes["d/sub/secret"] == 0o600 and modes["d/sub"] == 0o750
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    target = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, target, symlinks=True)
-    return target
 
 
 

@@ -4,11 +4,8 @@ how it was exported (audit 2 #3, #8, #10, #11)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ociforge.app.report import REPORT_LABEL
 from ociforge.model import mutate
@@ -18,16 +15,8 @@ from ociforge.options import Options
 from ociforge.stores.layout import Layout
 from ociforge.stores.locations import parse_location
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 OPTIONS = Options(platform=Platform.parse("linux/amd64"))
 ANN = "org.opencontainers.image."
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    target = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, target, symlinks=True)
-    return target
 
 
 def _use_base(app: Path, base: str) -> None:

@@ -66,10 +66,7 @@ def _report(request: pytest.FixtureRequest) -> None:
         manager.register(_FaultReport(), "ociforge-fault-report")
 
 
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    # no backoff sleeps (Retry-After capped at 50 ms when the base is 0)
-    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import tarfile
 from pathlib import Path
@@ -45,13 +44,6 @@ def _special(kind: str, path: Path) -> Path:
 KINDS = {"fifo": "FIFO", "device": "character device", "null": "character device",
          "zero-node": "character device", "null-node": "character device",
          "folder": "directory"}
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    target = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, target, symlinks=True)
-    return target
 
 
 def _refused(cli, args: list, needle: str, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]

@@ -245,10 +245,6 @@ def test_append_keeps_symlinks_as_data(tmp_path: Path, cli) -> None:  # type: ig
 
 # -- the same entries inside image archives ------------------------------------
 
-def _archive_with_names(names: list[Entry]) -> bytes:
-    return tar_bytes(names)
-
-
 ARCHIVES: dict[str, Callable[[], bytes]] = {
     "docker-dotdot-manifest": lambda: tar_bytes([
         f("manifest.json", json.dumps([{"Config": "../../etc/passwd", "RepoTags": ["a:b"],

@@ -110,11 +110,8 @@ def test_app_folder_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Pat
     assert "x\\nexported evil" in stderr and "\\x1b[31m" in stderr
 
 
-def test_base_layer_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tree = tmp_path / "tree"
-    _make_files(tree / "opt")
-    layer = build_layer([LayerSource(tree, "/")], BuildSettings(epoch=1)).layer
-    base = append_layers(scratch(PLATFORM), [layer], created_by=["odd names"], epoch=1)
+def _app_on(tmp_path: Path, base: Image) -> Path:
+    """``base`` written to oci:<tmp>/base:1 and an application of one small layer on it."""
     parse_location(f"oci:{tmp_path / 'base'}:1").write(base, OPTIONS)
     app = tmp_path / "app"
     (app / "run").mkdir(parents=True)
@@ -122,6 +119,15 @@ def test_base_layer_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Pat
     (app / "ociforge.toml").write_text(
         f'[app]\nname = "odd"\nbase = "oci:{tmp_path / "base"}:1"\nplatform = "linux/amd64"\n'
         '[[layers]]\nsrc = "run"\ndest = "/app"\n')
+    return app
+
+
+def test_base_layer_names_are_kept_as_bytes_and_shown_escaped(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tree = tmp_path / "tree"
+    _make_files(tree / "opt")
+    layer = build_layer([LayerSource(tree, "/")], BuildSettings(epoch=1)).layer
+    base = append_layers(scratch(PLATFORM), [layer], created_by=["odd names"], epoch=1)
+    app = _app_on(tmp_path, base)
     _export_and_check(cli, app, tmp_path, "base", b"opt/")
 
 
@@ -239,13 +245,7 @@ def test_a_base_config_with_lone_surrogates_and_control_characters(cli, tmp_path
     manifest["config"] = Descriptor(manifest["config"]["mediaType"],
                                     Digest.of_bytes(config_bytes), len(config_bytes)).to_dict()
     base = Image(json.dumps(manifest, sort_keys=True).encode(), config_bytes, (), None)
-    parse_location(f"oci:{tmp_path / 'base'}:1").write(base, OPTIONS)
-    app = tmp_path / "app"
-    (app / "run").mkdir(parents=True)
-    (app / "run" / "x").write_text("x")
-    (app / "ociforge.toml").write_text(
-        f'[app]\nname = "odd"\nbase = "oci:{tmp_path / "base"}:1"\nplatform = "linux/amd64"\n'
-        '[[layers]]\nsrc = "run"\ndest = "/app"\n')
+    app = _app_on(tmp_path, base)
     report_path = tmp_path / "report.json"
     code, _, stderr = cli("export", app, "-o", f"oci:{tmp_path / 'out'}", "--report", report_path)
     assert code == 0, stderr

@@ -35,22 +35,11 @@ from ociforge.options import RegistryOptions
 from ociforge.remote.auth import Credentials
 from ociforge.remote.client import RegistryClient
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("fast_retries")]
 
 # 3 s: a hostile answer is given up that soon, while every honest exchange of the same
 # run (the API check, a token) has room on a loaded 2-core machine
 FAST = ("--retries", "0", "--timeout", "3")
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
-
-
-@pytest.fixture
-def src(tmp_path: Path) -> Path:
-    layout_with_image(tmp_path / "src", (3000,))
-    return tmp_path / "src"
 
 
 def _one_line(code: int, err: str, codes: tuple[int, ...] = (1, 2)) -> None:

@@ -25,7 +25,6 @@ from hostileregistry import (
     docker_config,
     leaked,
 )
-from imagegen import layout_with_image
 from progresslines import messages
 
 from ociforge.errors import TransportError
@@ -38,16 +37,7 @@ from ociforge.remote.urls import unsafe
 # A broken implementation fails fast instead of waiting on a silent listener.
 FAST = ("--retries", "0", "--timeout", "5")
 
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
-
-
-@pytest.fixture
-def src(tmp_path: Path) -> Path:
-    layout_with_image(tmp_path / "src", (3000,))
-    return tmp_path / "src"
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 @pytest.fixture

@@ -36,12 +36,7 @@ BIG = 3 << 20
 ACCEPT = ("application/vnd.oci.image.manifest.v1+json, "
           "application/vnd.docker.distribution.manifest.v2+json")
 
-pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OCIFORGE_RETRY_BASE", "0")
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("fast_retries")]
 
 
 @pytest.fixture

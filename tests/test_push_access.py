@@ -10,7 +10,6 @@ part-way, stderr and --json name the destinations completed and not completed.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -30,8 +29,9 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from progresslines import messages
-from registry_fixtures import RegistryServer, start_token_registry
+from registry_fixtures import RegistryServer, docker_login, start_token_registry
 from tokenserver import TokenServer
+from tools import ociforge_env
 
 from ociforge.errors import AuthError
 from ociforge.options import RegistryOptions
@@ -68,14 +68,6 @@ def readonly_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regi
     server.stop()
 
 
-def _login(registry: str, user: str, password: str) -> None:
-    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = json.loads(path.read_text()) if path.exists() else {"auths": {}}
-    doc["auths"][registry] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-    path.write_text(json.dumps(doc))
-
-
 def _repositories(server: RegistryServer) -> set[str]:
     """Repositories the registry's storage holds (any trace of a write)."""
     top = server.data_dir / "docker" / "registry" / "v2" / "repositories"
@@ -89,20 +81,12 @@ def _posts(server: RegistryServer, mark: int) -> int:
     return server.log_since(mark).count('"POST /v2/')
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OCIFORGE_RETRY_BASE"] = "0"
-    env.update(extra)
-    return env
-
-
 # -- a refusal writes nothing anywhere ------------------------------------------------
 
 def test_pull_only_user_is_refused_before_anything_is_written(
         readonly_registry: RegistryServer, cli: Any, tmp_path: Path) -> None:
     host = readonly_registry.host
-    _login(host, "reader", readonly_registry.extra["passwords"]["reader"])
+    docker_login(host, "reader", readonly_registry.extra["passwords"]["reader"])
     repo = f"team/app-{uuid.uuid4().hex[:6]}"
     layout, archive, report = tmp_path / "lay", tmp_path / "app.tar", tmp_path / "report.json"
     mark = readonly_registry.log_mark()
@@ -167,7 +151,7 @@ def test_a_push_access_check_left_for_the_cache_still_comes_before_any_write(
 
 def test_wrong_basic_password_is_refused_before_the_layout_is_made(
         tls_registry: RegistryServer, cli: Any, tmp_path: Path) -> None:
-    _login(tls_registry.host, tls_registry.username or "", "not-the-password")
+    docker_login(tls_registry.host, tls_registry.username or "", "not-the-password")
     repo = f"basic/app-{uuid.uuid4().hex[:6]}"
     code, _, err = cli("export", HELLO, "-o", f"oci:{tmp_path / 'lay'}",
                        "-o", f"{tls_registry.host}/{repo}:1", "--ca-cert", tls_registry.ca_path)
@@ -250,7 +234,7 @@ def test_signal_mid_push_cleans_up_and_names_what_was_completed(
         proc = subprocess.Popen(
             [sys.executable, "-m", "ociforge", "append", "scratch", "--layer", f"{tree}:/t",
              "-o", f"oci:{layout}:1", "-o", dest, "--jobs", "1", "--json"],
-            env=_env(TMPDIR=str(scratch_tmp)), cwd=tmp_path, stdout=subprocess.PIPE,
+            env=ociforge_env(TMPDIR=str(scratch_tmp)), cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
@@ -282,11 +266,12 @@ def test_refused_registry_leaves_no_trace_with_skopeo_either(
         readonly_registry: RegistryServer, tmp_path: Path) -> None:
     """What the registry says afterwards (asked as the writer): the tag does not exist."""
     host = readonly_registry.host
-    _login(host, "reader", readonly_registry.extra["passwords"]["reader"])
+    docker_login(host, "reader", readonly_registry.extra["passwords"]["reader"])
     repo = f"team/none-{uuid.uuid4().hex[:6]}"
     proc = subprocess.run(
         [sys.executable, "-m", "ociforge", "copy", f"oci:{_small_layout(tmp_path)}:1",
-         f"{host}/{repo}:1", "--json"], env=_env(), capture_output=True, text=True, timeout=60)
+         f"{host}/{repo}:1", "--json"], env=ociforge_env(), capture_output=True, text=True,
+        timeout=60)
     assert proc.returncode == 1 and json.loads(proc.stdout)["exit_code"] == 1
     tokens = readonly_registry.token_server
     token = tokens.mint("writer", [f"repository:{repo}:pull"])

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from registry_fixtures import push_scratch
 
 from ociforge.errors import InvalidInputError, OperationError
 from ociforge.model import mediatypes as mt
@@ -167,19 +168,6 @@ def test_referrers_index_rules() -> None:
 
 
 # --- against the real registry (docker-registry 2.8: no referrers API) --------------------
-
-
-def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
-    from ociforge.remote.client import RegistryClient
-
-    image = scratch(Platform.parse(f"linux/{arch}"))
-    client = RegistryClient(host)
-    try:
-        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
-        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
-    finally:
-        client.close()
-    return str(image.digest)
 
 
 def test_registry_report_attached_via_fallback_tag_and_found_again(cli, registry) -> None:

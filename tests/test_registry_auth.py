@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -11,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from registry_fixtures import make_image, make_layer
+from registry_fixtures import docker_auth, make_image, make_layer, write_docker_config
 from tools import require_tool
 
 from ociforge.errors import AuthError, TransportError
@@ -28,22 +27,11 @@ from ociforge.remote.push import push
 AMD64 = Options(platform=Platform.parse("linux/amd64"))
 
 
-def _write_docker_config(doc: dict) -> Path:  # type: ignore[type-arg]
-    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 # -- htpasswd Basic over TLS ------------------------------------------------------
 
 def test_tls_basic_push_with_config_credentials(tls_registry, tmp_path: Path) -> None:
-    _write_docker_config({"auths": {tls_registry.host: {
-        "auth": _auth(tls_registry.username, tls_registry.password)}}})
+    write_docker_config({"auths": {tls_registry.host: {
+        "auth": docker_auth(tls_registry.username, tls_registry.password)}}})
     client = RegistryClient(tls_registry.host, RegistryOptions(ca_cert=str(tls_registry.ca_path)))
     image = make_image(tmp_path / "blobs", (3000,))
     ref = Reference.parse(f"{tls_registry.host}/secure/app:1")
@@ -115,8 +103,8 @@ def test_cli_login_logout_tls(tls_registry, cli, monkeypatch) -> None:  # type: 
     assert tls_registry.password not in out + err
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     doc = json.loads(config.read_text())
-    assert doc["auths"][tls_registry.host]["auth"] == _auth(tls_registry.username,
-                                                            tls_registry.password)
+    assert doc["auths"][tls_registry.host]["auth"] == docker_auth(tls_registry.username,
+                                                                  tls_registry.password)
     code, out, err = cli("logout", tls_registry.host)
     assert code == 0 and "Removing login credentials" in out
     assert tls_registry.host not in json.loads(config.read_text())["auths"]
@@ -181,7 +169,7 @@ def test_invalid_token_is_refreshed_once(token_registry, tmp_path: Path) -> None
 def test_identity_token_uses_oauth_post(token_registry, tmp_path: Path) -> None:
     server = token_registry.token_server
     server.refresh_tokens["refresh-abc-123"] = token_registry.username
-    _write_docker_config({"auths": {token_registry.host: {"identitytoken": "refresh-abc-123"}}})
+    write_docker_config({"auths": {token_registry.host: {"identitytoken": "refresh-abc-123"}}})
     client = RegistryClient(token_registry.host, RegistryOptions())
     before = len(server.requests)
     push(client, Reference.parse(f"{token_registry.host}/tok/idt:1"),
@@ -192,7 +180,7 @@ def test_identity_token_uses_oauth_post(token_registry, tmp_path: Path) -> None:
 def test_registry_token_is_sent_as_is(token_registry, tmp_path: Path) -> None:
     server = token_registry.token_server
     token = server.mint(token_registry.username, ["repository:tok/rt:pull,push"])
-    _write_docker_config({"auths": {token_registry.host: {"registrytoken": token}}})
+    write_docker_config({"auths": {token_registry.host: {"registrytoken": token}}})
     client = RegistryClient(token_registry.host, RegistryOptions())
     before = len(server.requests)
     push(client, Reference.parse(f"{token_registry.host}/tok/rt:1"),

@@ -13,21 +13,11 @@ from pathlib import Path
 
 import pytest
 from progresslines import messages
+from registry_fixtures import docker_auth, write_docker_config
 
 from ociforge.errors import ConfigFileError, InvalidInputError
 from ociforge.remote.auth import Credentials
 from ociforge.remote.credentials import erase, lookup, store
-
-
-def _auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def _docker_config(doc: dict) -> Path:  # type: ignore[type-arg]
-    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
 
 
 @pytest.fixture
@@ -73,10 +63,10 @@ def helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_auths_entry_exact_and_url_keys() -> None:
-    _docker_config({"auths": {
-        "localhost:5000": {"auth": _auth("u1", "p:with:colons")},
-        "https://ghcr.io/v2/": {"auth": _auth("u2", "p2")},
-        "https://index.docker.io/v1/": {"auth": _auth("hub", "hubpw")},
+    write_docker_config({"auths": {
+        "localhost:5000": {"auth": docker_auth("u1", "p:with:colons")},
+        "https://ghcr.io/v2/": {"auth": docker_auth("u2", "p2")},
+        "https://index.docker.io/v1/": {"auth": docker_auth("hub", "hubpw")},
     }})
     assert lookup("localhost:5000") == Credentials("u1", "p:with:colons")
     assert lookup("ghcr.io") == Credentials("u2", "p2")
@@ -86,8 +76,8 @@ def test_auths_entry_exact_and_url_keys() -> None:
 
 
 def test_identity_and_registry_tokens() -> None:
-    _docker_config({"auths": {
-        "a.example": {"identitytoken": "refresh-1", "auth": _auth("me", "")},
+    write_docker_config({"auths": {
+        "a.example": {"identitytoken": "refresh-1", "auth": docker_auth("me", "")},
         "b.example": {"registrytoken": "bearer-1"},
         "c.example": {},
     }})
@@ -103,36 +93,36 @@ def test_podman_auth_files_and_namespaced_keys(tmp_path: Path,
     runtime = Path(os.environ["XDG_RUNTIME_DIR"]) / "containers"
     runtime.mkdir(parents=True)
     (runtime / "auth.json").write_text(json.dumps({"auths": {
-        "quay.io/team/app": {"auth": _auth("team", "tp")},
-        "quay.io": {"auth": _auth("anyone", "ap")},
+        "quay.io/team/app": {"auth": docker_auth("team", "tp")},
+        "quay.io": {"auth": docker_auth("anyone", "ap")},
     }}))
     assert lookup("quay.io", "team/app") == Credentials("team", "tp")
     assert lookup("quay.io", "other/app") == Credentials("anyone", "ap")
     auth_file = tmp_path / "explicit.json"
-    auth_file.write_text(json.dumps({"auths": {"r.example": {"auth": _auth("x", "y")}}}))
+    auth_file.write_text(json.dumps({"auths": {"r.example": {"auth": docker_auth("x", "y")}}}))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
     assert lookup("r.example") == Credentials("x", "y")
     config_home = tmp_path / "cfg"
     (config_home / "containers").mkdir(parents=True)
     (config_home / "containers" / "auth.json").write_text(
-        json.dumps({"auths": {"s.example": {"auth": _auth("s", "t")}}}))
+        json.dumps({"auths": {"s.example": {"auth": docker_auth("s", "t")}}}))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
     assert lookup("s.example") == Credentials("s", "t")
 
 
 def test_docker_auth_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_AUTH_CONFIG",
-                       json.dumps({"auths": {"e.example": {"auth": _auth("env", "pw")}}}))
+                       json.dumps({"auths": {"e.example": {"auth": docker_auth("env", "pw")}}}))
     assert lookup("e.example") == Credentials("env", "pw")
 
 
 def test_broken_files_are_clear_errors() -> None:
-    path = _docker_config({})
+    path = write_docker_config({})
     path.write_text("{not json")
     with pytest.raises(ConfigFileError, match="not valid JSON") as info:
         lookup("x.example")
     assert info.value.exit_code == 2
-    _docker_config({"auths": {"x.example": {"auth": base64.b64encode(b"nocolon").decode()}}})
+    write_docker_config({"auths": {"x.example": {"auth": base64.b64encode(b"nocolon").decode()}}})
     with pytest.raises(ConfigFileError, match="no user name"):
         lookup("x.example")
 
@@ -140,7 +130,7 @@ def test_broken_files_are_clear_errors() -> None:
 @pytest.mark.parametrize("auth", ["\u0080", "user:pässword", "\u00e9\u00e9\u00e9\u00e9"])
 def test_auth_that_is_not_ascii_is_a_clear_error(auth: str) -> None:
     """base64.b64decode raises ValueError, not binascii.Error, for a non-ASCII str."""
-    _docker_config({"auths": {"x.example": {"auth": auth}}})
+    write_docker_config({"auths": {"x.example": {"auth": auth}}})
     with pytest.raises(ConfigFileError, match=r"auth entry for x\.example .* not valid base64"
                        ) as info:
         lookup("x.example")
@@ -150,7 +140,7 @@ def test_auth_that_is_not_ascii_is_a_clear_error(auth: str) -> None:
 def test_cli_names_the_registry_whose_auth_is_not_base64(tls_registry, cli,  # type: ignore[no-untyped-def]
                                                          tmp_path: Path) -> None:
     host = tls_registry.host
-    _docker_config({"auths": {host: {"auth": "\u0080"}}})
+    write_docker_config({"auths": {host: {"auth": "\u0080"}}})
     out = tmp_path / "out"
     code, _, err = cli("copy", f"{host}/a/b:1", f"oci:{out}", "--ca-cert",
                        str(tls_registry.ca_path))
@@ -172,17 +162,17 @@ def test_cred_helpers_and_creds_store(helper: Path) -> None:
         "h.example": {"Username": "hu", "Secret": "hs"},
         "https://index.docker.io/v1/": {"Username": "<token>", "Secret": "identity-xyz"},
     }))
-    _docker_config({"credHelpers": {"h.example": "test"}, "auths": {}})
+    write_docker_config({"credHelpers": {"h.example": "test"}, "auths": {}})
     assert lookup("h.example") == Credentials("hu", "hs")
     assert lookup("docker.io") is None            # no helper for Hub in credHelpers
-    _docker_config({"credsStore": "test"})
+    write_docker_config({"credsStore": "test"})
     hub = lookup("docker.io")
     assert hub is not None and hub.identity_token == "identity-xyz" and not hub.password
     assert lookup("nothing.example") is None      # "credentials not found" means none
 
 
 def test_missing_helper_is_exit_2_naming_it(tls_registry, cli) -> None:  # type: ignore[no-untyped-def]
-    _docker_config({"credsStore": "does-not-exist-xyz"})
+    write_docker_config({"credsStore": "does-not-exist-xyz"})
     with pytest.raises(InvalidInputError, match="docker-credential-does-not-exist-xyz"):
         lookup("h.example")
     code, _, err = cli("copy", f"{tls_registry.host}/a/b:1", "oci:/tmp/never-written-xyz",
@@ -193,7 +183,7 @@ def test_missing_helper_is_exit_2_naming_it(tls_registry, cli) -> None:  # type:
 
 
 def test_store_and_erase_through_helper(helper: Path) -> None:
-    config = _docker_config({"credsStore": "test"})
+    config = write_docker_config({"credsStore": "test"})
     where = store("docker.io", "me", "pat-secret")
     assert where == "docker-credential-test"
     data = json.loads(helper.read_text())
@@ -206,14 +196,14 @@ def test_store_and_erase_through_helper(helper: Path) -> None:
 
 
 def test_store_in_file_is_atomic_0600_and_keeps_other_keys() -> None:
-    config = _docker_config({"auths": {"other.example": {"auth": _auth("o", "p")}},
+    config = write_docker_config({"auths": {"other.example": {"auth": docker_auth("o", "p")}},
                              "psFormat": "table"})
     store("index.docker.io", "me", "s3")
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     doc = json.loads(config.read_text())
     assert doc["psFormat"] == "table"
-    assert doc["auths"]["https://index.docker.io/v1/"] == {"auth": _auth("me", "s3")}
-    assert doc["auths"]["other.example"] == {"auth": _auth("o", "p")}
+    assert doc["auths"]["https://index.docker.io/v1/"] == {"auth": docker_auth("me", "s3")}
+    assert doc["auths"]["other.example"] == {"auth": docker_auth("o", "p")}
     assert [p.name for p in config.parent.iterdir()] == ["config.json"]
     assert erase("docker.io") is True
     assert "https://index.docker.io/v1/" not in json.loads(config.read_text())["auths"]
@@ -221,7 +211,7 @@ def test_store_in_file_is_atomic_0600_and_keeps_other_keys() -> None:
 
 def test_cli_login_through_helper(registry, helper: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # the plain registry accepts anything: login checks, then stores through the helper
-    _docker_config({"credsStore": "test"})
+    write_docker_config({"credsStore": "test"})
     monkeypatch.setattr("sys.stdin", io.StringIO("pw-via-stdin\n"))
     code, out, err = cli("login", registry.host, "-u", "someone", "--password-stdin")
     assert code == 0, err

@@ -25,20 +25,13 @@ import requests
 from faultproxy import FaultProxy, Rule
 from imagegen import layout_with_image
 from progresslines import messages
+from tools import ociforge_env
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = (300 << 10, 200 << 10, 700 << 10, 100 << 10, 400 << 10)
 OCI_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 # A stall longer than any test waits, with --timeout longer still: only the signal can end
 # the run, and the stall rule's ``released`` count shows whether the run waited for it.
 STALL_FOREVER = 120.0
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OCIFORGE_RETRY_BASE"] = "0"
-    return env
 
 
 def _blob_digests(layout_root: Path) -> list[str]:
@@ -96,7 +89,7 @@ def test_killed_push_resumes_skipping_blobs_already_there(
                                skip=2 if not chunked else 7, times=1, delay=60))
         cmd = [sys.executable, "-m", "ociforge", "copy", src, f"{proxy.host}/{repo}:t",
                "--jobs", "1", *extra]
-        proc = subprocess.Popen(cmd, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, env=ociforge_env(), cwd=tmp_path, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         try:
             _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
@@ -113,8 +106,8 @@ def test_killed_push_resumes_skipping_blobs_already_there(
 
         proxy.clear()
         proxy.requests.clear()
-        second = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
-                                timeout=120)
+        second = subprocess.run(cmd, env=ociforge_env(), cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120)
         assert second.returncode == 0, second.stderr
         uploaded = _uploaded(proxy)
         assert not set(uploaded) & done_before, "blobs already there are not uploaded again"
@@ -176,7 +169,7 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
     src, image = layout_with_image(tmp_path / "src", (200 << 10, 300 << 10, 100 << 10))
     repo = f"resume/interrupt-{uuid.uuid4().hex[:6]}"
     push = subprocess.run([sys.executable, "-m", "ociforge", "copy", src,
-                           f"{registry.host}/{repo}:t"], env=_env(), capture_output=True,
+                           f"{registry.host}/{repo}:t"], env=ociforge_env(), capture_output=True,
                           text=True, timeout=60)
     assert push.returncode == 0, push.stderr
     out_dir = tmp_path / "out"
@@ -187,8 +180,8 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
                                delay=STALL_FOREVER))
         proc = subprocess.Popen(
             [sys.executable, "-m", "ociforge", "copy", f"{proxy.host}/{repo}:t", target,
-             "--jobs", "1", "--timeout", "600"], env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+             "--jobs", "1", "--timeout", "600"], env=ociforge_env(), cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
             assert proc.poll() is None, proc.communicate()
@@ -218,7 +211,7 @@ def test_interrupted_write_leaves_no_partial_output(dest: str, sig: int, tmp_pat
             assert list(out_dir.iterdir()) == [], "the temporary file is removed on Ctrl-C"
     # and the same command, run again without the fault, completes
     again = subprocess.run([sys.executable, "-m", "ociforge", "copy",
-                            f"{registry.host}/{repo}:t", target], env=_env(), cwd=tmp_path,
+                            f"{registry.host}/{repo}:t", target], env=ociforge_env(), cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     if dest == "oci":
@@ -235,8 +228,8 @@ def test_ctrl_c_stops_parallel_transfers_promptly(direction: str, tmp_path: Path
     repo = f"resume/ctrl-c-{uuid.uuid4().hex[:6]}"
     if direction == "pull":
         pushed = subprocess.run([sys.executable, "-m", "ociforge", "copy", src,
-                                 f"{registry.host}/{repo}:t"], env=_env(), capture_output=True,
-                                text=True, timeout=60)
+                                 f"{registry.host}/{repo}:t"], env=ociforge_env(),
+                                capture_output=True, text=True, timeout=60)
         assert pushed.returncode == 0, pushed.stderr
     with FaultProxy(registry.host) as proxy:
         if direction == "push":
@@ -249,7 +242,7 @@ def test_ctrl_c_stops_parallel_transfers_promptly(direction: str, tmp_path: Path
             argv = ["copy", f"{proxy.host}/{repo}:t", f"oci:{tmp_path / 'out'}:t"]
         proc = subprocess.Popen([sys.executable, "-m", "ociforge", *argv, "--jobs", "4",
                                  "--timeout", "600"],
-                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=ociforge_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         try:
             _wait_for(lambda: stall.fired == 1 or proc.poll() is not None)
@@ -286,8 +279,9 @@ def test_disk_full_while_writing_leaves_nothing_and_names_the_output(dest: str,
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
-    proc = subprocess.run([sys.executable, "-m", "ociforge", "copy", src, target], env=_env(),
-                          capture_output=True, text=True, timeout=60, preexec_fn=small_files)
+    proc = subprocess.run([sys.executable, "-m", "ociforge", "copy", src, target],
+                          env=ociforge_env(), capture_output=True, text=True, timeout=60,
+                          preexec_fn=small_files)
     assert proc.returncode == 1, proc.stderr
     lines = messages(proc.stderr)
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

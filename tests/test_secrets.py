@@ -13,17 +13,11 @@ not swept.
 from __future__ import annotations
 
 import base64
-import contextlib
-import gzip
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,50 +26,11 @@ from fakeregistry import BlobHost, FakeRegistry, loopback_alias
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from imagegen import layout_with_image
+from leaksweep import contents, sweep
 from progresslines import messages
+from tools import ociforge_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env(docker_config: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OCIFORGE_RETRY_BASE"] = "0"
-    env["DOCKER_CONFIG"] = str(docker_config)
-    return env
-
-
-def _contents(data: bytes, depth: int = 0) -> Iterator[bytes]:
-    """The bytes, and (recursively) what they hold when gzip or tar."""
-    yield data
-    if depth > 3:
-        return
-    if data[:2] == b"\x1f\x8b":
-        with contextlib.suppress(OSError, EOFError):
-            yield from _contents(gzip.decompress(data), depth + 1)
-        return
-    if len(data) >= 512 and data[257:262] == b"ustar":
-        try:
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                for member in tar:
-                    yield member.name.encode()
-                    yield member.linkname.encode()
-                    if member.isfile():
-                        handle = tar.extractfile(member)
-                        if handle is not None:
-                            yield from _contents(handle.read(), depth + 1)
-        except tarfile.TarError:
-            pass
-
-
-def _sweep(texts: dict[str, bytes], needles: dict[str, str]) -> list[str]:
-    leaks = []
-    for where, data in texts.items():
-        for part in _contents(data):
-            for what, needle in needles.items():
-                if needle and needle.encode() in part:
-                    leaks.append(f"{what} found in {where}")
-    return leaks
 
 
 def _app(tmp: Path, secrets: dict[str, str]) -> Path:
@@ -106,7 +61,7 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
     out = tmp_path / "out"
     out.mkdir()
     config = tmp_path / "docker"
-    env = _env(config)
+    env = ociforge_env(DOCKER_CONFIG=str(config))
     keys = tmp_path / "keys"
     keys.mkdir()
     key_password = "kp-" + uuid.uuid4().hex
@@ -151,7 +106,7 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
     report = (out / "report.json").read_text()
     assert all(name in report for name in dropped)
     written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert any(b"kept-in-image" in part for data in written.values() for part in _contents(data))
+    assert any(b"kept-in-image" in part for data in written.values() for part in contents(data))
 
     needles: dict[str, str] = {
         "TLS registry password": tls_registry.password,
@@ -165,7 +120,7 @@ def test_no_secret_in_anything_ociforge_prints_or_writes(
     for i, token in enumerate(minted):
         needles[f"bearer token #{i}"] = token
         needles[f"signature of bearer token #{i}"] = token.rsplit(".", 1)[1]
-    leaks = _sweep({**printed, **written}, needles)
+    leaks = sweep({**printed, **written}, needles)
     assert not leaks, leaks
     assert "eyJ" not in stderr, "nothing that looks like a JWT is logged"
     stored = json.loads((config / "config.json").read_text())
@@ -191,8 +146,8 @@ def test_authorization_never_follows_a_redirect_to_another_host(
         (config / "config.json").write_text(json.dumps({"auths": {fake.host: {"auth": auth}}}))
         proc = subprocess.run(
             [sys.executable, "-m", "ociforge", "-vv", "copy", f"{fake.host}/app:t",
-             f"oci:{tmp_path / 'out'}:t"], env=_env(config), capture_output=True, text=True,
-            timeout=60)
+             f"oci:{tmp_path / 'out'}:t"], env=ociforge_env(DOCKER_CONFIG=str(config)),
+            capture_output=True, text=True, timeout=60)
     finally:
         fake.stop()
         cdn.stop()
@@ -214,7 +169,7 @@ def test_tls_is_verified_unless_the_registry_is_named_insecure(
     config.mkdir()
     auth = base64.b64encode(tls_registry.creds.encode()).decode()
     (config / "config.json").write_text(json.dumps({"auths": {tls_registry.host: {"auth": auth}}}))
-    env = _env(config)
+    env = ociforge_env(DOCKER_CONFIG=str(config))
 
     def copy(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ociforge", "copy", src,

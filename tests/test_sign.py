@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from registry_fixtures import docker_login, push_scratch
 
 from ociforge.errors import InvalidInputError
 from ociforge.model import mediatypes as mt
@@ -487,20 +488,6 @@ _STATIC_KEY = _static_key()
 # --- against the real registry (docker-registry 2.8) -------------------------------------
 
 
-def push_scratch(host: str, repo: str, tag: str, arch: str = "amd64") -> str:
-    """Push a layer-less image with the registry client; returns its manifest digest."""
-    from ociforge.remote.client import RegistryClient
-
-    image = scratch(Platform.parse(f"linux/{arch}"))
-    client = RegistryClient(host)
-    try:
-        client.put_blob_bytes(repo, image.config_bytes, mt.OCI_CONFIG)
-        client.put_manifest(repo, tag, image.manifest_bytes, image.media_type)
-    finally:
-        client.close()
-    return str(image.digest)
-
-
 def test_registry_sign_verify_tamper_and_two_signatures(
     cli, registry, tmp_path: Path, keypair: tuple[Path, Path]
 ) -> None:
@@ -595,14 +582,11 @@ def test_token_auth_registry_sign_verify_and_attach(
     cli, token_registry, keypair: tuple[Path, Path]
 ) -> None:
     """Docker-Hub-style token auth: the signature push needs pull+push tokens."""
-    import os
 
     from ociforge.trust.referrers import attach_report, list_referrers
 
-    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    auth = base64.b64encode(f"{token_registry.username}:{token_registry.password}".encode())
-    config.write_text(json.dumps({"auths": {token_registry.host: {"auth": auth.decode()}}}))
+    docker_login(token_registry.host, token_registry.username or "",
+                 token_registry.password or "")
     repo = "library/signed"
     ref = f"{token_registry.host}/{repo}:v1"
     digest = push_scratch(token_registry.host, repo, "v1")

@@ -50,7 +50,7 @@ def test_cannot_apply_in_ci():
     skip("needs credentials CI never has", can_apply_in_ci=False)
 
 def test_runs():
-    assert True
+    pass  # the control: it must pass while the others skip or fail
 '''
 
 MODULE_LEVEL = '''

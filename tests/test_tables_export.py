@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,18 +12,10 @@ from pathlib import Path
 import pytest
 from tools import free_port, require_module, require_tool
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 REPO = Path(__file__).resolve().parent.parent
 
 require_module("pyarrow")
 require_module("adbc_driver_sqlite")
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    target = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, target, symlinks=True)
-    return target
 
 
 def _use_query(app: Path, query: str) -> None:

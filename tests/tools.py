@@ -68,6 +68,17 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def ociforge_env(**extra: str) -> dict[str, str]:
+    """The environment for ociforge run in a new process: this checkout first on
+    PYTHONPATH, no backoff sleeps between retries, then ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + \
+        env.get("PYTHONPATH", "")
+    env["OCIFORGE_RETRY_BASE"] = "0"
+    env.update(extra)
+    return env
+
+
 def run(cmd: Sequence[str], check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
     """Run a tool, capturing output; on failure show its stderr in the assertion."""
     proc = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]

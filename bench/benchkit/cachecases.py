@@ -30,13 +30,17 @@ if TYPE_CHECKING:
 TAG = "bench"
 
 
-def _app_toml() -> str:
+def app_toml(base: str = "base-image", platform: str | None = "linux/amd64",
+             layers: str = "") -> str:
+    """The benchmark application's ociforge.toml on oci:../BASE:1; ``layers`` adds
+    [[layers]] tables; no ``platform``: the export decides (every platform of the base)."""
+    platform_line = f'platform = "{platform}"\n' if platform else ""
     return (
-        '[app]\nname = "bench/app"\nbase = "oci:../base-image:1"\nplatform = "linux/amd64"\n'
+        f'[app]\nname = "bench/app"\nbase = "oci:../{base}:1"\n{platform_line}'
         '[config]\ncmd = ["/opt/venv/bin/python", "/app/main.py"]\n'
         '[config.env]\nPATH = "/opt/venv/bin:/usr/bin:/bin"\n'
         '[[layers]]\nsrc = "env"\ndest = "/opt/venv"\n'
-        '[[layers]]\nsrc = "code"\ndest = "/app"\n')
+        '[[layers]]\nsrc = "code"\ndest = "/app"\n' + layers)
 
 
 class ExportBench:
@@ -60,7 +64,7 @@ class ExportBench:
         make_tree(self.app / "code", TreeSpec("small", 300, 0, s.seed + 301))
         base_tree = make_tree(self.root / "base-tree", TreeSpec("mixed", 40, s.app_bytes // 40,
                                                                s.seed + 302))
-        (self.app / "ociforge.toml").write_text(_app_toml())
+        (self.app / "ociforge.toml").write_text(app_toml())
         base = self.app.parent / "base-image"
         if not (base / "index.json").exists():
             self.suite.quiet(self.suite.ociforge(

@@ -561,16 +561,17 @@ class Suite:
                 out.unlink(missing_ok=True)
         return run
 
-    def _sqlite_table(self, rows: int) -> Path:
-        return make_sqlite(self.s.work / "tables" / f"{TABLE}-{rows}.db", rows, self.s.seed)
+    def _sqlite_path(self, rows: int) -> Path:
+        """Where the seeded table of ``rows`` rows lives (made by ``make_sqlite`` in prepare)."""
+        return self.s.work / "tables" / f"{TABLE}-{rows}.db"
 
     def tables_group(self) -> Group:
         rows = self.s.table_rows
-        db = self.s.work / "tables" / f"{TABLE}-{rows}.db"
+        db = self._sqlite_path(rows)
         app = self.s.work / "tables" / "app-sqlite"
 
         def prepare() -> None:
-            self._sqlite_table(rows)
+            make_sqlite(db, rows, self.s.seed)
             write_app(app, f"sqlite:///{db}")
             self.quiet(f"cat '{db}' > /dev/null")   # warm page cache for every tool
             for case in cases:
@@ -626,11 +627,11 @@ class Suite:
 
     def tables_memory_group(self) -> Group:
         rows = self.s.big_table_rows
-        db = self.s.work / "tables" / f"{TABLE}-{rows}.db"
+        db = self._sqlite_path(rows)
         app = self.s.work / "tables" / "app-big"
 
         def prepare() -> None:
-            self._sqlite_table(rows)
+            make_sqlite(db, rows, self.s.seed)
             write_app(app, f"sqlite:///{db}")
             cases[0].input_bytes = db.stat().st_size
 

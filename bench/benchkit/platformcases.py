@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cachecases import ExportBench
+from .cachecases import ExportBench, app_toml
 from .measure import Sample
 from .trees import TreeSpec, make_tree
 
@@ -29,16 +29,6 @@ if TYPE_CHECKING:
 
 TAG = "bench"
 TWO = "linux/amd64,linux/arm64"
-
-
-def _app_toml() -> str:
-    return (
-        '[app]\nname = "bench/app"\nbase = "oci:../base-multi:1"\n'
-        '[config]\ncmd = ["/opt/venv/bin/python", "/app/main.py"]\n'
-        '[config.env]\nPATH = "/opt/venv/bin:/usr/bin:/bin"\n'
-        '[[layers]]\nsrc = "env"\ndest = "/opt/venv"\n'
-        '[[layers]]\nsrc = "code"\ndest = "/app"\n'
-        '[[layers]]\nsrc = "runtime/{arch}"\ndest = "/opt/runtime"\n')
 
 
 class PlatformsBench:
@@ -61,7 +51,8 @@ class PlatformsBench:
                                check=True)
         for i, arch in enumerate(("amd64", "arm64")):
             make_tree(self.app / "runtime" / arch, TreeSpec("small", 40, 0, s.seed + 310 + i))
-        (self.app / "ociforge.toml").write_text(_app_toml())
+        (self.app / "ociforge.toml").write_text(app_toml(
+            "base-multi", None, '[[layers]]\nsrc = "runtime/{arch}"\ndest = "/opt/runtime"\n'))
         base = self.root / "base-multi"
         if not (base / "index.json").exists():
             self.suite.quiet(self.suite.ociforge(

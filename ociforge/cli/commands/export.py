@@ -119,12 +119,10 @@ def run(args: argparse.Namespace) -> int:
     track(args, plan.outputs)
     outcome = plan.run()
     summary = outcome.report.summary()
-    for attached in outcome.attached:
-        summary += "\n" + human(f"  attached report {attached['digest'][:19]} to "
-                                f"{attached['location']}")
-    for attached in outcome.attached_sboms:
-        summary += "\n" + human(f"  attached sbom {attached['digest'][:19]} to "
-                                f"{attached['location']}")
+    for kind, attachments in (("report", outcome.attached), ("sbom", outcome.attached_sboms)):
+        for attached in attachments:
+            summary += "\n" + human(f"  attached {kind} {attached['digest'][:19]} to "
+                                    f"{attached['location']}")
     if args.sbom:
         summary += "\n" + human(f"  sbom     {args.sbom}")
     for signature in outcome.signatures:
