@@ -193,10 +193,8 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     listed: set[str] = set()
     for position, (desc, child) in enumerate(index.children):
         key = str(desc.digest)
-        notes = desc.annotations or {}
         keep = (isinstance(child, Image) and key in chosen and key not in listed) or (
-            notes.get(DOCKER_REFERENCE_TYPE) == ATTESTATION_MANIFEST
-            and notes.get(DOCKER_REFERENCE_DIGEST) in chosen)
+            attested_digest(desc) in chosen)
         if keep:
             listed.add(key)
             kept.append((entries[position], desc, child))
