@@ -147,12 +147,7 @@ def images_to_change(index: Index, wanted: Sequence[Platform]) -> dict[str, Imag
     (``all``), every direct platform image.  An image reachable only through a nested
     index is InvalidInputError naming that index (replacing it would leave the nested
     index listing the old one); a platform the index lacks is InvalidPlatformError."""
-    direct: list[tuple[Platform, Image]] = []
-    for desc, child in index.children:
-        if isinstance(child, Image):
-            platform = _platform_of(desc, child)
-            if platform is not None:
-                direct.append((platform, child))
+    direct = _direct_images(index)
     chosen: dict[str, Image] = {}
     for platform, image in direct:
         if not wanted or any(platform.matches(one) for one in wanted):
@@ -217,14 +212,19 @@ def images_for(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
     os.version or os.features, as Windows releases do); a platform listed only in a
     nested index, the image select_image finds there (a platform it lacks is
     InvalidPlatformError naming the platforms it has)."""
+    direct = _direct_images(index)
     chosen: dict[str, Image] = {}
     for platform in wanted:
-        direct = [image for desc, image in index.children if isinstance(image, Image)
-                  and (found := _platform_of(desc, image)) is not None
-                  and found.matches(platform)]
-        for image in direct or [select_image(index, platform)]:
+        listed = [image for found, image in direct if found.matches(platform)]
+        for image in listed or [select_image(index, platform)]:
             chosen.setdefault(str(image.digest), image)
     return chosen
+
+
+def _direct_images(index: Index) -> list[tuple[Platform, Image]]:
+    """The platform images ``index`` lists directly, each with its platform, in order."""
+    return [(platform, child) for desc, child in index.children
+            if isinstance(child, Image) and (platform := _platform_of(desc, child)) is not None]
 
 
 def select_children(index: Index, wanted: Platform) -> Artifact:
