@@ -182,8 +182,7 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     source itself (its digest unchanged).  A platform it lacks is InvalidPlatformError
     naming the platforms it has."""
     chosen = images_for(index, wanted)
-    raw = index.manifest.get("manifests")
-    entries = raw if isinstance(raw, list) else []
+    entries = _raw_entries(index)
     kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
     listed: set[str] = set()
     for position, (desc, child) in enumerate(index.children):
@@ -200,10 +199,7 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     if len(kept) == len(index.children) and all(
             a is b for (_, a, _), (b, _) in zip(kept, index.children, strict=True)):
         return index
-    doc = dict(index.manifest)
-    doc["manifests"] = [entry for entry, _, _ in kept]
-    return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
-                 index.source)
+    return _with_entries(index, kept)
 
 
 def images_for(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
@@ -265,8 +261,7 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
     attest the old one).  Every image of ``changed`` is a direct entry (images_to_change).
     ``media_type`` (the images converted): the index's own, with no annotations in a
     Docker manifest list."""
-    raw = index.manifest.get("manifests")
-    entries = raw if isinstance(raw, list) else []
+    entries = _raw_entries(index)
     kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
     listed: set[str] = set()
     for position, (desc, child) in enumerate(index.children):
@@ -286,6 +281,14 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
     if missing:
         raise ValidationError(f"index {index.digest.short} lists no image {missing[0]} "
                               "directly")
+    return _with_entries(index, kept, media_type)
+
+
+def _with_entries(index: Index, kept: Sequence[tuple[JSONObject, Descriptor, Artifact]],
+                  media_type: str | None = None) -> Index:
+    """``index`` listing ``kept`` (each entry as written, its descriptor, its child), its
+    own fields kept; ``media_type``: the index's new one (a Docker manifest list has
+    no annotations)."""
     doc = dict(index.manifest)
     doc["manifests"] = [entry for entry, _, _ in kept]
     if media_type is not None:
@@ -294,3 +297,9 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
             doc.pop("annotations", None)
     return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
                  index.source)
+
+
+def _raw_entries(index: Index) -> list[JSONObject]:
+    """The ``manifests`` entries of ``index`` as its document writes them."""
+    raw = index.manifest.get("manifests")
+    return raw if isinstance(raw, list) else []
