@@ -97,13 +97,13 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
         return False
     started = time.monotonic()
     try:
-        status, served = _head(scheme, api_host, path, options, authorization)
+        status, headers, _ = _exchange("HEAD", scheme, api_host, path, options, authorization)
     except (OSError, ValueError) as exc:
         log.debug("HEAD %s%s -> %s (cached-state check)", base, path, type(exc).__name__)
         return False
     log.debug("HEAD %s%s -> %d (%.0f ms, cached-state check)", base, path, status,
               (time.monotonic() - started) * 1000)
-    return status == 200 and served == str(digest)
+    return status == 200 and headers.get("docker-content-digest", "") == str(digest)
 
 
 def _basic_header(registry: str) -> str | None:
@@ -224,13 +224,6 @@ def _checked_origin(cache: Cache, registry: str, repository: str, reference: str
     if auth is not None and scheme == "http" and not is_loopback(api_host):
         return None     # credentials or tokens in clear text only on this machine's loopback
     return scheme, api_host, remembered.get("digest"), auth
-
-
-def _head(scheme: str, netloc: str, path: str, options: RegistryOptions,
-          authorization: str | None = None) -> tuple[int, str]:
-    """One HEAD of ``path``: (status, Docker-Content-Digest)."""
-    status, headers, _ = _exchange("HEAD", scheme, netloc, path, options, authorization)
-    return status, headers.get("docker-content-digest", "")
 
 
 def _exchange(method: str, scheme: str, netloc: str, path: str, options: RegistryOptions,
