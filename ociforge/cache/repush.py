@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import mediatypes as mt
 from ..model.digest import Digest
@@ -72,9 +72,9 @@ def may_settle(cache: Cache, registry: str, repository: str, reference: str,
     found = _checked_origin(cache, registry, repository, reference, options)
     if found is None:
         return False
-    if found[3] == "basic":
+    if found.auth == "basic":
         return _basic_header(registry) is not None
-    if found[3] == "bearer":
+    if found.auth == "bearer":
         return _token_login(registry) is not None
     return True
 
@@ -83,16 +83,16 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
                    digest: Digest, options: RegistryOptions) -> bool:
     """True only when the registry confirms it serves ``digest`` under ``reference``."""
     found = _checked_origin(cache, registry, repository, reference, options)
-    if found is None or found[2] != str(digest):
+    if found is None or found.digest != str(digest):
         return False
-    scheme, api_host, _, auth = found
+    scheme, api_host, auth = found.scheme, found.api_host, found.auth
     authorization = None
     base = f"{scheme}://{api_host}"
     path = f"/v2/{repository}/manifests/{reference}"
     if auth == "basic":
         authorization = _basic_header(registry)
     elif auth == "bearer":
-        authorization = _pull_token(cache, registry, scheme, api_host, repository, options)
+        authorization = _pull_token(found, registry, repository, options)
     if auth is not None and authorization is None:
         return False
     started = time.monotonic()
@@ -132,7 +132,7 @@ def _token_login(registry: str) -> tuple[str | None, str] | None:
     return (creds.basic_header() if creds.password else None), creds.username
 
 
-def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, repository: str,
+def _pull_token(found: _Origin, registry: str, repository: str,
                 options: RegistryOptions) -> str | None:
     """``Bearer <token>`` for pulling ``repository``, from the remembered realm; None on
     anything unexpected."""
@@ -143,7 +143,7 @@ def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, reposit
     from ..model.reference import is_loopback_name
     from ..remote.auth import pull_scope, token_query
 
-    facts = cache.record("registries", record_name(registry), touch=False) or {}
+    scheme, api_host, facts = found.scheme, found.api_host, found.facts
     realm, origin, service = facts.get("realm"), facts.get("realm_origin"), facts.get("service")
     if not (isinstance(realm, str) and isinstance(service, str) and isinstance(origin, list)
             and len(origin) == 3):
@@ -192,10 +192,20 @@ def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, reposit
     return f"Bearer {token}" if isinstance(token, str) and token else None
 
 
+class _Origin(NamedTuple):
+    """Where the re-push check may go: the scheme and API host, the remembered digest,
+    the auth scheme (None, ``basic`` or ``bearer``), and the registry's record."""
+
+    scheme: str
+    api_host: str
+    digest: object
+    auth: str | None
+    facts: dict[str, Any]
+
+
 def _checked_origin(cache: Cache, registry: str, repository: str, reference: str,
-                    options: RegistryOptions) -> tuple[str, str, object, str | None] | None:
-    """(scheme, API host, remembered digest, the auth scheme: None, ``basic`` or
-    ``bearer``) when the re-push check may run, else None."""
+                    options: RegistryOptions) -> _Origin | None:
+    """Where the re-push check goes, when it may run, else None."""
     remembered = tag_record(cache, registry, repository, reference)
     if not remembered:
         return None
@@ -223,7 +233,7 @@ def _checked_origin(cache: Cache, registry: str, repository: str, reference: str
         return None
     if auth is not None and scheme == "http" and not is_loopback(api_host):
         return None     # credentials or tokens in clear text only on this machine's loopback
-    return scheme, api_host, remembered.get("digest"), auth
+    return _Origin(scheme, api_host, remembered.get("digest"), auth, facts)
 
 
 def _exchange(method: str, scheme: str, netloc: str, path: str, options: RegistryOptions,
