@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 Connect = Callable[[], "RegistryClient"]
 
+_REFUTED = "re-push checks that found the registry not serving the artifact"
+
 
 def pull_cached(ref: Reference, options: Options, connect: Connect) -> Artifact:
     from ..remote.pull import pull
@@ -86,12 +88,23 @@ def may_be_served(ref: Reference, options: Options) -> bool:
 
 
 def served_already(ref: Reference, artifact: Artifact, options: Options) -> bool:
-    """True when the registry confirms that ``ref`` serves ``artifact``: nothing to push."""
+    """True when the registry confirms that ``ref`` serves ``artifact``: nothing to push.
+
+    A check that said no is not asked again in the same run (``Options.session``):
+    the pipeline asks before its push-access check, and the push that follows
+    would otherwise repeat the HEAD (and the token GET) for the same answer."""
     cache = Cache.open(options.cache)
     if cache is None or ref.digest not in (None, artifact.digest):
+        return False
+    refuted: set[tuple[str, str]] = options.session.shared(_REFUTED, set)
+    key = (str(ref), str(artifact.digest))
+    if key in refuted:
         return False
     from .repush import already_served
 
     target = ref.tag if ref.tag is not None else str(artifact.digest)
-    return already_served(cache, normalize_registry(ref.registry), ref.repository, target,
-                          artifact.digest, options.registry)
+    served = already_served(cache, normalize_registry(ref.registry), ref.repository, target,
+                            artifact.digest, options.registry)
+    if not served:
+        refuted.add(key)
+    return served
