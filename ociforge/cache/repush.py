@@ -39,6 +39,11 @@ from .store import Cache
 if TYPE_CHECKING:
     import socket
     import ssl
+    from collections.abc import Callable
+
+    from ..remote.auth import Credentials
+
+    Lookup = Callable[[], Credentials | None]
 
 log = logging.getLogger("ociforge.http")
 
@@ -63,7 +68,7 @@ def remember_registry(cache: Cache, registry: str, base_url: str, auth_scheme: s
 
 
 def may_settle(cache: Cache, registry: str, repository: str, reference: str,
-               options: RegistryOptions) -> bool:
+               options: RegistryOptions, *, credentials: Lookup | None = None) -> bool:
     """Whether ``already_served`` could answer for this reference (local reads only): the
     cache remembers the tag, and how to reach the registry (anonymously, with the
     Basic credentials there are for it, or with a token from its realm, anonymous
@@ -73,15 +78,20 @@ def may_settle(cache: Cache, registry: str, repository: str, reference: str,
     if found is None:
         return False
     if found.auth == "basic":
-        return _basic_header(registry) is not None
+        return _basic_header(registry, credentials) is not None
     if found.auth == "bearer":
-        return _token_login(registry) is not None
+        return _token_login(registry, credentials) is not None
     return True
 
 
 def already_served(cache: Cache, registry: str, repository: str, reference: str,
-                   digest: Digest, options: RegistryOptions) -> bool:
-    """True only when the registry confirms it serves ``digest`` under ``reference``."""
+                   digest: Digest, options: RegistryOptions, *,
+                   credentials: Lookup | None = None) -> bool:
+    """True only when the registry confirms it serves ``digest`` under ``reference``.
+
+    ``credentials`` (here and in may_settle) looks up the registry's credentials;
+    by default credentials.lookup, a caller asking twice in one run passes one that
+    remembers the answer."""
     found = _checked_origin(cache, registry, repository, reference, options)
     if found is None or found.digest != str(digest):
         return False
@@ -90,9 +100,9 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
     base = f"{scheme}://{api_host}"
     path = f"/v2/{repository}/manifests/{reference}"
     if auth == "basic":
-        authorization = _basic_header(registry)
+        authorization = _basic_header(registry, credentials)
     elif auth == "bearer":
-        authorization = _pull_token(found, registry, repository, options)
+        authorization = _pull_token(found, registry, repository, options, credentials)
     if auth is not None and authorization is None:
         return False
     started = time.monotonic()
@@ -106,14 +116,14 @@ def already_served(cache: Cache, registry: str, repository: str, reference: str,
     return status == 200 and headers.get("docker-content-digest", "") == str(digest)
 
 
-def _basic_header(registry: str) -> str | None:
+def _basic_header(registry: str, credentials: Lookup | None) -> str | None:
     """The Basic Authorization header the transport would send ``registry`` (the same
     credentials lookup); None when there are no credentials or they cannot be read."""
-    login = _token_login(registry)
+    login = _token_login(registry, credentials)
     return login[0] if login is not None else None
 
 
-def _token_login(registry: str) -> tuple[str | None, str] | None:
+def _token_login(registry: str, credentials: Lookup | None) -> tuple[str | None, str] | None:
     """(the Basic header, the account) the transport would send with a token GET (both
     empty without credentials); None when the credentials cannot be read or are an
     identity or registry token (the full way handles those)."""
@@ -121,7 +131,7 @@ def _token_login(registry: str) -> tuple[str | None, str] | None:
     from ..remote.credentials import lookup
 
     try:
-        creds = lookup(registry)
+        creds = lookup(registry) if credentials is None else credentials()
     except OciforgeError as exc:   # a broken helper or config: the full way says so
         log.debug("no credentials for the cached-state check: %s", type(exc).__name__)
         return None
@@ -132,8 +142,8 @@ def _token_login(registry: str) -> tuple[str | None, str] | None:
     return (creds.basic_header() if creds.password else None), creds.username
 
 
-def _pull_token(found: _Origin, registry: str, repository: str,
-                options: RegistryOptions) -> str | None:
+def _pull_token(found: _Origin, registry: str, repository: str, options: RegistryOptions,
+                credentials: Lookup | None) -> str | None:
     """``Bearer <token>`` for pulling ``repository``, from the remembered realm; None on
     anything unexpected."""
     from urllib.parse import urlencode, urlsplit
@@ -163,7 +173,7 @@ def _pull_token(found: _Origin, registry: str, repository: str,
     if realm_scheme != "https" and not (realm_scheme == "http" and scheme == "http"
                                         and is_loopback_name(str(realm_host))):
         return None
-    login = _token_login(registry)
+    login = _token_login(registry, credentials)
     if login is None:
         return None
     basic, account = login

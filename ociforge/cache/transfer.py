@@ -21,6 +21,7 @@ from ..options import Options
 from .store import Cache
 
 if TYPE_CHECKING:
+    from ..remote.auth import Credentials
     from ..remote.client import RegistryClient
 
 Connect = Callable[[], "RegistryClient"]
@@ -83,8 +84,9 @@ def may_be_served(ref: Reference, options: Options) -> bool:
     from .repush import may_settle
 
     target = ref.tag if ref.tag is not None else str(ref.digest)
-    return may_settle(cache, normalize_registry(ref.registry), ref.repository, target,
-                      options.registry)
+    registry = normalize_registry(ref.registry)
+    return may_settle(cache, registry, ref.repository, target, options.registry,
+                      credentials=_credentials(registry, options))
 
 
 def served_already(ref: Reference, artifact: Artifact, options: Options) -> bool:
@@ -103,8 +105,22 @@ def served_already(ref: Reference, artifact: Artifact, options: Options) -> bool
     from .repush import already_served
 
     target = ref.tag if ref.tag is not None else str(artifact.digest)
-    served = already_served(cache, normalize_registry(ref.registry), ref.repository, target,
-                            artifact.digest, options.registry)
+    registry = normalize_registry(ref.registry)
+    served = already_served(cache, registry, ref.repository, target, artifact.digest,
+                            options.registry, credentials=_credentials(registry, options))
     if not served:
         refuted.add(key)
     return served
+
+
+def _credentials(registry: str, options: Options) -> Callable[[], Credentials | None]:
+    """The credentials for ``registry``, looked up (a credential helper run) once in the
+    run (``Options.session``): both re-push checks of a run need them."""
+
+    def remembered() -> Credentials | None:
+        from ..remote.credentials import lookup
+
+        return options.session.shared(("re-push check credentials", registry),
+                                      lambda: lookup(registry))
+
+    return remembered
