@@ -115,12 +115,13 @@ def served_already(ref: Reference, artifact: Artifact, options: Options) -> bool
 
 def _credentials(registry: str, options: Options) -> Callable[[], Credentials | None]:
     """The credentials for ``registry``, looked up (a credential helper run) once in the
-    run (``Options.session``): both re-push checks of a run need them."""
+    run (``Options.session``, keyed like client_for's clients by where credentials come
+    from, so a login in between is seen): both re-push checks of a run need them."""
 
     def remembered() -> Credentials | None:
-        from ..remote.credentials import lookup
+        from ..remote.credentials import credential_sources, lookup
 
-        return options.session.shared(("re-push check credentials", registry),
-                                      lambda: lookup(registry))
+        key = ("re-push check credentials", registry, credential_sources())
+        return options.session.shared(key, lambda: lookup(registry))
 
     return remembered
