@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from ..model.digest import Digest
 from ..model.image import Image
-from ..model.index import Artifact, Index
+from ..model.index import Artifact
 from ..model.layer import Layer
 from ..model.reference import normalize_registry
+from ..model.walk import blobs
 from .keys import record_name
 from .store import Cache
 
@@ -32,12 +33,8 @@ KEEP_REPOSITORIES = 16      # per blob and registry, the most recent
 
 def artifact_blobs(artifact: Artifact) -> Iterator[Digest]:
     """Every blob an artifact names (configs and layers of all its images), once."""
-    seen: set[Digest] = set()
-    for image in _images(artifact):
-        for digest in (image.config_descriptor.digest, *(layer.digest for layer in image.layers)):
-            if digest not in seen:
-                seen.add(digest)
-                yield digest
+    for blob in blobs(artifact):
+        yield blob.digest
 
 
 def remember_blobs(cache: Cache, registry: str, repository: str,
@@ -98,14 +95,6 @@ def _map_layers(artifact: Artifact, change: Callable[[Layer], Layer]) -> Artifac
         return dataclasses.replace(artifact, layers=layers)
     children = tuple((desc, _map_layers(child, change)) for desc, child in artifact.children)
     return dataclasses.replace(artifact, children=children)
-
-
-def _images(artifact: Artifact) -> Iterator[Image]:
-    if isinstance(artifact, Image):
-        yield artifact
-    elif isinstance(artifact, Index):
-        for _, child in artifact.children:
-            yield from _images(child)
 
 
 def after_transfer(cache: Cache, client: object, registry: str, repository: str,

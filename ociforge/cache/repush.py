@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import mediatypes as mt
 from ..model.digest import Digest
@@ -39,6 +39,11 @@ from .store import Cache
 if TYPE_CHECKING:
     import socket
     import ssl
+    from collections.abc import Callable
+
+    from ..remote.auth import Credentials
+
+    Lookup = Callable[[], Credentials | None]
 
 log = logging.getLogger("ociforge.http")
 
@@ -63,7 +68,7 @@ def remember_registry(cache: Cache, registry: str, base_url: str, auth_scheme: s
 
 
 def may_settle(cache: Cache, registry: str, repository: str, reference: str,
-               options: RegistryOptions) -> bool:
+               options: RegistryOptions, *, credentials: Lookup | None = None) -> bool:
     """Whether ``already_served`` could answer for this reference (local reads only): the
     cache remembers the tag, and how to reach the registry (anonymously, with the
     Basic credentials there are for it, or with a token from its realm, anonymous
@@ -72,48 +77,53 @@ def may_settle(cache: Cache, registry: str, repository: str, reference: str,
     found = _checked_origin(cache, registry, repository, reference, options)
     if found is None:
         return False
-    if found[3] == "basic":
-        return _basic_header(registry) is not None
-    if found[3] == "bearer":
-        return _token_login(registry) is not None
+    if found.auth == "basic":
+        return _basic_header(registry, credentials) is not None
+    if found.auth == "bearer":
+        return _token_login(registry, credentials) is not None
     return True
 
 
 def already_served(cache: Cache, registry: str, repository: str, reference: str,
-                   digest: Digest, options: RegistryOptions) -> bool:
-    """True only when the registry confirms it serves ``digest`` under ``reference``."""
+                   digest: Digest, options: RegistryOptions, *,
+                   credentials: Lookup | None = None) -> bool:
+    """True only when the registry confirms it serves ``digest`` under ``reference``.
+
+    ``credentials`` (here and in may_settle) looks up the registry's credentials;
+    by default credentials.lookup, a caller asking twice in one run passes one that
+    remembers the answer."""
     found = _checked_origin(cache, registry, repository, reference, options)
-    if found is None or found[2] != str(digest):
+    if found is None or found.digest != str(digest):
         return False
-    scheme, api_host, _, auth = found
+    scheme, api_host, auth = found.scheme, found.api_host, found.auth
     authorization = None
     base = f"{scheme}://{api_host}"
     path = f"/v2/{repository}/manifests/{reference}"
     if auth == "basic":
-        authorization = _basic_header(registry)
+        authorization = _basic_header(registry, credentials)
     elif auth == "bearer":
-        authorization = _pull_token(cache, registry, scheme, api_host, repository, options)
+        authorization = _pull_token(found, registry, repository, options, credentials)
     if auth is not None and authorization is None:
         return False
     started = time.monotonic()
     try:
-        status, served = _head(scheme, api_host, path, options, authorization)
+        status, headers, _ = _exchange("HEAD", scheme, api_host, path, options, authorization)
     except (OSError, ValueError) as exc:
         log.debug("HEAD %s%s -> %s (cached-state check)", base, path, type(exc).__name__)
         return False
     log.debug("HEAD %s%s -> %d (%.0f ms, cached-state check)", base, path, status,
               (time.monotonic() - started) * 1000)
-    return status == 200 and served == str(digest)
+    return status == 200 and headers.get("docker-content-digest", "") == str(digest)
 
 
-def _basic_header(registry: str) -> str | None:
+def _basic_header(registry: str, credentials: Lookup | None) -> str | None:
     """The Basic Authorization header the transport would send ``registry`` (the same
     credentials lookup); None when there are no credentials or they cannot be read."""
-    login = _token_login(registry)
+    login = _token_login(registry, credentials)
     return login[0] if login is not None else None
 
 
-def _token_login(registry: str) -> tuple[str | None, str] | None:
+def _token_login(registry: str, credentials: Lookup | None) -> tuple[str | None, str] | None:
     """(the Basic header, the account) the transport would send with a token GET (both
     empty without credentials); None when the credentials cannot be read or are an
     identity or registry token (the full way handles those)."""
@@ -121,7 +131,7 @@ def _token_login(registry: str) -> tuple[str | None, str] | None:
     from ..remote.credentials import lookup
 
     try:
-        creds = lookup(registry)
+        creds = lookup(registry) if credentials is None else credentials()
     except OciforgeError as exc:   # a broken helper or config: the full way says so
         log.debug("no credentials for the cached-state check: %s", type(exc).__name__)
         return None
@@ -132,8 +142,8 @@ def _token_login(registry: str) -> tuple[str | None, str] | None:
     return (creds.basic_header() if creds.password else None), creds.username
 
 
-def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, repository: str,
-                options: RegistryOptions) -> str | None:
+def _pull_token(found: _Origin, registry: str, repository: str, options: RegistryOptions,
+                credentials: Lookup | None) -> str | None:
     """``Bearer <token>`` for pulling ``repository``, from the remembered realm; None on
     anything unexpected."""
     from urllib.parse import urlencode, urlsplit
@@ -143,7 +153,7 @@ def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, reposit
     from ..model.reference import is_loopback_name
     from ..remote.auth import pull_scope, token_query
 
-    facts = cache.record("registries", record_name(registry), touch=False) or {}
+    scheme, api_host, facts = found.scheme, found.api_host, found.facts
     realm, origin, service = facts.get("realm"), facts.get("realm_origin"), facts.get("service")
     if not (isinstance(realm, str) and isinstance(service, str) and isinstance(origin, list)
             and len(origin) == 3):
@@ -163,7 +173,7 @@ def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, reposit
     if realm_scheme != "https" and not (realm_scheme == "http" and scheme == "http"
                                         and is_loopback_name(str(realm_host))):
         return None
-    login = _token_login(registry)
+    login = _token_login(registry, credentials)
     if login is None:
         return None
     basic, account = login
@@ -192,10 +202,20 @@ def _pull_token(cache: Cache, registry: str, scheme: str, api_host: str, reposit
     return f"Bearer {token}" if isinstance(token, str) and token else None
 
 
+class _Origin(NamedTuple):
+    """Where the re-push check may go: the scheme and API host, the remembered digest,
+    the auth scheme (None, ``basic`` or ``bearer``), and the registry's record."""
+
+    scheme: str
+    api_host: str
+    digest: object
+    auth: str | None
+    facts: dict[str, Any]
+
+
 def _checked_origin(cache: Cache, registry: str, repository: str, reference: str,
-                    options: RegistryOptions) -> tuple[str, str, object, str | None] | None:
-    """(scheme, API host, remembered digest, the auth scheme: None, ``basic`` or
-    ``bearer``) when the re-push check may run, else None."""
+                    options: RegistryOptions) -> _Origin | None:
+    """Where the re-push check goes, when it may run, else None."""
     remembered = tag_record(cache, registry, repository, reference)
     if not remembered:
         return None
@@ -223,14 +243,7 @@ def _checked_origin(cache: Cache, registry: str, repository: str, reference: str
         return None
     if auth is not None and scheme == "http" and not is_loopback(api_host):
         return None     # credentials or tokens in clear text only on this machine's loopback
-    return scheme, api_host, remembered.get("digest"), auth
-
-
-def _head(scheme: str, netloc: str, path: str, options: RegistryOptions,
-          authorization: str | None = None) -> tuple[int, str]:
-    """One HEAD of ``path``: (status, Docker-Content-Digest)."""
-    status, headers, _ = _exchange("HEAD", scheme, netloc, path, options, authorization)
-    return status, headers.get("docker-content-digest", "")
+    return _Origin(scheme, api_host, remembered.get("digest"), auth, facts)
 
 
 def _exchange(method: str, scheme: str, netloc: str, path: str, options: RegistryOptions,

@@ -21,9 +21,12 @@ from ..options import Options
 from .store import Cache
 
 if TYPE_CHECKING:
+    from ..remote.auth import Credentials
     from ..remote.client import RegistryClient
 
 Connect = Callable[[], "RegistryClient"]
+
+_REFUTED = "re-push checks that found the registry not serving the artifact"
 
 
 def pull_cached(ref: Reference, options: Options, connect: Connect) -> Artifact:
@@ -81,17 +84,44 @@ def may_be_served(ref: Reference, options: Options) -> bool:
     from .repush import may_settle
 
     target = ref.tag if ref.tag is not None else str(ref.digest)
-    return may_settle(cache, normalize_registry(ref.registry), ref.repository, target,
-                      options.registry)
+    registry = normalize_registry(ref.registry)
+    return may_settle(cache, registry, ref.repository, target, options.registry,
+                      credentials=_credentials(registry, options))
 
 
 def served_already(ref: Reference, artifact: Artifact, options: Options) -> bool:
-    """True when the registry confirms that ``ref`` serves ``artifact``: nothing to push."""
+    """True when the registry confirms that ``ref`` serves ``artifact``: nothing to push.
+
+    A check that said no is not asked again in the same run (``Options.session``):
+    the pipeline asks before its push-access check, and the push that follows
+    would otherwise repeat the HEAD (and the token GET) for the same answer."""
     cache = Cache.open(options.cache)
     if cache is None or ref.digest not in (None, artifact.digest):
+        return False
+    refuted: set[tuple[str, str]] = options.session.shared(_REFUTED, set)
+    key = (str(ref), str(artifact.digest))
+    if key in refuted:
         return False
     from .repush import already_served
 
     target = ref.tag if ref.tag is not None else str(artifact.digest)
-    return already_served(cache, normalize_registry(ref.registry), ref.repository, target,
-                          artifact.digest, options.registry)
+    registry = normalize_registry(ref.registry)
+    served = already_served(cache, registry, ref.repository, target, artifact.digest,
+                            options.registry, credentials=_credentials(registry, options))
+    if not served:
+        refuted.add(key)
+    return served
+
+
+def _credentials(registry: str, options: Options) -> Callable[[], Credentials | None]:
+    """The credentials for ``registry``, looked up (a credential helper run) once in the
+    run (``Options.session``, keyed like client_for's clients by where credentials come
+    from, so a login in between is seen): both re-push checks of a run need them."""
+
+    def remembered() -> Credentials | None:
+        from ..remote.credentials import credential_sources, lookup
+
+        key = ("re-push check credentials", registry, credential_sources())
+        return options.session.shared(key, lambda: lookup(registry))
+
+    return remembered

@@ -147,12 +147,7 @@ def images_to_change(index: Index, wanted: Sequence[Platform]) -> dict[str, Imag
     (``all``), every direct platform image.  An image reachable only through a nested
     index is InvalidInputError naming that index (replacing it would leave the nested
     index listing the old one); a platform the index lacks is InvalidPlatformError."""
-    direct: list[tuple[Platform, Image]] = []
-    for desc, child in index.children:
-        if isinstance(child, Image):
-            platform = _platform_of(desc, child)
-            if platform is not None:
-                direct.append((platform, child))
+    direct = _direct_images(index)
     chosen: dict[str, Image] = {}
     for platform, image in direct:
         if not wanted or any(platform.matches(one) for one in wanted):
@@ -187,16 +182,13 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     source itself (its digest unchanged).  A platform it lacks is InvalidPlatformError
     naming the platforms it has."""
     chosen = images_for(index, wanted)
-    raw = index.manifest.get("manifests")
-    entries = raw if isinstance(raw, list) else []
+    entries = _raw_entries(index)
     kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
     listed: set[str] = set()
     for position, (desc, child) in enumerate(index.children):
         key = str(desc.digest)
-        notes = desc.annotations or {}
         keep = (isinstance(child, Image) and key in chosen and key not in listed) or (
-            notes.get(DOCKER_REFERENCE_TYPE) == ATTESTATION_MANIFEST
-            and notes.get(DOCKER_REFERENCE_DIGEST) in chosen)
+            attested_digest(desc) in chosen)
         if keep:
             listed.add(key)
             kept.append((entries[position], desc, child))
@@ -207,10 +199,7 @@ def select_images(index: Index, wanted: Sequence[Platform]) -> Index:
     if len(kept) == len(index.children) and all(
             a is b for (_, a, _), (b, _) in zip(kept, index.children, strict=True)):
         return index
-    doc = dict(index.manifest)
-    doc["manifests"] = [entry for entry, _, _ in kept]
-    return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
-                 index.source)
+    return _with_entries(index, kept)
 
 
 def images_for(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
@@ -219,14 +208,19 @@ def images_for(index: Index, wanted: Sequence[Platform]) -> dict[str, Image]:
     os.version or os.features, as Windows releases do); a platform listed only in a
     nested index, the image select_image finds there (a platform it lacks is
     InvalidPlatformError naming the platforms it has)."""
+    direct = _direct_images(index)
     chosen: dict[str, Image] = {}
     for platform in wanted:
-        direct = [image for desc, image in index.children if isinstance(image, Image)
-                  and (found := _platform_of(desc, image)) is not None
-                  and found.matches(platform)]
-        for image in direct or [select_image(index, platform)]:
+        listed = [image for found, image in direct if found.matches(platform)]
+        for image in listed or [select_image(index, platform)]:
             chosen.setdefault(str(image.digest), image)
     return chosen
+
+
+def _direct_images(index: Index) -> list[tuple[Platform, Image]]:
+    """The platform images ``index`` lists directly, each with its platform, in order."""
+    return [(platform, child) for desc, child in index.children
+            if isinstance(child, Image) and (platform := _platform_of(desc, child)) is not None]
 
 
 def select_children(index: Index, wanted: Platform) -> Artifact:
@@ -267,8 +261,7 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
     attest the old one).  Every image of ``changed`` is a direct entry (images_to_change).
     ``media_type`` (the images converted): the index's own, with no annotations in a
     Docker manifest list."""
-    raw = index.manifest.get("manifests")
-    entries = raw if isinstance(raw, list) else []
+    entries = _raw_entries(index)
     kept: list[tuple[JSONObject, Descriptor, Artifact]] = []
     listed: set[str] = set()
     for position, (desc, child) in enumerate(index.children):
@@ -288,6 +281,14 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
     if missing:
         raise ValidationError(f"index {index.digest.short} lists no image {missing[0]} "
                               "directly")
+    return _with_entries(index, kept, media_type)
+
+
+def _with_entries(index: Index, kept: Sequence[tuple[JSONObject, Descriptor, Artifact]],
+                  media_type: str | None = None) -> Index:
+    """``index`` listing ``kept`` (each entry as written, its descriptor, its child), its
+    own fields kept; ``media_type``: the index's new one (a Docker manifest list has
+    no annotations)."""
     doc = dict(index.manifest)
     doc["manifests"] = [entry for entry, _, _ in kept]
     if media_type is not None:
@@ -296,3 +297,9 @@ def replace_images(index: Index, changed: Mapping[str, Image], *,
             doc.pop("annotations", None)
     return Index(canonical(doc), tuple((desc, child) for _, desc, child in kept),
                  index.source)
+
+
+def _raw_entries(index: Index) -> list[JSONObject]:
+    """The ``manifests`` entries of ``index`` as its document writes them."""
+    raw = index.manifest.get("manifests")
+    return raw if isinstance(raw, list) else []

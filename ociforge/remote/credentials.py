@@ -56,6 +56,20 @@ def podman_auth_paths() -> list[Path]:
     return paths
 
 
+def credential_sources() -> tuple[object, ...]:
+    """Where credentials come from right now (the files lookup reads, their stat, and
+    $DOCKER_AUTH_CONFIG): what a run keys its remembered clients and lookups by, so a
+    login or logout in between is seen."""
+    state: list[object] = [environ_value("DOCKER_AUTH_CONFIG")]
+    for path in [docker_config_path(), *podman_auth_paths()]:
+        try:
+            st = path.stat()
+            state.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            state.append((str(path), None))
+    return tuple(state)
+
+
 def lookup(registry: str, repository: str | None = None) -> Credentials | None:
     """Credentials for ``registry`` (a normalised host such as docker.io), or None."""
     registry = normalize_registry(registry)

@@ -23,6 +23,15 @@ _WRITE_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 ATTACHMENT_TAG_RE = re.compile(r"(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})(\.[a-z]+)?")
 
 
+def attachment_tag(digest: Digest | str, suffix: str | None = None) -> str:
+    """The tag holding what is attached to ``digest``: ``sha256:<hex>`` ->
+    ``sha256-<hex>`` (the referrers fallback), or with ``suffix`` cosign's
+    ``sha256-<hex>.sig`` (``.att``, ``.sbom``)."""
+    d = Digest.parse(str(digest))
+    base = f"{d.algorithm}-{d.hex}"
+    return f"{base}.{suffix}" if suffix else base
+
+
 def is_attachment_tag(name: str | None) -> bool:
     """Whether a tag names a signature, attestation, SBOM or referrers fallback index."""
     return bool(name) and bool(ATTACHMENT_TAG_RE.fullmatch(str(name)))

@@ -7,27 +7,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..model.index import Artifact
 from ..model.reference import Reference
-from ..options import Options, environ_value
+from ..options import Options
 from ..progress.events import Progress
 from .locations import Location, LocationKind, TagRemoval, WriteResult
 
 if TYPE_CHECKING:  # the HTTP stack loads only when a registry is contacted
     from ..remote.client import RegistryClient
     from .store import ArtifactStore
-
-
-def _credential_sources() -> tuple[object, ...]:
-    """Where credentials come from right now: a changed file or variable means a new client."""
-    from ..remote.credentials import docker_config_path, podman_auth_paths
-
-    state: list[object] = [environ_value("DOCKER_AUTH_CONFIG")]
-    for path in [docker_config_path(), *podman_auth_paths()]:
-        try:
-            st = path.stat()
-            state.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
-        except OSError:
-            state.append((str(path), None))
-    return tuple(state)
 
 
 def client_for(registry: str, options: Options) -> RegistryClient:
@@ -38,8 +24,9 @@ def client_for(registry: str, options: Options) -> RegistryClient:
     tokens; a login or logout in between (or another config) gets a fresh client.
     """
     from ..remote.client import RegistryClient
+    from ..remote.credentials import credential_sources
 
-    key = ("registry-client", registry, options.registry, _credential_sources())
+    key = ("registry-client", registry, options.registry, credential_sources())
     return options.session.shared(key, lambda: RegistryClient(registry, options.registry))
 
 

@@ -28,7 +28,7 @@ from ..options import Options
 from ..remote.client import RegistryClient
 from ..remote.parallel import run_parallel
 from .locations import TagRemoval
-from .refnames import is_attachment_tag
+from .refnames import attachment_tag, is_attachment_tag
 
 log = logging.getLogger("ociforge")
 
@@ -38,8 +38,7 @@ ATTACHMENT_SUFFIXES = ("sig", "att", "sbom")
 def attachment_tags(digest: Digest) -> list[str]:
     """The tags that hold what is attached to ``digest``: cosign's and the referrers
     fallback (``sha256-<hex>.sig``, ``.att``, ``.sbom``, ``sha256-<hex>``)."""
-    base = f"{digest.algorithm}-{digest.hex}"
-    return [f"{base}.{suffix}" for suffix in ATTACHMENT_SUFFIXES] + [base]
+    return [attachment_tag(digest, suffix) for suffix in (*ATTACHMENT_SUFFIXES, None)]
 
 
 def remove_registry_tag(client: RegistryClient, reference: Reference, options: Options, *,
@@ -107,7 +106,7 @@ def _referrers(client: RegistryClient, repo: str, digest: Digest, tags: list[str
     """The manifests whose subject is ``digest``: referrers API, else the fallback index."""
     listed = client.get_referrers(repo, digest)
     if listed is None:
-        fallback = f"{digest.algorithm}-{digest.hex}"
+        fallback = attachment_tag(digest)
         if fallback not in tags:
             return []
         data, media_type, _ = client.get_manifest(repo, fallback)

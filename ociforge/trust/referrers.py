@@ -20,6 +20,7 @@ from ..model.annotations import ANNOTATION_TITLE
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import MAX_DOCUMENT, JSONObject, canonical, parse_object
+from ..stores.refnames import attachment_tag
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -36,8 +37,7 @@ EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), 2, data
 
 def fallback_tag(digest: Digest | str) -> str:
     """The referrers tag schema's tag: ``sha256:<hex>`` -> ``sha256-<hex>``."""
-    d = Digest.parse(str(digest))
-    return f"{d.algorithm}-{d.hex}"
+    return attachment_tag(digest)
 
 
 def artifact_manifest(

@@ -26,6 +26,7 @@ from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import JSONObject, canonical, loads, parse_object
 from ..model.reference import docker_reference
+from ..stores.refnames import attachment_tag
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import (
@@ -55,8 +56,7 @@ class SignatureVerificationError(OperationError):
 
 def signature_tag(digest: Digest | str, suffix: str = SIGNATURE_SUFFIX) -> str:
     """``sha256:<hex>`` -> ``sha256-<hex>.sig`` (cosign ``normalizeWithSeparator``)."""
-    d = Digest.parse(str(digest))
-    return f"{d.algorithm}-{d.hex}.{suffix}" if suffix else f"{d.algorithm}-{d.hex}"
+    return attachment_tag(digest, suffix)
 
 
 def simple_signing_payload(identity: str, manifest_digest: Digest | str) -> bytes:
