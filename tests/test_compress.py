@@ -168,6 +168,8 @@ def test_sniff() -> None:
     [
         gzip.compress,
         lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:]),  # multi-member (pigz -i, docker)
+        lambda b: gzip.compress(b) + b"\0" * 1024,  # zero padding after the last member
+        lambda b: gzip.compress(b"") + gzip.compress(b) + b"\0" + gzip.compress(b""),
         lambda b: zstandard.ZstdCompressor().compress(b),
         lambda b: b,
     ],
@@ -290,11 +292,19 @@ def test_exact_limit_is_allowed() -> None:
     assert open_decompressed(io.BytesIO(blob), limit=1000).read() == b"a" * 1000
 
 
+def _bad_trailer(blob: bytes) -> bytes:
+    """``blob`` with one bit of its gzip CRC-32 flipped."""
+    return blob[:-8] + bytes([blob[-8] ^ 1]) + blob[-7:]
+
+
 @pytest.mark.parametrize(
     "blob",
     [
         gzip.compress(b"hello world" * 100)[:-12],  # truncated
         b"\x1f\x8b\x08\x00" + os.urandom(64),  # garbage after the magic
+        gzip.compress(b"hello world") + b"trailing garbage",  # bytes that are no member
+        gzip.compress(b"hello world") + b"\0\0\x1f",  # a member cut inside its magic
+        _bad_trailer(gzip.compress(b"hello world" * 100)),  # the CRC does not match
         b"\x28\xb5\x2f\xfd" + os.urandom(64),
     ],
 )

@@ -67,7 +67,13 @@ class BoundedReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        want = len(view)
+        data = self.read_chunk(len(view))
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def read_chunk(self, want: int) -> bytes:
+        """Up to ``want`` bytes as the decompressor gave them (no copy; b'' at the end)."""
         if self._limit is not None:
             # ask for one byte past the limit so that reaching it is detectable
             want = min(want, self._limit - self.produced + 1)
@@ -85,10 +91,9 @@ class BoundedReader(io.RawIOBase):
             raise HostileInputError(
                 f"{self._what}: decompresses to more than {self._limit} bytes (limit)"
             )
-        view[:n] = data
         if self._hasher is not None and n:
             self._hash(data)
-        return n
+        return data
 
     def _hash(self, data: bytes) -> None:
         assert self._hasher is not None
@@ -143,7 +148,7 @@ def open_decompressed(
     (close the result, or read it to its end, to end that thread).  Closing the
     result closes raw, except with ``ahead``.
     """
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw))
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw), 1 << 20)
     if kind is None:
         kind = sniff(buffered.peek(4)[:4])
     inner: IO[bytes]
@@ -196,7 +201,7 @@ class _ReadAhead(io.RawIOBase):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                data = self.bounded.read(self._chunk) or b""
+                data = self.bounded.read_chunk(self._chunk)
                 self._put(data)
                 if not data:
                     return
