@@ -41,7 +41,7 @@ from ..errors import DigestMismatchError
 from ..fsutil import new_file
 from ..layers import tarformat as tf
 from ..layers.blobwriter import TeeReader
-from ..layers.decompress import content_digest, open_decompressed
+from ..layers.decompress import ReadAhead, content_digest, open_decompressed
 from ..layers.delta import LayerObserver, Observe
 from ..layers.tarsafe import Limits, TarEntry, TarReader
 from ..layers.workspace import new_blob_path
@@ -280,7 +280,7 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
         plain.close()           # ends the decompressing thread (raw stays open)
 
 
-def _filter(raw: IO[bytes], plain: io.BufferedReader, policy: Policy, what: str,
+def _filter(raw: IO[bytes], plain: io.BufferedReader | ReadAhead, policy: Policy, what: str,
             write: TarWrite | None, lim: Limits, observer: LayerObserver | None
             ) -> tuple[list[LeftOut], Digest, int]:
     tap = _Tap(plain, write) if write is not None else None
@@ -393,7 +393,7 @@ class _Tap:
     headers are always kept: they apply to the entries that follow.
     """
 
-    def __init__(self, inner: IO[bytes], write: TarWrite | None):
+    def __init__(self, inner: IO[bytes] | ReadAhead, write: TarWrite | None):
         self._inner = inner
         self._write = write
         self.pos = 0

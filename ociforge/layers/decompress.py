@@ -14,7 +14,7 @@ import io
 import queue
 import threading
 import zlib
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 from ..errors import HostileInputError, InvalidInputError, OciforgeError
 from ..model.digest import Digest
@@ -130,6 +130,18 @@ class BoundedReader(io.RawIOBase):
             super().close()
 
 
+@overload
+def open_decompressed(raw: IO[bytes], *, limit: int | None = None, what: str = "layer",
+                      kind: str | None = None, hashed: bool = False,
+                      ahead: Literal[False] = False) -> io.BufferedReader: ...
+
+
+@overload
+def open_decompressed(raw: IO[bytes], *, limit: int | None = None, what: str = "layer",
+                      kind: str | None = None, hashed: bool = False,
+                      ahead: bool) -> io.BufferedReader | ReadAhead: ...
+
+
 def open_decompressed(
     raw: IO[bytes],
     *,
@@ -138,15 +150,17 @@ def open_decompressed(
     kind: str | None = None,
     hashed: bool = False,
     ahead: bool = False,
-) -> io.BufferedReader:
+) -> io.BufferedReader | ReadAhead:
     """Wrap ``raw`` in a streaming decompressor chosen by its magic bytes.
 
     ``limit`` bounds the decompressed output (zip-bomb safety); ``kind`` forces
     'gzip', 'zstd' or 'none' instead of sniffing; ``hashed``: the output's sha256
     (a layer's diff_id) is taken on the way, for ``content_digest``; ``ahead``: the
     stream is decompressed on a thread of its own, a few MiB ahead of the caller
-    (close the result, or read it to its end, to end that thread).  Closing the
-    result closes raw, except with ``ahead``.
+    (close the result, or read it to its end, to end that thread), and the result
+    is a ``ReadAhead``, whose reads hand over the decompressor's chunks and which
+    skips data without copying it.  Closing the result closes raw, except with
+    ``ahead``.
     """
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw), 1 << 20)
     if kind is None:
@@ -165,20 +179,20 @@ def open_decompressed(
         inner = buffered
     bounded = BoundedReader(inner, limit, what, kind, source=buffered, hashed=hashed)
     if ahead:
-        return io.BufferedReader(_ReadAhead(bounded), buffer_size=1 << 16)
+        return ReadAhead(bounded)
     return io.BufferedReader(bounded, buffer_size=1 << 20)
 
 
-def content_digest(plain: io.BufferedReader) -> Digest:
+def content_digest(plain: io.BufferedReader | ReadAhead) -> Digest:
     """The sha256 of everything a stream ``open_decompressed(..., hashed=True)`` gave,
     once it was read to its end (the diff_id of a layer)."""
-    bounded = plain.raw.bounded if isinstance(plain.raw, _ReadAhead) else plain.raw
+    bounded = plain.bounded if isinstance(plain, ReadAhead) else plain.raw
     if not isinstance(bounded, BoundedReader):
         raise ValueError("not a stream open_decompressed made")
     return bounded.digest()
 
 
-class _ReadAhead(io.RawIOBase):
+class ReadAhead(io.RawIOBase):
     """Reads a decompressing stream on a thread of its own, up to ``depth`` chunks ahead
     of the caller: decompression (and the blob's reading and hashing below it) releases
     the GIL, so it runs on another core while the caller parses what came before.
@@ -190,6 +204,7 @@ class _ReadAhead(io.RawIOBase):
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._data = memoryview(b"")
+        self._whole: bytes | None = None
         self._ended = False
         self._thread = threading.Thread(target=self._run, name="ociforge-decompress",
                                         daemon=True)
@@ -218,23 +233,55 @@ class _ReadAhead(io.RawIOBase):
             except queue.Full:
                 continue
 
+    def _next(self) -> bool:
+        """The next chunk into ``_data``; False at the end of the stream."""
+        if self._ended:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+            return False
+        self._data = memoryview(item)
+        self._whole = item                  # the chunk, while none of it was read
+        return True
+
     def readinto(self, buffer: Any) -> int:
-        if not self._data:
-            if self._ended:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._ended = True
-                raise item
-            if not item:
-                self._ended = True
-                return 0
-            self._data = memoryview(item)
+        if not self._data and not self._next():
+            return 0
         view = memoryview(buffer).cast("B")
         n = min(len(view), len(self._data))
         view[:n] = self._data[:n]
         self._data = self._data[n:]
+        self._whole = None
         return n
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes (fewer at a chunk's end; b'' at the stream's), all with -1."""
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(self._chunk), b""))
+        if not n or (not self._data and not self._next()):
+            return b""
+        data, whole = self._data, self._whole
+        self._whole = None
+        if n >= len(data):
+            self._data = memoryview(b"")
+            return whole if whole is not None else data.tobytes()
+        self._data = data[n:]
+        return data[:n].tobytes()
+
+    def skip(self, n: int) -> int:
+        """Drop up to ``n`` bytes without copying them; how many were dropped (fewer only
+        at the stream's end)."""
+        left = n
+        while left and (self._data or self._next()):
+            step = min(left, len(self._data))
+            self._data = self._data[step:]
+            self._whole = None
+            left -= step
+        return n - left
 
     def close(self) -> None:
         """Stop the thread; the stream below stays open.  A read it is in may block
