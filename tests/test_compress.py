@@ -24,7 +24,7 @@ from ociforge.layers.compress import (
     open_decompressed,
     sniff,
 )
-from ociforge.layers.decompress import content_digest
+from ociforge.layers.decompress import ReadAhead, content_digest
 from tests.tools import require_tool
 
 BLOCK = compress.GZIP_BLOCK_SIZE
@@ -335,3 +335,21 @@ def test_background_writer_keeps_order_and_reports_errors() -> None:
 
 def test_default_threads_is_small_and_positive() -> None:
     assert 1 <= compress.default_threads() <= 4
+
+
+def test_a_stream_read_ahead_skips_across_chunks_and_stops_at_its_end() -> None:
+    """skip() drops bytes (across the thread's chunks) without handing them over; reads
+    after it go on at the right byte; at the end it says how many it could drop."""
+    data = random.Random(11).randbytes(3 << 20)
+    fh = open_decompressed(io.BytesIO(gzip.compress(data, compresslevel=1)), hashed=True,
+                           ahead=True)
+    assert isinstance(fh, ReadAhead)
+    assert fh.read(10) == data[:10]
+    assert fh.skip((1 << 20) + 5) == (1 << 20) + 5       # past the first chunk's end
+    assert fh.read(7) == data[(1 << 20) + 15:(1 << 20) + 22]
+    rest = len(data) - ((1 << 20) + 22)
+    assert fh.skip(rest + 100) == rest                   # only what there was
+    assert fh.read(1) == b"" and fh.skip(1) == 0
+    # the diff_id covers the skipped bytes too
+    assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()
+    fh.close()
