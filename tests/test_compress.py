@@ -25,6 +25,7 @@ from ociforge.layers.compress import (
     sniff,
 )
 from ociforge.layers.decompress import ReadAhead, content_digest
+from ociforge.model.digest import Digest
 from tests.tools import require_tool
 
 BLOCK = compress.GZIP_BLOCK_SIZE
@@ -353,3 +354,21 @@ def test_a_stream_read_ahead_skips_across_chunks_and_stops_at_its_end() -> None:
     # the diff_id covers the skipped bytes too
     assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()
     fh.close()
+
+
+def test_a_stream_that_is_not_compressed_is_not_hashed_twice() -> None:
+    """Given the digest its blob is verified against, an uncompressed stream's content
+    digest is that digest (the blob's own check covers it): a stand-in digest comes back
+    as it is, which it could not if the stream were hashed.  A compressed stream is
+    hashed whatever blob digest is given."""
+    data = random.Random(13).randbytes(1 << 20)
+    stand_in = Digest("sha256", "ab" * 32)
+    for ahead in (False, True):
+        with open_decompressed(io.BytesIO(data), hashed=True, blob_digest=stand_in,
+                               ahead=ahead) as fh:
+            assert fh.read() == data
+            assert content_digest(fh) == stand_in
+        with open_decompressed(io.BytesIO(gzip.compress(data)), hashed=True,
+                               blob_digest=stand_in, ahead=ahead) as fh:
+            assert fh.read() == data
+            assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()

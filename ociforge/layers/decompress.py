@@ -52,8 +52,10 @@ class BoundedReader(io.RawIOBase):
         kind: str,
         source: IO[bytes] | None = None,
         hashed: bool = False,
+        known: Digest | None = None,
     ):
         self._inner = inner
+        self._known = known             # the output's digest, verified below: not hashed
         self._source = source
         self._limit = limit
         self._what = what
@@ -106,6 +108,8 @@ class BoundedReader(io.RawIOBase):
 
     def digest(self) -> Digest:
         """The sha256 of the output so far (all of it, once read to its end)."""
+        if self._known is not None:
+            return self._known
         if self._hasher is None:
             raise ValueError("this stream is not hashed")
         if self._feed is not None:
@@ -133,12 +137,14 @@ class BoundedReader(io.RawIOBase):
 @overload
 def open_decompressed(raw: IO[bytes], *, limit: int | None = None, what: str = "layer",
                       kind: str | None = None, hashed: bool = False,
+                      blob_digest: Digest | None = None,
                       ahead: Literal[False] = False) -> io.BufferedReader: ...
 
 
 @overload
 def open_decompressed(raw: IO[bytes], *, limit: int | None = None, what: str = "layer",
                       kind: str | None = None, hashed: bool = False,
+                      blob_digest: Digest | None = None,
                       ahead: bool) -> io.BufferedReader | ReadAhead: ...
 
 
@@ -149,13 +155,16 @@ def open_decompressed(
     what: str = "layer",
     kind: str | None = None,
     hashed: bool = False,
+    blob_digest: Digest | None = None,
     ahead: bool = False,
 ) -> io.BufferedReader | ReadAhead:
     """Wrap ``raw`` in a streaming decompressor chosen by its magic bytes.
 
     ``limit`` bounds the decompressed output (zip-bomb safety); ``kind`` forces
     'gzip', 'zstd' or 'none' instead of sniffing; ``hashed``: the output's sha256
-    (a layer's diff_id) is taken on the way, for ``content_digest``; ``ahead``: the
+    (a layer's diff_id) is taken on the way, for ``content_digest``, except where
+    ``blob_digest`` (the digest ``raw`` is verified against as it is read) already
+    is it: a stream that is not compressed is not hashed a second time; ``ahead``: the
     stream is decompressed on a thread of its own, a few MiB ahead of the caller
     (close the result, or read it to its end, to end that thread), and the result
     is a ``ReadAhead``, whose reads hand over the decompressor's chunks and which
@@ -177,7 +186,9 @@ def open_decompressed(
         )
     else:
         inner = buffered
-    bounded = BoundedReader(inner, limit, what, kind, source=buffered, hashed=hashed)
+    known = blob_digest if hashed and kind == "none" else None
+    bounded = BoundedReader(inner, limit, what, kind, source=buffered,
+                            hashed=hashed and known is None, known=known)
     if ahead:
         return ReadAhead(bounded)
     return io.BufferedReader(bounded, buffer_size=1 << 20)
