@@ -24,7 +24,8 @@ from ociforge.layers.compress import (
     open_decompressed,
     sniff,
 )
-from ociforge.layers.decompress import content_digest
+from ociforge.layers.decompress import ReadAhead, content_digest
+from ociforge.model.digest import Digest
 from tests.tools import require_tool
 
 BLOCK = compress.GZIP_BLOCK_SIZE
@@ -168,6 +169,8 @@ def test_sniff() -> None:
     [
         gzip.compress,
         lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:]),  # multi-member (pigz -i, docker)
+        lambda b: gzip.compress(b) + b"\0" * 1024,  # zero padding after the last member
+        lambda b: gzip.compress(b"") + gzip.compress(b) + b"\0" + gzip.compress(b""),
         lambda b: zstandard.ZstdCompressor().compress(b),
         lambda b: b,
     ],
@@ -290,11 +293,19 @@ def test_exact_limit_is_allowed() -> None:
     assert open_decompressed(io.BytesIO(blob), limit=1000).read() == b"a" * 1000
 
 
+def _bad_trailer(blob: bytes) -> bytes:
+    """``blob`` with one bit of its gzip CRC-32 flipped."""
+    return blob[:-8] + bytes([blob[-8] ^ 1]) + blob[-7:]
+
+
 @pytest.mark.parametrize(
     "blob",
     [
         gzip.compress(b"hello world" * 100)[:-12],  # truncated
         b"\x1f\x8b\x08\x00" + os.urandom(64),  # garbage after the magic
+        gzip.compress(b"hello world") + b"trailing garbage",  # bytes that are no member
+        gzip.compress(b"hello world") + b"\0\0\x1f",  # a member cut inside its magic
+        _bad_trailer(gzip.compress(b"hello world" * 100)),  # the CRC does not match
         b"\x28\xb5\x2f\xfd" + os.urandom(64),
     ],
 )
@@ -325,3 +336,39 @@ def test_background_writer_keeps_order_and_reports_errors() -> None:
 
 def test_default_threads_is_small_and_positive() -> None:
     assert 1 <= compress.default_threads() <= 4
+
+
+def test_a_stream_read_ahead_skips_across_chunks_and_stops_at_its_end() -> None:
+    """skip() drops bytes (across the thread's chunks) without handing them over; reads
+    after it go on at the right byte; at the end it says how many it could drop."""
+    data = random.Random(11).randbytes(3 << 20)
+    fh = open_decompressed(io.BytesIO(gzip.compress(data, compresslevel=1)), hashed=True,
+                           ahead=True)
+    assert isinstance(fh, ReadAhead)
+    assert fh.read(10) == data[:10]
+    assert fh.skip((1 << 20) + 5) == (1 << 20) + 5       # past the first chunk's end
+    assert fh.read(7) == data[(1 << 20) + 15:(1 << 20) + 22]
+    rest = len(data) - ((1 << 20) + 22)
+    assert fh.skip(rest + 100) == rest                   # only what there was
+    assert fh.read(1) == b"" and fh.skip(1) == 0
+    # the diff_id covers the skipped bytes too
+    assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()
+    fh.close()
+
+
+def test_a_stream_that_is_not_compressed_is_not_hashed_twice() -> None:
+    """Given the digest its blob is verified against, an uncompressed stream's content
+    digest is that digest (the blob's own check covers it): a stand-in digest comes back
+    as it is, which it could not if the stream were hashed.  A compressed stream is
+    hashed whatever blob digest is given."""
+    data = random.Random(13).randbytes(1 << 20)
+    stand_in = Digest("sha256", "ab" * 32)
+    for ahead in (False, True):
+        with open_decompressed(io.BytesIO(data), hashed=True, blob_digest=stand_in,
+                               ahead=ahead) as fh:
+            assert fh.read() == data
+            assert content_digest(fh) == stand_in
+        with open_decompressed(io.BytesIO(gzip.compress(data)), hashed=True,
+                               blob_digest=stand_in, ahead=ahead) as fh:
+            assert fh.read() == data
+            assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()

@@ -453,3 +453,47 @@ def test_taking_allow_files_away_leaves_the_base_file_out_again(cli, base: Base,
     image, report, _ = export(cli, app, tmp_path / "again")
     assert "/root/.netrc" in {f["path"] for f in report["left_out_files"]}
     assert image.digest == export(cli, app, tmp_path / "plain", "--no-cache")[0].digest
+
+
+def test_an_uncompressed_base_layer_is_checked_by_its_own_digest(cli, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                                   ) -> None:
+    """A base layer that is a plain tar (as `docker save` writes them): its diff_id is its
+    blob digest, verified as the scan reads it (not hashed twice).  The export keeps it,
+    a config naming another diff_id is refused, and a blob whose bytes changed is refused
+    naming its digest, with nothing written."""
+    import dataclasses
+
+    from ociforge.model.digest import Digest
+    from ociforge.model.mutate import replace_layers
+
+    tree = tmp_path / "tree"
+    _write(tree / "etc" / "os-release", b"NAME=plain\n")
+    _write(tree / "usr" / "bin" / "tool", os.urandom(200_000), 0o755)
+    layer = build_layer([LayerSource(tree, "/")],
+                        BuildSettings(epoch=1_700_000_000, compression="none")).layer
+    assert layer.diff_id == layer.digest
+    image = append_layers(scratch(PLATFORM), [layer], created_by=["plain"],
+                          epoch=1_700_000_000)
+    parse_location(f"oci:{tmp_path / 'plain'}:1").write(image, OPTIONS)
+
+    exported, _, _ = export(cli, make_app(tmp_path, f"oci:{tmp_path / 'plain'}:1"),
+                            tmp_path / "out")
+    assert exported.layers[0].digest == layer.digest
+    assert exported.diff_ids[0] == str(layer.digest)
+
+    wrong = replace_layers(image, {0: dataclasses.replace(layer, diff_id=Digest("sha256",
+                                                                                "cd" * 32))})
+    parse_location(f"oci:{tmp_path / 'wrong'}:1").write(wrong, OPTIONS)
+    code, _, stderr = cli("export", make_app(tmp_path / "w", f"oci:{tmp_path / 'wrong'}:1"),
+                          "-o", f"oci:{tmp_path / 'out-wrong'}")
+    assert code == 1 and "diff_id" in stderr, stderr
+    assert not (tmp_path / "out-wrong" / "index.json").exists()
+
+    blob = tmp_path / "plain" / "blobs" / "sha256" / layer.digest.hex
+    data = bytearray(blob.read_bytes())
+    data[600] ^= 1                                  # inside the first file's data
+    blob.write_bytes(bytes(data))
+    code, _, stderr = cli("export", make_app(tmp_path / "c", f"oci:{tmp_path / 'plain'}:1"),
+                          "-o", f"oci:{tmp_path / 'out-corrupt'}", "--no-cache")
+    assert code == 1 and layer.digest.hex[:12] in stderr, stderr
+    assert not (tmp_path / "out-corrupt" / "index.json").exists()

@@ -41,7 +41,7 @@ from ..errors import DigestMismatchError
 from ..fsutil import new_file
 from ..layers import tarformat as tf
 from ..layers.blobwriter import TeeReader
-from ..layers.decompress import content_digest, open_decompressed
+from ..layers.decompress import ReadAhead, content_digest, open_decompressed
 from ..layers.delta import LayerObserver, Observe
 from ..layers.tarsafe import Limits, TarEntry, TarReader
 from ..layers.workspace import new_blob_path
@@ -193,12 +193,12 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str, limits: Limits | 
             raw: IO[bytes] = progress.reading(verified)  # type: ignore[arg-type]
             if copy_path is None:
                 left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits,
-                                                            observer)
+                                                            observer, layer.digest)
             else:
                 with new_file(copy_path, f"layer blob {copy_path}") as fh:
                     copying: IO[bytes] = TeeReader(raw, fh)  # type: ignore[assignment]
                     left_out, diff_id, entries = filter_entries(copying, policy, what, None,
-                                                                limits, observer)
+                                                                limits, observer, layer.digest)
     except BaseException:
         if copy_path is not None:
             copy_path.unlink(missing_ok=True)
@@ -257,8 +257,8 @@ def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,
 
 
 def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | None,
-                   limits: Limits | None = None, observer: LayerObserver | None = None
-                   ) -> tuple[list[LeftOut], Digest, int]:
+                   limits: Limits | None = None, observer: LayerObserver | None = None,
+                   blob_digest: Digest | None = None) -> tuple[list[LeftOut], Digest, int]:
     """Stream a layer's entries through the policy.
 
     With ``write``, the kept entries' original bytes are written to it (without
@@ -268,19 +268,21 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
     is read to its end, so a verifying reader gets to check its digest.  ``observer``
     (only without ``write``) sees every entry after the policy, its data from the start
     (what a content rule looked at is handed over again), and ``done()`` at the end.
+    ``blob_digest``: the digest ``raw`` verifies as it is read, the diff_id of a layer
+    that is not compressed (not hashed twice).
     """
     if observer is not None and write is not None:
         raise ValueError("an observer only watches a scan, not a rewrite")
     lim = limits or Limits()
     plain = open_decompressed(raw, limit=lim.max_total_bytes, what=what, hashed=True,
-                              ahead=True)
+                              blob_digest=blob_digest, ahead=True)
     try:
         return _filter(raw, plain, policy, what, write, lim, observer)
     finally:
         plain.close()           # ends the decompressing thread (raw stays open)
 
 
-def _filter(raw: IO[bytes], plain: io.BufferedReader, policy: Policy, what: str,
+def _filter(raw: IO[bytes], plain: io.BufferedReader | ReadAhead, policy: Policy, what: str,
             write: TarWrite | None, lim: Limits, observer: LayerObserver | None
             ) -> tuple[list[LeftOut], Digest, int]:
     tap = _Tap(plain, write) if write is not None else None
@@ -393,7 +395,7 @@ class _Tap:
     headers are always kept: they apply to the entries that follow.
     """
 
-    def __init__(self, inner: IO[bytes], write: TarWrite | None):
+    def __init__(self, inner: IO[bytes] | ReadAhead, write: TarWrite | None):
         self._inner = inner
         self._write = write
         self.pos = 0

@@ -14,7 +14,7 @@ import io
 import queue
 import threading
 import zlib
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 from ..errors import HostileInputError, InvalidInputError, OciforgeError
 from ..model.digest import Digest
@@ -52,8 +52,10 @@ class BoundedReader(io.RawIOBase):
         kind: str,
         source: IO[bytes] | None = None,
         hashed: bool = False,
+        known: Digest | None = None,
     ):
         self._inner = inner
+        self._known = known             # the output's digest, verified below: not hashed
         self._source = source
         self._limit = limit
         self._what = what
@@ -67,7 +69,13 @@ class BoundedReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        want = len(view)
+        data = self.read_chunk(len(view))
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def read_chunk(self, want: int) -> bytes:
+        """Up to ``want`` bytes as the decompressor gave them (no copy; b'' at the end)."""
         if self._limit is not None:
             # ask for one byte past the limit so that reaching it is detectable
             want = min(want, self._limit - self.produced + 1)
@@ -85,10 +93,9 @@ class BoundedReader(io.RawIOBase):
             raise HostileInputError(
                 f"{self._what}: decompresses to more than {self._limit} bytes (limit)"
             )
-        view[:n] = data
         if self._hasher is not None and n:
             self._hash(data)
-        return n
+        return data
 
     def _hash(self, data: bytes) -> None:
         assert self._hasher is not None
@@ -101,6 +108,8 @@ class BoundedReader(io.RawIOBase):
 
     def digest(self) -> Digest:
         """The sha256 of the output so far (all of it, once read to its end)."""
+        if self._known is not None:
+            return self._known
         if self._hasher is None:
             raise ValueError("this stream is not hashed")
         if self._feed is not None:
@@ -125,6 +134,20 @@ class BoundedReader(io.RawIOBase):
             super().close()
 
 
+@overload
+def open_decompressed(raw: IO[bytes], *, limit: int | None = None, what: str = "layer",
+                      kind: str | None = None, hashed: bool = False,
+                      blob_digest: Digest | None = None,
+                      ahead: Literal[False] = False) -> io.BufferedReader: ...
+
+
+@overload
+def open_decompressed(raw: IO[bytes], *, limit: int | None = None, what: str = "layer",
+                      kind: str | None = None, hashed: bool = False,
+                      blob_digest: Digest | None = None,
+                      ahead: bool) -> io.BufferedReader | ReadAhead: ...
+
+
 def open_decompressed(
     raw: IO[bytes],
     *,
@@ -132,18 +155,23 @@ def open_decompressed(
     what: str = "layer",
     kind: str | None = None,
     hashed: bool = False,
+    blob_digest: Digest | None = None,
     ahead: bool = False,
-) -> io.BufferedReader:
+) -> io.BufferedReader | ReadAhead:
     """Wrap ``raw`` in a streaming decompressor chosen by its magic bytes.
 
     ``limit`` bounds the decompressed output (zip-bomb safety); ``kind`` forces
     'gzip', 'zstd' or 'none' instead of sniffing; ``hashed``: the output's sha256
-    (a layer's diff_id) is taken on the way, for ``content_digest``; ``ahead``: the
+    (a layer's diff_id) is taken on the way, for ``content_digest``, except where
+    ``blob_digest`` (the digest ``raw`` is verified against as it is read) already
+    is it: a stream that is not compressed is not hashed a second time; ``ahead``: the
     stream is decompressed on a thread of its own, a few MiB ahead of the caller
-    (close the result, or read it to its end, to end that thread).  Closing the
-    result closes raw, except with ``ahead``.
+    (close the result, or read it to its end, to end that thread), and the result
+    is a ``ReadAhead``, whose reads hand over the decompressor's chunks and which
+    skips data without copying it.  Closing the result closes raw, except with
+    ``ahead``.
     """
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw))
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw), 1 << 20)
     if kind is None:
         kind = sniff(buffered.peek(4)[:4])
     inner: IO[bytes]
@@ -158,22 +186,24 @@ def open_decompressed(
         )
     else:
         inner = buffered
-    bounded = BoundedReader(inner, limit, what, kind, source=buffered, hashed=hashed)
+    known = blob_digest if hashed and kind == "none" else None
+    bounded = BoundedReader(inner, limit, what, kind, source=buffered,
+                            hashed=hashed and known is None, known=known)
     if ahead:
-        return io.BufferedReader(_ReadAhead(bounded), buffer_size=1 << 16)
+        return ReadAhead(bounded)
     return io.BufferedReader(bounded, buffer_size=1 << 20)
 
 
-def content_digest(plain: io.BufferedReader) -> Digest:
+def content_digest(plain: io.BufferedReader | ReadAhead) -> Digest:
     """The sha256 of everything a stream ``open_decompressed(..., hashed=True)`` gave,
     once it was read to its end (the diff_id of a layer)."""
-    bounded = plain.raw.bounded if isinstance(plain.raw, _ReadAhead) else plain.raw
+    bounded = plain.bounded if isinstance(plain, ReadAhead) else plain.raw
     if not isinstance(bounded, BoundedReader):
         raise ValueError("not a stream open_decompressed made")
     return bounded.digest()
 
 
-class _ReadAhead(io.RawIOBase):
+class ReadAhead(io.RawIOBase):
     """Reads a decompressing stream on a thread of its own, up to ``depth`` chunks ahead
     of the caller: decompression (and the blob's reading and hashing below it) releases
     the GIL, so it runs on another core while the caller parses what came before.
@@ -185,6 +215,7 @@ class _ReadAhead(io.RawIOBase):
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._data = memoryview(b"")
+        self._whole: bytes | None = None
         self._ended = False
         self._thread = threading.Thread(target=self._run, name="ociforge-decompress",
                                         daemon=True)
@@ -196,7 +227,7 @@ class _ReadAhead(io.RawIOBase):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                data = self.bounded.read(self._chunk) or b""
+                data = self.bounded.read_chunk(self._chunk)
                 self._put(data)
                 if not data:
                     return
@@ -213,23 +244,55 @@ class _ReadAhead(io.RawIOBase):
             except queue.Full:
                 continue
 
+    def _next(self) -> bool:
+        """The next chunk into ``_data``; False at the end of the stream."""
+        if self._ended:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+            return False
+        self._data = memoryview(item)
+        self._whole = item                  # the chunk, while none of it was read
+        return True
+
     def readinto(self, buffer: Any) -> int:
-        if not self._data:
-            if self._ended:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._ended = True
-                raise item
-            if not item:
-                self._ended = True
-                return 0
-            self._data = memoryview(item)
+        if not self._data and not self._next():
+            return 0
         view = memoryview(buffer).cast("B")
         n = min(len(view), len(self._data))
         view[:n] = self._data[:n]
         self._data = self._data[n:]
+        self._whole = None
         return n
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes (fewer at a chunk's end; b'' at the stream's), all with -1."""
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(self._chunk), b""))
+        if not n or (not self._data and not self._next()):
+            return b""
+        data, whole = self._data, self._whole
+        self._whole = None
+        if n >= len(data):
+            self._data = memoryview(b"")
+            return whole if whole is not None else data.tobytes()
+        self._data = data[n:]
+        return data[:n].tobytes()
+
+    def skip(self, n: int) -> int:
+        """Drop up to ``n`` bytes without copying them; how many were dropped (fewer only
+        at the stream's end)."""
+        left = n
+        while left and (self._data or self._next()):
+            step = min(left, len(self._data))
+            self._data = self._data[step:]
+            self._whole = None
+            left -= step
+        return n - left
 
     def close(self) -> None:
         """Stop the thread; the stream below stays open.  A read it is in may block

@@ -27,7 +27,7 @@ from typing import IO, Protocol
 from ..errors import HostileInputError, InvalidInputError
 from ..model.digest import Digest
 from . import tarformat as tf
-from .decompress import open_decompressed
+from .decompress import ReadAhead, open_decompressed
 
 _CHUNK = 1 << 20
 _ZERO_BLOCK = b"\0" * tf.BLOCK
@@ -98,7 +98,8 @@ def _text(raw: bytes) -> str:
 class TarReader:
     """Iterate entries of a (decompressed) tar stream; ``read()`` gives the current data."""
 
-    def __init__(self, stream: IO[bytes], limits: Limits | None = None, what: str = "layer"):
+    def __init__(self, stream: IO[bytes] | ReadAhead, limits: Limits | None = None,
+                 what: str = "layer"):
         self._stream = stream
         self._limits = limits or Limits()
         self._what = what
@@ -109,6 +110,8 @@ class TarReader:
         self._clear: bytes | None = None       # a folder known not to pass through a symlink
         self._seen: dict[bytes, str] = {}
         self._numbers: dict[bytes, int] = {}   # mode, owner fields: few values, read often
+        # a stream read ahead on a thread drops skipped data without copying it
+        self._skip = stream.skip if isinstance(stream, ReadAhead) else None
         self.count = 0
 
     # -- low level
@@ -135,11 +138,26 @@ class TarReader:
         return b"".join(parts)
 
     def _skip_rest(self) -> None:
+        if self._skip is not None and self._data_left + self._pad_left:
+            self._skip_ahead(self._data_left + self._pad_left)
+            self._data_left = self._pad_left = 0
+            return
         while self._data_left:
             self._data_left -= len(self._read_exact(min(self._data_left, _CHUNK), "entry data"))
         if self._pad_left:
             self._read_exact(self._pad_left, "entry padding")
             self._pad_left = 0
+
+    def _skip_ahead(self, n: int) -> None:
+        assert self._skip is not None
+        skipped = self._skip(n)
+        self._consumed += skipped
+        if self._consumed > self._limits.max_total_bytes:
+            raise HostileInputError(
+                f"{self._what}: more than {self._limits.max_total_bytes} bytes (limit)"
+            )
+        if skipped < n:
+            raise InvalidInputError(f"{self._what}: truncated tar (entry data)")
 
     def read(self, n: int = -1) -> bytes:
         """Up to n bytes of the current entry's data (b'' at its end)."""
