@@ -8,45 +8,64 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import secrets
 import string
+from collections.abc import Callable
 
 ALNUM = string.ascii_letters + string.digits
 UPPER_DIGITS = string.ascii_uppercase + string.digits
 
 
-def rand(n: int, alphabet: str = ALNUM) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(n))
+def _source(rng: random.Random | None) -> random.Random:
+    """The generator to draw from: ``rng`` (seeded, for tests that must repeat
+    exactly), else the operating system's randomness."""
+    return rng if rng is not None else secrets.SystemRandom()
+
+
+def rand(n: int, alphabet: str = ALNUM, rng: random.Random | None = None) -> str:
+    choice = _source(rng).choice
+    return "".join(choice(alphabet) for _ in range(n))
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def jwt() -> str:
+def jwt(rng: random.Random | None = None) -> str:
+    source = _source(rng)
     header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = _b64url(json.dumps({"sub": rand(12), "iat": secrets.randbelow(10**9)}).encode())
-    return f"{header}.{payload}.{_b64url(secrets.token_bytes(32))}"
+    payload = _b64url(json.dumps({"sub": rand(12, rng=rng),
+                                  "iat": source.randrange(10**9)}).encode())
+    return f"{header}.{payload}.{_b64url(source.randbytes(32))}"
 
 
-def aws_pair() -> tuple[str, str]:
-    return "AKIA" + rand(16, UPPER_DIGITS), rand(40, ALNUM + "/+")
+def aws_pair(rng: random.Random | None = None) -> tuple[str, str]:
+    return "AKIA" + rand(16, UPPER_DIGITS, rng), rand(40, ALNUM + "/+", rng)
 
 
-# rule name -> a fresh token of that format
-TOKENS = {
-    "github-token": lambda: secrets.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + rand(36),
-    "github-token-fine": lambda: "github_pat_" + rand(22) + "_" + rand(59),
-    "gitlab-token": lambda: "glpat-" + rand(20, ALNUM + "_-"),
-    "slack-token": lambda: f"xoxb-{rand(12, string.digits)}-{rand(12, string.digits)}-{rand(24)}",
-    "slack-webhook": lambda: (f"https://hooks.slack.com/services/T{rand(8, UPPER_DIGITS)}/"
-                              f"B{rand(8, UPPER_DIGITS)}/{rand(24)}"),
-    "huggingface-token": lambda: "hf_" + rand(34, string.ascii_letters),
-    "google-api-key": lambda: "AIza" + rand(35, ALNUM + "_-"),
-    "oauth-client-secret": lambda: "GOCSPX-" + rand(28, ALNUM + "_-"),
-    "stripe-key": lambda: "sk_live_" + rand(24),
-    "openai-api-key": lambda: "sk-proj-" + rand(24) + "T3BlbkFJ" + rand(24),
-    "npm-token": lambda: "npm_" + rand(36),
+def _github(rng: random.Random | None = None) -> str:
+    return _source(rng).choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + rand(36, rng=rng)
+
+
+# rule name -> a fresh token of that format (from ``rng`` when one is given)
+TOKENS: dict[str, Callable[..., str]] = {
+    "github-token": _github,
+    "github-token-fine": lambda rng=None: ("github_pat_" + rand(22, rng=rng) + "_"
+                                           + rand(59, rng=rng)),
+    "gitlab-token": lambda rng=None: "glpat-" + rand(20, ALNUM + "_-", rng),
+    "slack-token": lambda rng=None: (f"xoxb-{rand(12, string.digits, rng)}-"
+                                     f"{rand(12, string.digits, rng)}-{rand(24, rng=rng)}"),
+    "slack-webhook": lambda rng=None: (f"https://hooks.slack.com/services/"
+                                       f"T{rand(8, UPPER_DIGITS, rng)}/"
+                                       f"B{rand(8, UPPER_DIGITS, rng)}/{rand(24, rng=rng)}"),
+    "huggingface-token": lambda rng=None: "hf_" + rand(34, string.ascii_letters, rng),
+    "google-api-key": lambda rng=None: "AIza" + rand(35, ALNUM + "_-", rng),
+    "oauth-client-secret": lambda rng=None: "GOCSPX-" + rand(28, ALNUM + "_-", rng),
+    "stripe-key": lambda rng=None: "sk_live_" + rand(24, rng=rng),
+    "openai-api-key": lambda rng=None: ("sk-proj-" + rand(24, rng=rng) + "T3BlbkFJ"
+                                        + rand(24, rng=rng)),
+    "npm-token": lambda rng=None: "npm_" + rand(36, rng=rng),
     "jwt": jwt,
 }
 
@@ -55,9 +74,10 @@ def rule_of(kind: str) -> str:
     return "github-token" if kind == "github-token-fine" else kind
 
 
-def password() -> str:
+def password(rng: random.Random | None = None) -> str:
     """A password as people make them: letters, digits and a symbol, no dictionary word."""
-    return rand(10) + secrets.choice("!#%^&")  + rand(3, string.digits)
+    return (rand(10, rng=rng) + _source(rng).choice("!#%^&")
+            + rand(3, string.digits, rng))
 
 
 def pem_private_key() -> str:

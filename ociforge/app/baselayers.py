@@ -57,7 +57,8 @@ from .tarblob import TarWrite, write_tar_blob
 log = logging.getLogger("ociforge.export")
 
 # The modules whose code decides a scanned base layer (the scan cache key holds their source).
-SCAN_DECIDERS = (__name__, "ociforge.app.tarblob", "ociforge.app.policy", "ociforge.app.tokens")
+SCAN_DECIDERS = (__name__, "ociforge.app.tarblob", "ociforge.app.policy",
+                 "ociforge.app.tokens", "ociforge.app.placeholders")
 
 _CHUNK = 1 << 20
 _META_TYPES = (tf.XHDTYPE, tf.XGLTYPE, tf.GNU_LONGNAME, tf.GNU_LONGLINK)

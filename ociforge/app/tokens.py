@@ -5,8 +5,8 @@ or dropped a variable.  A format matches a whole token only: its fixed prefix, i
 alphabet and length, and no token character right before or after it.  So the text
 "ghp_ prefix" in documentation, an identifier such as ``hf_hub_download`` or a run
 of base64 in a notebook's image output is no token.  The secret part must also not
-look like a placeholder (``EXAMPLE``, ``xxxx``, ``<your-token>``, ``${TOKEN}``): real
-tokens are random, documentation examples are not.
+be a placeholder (placeholders.py: ``EXAMPLE``, ``xxxxxxxx``, ``<your-token>``,
+``${TOKEN}``): real tokens are random, documentation examples are not.
 
 Reading is bounded.  The app's own files are read in windows of ``TEXT_WINDOW``
 that overlap by ``TOKEN_SPAN`` (longer than any token a format matches, so none is
@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .placeholders import looks_like_placeholder, placeholder_user
+
 TEXT_HEAD = 1 << 20           # bytes of a base layer's text file read for tokens
 NOTEBOOK_HEAD = 16 << 20      # bytes of a base layer's Jupyter notebook (outputs hold images)
 BINARY_PROBE = 8 << 10        # a NUL byte in these first bytes: a binary file
@@ -33,21 +35,6 @@ TEXT_SCAN_CAP = 64 << 20      # bytes of an app file read for tokens; past them,
 
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
-# Placeholders: what documentation and templates put where a secret goes.
-_PLACEHOLDER_WORDS = ("example", "xxxx", "your", "sample", "dummy", "placeholder", "redacted",
-                      "changeme", "replace", "insert", "token_here", "secret_here",
-                      "0000000000", "1234567890")
-_PLACEHOLDER_CHARS = frozenset("<>{}$*…")
-_PLACEHOLDER_FORMATS = ("%s", "%(", "...")   # printf-style templates, ellipses
-# Tokens printed in vendors' documentation (jwt.io's example signature, AWS's example keys).
-_DOCUMENTED_EXAMPLES = ("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", "AKIAIOSFODNN7",
-                        "wJalrXUtnFEMI/K7MDENG")
-# A password in a URL that is a word documentation uses (scott:tiger is SQLAlchemy's).
-_PLACEHOLDER_PASSWORDS = ("pass", "pwd", "secret", "tiger", "user", "example", "changeme",
-                          "xxx", "your", "demo", "test", "anon")
-# ... and a user name that documentation uses (https://user:he%2F%2Fo@pypi.company.com)
-_PLACEHOLDER_USERS = frozenset({"user", "username", "name", "login", "foo", "me", "anon",
-                                "anonymous", "someone", "somebody"})
 # Claims every real access token carries one of (a documentation example often has none:
 # PyJWT's {"some": "payload"}).
 _JWT_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "jti")
@@ -217,21 +204,6 @@ def prepare(head: bytes) -> bytes:
     return head.replace(b"\\n", b"  ").replace(b"\\r", b"  ").replace(b"\\t", b"  ")
 
 
-def looks_like_placeholder(secret: str, password: bool = False) -> bool:
-    lowered = secret.lower()
-    if any(word in lowered for word in _PLACEHOLDER_WORDS):
-        return True
-    if any(example in secret for example in _DOCUMENTED_EXAMPLES):
-        return True
-    if any(c in _PLACEHOLDER_CHARS for c in secret) or any(f in secret
-                                                            for f in _PLACEHOLDER_FORMATS):
-        return True
-    if password:
-        return len(secret) < 4 or any(word in lowered for word in _PLACEHOLDER_PASSWORDS)
-    core = secret.split("_", 1)[-1] if "_" in secret[:12] else secret
-    return len(set(core)) < 6  # a real token is random: many distinct characters
-
-
 def _real(fmt: TokenFormat, match: re.Match[bytes]) -> bool:
     groups = fmt.compiled.groupindex
     for name in ("s", "s2"):
@@ -240,10 +212,9 @@ def _real(fmt: TokenFormat, match: re.Match[bytes]) -> bool:
             if value is not None and looks_like_placeholder(
                     value.decode("ascii", "replace"), fmt.password):
                 return False
-    if "u" in groups:
-        user = (match.group("u") or b"").decode("ascii", "replace")
-        if user.lower() in _PLACEHOLDER_USERS or any(c in _PLACEHOLDER_CHARS for c in user):
-            return False
+    user = match.group("u") if "u" in groups else None
+    if user is not None and placeholder_user(user.decode("ascii", "replace")):
+        return False
     return fmt.check is None or fmt.check(match.group(0))
 
 

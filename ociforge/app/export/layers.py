@@ -26,7 +26,8 @@ from .tablelayers import table_layers
 log = logging.getLogger("ociforge.export")
 
 # The modules whose code decides what a walk leaves out (the layer cache key holds their source).
-FILE_RULE_DECIDERS = (__name__, "ociforge.app.policy", "ociforge.app.tokens")
+FILE_RULE_DECIDERS = (__name__, "ociforge.app.policy", "ociforge.app.tokens",
+                      "ociforge.app.placeholders")
 
 
 def build_layers(plan: ExportPlan, request: ExportRequest, settings: BuildSettings,
