@@ -165,3 +165,18 @@ def test_a_cvs_root_has_no_password_unless_it_writes_one() -> None:
     assert found_in_file("  cvs://:pserver:anoncvs@sources.redhat.com:/cvs/src\n") is None
     assert found_in_file("  cvs://:pserver:bob:Xk9sl2mQ@cvs.acme.io:/cvs/src\n") \
         == "credential-url"
+
+
+@pytest.mark.parametrize(("url", "rule"), [
+    ("https://user:he%2F%2Fo@pypi.company.com/simple\n", None),       # pip's documentation
+    ("git clone https://me:abc1@git.acme.io/app.git\n", None),
+    ("https://user:Kx9mQ2vLp7@git.acme.io/org/app.git\n", "credential-url"),
+    ("pip install --index-url https://anonymous:s3cr%21tLongPass@pypi.acme.io/simple\n",
+     "credential-url"),
+    ("git clone https://login:%24uperS3cret@git.acme.io/app.git\n", "credential-url"),
+])
+def test_a_documentation_user_name_does_not_excuse_a_real_password(url: str,
+                                                                   rule: str | None) -> None:
+    """A URL whose user name documentation uses is a placeholder only with a password too
+    short to be real: ``user:<10 random characters>`` is somebody's credential."""
+    assert found_in_file(url) == rule

@@ -19,6 +19,7 @@ dictionary words into real passwords (``Pass2024!``).
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 # Words that mark a placeholder anywhere, glued to other letters too: six letters or
 # more in one case, which random base62 text holds about once in 10^10 characters.
@@ -79,6 +80,7 @@ _SEPARATORS_RE = re.compile(r"[-_. ]")
 _CVS_ROOT_RE = re.compile(r"(?:pserver|gserver|kserver|ext|server|fork|sspi|extssh):[^:]*")
 
 # A user name documentation uses (https://user:he%2F%2Fo@pypi.company.com).
+_REAL_PASSWORD = 8     # characters: a password this long is real, whoever the user is
 _PLACEHOLDER_USERS = frozenset({"user", "username", "name", "login", "foo", "me", "anon",
                                 "anonymous", "someone", "somebody"})
 
@@ -119,6 +121,13 @@ def _counting(digits: str) -> bool:
                                  or "1234567890".startswith(digits))
 
 
-def placeholder_user(user: str) -> bool:
-    """A URL's user name that documentation uses (or one written as a template)."""
-    return user.lower() in _PLACEHOLDER_USERS or _TEMPLATE_RE.search(user) is not None
+def placeholder_user(user: str, password: str | None = None) -> bool:
+    """A URL's user name that documentation uses (or one written as a template), with a
+    password too short to be anyone's real one (pip's ``user:he%2F%2Fo``): a
+    documentation user name with a password of ``_REAL_PASSWORD`` characters or more is
+    somebody's credential."""
+    if _TEMPLATE_RE.search(user) is not None:
+        return True
+    if user.lower() not in _PLACEHOLDER_USERS:
+        return False
+    return password is None or len(unquote(password)) < _REAL_PASSWORD

@@ -213,7 +213,10 @@ def _real(fmt: TokenFormat, match: re.Match[bytes]) -> bool:
                     value.decode("ascii", "replace"), fmt.password):
                 return False
     user = match.group("u") if "u" in groups else None
-    if user is not None and placeholder_user(user.decode("ascii", "replace")):
+    password = match.group("s") if "s" in groups else None
+    if user is not None and placeholder_user(
+            user.decode("ascii", "replace"),
+            None if password is None else password.decode("ascii", "replace")):
         return False
     return fmt.check is None or fmt.check(match.group(0))
 
