@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from .licensed import PRODUCTS, LicensedComponent, find_licensed, unused_allowances
 from .model import ExtractedLicense, Inventory, LayerRef, License, Package
-from .scan import InventoryTaker, LayerFeed, inventoried, take_inventories, take_inventory
+from .scan import (
+    InventoryTaker,
+    LayerFeed,
+    inventoried,
+    not_inventoried,
+    take_inventories,
+    take_inventory,
+)
 
 __all__ = [
     "PRODUCTS",
@@ -26,6 +33,7 @@ __all__ = [
     "Package",
     "find_licensed",
     "inventoried",
+    "not_inventoried",
     "take_inventories",
     "take_inventory",
     "unused_allowances",
