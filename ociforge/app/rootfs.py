@@ -36,15 +36,14 @@ from ..layers.delta import (
     SOCKET,
     BaseIndex,
     DeltaOptions,
-    LayerFeed,
+    IndexFeed,
     LayerObserver,
     indexable,
 )
 from ..model.image import Image
 from ..model.layer import Layer
 from ..progress.events import Progress
-from .inventory import InventoryTaker, LayerRef, not_inventoried
-from .inventory import LayerFeed as InventoryFeed
+from .inventory import InventoryFeed, InventoryTaker, LayerRef, not_inventoried
 from .inventory.merged import LayerChanges
 from .inventory.persist import changes_from_json, changes_to_json
 from .policy import EnvDecision
@@ -306,7 +305,7 @@ class BaseRead:
         self._load()
         self._scratch = BaseIndex(self._rootfs, self._options, self._layers)
         self._inventory = InventoryTaker()       # the fed layers' merged view, for the next
-        self._fed: list[tuple[LayerFeed, InventoryFeed] | None] = []   # lowest first
+        self._fed: list[tuple[IndexFeed, InventoryFeed] | None] = []   # lowest first
 
     def _load(self) -> None:
         if self._cache is None or self._key is None:
@@ -339,7 +338,7 @@ class BaseRead:
                  len(self._layers), layer.digest)
         return self._feed(i)
 
-    def _feed(self, i: int) -> LayerFeed:
+    def _feed(self, i: int) -> IndexFeed:
         inventory = self._inventory.feed(LayerRef(i, str(self._layers[i].digest), "base"))
         feed = self._scratch.feed(inventory)
         self._fed.append((feed, inventory))

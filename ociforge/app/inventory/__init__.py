@@ -13,8 +13,8 @@ from __future__ import annotations
 from .licensed import PRODUCTS, LicensedComponent, find_licensed, unused_allowances
 from .model import ExtractedLicense, Inventory, LayerRef, License, Package
 from .scan import (
+    InventoryFeed,
     InventoryTaker,
-    LayerFeed,
     inventoried,
     not_inventoried,
     take_inventories,
@@ -25,8 +25,8 @@ __all__ = [
     "PRODUCTS",
     "ExtractedLicense",
     "Inventory",
+    "InventoryFeed",
     "InventoryTaker",
-    "LayerFeed",
     "LayerRef",
     "License",
     "LicensedComponent",

@@ -138,14 +138,14 @@ class InventoryTaker:
         self.view.apply(ref, scan_layer(ref, layer, self.view, self.licensing, self.warnings,
                                         self._limits))
 
-    def feed(self, ref: LayerRef) -> LayerFeed:
+    def feed(self, ref: LayerRef) -> InventoryFeed:
         """Entries of the next layer, in order; ``done()`` when it has been read to its end
         (the caller reads the layer: a layer ``inventoried`` refuses must not be fed)."""
-        return LayerFeed(self, ref)
+        return InventoryFeed(self, ref)
 
     def replay(self, ref: LayerRef, changes: LayerChanges, warnings: Sequence[str]) -> None:
-        """The next layer as an earlier feed of the same layers found it (``LayerFeed.changes``
-        and ``warnings``), without reading it."""
+        """The next layer as an earlier feed of the same layers found it
+        (``InventoryFeed.changes`` and ``warnings``), without reading it."""
         self.refs.append(ref)
         self.warnings.extend(warnings)
         self.view.apply(ref, changes)
@@ -154,8 +154,8 @@ class InventoryTaker:
         return assemble(self.view, self.refs, self.warnings)
 
 
-class LayerFeed:
-    """One layer's entries handed over by whoever streams it."""
+class InventoryFeed:
+    """One layer's entries for the inventory, handed over by whoever streams it."""
 
     def __init__(self, taker: InventoryTaker, ref: LayerRef):
         self._taker = taker
