@@ -23,6 +23,7 @@ from tools import require_module, require_root, require_tool, run
 
 from ociforge.app.inventory import LayerRef, take_inventory
 from ociforge.layers.build import BuildSettings, LayerSource, build_layer
+from ociforge.model.descriptor import Descriptor
 from ociforge.model.image import Image
 from ociforge.model.layer import Layer
 from ociforge.model.mutate import ConfigChanges, append_layers, configure, scratch
@@ -486,4 +487,79 @@ def test_a_first_export_reads_each_base_layer_once(cli: Any, tmp_path: Path,
     partly = export_counting("partly")
     assert partly[2] == [1, 1]
     for other in (again, uncached, unscanned, partly):
+        assert other[:2] == first[:2]
+
+
+NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+
+
+def add_foreign_layer(location: str, tmp: Path, name: str) -> str:
+    """``location``'s image with a nondistributable layer on top (a vendor's files, which
+    neither the scan, the rootfs index nor the inventory reads), as another oci: layout."""
+    tree = tmp / f"{name}-tree"
+    (tree / "opt" / name).mkdir(parents=True)
+    (tree / "opt" / name / "vendor.bin").write_text(f"{name}\n")
+    layer = build_layer([LayerSource(tree, "/")], BuildSettings()).layer
+    plain = layer.descriptor
+    layer = layer.with_descriptor(Descriptor(NONDISTRIBUTABLE, plain.digest, plain.size))
+    image = append_layers(read_image(location), [layer], created_by=[name])
+    out = f"oci:{tmp / f'{name}-layout'}:1"
+    parse_location(out).write(image, Options(platform=PLATFORM))
+    return out
+
+
+def test_a_base_with_foreign_layers_is_read_once_and_kept_whole(
+        cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Foreign layers below, between and above the base's readable ones: the base's index
+    and inventory are kept with one entry per layer, so the next export reuses them and
+    reads no base layer; every way (uncached, the index reading what the scan did not)
+    gives the same image and report, the foreign layers named as not inventoried."""
+    lower = make_base(tmp_path)
+    base = add_foreign_layer(add_layer(add_foreign_layer(lower, tmp_path, "middle"),
+                                       tmp_path), tmp_path, "top")
+    image = read_image(base)
+    assert [layer.media_type == NONDISTRIBUTABLE for layer in image.layers] == \
+        [False, True, False, True]
+    rootfs = unpack_base(base, tmp_path / "rootfs")
+    (rootfs / "etc" / "app.conf").write_text("mode=live\n")
+    app = write_app(tmp_path / "app", base, f'rootfs = "{rootfs}"\n')
+    digests = [str(layer.digest) for layer in image.layers]
+    opened: list[str] = []
+    real_open = Layer.open
+
+    def counting(self: Layer) -> Any:
+        opened.append(str(self.digest))
+        return real_open(self)
+
+    monkeypatch.setattr(Layer, "open", counting)
+
+    def export_counting(name: str, *extra: str) -> tuple[str, dict[str, Any], list[int], str]:
+        opened.clear()
+        report = tmp_path / f"{name}.json"
+        code, stdout, stderr = cli("-v", "export", app, "-o", f"oci:{tmp_path / name}:1",
+                                   "--json", "--report", report, *extra)
+        assert code == 0, stderr
+        content = json.loads(report.read_text())
+        content.pop("image")
+        return (json.loads(stdout)["digest"], content, [opened.count(d) for d in digests],
+                stderr)
+
+    first = export_counting("first")
+    assert first[2] == [1, 0, 1, 0]
+    assert first[1]["inventory"]["packages"] == 1        # idna, from base layer 3
+    for i in (2, 4):
+        assert any(f"layer {i} ({digests[i - 1][:19]}) was not inventoried" in warning
+                   for warning in first[1]["warnings"]), first[1]["warnings"]
+    again = export_counting("again")
+    assert "rootfs index reused from the cache" in again[3]
+    assert "damaged" not in again[3]
+    assert again[2] == [0, 0, 0, 0]
+    uncached = export_counting("uncached", "--no-cache")
+    assert uncached[2] == [1, 0, 1, 0]
+    shutil.rmtree(Path(os.environ["OCIFORGE_CACHE_DIR"]) / "v1" / "rootfs")
+    unscanned = export_counting("unscanned")            # the index reads, the scan's kept
+    assert unscanned[2] == [1, 0, 1, 0]
+    reused = export_counting("reused")
+    assert "damaged" not in reused[3] and reused[2] == [0, 0, 0, 0]
+    for other in (again, uncached, unscanned, reused):
         assert other[:2] == first[:2]

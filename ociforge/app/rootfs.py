@@ -36,15 +36,14 @@ from ..layers.delta import (
     SOCKET,
     BaseIndex,
     DeltaOptions,
-    LayerFeed,
+    IndexFeed,
     LayerObserver,
     indexable,
 )
 from ..model.image import Image
 from ..model.layer import Layer
 from ..progress.events import Progress
-from .inventory import InventoryTaker, LayerRef, inventoried
-from .inventory import LayerFeed as InventoryFeed
+from .inventory import InventoryFeed, InventoryTaker, LayerRef, not_inventoried
 from .inventory.merged import LayerChanges
 from .inventory.persist import changes_from_json, changes_to_json
 from .policy import EnvDecision
@@ -262,8 +261,9 @@ def _drop(env: dict[str, str], dropped: dict[str, EnvDecision], name: str, rule:
 
 def base_inventory(original: Image, base: Image) -> InventoryTaker | None:
     """An inventory the rootfs index can take of the base layers as it reads them: only
-    where those are the layers the image ships (none rewritten) and of a readable type."""
-    if any(was.digest != kept.digest or not inventoried(kept)
+    where those are the layers the image ships (none rewritten).  A foreign layer, which
+    neither reads, is named as not inventoried (as ``take_inventory`` names it)."""
+    if any(was.digest != kept.digest
            for was, kept in zip(original.layers, base.layers, strict=True)):
         return None
     return InventoryTaker()
@@ -305,7 +305,7 @@ class BaseRead:
         self._load()
         self._scratch = BaseIndex(self._rootfs, self._options, self._layers)
         self._inventory = InventoryTaker()       # the fed layers' merged view, for the next
-        self._fed: list[tuple[LayerFeed, InventoryFeed] | None] = []   # lowest first
+        self._fed: list[tuple[IndexFeed, InventoryFeed] | None] = []   # lowest first
 
     def _load(self) -> None:
         if self._cache is None or self._key is None:
@@ -338,7 +338,7 @@ class BaseRead:
                  len(self._layers), layer.digest)
         return self._feed(i)
 
-    def _feed(self, i: int) -> LayerFeed:
+    def _feed(self, i: int) -> IndexFeed:
         inventory = self._inventory.feed(LayerRef(i, str(self._layers[i].digest), "base"))
         feed = self._scratch.feed(inventory)
         self._fed.append((feed, inventory))
@@ -370,25 +370,39 @@ class BaseRead:
                 for ref, (changes, warnings) in zip(refs, self._kept_inventory, strict=True):
                     taker.replay(ref, changes, warnings)
             return kept
-        found: list[tuple[LayerChanges, list[str]]] = []
+        found: list[tuple[LayerChanges, list[str]]] = []     # one per layer, lowest first
+
+        def replay(i: int, changes: LayerChanges, warnings: list[str]) -> None:
+            found.append((changes, warnings))
+            if taker is not None:
+                taker.replay(refs[i], changes, warnings)
+
+        def unread_below(stop: int) -> None:
+            """The layers below ``stop`` not taken yet: ones neither reads (foreign)."""
+            for j in range(len(found), stop):
+                assert not indexable(layers[j])
+                replay(j, LayerChanges(), [not_inventoried(refs[j], layers[j])])
+
         parsed = {}
         for i, fed in enumerate(self._fed):
             if fed is None:
+                unread_below(i + 1)
                 continue
             feed, taken = fed
             parsed[i] = feed.parsed
-            found.append((taken.changes, taken.warnings))
-            if taker is not None:
-                taker.replay(refs[i], taken.changes, taken.warnings)
+            replay(i, taken.changes, taken.warnings)
 
         def observe(i: int, layer: Layer) -> InventoryFeed:
             assert taker is not None
+            unread_below(i)
             feed = taker.feed(refs[i])
             found.append((feed.changes, feed.warnings))
             return feed
 
         index = BaseIndex(self._rootfs, options, layers)
         index.add_layers(layers, observe if taker is not None else None, progress, parsed)
+        if taker is not None:
+            unread_below(len(layers))
         if self._cache is not None and self._key is not None:
             inventory = None
             if taker is not None:

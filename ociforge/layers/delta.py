@@ -338,16 +338,16 @@ class BaseIndex:
         self.stream(raw, what, feed)
         self.apply(feed.parsed)
 
-    def stream(self, raw: IO[bytes], what: str, feed: LayerFeed) -> None:
+    def stream(self, raw: IO[bytes], what: str, feed: IndexFeed) -> None:
         """Read one layer's tar stream (any compression) to its end into ``feed``."""
         read_entries(raw, what, self._options.limits or Limits(), feed.entry, ahead=True)
         feed.done()
 
-    def feed(self, observer: LayerObserver | None = None) -> LayerFeed:
+    def feed(self, observer: LayerObserver | None = None) -> IndexFeed:
         """A layer's entries, handed over by whoever streams it (in order, each entry's data
         not yet read); its ``parsed`` goes to ``apply`` (or ``add_layers``) once the layer
         was read to its end and every layer below it is applied."""
-        return LayerFeed(self, observer)
+        return IndexFeed(self, observer)
 
     def apply(self, parsed: LayerParse) -> None:
         """Lay one layer over the index: what it deletes or hides goes, then its entries."""
@@ -425,7 +425,7 @@ class LayerParse:
     hashed: int = 0
 
 
-class LayerFeed:
+class IndexFeed:
     """One base layer's entries for the index (a LayerObserver), from whoever reads the
     layer: the index itself, or another pass over it (the base's license and secret scan),
     so that a layer is read once for both.  ``observer`` sees every entry too."""

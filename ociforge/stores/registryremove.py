@@ -20,14 +20,15 @@ from __future__ import annotations
 import logging
 
 from ..errors import InvalidInputError, NotFoundError, RegistryError, SelectionError
-from ..model import mediatypes as mt
 from ..model.digest import Digest
-from ..model.jsonutil import parse_object
+from ..model.jsonutil import JSONObject
 from ..model.reference import Reference
 from ..options import Options
 from ..remote.client import RegistryClient
 from ..remote.parallel import run_parallel
+from .artifactstore import RegistryStore
 from .locations import TagRemoval
+from .referrers import referrers_of
 from .refnames import attachment_tag, is_attachment_tag
 
 log = logging.getLogger("ociforge")
@@ -72,7 +73,7 @@ def remove_registry_tag(client: RegistryClient, reference: Reference, options: O
             f"{reference}: {_some(siblings)} also name{'s' if len(siblings) == 1 else ''} "
             f"{digest}; a registry deletes the manifest with every tag naming it: add "
             "--all-tags to remove them all")
-    referrers = _referrers(client, repo, digest, tags)
+    referrers = _digests(referrers_of(RegistryStore(reference, options), digest, tags=tags))
     client.delete_manifest(repo, digest)
     log.info("deleted %s@%s", reference.name, digest)
     gone: list[str] = []
@@ -101,20 +102,11 @@ def _digest_of(client: RegistryClient, repo: str, tag: str, missing_ok: bool = F
     return digest
 
 
-def _referrers(client: RegistryClient, repo: str, digest: Digest, tags: list[str]
-               ) -> list[Digest]:
-    """The manifests whose subject is ``digest``: referrers API, else the fallback index."""
-    listed = client.get_referrers(repo, digest)
-    if listed is None:
-        fallback = attachment_tag(digest)
-        if fallback not in tags:
-            return []
-        data, media_type, _ = client.get_manifest(repo, fallback)
-        listed = parse_object(data, "referrers index") if mt.is_index(media_type) else {}
-    entries = listed.get("manifests")
+def _digests(entries: list[JSONObject]) -> list[Digest]:
+    """The digests a referrers listing names (an entry without a valid one is skipped)."""
     out = []
-    for entry in entries if isinstance(entries, list) else []:
-        text = entry.get("digest") if isinstance(entry, dict) else None
+    for entry in entries:
+        text = entry.get("digest")
         if isinstance(text, str):
             try:
                 out.append(Digest.parse(text))

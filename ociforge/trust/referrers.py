@@ -20,6 +20,7 @@ from ..model.annotations import ANNOTATION_TITLE
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import MAX_DOCUMENT, JSONObject, canonical, parse_object
+from ..stores.referrers import referrers_of
 from ..stores.refnames import attachment_tag
 
 if TYPE_CHECKING:
@@ -206,23 +207,6 @@ def list_referrers(
     store = open_store(location, options)
     subject = store.resolve(digest)
     return subject, referrers_of(store, subject.digest, artifact_type)
-
-
-def referrers_of(store: ArtifactStore, digest: Digest, artifact_type: str | None
-                 ) -> list[JSONObject]:
-    """The referrer descriptors of ``digest`` in a store: its referrers API, else the
-    ``sha256-<hex>`` fallback index (missing or not an index: none), sorted by digest."""
-    found = store.referrers(digest, artifact_type)
-    if found is None:
-        tagged = store.get_manifest(fallback_tag(digest))
-        found = []
-        if tagged is not None and mt.is_index(tagged[1]):
-            doc = parse_object(tagged[0], "referrers index")
-            listed = doc.get("manifests")
-            found = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
-    if artifact_type is not None:
-        found = [m for m in found if m.get("artifactType") == artifact_type]
-    return sorted(found, key=lambda m: str(m.get("digest")))
 
 
 def read_artifact_blob(

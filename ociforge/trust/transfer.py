@@ -31,8 +31,9 @@ from ..model import mediatypes as mt
 from ..model.descriptor import Descriptor
 from ..model.digest import Digest
 from ..model.jsonutil import MAX_DOCUMENT, JSONObject, parse_object
+from ..stores.referrers import referrers_of
 from ..stores.store import ArtifactStore
-from .referrers import put_referrer, referrers_of
+from .referrers import put_referrer
 from .sign import parse_signature_manifest, signature_documents, signature_tag
 
 MAX_ATTACHMENT_BLOB = MAX_DOCUMENT * 16

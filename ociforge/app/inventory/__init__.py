@@ -12,20 +12,28 @@ from __future__ import annotations
 
 from .licensed import PRODUCTS, LicensedComponent, find_licensed, unused_allowances
 from .model import ExtractedLicense, Inventory, LayerRef, License, Package
-from .scan import InventoryTaker, LayerFeed, inventoried, take_inventories, take_inventory
+from .scan import (
+    InventoryFeed,
+    InventoryTaker,
+    inventoried,
+    not_inventoried,
+    take_inventories,
+    take_inventory,
+)
 
 __all__ = [
     "PRODUCTS",
     "ExtractedLicense",
     "Inventory",
+    "InventoryFeed",
     "InventoryTaker",
-    "LayerFeed",
     "LayerRef",
     "License",
     "LicensedComponent",
     "Package",
     "find_licensed",
     "inventoried",
+    "not_inventoried",
     "take_inventories",
     "take_inventory",
     "unused_allowances",

@@ -95,10 +95,7 @@ def _step(group: list[_Stack], licensing: Licensing, limits: Limits | None) -> N
     ref, layer = group[0].layers[group[0].position]
     if not inventoried(layer):
         for stack in group:
-            at = stack.layers[stack.position][0]
-            stack.warnings.append(f"layer {at.index + 1} ({at.digest[:19]}) was not "
-                                  f"inventoried: {layer.media_type} is a foreign or unknown "
-                                  "layer type")
+            stack.warnings.append(not_inventoried(stack.layers[stack.position][0], layer))
     else:
         log.info("taking the inventory of layer %d (%s)", ref.index + 1, ref.digest[:19])
         sinks = [_Sink(stack.view, LayerChanges(), stack.warnings) for stack in group]
@@ -135,22 +132,20 @@ class InventoryTaker:
     def add(self, ref: LayerRef, layer: Layer) -> None:
         self.refs.append(ref)
         if not inventoried(layer):
-            self.warnings.append(f"layer {ref.index + 1} ({ref.digest[:19]}) was not "
-                                 f"inventoried: {layer.media_type} is a foreign or unknown "
-                                 "layer type")
+            self.warnings.append(not_inventoried(ref, layer))
             return
         log.info("taking the inventory of layer %d (%s)", ref.index + 1, ref.digest[:19])
         self.view.apply(ref, scan_layer(ref, layer, self.view, self.licensing, self.warnings,
                                         self._limits))
 
-    def feed(self, ref: LayerRef) -> LayerFeed:
+    def feed(self, ref: LayerRef) -> InventoryFeed:
         """Entries of the next layer, in order; ``done()`` when it has been read to its end
         (the caller reads the layer: a layer ``inventoried`` refuses must not be fed)."""
-        return LayerFeed(self, ref)
+        return InventoryFeed(self, ref)
 
     def replay(self, ref: LayerRef, changes: LayerChanges, warnings: Sequence[str]) -> None:
-        """The next layer as an earlier feed of the same layers found it (``LayerFeed.changes``
-        and ``warnings``), without reading it."""
+        """The next layer as an earlier feed of the same layers found it
+        (``InventoryFeed.changes`` and ``warnings``), without reading it."""
         self.refs.append(ref)
         self.warnings.extend(warnings)
         self.view.apply(ref, changes)
@@ -159,8 +154,8 @@ class InventoryTaker:
         return assemble(self.view, self.refs, self.warnings)
 
 
-class LayerFeed:
-    """One layer's entries handed over by whoever streams it."""
+class InventoryFeed:
+    """One layer's entries for the inventory, handed over by whoever streams it."""
 
     def __init__(self, taker: InventoryTaker, ref: LayerRef):
         self._taker = taker
@@ -190,6 +185,12 @@ def inventoried(layer: Layer) -> bool:
     """A layer type the inventory reads (not a foreign or unknown one)."""
     return layer.media_type in LAYERS and "foreign" not in layer.media_type \
         and "nondistributable" not in layer.media_type
+
+
+def not_inventoried(ref: LayerRef, layer: Layer) -> str:
+    """The warning for a layer ``inventoried`` refuses: its files are not looked at."""
+    return (f"layer {ref.index + 1} ({ref.digest[:19]}) was not inventoried: "
+            f"{layer.media_type} is a foreign or unknown layer type")
 
 
 def scan_layer(ref: LayerRef, layer: Layer, view: MergedView, licensing: Licensing,
