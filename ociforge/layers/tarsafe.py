@@ -95,6 +95,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _shown(name: bytes | str) -> str:
+    """An entry's name as a message shows it (its first 200 bytes)."""
+    return name if isinstance(name, str) else _text(name[:200])
+
+
 class TarReader:
     """Iterate entries of a (decompressed) tar stream; ``read()`` gives the current data."""
 
@@ -109,7 +114,8 @@ class TarReader:
         self._symlinks: set[bytes] = set()
         self._clear: bytes | None = None       # a folder known not to pass through a symlink
         self._seen: dict[bytes, str] = {}
-        self._numbers: dict[bytes, int] = {}   # mode, owner fields: few values, read often
+        self._owners: dict[bytes, tuple[int, int, int]] = {}   # mode, uid, gid: few values
+        self._names: dict[bytes, tuple[str, str]] = {}         # user and group names
         # a stream read ahead on a thread drops skipped data without copying it
         self._skip = stream.skip if isinstance(stream, ReadAhead) else None
         self.count = 0
@@ -169,10 +175,11 @@ class TarReader:
         return data
 
     # -- headers
-    def _number(self, field_bytes: bytes, name: str, entry: str) -> int:
+    def _number(self, field_bytes: bytes, name: str, entry: bytes | str) -> int:
         if field_bytes and field_bytes[0] & 0x80:
             if field_bytes[0] == 0xFF:
-                raise HostileInputError(f"{self._what}: entry {entry!r} has a negative {name}")
+                raise HostileInputError(
+                    f"{self._what}: entry {_shown(entry)!r} has a negative {name}")
             value = field_bytes[0] & 0x3F
             for b in field_bytes[1:]:
                 value = (value << 8) | b
@@ -181,17 +188,9 @@ class TarReader:
         if not text:
             return 0
         if text.translate(None, b"01234567"):     # anything left is not an octal digit
-            raise InvalidInputError(f"{self._what}: entry {entry!r} has a malformed {name} field")
+            raise InvalidInputError(
+                f"{self._what}: entry {_shown(entry)!r} has a malformed {name} field")
         return int(text, 8)
-
-    def _small_number(self, field_bytes: bytes, name: str, entry: str) -> int:
-        """``_number`` for a field whose few values repeat (mode, uid, gid)."""
-        value = self._numbers.get(field_bytes)
-        if value is None:
-            value = self._number(field_bytes, name, entry)
-            if len(self._numbers) < _MAX_NUMBERS:
-                self._numbers[field_bytes] = value
-        return value
 
     def _check_checksum(self, block: bytes) -> None:
         stored = self._number(block[148:156], "checksum", "?")
@@ -314,7 +313,8 @@ class TarReader:
                     long_name = payload.split(b"\0", 1)[0]
                 else:
                     long_link = payload.split(b"\0", 1)[0]
-            yield self._entry(block, {**global_pax, **pax}, long_name, long_link)
+            yield self._entry(block, {**global_pax, **pax} if global_pax else pax, long_name,
+                              long_link)
 
     def _entry(
         self,
@@ -323,80 +323,91 @@ class TarReader:
         long_name: bytes | None,
         long_link: bytes | None,
     ) -> TarEntry:
+        """One entry from its header block (and what PAX and GNU headers said of it).
+
+        Names are shown in messages only when one is raised, and the fields whose few
+        values repeat (mode and owners, user and group names) are parsed once each."""
         limits = self._limits
-        magic = block[257:263]
         name = block[:100].split(b"\0", 1)[0]
-        if magic == b"ustar\0" and block[345] != 0:
+        if block[345] and block[257:263] == b"ustar\0":
             name = block[345:500].split(b"\0", 1)[0] + b"/" + name
         if long_name is not None:
             name = long_name
-        name = pax.get(b"path", name)
-        shown = _text(name[:200])
+        if pax:
+            name = pax.get(b"path", name)
         typeflag = block[156:157]
         kind = _TYPES.get(typeflag)
         if kind is None:
             if typeflag == b"S" or any(k.startswith(b"GNU.sparse") for k in pax):
-                raise InvalidInputError(f"{self._what}: entry {shown!r} is a sparse file")
+                raise InvalidInputError(f"{self._what}: entry {_shown(name)!r} is a sparse file")
             raise InvalidInputError(
-                f"{self._what}: entry {shown!r} has unsupported tar type {typeflag!r}"
+                f"{self._what}: entry {_shown(name)!r} has unsupported tar type {typeflag!r}"
             )
-        linkname = block[157:257].split(b"\0", 1)[0]
+        linkname = block[157:257].split(b"\0", 1)[0] if block[157] else b""
         if long_link is not None:
             linkname = long_link
-        linkname = pax.get(b"linkpath", linkname)
 
-        size = self._number(block[124:136], "size", shown)
-        if b"size" in pax:
-            size = self._pax_int(pax[b"size"], "size", shown)
+        size = self._number(block[124:136], "size", name)
+        mode, uid, gid = self._owner(block[100:124], name)
+        mtime = self._number(block[136:148], "mtime", name)
+        uname, gname = self._user_names(block[265:329])
+        if pax:
+            linkname = pax.get(b"linkpath", linkname)
+            if b"size" in pax:
+                size = self._pax_int(pax[b"size"], "size", name)
+            if b"uid" in pax:
+                uid = self._pax_int(pax[b"uid"], "uid", name)
+            if b"gid" in pax:
+                gid = self._pax_int(pax[b"gid"], "gid", name)
+            if b"mtime" in pax:
+                text = pax[b"mtime"]
+                if not _MTIME_RE.match(text):
+                    raise HostileInputError(
+                        f"{self._what}: entry {_shown(name)!r} has a malformed PAX mtime")
+                mtime = int(float(text))
+            if b"uname" in pax:
+                uname = _text(pax[b"uname"])
+            if b"gname" in pax:
+                gname = _text(pax[b"gname"])
         if size > limits.max_entry_size:
-            raise HostileInputError(
-                f"{self._what}: entry {shown!r} claims {size} bytes (limit {limits.max_entry_size})"
-            )
-        mode = self._small_number(block[100:108], "mode", shown)
-        uid = self._pax_int(pax[b"uid"], "uid", shown) if b"uid" in pax else self._small_number(
-            block[108:116], "uid", shown
-        )
-        gid = self._pax_int(pax[b"gid"], "gid", shown) if b"gid" in pax else self._small_number(
-            block[116:124], "gid", shown
-        )
-        mtime = self._number(block[136:148], "mtime", shown)
-        if b"mtime" in pax:
-            text = pax[b"mtime"]
-            if not _MTIME_RE.match(text):
-                raise HostileInputError(f"{self._what}: entry {shown!r} has a malformed PAX mtime")
-            mtime = int(float(text))
+            raise HostileInputError(f"{self._what}: entry {_shown(name)!r} claims {size} bytes "
+                                    f"(limit {limits.max_entry_size})")
 
         clean = self._clean(name, "entry", allow_root=kind == "dir")
-        shown = _text(clean[:200])
-        base = clean.rpartition(b"/")[2]
-        if base.startswith(_WHITEOUT) and base[len(_WHITEOUT):] in (b"", b".", b".."):
-            # a whiteout deletes its name from lower layers: '..' or '.' would make an
-            # unpacker delete the folder itself or its parent
-            raise HostileInputError(
-                f"{self._what}: whiteout {shown!r} would delete {_text(base[4:]) or 'nothing'!r}"
-            )
+        if _WHITEOUT in clean:
+            base = clean.rpartition(b"/")[2]
+            if base.startswith(_WHITEOUT) and base[len(_WHITEOUT):] in (b"", b".", b".."):
+                # a whiteout deletes its name from lower layers: '..' or '.' would make an
+                # unpacker delete the folder itself or its parent
+                raise HostileInputError(
+                    f"{self._what}: whiteout {_shown(clean)!r} would delete "
+                    f"{_text(base[4:]) or 'nothing'!r}"
+                )
         via = self._through_symlink(clean)
         if via is not None:
             raise HostileInputError(
-                f"{self._what}: entry {shown!r} is written through symlink {_text(via)!r} "
-                "created earlier in the same archive (tar-slip)"
+                f"{self._what}: entry {_shown(clean)!r} is written through symlink "
+                f"{_text(via)!r} created earlier in the same archive (tar-slip)"
             )
         if kind == "symlink":
             if b"\0" in linkname or len(linkname) > limits.max_name_bytes:
-                raise HostileInputError(f"{self._what}: symlink {shown!r} has a malformed target")
+                raise HostileInputError(
+                    f"{self._what}: symlink {_shown(clean)!r} has a malformed target")
             self._symlinks.add(clean)
             self._clear = None
             link_text = _text(linkname)
         elif kind == "hardlink":
-            target = self._clean(linkname, f"hardlink target of {shown!r}", allow_root=False)
+            target = self._clean(linkname, f"hardlink target of {_shown(clean)!r}",
+                                 allow_root=False)
             if self._seen.get(target) in (None, "dir"):
                 raise HostileInputError(
-                    f"{self._what}: hardlink {shown!r} points to {_text(target)!r}, which is not "
-                    "a file earlier in the archive"
+                    f"{self._what}: hardlink {_shown(clean)!r} points to {_text(target)!r}, "
+                    "which is not a file earlier in the archive"
                 )
             if self._through_symlink(target) is not None:
                 raise HostileInputError(
-                    f"{self._what}: hardlink {shown!r} points through a symlink (tar-slip)"
+                    f"{self._what}: hardlink {_shown(clean)!r} points through a symlink "
+                    "(tar-slip)"
                 )
             if target in self._symlinks:
                 # a hardlink to a symlink is another name for the same link: entries
@@ -414,24 +425,37 @@ class TarReader:
         if len(self._seen) < limits.max_entries:
             self._seen[clean] = kind
         return TarEntry(
-            name=_text(clean),
-            type=kind,
-            mode=mode & 0o7777,
-            uid=uid,
-            gid=gid,
-            size=size,
-            mtime=mtime,
-            linkname=link_text,
-            uname=_text(pax.get(b"uname", block[265:297].split(b"\0", 1)[0])),
-            gname=_text(pax.get(b"gname", block[297:329].split(b"\0", 1)[0])),
-            raw_name=clean,
-            xattrs=tuple(sorted((key[_XATTR_LEN:], value) for key, value in pax.items()
-                                if key.startswith(tf.XATTR_PREFIX))) if pax else (),
+            _text(clean), kind, mode & 0o7777, uid, gid, size, mtime, link_text, uname, gname,
+            clean,
+            tuple(sorted((key[_XATTR_LEN:], value) for key, value in pax.items()
+                         if key.startswith(tf.XATTR_PREFIX))) if pax else (),
         )
 
-    def _pax_int(self, text: bytes, name: str, entry: str) -> int:
+    def _owner(self, fields: bytes, entry: bytes) -> tuple[int, int, int]:
+        """Mode, uid and gid from their three header fields (24 bytes), parsed once per
+        distinct value: an archive has few."""
+        found = self._owners.get(fields)
+        if found is None:
+            found = (self._number(fields[:8], "mode", entry),
+                     self._number(fields[8:16], "uid", entry),
+                     self._number(fields[16:], "gid", entry))
+            if len(self._owners) < _MAX_NUMBERS:
+                self._owners[fields] = found
+        return found
+
+    def _user_names(self, fields: bytes) -> tuple[str, str]:
+        """The user and group names (64 bytes of header), decoded once per distinct value."""
+        found = self._names.get(fields)
+        if found is None:
+            found = (_text(fields[:32].split(b"\0", 1)[0]), _text(fields[32:].split(b"\0", 1)[0]))
+            if len(self._names) < _MAX_NUMBERS:
+                self._names[fields] = found
+        return found
+
+    def _pax_int(self, text: bytes, name: str, entry: bytes) -> int:
         if not text.isdigit() or not text.isascii() or len(text) > 20:
-            raise HostileInputError(f"{self._what}: entry {entry!r} has a malformed PAX {name}")
+            raise HostileInputError(
+                f"{self._what}: entry {_shown(entry)!r} has a malformed PAX {name}")
         return int(text)
 
 
