@@ -438,17 +438,17 @@ class _Decider:
 class _Tap:
     """Sits between the uncompressed stream and the tar reader; routes every byte.
 
-    The bytes of an entry's header blocks (and of a content rule's look at its
-    first bytes) are held until the entry is decided; then they and the rest of
-    the entry's data go to the output (kept) or nowhere (left out).  Global PAX
-    headers are always kept: they apply to the entries that follow.
+    The bytes of an entry's header blocks (and what the content rules read of its
+    data: up to 64 MiB of a text file) are held, as read, until the entry is decided;
+    then they and the rest of the entry's data go to the output (kept) or nowhere (left
+    out).  Global PAX headers are always kept: they apply to the entries that follow.
     """
 
     def __init__(self, inner: IO[bytes] | ReadAhead, write: TarWrite | None):
         self._inner = inner
         self._write = write
         self.pos = 0
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
         self._until = 0
         self._keep = False
 
@@ -464,16 +464,17 @@ class _Tap:
         if cut and self._keep:
             self._write(data if cut == len(data) else data[:cut])
         if cut < len(data):
-            self._pending += data[cut:]
+            self._pending.append(data[cut:] if cut else data)
         return data
 
     def settle(self, keep: bool, until: int) -> None:
         """The current entry is decided; its bytes run up to offset ``until``."""
         if self._write is not None:
             if keep:
-                self._write(bytes(self._pending))
+                for chunk in self._pending:
+                    self._write(chunk)
             else:
-                global_headers = _global_headers(bytes(self._pending))
+                global_headers = _global_headers(b"".join(self._pending))
                 if global_headers:
                     self._write(global_headers)
         self._pending.clear()
