@@ -284,9 +284,9 @@ def _policy() -> Policy:
 
 def _filter(data: bytes) -> tuple[list[str], bytes]:
     out = bytearray()
-    left_out, diff_id, _ = filter_entries(io.BytesIO(data), _policy(), "test", out.extend)
-    assert str(diff_id) == "sha256:" + hashlib.sha256(data).hexdigest()
-    return [item.path for item in left_out], bytes(out) + b"\0" * 1024
+    found = filter_entries(io.BytesIO(data), _policy(), "test", out.extend)
+    assert str(found.diff_id) == "sha256:" + hashlib.sha256(data).hexdigest()
+    return [item.path for item in found.left_out], bytes(out) + b"\0" * 1024
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes = b"", **kw: object) -> None:
@@ -372,9 +372,9 @@ def test_an_observer_of_the_scan_sees_every_entry_and_all_its_data() -> None:
         _add(tar, "srv/app/site.lic", b"licensed")
         _add(tar, "srv/.wh.old")
     recorder = _Recorder()
-    left_out, _, _ = filter_entries(io.BytesIO(buf.getvalue()), _policy(), "test", None,
-                                    observer=recorder)
-    assert [item.path for item in left_out] == ["/srv/app/site.lic"]
+    found = filter_entries(io.BytesIO(buf.getvalue()), _policy(), "test", None,
+                           observer=recorder)
+    assert [item.path for item in found.left_out] == ["/srv/app/site.lic"]
     expected = {"": b"", "srv/app": b"", "srv/app/notes.txt": big, "srv/app/short.txt": b"short",
                 "srv/app/site.lic": b"licensed", "srv/.wh.old": b""}
     assert {name: (len(data), hashlib.sha256(data).hexdigest())

@@ -8,16 +8,19 @@ original header blocks (PAX and GNU long-name headers included) and data, and
 the stream is compressed with the export's compression.  Only the left-out
 entries and the bytes after the end of the archive differ.
 
-Left out: an entry whose path matches a file rule; a regular file whose first
-64 KiB a content rule matches; everything under a left-out folder; a hardlink to
-a left-out entry (it would carry the same bytes).  Whiteouts are never left out:
-they carry no content, and dropping one would bring a lower file back.  Each blob
-is scanned on its own, so a license file that an upper layer deletes with a
-whiteout is still removed from the lower blob, where it would otherwise ship.
+Left out: an entry whose path matches a file rule; a regular file whose content a
+content rule matches, judged exactly as an app's file is (``Policy.judging``: a text
+file in windows up to 64 MiB, a longer one named in the scan's warnings); everything
+under a left-out folder; a hardlink to a left-out entry (it would carry the same
+bytes).  Whiteouts are never left out: they carry no content, and dropping one would
+bring a lower file back.  Each blob is scanned on its own, so a license file that an
+upper layer deletes with a whiteout is still removed from the lower blob, where it
+would otherwise ship.
 
 Reading: a scan pass first (decompressing only), and a second pass only for a
 layer that must be rewritten.  Whoever else needs a base layer's entries (the
-rootfs index and the base's inventory) may observe them on the scan's read.  A
+rootfs index and the base's inventory) may observe them on the scan's read
+(``_Judged``: the content rules take each byte as the observer reads it).  A
 registry blob is copied to the workspace during the scan so it is downloaded
 once.  A layer the base names more than once (same digest) is downloaded,
 scanned and rewritten once; every further occurrence uses that result (its
@@ -51,7 +54,7 @@ from ..model.layer import Layer
 from ..model.mediatypes import LAYERS
 from ..model.mutate import replace_layers
 from ..progress.events import NULL_TASK, Progress, Task
-from .policy import Policy
+from .policy import ContentRule, Judging, Policy
 from .tarblob import TarWrite, write_tar_blob
 
 log = logging.getLogger("ociforge.export")
@@ -80,6 +83,7 @@ class BaseLayerScan:
     left_out: list[LeftOut] = field(default_factory=list)
     scanned: bool = True
     original_diff_id: Digest | None = None              # of the content, as scanned
+    warnings: list[str] = field(default_factory=list)   # files read for tokens in part
 
     @property
     def rewritten(self) -> bool:
@@ -154,7 +158,7 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
                 scan_cache.store_scan(cache, key, scan.original_diff_id,
                                       scan.layer.file_count or 0,
                                       [(item.path, item.rule) for item in scan.left_out],
-                                      scan.layer if scan.rewritten else None)
+                                      scan.layer if scan.rewritten else None, scan.warnings)
         if scan.rewritten or scan.layer.path != layer.path:
             replacements[index] = scan.layer  # rewritten, or the same blob now a local copy
         scans.append(scan)
@@ -167,7 +171,8 @@ def filter_base_layers(image: Image, policy: Policy, settings: RewriteSettings,
 def _again(index: int, layer: Layer, first: BaseLayerScan, what: str,
            keep: bool = False) -> BaseLayerScan:
     """A layer already scanned (at an earlier index, or ``keep``: in another image): its
-    result without a second read, its left-out files listed again only with ``keep``.
+    result without a second read, its left-out files and warnings listed again only with
+    ``keep``.
 
     The config's diff_id for this index is still checked against the content."""
     scanned_diff_id = first.original_diff_id
@@ -175,7 +180,8 @@ def _again(index: int, layer: Layer, first: BaseLayerScan, what: str,
         raise DigestMismatchError(f"{what}: its content has diff_id {scanned_diff_id}, but the "
                                   f"base image config says {layer.diff_id}")
     return BaseLayerScan(index, layer, first.layer, list(first.left_out) if keep else [],
-                         scanned=True, original_diff_id=scanned_diff_id)
+                         scanned=True, original_diff_id=scanned_diff_id,
+                         warnings=list(first.warnings) if keep else [])
 
 
 def _foreign(media_type: str) -> bool:
@@ -193,25 +199,27 @@ def _scan(index: int, layer: Layer, policy: Policy, what: str, limits: Limits | 
         with layer.open() as verified:
             raw: IO[bytes] = progress.reading(verified)  # type: ignore[arg-type]
             if copy_path is None:
-                left_out, diff_id, entries = filter_entries(raw, policy, what, None, limits,
-                                                            observer, layer.digest)
+                found = filter_entries(raw, policy, what, None, limits, observer,
+                                       layer.digest)
             else:
                 with new_file(copy_path, f"layer blob {copy_path}") as fh:
                     copying: IO[bytes] = TeeReader(raw, fh)  # type: ignore[assignment]
-                    left_out, diff_id, entries = filter_entries(copying, policy, what, None,
-                                                                limits, observer, layer.digest)
+                    found = filter_entries(copying, policy, what, None, limits, observer,
+                                           layer.digest)
     except BaseException:
         if copy_path is not None:
             copy_path.unlink(missing_ok=True)
         raise
+    diff_id = found.diff_id
     if layer.diff_id is not None and diff_id != layer.diff_id:
         raise DigestMismatchError(f"{what}: its content has diff_id {diff_id}, but the base "
                                   f"image config says {layer.diff_id}")
-    used = dataclasses.replace(layer, file_count=entries)
+    used = dataclasses.replace(layer, file_count=found.kept)
     if copy_path is not None:
         used = Layer.from_file(copy_path, layer.descriptor, diff_id,
-                               entries).with_source(layer.source)
-    return BaseLayerScan(index, layer, used, left_out, original_diff_id=diff_id)
+                               found.kept).with_source(layer.source)
+    return BaseLayerScan(index, layer, used, found.left_out, original_diff_id=diff_id,
+                         warnings=found.warnings)
 
 
 def _scan_rules(policy: Policy) -> str:
@@ -240,15 +248,15 @@ def _reused_scan(cache: Cache | None, key: str | None, index: int, layer: Layer,
     used = found.rewritten or dataclasses.replace(layer, diff_id=layer.diff_id or found.diff_id,
                                                   file_count=found.entries)
     return BaseLayerScan(index, layer, used, [LeftOut(p, r) for p, r in found.left_out],
-                         original_diff_id=found.diff_id)
+                         original_diff_id=found.diff_id, warnings=list(found.warnings))
 
 
 def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,
              limits: Limits | None, progress: Task = NULL_TASK) -> Layer:
     def fill(write: TarWrite) -> int:
         with layer.open() as verified:
-            _, _, kept = filter_entries(progress.reading(verified),  # type: ignore[arg-type]
-                                        policy, what, write, limits)
+            kept = filter_entries(progress.reading(verified),  # type: ignore[arg-type]
+                                  policy, what, write, limits).kept
         write(tf.END_OF_ARCHIVE)
         return kept
 
@@ -257,18 +265,26 @@ def _rewrite(layer: Layer, policy: Policy, settings: RewriteSettings, what: str,
     return rewritten
 
 
+@dataclass(frozen=True)
+class Filtered:
+    """What streaming a layer through the policy found."""
+
+    left_out: list[LeftOut]
+    diff_id: Digest                 # of the ORIGINAL uncompressed stream
+    kept: int                       # files kept (entries neither folders nor whiteouts)
+    warnings: list[str]             # text files longer than the token scan reads
+
+
 def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | None,
                    limits: Limits | None = None, observer: LayerObserver | None = None,
-                   blob_digest: Digest | None = None) -> tuple[list[LeftOut], Digest, int]:
+                   blob_digest: Digest | None = None) -> Filtered:
     """Stream a layer's entries through the policy.
 
     With ``write``, the kept entries' original bytes are written to it (without
-    the end-of-archive blocks).  Returns the left-out entries, the diff_id of the
-    ORIGINAL uncompressed stream, and the number of files kept (entries that are
-    neither folders nor whiteouts).  The raw stream
-    is read to its end, so a verifying reader gets to check its digest.  ``observer``
-    (only without ``write``) sees every entry after the policy, its data from the start
-    (what a content rule looked at is handed over again), and ``done()`` at the end.
+    the end-of-archive blocks).  The raw stream is read to its end, so a verifying
+    reader gets to check its digest.  ``observer`` (only without ``write``) sees every
+    entry and its data from the start (the content rules take each byte as it reads it,
+    then read on by themselves), and ``done()`` at the end.
     ``blob_digest``: the digest ``raw`` verifies as it is read, the diff_id of a layer
     that is not compressed (not hashed twice).
     """
@@ -285,7 +301,7 @@ def filter_entries(raw: IO[bytes], policy: Policy, what: str, write: TarWrite | 
 
 def _filter(raw: IO[bytes], plain: io.BufferedReader | ReadAhead, policy: Policy, what: str,
             write: TarWrite | None, lim: Limits, observer: LayerObserver | None
-            ) -> tuple[list[LeftOut], Digest, int]:
+            ) -> Filtered:
     tap = _Tap(plain, write) if write is not None else None
     reader = TarReader(tap if tap is not None else plain, lim, what)  # type: ignore[arg-type]
     decide = _Decider(policy)
@@ -293,12 +309,14 @@ def _filter(raw: IO[bytes], plain: io.BufferedReader | ReadAhead, policy: Policy
     kept = 0
     for entry in reader:
         region_end = 0 if tap is None else tap.pos + entry.size + (-entry.size % tf.BLOCK)
-        if observer is None:
-            verdict = decide(entry, reader.read)
-        else:
-            data = _Replay(reader)
-            verdict = decide(entry, data.head)
+        verdict, wanting = decide.by_name(entry)
+        if observer is not None:
+            data = _Judged(reader, decide.judging(entry, wanting) if wanting else None)
             observer.entry(entry, data)
+            if wanting:
+                verdict = decide.judged(entry, data.verdict())
+        elif wanting:
+            verdict = decide.judged(entry, decide.judge(entry, wanting, reader.read))
         if tap is not None:
             tap.settle(keep=verdict is None, until=region_end)
         if verdict is None:
@@ -315,33 +333,52 @@ def _filter(raw: IO[bytes], plain: io.BufferedReader | ReadAhead, policy: Policy
         pass
     if observer is not None:
         observer.done()
-    return left_out, diff_id, kept
+    return Filtered(left_out, diff_id, kept, decide.warnings)
 
 
-class _Replay:
-    """An entry's data for a second reader: the head the first one read (``head``), then
-    the rest, each ``read(n)`` as whole as the tar reader's own."""
+class _Judged:
+    """An entry's data read once for two readers: an observer (``read``, each ``read(n)``
+    as whole as the tar reader's own) and the content rules (a ``Policy.judging``
+    coroutine), which take each byte as the observer reads it, then read on by themselves
+    for their ``verdict``.  Nothing is kept for either: the rules hold one window."""
 
-    def __init__(self, reader: TarReader):
+    def __init__(self, reader: TarReader, judging: Judging | None):
         self._reader = reader
-        self._kept = b""
+        self._judging = judging
+        self._want = 0                      # bytes the rules ask for next
+        self._found: ContentRule | None = None
+        if judging is not None:
+            self._step(None)
 
-    def head(self, n: int) -> bytes:
-        self._kept = self._reader.read(n)
-        return self._kept
+    def _step(self, data: bytes | None) -> None:
+        """Start the rules (``None``), or hand them the bytes they asked for."""
+        judging = self._judging
+        if judging is None:
+            return
+        try:
+            self._want = next(judging) if data is None else judging.send(data)
+        except StopIteration as done:
+            self._found = done.value
+            self._judging = None
 
     def read(self, n: int = -1) -> bytes:
-        kept = self._kept
-        if not kept:
-            return self._reader.read(n)
-        if n is None or n < 0:
-            self._kept = b""
-            return kept + self._reader.read()
-        if n <= len(kept):
-            self._kept = kept[n:]
-            return kept[:n]
-        self._kept = b""
-        return kept + self._reader.read(n - len(kept))
+        data = self._reader.read(n)
+        if self._judging is not None:
+            if not data and n != 0:
+                self._step(b"")             # the entry's end
+            pos = 0
+            while self._judging is not None and pos < len(data):
+                piece = data if not pos and self._want >= len(data) else \
+                    data[pos:pos + self._want]
+                pos += len(piece)
+                self._step(piece)
+        return data
+
+    def verdict(self) -> ContentRule | None:
+        """The rule the content matches (None: none), read on to where the rules stop."""
+        while self._judging is not None:
+            self._step(self._reader.read(self._want))
+        return self._found
 
 
 class _Decider:
@@ -351,33 +388,45 @@ class _Decider:
         self._policy = policy
         self._gone: dict[str, str] = {}         # entry name -> rule
         self._gone_dirs: list[tuple[str, str]] = []   # ("name/", rule)
+        self.warnings: list[str] = []           # text files longer than the token scan reads
 
-    def __call__(self, entry: TarEntry, read: Callable[[int], bytes]
-                 ) -> tuple[str, bool] | None:
-        """None to keep; else (rule, whether to list it in the report)."""
+    def by_name(self, entry: TarEntry
+                ) -> tuple[tuple[str, bool] | None, tuple[ContentRule, ...]]:
+        """(verdict, content rules): the verdict that needs no reading (None to keep: a
+        verdict is (rule, whether to list it in the report)), else the content rules that
+        must read the entry (``judging``) to decide."""
         if entry.is_whiteout:
-            return None
+            return None, ()
         name = entry.name
         for prefix, rule_name in self._gone_dirs:
             if name.startswith(prefix):
-                return rule_name, False  # the folder is listed; its contents go with it
+                return (rule_name, False), ()   # the folder is listed; its contents go with it
         if entry.type == "hardlink":
             target_rule = self._gone.get(entry.linkname) or next(
                 (rule_name for prefix, rule_name in self._gone_dirs
                  if entry.linkname.startswith(prefix)), None)
             if target_rule is not None:
-                return self._mark(name, target_rule, entry)
+                return self._mark(name, target_rule, entry), ()
         rule = self._policy.file_rule(name, files_layer=False)
         if rule is not None:
-            return self._mark(name, rule.name, entry)
+            return self._mark(name, rule.name, entry), ()
         if entry.type == "file":
-            wanting = self._policy.content_rules_for(name)
-            if wanting:
-                head = read(max(r.head for r in wanting))  # only the first bytes, bounded
-                for content_rule in wanting:
-                    if content_rule.matches_head(head):
-                        return self._mark(name, content_rule.name, entry)
-        return None
+            return None, self._policy.content_rules_for(name)
+        return None, ()
+
+    def judge(self, entry: TarEntry, wanting: tuple[ContentRule, ...],
+              read: Callable[[int], bytes]) -> ContentRule | None:
+        """The content rules' judgement of the entry, as of an app's file, read through
+        ``read``."""
+        return self._policy.judge_content(entry.name, wanting, read, self.warnings.append)
+
+    def judging(self, entry: TarEntry, wanting: tuple[ContentRule, ...]) -> Judging:
+        """The same judgement, handed the entry's bytes by whoever reads them."""
+        return self._policy.judging(entry.name, wanting, self.warnings.append)
+
+    def judged(self, entry: TarEntry, found: ContentRule | None) -> tuple[str, bool] | None:
+        """The verdict once the content rules found ``found`` (None: nothing)."""
+        return None if found is None else self._mark(entry.name, found.name, entry)
 
     def _mark(self, name: str, rule_name: str, entry: TarEntry) -> tuple[str, bool]:
         if entry.type == "dir":
@@ -390,17 +439,17 @@ class _Decider:
 class _Tap:
     """Sits between the uncompressed stream and the tar reader; routes every byte.
 
-    The bytes of an entry's header blocks (and of a content rule's look at its
-    first bytes) are held until the entry is decided; then they and the rest of
-    the entry's data go to the output (kept) or nowhere (left out).  Global PAX
-    headers are always kept: they apply to the entries that follow.
+    The bytes of an entry's header blocks (and what the content rules read of its
+    data: up to 64 MiB of a text file) are held, as read, until the entry is decided;
+    then they and the rest of the entry's data go to the output (kept) or nowhere (left
+    out).  Global PAX headers are always kept: they apply to the entries that follow.
     """
 
     def __init__(self, inner: IO[bytes] | ReadAhead, write: TarWrite | None):
         self._inner = inner
         self._write = write
         self.pos = 0
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
         self._until = 0
         self._keep = False
 
@@ -416,16 +465,17 @@ class _Tap:
         if cut and self._keep:
             self._write(data if cut == len(data) else data[:cut])
         if cut < len(data):
-            self._pending += data[cut:]
+            self._pending.append(data[cut:] if cut else data)
         return data
 
     def settle(self, keep: bool, until: int) -> None:
         """The current entry is decided; its bytes run up to offset ``until``."""
         if self._write is not None:
             if keep:
-                self._write(bytes(self._pending))
+                for chunk in self._pending:
+                    self._write(chunk)
             else:
-                global_headers = _global_headers(bytes(self._pending))
+                global_headers = _global_headers(b"".join(self._pending))
                 if global_headers:
                     self._write(global_headers)
         self._pending.clear()

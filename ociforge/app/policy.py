@@ -9,14 +9,15 @@ supplies their own.  Open-source license *texts* (LICENSE, COPYING, NOTICE,
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
+import functools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 from . import tokens
 from .dburl import has_credential_url
@@ -200,8 +201,9 @@ def in_os_tree(rel_path: str) -> bool:
 
 @dataclass(frozen=True)
 class ContentRule:
-    """Leaves out a file named like ``globs`` whose first bytes contain ``marker``, or
-    (with ``formats``) a real token of one of those formats.
+    """Leaves out a file named like ``globs`` whose first ``head`` bytes contain ``marker``,
+    or (with ``formats``) one holding a real token of one of those formats (a text file is
+    read for them in windows: ``Policy.judge_content``).
 
     For names that are ambiguous (a ``.pem`` may be a certificate or a private
     key), only the content decides; symlinks are never opened.
@@ -212,7 +214,7 @@ class ContentRule:
     description: str
     globs: tuple[str, ...]
     marker: bytes = b""
-    head: int = 64 << 10
+    head: int = 64 << 10        # bytes a marker rule reads (token rules: judge_content)
     at_start: bool = False      # the first line (after blanks) is a PEM "-----BEGIN ...marker"
     formats: tuple[tokens.TokenFormat, ...] = ()
     in_packages: bool = True    # False: files inside installed software are not read
@@ -235,14 +237,18 @@ class ContentRule:
         return self.in_packages or not in_package_tree(rel_path)
 
     def matches_head(self, head: bytes) -> bool:
-        """Decide on the file's first bytes (at least ``head`` of them, or all)."""
+        """Decide on the file's first bytes (at least ``head`` of them, or all; a token
+        rule on the bytes given)."""
         if self.formats:
-            return tokens.find_in_bytes(head[:self.head], self.formats) is not None
+            return tokens.find_in_bytes(head, self.formats) is not None
         if self.at_start:
             first_line = head[:self.head].lstrip().split(b"\n", 1)[0]
             return first_line.startswith(b"-----BEGIN ") and self.marker in first_line
         return self.marker in head[:self.head]
 
+
+# A content judgement as a coroutine (Policy.judging): yields a byte count, is sent bytes.
+Judging = Generator[int, bytes, ContentRule | None]
 
 CONTENT_RULES: tuple[ContentRule, ...] = (
     ContentRule("private-key-file", "secret", "a PEM file holding a private key",
@@ -258,9 +264,8 @@ CONTENT_RULES: tuple[ContentRule, ...] = (
                 dict(tokens.RULE_DESCRIPTIONS)["package-manager-credentials"],
                 ("pip.conf", "pip.ini", ".condarc", "condarc", ".yarnrc", ".yarnrc.yml",
                  ".rprofile", "rprofile.site", ".gemrc", "bunfig.toml", ".bunfig.toml"),
-                head=tokens.TEXT_HEAD,
                 formats=tokens.PACKAGE_MANAGER_FORMATS + tokens.TOKEN_FORMATS),
-    *(ContentRule(rule, "secret", text, ("*",), head=tokens.TEXT_HEAD, in_packages=False,
+    *(ContentRule(rule, "secret", text, ("*",), in_packages=False,
                   formats=tuple(f for f in tokens.TOKEN_FORMATS if f.rule == rule))
       for rule, text in tokens.RULE_DESCRIPTIONS
       if any(f.rule == rule and f.files for f in tokens.TOKEN_FORMATS)),
@@ -388,10 +393,8 @@ class Policy:
     def host_file_rule(self, rel_path: str, host_path: Path, files_layer: bool,
                        read_os_trees: bool = True, warn: Callable[[str], None] | None = None
                        ) -> FileRule | ContentRule | None:
-        """Like file_rule, then the content rules, which read the file once (never through
-        a symlink): the rules without token formats its first bytes, the token rules a
-        text file in windows up to ``tokens.TEXT_SCAN_CAP``.  A text file longer than
-        that is ``warn``-ed about (the rest was not read), never passed in silence."""
+        """Like file_rule, then the content rules (``judge_content``), which read the file
+        once, never through a symlink."""
         rule = self.file_rule(rel_path, files_layer)
         if rule is not None:
             return rule
@@ -406,25 +409,59 @@ class Policy:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            return self._judge(fd, rel_path, wanting, warn)
+            return self.judge_content(rel_path, wanting, functools.partial(os.read, fd), warn)
         except OSError:
             return None
         finally:
             os.close(fd)
 
-    def _judge(self, fd: int, rel_path: str, wanting: tuple[ContentRule, ...],
-               warn: Callable[[str], None] | None) -> ContentRule | None:
-        """The first rule (in order) the file's content matches: every rule on the first
-        window, the token rules on each later one.  Token rules skip binary files, so a
-        binary file's first bytes are all that is read (a folder of Parquet files is not
-        read a MiB at a time)."""
-        plain = max((r.head for r in wanting if not r.formats), default=0)
-        first = _read_up_to(fd, max(plain, tokens.BINARY_PROBE))
-        token_rules = [r for r in wanting if r.formats]
-        if not token_rules or len(first) < max(plain, tokens.BINARY_PROBE) \
-                or tokens.is_binary(first):
-            return next((r for r in wanting if r.matches_head(first)), None)
-        data = first + _read_up_to(fd, tokens.TEXT_WINDOW - len(first))
+    def judge_content(self, rel_path: str, wanting: tuple[ContentRule, ...],
+                      read: Callable[[int], bytes], warn: Callable[[str], None] | None
+                      ) -> ContentRule | None:
+        """The first rule of ``wanting`` (in order) the file's content matches, reading it
+        through ``read(n)`` (up to n more bytes, b"" at its end); see ``judging``."""
+        judging = self.judging(rel_path, wanting, warn)
+        try:
+            want = next(judging)
+            while True:
+                want = judging.send(read(want))
+        except StopIteration as done:
+            return cast("ContentRule | None", done.value)
+
+    def judging(self, rel_path: str, wanting: tuple[ContentRule, ...],
+                warn: Callable[[str], None] | None) -> Judging:
+        """The one judgement of a file's content (an app's file, a base layer's entry), as
+        a coroutine for whoever has the bytes: it yields how many more it wants (at most
+        1 MiB), is sent up to that many (b"" at the file's end) and returns the first rule
+        of ``wanting`` (in order) the content matches, or None.
+
+        Every rule decides on the first window, the token rules on each later one: a text
+        file is read in windows of ``tokens.TEXT_WINDOW`` overlapping by
+        ``tokens.TOKEN_SPAN`` up to ``tokens.TEXT_SCAN_CAP``; a longer one is ``warn``-ed
+        about (the rest was not read), never passed in silence.  Token rules skip binary
+        files (a NUL in the first ``tokens.BINARY_PROBE`` bytes), so a binary file's first
+        8 KiB are all that is read (a folder of Parquet files is not read a MiB at a time);
+        without token rules, only the rules' heads.  It holds one window at a time.
+        """
+        token_rules = []
+        head = 0                            # what every rule reads first
+        for rule in wanting:
+            if rule.formats:
+                token_rules.append(rule)
+                head = max(head, tokens.BINARY_PROBE)
+            else:
+                head = max(head, rule.head)
+        first = yield head                  # most often all of it, from a tar entry's read
+        if 0 < len(first) < head:
+            first += yield from _take(head - len(first))
+        if not token_rules or tokens.is_binary(first):
+            for rule in wanting:
+                if rule.matches_head(first):
+                    return rule
+            return None
+        data = first                        # a short file's whole text, or a window's start
+        if len(first) == head:
+            data += yield from _take(tokens.TEXT_WINDOW - head)
         window = self._markers.window(data, first=True)
         found = next((r for r in wanting if (window.find(r.formats) is not None if r.formats
                                              else r.matches_head(data))), None)
@@ -433,13 +470,13 @@ class Policy:
         step = tokens.TEXT_WINDOW - tokens.TOKEN_SPAN
         while found is None and more_to_read:
             if end >= tokens.TEXT_SCAN_CAP:
-                if warn is not None and _read_up_to(fd, 1):
+                if warn is not None and (yield from _take(1)):
                     warn(f"/{rel_path.lstrip('/')} was read for tokens up to "
                          f"{tokens.TEXT_SCAN_CAP >> 20} MiB only: the rest of it was not "
                          "scanned (leave it out, or split it, if it may hold secrets)")
                 return None
             want = min(step, tokens.TEXT_SCAN_CAP - end)
-            more = _read_up_to(fd, want)
+            more = yield from _take(want)
             if not more:
                 return None
             more_to_read = len(more) == want
@@ -452,11 +489,10 @@ class Policy:
 
     def content_rules_for(self, rel_path: str, read_os_trees: bool = False
                           ) -> tuple[ContentRule, ...]:
-        """The content rules that must read this file's first bytes to decide.
+        """The content rules that must read this file to decide (``judge_content``).
 
-        Token rules read a notebook's first 16 MiB (its outputs), other text files'
-        first MiB; in a base image they skip the operating system's own trees
-        (``read_os_trees`` False), which belong to its packages.
+        Token rules skip installed software, and in a base image the operating system's
+        own trees (``read_os_trees`` False), which belong to its packages.
         """
         # where installed software lives, the rules that do not read there are skipped
         # (decided once per path, not once per rule)
@@ -470,9 +506,6 @@ class Policy:
             wanting = [rule for rule in screen.rules if rule.name_wanted(base)]
         if self.allow_files is not None:
             wanting = [rule for rule in wanting if not self._allowed(rule, rel_path)]
-        if rel_path.lower().endswith(".ipynb"):
-            wanting = [dataclasses.replace(rule, head=tokens.NOTEBOOK_HEAD) if rule.formats
-                       else rule for rule in wanting]
         return tuple(wanting)
 
     def describe(self) -> Mapping[str, str]:
@@ -509,12 +542,14 @@ def _globs_regex(globs: Sequence[str]) -> str:
     return "^(?:" + "|".join(f"(?:{fnmatch.translate(g.upper())})" for g in globs) + ")"
 
 
-def _read_up_to(fd: int, size: int) -> bytes:
+def _take(size: int) -> Generator[int, bytes, bytes]:
+    """``size`` bytes from whoever drives the coroutine (fewer only at the end), asked for
+    at most 1 MiB at a time."""
     parts: list[bytes] = []
     while size > 0:
-        chunk = os.read(fd, min(size, 1 << 20))
+        chunk = yield min(size, 1 << 20)
         if not chunk:
             break
         parts.append(chunk)
         size -= len(chunk)
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -8,14 +8,13 @@ of base64 in a notebook's image output is no token.  The secret part must also n
 be a placeholder (placeholders.py: ``EXAMPLE``, ``xxxxxxxx``, ``<your-token>``,
 ``${TOKEN}``): real tokens are random, documentation examples are not.
 
-Reading is bounded.  The app's own files are read in windows of ``TEXT_WINDOW``
-that overlap by ``TOKEN_SPAN`` (longer than any token a format matches, so none is
-cut in two) up to ``TEXT_SCAN_CAP``; a file longer than that is reported, not
-silently shipped (policy.py).  A base image's files are judged on their first bytes
-(``TEXT_HEAD``, ``NOTEBOOK_HEAD``: the layer is streamed).  A file with a NUL byte in
-its first 8 KiB is binary and not read for tokens.  Literal markers are looked for
-first, all of them in one Aho-Corasick pass over a window (``MarkerIndex``); a
-format's regex runs only on text that holds one of its markers.
+Reading is bounded.  A file (the app's own, or a base layer's as the layer streams
+by) is read in windows of ``TEXT_WINDOW`` that overlap by ``TOKEN_SPAN`` (longer than
+any token a format matches, so none is cut in two) up to ``TEXT_SCAN_CAP``; a file
+longer than that is reported, not silently shipped (``Policy.judge_content``).  A file
+with a NUL byte in its first 8 KiB is binary and not read for tokens.  Literal
+markers are looked for first, all of them in one Aho-Corasick pass over a window
+(``MarkerIndex``); a format's regex runs only on text that holds one of its markers.
 """
 
 from __future__ import annotations
@@ -26,12 +25,11 @@ from dataclasses import dataclass, field
 
 from .placeholders import looks_like_placeholder, placeholder_user
 
-TEXT_HEAD = 1 << 20           # bytes of a base layer's text file read for tokens
-NOTEBOOK_HEAD = 16 << 20      # bytes of a base layer's Jupyter notebook (outputs hold images)
+TEXT_HEAD = 1 << 20           # bytes of an environment variable's value read for tokens
 BINARY_PROBE = 8 << 10        # a NUL byte in these first bytes: a binary file
-TEXT_WINDOW = 1 << 20         # an app file is read for tokens one window at a time
+TEXT_WINDOW = 1 << 20         # a text file is read for tokens one window at a time
 TOKEN_SPAN = 64 << 10         # windows overlap by this: more than any format's longest match
-TEXT_SCAN_CAP = 64 << 20      # bytes of an app file read for tokens; past them, a warning
+TEXT_SCAN_CAP = 64 << 20      # bytes of a text file read for tokens; past them, a warning
 
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 

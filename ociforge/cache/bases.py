@@ -4,7 +4,8 @@ A base layer is content-addressed, so what the license and secret rules make
 of it depends only on its digest, the rules, the rewrite settings and the
 code that scans and rewrites.  The record keeps the uncompressed digest (the
 caller still compares it with the image config's diff_id), the entry count,
-what was left out, and the rewritten layer when one was needed.
+what was left out, the scan's warnings (text files longer than the token scan
+reads), and the rewritten layer when one was needed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .store import Cache
 
 log = logging.getLogger("ociforge.cache")
 
-FORMAT = "base-1"
+FORMAT = "base-2"
 READERS = ("ociforge.layers.tarsafe", "ociforge.layers.decompress")
 
 
@@ -34,6 +35,7 @@ class ScanRecord:
     entries: int
     left_out: tuple[tuple[str, str], ...]       # (path, rule)
     rewritten: Layer | None
+    warnings: tuple[str, ...]
 
 
 def scan_key(layer: Layer, rules: object, compression: str, settings: object,
@@ -55,6 +57,7 @@ def reused_scan(cache: Cache, key: str, rewrite: Callable[[], Layer],
         diff_id = Digest.parse(doc["diff_id"])
         entries = int(doc["entries"])
         left_out = tuple((str(p), str(r)) for p, r in doc["left_out"])
+        warnings = tuple(str(w) for w in doc["warnings"])
     except (KeyError, TypeError, ValueError, InvalidInputError):
         cache.drop_record("bases", key)
         return None
@@ -65,14 +68,15 @@ def reused_scan(cache: Cache, key: str, rewrite: Callable[[], Layer],
             cache.drop_record("bases", key)
             return None
     log.info("%s: scan reused from the cache", what)
-    return ScanRecord(diff_id, entries, left_out, rewritten)
+    return ScanRecord(diff_id, entries, left_out, rewritten, warnings)
 
 
 def store_scan(cache: Cache, key: str, diff_id: Digest, entries: int,
-               left_out: list[tuple[str, str]], rewritten: Layer | None) -> None:
+               left_out: list[tuple[str, str]], rewritten: Layer | None,
+               warnings: list[str]) -> None:
     doc: dict[str, Any] = {"format": FORMAT, "diff_id": str(diff_id), "entries": entries,
                            "left_out": [list(item) for item in left_out], "rewritten": None,
-                           "blobs": []}
+                           "warnings": list(warnings), "blobs": []}
     if rewritten is not None:
         entry = stored_layer(cache, rewritten)
         if entry is None:

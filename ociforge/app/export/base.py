@@ -99,4 +99,5 @@ def filter_base(base: Image, settings: BuildSettings, plan: ExportPlan, request:
             used.add(item.rule)
             report.left_out_files.append({**left_out_entry(item.path, item.rule, "base"),
                                           "base_layer": scan.index})
+        report.warnings += [f"base layer {scan.index}: {warning}" for warning in scan.warnings]
     return base
