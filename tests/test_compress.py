@@ -372,3 +372,45 @@ def test_a_stream_that_is_not_compressed_is_not_hashed_twice() -> None:
                                blob_digest=stand_in, ahead=ahead) as fh:
             assert fh.read() == data
             assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class _Trickle(io.RawIOBase):
+    """A blob read over a network: each read hands out only a few bytes (sizes from a
+    seeded mix, the first read one byte)."""
+
+    def __init__(self, data: bytes, seed: int):
+        self._data = data
+        self._pos = 0
+        self._sizes = random.Random(seed)
+        self._first = True
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            n = len(self._data)
+        size = 1 if self._first else self._sizes.choice([1, 3, 511, 4096, 65536])
+        self._first = False
+        out = self._data[self._pos:self._pos + min(n, size)]
+        self._pos += len(out)
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        out = self.read(len(buffer))
+        buffer[:len(out)] = out
+        return len(out)
+
+
+@pytest.mark.parametrize("encode", [gzip.compress, zstandard.ZstdCompressor().compress])
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_blob_handed_out_a_few_bytes_at_a_time_is_read_whole(encode: Any, ahead: bool
+                                                                ) -> None:
+    """The compression is sniffed from the first 4 bytes however the stream hands them
+    out: a first read of 1 byte used to make a gzip blob look uncompressed."""
+    data = random.Random(17).randbytes(300_000) + b"text " * 50_000
+    for seed in range(5):
+        with open_decompressed(_Trickle(encode(data), seed),  # type: ignore[arg-type]
+                               hashed=True, ahead=ahead) as fh:
+            assert b"".join(iter(lambda: fh.read(65536), b"")) == data
+            assert str(content_digest(fh)) == "sha256:" + hashlib.sha256(data).hexdigest()

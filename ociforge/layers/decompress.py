@@ -23,6 +23,7 @@ from ..threads import BackgroundWriter
 GZIP_MAGIC = b"\x1f\x8b"
 _HASH_ON_A_THREAD_FROM = 256 << 10  # output chunks this large are hashed on a thread
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_MAGIC_BYTES = 4             # what sniff() looks at
 _CLOSE_WAIT = 0.5  # seconds close() waits for the read-ahead thread's read in progress
 
 
@@ -171,9 +172,17 @@ def open_decompressed(
     skips data without copying it.  Closing the result closes raw, except with
     ``ahead``.
     """
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw), 1 << 20)
+    head = b""
     if kind is None:
-        kind = sniff(buffered.peek(4)[:4])
+        # a stream may hand out its first bytes a few at a time (a network read): the
+        # magic is read whole, then handed on before the rest
+        while len(head) < _MAGIC_BYTES:
+            more = raw.read(_MAGIC_BYTES - len(head))
+            if not more:
+                break
+            head += more
+        kind = sniff(head)
+    buffered = io.BufferedReader(_Raw(raw, head), 1 << 20)
     inner: IO[bytes]
     if kind == "gzip":
         inner = _gzip_reader(buffered)
@@ -318,17 +327,22 @@ def _gzip_reader(raw: IO[bytes]) -> IO[bytes]:
 
 
 class _Raw(io.RawIOBase):
-    """Adapts any object with read() to RawIOBase so BufferedReader can peek."""
+    """Adapts any object with read() to RawIOBase (for a BufferedReader above it),
+    handing out ``head`` (bytes already read from it) first."""
 
-    def __init__(self, inner: IO[bytes]):
+    def __init__(self, inner: IO[bytes], head: bytes = b""):
         self._inner = inner
+        self._head = head
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        data = self._inner.read(len(view))
+        if self._head:
+            data, self._head = self._head[:len(view)], self._head[len(view):]
+        else:
+            data = self._inner.read(len(view))
         n = len(data)
         view[:n] = data
         return n
