@@ -125,6 +125,19 @@ def export(cli: Any, app: Path, out: Path, *args: object) -> tuple[Image, dict[s
     return read_image(f"oci:{out}:1"), json.loads(report.read_text())
 
 
+def count_layer_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The digests of the layers opened from now on, in order (one entry per open)."""
+    opened: list[str] = []
+    real_open = Layer.open
+
+    def counting(self: Layer) -> Any:
+        opened.append(str(self.digest))
+        return real_open(self)
+
+    monkeypatch.setattr(Layer, "open", counting)
+    return opened
+
+
 def test_live_rules_keep_volatile_private_and_mounted_things_out(
         cli: Any, live: tuple[str, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -445,14 +458,7 @@ def test_a_first_export_reads_each_base_layer_once(cli: Any, tmp_path: Path,
     app = write_app(tmp_path / "app", base, f'rootfs = "{rootfs}"\n')
     digests = [str(layer.digest) for layer in read_image(base).layers]
     layout = base.rsplit(":", 1)[0]        # written into the base's own layout: no copies
-    opened: list[str] = []
-    real_open = Layer.open
-
-    def counting(self: Layer) -> Any:
-        opened.append(str(self.digest))
-        return real_open(self)
-
-    monkeypatch.setattr(Layer, "open", counting)
+    opened = count_layer_opens(monkeypatch)
 
     def export_counting(name: str, *extra: str) -> tuple[str, dict[str, Any], list[int]]:
         opened.clear()
@@ -524,14 +530,7 @@ def test_a_base_with_foreign_layers_is_read_once_and_kept_whole(
     (rootfs / "etc" / "app.conf").write_text("mode=live\n")
     app = write_app(tmp_path / "app", base, f'rootfs = "{rootfs}"\n')
     digests = [str(layer.digest) for layer in image.layers]
-    opened: list[str] = []
-    real_open = Layer.open
-
-    def counting(self: Layer) -> Any:
-        opened.append(str(self.digest))
-        return real_open(self)
-
-    monkeypatch.setattr(Layer, "open", counting)
+    opened = count_layer_opens(monkeypatch)
 
     def export_counting(name: str, *extra: str) -> tuple[str, dict[str, Any], list[int], str]:
         opened.clear()
