@@ -68,6 +68,37 @@ class BackgroundWriter:
             self._thread.join()
 
 
+class ThreadedFeed:
+    """Feeds ``consume`` (a hasher's update) the chunks of a stream: small ones inline,
+    and from the first chunk of ``threshold`` bytes on, every one on a thread of its own
+    (``BackgroundWriter``), so hashing a large stream overlaps the reading of it."""
+
+    def __init__(self, consume: Callable[[Any], Any], threshold: int = 256 << 10):
+        self._consume = consume
+        self._threshold = threshold
+        self._writer: BackgroundWriter | None = None
+
+    def __call__(self, data: Any) -> None:
+        if self._writer is None and len(data) >= self._threshold:
+            self._writer = BackgroundWriter(self._consume, depth=4)
+        if self._writer is not None:
+            self._writer.write(data)
+        else:
+            self._consume(data)
+
+    def wait(self) -> None:
+        """Every chunk consumed (raises what consuming raised); feeding may go on after."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def abandon(self) -> None:
+        """Stop after an error elsewhere (see ``BackgroundWriter.abandon``)."""
+        if self._writer is not None:
+            self._writer.abandon()
+            self._writer = None
+
+
 class Serialised(Generic[T]):
     """A callback called by one thread at a time, in the order the calls came."""
 

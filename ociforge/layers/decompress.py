@@ -18,10 +18,9 @@ from typing import IO, Any, Literal, overload
 
 from ..errors import HostileInputError, InvalidInputError, OciforgeError
 from ..model.digest import Digest
-from ..threads import BackgroundWriter
+from ..threads import ThreadedFeed
 
 GZIP_MAGIC = b"\x1f\x8b"
-_HASH_ON_A_THREAD_FROM = 256 << 10  # output chunks this large are hashed on a thread
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _MAGIC_BYTES = 4             # what sniff() looks at
 _CLOSE_WAIT = 0.5  # seconds close() waits for the read-ahead thread's read in progress
@@ -63,7 +62,7 @@ class BoundedReader(io.RawIOBase):
         self._kind = kind
         self.produced = 0
         self._hasher = hashlib.sha256() if hashed else None
-        self._feed: BackgroundWriter | None = None
+        self._feed = ThreadedFeed(self._hasher.update) if self._hasher is not None else None
 
     def readable(self) -> bool:
         return True
@@ -94,28 +93,17 @@ class BoundedReader(io.RawIOBase):
             raise HostileInputError(
                 f"{self._what}: decompresses to more than {self._limit} bytes (limit)"
             )
-        if self._hasher is not None and n:
-            self._hash(data)
+        if self._feed is not None and n:
+            self._feed(data)
         return data
-
-    def _hash(self, data: bytes) -> None:
-        assert self._hasher is not None
-        if self._feed is None and len(data) >= _HASH_ON_A_THREAD_FROM:
-            self._feed = BackgroundWriter(self._hasher.update, depth=4)
-        if self._feed is not None:
-            self._feed.write(data)
-        else:
-            self._hasher.update(data)
 
     def digest(self) -> Digest:
         """The sha256 of the output so far (all of it, once read to its end)."""
         if self._known is not None:
             return self._known
-        if self._hasher is None:
+        if self._hasher is None or self._feed is None:
             raise ValueError("this stream is not hashed")
-        if self._feed is not None:
-            self._feed.close()
-            self._feed = None
+        self._feed.wait()
         return Digest("sha256", self._hasher.hexdigest())
 
     def stop_hashing(self) -> None:
@@ -123,7 +111,6 @@ class BoundedReader(io.RawIOBase):
         close the digest is never asked for.  Call it from the thread that reads."""
         if self._feed is not None:
             self._feed.abandon()
-            self._feed = None
 
     def close(self) -> None:
         self.stop_hashing()

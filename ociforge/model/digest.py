@@ -11,12 +11,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
 from ..errors import DigestMismatchError, InvalidInputError, SizeMismatchError
-
-if TYPE_CHECKING:
-    from ..threads import BackgroundWriter
+from ..threads import ThreadedFeed
 
 _ALGORITHM_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*$")
 _ENCODED_RE = MappingProxyType({
@@ -24,7 +22,6 @@ _ENCODED_RE = MappingProxyType({
     "sha512": re.compile(r"^[a-f0-9]{128}$"),
 })
 CHUNK = 1 << 20
-_HASH_ON_A_THREAD_FROM = 256 << 10  # reads this large hash on a thread, beside the caller's work
 
 
 class Hasher(Protocol):
@@ -120,7 +117,7 @@ class VerifyingReader:
         self._seen = 0
         self._done = False
         self._what = what
-        self._feed: BackgroundWriter | None = None      # once reads are large
+        self._feed = ThreadedFeed(self._hasher.update)   # large reads hashed on a thread
 
     def readable(self) -> bool:
         return True
@@ -140,7 +137,7 @@ class VerifyingReader:
                 raise SizeMismatchError(
                     f"{self._what} {self._expected} is longer than its declared size {self._size}"
                 )
-            self._hash(data)
+            self._feed(data)
             if n is None or n < 0:
                 parts = [data]
                 while True:
@@ -153,16 +150,6 @@ class VerifyingReader:
         self._finish()
         return b""
 
-    def _hash(self, data: bytes) -> None:
-        if self._feed is None and len(data) >= _HASH_ON_A_THREAD_FROM:
-            from ..threads import BackgroundWriter
-
-            self._feed = BackgroundWriter(self._hasher.update, depth=4)
-        if self._feed is not None:
-            self._feed.write(data)
-        else:
-            self._hasher.update(data)
-
     def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
@@ -170,9 +157,7 @@ class VerifyingReader:
 
     def _finish(self) -> None:
         self._done = True
-        if self._feed is not None:
-            self._feed.close()
-            self._feed = None
+        self._feed.wait()
         if self._size is not None and self._seen != self._size:
             raise SizeMismatchError(
                 f"{self._what} {self._expected} has {self._seen} bytes, expected {self._size}"
@@ -182,9 +167,7 @@ class VerifyingReader:
             raise DigestMismatchError(f"{self._what} {self._expected} has digest {got}")
 
     def close(self) -> None:
-        if self._feed is not None:
-            self._feed.abandon()
-            self._feed = None
+        self._feed.abandon()
         self._raw.close()
 
     def __enter__(self) -> VerifyingReader:
